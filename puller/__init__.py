@@ -1,0 +1,102 @@
+"""pypull: a fast, correct, pure-Python pull client for container images.
+
+    import asyncio, puller
+    result = asyncio.run(puller.pull("redis:latest", store="./store"))
+    print(result.digest, [str(layer.digest) for layer in result.layers])
+
+Names are imported on first use, so that ``import puller`` (and the CLI's ``--help``) stays fast:
+the network stack is loaded only when a pull starts.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .auth import Credentials
+    from .digest import Digest, parse_digest
+    from .errors import (
+        DigestMismatch,
+        InvalidDigest,
+        InvalidReference,
+        ManifestError,
+        NotFound,
+        PlatformNotFound,
+        PullError,
+        RegistryError,
+        SizeMismatch,
+        StoreError,
+        Unauthorized,
+        Unreachable,
+        VerificationError,
+    )
+    from .manifest import Descriptor, Platform
+    from .pull import Puller, PullResult, pull
+    from .reference import Reference
+    from .reference import parse as parse_reference
+    from .store import Store
+
+_EXPORTS = {
+    "Credentials": "auth",
+    "Digest": "digest",
+    "parse_digest": "digest",
+    "DigestMismatch": "errors",
+    "InvalidDigest": "errors",
+    "InvalidReference": "errors",
+    "ManifestError": "errors",
+    "NotFound": "errors",
+    "PlatformNotFound": "errors",
+    "PullError": "errors",
+    "RegistryError": "errors",
+    "SizeMismatch": "errors",
+    "StoreError": "errors",
+    "Unauthorized": "errors",
+    "Unreachable": "errors",
+    "VerificationError": "errors",
+    "Descriptor": "manifest",
+    "Platform": "manifest",
+    "Puller": "pull",
+    "PullResult": "pull",
+    "pull": "pull",
+    "Reference": "reference",
+    "parse_reference": "reference",
+    "Store": "store",
+}
+_RENAMED = {"parse_reference": "parse"}
+
+__all__ = [
+    "Credentials",
+    "Descriptor",
+    "Digest",
+    "DigestMismatch",
+    "InvalidDigest",
+    "InvalidReference",
+    "ManifestError",
+    "NotFound",
+    "Platform",
+    "PlatformNotFound",
+    "PullError",
+    "PullResult",
+    "Puller",
+    "Reference",
+    "RegistryError",
+    "SizeMismatch",
+    "Store",
+    "StoreError",
+    "Unauthorized",
+    "Unreachable",
+    "VerificationError",
+    "parse_digest",
+    "parse_reference",
+    "pull",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'puller' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), _RENAMED.get(name, name))
+    globals()[name] = value
+    return value

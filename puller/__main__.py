@@ -1,0 +1,6 @@
+"""``python -m puller``: the same as the ``pypull`` command."""
+
+from .cli import run
+
+if __name__ == "__main__":
+    run()

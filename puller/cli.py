@@ -1,0 +1,462 @@
+"""The ``pypull`` command: argument parsing, rendering of events, exit codes.
+
+The only module that prints. Heavy imports (aiohttp, tqdm) happen inside the commands, so that
+``pypull --help`` and usage errors answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TextIO
+
+from .errors import PullError
+from .reference import Reference, parse
+
+if TYPE_CHECKING:
+    from .events import Event
+    from .manifest import Platform
+    from .pull import Puller, PullResult
+
+PROG = "pypull"
+COMMANDS = ("pull", "images")
+
+DESCRIPTION = """\
+Pull container images from a registry into a local OCI image layout, like `docker pull`
+without a daemon: layers already in the store are skipped, the rest are downloaded
+concurrently and verified against their SHA-256 digest before they become visible.
+
+commands:
+  pypull [pull] [options] IMAGE [IMAGE...]   pull images (the default command)
+  pypull images [REPOSITORY[:TAG]]           list the images in the store
+
+Run `pypull pull --help` or `pypull images --help` for the options of each.
+"""
+
+PULL_EPILOG = """\
+examples:
+  pypull redis:latest
+  pypull --mirror http://127.0.0.1:5000 redis            # Docker Hub images via a mirror
+  pypull --platform linux/arm64/v8 alpine:3.20
+  pypull localhost:5000/team/app@sha256:<64 hex digits>
+
+The store is an OCI image layout (oci-layout, index.json, blobs/sha256/...) that skopeo, umoci
+and other OCI tools read: skopeo copy oci:STORE:docker.io/library/redis:latest dir:/tmp/redis
+
+exit status: 0 when every image was pulled, 1 when any pull failed, 2 on a usage error.
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not at least 1")
+    return n
+
+
+def _positive_float(text: str) -> float:
+    try:
+        n = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not n > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not greater than 0")
+    return n
+
+
+def _platform(text: str) -> Platform:
+    from .manifest import parse_platform
+
+    try:
+        return parse_platform(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _mirror(text: str) -> str:
+    from .registry import normalize_mirror
+
+    try:
+        normalize_mirror(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _creds(text: str) -> tuple[str, str]:
+    user, sep, password = text.partition(":")
+    if not sep or not user:
+        raise argparse.ArgumentTypeError("expected USERNAME:PASSWORD")
+    return user, password
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--store",
+        metavar="DIR",
+        help="the OCI image layout to pull into "
+        "(default: $PYPULL_STORE, else $XDG_DATA_HOME/pypull, else ~/.local/share/pypull)",
+    )
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    top = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, formatter_class=fmt)
+    top.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+    sub = top.add_subparsers(dest="command", metavar="COMMAND")
+
+    pull = sub.add_parser(
+        "pull",
+        help="pull images into the store",
+        description="Pull images into the local store.",
+        epilog=PULL_EPILOG,
+        formatter_class=fmt,
+    )
+    pull.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE",
+        help="image reference: NAME[:TAG] or NAME@sha256:DIGEST",
+    )
+    pull.add_argument(
+        "--mirror",
+        action="append",
+        default=[],
+        type=_mirror,
+        metavar="URL",
+        help="registry mirror for Docker Hub images, tried before Docker Hub itself, in the "
+        "order given (repeatable); http:// for a plain-HTTP mirror",
+    )
+    pull.add_argument(
+        "--mirror-only",
+        action="store_true",
+        help="never fall back from the mirrors to Docker Hub",
+    )
+    pull.add_argument(
+        "--platform",
+        type=_platform,
+        metavar="OS/ARCH[/VARIANT]",
+        help="platform to pull from a multi-platform image (default: linux/<this machine>)",
+    )
+    pull.add_argument(
+        "-j",
+        "--max-concurrent-downloads",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="layers downloaded at once (default: 3)",
+    )
+    pull.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="give up on a connection that is silent this long (default: 30)",
+    )
+    pull.add_argument(
+        "--creds",
+        type=_creds,
+        metavar="USERNAME:PASSWORD",
+        help="credentials for the image's registry (not sent to mirrors)",
+    )
+    pull.add_argument(
+        "-q", "--quiet", action="store_true", help="print only the reference of each image pulled"
+    )
+    _add_common(pull)
+
+    images = sub.add_parser(
+        "images",
+        help="list the images in the store",
+        description="List the images in the store, like `docker images`.",
+        formatter_class=fmt,
+    )
+    images.add_argument(
+        "repository",
+        nargs="?",
+        metavar="REPOSITORY[:TAG]",
+        help="show only this repository (and tag)",
+    )
+    images.add_argument("--digests", action="store_true", help="show the digest of each image")
+    _add_common(images)
+    return top
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pypull")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _explicit_tag(text: str) -> bool:
+    last = text.rsplit("/", 1)[-1]
+    return ":" in last or "@" in last
+
+
+# -- rendering ------------------------------------------------------------------------------------
+
+
+class PlainRenderer:
+    """docker's words, one line per state change; no bars, no carriage returns."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def line(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def __call__(self, event: Event) -> None:
+        from . import events as ev
+
+        if isinstance(event, ev.Resolved):
+            ref = event.reference
+            what = ref.tag if ref.digest is None and ref.tag else str(ref.digest)
+            self.line(f"{what}: Pulling from {ref.path}")
+        elif isinstance(event, ev.LayerEvent):
+            word = _LAYER_WORDS.get(type(event).__name__)
+            if word:
+                self.line(f"{event.layer_id}: {word}")
+        elif isinstance(event, ev.Finished):
+            self.line(f"Digest: {event.digest}")
+            status = "Image is up to date for" if event.up_to_date else "Downloaded newer image for"
+            self.line(f"Status: {status} {event.reference.familiar}")
+
+    def close(self) -> None:
+        pass
+
+
+_LAYER_WORDS = {
+    "LayerExists": "Already exists",
+    "LayerPulling": "Pulling fs layer",
+    "LayerWaiting": "Waiting",
+    "LayerVerifying": "Verifying Checksum",
+    "LayerDownloaded": "Download complete",
+    "LayerComplete": "Pull complete",
+}
+#: On a terminal these are shown by the progress bars instead.
+_BAR_STATES = {"LayerPulling", "LayerWaiting", "LayerVerifying", "LayerDownloaded"}
+
+
+class TtyRenderer(PlainRenderer):
+    """A tqdm bar per downloading layer; the final lines as in plain mode."""
+
+    def __init__(self, out: TextIO) -> None:
+        super().__init__(out)
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self._bars: dict[Any, Any] = {}
+
+    def line(self, text: str) -> None:
+        self._tqdm.write(text, file=self.out)
+
+    def __call__(self, event: Event) -> None:
+        from . import events as ev
+
+        name = type(event).__name__
+        if isinstance(event, ev.LayerProgress):
+            bar = self._bars.get(event.digest)
+            if bar is None:
+                bar = self._bars[event.digest] = self._tqdm(
+                    total=event.total,
+                    desc=f"{event.layer_id}: Downloading",
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    leave=False,
+                    file=self.out,
+                    dynamic_ncols=True,
+                )
+            bar.update(event.current - bar.n)
+        elif isinstance(event, ev.LayerVerifying):
+            bar = self._bars.get(event.digest)
+            if bar is not None:
+                bar.set_description_str(f"{event.layer_id}: Verifying Checksum")
+        elif isinstance(event, (ev.LayerDownloaded, ev.LayerFailed)):
+            bar = self._bars.pop(event.digest, None)
+            if bar is not None:
+                bar.close()
+        elif name not in _BAR_STATES:
+            super().__call__(event)
+
+    def close(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
+        self._bars.clear()
+
+
+# -- commands -------------------------------------------------------------------------------------
+
+
+async def _pull_all(args: argparse.Namespace, refs: list[tuple[str, Reference]]) -> int:
+    from .auth import Credentials
+    from .pull import DEFAULT_CONCURRENCY, Puller
+
+    credentials = {}
+    if args.creds:
+        from .registry import endpoint_for_domain
+
+        user, password = args.creds
+        for _, ref in refs:
+            credentials[endpoint_for_domain(ref.domain).host] = Credentials(user, password)
+
+    failed = 0
+    async with Puller(
+        args.store,
+        mirrors=args.mirror,
+        mirror_only=args.mirror_only,
+        credentials=credentials,
+        max_concurrent_downloads=args.max_concurrent_downloads or DEFAULT_CONCURRENCY,
+        timeout=args.timeout,
+    ) as puller:
+        for text, ref in refs:
+            if not await _pull_one(puller, args, text, ref):
+                failed += 1
+    return 1 if failed else 0
+
+
+async def _pull_one(puller: Puller, args: argparse.Namespace, text: str, ref: Reference) -> bool:
+    out = sys.stdout
+    renderer: PlainRenderer | None = None
+    if not args.quiet:
+        renderer = TtyRenderer(out) if out.isatty() else PlainRenderer(out)
+        if not _explicit_tag(text):
+            renderer.line(f"Using default tag: {ref.tag}")
+    result: PullResult | None = None
+    try:
+        result = await puller.pull(
+            ref, platform=args.platform, on_event=renderer or (lambda _: None)
+        )
+    except PullError as e:
+        if renderer:
+            renderer.close()
+        _error(e, args.debug)
+        return False
+    if renderer:
+        renderer.close()
+    print(str(result.reference), flush=True)
+    return True
+
+
+def _error(e: BaseException, debug: bool) -> None:
+    if debug:
+        traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)
+    print(f"Error: {_one_line(e)}", file=sys.stderr, flush=True)
+
+
+def _cmd_pull(args: argparse.Namespace) -> int:
+    refs: list[tuple[str, Reference]] = []
+    for text in args.images:
+        try:
+            refs.append((text, parse(text)))
+        except PullError as e:
+            _error(e, args.debug)
+            return 1
+    return asyncio.run(_pull_all(args, refs))
+
+
+def _human_size(n: float) -> str:
+    """docker's HumanSize: decimal units, 3 significant digits (``117MB``, ``5.59kB``)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.3g}{unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def _cmd_images(args: argparse.Namespace) -> int:
+    from .manifest import REF_NAME_ANNOTATION, Manifest, parse_manifest
+    from .store import RESOLVED_ANNOTATION, Store, default_store_path
+
+    store = Store(args.store or default_store_path())
+    want: Reference | None = None
+    want_tag = False
+    if args.repository:
+        try:
+            want = parse(args.repository)
+        except PullError as e:
+            _error(e, args.debug)
+            return 1
+        want_tag = _explicit_tag(args.repository)
+    rows = []
+    for entry in store.entries():
+        name = entry.annotations.get(REF_NAME_ANNOTATION)
+        if not name:
+            continue
+        try:
+            ref = parse(name)
+        except PullError:
+            continue
+        if want is not None and (
+            ref.name != want.name or (want_tag and (ref.tag, ref.digest) != (want.tag, want.digest))
+        ):
+            continue
+        image_id, size = "<missing>", "<missing>"
+        try:
+            m = parse_manifest(store.read_blob(entry.digest), entry.media_type)
+            if isinstance(m, Manifest):
+                image_id = m.config.digest.short
+                size = _human_size(m.config.size + sum(d.size for d in m.layers))
+        except PullError:
+            pass
+        digest = entry.annotations.get(RESOLVED_ANNOTATION, str(entry.digest))
+        rows.append((ref.familiar_name, ref.tag or "<none>", digest, image_id, size))
+
+    header = ["REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "SIZE"]
+    cols = [0, 1, 2, 3, 4] if args.digests else [0, 1, 3, 4]
+    table = [[header[c] for c in cols]] + [[r[c] for c in cols] for r in sorted(rows)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
+    for row in table:
+        print("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    top = build_parser()
+    if not args_list:
+        top.print_help(sys.stderr)
+        return 2
+    if args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help", "--version"):
+        args_list.insert(0, "pull")  # `pypull redis` means `pypull pull redis`, as the docs say
+    args = top.parse_args(args_list)
+    if args.command is None:
+        top.print_help()
+        return 0
+    try:
+        if args.command == "images":
+            return _cmd_images(args)
+        return _cmd_pull(args)
+    except KeyboardInterrupt:
+        print("Error: interrupted", file=sys.stderr)
+        return 130
+    except PullError as e:
+        _error(e, args.debug)
+        return 1
+    except Exception as e:
+        # A bug of ours: still one line (and a hint) unless --debug asks for the traceback.
+        _error(e, args.debug)
+        if not args.debug:
+            print(
+                "(this is a bug in pypull; run again with --debug for the traceback)",
+                file=sys.stderr,
+            )
+        return 1
+
+
+def run() -> None:
+    sys.exit(main())

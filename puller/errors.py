@@ -1,0 +1,109 @@
+"""The exception tree of pypull.
+
+Every error the library raises on purpose is a ``PullError``; the CLI prints it as one line.
+
+    PullError
+    ├── InvalidReference        (also ValueError) a reference string that does not parse
+    ├── InvalidDigest           (also ValueError) not algorithm:hex of the right length
+    ├── ManifestError           a manifest we refuse: bad JSON, too large, schema1, unknown type
+    │   └── PlatformNotFound    an index without an entry for the requested platform
+    ├── RegistryError           the registry answered with an error (status, code, url)
+    │   ├── NotFound            404 / MANIFEST_UNKNOWN / BLOB_UNKNOWN / NAME_UNKNOWN
+    │   ├── Unauthorized        401 / 403 after auth was attempted
+    │   └── Unreachable         no HTTP answer at all: refused, reset, DNS, timeout
+    ├── VerificationError       content that is not what its descriptor promised
+    │   ├── DigestMismatch      expected, got
+    │   └── SizeMismatch        expected, got
+    └── StoreError              the local store cannot be read or written (path)
+
+This module imports nothing of ours, so every other module may import it.
+"""
+
+from __future__ import annotations
+
+
+class PullError(Exception):
+    """Base of every error pypull raises deliberately."""
+
+
+class InvalidReference(PullError, ValueError):
+    """A reference string that is not a valid image reference."""
+
+    def __init__(self, text: str, reason: str) -> None:
+        self.text = text
+        self.reason = reason
+        super().__init__(f"invalid reference {text!r}: {reason}")
+
+
+class InvalidDigest(PullError, ValueError):
+    """A digest string that is not ``algorithm:hex`` with a supported algorithm."""
+
+    def __init__(self, text: str, reason: str) -> None:
+        self.text = text
+        self.reason = reason
+        super().__init__(f"invalid digest {text!r}: {reason}")
+
+
+class ManifestError(PullError):
+    """A manifest that cannot or must not be used."""
+
+
+class PlatformNotFound(ManifestError):
+    """An image index has no manifest for the wanted platform."""
+
+    def __init__(self, wanted: str, available: list[str], where: str = "") -> None:
+        self.wanted = wanted
+        self.available = available
+        have = ", ".join(available) if available else "none"
+        at = f" in {where}" if where else ""
+        super().__init__(f"no manifest for platform {wanted}{at} (available: {have})")
+
+
+class RegistryError(PullError):
+    """The registry answered, but not with what we asked for."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, code: str | None = None, url: str = ""
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.url = url
+        super().__init__(message)
+
+
+class NotFound(RegistryError):
+    """The manifest, blob or repository does not exist on the registry."""
+
+
+class Unauthorized(RegistryError):
+    """The registry refused our credentials or anonymous access."""
+
+
+class Unreachable(RegistryError):
+    """No HTTP answer: connection refused or reset, name resolution failed, or a timeout."""
+
+
+class VerificationError(PullError):
+    """Content that does not match its descriptor."""
+
+    def __init__(self, message: str, *, expected: str, got: str, url: str = "") -> None:
+        self.expected = expected
+        self.got = got
+        self.url = url
+        super().__init__(message)
+
+
+class DigestMismatch(VerificationError):
+    """The bytes hash to another digest than the one asked for."""
+
+
+class SizeMismatch(VerificationError):
+    """The bytes are longer or shorter than the descriptor says."""
+
+
+class StoreError(PullError):
+    """The local store cannot be read or written."""
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        self.path = path
+        super().__init__(message)

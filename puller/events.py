@@ -1,0 +1,98 @@
+"""Typed progress events: the library reports, the CLI (or a script) decides what to show.
+
+Events arrive on the pulling task's event loop, in order, through a plain callback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .digest import Digest
+from .reference import Reference
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """The reference resolved to a manifest; ``endpoint`` is the base URL that served it."""
+
+    reference: Reference
+    digest: Digest
+    endpoint: str
+    layers: tuple[Digest, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LayerEvent:
+    digest: Digest
+
+    @property
+    def layer_id(self) -> str:
+        return self.digest.short
+
+
+@dataclass(frozen=True, slots=True)
+class LayerExists(LayerEvent):
+    """Already in the store: no request is made for it."""
+
+
+@dataclass(frozen=True, slots=True)
+class LayerPulling(LayerEvent):
+    """Scheduled for download."""
+
+
+@dataclass(frozen=True, slots=True)
+class LayerWaiting(LayerEvent):
+    """Queued behind the concurrency limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class LayerProgress(LayerEvent):
+    current: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class LayerVerifying(LayerEvent):
+    """All bytes received; size and digest are being checked."""
+
+
+@dataclass(frozen=True, slots=True)
+class LayerDownloaded(LayerEvent):
+    """Verified and renamed into the store."""
+
+
+@dataclass(frozen=True, slots=True)
+class LayerComplete(LayerEvent):
+    """This layer and every layer below it are in the store (reported bottom first)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LayerFailed(LayerEvent):
+    error: Exception
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    reference: Reference
+    digest: Digest
+    up_to_date: bool
+
+
+Event = (
+    Resolved
+    | LayerExists
+    | LayerPulling
+    | LayerWaiting
+    | LayerProgress
+    | LayerVerifying
+    | LayerDownloaded
+    | LayerComplete
+    | LayerFailed
+    | Finished
+)
+EventCallback = Callable[[Event], None]
+
+
+def ignore(_: Event) -> None:
+    """The default callback."""

@@ -1,0 +1,317 @@
+"""``pull()``: reference -> manifest -> missing blobs -> store. The public Python API.
+
+    result = await puller.pull("redis:latest", store="/var/lib/images",
+                               mirrors=["http://127.0.0.1:5000"], on_event=print)
+
+``Puller`` keeps one HTTP session and one downloader across many pulls, so layers that several
+images share are fetched once, even when the pulls run concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from .auth import Credentials
+from .digest import Digest, digest_of, parse_digest, verify_bytes
+from .download import Downloader, pick_error
+from .errors import InvalidDigest, ManifestError, PlatformNotFound, PullError
+from .events import (
+    EventCallback,
+    Finished,
+    LayerComplete,
+    LayerExists,
+    LayerPulling,
+    Resolved,
+    ignore,
+)
+from .manifest import (
+    Descriptor,
+    Index,
+    Manifest,
+    Platform,
+    host_platform,
+    parse_manifest,
+    parse_platform,
+    select_platform,
+)
+from .reference import Reference, parse
+from .registry import (
+    Endpoint,
+    ManifestResponse,
+    RegistryClient,
+    endpoints_for,
+    normalize_mirror,
+)
+from .store import RESOLVED_ANNOTATION, Store, default_store_path
+
+DEFAULT_CONCURRENCY = 3
+
+
+@dataclass(frozen=True, slots=True)
+class PullResult:
+    reference: Reference
+    digest: Digest  # what the reference resolved to: an index for multi-platform images
+    manifest_digest: Digest  # the platform's image manifest
+    config: Descriptor
+    layers: tuple[Descriptor, ...]
+    downloaded: tuple[Digest, ...]  # blobs this pull fetched (layers and config)
+    up_to_date: bool  # the store already had this reference at this digest
+    endpoint: str  # base URL that served the manifest
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    digest: Digest
+    manifest_digest: Digest
+    manifest: Manifest
+    raws: tuple[tuple[Digest, bytes], ...]  # manifests to store: (digest, raw bytes)
+    media_type: str
+    platform: Platform | None
+    endpoint: Endpoint
+
+
+class Puller:
+    """Pulls into one store through one HTTP session; use ``async with``."""
+
+    def __init__(
+        self,
+        store: str | os.PathLike[str] | Store | None = None,
+        *,
+        mirrors: Iterable[str] = (),
+        mirror_only: bool = False,
+        upstreams: Mapping[str, str] | None = None,
+        credentials: Mapping[str, Credentials] | None = None,
+        max_concurrent_downloads: int = DEFAULT_CONCURRENCY,
+        timeout: float = 30.0,
+        durable: bool = True,
+    ) -> None:
+        if store is None:
+            store = default_store_path()
+        self.store = store if isinstance(store, Store) else Store(store)
+        self._mirrors = tuple(normalize_mirror(m) for m in mirrors)
+        self._mirror_only = mirror_only
+        # Where a registry name's API lives when it is not the name (tests, air-gapped sites).
+        self._upstreams = {k: Endpoint(v.rstrip("/")) for k, v in (upstreams or {}).items()}
+        self._client = RegistryClient(credentials=credentials, timeout=timeout)
+        self._downloader = Downloader(
+            self._client, self.store, max_concurrent=max_concurrent_downloads, durable=durable
+        )
+
+    async def __aenter__(self) -> Puller:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.close()
+
+    def endpoints(self, ref: Reference) -> tuple[Endpoint, ...]:
+        eps = endpoints_for(ref, self._mirrors)
+        upstream = self._upstreams.get(ref.domain)
+        if upstream is not None:
+            eps = (*eps[:-1], upstream)
+        if self._mirror_only and ref.is_docker_hub and self._mirrors:
+            eps = self._mirrors
+        return eps
+
+    # -- manifest resolution -----------------------------------------------------------------------
+
+    async def _fetch_verified(
+        self, endpoint: Endpoint, ref: Reference, expected: Descriptor | None = None
+    ) -> tuple[Digest, ManifestResponse]:
+        resp = await self._client.get_manifest(endpoint, ref)
+        where = f"{endpoint.url} ({ref})"
+        if ref.digest is not None:
+            verify_bytes(resp.raw, ref.digest, expected.size if expected else None, where)
+            return ref.digest, resp
+        if resp.digest:
+            try:
+                claimed = parse_digest(resp.digest)
+            except InvalidDigest as e:
+                raise ManifestError(
+                    f"{endpoint.url} sent an invalid Docker-Content-Digest for {ref}: {e}"
+                ) from None
+            verify_bytes(resp.raw, claimed, None, where)
+        return digest_of(resp.raw), resp
+
+    async def _resolve_at(self, endpoint: Endpoint, ref: Reference, want: Platform) -> _Resolved:
+        digest, resp = await self._fetch_verified(endpoint, ref)
+        parsed = parse_manifest(resp.raw, resp.content_type, str(ref))
+        if isinstance(parsed, Manifest):
+            return _Resolved(
+                digest, digest, parsed, ((digest, resp.raw),), parsed.media_type, None, endpoint
+            )
+        chosen = select_platform(parsed, want, str(ref))
+        child_ref = dataclasses.replace(ref, tag=None, digest=chosen.digest)
+        child_digest, child = await self._fetch_verified(endpoint, child_ref, chosen)
+        manifest = parse_manifest(child.raw, child.content_type, f"{ref} ({want})")
+        if isinstance(manifest, Index):
+            raise ManifestError(
+                f"index {ref} lists another index for {want}; nested indexes are not supported"
+            )
+        return _Resolved(
+            digest,
+            child_digest,
+            manifest,
+            ((child_digest, child.raw), (digest, resp.raw)),
+            manifest.media_type,
+            chosen.platform,
+            endpoint,
+        )
+
+    async def resolve(self, ref: Reference, want: Platform) -> _Resolved:
+        """Try each endpoint in order; a mirror that fails in any way hands over to the next."""
+        errors: list[PullError] = []
+        for endpoint in self.endpoints(ref):
+            try:
+                return await self._resolve_at(endpoint, ref, want)
+            except PlatformNotFound:
+                raise  # the image is what it is; another endpoint would serve the same index
+            except PullError as e:
+                errors.append(e)
+        raise pick_error(errors)
+
+    # -- pull ------------------------------------------------------------------------------------
+
+    async def pull(
+        self,
+        reference: str | Reference,
+        *,
+        platform: str | Platform | None = None,
+        on_event: EventCallback = ignore,
+    ) -> PullResult:
+        ref = reference if isinstance(reference, Reference) else parse(reference)
+        if isinstance(platform, str):
+            platform = parse_platform(platform)
+        want = platform or host_platform()
+
+        resolved = await self.resolve(ref, want)
+        manifest = resolved.manifest
+        layers = manifest.layers
+        on_event(
+            Resolved(ref, resolved.digest, resolved.endpoint.url, tuple(d.digest for d in layers))
+        )
+
+        # Endpoint that served the manifest first; the others remain as fallbacks for blobs.
+        endpoints = (
+            resolved.endpoint,
+            *(e for e in self.endpoints(ref) if e != resolved.endpoint),
+        )
+        missing: dict[Digest, Descriptor] = {}
+        for d in layers:
+            if self.store.has(d.digest) and d.digest not in missing:
+                on_event(LayerExists(d.digest))
+            elif d.digest not in missing:
+                missing[d.digest] = d
+                on_event(LayerPulling(d.digest))
+
+        downloaded = await self._fetch_blobs(ref, manifest, missing, endpoints, on_event)
+
+        loop = asyncio.get_running_loop()
+        name = str(ref)
+        previous = await loop.run_in_executor(None, self.store.lookup, name)
+        for mdigest, raw in resolved.raws:
+            await loop.run_in_executor(
+                None, self.store.put_bytes, mdigest, raw, resolved.endpoint.url
+            )
+        entry = Descriptor(
+            resolved.media_type,
+            resolved.manifest_digest,
+            len(resolved.raws[0][1]),
+            resolved.platform,
+            {RESOLVED_ANNOTATION: str(resolved.digest)}
+            if resolved.digest != resolved.manifest_digest
+            else {},
+        )
+        up_to_date = (
+            not downloaded
+            and previous is not None
+            and previous.digest == entry.digest
+            and previous.annotations.get(RESOLVED_ANNOTATION, str(previous.digest))
+            == str(resolved.digest)
+        )
+        await loop.run_in_executor(None, self.store.tag, name, entry)
+        on_event(Finished(ref, resolved.digest, up_to_date))
+        return PullResult(
+            ref,
+            resolved.digest,
+            resolved.manifest_digest,
+            manifest.config,
+            layers,
+            tuple(downloaded),
+            up_to_date,
+            resolved.endpoint.url,
+        )
+
+    async def _fetch_blobs(
+        self,
+        ref: Reference,
+        manifest: Manifest,
+        missing: Mapping[Digest, Descriptor],
+        endpoints: Sequence[Endpoint],
+        on_event: EventCallback,
+    ) -> list[Digest]:
+        """Download config and missing layers concurrently; report ``Pull complete`` bottom first,
+        as each layer and all below it are in the store. The first failure cancels the rest."""
+        tasks: dict[Digest, asyncio.Task[bool]] = {}
+        for digest, desc in missing.items():
+            tasks[digest] = asyncio.ensure_future(
+                self._downloader.fetch(desc, ref.path, endpoints, on_event)
+            )
+        config = manifest.config
+        if config.digest not in tasks:
+            tasks[config.digest] = asyncio.ensure_future(
+                self._downloader.fetch(config, ref.path, endpoints, limited=False)
+            )
+
+        order = [d.digest for d in manifest.layers if d.digest in missing]
+        reported = 0
+
+        def report(_: object = None) -> None:
+            nonlocal reported
+            while reported < len(order):
+                t = tasks[order[reported]]
+                if not t.done() or t.cancelled() or t.exception() is not None:
+                    return
+                on_event(LayerComplete(order[reported]))
+                reported += 1
+
+        for digest in set(order):
+            tasks[digest].add_done_callback(report)
+        try:
+            await asyncio.gather(*tasks.values())
+        except BaseException:
+            for t in tasks.values():
+                t.cancel()
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
+            raise
+        report()
+        return [d for d, t in tasks.items() if t.result()]
+
+
+async def pull(
+    reference: str | Reference,
+    *,
+    store: str | os.PathLike[str] | Store | None = None,
+    mirrors: Iterable[str] = (),
+    mirror_only: bool = False,
+    upstreams: Mapping[str, str] | None = None,
+    platform: str | Platform | None = None,
+    credentials: Mapping[str, Credentials] | None = None,
+    max_concurrent_downloads: int = DEFAULT_CONCURRENCY,
+    timeout: float = 30.0,
+    on_event: EventCallback = ignore,
+) -> PullResult:
+    """Pull one image into ``store`` (default: ``$PYPULL_STORE`` or ``~/.local/share/pypull``)."""
+    async with Puller(
+        store,
+        mirrors=mirrors,
+        mirror_only=mirror_only,
+        upstreams=upstreams,
+        credentials=credentials,
+        max_concurrent_downloads=max_concurrent_downloads,
+        timeout=timeout,
+    ) as puller:
+        return await puller.pull(reference, platform=platform, on_event=on_event)

@@ -1,0 +1,364 @@
+"""The registry client: the only module that knows URLs, HTTP and aiohttp.
+
+It speaks the read side of the OCI distribution API (manifests and blobs), answers auth challenges
+(Bearer tokens from the realm, or Basic), and turns every failure into a ``RegistryError`` whose
+message names what was asked for and where.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from .auth import Credentials, TokenCache, parse_challenge, parse_token_response, pull_scope
+from .digest import Digest
+from .errors import ManifestError, NotFound, RegistryError, Unauthorized, Unreachable
+from .manifest import ACCEPT, MAX_MANIFEST_SIZE
+from .reference import Reference
+
+#: Where Docker Hub's registry API lives; ``docker.io`` is only its name.
+DOCKER_HUB_URL = "https://registry-1.docker.io"
+USER_AGENT = "pypull/0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A base URL that serves the ``/v2/`` API for a reference's repository."""
+
+    url: str  # scheme://host[:port], no trailing slash
+    mirror: bool = False
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).netloc
+
+    @property
+    def plain_http(self) -> bool:
+        return self.url.startswith("http://")
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost, 127.0.0.0/8 and ::1, with or without a port."""
+    h = host
+    if h.startswith("["):
+        h = h[1 : h.find("]")] if "]" in h else h[1:]
+    elif h.count(":") == 1:
+        h = h.split(":", 1)[0]
+    if h == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
+def endpoint_for_domain(domain: str) -> Endpoint:
+    if domain == "docker.io":
+        return Endpoint(DOCKER_HUB_URL)
+    scheme = "http" if is_loopback(domain) else "https"
+    return Endpoint(f"{scheme}://{domain}")
+
+
+def normalize_mirror(url: str) -> Endpoint:
+    """``--mirror`` takes a URL; a bare host is HTTPS unless it is loopback."""
+    url = url.strip().rstrip("/")
+    if "://" not in url:
+        return Endpoint(endpoint_for_domain(url).url, mirror=True)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"invalid mirror URL {url!r}: expected http://host[:port] or https://...")
+    if parts.path not in ("", "/v2"):
+        raise ValueError(f"invalid mirror URL {url!r}: give no path, /v2/ is added")
+    return Endpoint(f"{parts.scheme}://{parts.netloc}", mirror=True)
+
+
+def endpoints_for(ref: Reference, mirrors: tuple[Endpoint, ...] = ()) -> tuple[Endpoint, ...]:
+    """Mirrors first, then the upstream. Like Docker's ``registry-mirrors``, mirrors serve only
+    Docker Hub images."""
+    upstream = endpoint_for_domain(ref.domain)
+    if not ref.is_docker_hub:
+        return (upstream,)
+    return (*mirrors, upstream)
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestResponse:
+    raw: bytes
+    content_type: str | None
+    digest: str | None  # Docker-Content-Digest, unvalidated
+    url: str
+
+
+def _error_detail(body: bytes) -> tuple[str | None, str | None]:
+    """The first ``{"errors":[{"code","message"}]}`` entry of a registry error body."""
+    try:
+        doc = json.loads(body)
+        err = doc["errors"][0]
+        code = err.get("code")
+        message = err.get("message")
+        return (
+            code if isinstance(code, str) else None,
+            message if isinstance(message, str) else None,
+        )
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None, None
+
+
+class RegistryClient:
+    """One HTTP session, shared by every pull of a process, with a token cache."""
+
+    def __init__(
+        self,
+        *,
+        credentials: Mapping[str, Credentials] | None = None,
+        timeout: float = 30.0,
+        connector_limit: int = 64,
+    ) -> None:
+        self._credentials = dict(credentials or {})
+        self._tokens = TokenCache()
+        self._token_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._basic_hosts: set[str] = set()  # hosts that challenged with Basic
+        self._timeout = timeout
+        self._connector_limit = connector_limit
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> RegistryClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._connector_limit),
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    connect=self._timeout,
+                    sock_connect=self._timeout,
+                    sock_read=self._timeout,
+                ),
+                # Blobs are verified byte for byte: never let the client decode them.
+                auto_decompress=False,
+                headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- auth -----------------------------------------------------------------------------------
+
+    def _auth_header(self, endpoint: Endpoint, scope: str) -> str | None:
+        token = self._tokens.get(endpoint.host, scope)
+        if token is not None:
+            return f"Bearer {token}"
+        if endpoint.host in self._basic_hosts:
+            creds = self._credentials.get(endpoint.host)
+            return creds.basic() if creds else None
+        return None
+
+    async def _authenticate(
+        self, endpoint: Endpoint, scope: str, header: str | None, url: str
+    ) -> None:
+        """Answer a 401 challenge so that the retried request carries valid auth."""
+        if not header:
+            raise Unauthorized(
+                f"{url}: unauthorized (no WWW-Authenticate challenge)", status=401, url=url
+            )
+        challenge = parse_challenge(header)
+        creds = self._credentials.get(endpoint.host)
+        if challenge.scheme == "basic":
+            if creds is None:
+                raise Unauthorized(
+                    f"{endpoint.host} requires a username and password", status=401, url=url
+                )
+            self._basic_hosts.add(endpoint.host)
+            return
+        if challenge.scheme != "bearer":
+            raise Unauthorized(f"{url}: unsupported auth scheme {challenge.scheme!r}", url=url)
+        realm = challenge.realm
+        if not realm:
+            raise Unauthorized(f"{url}: Bearer challenge without a realm", url=url)
+        realm_parts = urlsplit(realm)
+        if realm_parts.scheme != "https" and not (
+            realm_parts.scheme == "http" and endpoint.plain_http
+        ):
+            raise Unauthorized(
+                f"{url}: refusing token realm {realm}: tokens are fetched over HTTPS only "
+                "unless the registry itself is plain HTTP",
+                url=url,
+            )
+        lock = self._token_locks.setdefault((endpoint.host, scope), asyncio.Lock())
+        async with lock:
+            if self._tokens.get(endpoint.host, scope) is not None:
+                return  # another request fetched it while we waited
+            params = {"scope": challenge.params.get("scope") or scope}
+            if "service" in challenge.params:
+                params["service"] = challenge.params["service"]
+            headers = {"Authorization": creds.basic()} if creds else {}
+            try:
+                async with self.session.get(realm, params=params, headers=headers) as resp:
+                    body = await resp.read()
+                    if resp.status in (401, 403):
+                        raise Unauthorized(
+                            f"token endpoint {realm} refused the credentials "
+                            f"for {endpoint.host}: HTTP {resp.status}",
+                            status=resp.status,
+                            url=realm,
+                        )
+                    if resp.status != 200:
+                        raise RegistryError(
+                            f"token endpoint {realm} answered HTTP {resp.status}",
+                            status=resp.status,
+                            url=realm,
+                        )
+            except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+                raise Unreachable(
+                    f"cannot reach token endpoint {realm}: {_why(e)}", url=realm
+                ) from e
+            try:
+                doc: Any = json.loads(body)
+            except ValueError:
+                doc = None
+            token, lifetime = parse_token_response(doc, realm)
+            self._tokens.put(endpoint.host, scope, token, lifetime)
+
+    @asynccontextmanager
+    async def _request(
+        self,
+        endpoint: Endpoint,
+        path: str,
+        url: str,
+        headers: Mapping[str, str],
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """GET ``url`` with auth; on a 401, authenticate once and try again."""
+        scope = pull_scope(path)
+        for attempt in range(2):
+            hdrs = dict(headers)
+            auth = self._auth_header(endpoint, scope)
+            if auth:
+                hdrs["Authorization"] = auth
+            try:
+                resp = await self.session.get(url, headers=hdrs)
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+                raise Unreachable(f"cannot reach {endpoint.url}: {_why(e)}", url=url) from e
+            try:
+                if resp.status == 401 and attempt == 0:
+                    challenge = resp.headers.get("WWW-Authenticate")
+                    self._tokens.drop(endpoint.host, scope)  # expired or revoked
+                    resp.release()
+                    await self._authenticate(endpoint, scope, challenge, url)
+                    continue
+                yield resp
+                return
+            finally:
+                resp.release()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- API --------------------------------------------------------------------------------------
+
+    async def get_manifest(self, endpoint: Endpoint, ref: Reference) -> ManifestResponse:
+        url = f"{endpoint.url}/v2/{ref.path}/manifests/{ref.identifier}"
+        try:
+            async with self._request(endpoint, ref.path, url, {"Accept": ACCEPT}) as resp:
+                if resp.status != 200:
+                    await _raise_for_status(resp, f"manifest for {ref}", url)
+                length = resp.content_length
+                if length is not None and length > MAX_MANIFEST_SIZE:
+                    raise ManifestError(
+                        f"manifest for {ref} from {url} is {length} bytes, "
+                        f"over the {MAX_MANIFEST_SIZE} byte limit"
+                    )
+                raw = bytearray()
+                async for chunk in resp.content.iter_any():
+                    raw += chunk
+                    if len(raw) > MAX_MANIFEST_SIZE:
+                        raise ManifestError(
+                            f"manifest for {ref} from {url} is over the "
+                            f"{MAX_MANIFEST_SIZE} byte limit"
+                        )
+                return ManifestResponse(
+                    bytes(raw),
+                    resp.headers.get("Content-Type"),
+                    resp.headers.get("Docker-Content-Digest"),
+                    url,
+                )
+        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            raise Unreachable(f"reading manifest from {url} failed: {_why(e)}", url=url) from e
+
+    @asynccontextmanager
+    async def open_blob(
+        self, endpoint: Endpoint, path: str, digest: Digest, chunk_size: int = 1 << 20
+    ) -> AsyncIterator[BlobStream]:
+        """The blob's body as a stream of chunks. Redirects (to a CDN) are followed by aiohttp,
+        which drops the Authorization header when the origin changes."""
+        url = f"{endpoint.url}/v2/{path}/blobs/{digest}"
+        async with self._request(endpoint, path, url, {}) as resp:
+            if resp.status != 200:
+                await _raise_for_status(resp, f"blob {digest}", url)
+            yield BlobStream(resp, url, chunk_size)
+
+
+class BlobStream:
+    """Chunks of a blob body; transport failures mid-body become ``Unreachable``."""
+
+    def __init__(self, resp: aiohttp.ClientResponse, url: str, chunk_size: int) -> None:
+        self._resp = resp
+        self.url = url
+        self._chunk_size = chunk_size
+
+    @property
+    def length(self) -> int | None:
+        return self._resp.content_length
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._resp.content.iter_chunked(self._chunk_size):
+                yield chunk
+        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            raise Unreachable(f"download from {self.url} failed: {_why(e)}", url=self.url) from e
+
+
+def _why(e: BaseException) -> str:
+    if isinstance(e, asyncio.TimeoutError):
+        return "timed out"
+    text = str(e) or type(e).__name__
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+async def _raise_for_status(resp: aiohttp.ClientResponse, what: str, url: str) -> None:
+    try:
+        body = await resp.content.read(64 * 1024)
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        body = b""
+    code, message = _error_detail(body)
+    detail = message or (code.lower().replace("_", " ") if code else None)
+    if resp.status == 404 or code in ("MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "NAME_UNKNOWN"):
+        raise NotFound(
+            f"{what} not found: {detail or 'HTTP 404'}", status=resp.status, code=code, url=url
+        )
+    if resp.status in (401, 403):
+        raise Unauthorized(
+            f"{what} at {url}: unauthorized: {detail or f'HTTP {resp.status}'}",
+            status=resp.status,
+            code=code,
+            url=url,
+        )
+    raise RegistryError(
+        f"{what} at {url}: HTTP {resp.status}" + (f": {detail}" if detail else ""),
+        status=resp.status,
+        code=code,
+        url=url,
+    )

@@ -1,0 +1,266 @@
+"""The local store: an OCI image layout on disk.
+
+    STORE/oci-layout            {"imageLayoutVersion": "1.0.0"}
+    STORE/index.json            one entry per pulled reference (org.opencontainers.image.ref.name)
+    STORE/blobs/sha256/<hex>    configs, manifests, layers: verified content only
+    STORE/.pypull/ingest/       partial downloads, renamed into blobs/ only after verification
+    STORE/.pypull/index.lock    serialises read-modify-write of index.json between processes
+
+The only way into ``blobs/`` is ``BlobWriter.commit`` or ``put_bytes``, and both verify size and
+digest first, so nothing unverified ever becomes visible. ``index.json`` is rewritten atomically
+(temp file + rename) under an exclusive lock, so concurrent pulls cannot lose each other's entries.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import IO, Any
+
+from .digest import Digest, Verifier
+from .errors import ManifestError, StoreError
+from .manifest import REF_NAME_ANNOTATION, Descriptor, parse_descriptor
+
+OCI_LAYOUT = {"imageLayoutVersion": "1.0.0"}
+INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
+#: Annotation on an index.json entry: the digest the reference resolved to (an index, when the
+#: image is multi-platform; the entry itself points at the platform's manifest).
+RESOLVED_ANNOTATION = "io.pypull.resolved.digest"
+
+
+def default_store_path() -> Path:
+    """``$PYPULL_STORE``, else ``$XDG_DATA_HOME/pypull``, else ``~/.local/share/pypull``."""
+    env = os.environ.get("PYPULL_STORE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return base / "pypull"
+
+
+def _store_error(action: str, path: Path, e: OSError) -> StoreError:
+    reason = e.strerror or str(e)
+    if e.errno == errno.ENOSPC:
+        reason = "no space left on device"
+    return StoreError(f"cannot {action} {path}: {reason}", path=str(path))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class BlobWriter:
+    """A partial download that becomes a blob only if it verifies.
+
+    Blocking by design: ``write`` hashes and writes in one call, meant for a worker thread, so the
+    event loop never waits on hashing or the disk.
+    """
+
+    def __init__(self, store: Store, digest: Digest, size: int | None, where: str = "") -> None:
+        self._store = store
+        self.digest = digest
+        self._verifier = Verifier(digest, size, where)
+        ingest = store.ingest_dir
+        try:
+            store.ensure_layout()
+            fd, name = tempfile.mkstemp(prefix=f"{digest.algorithm}-{digest.hex}.", dir=ingest)
+        except OSError as e:
+            raise _store_error("write to", ingest, e) from e
+        self.path = Path(name)
+        self._file: IO[bytes] = os.fdopen(fd, "wb", buffering=0)
+
+    @property
+    def size(self) -> int:
+        return self._verifier.size
+
+    def write(self, chunk: bytes | memoryview) -> None:
+        self._verifier.update(chunk)  # raises SizeMismatch as soon as the body runs long
+        try:
+            self._file.write(chunk)
+        except OSError as e:
+            raise _store_error("write", self.path, e) from e
+
+    def commit(self, durable: bool = True) -> Path:
+        """Verify, fsync, rename into ``blobs/``; on any failure the partial file is removed."""
+        try:
+            self._verifier.verify()
+            target = self._store.blob_path(self.digest)
+            try:
+                if durable:
+                    os.fsync(self._file.fileno())
+                self._file.close()
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self.path, target)
+                if durable:
+                    _fsync_dir(target.parent)
+            except OSError as e:
+                raise _store_error("store blob", target, e) from e
+            return target
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        with suppress(OSError):
+            self._file.close()
+        with suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+class Store:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.blobs_dir = self.root / "blobs"
+        self.ingest_dir = self.root / ".pypull" / "ingest"
+        self.index_path = self.root / "index.json"
+        self._lock_path = self.root / ".pypull" / "index.lock"
+        self._layout_ready = False
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+    # -- layout -----------------------------------------------------------------------------------
+
+    def ensure_layout(self) -> None:
+        """Create the layout on first write: a failed pull of a bad reference leaves no store."""
+        if self._layout_ready:
+            return
+        try:
+            for d in (self.blobs_dir / "sha256", self.ingest_dir):
+                d.mkdir(parents=True, exist_ok=True)
+            layout = self.root / "oci-layout"
+            if not layout.exists():
+                self._atomic_write(layout, json.dumps(OCI_LAYOUT).encode())
+            if not self.index_path.exists():
+                with self._index_lock():
+                    if not self.index_path.exists():
+                        self._write_index([])
+        except OSError as e:
+            raise _store_error("create store at", self.root, e) from e
+        self._layout_ready = True
+
+    def _atomic_write(self, path: Path, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(path.parent)
+
+    # -- blobs -----------------------------------------------------------------------------------
+
+    def blob_path(self, digest: Digest) -> Path:
+        # Digest validated algorithm and hex on parse, so this cannot escape blobs/.
+        return self.blobs_dir / digest.algorithm / digest.hex
+
+    def has(self, digest: Digest) -> bool:
+        return self.blob_path(digest).is_file()
+
+    def writer(self, digest: Digest, size: int | None, where: str = "") -> BlobWriter:
+        return BlobWriter(self, digest, size, where)
+
+    def put_bytes(self, digest: Digest, data: bytes, where: str = "") -> None:
+        """Store small content (a manifest) held in memory, verified like any download."""
+        if self.has(digest):
+            return
+        w = self.writer(digest, len(data), where)
+        try:
+            w.write(data)
+        except BaseException:
+            w.abort()
+            raise
+        w.commit()
+
+    def read_blob(self, digest: Digest) -> bytes:
+        path = self.blob_path(digest)
+        try:
+            return path.read_bytes()
+        except OSError as e:
+            raise _store_error("read", path, e) from e
+
+    # -- index.json -------------------------------------------------------------------------------
+
+    @contextmanager
+    def _index_lock(self) -> Iterator[None]:
+        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self._lock_path, "a+b") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+    def _read_index_doc(self) -> dict[str, Any]:
+        try:
+            raw = self.index_path.read_bytes()
+        except FileNotFoundError:
+            return {"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": []}
+        except OSError as e:
+            raise _store_error("read", self.index_path, e) from e
+        try:
+            doc = json.loads(raw)
+        except ValueError as e:
+            raise StoreError(
+                f"{self.index_path} is not valid JSON: {e}", path=str(self.index_path)
+            ) from e
+        if not isinstance(doc, dict) or not isinstance(doc.get("manifests"), list):
+            raise StoreError(f"{self.index_path} has no manifests list", path=str(self.index_path))
+        return doc
+
+    def _write_index(self, manifests: list[dict[str, Any]]) -> None:
+        doc = {"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": manifests}
+        self._atomic_write(self.index_path, json.dumps(doc, indent=2).encode() + b"\n")
+
+    def entries(self) -> list[Descriptor]:
+        """The index.json entries, skipping any we cannot parse (another tool may have added it)."""
+        out = []
+        for i, e in enumerate(self._read_index_doc()["manifests"]):
+            try:
+                out.append(parse_descriptor(e, f"{self.index_path} entry {i}"))
+            except ManifestError:
+                continue
+        return out
+
+    def lookup(self, name: str) -> Descriptor | None:
+        for d in self.entries():
+            if d.annotations.get(REF_NAME_ANNOTATION) == name:
+                return d
+        return None
+
+    def tag(self, name: str, descriptor: Descriptor) -> None:
+        """Point ``name`` at ``descriptor`` in index.json, replacing what it pointed at."""
+        self.ensure_layout()
+        try:
+            with self._index_lock():
+                doc = self._read_index_doc()
+                kept = [
+                    e
+                    for e in doc["manifests"]
+                    if not (
+                        isinstance(e, dict)
+                        and isinstance(e.get("annotations"), dict)
+                        and e["annotations"].get(REF_NAME_ANNOTATION) == name
+                    )
+                ]
+                entry = descriptor.to_json()
+                entry.setdefault("annotations", {})[REF_NAME_ANNOTATION] = name
+                kept.append(entry)
+                self._write_index(kept)
+        except OSError as e:
+            raise _store_error("update", self.index_path, e) from e
