@@ -45,13 +45,17 @@ class Platform:
         return "/".join(parts)
 
     def normalized(self) -> Platform:
-        """containerd's normalization: aarch64 -> arm64 (variant v8 implied), x86_64 -> amd64."""
-        arch = _ARCH_ALIASES.get(self.architecture, self.architecture)
-        variant = self.variant
-        if arch == "arm64" and variant == "v8":
+        """containerd's normalization, so ``linux/aarch64`` finds ``linux/arm64/v8`` and
+        ``linux/armv7l`` finds ``linux/arm/v7``."""
+        arch = self.architecture.lower()
+        variant = self.variant.lower() if self.variant else None
+        arch, implied = _ARCH_ALIASES.get(arch, (arch, None))
+        variant = variant or implied
+        if arch == "arm64" and variant in ("v8", "8"):
             variant = None
-        elif arch == "arm" and variant is None:
-            variant = "v7"
+        elif arch == "arm":
+            variant = {"5": "v5", "6": "v6", "7": "v7", "8": "v8"}.get(variant or "", variant)
+            variant = variant or "v7"
         elif arch == "amd64" and variant == "v1":
             variant = None
         return Platform(self.os.lower(), arch, variant)
@@ -60,7 +64,22 @@ class Platform:
         return self.normalized() == other.normalized()
 
 
-_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm"}
+#: machine/arch names -> (GOARCH, implied variant), as containerd's platforms package maps them.
+_ARCH_ALIASES: dict[str, tuple[str, str | None]] = {
+    "x86_64": ("amd64", None),
+    "x86-64": ("amd64", None),
+    "aarch64": ("arm64", None),
+    "armhf": ("arm", "v7"),
+    "armel": ("arm", "v6"),
+    "armv5l": ("arm", "v5"),
+    "armv6l": ("arm", "v6"),
+    "armv7l": ("arm", "v7"),
+    "armv8l": ("arm", "v8"),
+    "i386": ("386", None),
+    "i486": ("386", None),
+    "i586": ("386", None),
+    "i686": ("386", None),
+}
 
 
 def parse_platform(text: str) -> Platform:

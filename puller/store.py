@@ -23,7 +23,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
-from .digest import Digest, Verifier
+from .digest import Digest, Verifier, verify_bytes
 from .errors import ManifestError, StoreError
 from .manifest import REF_NAME_ANNOTATION, Descriptor, parse_descriptor
 
@@ -39,8 +39,9 @@ def default_store_path() -> Path:
     env = os.environ.get("PYPULL_STORE")
     if env:
         return Path(env).expanduser()
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    xdg = os.path.expanduser(os.environ.get("XDG_DATA_HOME", ""))
+    # The XDG spec: a relative path is invalid and must be ignored.
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "share"
     return base / "pypull"
 
 
@@ -179,6 +180,7 @@ class Store:
         """Store small content (a manifest) held in memory, verified like any download."""
         if self.has(digest):
             return
+        verify_bytes(data, digest, len(data), where)  # before the layout is created, not after
         w = self.writer(digest, len(data), where)
         try:
             w.write(data)
