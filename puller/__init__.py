@@ -4,6 +4,9 @@
     result = asyncio.run(puller.pull("redis:latest", store="./store"))
     print(result.digest, [str(layer.digest) for layer in result.layers])
 
+(The orchestration lives in ``puller.pulling``, not ``puller.pull``: importing a submodule binds
+its name on the package, which would hide the ``pull`` function.)
+
 Names are imported on first use, so that ``import puller`` (and the CLI's ``--help``) stays fast:
 the network stack is loaded only when a pull starts.
 """
@@ -32,7 +35,7 @@ if TYPE_CHECKING:
         VerificationError,
     )
     from .manifest import Descriptor, Platform
-    from .pull import Puller, PullResult, pull
+    from .pulling import Puller, PullResult, pull
     from .reference import Reference
     from .reference import parse as parse_reference
     from .store import Store
@@ -56,9 +59,9 @@ _EXPORTS = {
     "VerificationError": "errors",
     "Descriptor": "manifest",
     "Platform": "manifest",
-    "Puller": "pull",
-    "PullResult": "pull",
-    "pull": "pull",
+    "Puller": "pulling",
+    "PullResult": "pulling",
+    "pull": "pulling",
     "Reference": "reference",
     "parse_reference": "reference",
     "Store": "store",

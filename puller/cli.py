@@ -19,7 +19,7 @@ from .reference import Reference, parse
 if TYPE_CHECKING:
     from .events import Event
     from .manifest import Platform
-    from .pull import Puller, PullResult
+    from .pulling import Puller, PullResult
 
 PROG = "pypull"
 COMMANDS = ("pull", "images")
@@ -304,7 +304,7 @@ class TtyRenderer(PlainRenderer):
 
 async def _pull_all(args: argparse.Namespace, refs: list[tuple[str, Reference]]) -> int:
     from .auth import Credentials
-    from .pull import DEFAULT_CONCURRENCY, Puller
+    from .pulling import DEFAULT_CONCURRENCY, Puller
 
     credentials = {}
     if args.creds:

@@ -17,6 +17,7 @@ from .errors import InvalidDigest, ManifestError, PlatformNotFound
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+json"
@@ -235,3 +236,38 @@ def select_platform(index: Index, wanted: Platform, where: str = "") -> Descript
         if d.platform.os != "unknown":  # attestation manifests, not platforms a user can ask for
             available.append(str(d.platform))
     raise PlatformNotFound(str(wanted), available, where)
+
+
+#: Docker media types and their OCI twins: the bytes are the same, only the label differs.
+_DOCKER_TO_OCI = {
+    "application/vnd.docker.container.image.v1+json": OCI_CONFIG,
+    "application/vnd.docker.image.rootfs.diff.tar.gzip": (
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    ),
+    "application/vnd.docker.image.rootfs.diff.tar": "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": (
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+    ),
+}
+
+
+def to_oci(manifest: Manifest) -> tuple[Manifest, bytes]:
+    """The OCI form of a Docker v2 manifest, as ``skopeo copy`` writes it into an OCI layout.
+
+    skopeo and umoci only read OCI manifests from a layout, so a Docker image is recorded in the
+    store by this converted manifest; config and layer bytes are unchanged.
+    """
+
+    def convert(d: Descriptor) -> Descriptor:
+        return Descriptor(
+            _DOCKER_TO_OCI.get(d.media_type, d.media_type), d.digest, d.size, None, d.annotations
+        )
+
+    oci = Manifest(OCI_MANIFEST, convert(manifest.config), tuple(map(convert, manifest.layers)))
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": oci.config.to_json(),
+        "layers": [d.to_json() for d in oci.layers],
+    }
+    return oci, json.dumps(doc, separators=(",", ":")).encode()

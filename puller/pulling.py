@@ -29,6 +29,7 @@ from .events import (
     ignore,
 )
 from .manifest import (
+    DOCKER_MANIFEST,
     Descriptor,
     Index,
     Manifest,
@@ -37,6 +38,7 @@ from .manifest import (
     parse_manifest,
     parse_platform,
     select_platform,
+    to_oci,
 )
 from .reference import Reference, parse
 from .registry import (
@@ -69,7 +71,6 @@ class _Resolved:
     manifest_digest: Digest
     manifest: Manifest
     raws: tuple[tuple[Digest, bytes], ...]  # manifests to store: (digest, raw bytes)
-    media_type: str
     platform: Platform | None
     endpoint: Endpoint
 
@@ -140,9 +141,7 @@ class Puller:
         digest, resp = await self._fetch_verified(endpoint, ref)
         parsed = parse_manifest(resp.raw, resp.content_type, str(ref))
         if isinstance(parsed, Manifest):
-            return _Resolved(
-                digest, digest, parsed, ((digest, resp.raw),), parsed.media_type, None, endpoint
-            )
+            return _Resolved(digest, digest, parsed, ((digest, resp.raw),), None, endpoint)
         chosen = select_platform(parsed, want, str(ref))
         child_ref = dataclasses.replace(ref, tag=None, digest=chosen.digest)
         child_digest, child = await self._fetch_verified(endpoint, child_ref, chosen)
@@ -156,7 +155,6 @@ class Puller:
             child_digest,
             manifest,
             ((child_digest, child.raw), (digest, resp.raw)),
-            manifest.media_type,
             chosen.platform,
             endpoint,
         )
@@ -212,18 +210,31 @@ class Puller:
         loop = asyncio.get_running_loop()
         name = str(ref)
         previous = await loop.run_in_executor(None, self.store.lookup, name)
-        for mdigest, raw in resolved.raws:
+        raws = list(resolved.raws)
+        # What index.json points at: the manifest as served, or its OCI form for a Docker one.
+        stored_type, stored_digest, stored_size = (
+            manifest.media_type,
+            resolved.manifest_digest,
+            len(resolved.raws[0][1]),
+        )
+        if manifest.media_type == DOCKER_MANIFEST:
+            oci, oci_raw = to_oci(manifest)
+            stored_type, stored_digest, stored_size = (
+                oci.media_type,
+                digest_of(oci_raw),
+                len(oci_raw),
+            )
+            raws.append((stored_digest, oci_raw))
+        for mdigest, raw in raws:
             await loop.run_in_executor(
                 None, self.store.put_bytes, mdigest, raw, resolved.endpoint.url
             )
         entry = Descriptor(
-            resolved.media_type,
-            resolved.manifest_digest,
-            len(resolved.raws[0][1]),
+            stored_type,
+            stored_digest,
+            stored_size,
             resolved.platform,
-            {RESOLVED_ANNOTATION: str(resolved.digest)}
-            if resolved.digest != resolved.manifest_digest
-            else {},
+            {RESOLVED_ANNOTATION: str(resolved.digest)} if resolved.digest != stored_digest else {},
         )
         up_to_date = (
             not downloaded

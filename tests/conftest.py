@@ -1,0 +1,34 @@
+"""Shared pytest fixtures: the real registry (seeded once per session) and a fresh store path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fixtures.images import all_images
+from fixtures.registry import REGISTRY_BINARY, Registry, push, running_registry
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A real docker-registry on loopback holding every image of ``fixtures.images.all_images``."""
+    if not REGISTRY_BINARY.exists():
+        # Not a skip: the end-to-end suites are the point, and CI installs the package.
+        pytest.fail(
+            f"{REGISTRY_BINARY} is missing: run `apt-get install -y docker-registry`",
+            pytrace=False,
+        )
+    # The access log lets tests assert which requests reached the registry (tests/helpers.py).
+    access_log = {"log": {"accesslog": {"disabled": False}}}
+    with running_registry(tmp_path_factory.mktemp("registry"), extra_config=access_log) as running:
+        for image in all_images():
+            push(running.url, image)
+        yield running
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    """Where a test's image store goes; not created, so the store's own setup is exercised."""
+    return tmp_path / "store"

@@ -1,0 +1,71 @@
+"""Helpers shared by the end-to-end tests: run the real command, read the registry's access log."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from fixtures.registry import Registry
+
+_REQUEST = re.compile(r'"(GET|HEAD|PUT|POST|PATCH|DELETE) (\S+) HTTP/[\d.]+"')
+_BLOB = re.compile(r"^/v2/.+/blobs/(sha256:[0-9a-f]{64})$")
+
+
+def run_pypull(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``python -m puller ARGS`` as a user runs it: not a terminal, no stdin."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYPULL_")}
+    return subprocess.run(
+        [sys.executable, "-m", "puller", *map(str, args)],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        timeout=timeout,
+    )
+
+
+class AccessLog:
+    """The requests the real registry logged from the moment this object was made."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.offset = registry.log_path.stat().st_size
+
+    def requests(self) -> list[tuple[str, str]]:
+        """``(method, path)`` of every request since creation, in log order.
+
+        The registry writes a log line after it answers, so a sentinel request marks the end: once
+        its line is in the log, every earlier answer's line is too.
+        """
+        sentinel = uuid.uuid4().hex
+        with urllib.request.urlopen(f"{self.registry.url}/v2/?sentinel={sentinel}") as resp:
+            resp.read()
+        for _ in range(500):  # bounded: 5 s at most for the registry to flush a line
+            with self.registry.log_path.open("rb") as f:
+                f.seek(self.offset)
+                text = f.read().decode(errors="replace")
+            if sentinel in text:
+                break
+            time.sleep(0.01)
+        else:
+            raise AssertionError("the registry did not log the sentinel request")
+        out = []
+        for line in text.splitlines():
+            m = _REQUEST.search(line)
+            if m and sentinel not in m.group(2):
+                out.append((m.group(1), m.group(2)))
+        return out
+
+    def blob_requests(self) -> list[str]:
+        """Digests of the blob GETs since creation."""
+        return [
+            m.group(1)
+            for method, path in self.requests()
+            if method == "GET" and (m := _BLOB.match(path.split("?")[0]))
+        ]
