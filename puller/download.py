@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from contextlib import suppress
 
 from .digest import Digest
-from .errors import PullError
+from .errors import ManifestError, PullError, Unreachable, VerificationError
 from .events import (
     EventCallback,
     LayerDownloaded,
@@ -34,7 +34,6 @@ def pick_error(errors: Sequence[PullError]) -> PullError:
     Someone serving wrong bytes matters more than a registry saying no, which matters more than an
     upstream we could not reach at all (a mirror's 404 explains more than an offline fallback).
     """
-    from .errors import ManifestError, Unreachable, VerificationError
 
     def rank(e: PullError) -> int:
         if isinstance(e, VerificationError):
@@ -50,6 +49,16 @@ def pick_error(errors: Sequence[PullError]) -> PullError:
         if rank(e) >= rank(best):
             best = e
     return best
+
+
+class _Inflight:
+    """A download in progress and how many pulls wait for it."""
+
+    __slots__ = ("task", "waiters")
+
+    def __init__(self, task: asyncio.Task[bool]) -> None:
+        self.task = task
+        self.waiters = 0
 
 
 class Downloader:
@@ -71,7 +80,7 @@ class Downloader:
         self._slots = asyncio.Semaphore(max_concurrent)
         self._chunk_size = chunk_size
         self._durable = durable
-        self._inflight: dict[Digest, asyncio.Task[bool]] = {}
+        self._inflight: dict[Digest, _Inflight] = {}
 
     async def fetch(
         self,
@@ -89,18 +98,25 @@ class Downloader:
         """
         if self._store.has(desc.digest):
             return False
-        task = self._inflight.get(desc.digest)
-        if task is not None:
-            # Someone else is downloading it; shield so our cancellation does not cancel theirs.
-            await asyncio.shield(task)
-            return False
-        task = asyncio.ensure_future(self._download(desc, path, endpoints, on_event, limited))
-        self._inflight[desc.digest] = task
+        entry = self._inflight.get(desc.digest)
+        owner = entry is None
+        if entry is None:
+            task = asyncio.ensure_future(self._download(desc, path, endpoints, on_event, limited))
+            entry = self._inflight[desc.digest] = _Inflight(task)
+            task.add_done_callback(lambda _: self._inflight.pop(desc.digest, None))
+        entry.waiters += 1
         try:
-            return await task
-        finally:
-            if task.done():
-                self._inflight.pop(desc.digest, None)
+            # Shielded: one waiter giving up must not cancel the download for the others.
+            downloaded = await asyncio.shield(entry.task)
+        except asyncio.CancelledError:
+            entry.waiters -= 1
+            if entry.waiters == 0 and not entry.task.done():
+                entry.task.cancel()
+                # Let it remove its partial file before our cancellation completes.
+                await asyncio.wait([entry.task])
+            raise
+        entry.waiters -= 1
+        return owner and downloaded
 
     async def _download(
         self,
