@@ -6,6 +6,7 @@ No I/O here, so every rule is testable without a network; ``registry.py`` does t
 from __future__ import annotations
 
 import base64
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -72,7 +73,12 @@ def parse_token_response(body: Any, realm: str) -> tuple[str, float]:
     if not isinstance(token, str) or not token:
         raise Unauthorized(f"token endpoint {realm} returned no token", url=realm)
     lifetime = body.get("expires_in")
-    if not isinstance(lifetime, (int, float)) or isinstance(lifetime, bool) or lifetime <= 0:
+    if (
+        not isinstance(lifetime, (int, float))
+        or isinstance(lifetime, bool)
+        or not math.isfinite(lifetime)  # json.loads accepts NaN and Infinity
+        or lifetime <= 0
+    ):
         lifetime = DEFAULT_TOKEN_LIFETIME
     return token, float(lifetime)
 

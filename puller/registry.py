@@ -182,7 +182,9 @@ class RegistryClient:
         if challenge.scheme == "basic":
             if creds is None:
                 raise Unauthorized(
-                    f"{endpoint.host} requires a username and password", status=401, url=url
+                    f"unauthorized: {endpoint.host} requires a username and password",
+                    status=401,
+                    url=url,
                 )
             self._basic_hosts.add(endpoint.host)
             return
@@ -213,8 +215,11 @@ class RegistryClient:
                     body = await resp.read()
                     if resp.status in (401, 403):
                         raise Unauthorized(
-                            f"token endpoint {realm} refused the credentials "
-                            f"for {endpoint.host}: HTTP {resp.status}",
+                            f"unauthorized: token endpoint {realm} refused the credentials "
+                            f"for {endpoint.host}: HTTP {resp.status}"
+                            if creds
+                            else f"unauthorized: {endpoint.host} requires a username and "
+                            f"password (token endpoint {realm} answered HTTP {resp.status})",
                             status=resp.status,
                             url=realm,
                         )
@@ -257,7 +262,8 @@ class RegistryClient:
             try:
                 if resp.status == 401 and attempt == 0:
                     challenge = resp.headers.get("WWW-Authenticate")
-                    self._tokens.drop(endpoint.host, scope)  # expired or revoked
+                    if auth and auth == self._auth_header(endpoint, scope):
+                        self._tokens.drop(endpoint.host, scope)  # expired or revoked
                     resp.release()
                     await self._authenticate(endpoint, scope, challenge, url)
                     continue

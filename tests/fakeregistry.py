@@ -1,0 +1,614 @@
+"""A fault-injecting fake registry: the read side of the OCI distribution API, in-process.
+
+The real ``docker-registry`` (``fixtures.registry``) is the reference for what a registry says; this
+fake is for what a real registry will not do on demand: ask for Basic or Bearer auth, revoke tokens
+mid-pull, fail a path N times, serve wrong bytes, drop the connection. It runs on a free loopback
+port inside the test's own event loop::
+
+    async with start_fake([redis()], auth="bearer") as fake:
+        fake.inject(f"/blobs/{digest}$", Status(503, times=2))
+        run = await run_pypull(fake.ref(redis()), store=tmp_path / "store")  # 127.0.0.1:PORT/...
+        refused = fake.log.blob_gets(status=503)
+
+Because the server shares the test's loop, the CLI must not be run with a blocking
+``subprocess.run`` (that would freeze the server): :func:`run_pypull` runs it with
+``asyncio.create_subprocess_exec``.
+
+Request pipeline, outermost first::
+
+    log  ->  auth (401 + challenge)  ->  faults matching the path  ->  route
+                                                                   (/v2/, manifests, blobs, /token)
+
+Every request is logged, including those answered 401 and those whose connection a fault drops.
+Faults run after the auth check, so a fault's budget is spent only on requests that carry valid auth
+(the ``/token`` endpoint is never behind auth, so faults on it apply to every token request).
+
+A fault is any ``async (request, handler) -> response`` callable, where ``handler`` produces the
+normal answer; it may answer instead (an error status), alter the normal answer (wrong bytes),
+act around it (revoke tokens once a manifest is served), or never answer (drop the connection).
+:class:`CountedFault` is a base for faults that fire ``times`` times and then let requests through;
+subclass it and implement :meth:`CountedFault.inject` to add a new kind of fault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import os
+import re
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, TypeAlias, TypeVar
+
+from aiohttp import web
+from multidict import CIMultiDict, MultiDict
+
+from fixtures.images import Image
+
+__all__ = [
+    "After",
+    "AuthMode",
+    "CompletedRun",
+    "Corrupt",
+    "CountedFault",
+    "DropConnection",
+    "FakeRegistry",
+    "Fault",
+    "Handler",
+    "LoggedRequest",
+    "Replace",
+    "RequestLog",
+    "Status",
+    "error_body",
+    "run_pypull",
+    "start_fake",
+]
+
+AuthMode: TypeAlias = Literal["basic", "bearer"] | None
+Handler: TypeAlias = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_MANIFEST_PATH = re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<reference>[^/]+)$")
+_BLOB_PATH = re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<digest>[^/]+)$")
+
+
+def error_body(code: str, message: str, status: int, **headers: str) -> web.Response:
+    """A registry-style JSON error: ``{"errors":[{"code":..., "message":...}]}``."""
+    doc = {"errors": [{"code": code, "message": message, "detail": None}]}
+    return web.json_response(doc, status=status, headers=headers or None)
+
+
+# -- the request log -------------------------------------------------------------------------------
+
+
+@dataclass
+class LoggedRequest:
+    """One request as it arrived, and the status the fake answered (None: no answer was sent)."""
+
+    method: str
+    path: str
+    query: MultiDict[str]
+    headers: CIMultiDict[str]
+    status: int | None = None
+
+    @property
+    def authorization(self) -> str | None:
+        return self.headers.get("Authorization")
+
+    @property
+    def kind(self) -> Literal["ping", "manifest", "blob", "token", "other"]:
+        if self.path in ("/v2", "/v2/"):
+            return "ping"
+        if self.path == "/token":
+            return "token"
+        if _MANIFEST_PATH.match(self.path):
+            return "manifest"
+        if _BLOB_PATH.match(self.path):
+            return "blob"
+        return "other"
+
+    @property
+    def target(self) -> str | None:
+        """The blob digest, or the manifest tag or digest, that the path names."""
+        m = _BLOB_PATH.match(self.path) or _MANIFEST_PATH.match(self.path)
+        return m.group(m.lastindex or 0) if m else None
+
+
+class RequestLog:
+    """Every request the fake received, in arrival order."""
+
+    def __init__(self) -> None:
+        self._entries: list[LoggedRequest] = []
+
+    def append(self, entry: LoggedRequest) -> None:
+        self._entries.append(entry)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __iter__(self) -> Iterator[LoggedRequest]:
+        return iter(list(self._entries))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __getitem__(self, i: int) -> LoggedRequest:
+        return self._entries[i]
+
+    def select(
+        self,
+        kind: str | None = None,
+        *,
+        method: str | None = None,
+        status: int | None = None,
+        path: str | None = None,
+    ) -> list[LoggedRequest]:
+        """Requests of a kind (``ping``, ``manifest``, ``blob``, ``token``, ``other``), method,
+        answered status and path regex (``re.search``); None matches anything."""
+        return [
+            r
+            for r in self._entries
+            if (kind is None or r.kind == kind)
+            and (method is None or r.method == method)
+            and (status is None or r.status == status)
+            and (path is None or re.search(path, r.path))
+        ]
+
+    def blob_gets(self, status: int | None = None) -> list[LoggedRequest]:
+        return self.select("blob", method="GET", status=status)
+
+    def manifest_gets(self, status: int | None = None) -> list[LoggedRequest]:
+        return self.select("manifest", method="GET", status=status)
+
+    def token_requests(self, status: int | None = None) -> list[LoggedRequest]:
+        return self.select("token", status=status)
+
+
+# -- faults ----------------------------------------------------------------------------------------
+
+
+class Fault(Protocol):
+    """Answers ``request`` in place of, around or by way of ``handler`` (the normal answer)."""
+
+    async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse: ...
+
+
+class CountedFault:
+    """A fault that fires on the first ``times`` requests it sees (None: on all of them) and then
+    passes requests through untouched. ``hits`` counts how often it fired."""
+
+    def __init__(self, times: int | None = 1) -> None:
+        self.times = times
+        self.hits = 0
+
+    @property
+    def exhausted(self) -> bool:
+        return self.times is not None and self.hits >= self.times
+
+    async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self.exhausted:
+            return await handler(request)
+        self.hits += 1
+        return await self.inject(request, handler)
+
+    async def inject(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        raise NotImplementedError
+
+
+class Status(CountedFault):
+    """Answer ``status`` (with a registry error body when ``code`` is given) instead of the
+    normal answer."""
+
+    def __init__(
+        self,
+        status: int,
+        times: int | None = 1,
+        *,
+        code: str | None = None,
+        message: str = "injected fault",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(times)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+
+    async def inject(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self.code is not None:
+            return error_body(self.code, self.message, self.status, **self.headers)
+        return web.Response(status=self.status, text=self.message, headers=self.headers)
+
+
+class Replace(CountedFault):
+    """Serve ``data`` as the body of the normal answer, keeping its status and headers (so a
+    blob's ``Docker-Content-Digest`` no longer matches)."""
+
+    def __init__(self, data: bytes, times: int | None = 1) -> None:
+        super().__init__(times)
+        self.data = data
+
+    def alter(self, body: bytes) -> bytes:
+        return self.data
+
+    async def inject(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        resp = await handler(request)
+        if not isinstance(resp, web.Response) or not isinstance(resp.body, bytes):
+            return resp  # a streamed answer: a later fault kind may alter it chunk by chunk
+        body = resp.body
+        headers = CIMultiDict(resp.headers)
+        headers.pop("Content-Length", None)
+        return web.Response(status=resp.status, body=self.alter(body), headers=headers)
+
+
+class Corrupt(Replace):
+    """Serve the normal body with its last byte flipped: same length, wrong digest."""
+
+    def __init__(self, times: int | None = 1) -> None:
+        super().__init__(b"", times)
+
+    def alter(self, body: bytes) -> bytes:
+        return body[:-1] + bytes([body[-1] ^ 0xFF]) if body else b"\x00"
+
+
+class DropConnection(CountedFault):
+    """Close the connection without sending a response."""
+
+    async def inject(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        transport = request.transport
+        if transport is not None:
+            transport.abort()
+        # Nothing can be sent on an aborted transport; aiohttp treats this as a client going away.
+        raise asyncio.CancelledError
+
+
+class After:
+    """Run ``action`` after the first ``times`` normal answers with ``status`` have been
+    produced (they are still sent): e.g. revoke every token once the manifest is served."""
+
+    def __init__(self, action: Callable[[], object], *, status: int = 200, times: int = 1) -> None:
+        self.action = action
+        self.status = status
+        self.times = times
+        self.hits = 0
+
+    async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        resp = await handler(request)
+        if resp.status == self.status and self.hits < self.times:
+            self.hits += 1
+            self.action()
+        return resp
+
+
+F = TypeVar("F", bound=Fault)
+
+
+@dataclass
+class _Rule:
+    pattern: re.Pattern[str]
+    method: str | None
+    fault: Fault
+
+
+# -- the registry ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Repo:
+    #: tag or digest -> (media type, raw bytes, digest)
+    manifests: dict[str, tuple[str, bytes, str]] = field(default_factory=dict)
+    blobs: dict[str, bytes] = field(default_factory=dict)
+
+
+class FakeRegistry:
+    """The app and its knobs. Knobs are plain attributes and may be changed while it runs.
+
+    - ``auth``: None (anonymous), ``"basic"`` (``users`` checked on every /v2/ request) or
+      ``"bearer"`` (tokens from ``realm``, by default this server's ``/token``).
+    - ``users``: username -> password, for Basic auth and for a token endpoint with
+      ``token_requires_auth``.
+    - ``token_requires_auth``: the token endpoint answers 401 unless Basic credentials of
+      ``users`` come with the request.
+    - ``token_field``: the token endpoint answers ``{"token": ...}``, ``{"access_token": ...}`` or
+      both.
+    - ``expires_in``: the lifetime the token endpoint announces (None: the key is left out).
+      Tokens stay valid on the server until :meth:`revoke_tokens`.
+    """
+
+    def __init__(
+        self,
+        images: Iterable[Image] = (),
+        *,
+        auth: AuthMode = None,
+        users: Mapping[str, str] | None = None,
+        token_requires_auth: bool = False,
+        token_field: Literal["token", "access_token", "both"] = "token",
+        expires_in: int | None = 300,
+        service: str = "fake",
+        realm: str | None = None,
+    ) -> None:
+        self.auth: AuthMode = auth
+        self.users: dict[str, str] = dict(users or {})
+        self.token_requires_auth = token_requires_auth
+        self.token_field = token_field
+        self.expires_in = expires_in
+        self.service = service
+        self._realm = realm
+        self.log = RequestLog()
+        #: token -> the scopes it grants; only tokens in here are accepted
+        self.tokens: dict[str, frozenset[str]] = {}
+        #: every token issued, in order, including revoked ones
+        self.issued: list[str] = []
+        self._token_ids = itertools.count(1)
+        self._repos: dict[str, _Repo] = {}
+        self._rules: list[_Rule] = []
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        for image in images:
+            self.add_image(image)
+
+    # -- content ----------------------------------------------------------------------------------
+
+    def add_image(self, image: Image, repository: str | None = None) -> None:
+        """Serve ``image`` under ``repository`` (default: the image's own), by tag and digest."""
+        repo = self._repos.setdefault(repository or image.repository, _Repo())
+        top = (image.media_type, image.raw, image.digest)
+        repo.manifests[image.tag] = top
+        repo.manifests[image.digest] = top
+        for manifest in image.manifests:
+            repo.manifests[manifest.digest] = (manifest.media_type, manifest.raw, manifest.digest)
+            for blob in manifest.blobs:
+                repo.blobs[blob.digest] = blob.data
+
+    # -- auth knobs -------------------------------------------------------------------------------
+
+    @property
+    def realm(self) -> str:
+        return self._realm or f"{self.url}/token"
+
+    @realm.setter
+    def realm(self, value: str | None) -> None:
+        self._realm = value
+
+    def revoke_tokens(self) -> int:
+        """Invalidate every token issued so far (as if they expired); returns how many."""
+        n = len(self.tokens)
+        self.tokens.clear()
+        return n
+
+    # -- faults -----------------------------------------------------------------------------------
+
+    def inject(self, path: str, fault: F, *, method: str | None = "GET") -> F:
+        """Apply ``fault`` to requests whose path matches the regex ``path`` (``re.search``) and
+        whose method is ``method`` (None: any). Several faults on one request nest in the order
+        they were injected, the first outermost. Returns ``fault`` so a test can read ``hits``."""
+        self._rules.append(_Rule(re.compile(path), method, fault))
+        return fault
+
+    def clear_faults(self) -> None:
+        self._rules.clear()
+
+    # -- running ----------------------------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        """``127.0.0.1:PORT``: the registry part of a reference."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    def ref(self, image: Image) -> str:
+        """The loopback reference a client pulls ``image`` by: ``127.0.0.1:PORT/repo:tag``."""
+        return f"{self.host}/{image.reference}"
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._log_mw, self._auth_mw, self._fault_mw])
+        app.router.add_get("/v2/", self._ping)
+        app.router.add_get("/v2", self._ping)
+        app.router.add_get("/token", self._token)
+        app.router.add_get(r"/v2/{name:.+}/manifests/{reference}", self._manifest)
+        app.router.add_get(r"/v2/{name:.+}/blobs/{digest}", self._blob)
+        return app
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- middlewares ------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _log_mw(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        entry = LoggedRequest(
+            request.method, request.path, MultiDict(request.query), CIMultiDict(request.headers)
+        )
+        self.log.append(entry)
+        try:
+            resp = await handler(request)
+        except web.HTTPException as e:
+            entry.status = e.status
+            raise
+        entry.status = resp.status
+        return resp
+
+    @web.middleware
+    async def _auth_mw(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self.auth is None or request.path == "/token":
+            return await handler(request)
+        name = request.match_info.get("name")
+        scope = f"repository:{name}:pull" if name else None
+        header = request.headers.get("Authorization", "")
+        if self.auth == "basic":
+            if self._basic_ok(header):
+                return await handler(request)
+            return error_body(
+                "UNAUTHORIZED",
+                "authentication required",
+                401,
+                **{"WWW-Authenticate": 'Basic realm="fake"'},
+            )
+        scheme, _, token = header.partition(" ")
+        granted = self.tokens.get(token) if scheme.lower() == "bearer" else None
+        if granted is not None and (scope is None or scope in granted):
+            return await handler(request)
+        challenge = f'Bearer realm="{self.realm}",service="{self.service}"'
+        if scope:
+            challenge += f',scope="{scope}"'
+        if granted is not None:
+            challenge += ',error="insufficient_scope"'
+        return error_body(
+            "UNAUTHORIZED", "authentication required", 401, **{"WWW-Authenticate": challenge}
+        )
+
+    @web.middleware
+    async def _fault_mw(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        chain = handler
+        for rule in reversed(self._rules):
+            if (rule.method is None or rule.method == request.method) and rule.pattern.search(
+                request.path
+            ):
+                chain = _bind(rule.fault, chain)
+        return await chain(request)
+
+    def _basic_ok(self, header: str) -> bool:
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, sep, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        return bool(sep) and user in self.users and self.users[user] == password
+
+    # -- routes -----------------------------------------------------------------------------------
+
+    async def _ping(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({}, headers={"Docker-Distribution-API-Version": "registry/2.0"})
+
+    async def _token(self, request: web.Request) -> web.StreamResponse:
+        if self.token_requires_auth and not self._basic_ok(
+            request.headers.get("Authorization", "")
+        ):
+            return error_body(
+                "UNAUTHORIZED", "incorrect username or password", 401
+            )  # Docker Hub's auth server also answers 401 here
+        token = f"fake-token-{next(self._token_ids)}"
+        self.tokens[token] = frozenset(request.query.getall("scope", []))
+        self.issued.append(token)
+        doc: dict[str, Any] = {}
+        if self.token_field in ("token", "both"):
+            doc["token"] = token
+        if self.token_field in ("access_token", "both"):
+            doc["access_token"] = token
+        if self.expires_in is not None:
+            doc["expires_in"] = self.expires_in
+        doc["issued_at"] = "2023-11-14T22:13:20Z"
+        return web.json_response(doc)
+
+    async def _manifest(self, request: web.Request) -> web.StreamResponse:
+        repo = self._repos.get(request.match_info["name"])
+        if repo is None:
+            return error_body("NAME_UNKNOWN", "repository name not known to registry", 404)
+        found = repo.manifests.get(request.match_info["reference"])
+        if found is None:
+            return error_body("MANIFEST_UNKNOWN", "manifest unknown", 404)
+        media_type, raw, digest = found
+        return web.Response(
+            body=raw, headers={"Content-Type": media_type, "Docker-Content-Digest": digest}
+        )
+
+    async def _blob(self, request: web.Request) -> web.StreamResponse:
+        repo = self._repos.get(request.match_info["name"])
+        digest = request.match_info["digest"]
+        data = repo.blobs.get(digest) if repo is not None else None
+        if data is None:
+            return error_body("BLOB_UNKNOWN", "blob unknown to registry", 404)
+        return web.Response(
+            body=data,
+            headers={"Content-Type": "application/octet-stream", "Docker-Content-Digest": digest},
+        )
+
+
+def _bind(fault: Fault, handler: Handler) -> Handler:
+    async def call(request: web.Request) -> web.StreamResponse:
+        return await fault(request, handler)
+
+    return call
+
+
+@asynccontextmanager
+async def start_fake(images: Iterable[Image] = (), **knobs: Any) -> AsyncIterator[FakeRegistry]:
+    """A running :class:`FakeRegistry` on a free loopback port; ``knobs`` as its constructor's."""
+    fake = FakeRegistry(images, **knobs)
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.close()
+
+
+# -- running the CLI -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompletedRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def lines(self) -> list[str]:
+        return self.stdout.splitlines()
+
+    @property
+    def error_lines(self) -> list[str]:
+        return self.stderr.splitlines()
+
+
+async def run_pypull(
+    *args: str | os.PathLike[str],
+    store: str | os.PathLike[str] | None = None,
+    timeout: float = 60.0,
+) -> CompletedRun:
+    """``python -m puller ARGS [--store STORE]`` as a user runs it (not a terminal, no stdin),
+    without blocking the event loop that serves the fake registry."""
+    argv = [str(a) for a in args]
+    if store is not None:
+        argv += ["--store", str(store)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYPULL_")}
+    # The checkout's package, not whichever one is installed.
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "puller",
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except asyncio.TimeoutError:
+        proc.kill()
+        out, err = await proc.communicate()
+        raise AssertionError(
+            f"pypull {' '.join(argv)} did not finish in {timeout} s\n"
+            f"stdout: {out.decode(errors='replace')}\nstderr: {err.decode(errors='replace')}"
+        ) from None
+    assert proc.returncode is not None
+    return CompletedRun(proc.returncode, out.decode(), err.decode())
