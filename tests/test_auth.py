@@ -123,9 +123,10 @@ TOKEN_RESPONSES: list[tuple[Any, str, float]] = [
     ({"token": "abc", "expires_in": False}, "abc", 60.0),
     ({"token": "abc", "expires_in": "300"}, "abc", 60.0),
     ({"token": "abc", "expires_in": None}, "abc", 60.0),
-    # NaN (Python's json accepts it) is no lifetime either; BUG: it is returned as is, and the
-    # cache then never expires the token (``now >= now + nan`` is always False)
+    # NaN and Infinity (Python's json accepts both) are no lifetime either: a NaN expiry would
+    # never compare as passed, so the cache would keep the token forever
     ({"token": "abc", "expires_in": float("nan")}, "abc", 60.0),
+    ({"token": "abc", "expires_in": float("inf")}, "abc", 60.0),
     # fractional lifetimes are kept
     ({"token": "abc", "expires_in": 2.5}, "abc", 2.5),
 ]
