@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import sys
 import traceback
 from collections.abc import Sequence
@@ -252,51 +253,73 @@ _BAR_STATES = {"LayerPulling", "LayerWaiting", "LayerVerifying", "LayerDownloade
 
 
 class TtyRenderer(PlainRenderer):
-    """A tqdm bar per downloading layer; the final lines as in plain mode."""
+    """A tqdm bar per downloading layer; the final lines as in plain mode.
+
+    Bars live in slots that are reused and closed only at the end, bottom slot last: tqdm
+    misplaces the cursor when a bar above another one closes first, which garbles later lines.
+    """
 
     def __init__(self, out: TextIO) -> None:
         super().__init__(out)
         from tqdm import tqdm
 
         self._tqdm = tqdm
-        self._bars: dict[Any, Any] = {}
+        self._slots: list[Any] = []
+        self._active: dict[Any, Any] = {}  # digest -> bar
 
     def line(self, text: str) -> None:
         self._tqdm.write(text, file=self.out)
 
+    def _bar_for(self, layer_id: str, total: int) -> Any:
+        busy = {id(b) for b in self._active.values()}
+        bar = next((b for b in self._slots if id(b) not in busy), None)
+        if bar is None:
+            bar = self._tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                leave=False,
+                file=self.out,
+                # One column short of the width: a bar that fills the last column leaves the
+                # cursor in the terminal's pending-wrap state and the next line starts askew.
+                ncols=max(40, shutil.get_terminal_size().columns - 1),
+            )
+            self._slots.append(bar)
+        else:
+            bar.bar_format = None
+            bar.reset(total=total)
+        bar.set_description_str(f"{layer_id}: Downloading", refresh=False)
+        return bar
+
+    def _release(self, digest: Any) -> None:
+        bar = self._active.pop(digest, None)
+        if bar is not None:
+            bar.bar_format = "{desc}"  # an idle slot shows an empty line
+            bar.set_description_str("", refresh=True)
+
     def __call__(self, event: Event) -> None:
         from . import events as ev
 
-        name = type(event).__name__
         if isinstance(event, ev.LayerProgress):
-            bar = self._bars.get(event.digest)
+            bar = self._active.get(event.digest)
             if bar is None:
-                bar = self._bars[event.digest] = self._tqdm(
-                    total=event.total,
-                    desc=f"{event.layer_id}: Downloading",
-                    unit="B",
-                    unit_scale=True,
-                    unit_divisor=1024,
-                    leave=False,
-                    file=self.out,
-                    dynamic_ncols=True,
-                )
+                bar = self._active[event.digest] = self._bar_for(event.layer_id, event.total)
             bar.update(event.current - bar.n)
         elif isinstance(event, ev.LayerVerifying):
-            bar = self._bars.get(event.digest)
+            bar = self._active.get(event.digest)
             if bar is not None:
                 bar.set_description_str(f"{event.layer_id}: Verifying Checksum")
         elif isinstance(event, (ev.LayerDownloaded, ev.LayerFailed)):
-            bar = self._bars.pop(event.digest, None)
-            if bar is not None:
-                bar.close()
-        elif name not in _BAR_STATES:
+            self._release(event.digest)
+        elif type(event).__name__ not in _BAR_STATES:
             super().__call__(event)
 
     def close(self) -> None:
-        for bar in self._bars.values():
+        for bar in reversed(self._slots):
             bar.close()
-        self._bars.clear()
+        self._slots.clear()
+        self._active.clear()
 
 
 # -- commands -------------------------------------------------------------------------------------
