@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import sys
 import traceback
@@ -331,11 +332,7 @@ async def _pull_all(args: argparse.Namespace, refs: list[tuple[str, Reference]])
 
     credentials = {}
     if args.creds:
-        from .registry import endpoint_for_domain
-
-        user, password = args.creds
-        for _, ref in refs:
-            credentials[endpoint_for_domain(ref.domain).host] = Credentials(user, password)
+        credentials[refs[0][1].domain] = Credentials(*args.creds)  # one registry: see main()
 
     failed = 0
     async with Puller(
@@ -379,6 +376,24 @@ def _error(e: BaseException, debug: bool) -> None:
     if debug:
         traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)
     print(f"Error: {_one_line(e)}", file=sys.stderr, flush=True)
+
+
+def _check_pull_args(top: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Combinations argparse cannot express; a violation is a usage error (exit 2)."""
+    if args.mirror_only and not args.mirror:
+        top.error("--mirror-only needs at least one --mirror")
+    if args.creds:
+        registries = set()
+        for text in args.images:
+            try:
+                registries.add(parse(text).domain)
+            except PullError:
+                continue  # reported as the pull's own error
+        if len(registries) > 1:
+            top.error(
+                "--creds applies to one registry, but the images name several: "
+                + ", ".join(sorted(registries))
+            )
 
 
 def _cmd_pull(args: argparse.Namespace) -> int:
@@ -460,6 +475,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         top.print_help()
         return 0
+    if args.command == "pull":
+        _check_pull_args(top, args)
     try:
         if args.command == "images":
             return _cmd_images(args)
@@ -467,6 +484,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`pypull ... | head -1`): nothing to say, and nowhere to say it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except PullError as e:
         _error(e, args.debug)
         return 1

@@ -24,6 +24,20 @@ class Digest:
     algorithm: str
     hex: str
 
+    def __post_init__(self) -> None:
+        # A Digest names a file under blobs/: no way to build one that is not algorithm:hex.
+        length = _HEX_LENGTH.get(self.algorithm)
+        if length is None:
+            raise InvalidDigest(
+                f"{self.algorithm}:{self.hex}",
+                f"unsupported algorithm {self.algorithm!r} (want sha256 or sha512)",
+            )
+        if len(self.hex) != length or not _HEX.fullmatch(self.hex):
+            raise InvalidDigest(
+                f"{self.algorithm}:{self.hex}",
+                f"{self.algorithm} needs {length} lowercase hex digits",
+            )
+
     def __str__(self) -> str:
         return f"{self.algorithm}:{self.hex}"
 
@@ -43,16 +57,7 @@ def parse_digest(text: str) -> Digest:
     algorithm, sep, hexpart = text.partition(":")
     if not sep:
         raise InvalidDigest(text, "expected algorithm:hex")
-    length = _HEX_LENGTH.get(algorithm)
-    if length is None:
-        raise InvalidDigest(text, f"unsupported algorithm {algorithm!r} (want sha256 or sha512)")
-    if len(hexpart) != length or not _HEX.fullmatch(hexpart):
-        raise InvalidDigest(text, f"{algorithm} needs {length} lowercase hex digits")
     return Digest(algorithm, hexpart)
-
-
-def sha256_of(data: bytes) -> Digest:
-    return Digest("sha256", hashlib.sha256(data).hexdigest())
 
 
 def digest_of(data: bytes, algorithm: str = "sha256") -> Digest:

@@ -8,57 +8,43 @@ layer's hashing never stalls another layer's download. Memory per download is ab
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from contextlib import suppress
+from typing import TypeVar
 
 from .digest import Digest
-from .errors import ManifestError, PullError, Unreachable, VerificationError
+from .errors import PullError, SizeMismatch
 from .events import (
+    Event,
     EventCallback,
     LayerDownloaded,
+    LayerFailed,
     LayerProgress,
     LayerVerifying,
     LayerWaiting,
     ignore,
 )
 from .manifest import Descriptor
-from .registry import Endpoint, RegistryClient
+from .registry import Endpoint, RegistryClient, try_in_turn
 from .store import BlobWriter, Store
 
+T = TypeVar("T")
 CHUNK_SIZE = 1 << 20
 
 
-def pick_error(errors: Sequence[PullError]) -> PullError:
-    """The error most worth showing after every endpoint failed.
-
-    Someone serving wrong bytes matters more than a registry saying no, which matters more than an
-    upstream we could not reach at all (a mirror's 404 explains more than an offline fallback).
-    """
-
-    def rank(e: PullError) -> int:
-        if isinstance(e, VerificationError):
-            return 3
-        if isinstance(e, ManifestError):
-            return 2
-        if isinstance(e, Unreachable):
-            return 0
-        return 1
-
-    best = errors[0]
-    for e in errors[1:]:
-        if rank(e) >= rank(best):
-            best = e
-    return best
-
-
 class _Inflight:
-    """A download in progress and how many pulls wait for it."""
+    """A download in progress, and the pulls waiting for it (each gets its events)."""
 
-    __slots__ = ("task", "waiters")
+    __slots__ = ("subscribers", "task")
 
-    def __init__(self, task: asyncio.Task[bool]) -> None:
-        self.task = task
-        self.waiters = 0
+    def __init__(self) -> None:
+        self.task: asyncio.Task[bool] | None = None
+        self.subscribers: list[EventCallback] = []
+
+    def emit(self, event: Event) -> None:
+        for callback in list(self.subscribers):
+            callback(event)
 
 
 class Downloader:
@@ -93,69 +79,104 @@ class Downloader:
     ) -> bool:
         """Make sure ``desc`` is in the store; True if this call downloaded it.
 
+        A download already under way for the same digest is joined rather than repeated. If it
+        fails, this call tries once more on its own repository and endpoints, which may differ.
         ``limited=False`` skips the concurrency limit, for small blobs (a config) that should not
         queue behind layers.
         """
-        if self._store.has(desc.digest):
-            return False
-        entry = self._inflight.get(desc.digest)
-        owner = entry is None
-        if entry is None:
-            task = asyncio.ensure_future(self._download(desc, path, endpoints, on_event, limited))
-            entry = self._inflight[desc.digest] = _Inflight(task)
-            task.add_done_callback(lambda _: self._inflight.pop(desc.digest, None))
-        entry.waiters += 1
-        try:
-            # Shielded: one waiter giving up must not cancel the download for the others.
-            downloaded = await asyncio.shield(entry.task)
-        except asyncio.CancelledError:
-            entry.waiters -= 1
-            if entry.waiters == 0 and not entry.task.done():
-                entry.task.cancel()
-                # Let it remove its partial file before our cancellation completes.
-                await asyncio.wait([entry.task])
-            raise
-        entry.waiters -= 1
-        return owner and downloaded
+        while True:
+            if self._store.has(desc.digest):
+                return False
+            entry = self._inflight.get(desc.digest)
+            owner = entry is None
+            if entry is None:
+                entry = self._inflight[desc.digest] = _Inflight()
+                entry.task = asyncio.ensure_future(
+                    self._download(desc, path, endpoints, entry, limited)
+                )
+                entry.task.add_done_callback(
+                    functools.partial(self._forget_done, desc.digest, entry)
+                )
+            assert entry.task is not None
+            entry.subscribers.append(on_event)
+            try:
+                # Shielded: one waiter giving up must not cancel the download for the others.
+                downloaded = await asyncio.shield(entry.task)
+            except asyncio.CancelledError:
+                entry.subscribers.remove(on_event)
+                if not entry.subscribers and not entry.task.done():
+                    # Nobody else waits: stop it, and let it remove its partial file before our
+                    # cancellation completes. Forget it now so a later fetch starts afresh.
+                    self._forget(desc.digest, entry)
+                    entry.task.cancel()
+                    await asyncio.wait([entry.task])
+                raise
+            except PullError:
+                entry.subscribers.remove(on_event)
+                if owner:
+                    raise
+                self._forget(desc.digest, entry)
+                continue  # the owner's repository or endpoints failed; ours may not
+            entry.subscribers.remove(on_event)
+            return owner and downloaded
+
+    def _forget_done(self, digest: Digest, entry: _Inflight, _: object) -> None:
+        self._forget(digest, entry)
+
+    def _forget(self, digest: Digest, entry: _Inflight) -> None:
+        if self._inflight.get(digest) is entry:
+            del self._inflight[digest]
 
     async def _download(
         self,
         desc: Descriptor,
         path: str,
         endpoints: Sequence[Endpoint],
-        on_event: EventCallback,
+        entry: _Inflight,
         limited: bool,
     ) -> bool:
-        if not limited:
-            return await self._try_endpoints(desc, path, endpoints, on_event)
-        if self._slots.locked():
-            on_event(LayerWaiting(desc.digest))
-        async with self._slots:
-            return await self._try_endpoints(desc, path, endpoints, on_event)
+        try:
+            if not limited:
+                return await self._try_endpoints(desc, path, endpoints, entry)
+            if self._slots.locked():
+                entry.emit(LayerWaiting(desc.digest))
+            async with self._slots:
+                return await self._try_endpoints(desc, path, endpoints, entry)
+        except PullError as e:
+            entry.emit(LayerFailed(desc.digest, e))
+            raise
 
     async def _try_endpoints(
-        self, desc: Descriptor, path: str, endpoints: Sequence[Endpoint], on_event: EventCallback
+        self, desc: Descriptor, path: str, endpoints: Sequence[Endpoint], entry: _Inflight
     ) -> bool:
-        errors: list[PullError] = []
-        for endpoint in endpoints:
+        async def attempt(endpoint: Endpoint) -> bool:
             if self._store.has(desc.digest):  # another process stored it while we queued
                 return False
-            try:
-                await self._download_from(endpoint, desc, path, on_event)
-                return True
-            except PullError as e:
-                errors.append(e)
-        raise pick_error(errors)
+            await self._download_from(endpoint, desc, path, entry)
+            return True
+
+        return await try_in_turn(endpoints, attempt)
 
     async def _download_from(
-        self, endpoint: Endpoint, desc: Descriptor, path: str, on_event: EventCallback
+        self, endpoint: Endpoint, desc: Descriptor, path: str, entry: _Inflight
     ) -> None:
         loop = asyncio.get_running_loop()
         async with self._client.open_blob(endpoint, path, desc.digest, self._chunk_size) as body:
-            writer: BlobWriter = await loop.run_in_executor(
-                None, self._store.writer, desc.digest, desc.size, endpoint.url
+            if body.length is not None and body.length != desc.size:
+                raise SizeMismatch(
+                    f"size mismatch for {desc.digest} from {endpoint.url}: the registry sends "
+                    f"{body.length} bytes, the manifest says {desc.size}",
+                    expected=str(desc.size),
+                    got=str(body.length),
+                    url=endpoint.url,
+                )
+            writer: BlobWriter = await _finish_in_worker(
+                loop.run_in_executor(
+                    None, self._store.writer, desc.digest, desc.size, endpoint.url
+                ),
+                cleanup=lambda w: w.abort(),
             )
-            pending: asyncio.Future[None] | None = None
+            pending: asyncio.Future[object] | None = None
             received = 0
             try:
                 async for chunk in body:
@@ -163,17 +184,27 @@ class Downloader:
                         await pending
                     pending = loop.run_in_executor(None, writer.write, chunk)
                     received += len(chunk)
-                    on_event(LayerProgress(desc.digest, received, desc.size))
+                    entry.emit(LayerProgress(desc.digest, received, desc.size))
                 if pending is not None:
                     await pending
-                    pending = None
-                on_event(LayerVerifying(desc.digest))
-                await loop.run_in_executor(None, writer.commit, self._durable)
+                entry.emit(LayerVerifying(desc.digest))
+                pending = loop.run_in_executor(None, writer.commit, self._durable)
+                await pending
             except BaseException:
                 if pending is not None and not pending.done():
-                    # The worker may still hold the file; let it finish before removing the file.
+                    # The worker still holds the file: let it finish before the file goes.
                     with suppress(BaseException):
                         await asyncio.shield(pending)
-                writer.abort()
+                writer.abort()  # a no-op once committed
                 raise
-        on_event(LayerDownloaded(desc.digest))
+        entry.emit(LayerDownloaded(desc.digest))
+
+
+async def _finish_in_worker(future: asyncio.Future[T], cleanup: Callable[[T], object]) -> T:
+    """Await a worker thread's result; if we are cancelled meanwhile, clean up what it made."""
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        with suppress(BaseException):
+            cleanup(await future)
+        raise

@@ -107,3 +107,27 @@ class StoreError(PullError):
     def __init__(self, message: str, *, path: str = "") -> None:
         self.path = path
         super().__init__(message)
+
+
+def most_relevant(errors: list[PullError]) -> PullError:
+    """The error most worth showing after every endpoint failed.
+
+    Someone serving wrong bytes matters more than a registry saying no, which matters more than an
+    upstream we could not reach at all (a mirror's 404 explains more than an offline fallback).
+    Among equals, the last endpoint's error wins.
+    """
+
+    def rank(e: PullError) -> int:
+        if isinstance(e, VerificationError):
+            return 3
+        if isinstance(e, ManifestError):
+            return 2
+        if isinstance(e, Unreachable):
+            return 0
+        return 1
+
+    best = errors[0]
+    for e in errors[1:]:
+        if rank(e) >= rank(best):
+            best = e
+    return best

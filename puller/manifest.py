@@ -179,8 +179,9 @@ def parse_manifest(
         )
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ManifestError(f"manifest{at} is not valid JSON: {e}") from None
+    except (ValueError, RecursionError) as e:  # deep nesting raises RecursionError
+        reason = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+        raise ManifestError(f"manifest{at} is not valid JSON: {reason}") from None
     if not isinstance(doc, dict):
         raise ManifestError(f"manifest{at} is not a JSON object")
 

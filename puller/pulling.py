@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from .auth import Credentials
 from .digest import Digest, digest_of, parse_digest, verify_bytes
-from .download import Downloader, pick_error
-from .errors import InvalidDigest, ManifestError, PlatformNotFound, PullError
+from .download import Downloader
+from .errors import InvalidDigest, ManifestError, PlatformNotFound
 from .events import (
     EventCallback,
     Finished,
@@ -45,8 +45,10 @@ from .registry import (
     Endpoint,
     ManifestResponse,
     RegistryClient,
+    endpoint_for_domain,
     endpoints_for,
     normalize_mirror,
+    try_in_turn,
 )
 from .store import RESOLVED_ANNOTATION, Store, default_store_path
 
@@ -94,10 +96,18 @@ class Puller:
             store = default_store_path()
         self.store = store if isinstance(store, Store) else Store(store)
         self._mirrors = tuple(normalize_mirror(m) for m in mirrors)
+        if mirror_only and not self._mirrors:
+            raise ValueError("mirror_only needs at least one mirror")
         self._mirror_only = mirror_only
         # Where a registry name's API lives when it is not the name (tests, air-gapped sites).
         self._upstreams = {k: Endpoint(v.rstrip("/")) for k, v in (upstreams or {}).items()}
-        self._client = RegistryClient(credentials=credentials, timeout=timeout)
+        # Credentials are given per registry name (docker.io, localhost:5000) and go to that
+        # registry's own endpoint only, never to a mirror.
+        hosts = {
+            (self._upstreams.get(name) or endpoint_for_domain(name)).host: creds
+            for name, creds in (credentials or {}).items()
+        }
+        self._client = RegistryClient(credentials=hosts, timeout=timeout)
         self._downloader = Downloader(
             self._client, self.store, max_concurrent=max_concurrent_downloads, durable=durable
         )
@@ -160,16 +170,12 @@ class Puller:
         )
 
     async def resolve(self, ref: Reference, want: Platform) -> _Resolved:
-        """Try each endpoint in order; a mirror that fails in any way hands over to the next."""
-        errors: list[PullError] = []
-        for endpoint in self.endpoints(ref):
-            try:
-                return await self._resolve_at(endpoint, ref, want)
-            except PlatformNotFound:
-                raise  # the image is what it is; another endpoint would serve the same index
-            except PullError as e:
-                errors.append(e)
-        raise pick_error(errors)
+        """Try each endpoint in order; an index without the platform is the same everywhere."""
+        return await try_in_turn(
+            self.endpoints(ref),
+            lambda endpoint: self._resolve_at(endpoint, ref, want),
+            fatal=(PlatformNotFound,),
+        )
 
     # -- pull ------------------------------------------------------------------------------------
 
@@ -277,7 +283,7 @@ class Puller:
                 self._downloader.fetch(config, ref.path, endpoints, limited=False)
             )
 
-        order = [d.digest for d in manifest.layers if d.digest in missing]
+        order = list(dict.fromkeys(d.digest for d in manifest.layers if d.digest in missing))
         reported = 0
 
         def report(_: object = None) -> None:
@@ -289,7 +295,7 @@ class Puller:
                 on_event(LayerComplete(order[reported]))
                 reported += 1
 
-        for digest in set(order):
+        for digest in order:
             tasks[digest].add_done_callback(report)
         try:
             await asyncio.gather(*tasks.values())

@@ -10,19 +10,29 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from .auth import Credentials, TokenCache, parse_challenge, parse_token_response, pull_scope
 from .digest import Digest
-from .errors import ManifestError, NotFound, RegistryError, Unauthorized, Unreachable
+from .errors import (
+    ManifestError,
+    NotFound,
+    PullError,
+    RegistryError,
+    Unauthorized,
+    Unreachable,
+    most_relevant,
+)
 from .manifest import ACCEPT, MAX_MANIFEST_SIZE
 from .reference import Reference
+
+T = TypeVar("T")
 
 #: Where Docker Hub's registry API lives; ``docker.io`` is only its name.
 DOCKER_HUB_URL = "https://registry-1.docker.io"
@@ -60,6 +70,34 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _internal_ip(host: str) -> bool:
+    """An IP literal in a loopback, private or link-local range (cloud metadata lives there)."""
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return ip.is_loopback or ip.is_private or ip.is_link_local
+
+
+def realm_refusal(endpoint: Endpoint, realm: str) -> str | None:
+    """Why a Bearer realm must not be contacted, or None.
+
+    A registry names the realm, and we send credentials there: a hostile registry must not be
+    able to point them at plain HTTP elsewhere, or at an internal address it does not live on.
+    """
+    realm_parts, ep_parts = urlsplit(realm), urlsplit(endpoint.url)
+    realm_host, ep_host = realm_parts.hostname or "", ep_parts.hostname or ""
+    if realm_parts.scheme == "http":
+        same_place = realm_host == ep_host or (is_loopback(realm_host) and is_loopback(ep_host))
+        if not (endpoint.plain_http and same_place):
+            return "tokens are fetched over HTTPS, except from a plain-HTTP registry's own host"
+    elif realm_parts.scheme != "https" or not realm_host:
+        return "not an https:// URL"
+    if _internal_ip(realm_host) and not _internal_ip(ep_host) and not is_loopback(ep_host):
+        return f"{realm_host} is an internal address and {ep_host} is not"
+    return None
+
+
 def endpoint_for_domain(domain: str) -> Endpoint:
     if domain == "docker.io":
         return Endpoint(DOCKER_HUB_URL)
@@ -71,8 +109,13 @@ def normalize_mirror(url: str) -> Endpoint:
     """``--mirror`` takes a URL; a bare host is HTTPS unless it is loopback."""
     url = url.strip().rstrip("/")
     if "://" not in url:
-        return Endpoint(endpoint_for_domain(url).url, mirror=True)
+        url = f"{'http' if is_loopback(url) else 'https'}://{url}"
     parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            f"invalid mirror URL {parts.scheme}://...@{parts.hostname}: credentials do not "
+            "belong in a mirror URL"
+        )
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"invalid mirror URL {url!r}: expected http://host[:port] or https://...")
     if parts.path not in ("", "/v2"):
@@ -87,6 +130,26 @@ def endpoints_for(ref: Reference, mirrors: tuple[Endpoint, ...] = ()) -> tuple[E
     if not ref.is_docker_hub:
         return (upstream,)
     return (*mirrors, upstream)
+
+
+async def try_in_turn(
+    endpoints: Sequence[Endpoint],
+    attempt: Callable[[Endpoint], Awaitable[T]],
+    fatal: tuple[type[PullError], ...] = (),
+) -> T:
+    """``attempt`` on each endpoint in order until one succeeds: a mirror that fails in any way
+    hands over to the next. ``fatal`` errors would be the same everywhere and end the search."""
+    errors: list[PullError] = []
+    for endpoint in endpoints:
+        try:
+            return await attempt(endpoint)
+        except fatal:
+            raise
+        except PullError as e:
+            errors.append(e)
+    if not errors:
+        raise ValueError("no endpoints to try")
+    raise most_relevant(errors)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +171,7 @@ def _error_detail(body: bytes) -> tuple[str | None, str | None]:
             code if isinstance(code, str) else None,
             message if isinstance(message, str) else None,
         )
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+    except (ValueError, RecursionError, KeyError, IndexError, TypeError, AttributeError):
         return None, None
 
 
@@ -193,15 +256,9 @@ class RegistryClient:
         realm = challenge.realm
         if not realm:
             raise Unauthorized(f"{url}: Bearer challenge without a realm", url=url)
-        realm_parts = urlsplit(realm)
-        if realm_parts.scheme != "https" and not (
-            realm_parts.scheme == "http" and endpoint.plain_http
-        ):
-            raise Unauthorized(
-                f"{url}: refusing token realm {realm}: tokens are fetched over HTTPS only "
-                "unless the registry itself is plain HTTP",
-                url=url,
-            )
+        refusal = realm_refusal(endpoint, realm)
+        if refusal:
+            raise Unauthorized(f"{url}: refusing token realm {realm}: {refusal}", url=url)
         lock = self._token_locks.setdefault((endpoint.host, scope), asyncio.Lock())
         async with lock:
             if self._tokens.get(endpoint.host, scope) is not None:
@@ -235,7 +292,7 @@ class RegistryClient:
                 ) from e
             try:
                 doc: Any = json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):
                 doc = None
             token, lifetime = parse_token_response(doc, realm)
             self._tokens.put(endpoint.host, scope, token, lifetime)
@@ -338,8 +395,15 @@ class BlobStream:
 
 
 def _why(e: BaseException) -> str:
+    """aiohttp's exceptions as a few words (their str() can be a repr of the whole request)."""
     if isinstance(e, asyncio.TimeoutError):
         return "timed out"
+    if isinstance(e, aiohttp.TooManyRedirects):
+        return "too many redirects"
+    if isinstance(e, aiohttp.InvalidURL):
+        return f"invalid URL {e.url}"
+    if isinstance(e, aiohttp.ClientResponseError):
+        return e.message.splitlines()[0] if e.message else f"HTTP {e.status}"
     text = str(e) or type(e).__name__
     return text.splitlines()[0] if text else type(e).__name__
 

@@ -217,10 +217,10 @@ class Store:
             raise _store_error("read", self.index_path, e) from e
         try:
             doc = json.loads(raw)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise StoreError(
                 f"{self.index_path} is not valid JSON: {e}", path=str(self.index_path)
-            ) from e
+            ) from None
         if not isinstance(doc, dict) or not isinstance(doc.get("manifests"), list):
             raise StoreError(f"{self.index_path} has no manifests list", path=str(self.index_path))
         return doc

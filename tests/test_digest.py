@@ -10,7 +10,7 @@ import hashlib
 
 import pytest
 
-from puller.digest import Digest, Verifier, digest_of, parse_digest, sha256_of, verify_bytes
+from puller.digest import Digest, Verifier, digest_of, parse_digest, verify_bytes
 from puller.errors import DigestMismatch, InvalidDigest, PullError, SizeMismatch
 
 DATA = b"hello, registry\n"
@@ -59,10 +59,10 @@ def test_digest_is_a_frozen_value() -> None:
     assert hash(d) == hash(Digest("sha256", DATA_256))
 
 
-def test_sha256_of_and_digest_of_hash_the_bytes() -> None:
-    assert sha256_of(DATA) == Digest("sha256", DATA_256)
+def test_digest_of_hashes_the_bytes() -> None:
+    assert digest_of(DATA) == Digest("sha256", DATA_256)
     assert digest_of(DATA, "sha512") == Digest("sha512", DATA_512)
-    assert sha256_of(b"") == Digest("sha256", EMPTY_256)
+    assert digest_of(b"") == Digest("sha256", EMPTY_256)
 
 
 # --- parse_digest: invalid -------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from puller.digest import Digest, sha256_of
+from puller.digest import Digest, digest_of
 from puller.errors import ManifestError, PlatformNotFound, PullError
 from puller.manifest import (
     DOCKER_LIST,
@@ -37,12 +37,12 @@ DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 ATTESTATION = {"vnd.docker.reference.type": "attestation-manifest"}
 
-CONFIG = sha256_of(b"config")
-LAYER1 = sha256_of(b"layer one")
-LAYER2 = sha256_of(b"layer two")
-AMD64 = sha256_of(b"amd64 manifest")
-ARM64 = sha256_of(b"arm64 manifest")
-ATTEST = sha256_of(b"attestation")
+CONFIG = digest_of(b"config")
+LAYER1 = digest_of(b"layer one")
+LAYER2 = digest_of(b"layer two")
+AMD64 = digest_of(b"amd64 manifest")
+ARM64 = digest_of(b"arm64 manifest")
+ATTEST = digest_of(b"attestation")
 
 
 def desc(media_type: str, digest: Digest, size: int, **extra: Any) -> dict[str, Any]:

@@ -314,7 +314,7 @@ def test_corrupt_blob_fails_stores_nothing_and_a_later_pull_succeeds(
     again = run_pypull("--store", store, ref)
     assert again.returncode == 0, again.stderr
     assert bad.digest in blob_files(store)
-    assert ref.replace(registry.host, registry.host, 1) in index_entries(store)
+    assert ref in index_entries(store)
 
 
 def test_manifest_not_found(registry: Registry, store: Path) -> None:
@@ -364,13 +364,30 @@ def test_invalid_reference_is_a_one_line_error(store: Path) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["--platform", "linux", "redis"], ["-j", "0", "redis"], ["--bogus", "redis"], ["pull"]],
-    ids=["bad-platform", "zero-concurrency", "unknown-option", "no-image"],
+    [
+        ["--platform", "linux", "redis"],
+        ["-j", "0", "redis"],
+        ["--bogus", "redis"],
+        ["pull"],
+        ["--mirror", "http://alice:secret@127.0.0.1:5000", "redis"],
+        ["--mirror-only", "redis"],
+        ["--creds", "u:p", "127.0.0.1:1/a", "127.0.0.1:2/b"],
+    ],
+    ids=[
+        "bad-platform",
+        "zero-concurrency",
+        "unknown-option",
+        "no-image",
+        "mirror-url-with-credentials",
+        "mirror-only-without-mirror",
+        "creds-for-two-registries",
+    ],
 )
 def test_usage_errors_exit_2(args: list[str], store: Path) -> None:
     run = run_pypull("--store", store, *args) if args != ["pull"] else run_pypull("pull")
     assert run.returncode == 2
     assert "usage:" in run.stderr
+    assert "secret" not in run.stderr
     assert not store.exists()
 
 

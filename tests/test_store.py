@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from puller.digest import Digest, sha256_of
-from puller.errors import DigestMismatch, SizeMismatch, StoreError
+from puller.digest import Digest, digest_of
+from puller.errors import DigestMismatch, InvalidDigest, SizeMismatch, StoreError
 from puller.manifest import OCI_MANIFEST, REF_NAME_ANNOTATION, Descriptor, Platform
 from puller.store import Store, default_store_path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA = b'{"layers": "pretend this is a manifest"}\n'
-DIGEST = sha256_of(DATA)
+DIGEST = digest_of(DATA)
 WHERE = "http://127.0.0.1:5000/v2/app/blobs/" + str(DIGEST)
 
 
@@ -31,7 +31,7 @@ def files_under(root: Path) -> list[str]:
 
 
 def manifest_descriptor(seed: str, size: int = 100, **kw: Any) -> Descriptor:
-    return Descriptor(OCI_MANIFEST, sha256_of(seed.encode()), size, **kw)
+    return Descriptor(OCI_MANIFEST, digest_of(seed.encode()), size, **kw)
 
 
 def read_index(root: Path) -> dict[str, Any]:
@@ -258,7 +258,7 @@ def test_retagging_a_name_replaces_its_entry(store: Path) -> None:
     s.tag("app:latest", manifest_descriptor("new"))
     assert ref_names(store) == ["app:latest"]
     found = s.lookup("app:latest")
-    assert found is not None and found.digest == sha256_of(b"new")
+    assert found is not None and found.digest == digest_of(b"new")
 
 
 def test_different_names_coexist(store: Path) -> None:
@@ -269,20 +269,20 @@ def test_different_names_coexist(store: Path) -> None:
     assert sorted(ref_names(store)) == ["a:1", "a:2", "b:1"]
     assert [d.annotations[REF_NAME_ANNOTATION] for d in s.entries()] == ["a:1", "b:1", "a:2"]
     assert {n: s.lookup(n).digest for n in ("a:1", "b:1")} == {  # type: ignore[union-attr]
-        "a:1": sha256_of(b"a:1"),
-        "b:1": sha256_of(b"b:1"),
+        "a:1": digest_of(b"a:1"),
+        "b:1": digest_of(b"b:1"),
     }
 
 
 def test_entries_other_tools_wrote_are_kept_and_unparsable_ones_skipped(store: Path) -> None:
-    foreign = {"mediaType": OCI_MANIFEST, "digest": str(sha256_of(b"umoci")), "size": 5}
+    foreign = {"mediaType": OCI_MANIFEST, "digest": str(digest_of(b"umoci")), "size": 5}
     broken = {"mediaType": OCI_MANIFEST, "digest": "sha256:../../etc/passwd", "size": 5}
     store.mkdir()
     (store / "index.json").write_text(
         json.dumps({"schemaVersion": 2, "manifests": [foreign, broken, "junk"]})
     )
     s = Store(store)
-    assert [d.digest for d in s.entries()] == [sha256_of(b"umoci")]
+    assert [d.digest for d in s.entries()] == [digest_of(b"umoci")]
     s.tag("app:latest", manifest_descriptor("app"))
     manifests = read_index(store)["manifests"]
     assert manifests[:3] == [foreign, broken, "junk"]  # not ours to drop
@@ -341,7 +341,7 @@ def test_concurrent_tags_from_threads_keep_every_entry(store: Path) -> None:
 
 TAG_SNIPPET = """
 import sys
-from puller.digest import sha256_of
+from puller.digest import digest_of
 from puller.manifest import OCI_MANIFEST, Descriptor
 from puller.store import Store
 
@@ -349,7 +349,7 @@ root, prefix, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 store = Store(root)
 for i in range(count):
     name = f"{prefix}:{i}"
-    store.tag(name, Descriptor(OCI_MANIFEST, sha256_of(name.encode()), 100))
+    store.tag(name, Descriptor(OCI_MANIFEST, digest_of(name.encode()), 100))
 """
 
 
@@ -478,8 +478,17 @@ def test_default_store_path(
     assert default_store_path() == Path(expected)
 
 
-def test_digest_type_used_for_blob_paths_is_the_validated_one() -> None:
-    # blob_path trusts Digest; only parse_digest (tested in test_digest) lets a string in.
+@pytest.mark.parametrize(
+    ("algorithm", "hex_"),
+    [("sha256", "../../etc/passwd"), ("sha256", "../" + "a" * 61), ("../x", "a" * 64), ("", "")],
+)
+def test_no_digest_can_name_a_path_outside_blobs(algorithm: str, hex_: str) -> None:
+    """Digest validates on construction, so blob_path can trust every Digest it is given."""
+    with pytest.raises(InvalidDigest):
+        Store("/s").blob_path(Digest(algorithm, hex_))
+
+
+def test_sha512_blobs_live_under_their_own_algorithm() -> None:
     assert Store("/s").blob_path(Digest("sha512", "a" * 128)) == Path(
         "/s/blobs/sha512/" + "a" * 128
     )

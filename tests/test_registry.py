@@ -1,0 +1,112 @@
+"""Pure rules of the registry client: which endpoints, which scheme, which token realms."""
+
+from __future__ import annotations
+
+import pytest
+
+from puller.reference import parse
+from puller.registry import (
+    DOCKER_HUB_URL,
+    Endpoint,
+    endpoint_for_domain,
+    endpoints_for,
+    is_loopback,
+    normalize_mirror,
+    realm_refusal,
+)
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("localhost:5000", True),
+        ("127.0.0.1", True),
+        ("127.1.2.3:80", True),
+        ("[::1]:5000", True),
+        ("::1", True),
+        ("10.0.0.1:5000", False),
+        ("registry.example", False),
+        ("localhost.example", False),
+    ],
+)
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize(
+    ("domain", "url"),
+    [
+        ("docker.io", DOCKER_HUB_URL),
+        ("localhost:5000", "http://localhost:5000"),
+        ("127.0.0.1:5000", "http://127.0.0.1:5000"),
+        ("[::1]:5000", "http://[::1]:5000"),
+        ("ghcr.io", "https://ghcr.io"),
+        ("10.0.0.1:5000", "https://10.0.0.1:5000"),
+    ],
+    ids=lambda v: str(v),
+)
+def test_registry_names_map_to_https_except_loopback(domain: str, url: str) -> None:
+    assert endpoint_for_domain(domain).url == url
+
+
+@pytest.mark.parametrize(
+    ("given", "url"),
+    [
+        ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+        ("http://127.0.0.1:5000/", "http://127.0.0.1:5000"),
+        ("https://mirror.example/v2", "https://mirror.example"),
+        ("mirror.example", "https://mirror.example"),
+        ("localhost:5000", "http://localhost:5000"),
+    ],
+)
+def test_mirror_urls_are_normalized(given: str, url: str) -> None:
+    assert normalize_mirror(given) == Endpoint(url, mirror=True)
+
+
+@pytest.mark.parametrize(
+    ("given", "words"),
+    [
+        ("ftp://mirror.example", "expected http://"),
+        ("https://mirror.example/some/path", "give no path"),
+        ("http://alice:secret@127.0.0.1:5000", "credentials do not belong"),
+        ("alice:secret@mirror.example", "credentials do not belong"),
+    ],
+)
+def test_bad_mirror_urls_are_refused_without_echoing_a_password(given: str, words: str) -> None:
+    with pytest.raises(ValueError, match=words) as info:
+        normalize_mirror(given)
+    assert "secret" not in str(info.value)
+
+
+def test_mirrors_serve_only_docker_hub_images() -> None:
+    mirror = normalize_mirror("http://127.0.0.1:5000")
+    assert endpoints_for(parse("redis"), (mirror,)) == (mirror, Endpoint(DOCKER_HUB_URL))
+    assert endpoints_for(parse("ghcr.io/o/r"), (mirror,)) == (Endpoint("https://ghcr.io"),)
+
+
+@pytest.mark.parametrize(
+    ("registry", "realm", "refused"),
+    [
+        ("https://reg.example", "https://auth.example/token", None),
+        ("http://127.0.0.1:5000", "http://127.0.0.1:5001/token", None),
+        ("http://127.0.0.1:5000", "http://localhost:5001/token", None),
+        ("http://10.0.0.5:5000", "http://10.0.0.5:5001/token", None),
+        ("https://10.0.0.5", "https://10.0.0.6/token", None),
+        ("https://reg.example", "http://reg.example/token", "over HTTPS"),
+        ("http://127.0.0.1:5000", "http://auth.example/token", "over HTTPS"),
+        ("http://10.0.0.5:5000", "http://10.0.0.6/token", "over HTTPS"),
+        ("https://reg.example", "https://169.254.169.254/latest", "internal address"),
+        ("https://reg.example", "https://127.0.0.1:2375/token", "internal address"),
+        ("https://reg.example", "https://[::1]/token", "internal address"),
+        ("https://reg.example", "file:///etc/passwd", "not an https:// URL"),
+    ],
+)
+def test_token_realms_that_could_leak_credentials_are_refused(
+    registry: str, realm: str, refused: str | None
+) -> None:
+    reason = realm_refusal(Endpoint(registry), realm)
+    if refused is None:
+        assert reason is None
+    else:
+        assert reason is not None and refused in reason
