@@ -14,23 +14,34 @@ from contextlib import suppress
 from typing import TypeVar
 
 from .digest import Digest
-from .errors import PullError, SizeMismatch
+from .errors import (
+    PullError,
+    RegistryError,
+    SizeMismatch,
+    StoreError,
+    Unreachable,
+    VerificationError,
+)
 from .events import (
     Event,
     EventCallback,
     LayerDownloaded,
     LayerFailed,
     LayerProgress,
+    LayerRetrying,
     LayerVerifying,
     LayerWaiting,
     ignore,
 )
 from .manifest import Descriptor
 from .registry import Endpoint, RegistryClient, try_in_turn
+from .retry import RetryPolicy, with_retries
 from .store import BlobWriter, Store
 
 T = TypeVar("T")
 CHUNK_SIZE = 1 << 20
+#: How often a process waiting for another process's download of the same blob looks again.
+LOCK_POLL_INTERVAL = 0.05
 
 
 class _Inflight:
@@ -58,6 +69,7 @@ class Downloader:
         max_concurrent: int = 3,
         chunk_size: int = CHUNK_SIZE,
         durable: bool = True,
+        retry: RetryPolicy | None = None,
     ) -> None:
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
@@ -66,6 +78,7 @@ class Downloader:
         self._slots = asyncio.Semaphore(max_concurrent)
         self._chunk_size = chunk_size
         self._durable = durable
+        self._retry = retry or RetryPolicy()
         self._inflight: dict[Digest, _Inflight] = {}
 
     async def fetch(
@@ -137,48 +150,80 @@ class Downloader:
     ) -> bool:
         try:
             if not limited:
-                return await self._try_endpoints(desc, path, endpoints, entry)
+                return await self._download_locked(desc, path, endpoints, entry)
             if self._slots.locked():
                 entry.emit(LayerWaiting(desc.digest))
             async with self._slots:
-                return await self._try_endpoints(desc, path, endpoints, entry)
+                return await self._download_locked(desc, path, endpoints, entry)
         except PullError as e:
             entry.emit(LayerFailed(desc.digest, e))
             raise
 
-    async def _try_endpoints(
+    async def _download_locked(
         self, desc: Descriptor, path: str, endpoints: Sequence[Endpoint], entry: _Inflight
     ) -> bool:
-        async def attempt(endpoint: Endpoint) -> bool:
-            if self._store.has(desc.digest):  # another process stored it while we queued
+        """Hold the digest's cross-process lock while downloading: a second process pulling the
+        same blob waits here, then finds it stored."""
+        lock = self._store.blob_lock(desc.digest)
+        while not lock.try_acquire():
+            await asyncio.sleep(LOCK_POLL_INTERVAL)  # flock has no async wait; polling is cheap
+        try:
+            if self._store.has(desc.digest):
                 return False
-            await self._download_from(endpoint, desc, path, entry)
-            return True
 
-        return await try_in_turn(endpoints, attempt)
+            def retrying(attempt: int, delay: float, error: PullError) -> None:
+                entry.emit(LayerRetrying(desc.digest, delay, attempt, error))
+
+            await with_retries(
+                self._retry,
+                lambda: try_in_turn(
+                    endpoints, lambda ep: self._download_from(ep, desc, path, entry)
+                ),
+                retrying,
+            )
+            return True
+        finally:
+            lock.release()
 
     async def _download_from(
         self, endpoint: Endpoint, desc: Descriptor, path: str, entry: _Inflight
     ) -> None:
+        """Resume the partial left by an earlier attempt, if any. If the resumed blob does not
+        verify, the partial was bad: drop it and fetch the blob once more from zero."""
+        resuming = self._store.partial_size(desc.digest) > 0
+        try:
+            await self._transfer(endpoint, desc, path, entry, resume=True)
+        except VerificationError:
+            if not resuming:
+                raise
+            await self._transfer(endpoint, desc, path, entry, resume=False)
+
+    async def _transfer(
+        self, endpoint: Endpoint, desc: Descriptor, path: str, entry: _Inflight, resume: bool
+    ) -> None:
         loop = asyncio.get_running_loop()
-        async with self._client.open_blob(endpoint, path, desc.digest, self._chunk_size) as body:
-            if body.length is not None and body.length != desc.size:
-                raise SizeMismatch(
-                    f"size mismatch for {desc.digest} from {endpoint.url}: the registry sends "
-                    f"{body.length} bytes, the manifest says {desc.size}",
-                    expected=str(desc.size),
-                    got=str(body.length),
-                    url=endpoint.url,
-                )
-            writer: BlobWriter = await _finish_in_worker(
-                loop.run_in_executor(
-                    None, self._store.writer, desc.digest, desc.size, endpoint.url
-                ),
-                cleanup=lambda w: w.abort(),
-            )
-            pending: asyncio.Future[object] | None = None
-            received = 0
-            try:
+        writer: BlobWriter = await _finish_in_worker(
+            loop.run_in_executor(
+                None, self._store.writer, desc.digest, desc.size, endpoint.url, resume
+            ),
+            cleanup=lambda w: w.close(),
+        )
+        pending: asyncio.Future[object] | None = None
+        try:
+            async with self._client.open_blob(
+                endpoint, path, desc.digest, self._chunk_size, writer.offset
+            ) as body:
+                if body.total is not None and body.total != desc.size:
+                    raise SizeMismatch(
+                        f"size mismatch for {desc.digest} from {endpoint.url}: the registry "
+                        f"sends {body.total} bytes, the manifest says {desc.size}",
+                        expected=str(desc.size),
+                        got=str(body.total),
+                        url=endpoint.url,
+                    )
+                if body.start != writer.offset:  # the server ignored Range: start over
+                    await loop.run_in_executor(None, writer.restart)
+                received = writer.offset
                 async for chunk in body:
                     if pending is not None:
                         await pending
@@ -190,13 +235,22 @@ class Downloader:
                 entry.emit(LayerVerifying(desc.digest))
                 pending = loop.run_in_executor(None, writer.commit, self._durable)
                 await pending
-            except BaseException:
-                if pending is not None and not pending.done():
-                    # The worker still holds the file: let it finish before the file goes.
-                    with suppress(BaseException):
-                        await asyncio.shield(pending)
-                writer.abort()  # a no-op once committed
-                raise
+        except BaseException as e:
+            if pending is not None and not pending.done():
+                # The worker still holds the file: let it finish before the file goes.
+                with suppress(BaseException):
+                    await asyncio.shield(pending)
+            if isinstance(e, RegistryError) and e.status == 416:
+                # Our partial is no prefix of this blob (it is as long or longer): start over.
+                writer.abort()
+                raise Unreachable(
+                    f"{endpoint.url} refused to resume {desc.digest}; starting over", url=e.url
+                ) from e
+            if isinstance(e, (VerificationError, StoreError)):
+                writer.abort()  # wrong content, or a full disk: the partial is no use
+            else:
+                writer.close()  # a dropped connection or Ctrl-C: keep the partial to resume
+            raise
         entry.emit(LayerDownloaded(desc.digest))
 
 

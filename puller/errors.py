@@ -63,11 +63,18 @@ class RegistryError(PullError):
     """The registry answered, but not with what we asked for."""
 
     def __init__(
-        self, message: str, *, status: int | None = None, code: str | None = None, url: str = ""
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        url: str = "",
+        retry_after: float | None = None,
     ) -> None:
         self.status = status
         self.code = code
         self.url = url
+        self.retry_after = retry_after  # seconds the registry asked us to wait (429/503)
         super().__init__(message)
 
 

@@ -53,6 +53,15 @@ class LayerProgress(LayerEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class LayerRetrying(LayerEvent):
+    """A temporary failure: the download resumes after ``delay`` seconds."""
+
+    delay: float
+    attempt: int  # the attempt that failed, 1-based
+    error: Exception
+
+
+@dataclass(frozen=True, slots=True)
 class LayerVerifying(LayerEvent):
     """All bytes received; size and digest are being checked."""
 
@@ -85,6 +94,7 @@ Event = (
     | LayerPulling
     | LayerWaiting
     | LayerProgress
+    | LayerRetrying
     | LayerVerifying
     | LayerDownloaded
     | LayerComplete

@@ -31,6 +31,7 @@ from .errors import (
 )
 from .manifest import ACCEPT, MAX_MANIFEST_SIZE
 from .reference import Reference
+from .retry import parse_retry_after
 
 T = TypeVar("T")
 
@@ -309,6 +310,10 @@ class RegistryClient:
         scope = pull_scope(path)
         for attempt in range(2):
             hdrs = dict(headers)
+            fetching = self._token_locks.get((endpoint.host, scope))
+            if fetching is not None and fetching.locked():
+                async with fetching:  # a new token is on its way: wait for it, don't get a 401
+                    pass
             auth = self._auth_header(endpoint, scope)
             if auth:
                 hdrs["Authorization"] = auth
@@ -363,28 +368,66 @@ class RegistryClient:
 
     @asynccontextmanager
     async def open_blob(
-        self, endpoint: Endpoint, path: str, digest: Digest, chunk_size: int = 1 << 20
+        self,
+        endpoint: Endpoint,
+        path: str,
+        digest: Digest,
+        chunk_size: int = 1 << 20,
+        offset: int = 0,
     ) -> AsyncIterator[BlobStream]:
-        """The blob's body as a stream of chunks. Redirects (to a CDN) are followed by aiohttp,
-        which drops the Authorization header when the origin changes."""
+        """The blob's body as a stream of chunks, from ``offset`` when the server honours Range
+        (``BlobStream.start`` says where the body really starts: a server may ignore Range and
+        send everything). A 416 to a Range request is raised as a RegistryError with status 416.
+
+        Redirects (to a CDN) are followed by aiohttp, which keeps Range but drops Authorization
+        when the origin changes."""
         url = f"{endpoint.url}/v2/{path}/blobs/{digest}"
-        async with self._request(endpoint, path, url, {}) as resp:
-            if resp.status != 200:
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        async with self._request(endpoint, path, url, headers) as resp:
+            if resp.status == 200:
+                yield BlobStream(resp, url, chunk_size, 0, resp.content_length)
+            elif resp.status == 206 and offset:
+                start, total = _content_range(resp.headers.get("Content-Range"))
+                if start != offset:
+                    raise RegistryError(
+                        f"blob {digest} at {url}: asked for bytes from {offset}, got "
+                        f"Content-Range {resp.headers.get('Content-Range')!r}",
+                        status=206,
+                        url=url,
+                    )
+                yield BlobStream(resp, url, chunk_size, start, total)
+            else:
                 await _raise_for_status(resp, f"blob {digest}", url)
-            yield BlobStream(resp, url, chunk_size)
+
+
+def _content_range(value: str | None) -> tuple[int | None, int | None]:
+    """``bytes START-END/TOTAL`` -> (START, TOTAL); TOTAL may be ``*``."""
+    if not value or not value.startswith("bytes "):
+        return None, None
+    span, _, total = value[6:].partition("/")
+    start = span.partition("-")[0]
+    return (
+        int(start) if start.isdigit() else None,
+        int(total) if total.isdigit() else None,
+    )
 
 
 class BlobStream:
     """Chunks of a blob body; transport failures mid-body become ``Unreachable``."""
 
-    def __init__(self, resp: aiohttp.ClientResponse, url: str, chunk_size: int) -> None:
+    def __init__(
+        self,
+        resp: aiohttp.ClientResponse,
+        url: str,
+        chunk_size: int,
+        start: int,
+        total: int | None,
+    ) -> None:
         self._resp = resp
         self.url = url
         self._chunk_size = chunk_size
-
-    @property
-    def length(self) -> int | None:
-        return self._resp.content_length
+        self.start = start  # offset in the blob of the first byte of this body
+        self.total = total  # the whole blob's size as the server announces it, if it does
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
@@ -415,6 +458,7 @@ async def _raise_for_status(resp: aiohttp.ClientResponse, what: str, url: str) -
         body = b""
     code, message = _error_detail(body)
     detail = message or (code.lower().replace("_", " ") if code else None)
+    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
     if resp.status == 404 or code in ("MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "NAME_UNKNOWN"):
         raise NotFound(
             f"{what} not found: {detail or 'HTTP 404'}", status=resp.status, code=code, url=url
@@ -431,4 +475,5 @@ async def _raise_for_status(resp: aiohttp.ClientResponse, what: str, url: str) -
         status=resp.status,
         code=code,
         url=url,
+        retry_after=retry_after,
     )

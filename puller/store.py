@@ -3,7 +3,8 @@
     STORE/oci-layout            {"imageLayoutVersion": "1.0.0"}
     STORE/index.json            one entry per pulled reference (org.opencontainers.image.ref.name)
     STORE/blobs/sha256/<hex>    configs, manifests, layers: verified content only
-    STORE/.pypull/ingest/       partial downloads, renamed into blobs/ only after verification
+    STORE/.pypull/ingest/       partial downloads (one per digest, resumable) and their locks,
+                                renamed into blobs/ only after verification
     STORE/.pypull/index.lock    serialises read-modify-write of index.json between processes
 
 The only way into ``blobs/`` is ``BlobWriter.commit`` or ``put_bytes``, and both verify size and
@@ -60,25 +61,106 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+class BlobLock:
+    """One digest's download, locked across processes (``flock`` on ``ingest/<digest>.lock``).
+
+    The lock file is removed on release, so a waiter that locked a file which has since been
+    unlinked must notice and lock the new one: ``try_acquire`` compares inodes for that.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free; never blocks."""
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            except BaseException:
+                os.close(fd)
+                raise
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._fd = fd
+                return True
+            os.close(fd)  # the holder released and removed it meanwhile: lock the new one
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with suppress(FileNotFoundError):
+            self.path.unlink()  # while still holding it: see try_acquire
+        os.close(self._fd)
+        self._fd = None
+
+
 class BlobWriter:
-    """A partial download that becomes a blob only if it verifies.
+    """A partial download at ``ingest/<algorithm>-<hex>.partial`` that becomes a blob only if it
+    verifies. Only the holder of the digest's ``BlobLock`` may open one.
+
+    An existing partial (from an interrupted run) is kept and re-hashed, so the download can
+    resume where it stopped; ``offset`` says how many bytes that is.
 
     Blocking by design: ``write`` hashes and writes in one call, meant for a worker thread, so the
     event loop never waits on hashing or the disk.
     """
 
-    def __init__(self, store: Store, digest: Digest, size: int | None, where: str = "") -> None:
+    def __init__(
+        self, store: Store, digest: Digest, size: int | None, where: str = "", resume: bool = True
+    ) -> None:
         self._store = store
         self.digest = digest
+        self._expected_size = size
+        self._where = where
         self._verifier = Verifier(digest, size, where)
-        ingest = store.ingest_dir
+        self.path = store.partial_path(digest)
         try:
             store.ensure_layout()
-            fd, name = tempfile.mkstemp(prefix=f"{digest.algorithm}-{digest.hex}.", dir=ingest)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
-            raise _store_error("write to", ingest, e) from e
-        self.path = Path(name)
-        self._file: IO[bytes] = os.fdopen(fd, "wb", buffering=0)
+            raise _store_error("write to", store.ingest_dir, e) from e
+        self._file: IO[bytes] = os.fdopen(fd, "r+b", buffering=0)
+        try:
+            if resume:
+                self._rehash()
+            else:
+                self.restart()
+        except BaseException:
+            self._file.close()
+            raise
+        self.offset = self._verifier.size
+
+    def _rehash(self) -> None:
+        """Feed what is already on disk through the verifier; a partial longer than the blob is
+        garbage and starts over."""
+        try:
+            self._file.seek(0)
+            while chunk := self._file.read(1 << 20):
+                if self._expected_size is not None and (
+                    self._verifier.size + len(chunk) > self._expected_size
+                ):
+                    self.restart()
+                    return
+                self._verifier.update(chunk)
+        except OSError as e:
+            raise _store_error("read", self.path, e) from e
+
+    def restart(self) -> None:
+        """Drop what was received so far (a server that ignored Range sends the whole blob)."""
+        try:
+            self._file.seek(0)
+            self._file.truncate()
+        except OSError as e:
+            raise _store_error("write", self.path, e) from e
+        self._verifier = Verifier(self.digest, self._expected_size, self._where)
 
     @property
     def size(self) -> int:
@@ -92,7 +174,7 @@ class BlobWriter:
             raise _store_error("write", self.path, e) from e
 
     def commit(self, durable: bool = True) -> Path:
-        """Verify, fsync, rename into ``blobs/``; on any failure the partial file is removed."""
+        """Verify, fsync, rename into ``blobs/``; a partial that fails to verify is removed."""
         try:
             self._verifier.verify()
             target = self._store.blob_path(self.digest)
@@ -111,9 +193,17 @@ class BlobWriter:
             self.abort()
             raise
 
-    def abort(self) -> None:
+    def close(self) -> None:
+        """Keep the partial for a later resume (unless nothing was received)."""
         with suppress(OSError):
             self._file.close()
+        if self._verifier.size == 0:
+            with suppress(FileNotFoundError):
+                self.path.unlink()
+
+    def abort(self) -> None:
+        """Remove the partial: its content is wrong, or the disk is full."""
+        self.close()
         with suppress(FileNotFoundError):
             self.path.unlink()
 
@@ -150,8 +240,8 @@ class Store:
             raise _store_error("create store at", self.root, e) from e
         self._layout_ready = True
 
-    def _atomic_write(self, path: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    def _atomic_write(self, path: Path, data: bytes, tmp_dir: Path | None = None) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=tmp_dir or path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -173,21 +263,41 @@ class Store:
     def has(self, digest: Digest) -> bool:
         return self.blob_path(digest).is_file()
 
-    def writer(self, digest: Digest, size: int | None, where: str = "") -> BlobWriter:
-        return BlobWriter(self, digest, size, where)
+    def partial_path(self, digest: Digest) -> Path:
+        return self.ingest_dir / f"{digest.algorithm}-{digest.hex}.partial"
+
+    def partial_size(self, digest: Digest) -> int:
+        """Bytes of ``digest`` kept from an interrupted download (0 if none)."""
+        try:
+            return self.partial_path(digest).stat().st_size
+        except OSError:
+            return 0
+
+    def blob_lock(self, digest: Digest) -> BlobLock:
+        self.ensure_layout()
+        return BlobLock(self.ingest_dir / f"{digest.algorithm}-{digest.hex}.lock")
+
+    def writer(
+        self, digest: Digest, size: int | None, where: str = "", resume: bool = True
+    ) -> BlobWriter:
+        return BlobWriter(self, digest, size, where, resume)
 
     def put_bytes(self, digest: Digest, data: bytes, where: str = "") -> None:
-        """Store small content (a manifest) held in memory, verified like any download."""
+        """Store small content (a manifest) held in memory, verified like any download.
+
+        Written through a unique temporary file, so no lock is needed: concurrent writers of the
+        same digest write the same bytes and the last rename wins.
+        """
         if self.has(digest):
             return
         verify_bytes(data, digest, len(data), where)  # before the layout is created, not after
-        w = self.writer(digest, len(data), where)
+        self.ensure_layout()
+        target = self.blob_path(digest)
         try:
-            w.write(data)
-        except BaseException:
-            w.abort()
-            raise
-        w.commit()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._atomic_write(target, data, tmp_dir=self.ingest_dir)
+        except OSError as e:
+            raise _store_error("store blob", target, e) from e
 
     def read_blob(self, digest: Digest) -> bytes:
         path = self.blob_path(digest)

@@ -17,11 +17,21 @@ Because the server shares the test's loop, the CLI must not be run with a blocki
 Request pipeline, outermost first::
 
     log  ->  auth (401 + challenge)  ->  faults matching the path  ->  route
-                                                                   (/v2/, manifests, blobs, /token)
+    (and send streamed bodies)                                    (/v2/, manifests, blobs, /token)
 
 Every request is logged, including those answered 401 and those whose connection a fault drops.
 Faults run after the auth check, so a fault's budget is spent only on requests that carry valid auth
 (the ``/token`` endpoint is never behind auth, so faults on it apply to every token request).
+
+Blob answers honour ``Range`` (206 + ``Content-Range``; 416 when unsatisfiable) and are
+:class:`StreamedBody` objects: not yet sent when a fault sees them, so a fault can change the body
+or cut it short (:class:`ResetMidBody`, :class:`StallMidBody`, :class:`Truncate`); the log
+middleware streams them once every fault has had its say, and records how many body bytes went out
+(:attr:`LoggedRequest.sent`). The same faults turn a manifest or error answer into a streamed one.
+:func:`start_origin` runs a second, auth-free server holding only blobs, for :class:`RedirectTo`.
+
+The server cancels a handler when its client disconnects (aiohttp's ``handler_cancellation``), so a
+stalled or gated answer ends as soon as the client gives up, and never delays anything after it.
 
 A fault is any ``async (request, handler) -> response`` callable, where ``handler`` produces the
 normal answer; it may answer instead (an error status), alter the normal answer (wrong bytes),
@@ -37,9 +47,11 @@ import base64
 import itertools
 import os
 import re
+import socket
+import struct
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeAlias, TypeVar
@@ -59,13 +71,22 @@ __all__ = [
     "FakeRegistry",
     "Fault",
     "Handler",
+    "IgnoreRange",
     "LoggedRequest",
+    "Oversize",
+    "RedirectTo",
     "Replace",
     "RequestLog",
+    "ResetMidBody",
+    "RetryAfter",
+    "StallMidBody",
     "Status",
+    "StreamedBody",
+    "Truncate",
     "error_body",
     "run_pypull",
     "start_fake",
+    "start_origin",
 ]
 
 AuthMode: TypeAlias = Literal["basic", "bearer"] | None
@@ -73,12 +94,222 @@ Handler: TypeAlias = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _MANIFEST_PATH = re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<reference>[^/]+)$")
 _BLOB_PATH = re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<digest>[^/]+)$")
+_RANGE = re.compile(r"^bytes=(?P<start>\d*)-(?P<end>\d*)$")
+_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+#: set while the server shuts down, so stalled answers end instead of holding the shutdown up
+_CLOSING = web.AppKey("closing", asyncio.Event)
 
 
 def error_body(code: str, message: str, status: int, **headers: str) -> web.Response:
     """A registry-style JSON error: ``{"errors":[{"code":..., "message":...}]}``."""
     doc = {"errors": [{"code": code, "message": message, "detail": None}]}
     return web.json_response(doc, status=status, headers=headers or None)
+
+
+# -- streamed answers ------------------------------------------------------------------------------
+
+
+class Content(Protocol):
+    """A body: ``bytes``, or anything with a length that slices to bytes (generated on demand)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, key: slice, /) -> bytes: ...
+
+
+Ending: TypeAlias = Literal["close", "reset", "stall"]
+
+
+class StreamedBody(web.StreamResponse):
+    """An answer whose body the fake writes itself, ``chunk_size`` bytes at a time, once every
+    fault has had its say. Until then a fault may change it:
+
+    - ``data``: the body; ``length``: the Content-Length announced (None: ``len(data)``);
+    - :meth:`cut`: stop after some bytes and end the connection instead of finishing.
+
+    ``sent`` counts the body bytes written. Before a cut answer ends the connection, every byte
+    written is handed to the kernel and, before a reset, acknowledged by the client (Linux), so a
+    client that keeps reading receives exactly the bytes before the cut.
+    """
+
+    chunk_size = 64 * 1024
+
+    def __init__(
+        self,
+        data: Content,
+        *,
+        status: int = 200,
+        reason: str | None = None,
+        headers: Mapping[str, str] | CIMultiDict[str] | None = None,
+        length: int | None = None,
+    ) -> None:
+        super().__init__(status=status, reason=reason, headers=headers)
+        self.data = data
+        self.length = length
+        self.sent = 0
+        self.stop: int | None = None
+        self.ending: Ending = "close"
+        self.stall_seconds: float | None = None
+
+    @classmethod
+    def of(cls, resp: web.StreamResponse) -> StreamedBody | None:
+        """``resp`` as a streamed answer not yet sent: itself, or a ``web.Response`` with a bytes
+        body converted (status, reason and headers kept); None when neither."""
+        if isinstance(resp, StreamedBody):
+            return None if resp.prepared else resp
+        if isinstance(resp, web.Response) and not resp.prepared and isinstance(resp.body, bytes):
+            headers = CIMultiDict(resp.headers)
+            headers.popall("Content-Length", None)
+            return cls(resp.body, status=resp.status, reason=resp.reason, headers=headers)
+        return None
+
+    def cut(self, after: int, ending: Ending, seconds: float | None = None) -> None:
+        """Send only the first ``after`` bytes of the body (the announced length is unchanged),
+        then close the connection cleanly (``"close"``: FIN), reset it (``"reset"``: RST), or
+        stall for ``seconds`` (None: until the client leaves or the server closes) and reset it
+        (``"stall"``)."""
+        if after < 0:
+            raise ValueError("after must be >= 0")
+        self.stop, self.ending, self.stall_seconds = after, ending, seconds
+
+    def content(self) -> bytes:
+        """The whole body as bytes."""
+        return bytes(self.data[0 : len(self.data)])
+
+    async def send(
+        self, request: web.Request, progress: Callable[[int], object] | None = None
+    ) -> None:
+        """Write status, headers and body, calling ``progress(sent)`` after each chunk. When cut,
+        the connection is gone afterwards, and this raises ``asyncio.CancelledError``, as aiohttp
+        does for a client that went away."""
+        total = len(self.data)
+        self.content_length = total if self.length is None else self.length
+        transport = request.transport
+        if self.stop is not None and transport is not None:
+            # drain() then waits until every byte written has been handed to the kernel.
+            transport.set_write_buffer_limits(high=0)
+        await self.prepare(request)
+        if request.method == "HEAD":
+            await self.write_eof()
+            return
+        stop = total if self.stop is None else min(self.stop, total)
+        while self.sent < stop:
+            chunk = self.data[self.sent : min(self.sent + self.chunk_size, stop)]
+            await self.write(chunk)
+            self.sent += len(chunk)
+            if progress is not None:
+                progress(self.sent)
+        if self.stop is None:
+            await self.write_eof()
+            return
+        await request.writer.drain()
+        if self.ending == "stall":
+            await _stall(request, self.stall_seconds)
+        transport = request.transport
+        if transport is not None:
+            if self.ending == "close":
+                transport.close()  # FIN after anything still queued
+            else:
+                await _acknowledged(request, transport)  # a RST drops what is still queued
+                _reset(transport)
+        raise asyncio.CancelledError
+
+
+def _closing(request: web.Request) -> asyncio.Event:
+    closing = request.app.get(_CLOSING)
+    return asyncio.Event() if closing is None else closing  # None: not FakeRegistry.app()'s
+
+
+async def _stall(request: web.Request, seconds: float | None) -> None:
+    """Wait ``seconds``, or until the server closes. A client that disconnects cancels the
+    handler (``handler_cancellation``), and with it this wait."""
+    with suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(_closing(request).wait(), seconds)
+
+
+def _unacknowledged(sock: Any) -> int:
+    """Bytes sent on ``sock`` that the peer has not acknowledged yet (Linux ``SIOCOUTQ``); 0 where
+    that cannot be asked."""
+    try:
+        import fcntl
+        import termios
+
+        out = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4)
+    except (ImportError, AttributeError, OSError):
+        return 0
+    return int(struct.unpack("i", out)[0])
+
+
+async def _acknowledged(request: web.Request, transport: asyncio.BaseTransport) -> None:
+    """Wait until the client has acknowledged every byte sent, or the server closes. There is no
+    event for that, so this polls; a client that disconnects cancels it (``handler_cancellation``).
+    """
+    sock = transport.get_extra_info("socket")
+    closing = _closing(request)
+    while sock is not None and not closing.is_set() and _unacknowledged(sock) > 0:
+        await asyncio.sleep(0.001)
+
+
+def _reset(transport: asyncio.BaseTransport) -> None:
+    """Close with RST rather than FIN (``SO_LINGER`` 0): the client reads ECONNRESET."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+class _Unsatisfiable(Exception):
+    pass
+
+
+def _byte_range(header: str | None, total: int) -> tuple[int, int] | None:
+    """``(start, stop)`` that a ``Range`` header asks of ``total`` bytes; None when there is no
+    header or it is not a single byte range (then the whole body is served, as RFC 9110 says).
+    Raises :class:`_Unsatisfiable` when the range lies past the end."""
+    m = _RANGE.match(header.strip()) if header is not None else None
+    if m is None or not (m["start"] or m["end"]):
+        return None
+    if not m["start"]:  # bytes=-K: the last K bytes
+        suffix = int(m["end"])
+        if suffix == 0 or total == 0:
+            raise _Unsatisfiable
+        return max(0, total - suffix), total
+    start = int(m["start"])
+    end = int(m["end"]) if m["end"] else total - 1
+    if end < start:
+        return None
+    if start >= total:
+        raise _Unsatisfiable
+    return start, min(end, total - 1) + 1
+
+
+class _JSONPadding:
+    """``size`` bytes of valid JSON, ``{"schemaVersion":2,"pad":"xxx…"}``, made on demand."""
+
+    head = b'{"schemaVersion":2,"pad":"'
+    tail = b'"}'
+
+    def __init__(self, size: int) -> None:
+        if size < len(self.head) + len(self.tail):
+            raise ValueError(f"size must be >= {len(self.head) + len(self.tail)}")
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, key: slice, /) -> bytes:
+        start, stop, step = key.indices(self.size)
+        if step != 1:
+            raise ValueError("step must be 1")
+        pad_end = self.size - len(self.tail)
+        out = self.head[start:stop]
+        lo, hi = max(start, len(self.head)), min(stop, pad_end)
+        if hi > lo:
+            out += b"x" * (hi - lo)
+        if stop > pad_end:
+            out += self.tail[max(start, pad_end) - pad_end : stop - pad_end]
+        return out
 
 
 # -- the request log -------------------------------------------------------------------------------
@@ -93,10 +324,20 @@ class LoggedRequest:
     query: MultiDict[str]
     headers: CIMultiDict[str]
     status: int | None = None
+    #: body bytes written for a streamed answer (a blob, or an answer a mid-body fault cut);
+    #: None for other answers
+    sent: int | None = None
 
     @property
     def authorization(self) -> str | None:
         return self.headers.get("Authorization")
+
+    @property
+    def range_start(self) -> int | None:
+        """N of a ``Range: bytes=N-`` or ``bytes=N-M`` header; None without one (or for a suffix
+        range ``bytes=-K``)."""
+        m = _RANGE.match(self.headers.get("Range", "").strip())
+        return int(m["start"]) if m and m["start"] else None
 
     @property
     def kind(self) -> Literal["ping", "manifest", "blob", "token", "other"]:
@@ -236,8 +477,12 @@ class Replace(CountedFault):
 
     async def inject(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         resp = await handler(request)
+        if isinstance(resp, StreamedBody) and not resp.prepared:
+            resp.data = self.alter(resp.content())
+            resp.length = None
+            return resp
         if not isinstance(resp, web.Response) or not isinstance(resp.body, bytes):
-            return resp  # a streamed answer: a later fault kind may alter it chunk by chunk
+            return resp
         body = resp.body
         headers = CIMultiDict(resp.headers)
         headers.pop("Content-Length", None)
@@ -283,6 +528,130 @@ class After:
         return resp
 
 
+class ResetMidBody(CountedFault):
+    """Send the headers (with the full Content-Length) and the first ``after`` bytes of the body,
+    then reset the connection (RST). Works on any answer with a body, not only blobs."""
+
+    def __init__(self, after: int, times: int | None = 1) -> None:
+        super().__init__(times)
+        self.after = after
+
+    async def inject(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        resp = await handler(request)
+        streamed = StreamedBody.of(resp)
+        if streamed is None:
+            return resp
+        streamed.cut(self.after, "reset")
+        return streamed
+
+
+class StallMidBody(CountedFault):
+    """Send the headers and the first ``after`` bytes, then send nothing for ``seconds`` (None:
+    until the client disconnects or the server closes), then reset the connection."""
+
+    def __init__(self, after: int, seconds: float | None, times: int | None = 1) -> None:
+        super().__init__(times)
+        self.after = after
+        self.seconds = seconds
+
+    async def inject(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        resp = await handler(request)
+        streamed = StreamedBody.of(resp)
+        if streamed is None:
+            return resp
+        streamed.cut(self.after, "stall", self.seconds)
+        return streamed
+
+
+class Truncate(CountedFault):
+    """Send the headers (with the full Content-Length) and the first ``keep`` bytes, then close
+    the connection cleanly (FIN): the client gets fewer bytes than announced."""
+
+    def __init__(self, keep: int, times: int | None = 1) -> None:
+        super().__init__(times)
+        self.keep = keep
+
+    async def inject(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        resp = await handler(request)
+        streamed = StreamedBody.of(resp)
+        if streamed is None:
+            return resp
+        streamed.cut(self.keep, "close")
+        return streamed
+
+
+class IgnoreRange(CountedFault):
+    """Answer a ranged request as a server without Range support: 200 and the whole body, no
+    ``Accept-Ranges``. Requests without a ``Range`` header pass through and are not counted."""
+
+    def __init__(self, times: int | None = None) -> None:
+        super().__init__(times)
+
+    async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if "Range" not in request.headers:
+            return await handler(request)
+        return await super().__call__(request, handler)
+
+    async def inject(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        headers = CIMultiDict(request.headers)
+        headers.popall("Range", None)
+        resp = await handler(request.clone(headers=headers))
+        if not resp.prepared:
+            resp.headers.popall("Accept-Ranges", None)
+        return resp
+
+
+class RedirectTo(CountedFault):
+    """Answer ``status`` with ``Location: <base_url><path and query of the request>``, as a
+    registry that serves its blobs from a CDN or object store (see :func:`start_origin`)."""
+
+    def __init__(self, base_url: str, status: int = 307, times: int | None = None) -> None:
+        super().__init__(times)
+        self.base_url = base_url.rstrip("/")
+        self.status = status
+
+    async def inject(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        location = self.base_url + request.raw_path
+        return web.Response(status=self.status, text=location, headers={"Location": location})
+
+
+class RetryAfter(CountedFault):
+    """Answer ``status`` with ``Retry-After: <seconds>`` (an int, or an HTTP-date string) and a
+    registry error: ``TOOMANYREQUESTS`` for 429, ``UNAVAILABLE`` otherwise."""
+
+    def __init__(self, status: int = 429, seconds: int | str = 0, times: int | None = 1) -> None:
+        super().__init__(times)
+        self.status = status
+        self.seconds = seconds
+
+    async def inject(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self.status == 429:
+            code, message = "TOOMANYREQUESTS", "too many requests"
+        else:
+            code, message = "UNAVAILABLE", "service unavailable"
+        return error_body(code, message, self.status, **{"Retry-After": str(self.seconds)})
+
+
+class Oversize(CountedFault):
+    """Answer 200 with ``size`` bytes of valid JSON (``{"schemaVersion":2,"pad":"xxx…"}``),
+    streamed, no ``Docker-Content-Digest``; the Content-Type is the normal answer's when that is
+    a 200, else the OCI manifest type. Meant for manifests; the body is made on demand, so a
+    large ``size`` costs no memory."""
+
+    def __init__(self, size: int, times: int | None = None) -> None:
+        super().__init__(times)
+        self.body = _JSONPadding(size)
+
+    @property
+    def size(self) -> int:
+        return len(self.body)
+
+    async def inject(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        normal = await handler(request)
+        media_type = normal.headers.get("Content-Type") if normal.status == 200 else None
+        return StreamedBody(self.body, headers={"Content-Type": media_type or _OCI_MANIFEST})
+
+
 F = TypeVar("F", bound=Fault)
 
 
@@ -316,6 +685,8 @@ class FakeRegistry:
       both.
     - ``expires_in``: the lifetime the token endpoint announces (None: the key is left out).
       Tokens stay valid on the server until :meth:`revoke_tokens`.
+    - ``origin``: serve only ``GET /v2/<name>/blobs/<digest>`` (every other path is a plain 404),
+      as the storage a registry redirects blob requests to; see :func:`start_origin`.
     """
 
     def __init__(
@@ -329,8 +700,10 @@ class FakeRegistry:
         expires_in: int | None = 300,
         service: str = "fake",
         realm: str | None = None,
+        origin: bool = False,
     ) -> None:
         self.auth: AuthMode = auth
+        self.origin = origin
         self.users: dict[str, str] = dict(users or {})
         self.token_requires_auth = token_requires_auth
         self.token_field = token_field
@@ -346,6 +719,7 @@ class FakeRegistry:
         self._repos: dict[str, _Repo] = {}
         self._rules: list[_Rule] = []
         self._runner: web.AppRunner | None = None
+        self._closing = asyncio.Event()
         self.port = 0
         for image in images:
             self.add_image(image)
@@ -408,15 +782,22 @@ class FakeRegistry:
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._log_mw, self._auth_mw, self._fault_mw])
-        app.router.add_get("/v2/", self._ping)
-        app.router.add_get("/v2", self._ping)
-        app.router.add_get("/token", self._token)
-        app.router.add_get(r"/v2/{name:.+}/manifests/{reference}", self._manifest)
+        app[_CLOSING] = self._closing
+        if not self.origin:
+            app.router.add_get("/v2/", self._ping)
+            app.router.add_get("/v2", self._ping)
+            app.router.add_get("/token", self._token)
+            app.router.add_get(r"/v2/{name:.+}/manifests/{reference}", self._manifest)
         app.router.add_get(r"/v2/{name:.+}/blobs/{digest}", self._blob)
         return app
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        self._closing.clear()
+        # handler_cancellation: a client that disconnects cancels its handler (a stalled or gated
+        # answer), rather than leaving it to run on and hold up close().
+        self._runner = web.AppRunner(
+            self.app(), access_log=None, handle_signals=False, handler_cancellation=True
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -424,6 +805,7 @@ class FakeRegistry:
 
     async def close(self) -> None:
         if self._runner is not None:
+            self._closing.set()  # ends stalled answers (StallMidBody)
             await self._runner.cleanup()
             self._runner = None
 
@@ -441,6 +823,17 @@ class FakeRegistry:
             entry.status = e.status
             raise
         entry.status = resp.status
+        if isinstance(resp, StreamedBody) and not resp.prepared:
+            entry.sent = 0
+
+            def progress(sent: int) -> None:
+                entry.sent = sent
+
+            try:
+                await resp.send(request, progress)
+            except ConnectionError:
+                # The client went away mid-body; end the request as aiohttp does for that.
+                raise asyncio.CancelledError from None
         return resp
 
     @web.middleware
@@ -535,10 +928,19 @@ class FakeRegistry:
         data = repo.blobs.get(digest) if repo is not None else None
         if data is None:
             return error_body("BLOB_UNKNOWN", "blob unknown to registry", 404)
-        return web.Response(
-            body=data,
-            headers={"Content-Type": "application/octet-stream", "Docker-Content-Digest": digest},
-        )
+        headers = {"Docker-Content-Digest": digest, "Accept-Ranges": "bytes"}
+        total = len(data)
+        try:
+            wanted = _byte_range(request.headers.get("Range"), total)
+        except _Unsatisfiable:
+            headers["Content-Range"] = f"bytes */{total}"
+            return web.Response(status=416, text="requested range not satisfiable", headers=headers)
+        headers["Content-Type"] = "application/octet-stream"
+        if wanted is None:
+            return StreamedBody(data, headers=headers)
+        start, stop = wanted
+        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{total}"
+        return StreamedBody(data[start:stop], status=206, headers=headers)
 
 
 def _bind(fault: Fault, handler: Handler) -> Handler:
@@ -557,6 +959,21 @@ async def start_fake(images: Iterable[Image] = (), **knobs: Any) -> AsyncIterato
         yield fake
     finally:
         await fake.close()
+
+
+@asynccontextmanager
+async def start_origin(images: Iterable[Image] = (), **knobs: Any) -> AsyncIterator[FakeRegistry]:
+    """A running blob origin: a :class:`FakeRegistry` with ``origin=True`` and no auth, serving
+    ``GET /v2/<name>/blobs/<digest>`` (with Range) of ``images`` and nothing else. It has its own
+    ``log`` and takes faults like the registry; point :class:`RedirectTo` at its ``url``::
+
+        async with start_fake([image], auth="bearer") as fake, start_origin([image]) as cdn:
+            fake.inject("/blobs/", RedirectTo(cdn.url))
+            ...
+            assert all(r.authorization is None for r in cdn.log)
+    """
+    async with start_fake(images, auth=None, origin=True, **knobs) as origin:
+        yield origin
 
 
 # -- running the CLI -------------------------------------------------------------------------------

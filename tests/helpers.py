@@ -69,3 +69,15 @@ class AccessLog:
             for method, path in self.requests()
             if method == "GET" and (m := _BLOB.match(path.split("?")[0]))
         ]
+
+
+def partials(store: Path) -> set[str]:
+    """Digests of the resumable partial downloads a store keeps; nothing else may be there
+    (a lock file left behind would mean a lock was never released)."""
+    ingest = store / ".pypull" / "ingest"
+    if not ingest.exists():
+        return set()
+    names = {p.name for p in ingest.iterdir()}
+    stray = {n for n in names if not (n.startswith("sha256-") and n.endswith(".partial"))}
+    assert not stray, f"unexpected files in {ingest}: {sorted(stray)}"
+    return {"sha256:" + n[len("sha256-") : -len(".partial")] for n in names}

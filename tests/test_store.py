@@ -206,16 +206,85 @@ def test_abort_removes_the_partial_file_and_may_be_repeated(store: Path) -> None
     _stored_nothing(store)
 
 
-def test_two_writers_of_one_digest_do_not_share_a_partial_file(store: Path) -> None:
+def test_an_interrupted_download_resumes_where_it_stopped(store: Path) -> None:
     s = Store(store)
-    a, b = s.writer(DIGEST, len(DATA)), s.writer(DIGEST, len(DATA))
-    assert a.path != b.path
-    a.write(DATA)
-    b.write(DATA)
-    a.commit(durable=False)
-    b.commit(durable=False)
+    first = s.writer(DIGEST, len(DATA))
+    assert first.offset == 0
+    first.write(DATA[:10])
+    first.close()  # Ctrl-C, a dropped connection: the partial stays
+    assert s.partial_size(DIGEST) == 10
+    assert not s.has(DIGEST)
+
+    again = s.writer(DIGEST, len(DATA))
+    assert again.offset == 10  # re-hashed from disk, so the digest check still covers it all
+    again.write(DATA[10:])
+    again.commit(durable=False)
     assert s.read_blob(DIGEST) == DATA
     assert files_under(store / ".pypull" / "ingest") == []
+
+
+def test_a_resumed_partial_with_wrong_bytes_fails_verification_and_is_removed(store: Path) -> None:
+    s = Store(store)
+    w = s.writer(DIGEST, len(DATA))
+    w.write(b"X" * 10)
+    w.close()
+    again = s.writer(DIGEST, len(DATA))
+    again.write(DATA[10:])
+    with pytest.raises(DigestMismatch):
+        again.commit(durable=False)
+    assert s.partial_size(DIGEST) == 0 and not s.has(DIGEST)
+
+
+def test_a_partial_longer_than_the_blob_starts_over(store: Path) -> None:
+    s = Store(store)
+    w = s.writer(DIGEST, None)
+    w.write(DATA + b"extra")
+    w.close()
+    again = s.writer(DIGEST, len(DATA))
+    assert again.offset == 0
+    assert s.partial_size(DIGEST) == 0
+
+
+def test_restart_drops_what_was_received(store: Path) -> None:
+    s = Store(store)
+    w = s.writer(DIGEST, len(DATA))
+    w.write(b"junk")
+    w.restart()  # the server ignored Range and sends the whole blob again
+    w.write(DATA)
+    w.commit(durable=False)
+    assert s.read_blob(DIGEST) == DATA
+
+
+def test_closing_a_writer_that_received_nothing_leaves_no_file(store: Path) -> None:
+    s = Store(store)
+    s.writer(DIGEST, len(DATA)).close()
+    assert files_under(store / ".pypull" / "ingest") == []
+
+
+def test_a_blob_lock_is_exclusive_and_leaves_no_file_behind(store: Path) -> None:
+    s = Store(store)
+    first, second = s.blob_lock(DIGEST), s.blob_lock(DIGEST)
+    assert first.try_acquire()
+    assert not second.try_acquire()  # another open file: as another process would see it
+    first.release()
+    assert files_under(store / ".pypull" / "ingest") == []
+    assert second.try_acquire()
+    second.release()
+
+
+def test_a_blob_lock_is_exclusive_across_processes(store: Path) -> None:
+    s = Store(store)
+    lock = s.blob_lock(DIGEST)
+    assert lock.try_acquire()
+    probe = (
+        "import sys; from puller.store import Store; from puller.digest import parse_digest; "
+        f"sys.exit(0 if Store(sys.argv[1]).blob_lock(parse_digest('{DIGEST}')).try_acquire() "
+        "else 3)"
+    )
+    held = subprocess.run([sys.executable, "-c", probe, str(store)], cwd=REPO_ROOT)
+    lock.release()
+    free = subprocess.run([sys.executable, "-c", probe, str(store)], cwd=REPO_ROOT)
+    assert (held.returncode, free.returncode) == (3, 0)
 
 
 # --- tags in index.json -----------------------------------------------------------------------

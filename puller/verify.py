@@ -1,0 +1,327 @@
+"""``pypull verify``: audit a store after a crash, a full disk, or someone else's hands.
+
+Two passes. The first re-hashes every file in ``blobs/`` against the digest that names it, since
+that is the one promise the layout makes. The second walks ``index.json`` down through manifests
+to configs and layers, checking only that each blob is present at the size its descriptor says:
+the first pass already vouched for the content, so nothing is hashed twice.
+
+Findings are returned as ``Problem`` values, never raised: a user wants every problem of a store
+in one run, not the first. Only a store that is not there at all is an error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from .digest import Digest, parse_digest
+from .errors import InvalidDigest, ManifestError, StoreError
+from .manifest import (
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    MAX_MANIFEST_SIZE,
+    REF_NAME_ANNOTATION,
+    Descriptor,
+    Index,
+    parse_descriptor,
+    parse_manifest,
+)
+from .store import OCI_LAYOUT, Store
+
+__all__ = ["Problem", "Report", "verify_store"]
+
+#: Read size for re-hashing: large enough for hashlib to release the GIL, small enough that a
+#: multi-gigabyte layer costs two buffers of memory, one per worker.
+CHUNK = 1024 * 1024
+#: Two hashing threads keep a disk and a second core busy without starving the rest of the host.
+WORKERS = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a store.
+
+    ``path`` is the file concerned (for a missing blob, where it should be), kept apart from the
+    message so a tool can act on it; the message already names the digest and reference.
+    """
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What ``verify_store`` looked at and what it found; ``ok`` when it found nothing."""
+
+    blobs: int  # blobs re-hashed
+    images: int  # index.json entries checked
+    partials: int  # resumable partial downloads in .pypull/ingest (not problems)
+    problems: tuple[Problem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_store(store: Store, *, on_blob: Callable[[Digest], None] | None = None) -> Report:
+    """Check ``store`` and report every problem found; raise ``StoreError`` only if it is absent.
+
+    ``on_blob`` is called with each blob's digest once it has been re-hashed, in the caller's
+    thread, so a CLI can show progress through a store of large layers.
+    """
+    if not store.root.is_dir():
+        raise StoreError(f"no store at {store.root}", path=str(store.root))
+    problems: list[Problem] = []
+    problems += _check_layout_file(store)
+    hashed, corrupt, found = _check_blobs(store, on_blob)
+    problems += found
+    entries, found = _index_entries(store)
+    problems += found
+    for label, entry in entries:
+        problems += _check_descriptor(store, label, "manifest", entry, corrupt, set())
+    # A manifest may list a blob twice (empty layers): say each thing once.
+    unique = tuple(dict.fromkeys(problems))
+    return Report(hashed, len(entries), _count_partials(store), unique)
+
+
+# -- oci-layout --------------------------------------------------------------------------------
+
+
+def _check_layout_file(store: Store) -> list[Problem]:
+    path = store.root / "oci-layout"
+    want = OCI_LAYOUT["imageLayoutVersion"]
+    try:
+        doc = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return [Problem(str(path), f"{path} is missing")]
+    except OSError as e:
+        return [Problem(str(path), f"cannot read {path}: {e.strerror or e}")]
+    except (ValueError, RecursionError) as e:
+        return [Problem(str(path), f"{path} is not valid JSON: {e}")]
+    version = doc.get("imageLayoutVersion") if isinstance(doc, dict) else None
+    if version != want:
+        return [Problem(str(path), f"{path} says imageLayoutVersion {version!r}, expected {want}")]
+    return []
+
+
+# -- blobs/: every file named by its digest, and holding what the name says ---------------------
+
+
+def _check_blobs(
+    store: Store, on_blob: Callable[[Digest], None] | None
+) -> tuple[int, set[Digest], list[Problem]]:
+    """Re-hash every blob; return how many, which are corrupt, and the problems found."""
+    blobs, problems = _list_blobs(store.blobs_dir)
+    corrupt: set[Digest] = set()
+    with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="pypull-verify") as pool:
+        # map() yields in submission order, so problems come out in path order every run.
+        results = pool.map(_hash_file, blobs)
+        try:
+            for (path, digest), got in zip(blobs, results, strict=True):
+                if isinstance(got, OSError):
+                    corrupt.add(digest)
+                    reason = got.strerror or str(got)
+                    problems.append(Problem(str(path), f"cannot read blob {digest}: {reason}"))
+                elif got != digest.hex:
+                    corrupt.add(digest)
+                    actual = Digest(digest.algorithm, got)
+                    problems.append(
+                        Problem(str(path), f"corrupt blob {digest}: content hashes to {actual}")
+                    )
+                if on_blob is not None:
+                    on_blob(digest)
+        finally:
+            # If on_blob raised (Ctrl-C in a CLI), do not hash the rest of the store first.
+            pool.shutdown(wait=True, cancel_futures=True)
+    return len(blobs), corrupt, problems
+
+
+def _list_blobs(blobs_dir: Path) -> tuple[list[tuple[Path, Digest]], list[Problem]]:
+    """``blobs/<algorithm>/<hex>`` files, sorted; anything else under ``blobs/`` is a problem.
+
+    Nothing but ``BlobWriter.commit`` puts files here, so a stray file means another tool or a
+    person did, and pypull will never read or clean it up.
+    """
+    if not blobs_dir.is_dir():
+        return [], [Problem(str(blobs_dir), f"{blobs_dir} is missing")]
+    found: list[tuple[Path, Digest]] = []
+    problems: list[Problem] = []
+
+    def stray(path: Path) -> None:
+        problems.append(Problem(str(path), f"unexpected file in blobs/: {path}"))
+
+    for top in _listdir(blobs_dir, problems):
+        if not top.is_dir():
+            stray(top)
+            continue
+        for path in _listdir(top, problems):
+            digest = _digest_named(top.name, path.name)
+            if digest is None or not path.is_file():
+                stray(path)  # a directory too: it is reported whole, not walked
+            else:
+                found.append((path, digest))
+    return found, problems
+
+
+def _listdir(path: Path, problems: list[Problem]) -> list[Path]:
+    try:
+        return sorted(path.iterdir())
+    except OSError as e:
+        problems.append(Problem(str(path), f"cannot list {path}: {e.strerror or e}"))
+        return []
+
+
+def _digest_named(algorithm: str, name: str) -> Digest | None:
+    try:
+        return parse_digest(f"{algorithm}:{name}")
+    except InvalidDigest:
+        return None
+
+
+def _hash_file(blob: tuple[Path, Digest]) -> str | OSError:
+    """The hex digest of the file by its name's algorithm, read 1 MiB at a time (in a worker)."""
+    path, digest = blob
+    h = digest.hasher()
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    try:
+        with open(path, "rb", buffering=0) as f:
+            while n := f.readinto(buf):
+                h.update(view[:n])
+    except OSError as e:
+        return e
+    hexdigest: str = h.hexdigest()
+    return hexdigest
+
+
+# -- index.json and everything reachable from it ------------------------------------------------
+
+
+def _index_entries(store: Store) -> tuple[list[tuple[str, Descriptor]], list[Problem]]:
+    """The entries to check, each with the label messages name it by, and index.json's problems."""
+    path = store.index_path
+    if not path.is_file():
+        # entries() reads a missing index.json as empty, but the layout requires the file.
+        return [], [Problem(str(path), f"{path} is missing")]
+    try:
+        entries = store.entries()
+    except StoreError as e:
+        return [], [Problem(str(path), str(e))]
+    problems = []
+    # entries() skips entries it cannot parse, which suits a pull; an audit names them.
+    for i, raw in enumerate(_raw_entries(path)):
+        try:
+            parse_descriptor(raw, f"{path} entry {i}")
+        except ManifestError as e:
+            problems.append(Problem(str(path), str(e)))
+    labelled = [
+        (e.annotations.get(REF_NAME_ANNOTATION) or f"untagged {e.digest}", e) for e in entries
+    ]
+    return labelled, problems
+
+
+def _raw_entries(path: Path) -> Iterator[object]:
+    try:
+        doc = json.loads(path.read_bytes())
+        yield from doc["manifests"]
+    except (OSError, ValueError, RecursionError, KeyError, TypeError):
+        return  # changed since entries() read it; what entries() returned is what we check
+
+
+def _check_descriptor(
+    store: Store,
+    label: str,
+    kind: str,
+    d: Descriptor,
+    corrupt: set[Digest],
+    seen: set[Digest],
+) -> list[Problem]:
+    """Check the blob ``d`` points at, and for a manifest or index, what it points at in turn.
+
+    ``kind`` names the blob in messages (manifest, config, layer). The content of a blob in
+    ``corrupt`` is not followed: it was reported already, and references read from bytes that
+    are not what they should be would only add false problems.
+    """
+    path = store.blob_path(d.digest)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return [Problem(str(path), f"{label}: {kind} {d.digest} is missing")]
+    except OSError as e:
+        return [Problem(str(path), f"{label}: cannot stat {kind} {d.digest}: {e.strerror or e}")]
+    if not path.is_file():
+        return [Problem(str(path), f"{label}: {kind} {d.digest} is missing")]
+    problems = []
+    if st.st_size != d.size:
+        problems.append(
+            Problem(
+                str(path), f"{label}: {kind} {d.digest} is {st.st_size} bytes, expected {d.size}"
+            )
+        )
+    is_manifest = d.media_type in MANIFEST_TYPES or d.media_type in INDEX_TYPES
+    if not is_manifest or d.digest in corrupt or d.digest in seen:
+        return problems  # a config, a layer, or a manifest of a kind pypull does not read
+    seen.add(d.digest)
+    if st.st_size > MAX_MANIFEST_SIZE:
+        return [
+            *problems,
+            Problem(str(path), f"{label}: {kind} {d.digest} is too large to be a manifest"),
+        ]
+    try:
+        parsed = parse_manifest(store.read_blob(d.digest), where=str(d.digest))
+    except (ManifestError, StoreError) as e:
+        return [*problems, Problem(str(path), f"{label}: {e}")]
+    if parsed.media_type != d.media_type:
+        problems.append(
+            Problem(
+                str(path),
+                f"{label}: {kind} {d.digest} has mediaType {parsed.media_type}, "
+                f"but its descriptor says {d.media_type}",
+            )
+        )
+    if isinstance(parsed, Index):
+        # A pull stores one platform of an index, so absent children are expected; but an
+        # index none of whose images is here cannot be run at all.
+        present = [
+            c
+            for c in parsed.manifests
+            if (c.media_type in MANIFEST_TYPES or c.media_type in INDEX_TYPES)
+            and store.has(c.digest)
+        ]
+        if not present:
+            problems.append(
+                Problem(
+                    str(path),
+                    f"{label}: none of the {len(parsed.manifests)} manifests "
+                    f"of index {d.digest} is present",
+                )
+            )
+        for child in present:
+            where = f"{label} ({child.platform})" if child.platform else label
+            problems += _check_descriptor(store, where, "manifest", child, corrupt, seen)
+        return problems
+    problems += _check_descriptor(store, label, "config", parsed.config, corrupt, seen)
+    for layer in parsed.layers:
+        problems += _check_descriptor(store, label, "layer", layer, corrupt, seen)
+    return problems
+
+
+# -- .pypull/ingest -----------------------------------------------------------------------------
+
+
+def _count_partials(store: Store) -> int:
+    """Partial downloads a later pull resumes: worth showing, not wrong.
+
+    Download locks (``*.lock``) and hidden temp files of small writes are not downloads.
+    """
+    try:
+        names = [p for p in store.ingest_dir.iterdir() if p.is_file()]
+    except OSError:
+        return 0
+    return sum(1 for p in names if not p.name.endswith(".lock") and not p.name.startswith("."))
