@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import shutil
 import sys
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from .pulling import Puller, PullResult
 
 PROG = "pypull"
-COMMANDS = ("pull", "images")
+COMMANDS = ("pull", "images", "verify")
 
 DESCRIPTION = """\
 Pull container images from a registry into a local OCI image layout, like `docker pull`
@@ -34,6 +35,7 @@ concurrently and verified against their SHA-256 digest before they become visibl
 commands:
   pypull [pull] [options] IMAGE [IMAGE...]   pull images (the default command)
   pypull images [REPOSITORY[:TAG]]           list the images in the store
+  pypull verify                              re-hash every blob, check every image is whole
 
 Run `pypull pull --help` or `pypull images --help` for the options of each.
 """
@@ -156,6 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="layers downloaded at once (default: 3)",
     )
     pull.add_argument(
+        "--max-download-attempts",
+        type=_positive_int,
+        default=5,
+        metavar="N",
+        help="attempts per layer and manifest before a temporary failure (connection trouble, "
+        "429, 5xx) is given up on; a cut-off download resumes where it stopped (default: 5)",
+    )
+    pull.add_argument(
         "--timeout",
         type=_positive_float,
         default=30.0,
@@ -187,6 +197,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     images.add_argument("--digests", action="store_true", help="show the digest of each image")
     _add_common(images)
+
+    verify = sub.add_parser(
+        "verify",
+        help="re-hash every blob and check every image in the store is complete",
+        description="Re-hash every blob in the store and check that every image in index.json "
+        "has its manifest, config and layers. Prints one line per problem; exit status 1 if "
+        "there is any. Partial downloads are counted, not problems: a later pull resumes them.",
+        formatter_class=fmt,
+    )
+    _add_common(verify)
     return top
 
 
@@ -228,6 +248,9 @@ class PlainRenderer:
             ref = event.reference
             what = ref.tag if ref.digest is None and ref.tag else str(ref.digest)
             self.line(f"{what}: Pulling from {ref.path}")
+        elif isinstance(event, ev.LayerRetrying):
+            seconds = max(1, math.ceil(event.delay))
+            self.line(f"{event.layer_id}: Retrying in {seconds} second{'s' * (seconds != 1)}")
         elif isinstance(event, ev.LayerEvent):
             word = _LAYER_WORDS.get(type(event).__name__)
             if word:
@@ -342,6 +365,7 @@ async def _pull_all(args: argparse.Namespace, refs: list[tuple[str, Reference]])
         credentials=credentials,
         max_concurrent_downloads=args.max_concurrent_downloads or DEFAULT_CONCURRENCY,
         timeout=args.timeout,
+        max_download_attempts=args.max_download_attempts,
     ) as puller:
         for text, ref in refs:
             if not await _pull_one(puller, args, text, ref):
@@ -463,6 +487,21 @@ def _cmd_images(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .store import Store, default_store_path
+    from .verify import verify_store
+
+    report = verify_store(Store(args.store or default_store_path()))
+    for problem in report.problems:
+        print(problem)
+    summary = (
+        f"{report.blobs} blobs, {report.images} images, {report.partials} partial downloads: "
+        + ("no problems" if report.ok else f"{len(report.problems)} problems")
+    )
+    print(summary)
+    return 0 if report.ok else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     top = build_parser()
@@ -480,6 +519,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "images":
             return _cmd_images(args)
+        if args.command == "verify":
+            return _cmd_verify(args)
         return _cmd_pull(args)
     except KeyboardInterrupt:
         print("Error: interrupted", file=sys.stderr)

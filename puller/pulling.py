@@ -50,6 +50,7 @@ from .registry import (
     normalize_mirror,
     try_in_turn,
 )
+from .retry import RetryPolicy, with_retries
 from .store import RESOLVED_ANNOTATION, Store, default_store_path
 
 DEFAULT_CONCURRENCY = 3
@@ -91,6 +92,8 @@ class Puller:
         max_concurrent_downloads: int = DEFAULT_CONCURRENCY,
         timeout: float = 30.0,
         durable: bool = True,
+        max_download_attempts: int = 5,
+        retry_delay: float = 1.0,
     ) -> None:
         if store is None:
             store = default_store_path()
@@ -108,8 +111,13 @@ class Puller:
             for name, creds in (credentials or {}).items()
         }
         self._client = RegistryClient(credentials=hosts, timeout=timeout)
+        self._retry = RetryPolicy(attempts=max_download_attempts, base_delay=retry_delay)
         self._downloader = Downloader(
-            self._client, self.store, max_concurrent=max_concurrent_downloads, durable=durable
+            self._client,
+            self.store,
+            max_concurrent=max_concurrent_downloads,
+            durable=durable,
+            retry=self._retry,
         )
 
     async def __aenter__(self) -> Puller:
@@ -170,11 +178,15 @@ class Puller:
         )
 
     async def resolve(self, ref: Reference, want: Platform) -> _Resolved:
-        """Try each endpoint in order; an index without the platform is the same everywhere."""
-        return await try_in_turn(
-            self.endpoints(ref),
-            lambda endpoint: self._resolve_at(endpoint, ref, want),
-            fatal=(PlatformNotFound,),
+        """Try each endpoint in order, and all of them again after a temporary failure; an
+        index without the platform is the same everywhere."""
+        return await with_retries(
+            self._retry,
+            lambda: try_in_turn(
+                self.endpoints(ref),
+                lambda endpoint: self._resolve_at(endpoint, ref, want),
+                fatal=(PlatformNotFound,),
+            ),
         )
 
     # -- pull ------------------------------------------------------------------------------------
@@ -319,6 +331,8 @@ async def pull(
     credentials: Mapping[str, Credentials] | None = None,
     max_concurrent_downloads: int = DEFAULT_CONCURRENCY,
     timeout: float = 30.0,
+    max_download_attempts: int = 5,
+    retry_delay: float = 1.0,
     on_event: EventCallback = ignore,
 ) -> PullResult:
     """Pull one image into ``store`` (default: ``$PYPULL_STORE`` or ``~/.local/share/pypull``)."""
@@ -330,5 +344,7 @@ async def pull(
         credentials=credentials,
         max_concurrent_downloads=max_concurrent_downloads,
         timeout=timeout,
+        max_download_attempts=max_download_attempts,
+        retry_delay=retry_delay,
     ) as puller:
         return await puller.pull(reference, platform=platform, on_event=on_event)

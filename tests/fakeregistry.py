@@ -276,11 +276,11 @@ def _byte_range(header: str | None, total: int) -> tuple[int, int] | None:
             raise _Unsatisfiable
         return max(0, total - suffix), total
     start = int(m["start"])
-    end = int(m["end"]) if m["end"] else total - 1
-    if end < start:
-        return None
+    if m["end"] and int(m["end"]) < start:
+        return None  # invalid, so ignored
     if start >= total:
         raise _Unsatisfiable
+    end = int(m["end"]) if m["end"] else total - 1
     return start, min(end, total - 1) + 1
 
 

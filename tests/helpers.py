@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fixtures.registry import Registry
 
-_REQUEST = re.compile(r'"(GET|HEAD|PUT|POST|PATCH|DELETE) (\S+) HTTP/[\d.]+"')
+_REQUEST = re.compile(r'"(GET|HEAD|PUT|POST|PATCH|DELETE) (\S+) HTTP/[\d.]+" (\d+) (\d+|-)')
 _BLOB = re.compile(r"^/v2/.+/blobs/(sha256:[0-9a-f]{64})$")
 
 
@@ -38,7 +38,11 @@ class AccessLog:
         self.offset = registry.log_path.stat().st_size
 
     def requests(self) -> list[tuple[str, str]]:
-        """``(method, path)`` of every request since creation, in log order.
+        """``(method, path)`` of every request since creation, in log order."""
+        return [(method, path) for method, path, _, _ in self.entries()]
+
+    def entries(self) -> list[tuple[str, str, int, int]]:
+        """``(method, path, status, bytes sent)`` of every request since creation, in log order.
 
         The registry writes a log line after it answers, so a sentinel request marks the end: once
         its line is in the log, every earlier answer's line is too.
@@ -55,11 +59,12 @@ class AccessLog:
             time.sleep(0.01)
         else:
             raise AssertionError("the registry did not log the sentinel request")
-        out = []
+        out: list[tuple[str, str, int, int]] = []
         for line in text.splitlines():
             m = _REQUEST.search(line)
             if m and sentinel not in m.group(2):
-                out.append((m.group(1), m.group(2)))
+                size = int(m.group(4)) if m.group(4).isdigit() else 0
+                out.append((m.group(1), m.group(2), int(m.group(3)), size))
         return out
 
     def blob_requests(self) -> list[str]:
