@@ -240,7 +240,7 @@ def _unacknowledged(sock: Any) -> int:
     return int(struct.unpack("i", out)[0])
 
 
-async def _acknowledged(request: web.Request, transport: asyncio.BaseTransport) -> None:
+async def _acknowledged(request: web.Request, transport: asyncio.Transport) -> None:
     """Wait until the client has acknowledged every byte sent, or the server closes. There is no
     event for that, so this polls; a client that disconnects cancels it (``handler_cancellation``).
     """
@@ -250,7 +250,7 @@ async def _acknowledged(request: web.Request, transport: asyncio.BaseTransport) 
         await asyncio.sleep(0.001)
 
 
-def _reset(transport: asyncio.BaseTransport) -> None:
+def _reset(transport: asyncio.Transport) -> None:
     """Close with RST rather than FIN (``SO_LINGER`` 0): the client reads ECONNRESET."""
     sock = transport.get_extra_info("socket")
     if sock is not None:
@@ -526,6 +526,19 @@ class After:
             self.hits += 1
             self.action()
         return resp
+
+
+class Answer(CountedFault):
+    """Answer with this status, body and Content-Type, and nothing else (no
+    Docker-Content-Digest: what a registry or proxy that does not send one looks like)."""
+
+    def __init__(self, status: int, body: bytes, content_type: str) -> None:
+        super().__init__(times=None)
+        self.response = (status, body, content_type)
+
+    async def inject(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        status, body, content_type = self.response
+        return web.Response(status=status, body=body, headers={"Content-Type": content_type})
 
 
 class ResetMidBody(CountedFault):

@@ -13,7 +13,7 @@ from aiohttp import web
 import puller
 from fixtures.images import Image, make_image, make_layer, make_manifest
 
-from .fakeregistry import CountedFault, Handler, Replace, Status, run_pypull, start_fake
+from .fakeregistry import Answer, CountedFault, Handler, Replace, Status, run_pypull, start_fake
 from .helpers import partials
 
 
@@ -52,18 +52,6 @@ class Gate(CountedFault):
         self.entered.set()
         await self.opened.wait()
         return await handler(request)
-
-
-class Answer(CountedFault):
-    """Answer with this status, body and Content-Type, and nothing else."""
-
-    def __init__(self, status: int, body: bytes, content_type: str) -> None:
-        super().__init__(times=None)
-        self.response = (status, body, content_type)
-
-    async def inject(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        status, body, content_type = self.response
-        return web.Response(status=status, body=body, headers={"Content-Type": content_type})
 
 
 def image_with_layers(name: str, layers: list[int], shared_seed: str = "shared") -> Image:
