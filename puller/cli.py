@@ -170,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_float,
         default=30.0,
         metavar="SECONDS",
-        help="give up on a connection that is silent this long (default: 30)",
+        help="a connection that cannot be made, or goes silent, for this long is dropped and "
+        "the download retried where it stopped (default: 30)",
     )
     pull.add_argument(
         "--creds",
