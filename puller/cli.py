@@ -246,12 +246,11 @@ class PlainRenderer:
         from . import events as ev
 
         if isinstance(event, ev.Resolved):
-            ref = event.reference
-            what = ref.tag if ref.digest is None and ref.tag else str(ref.digest)
-            self.line(f"{what}: Pulling from {ref.path}")
+            self.line(f"{_what(event.reference)}: Pulling from {event.reference.path}")
+        elif isinstance(event, ev.Retrying):
+            self.line(f"{_what(event.reference)}: {_retrying(event.delay)} ({event.error})")
         elif isinstance(event, ev.LayerRetrying):
-            seconds = max(1, math.ceil(event.delay))
-            self.line(f"{event.layer_id}: Retrying in {seconds} second{'s' * (seconds != 1)}")
+            self.line(f"{event.layer_id}: {_retrying(event.delay)}")
         elif isinstance(event, ev.LayerEvent):
             word = _LAYER_WORDS.get(type(event).__name__)
             if word:
@@ -263,6 +262,16 @@ class PlainRenderer:
 
     def close(self) -> None:
         pass
+
+
+def _what(ref: Reference) -> str:
+    """What docker puts before ``: Pulling from``: the tag, or the digest."""
+    return ref.tag if ref.digest is None and ref.tag else str(ref.digest)
+
+
+def _retrying(delay: float) -> str:
+    seconds = max(1, math.ceil(delay))
+    return f"Retrying in {seconds} second{'s' * (seconds != 1)}"
 
 
 _LAYER_WORDS = {
@@ -488,6 +497,10 @@ def _cmd_images(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' * (n != 1)}"
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from .store import Store, default_store_path
     from .verify import verify_store
@@ -496,8 +509,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     for problem in report.problems:
         print(problem)
     summary = (
-        f"{report.blobs} blobs, {report.images} images, {report.partials} partial downloads: "
-        + ("no problems" if report.ok else f"{len(report.problems)} problems")
+        f"{_plural(report.blobs, 'blob')}, {_plural(report.images, 'image')}, "
+        f"{_plural(report.partials, 'partial download')}: "
+        + ("no problems" if report.ok else _plural(len(report.problems), "problem"))
     )
     print(summary)
     return 0 if report.ok else 1

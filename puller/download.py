@@ -148,42 +148,47 @@ class Downloader:
         entry: _Inflight,
         limited: bool,
     ) -> bool:
+        """Take the digest's cross-process lock, then a download slot (in that order, so a blob
+        another process is fetching does not hold a slot while we wait for it)."""
         try:
-            if not limited:
-                return await self._download_locked(desc, path, endpoints, entry)
-            if self._slots.locked():
+            lock = self._store.blob_lock(desc.digest)
+            if not lock.try_acquire():
                 entry.emit(LayerWaiting(desc.digest))
-            async with self._slots:
-                return await self._download_locked(desc, path, endpoints, entry)
+                while not lock.try_acquire():
+                    # flock has no async wait, and a thread blocked in it cannot be cancelled.
+                    await asyncio.sleep(LOCK_POLL_INTERVAL)
+            try:
+                if self._store.has(desc.digest):  # the other process stored it
+                    return False
+                if not limited:
+                    await self._download_locked(desc, path, endpoints, entry)
+                    return True
+                if self._slots.locked():
+                    entry.emit(LayerWaiting(desc.digest))
+                async with self._slots:
+                    await self._download_locked(desc, path, endpoints, entry)
+                return True
+            finally:
+                lock.release()
         except PullError as e:
             entry.emit(LayerFailed(desc.digest, e))
             raise
 
     async def _download_locked(
         self, desc: Descriptor, path: str, endpoints: Sequence[Endpoint], entry: _Inflight
-    ) -> bool:
-        """Hold the digest's cross-process lock while downloading: a second process pulling the
-        same blob waits here, then finds it stored."""
-        lock = self._store.blob_lock(desc.digest)
-        while not lock.try_acquire():
-            await asyncio.sleep(LOCK_POLL_INTERVAL)  # flock has no async wait; polling is cheap
-        try:
-            if self._store.has(desc.digest):
-                return False
+    ) -> None:
+        def retrying(attempt: int, delay: float, error: PullError) -> None:
+            entry.emit(LayerRetrying(desc.digest, delay, attempt, error))
 
-            def retrying(attempt: int, delay: float, error: PullError) -> None:
-                entry.emit(LayerRetrying(desc.digest, delay, attempt, error))
-
-            await with_retries(
-                self._retry,
-                lambda: try_in_turn(
-                    endpoints, lambda ep: self._download_from(ep, desc, path, entry)
-                ),
-                retrying,
-            )
-            return True
-        finally:
-            lock.release()
+        await with_retries(
+            self._retry,
+            lambda: try_in_turn(
+                endpoints,
+                lambda ep: self._download_from(ep, desc, path, entry),
+                fatal=(StoreError,),  # a full disk is as full for the next mirror
+            ),
+            retrying,
+        )
 
     async def _download_from(
         self, endpoint: Endpoint, desc: Descriptor, path: str, entry: _Inflight
@@ -193,9 +198,9 @@ class Downloader:
         resuming = self._store.partial_size(desc.digest) > 0
         try:
             await self._transfer(endpoint, desc, path, entry, resume=True)
-        except VerificationError:
+        except (VerificationError, _StartOver) as e:
             if not resuming:
-                raise
+                raise _unexpected(e, endpoint) from None
             await self._transfer(endpoint, desc, path, entry, resume=False)
 
     async def _transfer(
@@ -210,8 +215,31 @@ class Downloader:
         )
         pending: asyncio.Future[object] | None = None
         try:
+            if writer.offset < desc.size:  # a complete partial (killed before the rename) is
+                await self._receive(endpoint, desc, path, entry, writer)  # not fetched again
+            entry.emit(LayerVerifying(desc.digest))
+            pending = loop.run_in_executor(None, writer.commit, self._durable)
+            await pending
+        except BaseException as e:
+            if pending is not None:
+                await _settle(pending)  # the worker still holds the file: let it finish first
+            if isinstance(e, (VerificationError, StoreError, _StartOver)):
+                writer.abort()  # wrong content, a full disk, or no prefix of the blob: drop it
+            else:
+                writer.close()  # a dropped connection or Ctrl-C: keep the partial to resume
+            raise
+        entry.emit(LayerDownloaded(desc.digest))
+
+    async def _receive(
+        self, endpoint: Endpoint, desc: Descriptor, path: str, entry: _Inflight, w: BlobWriter
+    ) -> None:
+        """Stream the rest of the blob (from ``w.size``) into ``w``; every worker call is awaited
+        before this returns or raises, so the caller may close the file afterwards."""
+        loop = asyncio.get_running_loop()
+        pending: asyncio.Future[object] | None = None
+        try:
             async with self._client.open_blob(
-                endpoint, path, desc.digest, self._chunk_size, writer.offset
+                endpoint, path, desc.digest, self._chunk_size, w.size
             ) as body:
                 if body.total is not None and body.total != desc.size:
                     raise SizeMismatch(
@@ -221,37 +249,60 @@ class Downloader:
                         got=str(body.total),
                         url=endpoint.url,
                     )
-                if body.start != writer.offset:  # the server ignored Range: start over
-                    await loop.run_in_executor(None, writer.restart)
-                received = writer.offset
+                if body.start != w.size:
+                    if body.start != 0:
+                        raise _StartOver(
+                            f"{endpoint.url} answered a Range request for {desc.digest} with "
+                            f"bytes from {body.start}; starting over"
+                        )
+                    pending = loop.run_in_executor(None, w.restart)  # Range ignored: from zero
+                    await pending
+                for_progress = w.size
                 async for chunk in body:
                     if pending is not None:
                         await pending
-                    pending = loop.run_in_executor(None, writer.write, chunk)
-                    received += len(chunk)
-                    entry.emit(LayerProgress(desc.digest, received, desc.size))
+                    pending = loop.run_in_executor(None, w.write, chunk)
+                    for_progress += len(chunk)
+                    entry.emit(LayerProgress(desc.digest, for_progress, desc.size))
                 if pending is not None:
                     await pending
-                entry.emit(LayerVerifying(desc.digest))
-                pending = loop.run_in_executor(None, writer.commit, self._durable)
-                await pending
-        except BaseException as e:
-            if pending is not None and not pending.done():
-                # The worker still holds the file: let it finish before the file goes.
-                with suppress(BaseException):
-                    await asyncio.shield(pending)
-            if isinstance(e, RegistryError) and e.status == 416:
-                # Our partial is no prefix of this blob (it is as long or longer): start over.
-                writer.abort()
-                raise Unreachable(
-                    f"{endpoint.url} refused to resume {desc.digest}; starting over", url=e.url
-                ) from e
-            if isinstance(e, (VerificationError, StoreError)):
-                writer.abort()  # wrong content, or a full disk: the partial is no use
-            else:
-                writer.close()  # a dropped connection or Ctrl-C: keep the partial to resume
+                    pending = None
+        except RegistryError as e:
+            if e.status == 416:  # our partial is no prefix of this blob (as long or longer)
+                raise _StartOver(f"{endpoint.url} refused to resume {desc.digest}") from e
+            if e.status == 206:  # a partial answer we cannot place
+                raise _StartOver(str(e)) from e
             raise
-        entry.emit(LayerDownloaded(desc.digest))
+        finally:
+            if pending is not None:
+                await _settle(pending)
+        if w.size < desc.size:
+            # The body ended early without a transport error (no Content-Length, a short 206):
+            # a cut connection, not wrong content; keep what we have and resume.
+            raise Unreachable(
+                f"download of {desc.digest} from {endpoint.url} ended after {w.size} of "
+                f"{desc.size} bytes",
+                url=endpoint.url,
+            )
+
+
+class _StartOver(Exception):
+    """The partial cannot be resumed from this server: drop it, and try again from zero."""
+
+
+def _unexpected(e: Exception, endpoint: Endpoint) -> PullError:
+    """A fresh download cannot need starting over; if a server makes it, it is a bad answer."""
+    if isinstance(e, PullError):
+        return e
+    return RegistryError(f"{e} (for a download from the start)", url=endpoint.url)
+
+
+async def _settle(future: asyncio.Future[object]) -> None:
+    """Wait until a worker-thread call is over, whatever it raised and however often we are
+    cancelled meanwhile: the caller re-raises its own exception afterwards."""
+    while not future.done():
+        with suppress(BaseException):
+            await asyncio.shield(future)
 
 
 async def _finish_in_worker(future: asyncio.Future[T], cleanup: Callable[[T], object]) -> T:

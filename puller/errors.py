@@ -25,6 +25,10 @@ from __future__ import annotations
 class PullError(Exception):
     """Base of every error pypull raises deliberately."""
 
+    #: When several endpoints were tried, every error they gave; this one is the most telling
+    #: (see ``most_relevant``), and the others still decide whether trying again may help.
+    attempts: tuple[PullError, ...] = ()
+
 
 class InvalidReference(PullError, ValueError):
     """A reference string that is not a valid image reference."""
@@ -137,4 +141,6 @@ def most_relevant(errors: list[PullError]) -> PullError:
     for e in errors[1:]:
         if rank(e) >= rank(best):
             best = e
+    if len(errors) > 1:
+        best.attempts = tuple(errors)
     return best

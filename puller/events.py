@@ -23,6 +23,17 @@ class Resolved:
 
 
 @dataclass(frozen=True, slots=True)
+class Retrying:
+    """Resolving the reference failed for a while: the manifest is asked for again after
+    ``delay`` seconds."""
+
+    reference: Reference
+    delay: float
+    attempt: int
+    error: Exception
+
+
+@dataclass(frozen=True, slots=True)
 class LayerEvent:
     digest: Digest
 
@@ -90,6 +101,7 @@ class Finished:
 
 Event = (
     Resolved
+    | Retrying
     | LayerExists
     | LayerPulling
     | LayerWaiting

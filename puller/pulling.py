@@ -26,6 +26,7 @@ from .events import (
     LayerExists,
     LayerPulling,
     Resolved,
+    Retrying,
     ignore,
 )
 from .manifest import (
@@ -177,7 +178,9 @@ class Puller:
             endpoint,
         )
 
-    async def resolve(self, ref: Reference, want: Platform) -> _Resolved:
+    async def resolve(
+        self, ref: Reference, want: Platform, on_event: EventCallback = ignore
+    ) -> _Resolved:
         """Try each endpoint in order, and all of them again after a temporary failure; an
         index without the platform is the same everywhere."""
         return await with_retries(
@@ -187,6 +190,7 @@ class Puller:
                 lambda endpoint: self._resolve_at(endpoint, ref, want),
                 fatal=(PlatformNotFound,),
             ),
+            lambda attempt, delay, error: on_event(Retrying(ref, delay, attempt, error)),
         )
 
     # -- pull ------------------------------------------------------------------------------------
@@ -203,7 +207,7 @@ class Puller:
             platform = parse_platform(platform)
         want = platform or host_platform()
 
-        resolved = await self.resolve(ref, want)
+        resolved = await self.resolve(ref, want, on_event)
         manifest = resolved.manifest
         layers = manifest.layers
         on_event(

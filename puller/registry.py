@@ -288,9 +288,7 @@ class RegistryClient:
                             url=realm,
                         )
             except (aiohttp.ClientError, asyncio.TimeoutError) as e:
-                raise Unreachable(
-                    f"cannot reach token endpoint {realm}: {_why(e)}", url=realm
-                ) from e
+                raise _transport_error(f"cannot reach token endpoint {realm}", realm, e) from e
             try:
                 doc: Any = json.loads(body)
             except (ValueError, RecursionError):
@@ -320,7 +318,7 @@ class RegistryClient:
             try:
                 resp = await self.session.get(url, headers=hdrs)
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
-                raise Unreachable(f"cannot reach {endpoint.url}: {_why(e)}", url=url) from e
+                raise _transport_error(f"cannot reach {endpoint.url}", url, e) from e
             try:
                 if resp.status == 401 and attempt == 0:
                     challenge = resp.headers.get("WWW-Authenticate")
@@ -364,7 +362,7 @@ class RegistryClient:
                     url,
                 )
         except (aiohttp.ClientError, asyncio.TimeoutError) as e:
-            raise Unreachable(f"reading manifest from {url} failed: {_why(e)}", url=url) from e
+            raise _transport_error(f"reading manifest from {url} failed", url, e) from e
 
     @asynccontextmanager
     async def open_blob(
@@ -388,14 +386,14 @@ class RegistryClient:
                 yield BlobStream(resp, url, chunk_size, 0, resp.content_length)
             elif resp.status == 206 and offset:
                 start, total = _content_range(resp.headers.get("Content-Range"))
-                if start != offset:
+                if start is None:
                     raise RegistryError(
-                        f"blob {digest} at {url}: asked for bytes from {offset}, got "
-                        f"Content-Range {resp.headers.get('Content-Range')!r}",
+                        f"blob {digest} at {url}: a 206 answer without a usable Content-Range "
+                        f"({resp.headers.get('Content-Range')!r})",
                         status=206,
                         url=url,
                     )
-                yield BlobStream(resp, url, chunk_size, start, total)
+                yield BlobStream(resp, url, chunk_size, start, total)  # start may not be offset
             else:
                 await _raise_for_status(resp, f"blob {digest}", url)
 
@@ -434,7 +432,23 @@ class BlobStream:
             async for chunk in self._resp.content.iter_chunked(self._chunk_size):
                 yield chunk
         except (aiohttp.ClientError, asyncio.TimeoutError) as e:
-            raise Unreachable(f"download from {self.url} failed: {_why(e)}", url=self.url) from e
+            raise _transport_error(f"download from {self.url} failed", self.url, e) from e
+
+
+#: Transport failures that asking again will not cure.
+_PERMANENT_TRANSPORT = (
+    aiohttp.TooManyRedirects,
+    aiohttp.InvalidURL,
+    aiohttp.ClientSSLError,
+    aiohttp.ClientConnectorCertificateError,
+)
+
+
+def _transport_error(what: str, url: str, e: BaseException) -> RegistryError:
+    """A failure below HTTP: ``Unreachable`` (retried) unless it is one that cannot pass."""
+    if isinstance(e, _PERMANENT_TRANSPORT):
+        return RegistryError(f"{what}: {_why(e)}", url=url)
+    return Unreachable(f"{what}: {_why(e)}", url=url)
 
 
 def _why(e: BaseException) -> str:

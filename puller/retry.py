@@ -26,6 +26,14 @@ TEMPORARY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
 def is_temporary(error: PullError) -> bool:
+    """True if asking again may help: for an error that stands for several endpoints (a mirror
+    said 404, the upstream's connection dropped), if it may help with any of them."""
+    if error.attempts:
+        return any(_temporary(e) for e in error.attempts)
+    return _temporary(error)
+
+
+def _temporary(error: PullError) -> bool:
     if isinstance(error, Unreachable):
         return True
     return isinstance(error, RegistryError) and error.status in TEMPORARY_STATUSES

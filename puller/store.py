@@ -29,6 +29,8 @@ from .errors import ManifestError, StoreError
 from .manifest import REF_NAME_ANNOTATION, Descriptor, parse_descriptor
 
 OCI_LAYOUT = {"imageLayoutVersion": "1.0.0"}
+#: A lock file replaced this many times in a row while we try to take it is a bug, not a race.
+_LOCK_RETRIES = 1000
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
 #: Annotation on an index.json entry: the digest the reference resolved to (an index, when the
 #: image is multi-platform; the entry itself points at the platform's manifest).
@@ -74,32 +76,41 @@ class BlobLock:
 
     def try_acquire(self) -> bool:
         """Take the lock if it is free; never blocks."""
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                return False
-            except BaseException:
-                os.close(fd)
-                raise
-            try:
-                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                self._fd = fd
-                return True
-            os.close(fd)  # the holder released and removed it meanwhile: lock the new one
+        try:
+            for _ in range(_LOCK_RETRIES):
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    held = os.fstat(fd)
+                    try:
+                        now = os.stat(self.path)
+                        same = (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
+                    except FileNotFoundError:
+                        same = False
+                except BlockingIOError:
+                    os.close(fd)
+                    return False
+                except BaseException:
+                    os.close(fd)
+                    raise
+                if same:
+                    self._fd = fd
+                    return True
+                os.close(fd)  # the holder released and removed it meanwhile: lock the new one
+        except OSError as e:
+            raise _store_error("lock", self.path, e) from e
+        raise StoreError(f"cannot lock {self.path}: it keeps being replaced", path=str(self.path))
 
     def release(self) -> None:
         if self._fd is None:
             return
-        with suppress(FileNotFoundError):
+        try:
             self.path.unlink()  # while still holding it: see try_acquire
-        os.close(self._fd)
-        self._fd = None
+        except OSError:
+            pass  # gone already, or not ours to remove: the next holder's inode check copes
+        finally:
+            os.close(self._fd)
+            self._fd = None
 
 
 class BlobWriter:
@@ -168,8 +179,15 @@ class BlobWriter:
 
     def write(self, chunk: bytes | memoryview) -> None:
         self._verifier.update(chunk)  # raises SizeMismatch as soon as the body runs long
+        view = memoryview(chunk)
         try:
-            self._file.write(chunk)
+            # An unbuffered write may write less than asked (a nearly full disk, a file size
+            # limit): the hash covers every byte, so the file must too.
+            while view:
+                written = self._file.write(view)
+                if not written:
+                    raise OSError(errno.ENOSPC, "no space left on device")
+                view = view[written:]
         except OSError as e:
             raise _store_error("write", self.path, e) from e
 
@@ -179,6 +197,13 @@ class BlobWriter:
             self._verifier.verify()
             target = self._store.blob_path(self.digest)
             try:
+                on_disk = os.fstat(self._file.fileno()).st_size
+                if (
+                    on_disk != self._verifier.size
+                ):  # belt and braces: what we hashed is what we have
+                    raise OSError(
+                        errno.EIO, f"{on_disk} bytes on disk, {self._verifier.size} received"
+                    )
                 if durable:
                     os.fsync(self._file.fileno())
                 self._file.close()

@@ -4,6 +4,7 @@ on the outcome, the store, and what the fake registry saw."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,15 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 import puller
 from fixtures.images import Image, make_image
 from puller import events as ev
+from puller.digest import parse_digest
+from puller.store import Store
 
 from .fakeregistry import (
     Answer,
     Corrupt,
+    CountedFault,
     FakeRegistry,
+    Handler,
     IgnoreRange,
     Oversize,
     RedirectTo,
@@ -123,7 +129,8 @@ async def test_a_stalled_download_times_out_and_resumes(store: Path) -> None:
     layer = image.manifests[0].layers[1]
     async with start_fake([image]) as fake:
         fake.inject(layer.digest, StallMidBody(CUT, seconds=None))
-        out = await pull(fake, image, store, timeout=0.5)
+        # the fake shares this event loop: leave it time to answer the other requests
+        out = await pull(fake, image, store, timeout=2.0)
         tries = [r for r in fake.log.blob_gets() if r.target == layer.digest]
     assert out.error is None, out.error
     assert "timed out" in str(out.retries()[0].error)
@@ -293,3 +300,152 @@ async def test_the_cli_says_retrying_in_n_seconds(store: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert f"{layer.digest[7:19]}: Retrying in 1 second" in run.lines
     assert f"{layer.digest[7:19]}: Pull complete" in run.lines
+
+
+# -- what an earlier review found -----------------------------------------------------------------
+
+
+class RangeFrom(CountedFault):
+    """Answers a ranged request with 206 and the blob from ``start``, whatever was asked."""
+
+    def __init__(self, data: bytes, start: int) -> None:
+        super().__init__(times=None)
+        self.data, self.start = data, start
+
+    async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if "Range" not in request.headers:
+            return await handler(request)
+        return await super().__call__(request, handler)
+
+    async def inject(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        total = len(self.data)
+        return web.Response(
+            status=206,
+            body=self.data[self.start :],
+            headers={"Content-Range": f"bytes {self.start}-{total - 1}/{total}"},
+        )
+
+
+class EndsEarly(CountedFault):
+    """A chunked 200 that ends cleanly after ``keep`` bytes: no error, just too little."""
+
+    def __init__(self, data: bytes, keep: int) -> None:
+        super().__init__(times=1)
+        self.data, self.keep = data, keep
+
+    async def inject(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        resp = web.StreamResponse(status=200)
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        await resp.write(self.data[: self.keep])
+        await resp.write_eof()
+        return resp
+
+
+class Signal(CountedFault):
+    """Sets ``seen`` when a matching request arrives, and lets it through."""
+
+    def __init__(self) -> None:
+        super().__init__(times=None)
+        self.seen = asyncio.Event()
+
+    async def inject(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self.seen.set()
+        return await handler(request)
+
+
+async def test_a_partial_that_is_already_complete_is_committed_without_a_request(
+    store: Path,
+) -> None:
+    image = big_image("complete")
+    layer = image.manifests[0].layers[0]
+    w = Store(store).writer(parse_digest(layer.digest), layer.size)
+    w.write(layer.data)
+    w.close()  # as if killed between the last write and the rename
+    async with start_fake([image]) as fake:
+        out = await pull(fake, image, store, max_download_attempts=1)
+        tries = [r for r in fake.log.blob_gets() if r.target == layer.digest]
+    assert out.error is None, out.error
+    assert tries == []
+    assert layer.digest in stored(store)
+
+
+@pytest.mark.parametrize(("start", "second_range"), [(0, CUT), (CUT + 10, None)])
+async def test_a_206_from_the_wrong_offset_restarts_instead_of_sticking(
+    start: int, second_range: int | None, store: Path
+) -> None:
+    image = big_image("wrongrange")
+    layer = image.manifests[0].layers[0]
+    async with start_fake([image]) as fake:
+        fake.inject(layer.digest, ResetMidBody(CUT))
+        fake.inject(layer.digest, RangeFrom(layer.data, start))
+        out = await pull(fake, image, store)
+        tries = [r for r in fake.log.blob_gets() if r.target == layer.digest]
+    assert out.error is None, out.error
+    assert layer.digest in stored(store) and partials(store) == set()
+    assert tries[1].range_start == CUT
+    if second_range is None:  # dropped the partial and asked again from zero
+        assert tries[-1].range_start is None
+
+
+async def test_a_body_that_ends_early_without_an_error_is_resumed(store: Path) -> None:
+    image = big_image("early")
+    layer = image.manifests[0].layers[0]
+    async with start_fake([image]) as fake:
+        fake.inject(layer.digest, EndsEarly(layer.data, CUT))
+        out = await pull(fake, image, store)
+        tries = [r for r in fake.log.blob_gets() if r.target == layer.digest]
+    assert out.error is None, out.error
+    assert "ended after" in str(out.retries()[0].error)
+    assert [t.range_start for t in tries] == [None, CUT]
+
+
+async def test_a_mirror_404_does_not_stop_retrying_an_upstream_that_dropped_once(
+    store: Path,
+) -> None:
+    image = big_image("mirror")
+    layer = image.manifests[0].layers[0]
+    async with start_fake([image]) as mirror, start_fake([image]) as upstream:
+        mirror.inject(layer.digest, Status(404, times=None, code="BLOB_UNKNOWN"))
+        upstream.inject(layer.digest, ResetMidBody(CUT))
+        out = await pull_hub(image, store, mirrors=[mirror.url], upstream=upstream.url)
+    assert out.error is None, out.error
+    assert layer.digest in stored(store)
+
+
+async def test_a_blob_locked_by_another_process_does_not_hold_a_download_slot(
+    store: Path,
+) -> None:
+    image = big_image("locked")
+    first, second = image.manifests[0].layers
+    lock = Store(store).blob_lock(parse_digest(first.digest))
+    assert lock.try_acquire()  # another pypull is downloading it
+    async with start_fake([image]) as fake:
+        seen = fake.inject(second.digest, Signal())
+        task = asyncio.ensure_future(pull(fake, image, store, max_concurrent_downloads=1))
+        # With one slot, the second layer still gets it (bounded: if the waiting layer held
+        # the slot, this would never happen).
+        await asyncio.wait_for(seen.seen.wait(), timeout=30)
+        lock.release()  # the other process gave up without storing it
+        out = await task
+    assert out.error is None, out.error
+    assert {first.digest, second.digest} <= stored(store)
+    assert any(isinstance(e, ev.LayerWaiting) and str(e.digest) == first.digest for e in out.events)
+
+
+async def pull_hub(image: Image, store: Path, *, mirrors: list[str], upstream: str) -> Outcome:
+    """Pull ``image`` as a Docker Hub image through ``mirrors``, with ``upstream`` standing in
+    for Docker Hub itself (nothing leaves this machine)."""
+    events: list[ev.Event] = []
+    try:
+        result = await puller.pull(
+            image.reference,
+            store=store,
+            mirrors=mirrors,
+            upstreams={"docker.io": upstream},
+            retry_delay=0.01,
+            on_event=events.append,
+        )
+    except puller.PullError as e:
+        return Outcome(None, e, events)
+    return Outcome(result, None, events)

@@ -561,3 +561,75 @@ def test_sha512_blobs_live_under_their_own_algorithm() -> None:
     assert Store("/s").blob_path(Digest("sha512", "a" * 128)) == Path(
         "/s/blobs/sha512/" + "a" * 128
     )
+
+
+class _ShortWrites:
+    """A file whose writes take at most 7 bytes at a time, as a nearly full disk may."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def write(self, data: Any) -> int:
+        return int(self.real.write(bytes(data[:7])))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def test_short_writes_are_completed_so_the_file_holds_what_was_hashed(store: Path) -> None:
+    s = Store(store)
+    w = s.writer(DIGEST, len(DATA))
+    w._file = _ShortWrites(w._file)  # type: ignore[assignment]
+    w.write(DATA)
+    w.commit(durable=False)
+    assert s.read_blob(DIGEST) == DATA
+
+
+def test_a_file_shorter_than_what_was_hashed_is_never_committed(store: Path) -> None:
+    s = Store(store)
+    w = s.writer(DIGEST, len(DATA))
+    w.write(DATA)
+    w._file.truncate(10)  # bytes lost between write and commit
+    with pytest.raises(StoreError, match="10 bytes on disk, 41 received"):
+        w.commit(durable=False)
+    assert not s.has(DIGEST) and s.partial_size(DIGEST) == 0
+
+
+LOCK_STRESS = """
+import os, sys
+from puller.store import Store
+from puller.digest import parse_digest
+store, digest, rounds = Store(sys.argv[1]), parse_digest(sys.argv[2]), int(sys.argv[3])
+owner = store.ingest_dir / "owner"
+violations = done = 0
+while done < rounds:
+    lock = store.blob_lock(digest)
+    if not lock.try_acquire():
+        continue
+    try:  # while we hold the lock nobody else may
+        fd = os.open(owner, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        os.close(fd)
+        os.unlink(owner)
+    except FileExistsError:
+        violations += 1
+    lock.release()
+    done += 1
+print(violations)
+"""
+
+
+def test_the_blob_lock_excludes_other_processes_while_its_file_is_replaced(store: Path) -> None:
+    """Each release removes the lock file; a process that locked the removed file must notice
+    and lock the new one, or two processes would write one partial at once."""
+    Store(store).ensure_layout()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", LOCK_STRESS, str(store), str(DIGEST), "300"],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert outs == ["0", "0", "0"]
