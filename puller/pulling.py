@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .auth import Credentials
+from .config import RegistryConfig
 from .digest import Digest, digest_of, parse_digest, verify_bytes
 from .download import Downloader
 from .errors import InvalidDigest, ManifestError, PlatformNotFound
@@ -47,7 +48,6 @@ from .registry import (
     ManifestResponse,
     RegistryClient,
     endpoint_for_domain,
-    endpoints_for,
     normalize_mirror,
     try_in_turn,
 )
@@ -89,29 +89,38 @@ class Puller:
         mirrors: Iterable[str] = (),
         mirror_only: bool = False,
         upstreams: Mapping[str, str] | None = None,
+        registries: Mapping[str, RegistryConfig] | None = None,
         credentials: Mapping[str, Credentials] | None = None,
+        credential_lookup: Callable[[str], Credentials | None] | None = None,
         max_concurrent_downloads: int = DEFAULT_CONCURRENCY,
         timeout: float = 30.0,
         durable: bool = True,
         max_download_attempts: int = 5,
         retry_delay: float = 1.0,
     ) -> None:
+        """``registries`` (from ``puller.config``) gives each registry name its mirrors and
+        server; ``mirrors`` and ``upstreams`` are shorthands for Docker Hub's mirrors and for a
+        registry's server URL. ``credentials`` (by registry name) win over
+        ``credential_lookup`` (e.g. docker's config.json); both go only to the endpoint that
+        registry name is for, never to a mirror of it."""
         if store is None:
             store = default_store_path()
         self.store = store if isinstance(store, Store) else Store(store)
-        self._mirrors = tuple(normalize_mirror(m) for m in mirrors)
-        if mirror_only and not self._mirrors:
+        self._registries = dict(registries or {})
+        if mirrors:
+            hub = self._registries.get("docker.io", RegistryConfig("docker.io"))
+            hub_mirrors = tuple(normalize_mirror(m) for m in mirrors)
+            self._registries["docker.io"] = RegistryConfig("docker.io", hub_mirrors, hub.server)
+        for name, url in (upstreams or {}).items():
+            old = self._registries.get(name, RegistryConfig(name))
+            server = Endpoint(url.rstrip("/"), registry=name)
+            self._registries[name] = RegistryConfig(name, old.mirrors, server)
+        if mirror_only and not any(r.mirrors for r in self._registries.values()):
             raise ValueError("mirror_only needs at least one mirror")
         self._mirror_only = mirror_only
-        # Where a registry name's API lives when it is not the name (tests, air-gapped sites).
-        self._upstreams = {k: Endpoint(v.rstrip("/")) for k, v in (upstreams or {}).items()}
-        # Credentials are given per registry name (docker.io, localhost:5000) and go to that
-        # registry's own endpoint only, never to a mirror.
-        hosts = {
-            (self._upstreams.get(name) or endpoint_for_domain(name)).host: creds
-            for name, creds in (credentials or {}).items()
-        }
-        self._client = RegistryClient(credentials=hosts, timeout=timeout)
+        self._client = RegistryClient(
+            credentials=credentials, lookup=credential_lookup, timeout=timeout
+        )
         self._retry = RetryPolicy(attempts=max_download_attempts, base_delay=retry_delay)
         self._downloader = Downloader(
             self._client,
@@ -127,14 +136,17 @@ class Puller:
     async def __aexit__(self, *exc: object) -> None:
         await self._client.close()
 
-    def endpoints(self, ref: Reference) -> tuple[Endpoint, ...]:
-        eps = endpoints_for(ref, self._mirrors)
-        upstream = self._upstreams.get(ref.domain)
-        if upstream is not None:
-            eps = (*eps[:-1], upstream)
-        if self._mirror_only and ref.is_docker_hub and self._mirrors:
-            eps = self._mirrors
-        return eps
+    def endpoints(self, ref: Reference, resolve: bool = False) -> tuple[Endpoint, ...]:
+        """Where to ask, in order: the registry's mirrors, then its own server (unless
+        ``mirror_only``). With ``resolve``, only endpoints that may be asked what a tag is."""
+        reg = self._registries.get(ref.domain, RegistryConfig(ref.domain))
+        server = reg.server or endpoint_for_domain(ref.domain)
+        if server.registry is None:
+            server = dataclasses.replace(server, registry=ref.domain)
+        mirrors = tuple(m for m in reg.mirrors if m.can_resolve or not resolve)
+        if self._mirror_only and reg.mirrors:
+            return mirrors
+        return (*mirrors, server)
 
     # -- manifest resolution -----------------------------------------------------------------------
 
@@ -186,7 +198,8 @@ class Puller:
         return await with_retries(
             self._retry,
             lambda: try_in_turn(
-                self.endpoints(ref),
+                # a tag is only asked of endpoints that may resolve; a digest of any of them
+                self.endpoints(ref, resolve=ref.digest is None),
                 lambda endpoint: self._resolve_at(endpoint, ref, want),
                 fatal=(PlatformNotFound,),
             ),

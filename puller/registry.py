@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ T = TypeVar("T")
 #: Where Docker Hub's registry API lives; ``docker.io`` is only its name.
 DOCKER_HUB_URL = "https://registry-1.docker.io"
 USER_AGENT = "pypull/0.1"
+#: The username docker's config.json gives an identity token (an OAuth2 refresh token).
+IDENTITY_TOKEN_USER = "<token>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,22 @@ class Endpoint:
 
     url: str  # scheme://host[:port], no trailing slash
     mirror: bool = False
+    #: "pull": content by digest; "resolve": may also be asked what a tag points at.
+    capabilities: frozenset[str] = frozenset({"pull", "resolve"})
+    insecure: bool = False  # configured for plain HTTP: credentials may go over it
+    skip_verify: bool = False  # TLS without certificate verification
+    ca_file: str | None = None  # extra CA to trust for this endpoint
+    #: whose credentials apply: the registry name for a registry's own server (docker.io);
+    #: None for a mirror, which only gets credentials stored for its own host
+    registry: str | None = None
+
+    @property
+    def credentials_name(self) -> str:
+        return self.registry or self.host
+
+    @property
+    def can_resolve(self) -> bool:
+        return "resolve" in self.capabilities
 
     @property
     def host(self) -> str:
@@ -101,9 +120,9 @@ def realm_refusal(endpoint: Endpoint, realm: str) -> str | None:
 
 def endpoint_for_domain(domain: str) -> Endpoint:
     if domain == "docker.io":
-        return Endpoint(DOCKER_HUB_URL)
+        return Endpoint(DOCKER_HUB_URL, registry=domain)
     scheme = "http" if is_loopback(domain) else "https"
-    return Endpoint(f"{scheme}://{domain}")
+    return Endpoint(f"{scheme}://{domain}", registry=domain)
 
 
 def normalize_mirror(url: str) -> Endpoint:
@@ -183,10 +202,16 @@ class RegistryClient:
         self,
         *,
         credentials: Mapping[str, Credentials] | None = None,
+        lookup: Callable[[str], Credentials | None] | None = None,
         timeout: float = 30.0,
         connector_limit: int = 64,
     ) -> None:
-        self._credentials = dict(credentials or {})
+        """``credentials`` by registry name win over ``lookup(name)`` (docker's config.json);
+        either is asked only for the endpoint's own name, so a mirror never gets the
+        credentials of the registry it mirrors."""
+        self._credentials: dict[str, Credentials | None] = dict(credentials or {})
+        self._lookup = lookup
+        self._ssl: dict[tuple[bool, str | None], ssl.SSLContext] = {}
         self._tokens = TokenCache()
         self._token_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._basic_hosts: set[str] = set()  # hosts that challenged with Basic
@@ -229,9 +254,43 @@ class RegistryClient:
         if token is not None:
             return f"Bearer {token}"
         if endpoint.host in self._basic_hosts:
-            creds = self._credentials.get(endpoint.host)
+            creds = self._credentials.get(endpoint.credentials_name)
             return creds.basic() if creds else None
         return None
+
+    async def _credentials_for(self, endpoint: Endpoint, url: str) -> Credentials | None:
+        name = endpoint.credentials_name
+        if name not in self._credentials:
+            found = None
+            if self._lookup is not None:
+                found = await asyncio.get_running_loop().run_in_executor(None, self._lookup, name)
+            self._credentials[name] = found
+        creds = self._credentials[name]
+        if (
+            creds
+            and endpoint.plain_http
+            and not endpoint.insecure
+            and not is_loopback(endpoint.host)
+        ):
+            raise Unauthorized(
+                f"unauthorized: refusing to send the credentials for {name} to {endpoint.url} over "
+                "plain HTTP; set insecure = true for it in the configuration if that is intended",
+                url=url,
+            )
+        return creds
+
+    def ssl_for(self, endpoint: Endpoint) -> ssl.SSLContext | bool:
+        """The endpoint's TLS settings for aiohttp: True is the default verification."""
+        if endpoint.skip_verify:
+            return False
+        if endpoint.ca_file is None:
+            return True
+        key = (False, endpoint.ca_file)
+        if key not in self._ssl:
+            context = ssl.create_default_context()
+            context.load_verify_locations(cafile=endpoint.ca_file)
+            self._ssl[key] = context
+        return self._ssl[key]
 
     async def _authenticate(
         self, endpoint: Endpoint, scope: str, header: str | None, url: str
@@ -242,7 +301,7 @@ class RegistryClient:
                 f"{url}: unauthorized (no WWW-Authenticate challenge)", status=401, url=url
             )
         challenge = parse_challenge(header)
-        creds = self._credentials.get(endpoint.host)
+        creds = await self._credentials_for(endpoint, url)
         if challenge.scheme == "basic":
             if creds is None:
                 raise Unauthorized(
@@ -267,9 +326,23 @@ class RegistryClient:
             params = {"scope": challenge.params.get("scope") or scope}
             if "service" in challenge.params:
                 params["service"] = challenge.params["service"]
-            headers = {"Authorization": creds.basic()} if creds else {}
+            if creds is not None and creds.username == IDENTITY_TOKEN_USER:
+                # docker login's identity token is an OAuth2 refresh token (distribution's
+                # token spec, "oauth.md"): exchange it by POST.
+                request = self.session.post(
+                    realm,
+                    data={
+                        **params,
+                        "grant_type": "refresh_token",
+                        "refresh_token": creds.password,
+                        "client_id": USER_AGENT.split("/")[0],
+                    },
+                )
+            else:
+                headers = {"Authorization": creds.basic()} if creds else {}
+                request = self.session.get(realm, params=params, headers=headers)
             try:
-                async with self.session.get(realm, params=params, headers=headers) as resp:
+                async with request as resp:
                     body = await resp.read()
                     if resp.status in (401, 403):
                         raise Unauthorized(
@@ -316,7 +389,7 @@ class RegistryClient:
             if auth:
                 hdrs["Authorization"] = auth
             try:
-                resp = await self.session.get(url, headers=hdrs)
+                resp = await self.session.get(url, headers=hdrs, ssl=self.ssl_for(endpoint))
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
                 raise _transport_error(f"cannot reach {endpoint.url}", url, e) from e
             try:

@@ -81,8 +81,11 @@ def test_bad_mirror_urls_are_refused_without_echoing_a_password(given: str, word
 
 def test_mirrors_serve_only_docker_hub_images() -> None:
     mirror = normalize_mirror("http://127.0.0.1:5000")
-    assert endpoints_for(parse("redis"), (mirror,)) == (mirror, Endpoint(DOCKER_HUB_URL))
-    assert endpoints_for(parse("ghcr.io/o/r"), (mirror,)) == (Endpoint("https://ghcr.io"),)
+    hub = Endpoint(DOCKER_HUB_URL, registry="docker.io")
+    assert endpoints_for(parse("redis"), (mirror,)) == (mirror, hub)
+    assert endpoints_for(parse("ghcr.io/o/r"), (mirror,)) == (
+        Endpoint("https://ghcr.io", registry="ghcr.io"),
+    )
 
 
 @pytest.mark.parametrize(

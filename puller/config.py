@@ -1,0 +1,427 @@
+"""One configuration, merged once: defaults < TOML file < environment < command-line flags.
+
+    # ~/.config/pypull/config.toml  ($PYPULL_CONFIG, else $XDG_CONFIG_HOME/pypull/config.toml)
+    store = "/var/lib/pypull"
+    max_concurrent_downloads = 3
+    max_download_attempts = 5
+    timeout = 30
+    platform = "linux/amd64"
+    mirror_only = false
+
+    [[registry."docker.io".mirror]]          # tried in order, before the registry itself
+    url = "http://10.0.0.5:5000"
+    capabilities = ["pull", "resolve"]       # "pull" only: asked for content by digest, not tags
+    insecure = true                          # plain HTTP, credentials allowed over it
+
+    [registry."registry.example:5000"]
+    server = "https://registry.example:5000" # where the registry's API lives (default: its name)
+    ca_file = "/etc/pypull/example-ca.pem"
+    skip_verify = false
+
+Every value remembers where it came from, so ``pypull config`` can say, and every mistake in the
+file is reported with the file, the line and the key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import PullError
+from .manifest import parse_platform
+from .registry import Endpoint, endpoint_for_domain, is_loopback, normalize_mirror
+from .store import default_store_path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+CAPABILITIES = frozenset({"pull", "resolve"})
+
+DEFAULTS: dict[str, Any] = {
+    "max_concurrent_downloads": 3,
+    "max_download_attempts": 5,
+    "timeout": 30.0,
+    "platform": None,
+    "mirror_only": False,
+}
+_TOP_KEYS = {"store", *DEFAULTS, "registry"}
+_REGISTRY_KEYS = {"server", "insecure", "ca_file", "skip_verify", "mirror"}
+_MIRROR_KEYS = {"url", "capabilities", "insecure", "ca_file", "skip_verify"}
+
+
+class ConfigError(PullError):
+    """A configuration file, variable or flag that cannot be used; says where."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryConfig:
+    """How to reach one registry name: its mirrors in order, then its own server."""
+
+    name: str
+    mirrors: tuple[Endpoint, ...] = ()
+    server: Endpoint | None = None  # None: derived from the name
+
+
+@dataclass(frozen=True)
+class Config:
+    store: Path
+    max_concurrent_downloads: int
+    max_download_attempts: int
+    timeout: float
+    platform: str | None
+    mirror_only: bool
+    registries: dict[str, RegistryConfig]
+    #: where each setting came from: "default", "FILE:LINE", "$VAR", "--flag"
+    sources: dict[str, str] = field(default_factory=dict)
+    file: Path | None = None
+    file_found: bool = False
+
+    def registry(self, name: str) -> RegistryConfig:
+        return self.registries.get(name) or RegistryConfig(name)
+
+
+def config_file(env: Mapping[str, str] = os.environ) -> Path:
+    explicit = env.get("PYPULL_CONFIG")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.path.expanduser(env.get("XDG_CONFIG_HOME", ""))
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".config"
+    return base / "pypull" / "config.toml"
+
+
+# -- reading the file -----------------------------------------------------------------------------
+
+
+class _File:
+    """The TOML text, for error messages that point at a line."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+
+    def line_of(self, table: tuple[str, ...], key: str, nth: int = 0) -> int | None:
+        """The line of ``key = ...`` in ``[table]`` (the ``nth`` one, for ``[[table]]``)."""
+        want = ".".join(table)
+        current, seen = "", -1
+        for number, raw in enumerate(self.lines, 1):
+            line = raw.strip()
+            header = re.fullmatch(r"\[\[?\s*(.*?)\s*\]\]?\s*(#.*)?", line)
+            if header:
+                current = re.sub(r"\s*\.\s*", ".", header.group(1)).replace('"', "")
+                if current == want:
+                    seen += 1
+                continue
+            here = current == "" if not table else (current == want and seen == nth)
+            if here and re.match(rf'"?{re.escape(key)}"?\s*=', line):
+                return number
+        return None
+
+    def where(self, table: tuple[str, ...], key: str, nth: int = 0) -> str:
+        line = self.line_of(table, key, nth)
+        return f"{self.path}:{line}" if line else str(self.path)
+
+    def error(self, table: tuple[str, ...], key: str, message: str, nth: int = 0) -> ConfigError:
+        name = ".".join((*table, key)) if table else key
+        return ConfigError(f"{self.where(table, key, nth)}: {name}: {message}")
+
+
+def _check_type(
+    f: _File, table: tuple[str, ...], key: str, value: Any, kind: str, nth: int = 0
+) -> Any:
+    ok = {
+        "str": isinstance(value, str),
+        "bool": isinstance(value, bool),
+        "positive int": isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+        "positive number": isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and value > 0,
+    }[kind]
+    if not ok:
+        raise f.error(table, key, f"expected a {kind}, got {value!r}", nth)
+    return value
+
+
+def _endpoint(
+    f: _File, table: tuple[str, ...], spec: Mapping[str, Any], url: str, mirror: bool, nth: int = 0
+) -> Endpoint:
+    url_key = "url" if mirror else "server"
+    for key in ("insecure", "skip_verify"):
+        if key in spec:
+            _check_type(f, table, key, spec[key], "bool", nth)
+    insecure = bool(spec.get("insecure", False))
+    if "://" not in url:  # a bare host: plain HTTP only on loopback or when marked insecure
+        url = ("http" if insecure or is_loopback(url) else "https") + "://" + url
+    try:
+        base = normalize_mirror(url).url
+    except ValueError as e:
+        raise f.error(table, url_key, str(e), nth) from None
+    caps = spec.get("capabilities", sorted(CAPABILITIES))
+    if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
+        raise f.error(table, "capabilities", "expected a list of strings", nth)
+    unknown = set(caps) - CAPABILITIES
+    if unknown:
+        raise f.error(
+            table, "capabilities", f"unknown capability {sorted(unknown)[0]!r} (pull, resolve)", nth
+        )
+    if "pull" not in caps:
+        raise f.error(table, "capabilities", "a mirror needs at least 'pull'", nth)
+    ca_file = spec.get("ca_file")
+    if ca_file is not None:
+        _check_type(f, table, "ca_file", ca_file, "str", nth)
+        if not Path(ca_file).expanduser().is_file():
+            raise f.error(table, "ca_file", f"no such file {ca_file!r}", nth)
+    return Endpoint(
+        base,
+        mirror=mirror,
+        capabilities=frozenset(caps),
+        insecure=insecure,
+        skip_verify=bool(spec.get("skip_verify", False)),
+        ca_file=str(Path(ca_file).expanduser()) if ca_file else None,
+    )
+
+
+def _read_file(path: Path) -> tuple[dict[str, Any], _File] | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read: {e}") from None
+    f = _File(path, text)
+    try:
+        return tomllib.loads(text), f
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+
+
+def _from_file(
+    doc: dict[str, Any],
+    f: _File,
+    values: dict[str, Any],
+    sources: dict[str, str],
+    registries: dict[str, RegistryConfig],
+) -> None:
+    for key, value in doc.items():
+        if key not in _TOP_KEYS:
+            raise f.error((), key, f"unknown key (known: {', '.join(sorted(_TOP_KEYS))})")
+        if key == "registry":
+            continue
+        kind = {
+            "store": "str",
+            "platform": "str",
+            "mirror_only": "bool",
+            "timeout": "positive number",
+        }.get(key, "positive int")
+        _check_type(f, (), key, value, kind)
+        if key == "platform":
+            try:
+                parse_platform(value)
+            except ValueError as e:
+                raise f.error((), key, str(e)) from None
+        values[key] = float(value) if key == "timeout" else value
+        sources[key] = f.where((), key)
+    regs = doc.get("registry", {})
+    if not isinstance(regs, dict):
+        raise f.error((), "registry", 'expected tables [registry."NAME"]')
+    for name, spec in regs.items():
+        table = ("registry", name)
+        if not isinstance(spec, dict):
+            raise f.error(("registry",), name, "expected a table")
+        for key in spec:
+            if key not in _REGISTRY_KEYS:
+                raise f.error(
+                    table, key, f"unknown key (known: {', '.join(sorted(_REGISTRY_KEYS))})"
+                )
+        mirrors = []
+        specs = spec.get("mirror", [])
+        if not isinstance(specs, list):
+            raise f.error(table, "mirror", 'expected [[registry."NAME".mirror]] tables')
+        for nth, m in enumerate(specs):
+            mtable = (*table, "mirror")
+            for key in m:
+                if key not in _MIRROR_KEYS:
+                    raise f.error(
+                        mtable, key, f"unknown key (known: {', '.join(sorted(_MIRROR_KEYS))})", nth
+                    )
+            if "url" not in m:
+                raise ConfigError(f"{f.path}: registry.{name}.mirror #{nth + 1}: url is missing")
+            _check_type(f, mtable, "url", m["url"], "str", nth)
+            mirrors.append(_endpoint(f, mtable, m, m["url"], True, nth))
+            sources[f"registry.{name}.mirror.{nth}"] = f.where(mtable, "url", nth)
+        server = None
+        if any(k in spec for k in ("server", "insecure", "ca_file", "skip_verify")):
+            default = endpoint_for_domain(name).url if name == "docker.io" else name
+            url: str = _check_type(f, table, "server", spec.get("server", default), "str")
+            options = {k: v for k, v in spec.items() if k != "mirror"}
+            server = _endpoint(f, table, options, url, False)
+            key = "server" if "server" in spec else next(k for k in options if k != "server")
+            sources[f"registry.{name}.server"] = f.where(table, key)
+        registries[name] = RegistryConfig(name, tuple(mirrors), server)
+
+
+# -- merging --------------------------------------------------------------------------------------
+
+_ENV = {
+    "PYPULL_STORE": "store",
+    "PYPULL_MAX_CONCURRENT_DOWNLOADS": "max_concurrent_downloads",
+    "PYPULL_MAX_DOWNLOAD_ATTEMPTS": "max_download_attempts",
+    "PYPULL_TIMEOUT": "timeout",
+    "PYPULL_PLATFORM": "platform",
+    "PYPULL_MIRROR_ONLY": "mirror_only",
+}
+
+
+def _parse_env(var: str, key: str, text: str) -> Any:
+    try:
+        if key == "store":
+            return text
+        if key == "platform":
+            parse_platform(text)
+            return text
+        if key == "mirror_only":
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError("expected true or false")
+        number = float(text) if key == "timeout" else int(text)
+        if number <= 0:
+            raise ValueError("expected a positive number")
+        return number
+    except ValueError as e:
+        raise ConfigError(f"${var}: {text!r}: {e}") from None
+
+
+def load(
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] = os.environ,
+    path: Path | None = None,
+) -> Config:
+    """Defaults, then the file, then the environment, then ``flags`` (None values are unset).
+
+    ``flags["mirror"]`` is a list of Docker Hub mirror URLs (``--mirror``), replacing any
+    configured for docker.io, as ``$PYPULL_MIRROR`` (comma-separated) does.
+    """
+    flags = dict(flags or {})
+    values: dict[str, Any] = dict(DEFAULTS)
+    sources = dict.fromkeys(DEFAULTS, "default")
+    values["store"] = None
+    sources["store"] = "default"
+    registries: dict[str, RegistryConfig] = {}
+    file = path or config_file(env)
+    parsed = _read_file(file)
+    if parsed is not None:
+        _from_file(*parsed, values, sources, registries)
+
+    for var, key in _ENV.items():
+        if env.get(var):
+            values[key] = _parse_env(var, key, env[var])
+            sources[key] = f"${var}"
+    hub_mirrors: list[str] | None = None
+    hub_source = ""
+    if env.get("PYPULL_MIRROR"):
+        hub_mirrors = [m.strip() for m in env["PYPULL_MIRROR"].split(",") if m.strip()]
+        hub_source = "$PYPULL_MIRROR"
+    if flags.get("mirror"):
+        hub_mirrors, hub_source = list(flags["mirror"]), "--mirror"
+    if hub_mirrors is not None:
+        try:
+            endpoints = tuple(normalize_mirror(m) for m in hub_mirrors)
+        except ValueError as e:
+            raise ConfigError(f"{hub_source}: {e}") from None
+        hub = registries.get("docker.io", RegistryConfig("docker.io"))
+        registries["docker.io"] = RegistryConfig("docker.io", endpoints, hub.server)
+        for i in range(len(endpoints)):
+            sources[f"registry.docker.io.mirror.{i}"] = hub_source
+
+    for key, flag in (
+        ("store", "--store"),
+        ("max_concurrent_downloads", "--max-concurrent-downloads"),
+        ("max_download_attempts", "--max-download-attempts"),
+        ("timeout", "--timeout"),
+        ("platform", "--platform"),
+        ("mirror_only", "--mirror-only"),
+    ):
+        if flags.get(key) not in (None, False):
+            values[key] = flags[key]
+            sources[key] = flag
+
+    if values["store"] is None:
+        values["store"] = default_store_path()
+    store = Path(values["store"]).expanduser()
+    if values["mirror_only"] and not any(r.mirrors for r in registries.values()):
+        raise ConfigError(f"mirror_only ({sources['mirror_only']}) needs at least one mirror")
+    return Config(
+        store=store,
+        max_concurrent_downloads=int(values["max_concurrent_downloads"]),
+        max_download_attempts=int(values["max_download_attempts"]),
+        timeout=float(values["timeout"]),
+        platform=values["platform"],
+        mirror_only=bool(values["mirror_only"]),
+        registries=registries,
+        sources=sources,
+        file=file,
+        file_found=parsed is not None,
+    )
+
+
+def render(config: Config) -> str:
+    """The effective configuration as TOML, each value with where it came from."""
+
+    def line(text: str, source: str) -> str:
+        return f"{text:<56} # {source}"
+
+    found = "" if config.file_found else " (not found)"
+    out = [f"# configuration file: {config.file}{found}"]
+    for key in ("store", *DEFAULTS):
+        value = getattr(config, key)
+        if value is None:
+            text = f"# {key} is not set"
+        elif isinstance(value, bool):
+            text = f"{key} = {str(value).lower()}"
+        elif isinstance(value, (int, float)):
+            text = f"{key} = {value}"
+        else:
+            text = f'{key} = "{value}"'
+        out.append(line(text, config.sources.get(key, "default")))
+    for name, reg in sorted(config.registries.items()):
+        if reg.server is not None:
+            out.append("")
+            out.append(f'[registry."{name}"]')
+            out.append(
+                line(
+                    f'server = "{reg.server.url}"',
+                    config.sources.get(f"registry.{name}.server", ""),
+                )
+            )
+            out.extend(_endpoint_options(reg.server))
+        for i, m in enumerate(reg.mirrors):
+            out.append("")
+            out.append(
+                line(
+                    f'[[registry."{name}".mirror]]',
+                    config.sources.get(f"registry.{name}.mirror.{i}", ""),
+                )
+            )
+            out.append(f'url = "{m.url}"')
+            out.append(f"capabilities = {sorted(m.capabilities)!r}".replace("'", '"'))
+            out.extend(_endpoint_options(m))
+    return "\n".join(out) + "\n"
+
+
+def _endpoint_options(e: Endpoint) -> list[str]:
+    out = []
+    if e.insecure:
+        out.append("insecure = true")
+    if e.skip_verify:
+        out.append("skip_verify = true")
+    if e.ca_file:
+        out.append(f'ca_file = "{e.ca_file}"')
+    return out
