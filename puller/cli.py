@@ -20,12 +20,15 @@ from .errors import PullError
 from .reference import Reference, parse
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .auth import Credentials
+    from .config import Config
     from .events import Event
-    from .manifest import Platform
     from .pulling import Puller, PullResult
 
 PROG = "pypull"
-COMMANDS = ("pull", "images", "verify")
+COMMANDS = ("pull", "images", "verify", "config")
 
 DESCRIPTION = """\
 Pull container images from a registry into a local OCI image layout, like `docker pull`
@@ -36,6 +39,7 @@ commands:
   pypull [pull] [options] IMAGE [IMAGE...]   pull images (the default command)
   pypull images [REPOSITORY[:TAG]]           list the images in the store
   pypull verify                              re-hash every blob, check every image is whole
+  pypull config                              show the effective configuration and its sources
 
 Run `pypull pull --help` or `pypull images --help` for the options of each.
 """
@@ -74,13 +78,14 @@ def _positive_float(text: str) -> float:
     return n
 
 
-def _platform(text: str) -> Platform:
+def _platform(text: str) -> str:
     from .manifest import parse_platform
 
     try:
-        return parse_platform(text)
+        parse_platform(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def _mirror(text: str) -> str:
@@ -160,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument(
         "--max-download-attempts",
         type=_positive_int,
-        default=5,
+        default=None,
         metavar="N",
         help="attempts per layer and manifest before a temporary failure (connection trouble, "
         "429, 5xx) is given up on; a cut-off download resumes where it stopped (default: 5)",
@@ -168,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument(
         "--timeout",
         type=_positive_float,
-        default=30.0,
+        default=None,
         metavar="SECONDS",
         help="a connection that cannot be made, or goes silent, for this long is dropped and "
         "the download retried where it stopped (default: 30)",
@@ -208,6 +213,19 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     _add_common(verify)
+
+    config = sub.add_parser(
+        "config",
+        help="show the effective configuration and where each value comes from",
+        description="Print the configuration pypull would use: defaults, overridden by the file "
+        "($PYPULL_CONFIG, else $XDG_CONFIG_HOME/pypull/config.toml), by PYPULL_* environment "
+        "variables, and by the options given here.",
+        formatter_class=fmt,
+    )
+    _add_common(config)
+    config.add_argument(
+        "--mirror", action="append", type=_mirror, metavar="URL", help="as for pull"
+    )
     return top
 
 
@@ -246,6 +264,8 @@ class PlainRenderer:
         from . import events as ev
 
         if isinstance(event, ev.Resolved):
+            if event.first_choice:
+                self.line(f"Using {event.endpoint} ({event.first_choice} did not answer)")
             self.line(f"{_what(event.reference)}: Pulling from {event.reference.path}")
         elif isinstance(event, ev.Retrying):
             self.line(f"{_what(event.reference)}: {_retrying(event.delay)} ({event.error})")
@@ -361,21 +381,24 @@ class TtyRenderer(PlainRenderer):
 
 async def _pull_all(args: argparse.Namespace, refs: list[tuple[str, Reference]]) -> int:
     from .auth import Credentials
-    from .pulling import DEFAULT_CONCURRENCY, Puller
+    from .pulling import Puller
 
     credentials = {}
     if args.creds:
         credentials[refs[0][1].domain] = Credentials(*args.creds)  # one registry: see main()
+    config = _config(args)
+    args.platform = config.platform
 
     failed = 0
     async with Puller(
-        args.store,
-        mirrors=args.mirror,
-        mirror_only=args.mirror_only,
+        config.store,
+        registries=config.registries,
+        mirror_only=config.mirror_only,
         credentials=credentials,
-        max_concurrent_downloads=args.max_concurrent_downloads or DEFAULT_CONCURRENCY,
-        timeout=args.timeout,
-        max_download_attempts=args.max_download_attempts,
+        credential_lookup=_credential_lookup(),
+        max_concurrent_downloads=config.max_concurrent_downloads,
+        timeout=config.timeout,
+        max_download_attempts=config.max_download_attempts,
     ) as puller:
         for text, ref in refs:
             if not await _pull_one(puller, args, text, ref):
@@ -412,10 +435,52 @@ def _error(e: BaseException, debug: bool) -> None:
     print(f"Error: {_one_line(e)}", file=sys.stderr, flush=True)
 
 
+def _config(args: argparse.Namespace) -> Config:
+    """Defaults < file < environment < these flags (a flag not given is None)."""
+    from .config import load
+
+    return load(
+        {
+            "store": getattr(args, "store", None),
+            "mirror": getattr(args, "mirror", None),
+            "mirror_only": getattr(args, "mirror_only", None),
+            "max_concurrent_downloads": getattr(args, "max_concurrent_downloads", None),
+            "max_download_attempts": getattr(args, "max_download_attempts", None),
+            "timeout": getattr(args, "timeout", None),
+            "platform": getattr(args, "platform", None),
+        }
+    )
+
+
+def _credential_lookup() -> Callable[[str], Credentials | None] | None:
+    """docker's config.json (``$DOCKER_CONFIG``), read once, when a registry first asks."""
+    try:
+        from .credentials import CredentialStore
+    except ImportError:  # pragma: no cover
+        return None
+    cache: list[CredentialStore] = []
+
+    def lookup(name: str) -> Credentials | None:
+        if not cache:
+            cache.append(CredentialStore.load())
+        return cache[0].lookup(name)
+
+    return lookup
+
+
+def _any_configured_mirror() -> bool:
+    from .config import load
+
+    try:
+        return any(r.mirrors for r in load().registries.values())
+    except PullError:
+        return False  # the pull itself reports what is wrong with the configuration
+
+
 def _check_pull_args(top: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Combinations argparse cannot express; a violation is a usage error (exit 2)."""
-    if args.mirror_only and not args.mirror:
-        top.error("--mirror-only needs at least one --mirror")
+    if args.mirror_only and not args.mirror and not _any_configured_mirror():
+        top.error("--mirror-only needs at least one --mirror (or a mirror in the configuration)")
     if args.creds:
         registries = set()
         for text in args.images:
@@ -452,9 +517,9 @@ def _human_size(n: float) -> str:
 
 def _cmd_images(args: argparse.Namespace) -> int:
     from .manifest import REF_NAME_ANNOTATION, Manifest, parse_manifest
-    from .store import RESOLVED_ANNOTATION, Store, default_store_path
+    from .store import RESOLVED_ANNOTATION, Store
 
-    store = Store(args.store or default_store_path())
+    store = Store(_config(args).store)
     want: Reference | None = None
     want_tag = False
     if args.repository:
@@ -501,11 +566,18 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'s' * (n != 1)}"
 
 
+def _cmd_config(args: argparse.Namespace) -> int:
+    from .config import render
+
+    sys.stdout.write(render(_config(args)))
+    return 0
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from .store import Store, default_store_path
+    from .store import Store
     from .verify import verify_store
 
-    report = verify_store(Store(args.store or default_store_path()))
+    report = verify_store(Store(_config(args).store))
     for problem in report.problems:
         print(problem)
     summary = (
@@ -536,6 +608,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_images(args)
         if args.command == "verify":
             return _cmd_verify(args)
+        if args.command == "config":
+            return _cmd_config(args)
         return _cmd_pull(args)
     except KeyboardInterrupt:
         print("Error: interrupted", file=sys.stderr)

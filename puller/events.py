@@ -20,6 +20,7 @@ class Resolved:
     digest: Digest
     endpoint: str
     layers: tuple[Digest, ...]
+    first_choice: str = ""  # the endpoint asked first, when it was not the one that answered
 
 
 @dataclass(frozen=True, slots=True)

@@ -223,8 +223,15 @@ class Puller:
         resolved = await self.resolve(ref, want, on_event)
         manifest = resolved.manifest
         layers = manifest.layers
+        first = self.endpoints(ref, resolve=ref.digest is None)[0].url
         on_event(
-            Resolved(ref, resolved.digest, resolved.endpoint.url, tuple(d.digest for d in layers))
+            Resolved(
+                ref,
+                resolved.digest,
+                resolved.endpoint.url,
+                tuple(d.digest for d in layers),
+                first if first != resolved.endpoint.url else "",
+            )
         )
 
         # Endpoint that served the manifest first; the others remain as fallbacks for blobs.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,19 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
         for image in all_images():
             push(running.url, image)
         yield running
+
+
+@pytest.fixture(autouse=True)
+def no_user_configuration(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tests, and the pypull processes they start, never read this machine's pypull config or
+    docker credentials: each test gets empty ones."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("DOCKER_CONFIG", str(home / "docker"))
+    for var in [v for v in os.environ if v.startswith("PYPULL_")]:
+        monkeypatch.delenv(var)
 
 
 @pytest.fixture
