@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .pulling import Puller, PullResult
 
 PROG = "pypull"
-COMMANDS = ("pull", "images", "verify", "config")
+COMMANDS = ("pull", "images", "verify", "config", "login", "logout")
 
 DESCRIPTION = """\
 Pull container images from a registry into a local OCI image layout, like `docker pull`
@@ -40,6 +40,8 @@ commands:
   pypull images [REPOSITORY[:TAG]]           list the images in the store
   pypull verify                              re-hash every blob, check every image is whole
   pypull config                              show the effective configuration and its sources
+  pypull login [-u USER] [--password-stdin] [REGISTRY]   store credentials as docker login does
+  pypull logout [REGISTRY]                   remove them
 
 Run `pypull pull --help` or `pypull images --help` for the options of each.
 """
@@ -226,6 +228,28 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument(
         "--mirror", action="append", type=_mirror, metavar="URL", help="as for pull"
     )
+
+    login = sub.add_parser(
+        "login",
+        help="check credentials with a registry and store them in docker's config.json",
+        description="Log in to a registry (default: docker.io) as `docker login` does: the "
+        "credentials are checked with the registry, then stored in $DOCKER_CONFIG/config.json "
+        "(~/.docker/config.json), or in the credential helper config.json names.",
+        formatter_class=fmt,
+    )
+    login.add_argument("registry", nargs="?", default="docker.io", metavar="REGISTRY")
+    login.add_argument("-u", "--username", help="username (asked for on a terminal if absent)")
+    login.add_argument("-p", "--password", help="password (prefer --password-stdin)")
+    login.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    login.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    logout = sub.add_parser(
+        "logout",
+        help="remove a registry's credentials from docker's config.json",
+        description="Remove the stored credentials of a registry (default: docker.io).",
+        formatter_class=fmt,
+    )
+    logout.add_argument("registry", nargs="?", default="docker.io", metavar="REGISTRY")
+    logout.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     return top
 
 
@@ -566,6 +590,70 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'s' * (n != 1)}"
 
 
+def _registry_name(text: str) -> str:
+    """``docker.io``, ``localhost:5000``; a URL as docker accepts it is cut to its host."""
+    from urllib.parse import urlsplit
+
+    text = text.strip()
+    if "://" in text:
+        text = urlsplit(text).netloc
+    text = text.split("/")[0]
+    return "docker.io" if text in ("index.docker.io", "registry-1.docker.io") else text
+
+
+def _cmd_login(args: argparse.Namespace) -> int:
+    import getpass
+
+    from .auth import Credentials
+    from .credentials import CredentialStore
+    from .pulling import Puller
+    from .reference import parse as parse_ref
+    from .registry import RegistryClient
+
+    name = _registry_name(args.registry)
+    username = args.username
+    if username is None:
+        if not sys.stdin.isatty():
+            print("Error: give --username when stdin is not a terminal", file=sys.stderr)
+            return 2
+        username = input("Username: ")
+    if args.password_stdin:
+        password = sys.stdin.read().rstrip("\n")
+    elif args.password is not None:
+        password = args.password
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+    else:
+        print("Error: give --password-stdin when stdin is not a terminal", file=sys.stderr)
+        return 2
+    creds = Credentials(username, password)
+    config = _config(args)
+    # The registry's own server, as a pull would reach it (a login never goes to a mirror).
+    server = Puller(config.store, registries=config.registries).endpoints(parse_ref(f"{name}/x"))[
+        -1
+    ]
+
+    async def check() -> None:
+        async with RegistryClient(credentials={name: creds}, timeout=config.timeout) as client:
+            await client.check_login(server)
+
+    asyncio.run(check())
+    CredentialStore.load().login(name, creds)
+    print("Login Succeeded")
+    return 0
+
+
+def _cmd_logout(args: argparse.Namespace) -> int:
+    from .credentials import CredentialStore
+
+    name = _registry_name(args.registry)
+    if CredentialStore.load().logout(name):
+        print(f"Removing login credentials for {name}")
+    else:
+        print(f"Not logged in to {name}")
+    return 0
+
+
 def _cmd_config(args: argparse.Namespace) -> int:
     from .config import render
 
@@ -610,6 +698,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_verify(args)
         if args.command == "config":
             return _cmd_config(args)
+        if args.command == "login":
+            return _cmd_login(args)
+        if args.command == "logout":
+            return _cmd_logout(args)
         return _cmd_pull(args)
     except KeyboardInterrupt:
         print("Error: interrupted", file=sys.stderr)

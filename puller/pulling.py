@@ -19,7 +19,7 @@ from .auth import Credentials
 from .config import RegistryConfig
 from .digest import Digest, digest_of, parse_digest, verify_bytes
 from .download import Downloader
-from .errors import InvalidDigest, ManifestError, PlatformNotFound
+from .errors import InvalidDigest, ManifestError, PlatformNotFound, PullError
 from .events import (
     EventCallback,
     Finished,
@@ -77,6 +77,7 @@ class _Resolved:
     raws: tuple[tuple[Digest, bytes], ...]  # manifests to store: (digest, raw bytes)
     platform: Platform | None
     endpoint: Endpoint
+    failed: tuple[Endpoint, ...] = ()  # endpoints that could not resolve the reference
 
 
 class Puller:
@@ -195,12 +196,22 @@ class Puller:
     ) -> _Resolved:
         """Try each endpoint in order, and all of them again after a temporary failure; an
         index without the platform is the same everywhere."""
+        failed: list[Endpoint] = []
+
+        async def attempt(endpoint: Endpoint) -> _Resolved:
+            try:
+                resolved = await self._resolve_at(endpoint, ref, want)
+            except PullError:
+                failed.append(endpoint)
+                raise
+            return dataclasses.replace(resolved, failed=tuple(failed))
+
         return await with_retries(
             self._retry,
             lambda: try_in_turn(
                 # a tag is only asked of endpoints that may resolve; a digest of any of them
                 self.endpoints(ref, resolve=ref.digest is None),
-                lambda endpoint: self._resolve_at(endpoint, ref, want),
+                attempt,
                 fatal=(PlatformNotFound,),
             ),
             lambda attempt, delay, error: on_event(Retrying(ref, delay, attempt, error)),
@@ -234,10 +245,10 @@ class Puller:
             )
         )
 
-        # Endpoint that served the manifest first; the others remain as fallbacks for blobs.
-        endpoints = (
-            resolved.endpoint,
-            *(e for e in self.endpoints(ref) if e != resolved.endpoint),
+        # Blobs: mirrors first (a pull-only mirror was never asked for the manifest), and
+        # endpoints that already failed us last.
+        endpoints = tuple(e for e in self.endpoints(ref) if e not in resolved.failed) + tuple(
+            e for e in self.endpoints(ref) if e in resolved.failed
         )
         missing: dict[Digest, Descriptor] = {}
         for d in layers:

@@ -323,7 +323,9 @@ class RegistryClient:
         async with lock:
             if self._tokens.get(endpoint.host, scope) is not None:
                 return  # another request fetched it while we waited
-            params = {"scope": challenge.params.get("scope") or scope}
+            params = {}
+            if challenge.params.get("scope") or scope:  # a login check asks for no scope
+                params["scope"] = challenge.params.get("scope") or scope
             if "service" in challenge.params:
                 params["service"] = challenge.params["service"]
             if creds is not None and creds.username == IDENTITY_TOKEN_USER:
@@ -377,8 +379,9 @@ class RegistryClient:
         url: str,
         headers: Mapping[str, str],
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """GET ``url`` with auth; on a 401, authenticate once and try again."""
-        scope = pull_scope(path)
+        """GET ``url`` with auth; on a 401, authenticate once and try again. An empty ``path``
+        asks for no repository scope (``/v2/`` itself)."""
+        scope = pull_scope(path) if path else ""
         for attempt in range(2):
             hdrs = dict(headers)
             fetching = self._token_locks.get((endpoint.host, scope))
@@ -407,6 +410,16 @@ class RegistryClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- API --------------------------------------------------------------------------------------
+
+    async def check_login(self, endpoint: Endpoint) -> None:
+        """What ``docker login`` does: ``GET /v2/`` with the credentials; raise unless 200."""
+        url = f"{endpoint.url}/v2/"
+        try:
+            async with self._request(endpoint, "", url, {}) as resp:
+                if resp.status != 200:
+                    await _raise_for_status(resp, f"login to {endpoint.credentials_name}", url)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            raise _transport_error(f"cannot reach {endpoint.url}", url, e) from e
 
     async def get_manifest(self, endpoint: Endpoint, ref: Reference) -> ManifestResponse:
         url = f"{endpoint.url}/v2/{ref.path}/manifests/{ref.identifier}"
