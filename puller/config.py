@@ -24,6 +24,7 @@ file is reported with the file, the line and the key.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -114,12 +115,12 @@ class _File:
             line = raw.strip()
             header = re.fullmatch(r"\[\[?\s*(.*?)\s*\]\]?\s*(#.*)?", line)
             if header:
-                current = re.sub(r"\s*\.\s*", ".", header.group(1)).replace('"', "")
+                current = re.sub(r"\s*\.\s*", ".", re.sub("[\"']", "", header.group(1)))
                 if current == want:
                     seen += 1
                 continue
             here = current == "" if not table else (current == want and seen == nth)
-            if here and re.match(rf'"?{re.escape(key)}"?\s*=', line):
+            if here and re.match(rf"""["']?{re.escape(key)}["']?\s*=""", line):
                 return number
         return None
 
@@ -245,6 +246,8 @@ def _from_file(
             raise f.error(table, "mirror", 'expected [[registry."NAME".mirror]] tables')
         for nth, m in enumerate(specs):
             mtable = (*table, "mirror")
+            if not isinstance(m, dict):
+                raise f.error(table, "mirror", 'expected [[registry."NAME".mirror]] tables')
             for key in m:
                 if key not in _MIRROR_KEYS:
                     raise f.error(
@@ -292,7 +295,7 @@ def _parse_env(var: str, key: str, text: str) -> Any:
                 return False
             raise ValueError("expected true or false")
         number = float(text) if key == "timeout" else int(text)
-        if number <= 0:
+        if not number > 0:  # also rejects nan
             raise ValueError("expected a positive number")
         return number
     except ValueError as e:
@@ -389,7 +392,7 @@ def render(config: Config) -> str:
         elif isinstance(value, (int, float)):
             text = f"{key} = {value}"
         else:
-            text = f'{key} = "{value}"'
+            text = f"{key} = {_quote(str(value))}"
         out.append(line(text, config.sources.get(key, "default")))
     for name, reg in sorted(config.registries.items()):
         if reg.server is not None:
@@ -397,7 +400,7 @@ def render(config: Config) -> str:
             out.append(f'[registry."{name}"]')
             out.append(
                 line(
-                    f'server = "{reg.server.url}"',
+                    f"server = {_quote(reg.server.url)}",
                     config.sources.get(f"registry.{name}.server", ""),
                 )
             )
@@ -410,7 +413,7 @@ def render(config: Config) -> str:
                     config.sources.get(f"registry.{name}.mirror.{i}", ""),
                 )
             )
-            out.append(f'url = "{m.url}"')
+            out.append(f"url = {_quote(m.url)}")
             out.append(f"capabilities = {sorted(m.capabilities)!r}".replace("'", '"'))
             out.extend(_endpoint_options(m))
     return "\n".join(out) + "\n"
@@ -423,5 +426,10 @@ def _endpoint_options(e: Endpoint) -> list[str]:
     if e.skip_verify:
         out.append("skip_verify = true")
     if e.ca_file:
-        out.append(f'ca_file = "{e.ca_file}"')
+        out.append(f"ca_file = {_quote(e.ca_file)}")
     return out
+
+
+def _quote(text: str) -> str:
+    """A TOML basic string (JSON's escapes are TOML's; DEL must be escaped too)."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")

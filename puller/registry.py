@@ -127,10 +127,11 @@ def endpoint_for_domain(domain: str) -> Endpoint:
 
 def normalize_mirror(url: str) -> Endpoint:
     """``--mirror`` takes a URL; a bare host is HTTPS unless it is loopback."""
-    url = url.strip().rstrip("/")
+    url = url.strip()
     if "://" not in url:
-        url = f"{'http' if is_loopback(url) else 'https'}://{url}"
+        url = f"{'http' if is_loopback(url.rstrip('/')) else 'https'}://{url}"
     parts = urlsplit(url)
+    url = url.rstrip("/")
     if parts.username is not None or parts.password is not None:
         raise ValueError(
             f"invalid mirror URL {parts.scheme}://...@{parts.hostname}: credentials do not "
@@ -138,7 +139,7 @@ def normalize_mirror(url: str) -> Endpoint:
         )
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"invalid mirror URL {url!r}: expected http://host[:port] or https://...")
-    if parts.path not in ("", "/v2"):
+    if parts.path.rstrip("/") not in ("", "/v2"):
         raise ValueError(f"invalid mirror URL {url!r}: give no path, /v2/ is added")
     return Endpoint(f"{parts.scheme}://{parts.netloc}", mirror=True)
 
