@@ -153,15 +153,38 @@ def test_login_checks_and_stores_credentials_then_logout_removes_them(
 # -- Bearer tokens with config.json ---------------------------------------------------------------
 
 
-async def test_bearer_auth_with_credentials_from_docker_config_json(store: Path) -> None:
+def install_helper(bin_dir: Path, name: str, user: str, secret: str) -> None:
+    """A docker-credential-NAME on PATH that answers ``get`` with these credentials."""
+    bin_dir.mkdir(exist_ok=True)
+    helper = bin_dir / f"docker-credential-{name}"
+    helper.write_text(
+        "#!/bin/sh\n"
+        '[ "$1" = get ] || exit 1\n'
+        f'printf \'{{"ServerURL":"%s","Username":"{user}","Secret":"{secret}"}}\' "$(cat)"\n'
+    )
+    helper.chmod(helper.stat().st_mode | stat.S_IEXEC)
+    os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+
+
+@pytest.mark.parametrize("source", ["config.json", "credential-helper"])
+async def test_bearer_auth_with_credentials_from_docker_config(
+    source: str, store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     image = make_image("test/private", "1", layers=2)
     async with start_fake(
         [image], auth="bearer", users={USER: PASSWORD}, token_requires_auth=True
     ) as fake:
-        write_docker_config({"auths": {fake.host: {"auth": basic_auth(USER, PASSWORD)}}})
+        if source == "config.json":
+            write_docker_config({"auths": {fake.host: {"auth": basic_auth(USER, PASSWORD)}}})
+        else:
+            monkeypatch.setenv("PATH", os.environ["PATH"])  # restored after the test
+            install_helper(tmp_path / "bin", "pypulltest", USER, PASSWORD)
+            write_docker_config({"credsStore": "pypulltest"})
         run = await run_pypull_async(fake.ref(image), store=store)
         assert run.returncode == 0, run.stderr
-        assert [t.status for t in fake.log.token_requests()] == [200]
+        assert [(t.status, t.authorization) for t in fake.log.token_requests()] == [
+            (200, f"Basic {basic_auth(USER, PASSWORD)}")
+        ]
         write_docker_config({})
         anonymous = await run_pypull_async(fake.ref(image), store=store.parent / "other")
     assert anonymous.returncode == 1
