@@ -278,3 +278,66 @@ def test_a_pull_through_cache_serves_while_the_upstream_is_down_and_falls_back_w
     for name in ("first", "second", "third"):
         doc = json.loads((tmp_path / name / "index.json").read_text())
         assert [m["digest"] for m in doc["manifests"]] == [image.digest]
+
+
+# -- TLS settings ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, Path]]:
+    """The real registry over HTTPS with a self-signed certificate for 127.0.0.1."""
+    work = tmp_path_factory.mktemp("tls")
+    cert, key = work / "cert.pem", work / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    storage = work / "storage"
+    with running_registry(storage) as plain:
+        push(plain.url, redis())
+    tls = {"http": {"tls": {"certificate": str(cert), "key": str(key)}}}
+    with running_registry(storage, extra_config=tls) as registry:
+        yield registry, cert
+
+
+@pytest.mark.parametrize(
+    ("options", "works"),
+    [('ca_file = "{cert}"', True), ("skip_verify = true", True), ("", False)],
+    ids=["ca-file", "skip-verify", "untrusted"],
+)
+def test_tls_settings_of_a_registry(
+    tls_registry: tuple[Registry, Path], options: str, works: bool, store: Path
+) -> None:
+    registry, cert = tls_registry
+    write_pypull_config(
+        f'[registry."{registry.host}"]\nserver = "https://{registry.host}"\n'
+        + options.format(cert=cert)
+        + "\n"
+    )
+    run = run_pypull("--store", store, f"{registry.host}/library/redis")
+    if works:
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.count("Pull complete") == 8
+    else:
+        assert run.returncode == 1
+        assert run.stderr.startswith(f"Error: cannot reach https://{registry.host}: ")
+        assert "certificate" in run.stderr.lower()
+        assert "Retrying" not in run.stdout  # a certificate does not get better by asking again
