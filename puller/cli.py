@@ -117,6 +117,56 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
 
+def _add_settings(p: argparse.ArgumentParser) -> None:
+    """The options that override the configuration file and PYPULL_* variables."""
+    p.add_argument(
+        "--mirror",
+        action="append",
+        default=None,
+        type=_mirror,
+        metavar="URL",
+        help="registry mirror for Docker Hub images, tried before Docker Hub itself, in the "
+        "order given (repeatable); http:// for a plain-HTTP mirror",
+    )
+    p.add_argument(
+        "--mirror-only",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="never fall back from a registry's mirrors to the registry itself "
+        "(--no-mirror-only undoes mirror_only from the configuration)",
+    )
+    p.add_argument(
+        "--platform",
+        type=_platform,
+        metavar="OS/ARCH[/VARIANT]",
+        help="platform to pull from a multi-platform image (default: linux/<this machine>)",
+    )
+    p.add_argument(
+        "-j",
+        "--max-concurrent-downloads",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="layers downloaded at once (default: 3)",
+    )
+    p.add_argument(
+        "--max-download-attempts",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="attempts per layer and manifest before a temporary failure (connection trouble, "
+        "429, 5xx) is given up on; a cut-off download resumes where it stopped (default: 5)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="a connection that cannot be made, or goes silent, for this long is dropped and "
+        "the download retried where it stopped (default: 30)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     top = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, formatter_class=fmt)
@@ -136,50 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="IMAGE",
         help="image reference: NAME[:TAG] or NAME@sha256:DIGEST",
     )
-    pull.add_argument(
-        "--mirror",
-        action="append",
-        default=[],
-        type=_mirror,
-        metavar="URL",
-        help="registry mirror for Docker Hub images, tried before Docker Hub itself, in the "
-        "order given (repeatable); http:// for a plain-HTTP mirror",
-    )
-    pull.add_argument(
-        "--mirror-only",
-        action="store_true",
-        help="never fall back from the mirrors to Docker Hub",
-    )
-    pull.add_argument(
-        "--platform",
-        type=_platform,
-        metavar="OS/ARCH[/VARIANT]",
-        help="platform to pull from a multi-platform image (default: linux/<this machine>)",
-    )
-    pull.add_argument(
-        "-j",
-        "--max-concurrent-downloads",
-        type=_positive_int,
-        default=None,
-        metavar="N",
-        help="layers downloaded at once (default: 3)",
-    )
-    pull.add_argument(
-        "--max-download-attempts",
-        type=_positive_int,
-        default=None,
-        metavar="N",
-        help="attempts per layer and manifest before a temporary failure (connection trouble, "
-        "429, 5xx) is given up on; a cut-off download resumes where it stopped (default: 5)",
-    )
-    pull.add_argument(
-        "--timeout",
-        type=_positive_float,
-        default=None,
-        metavar="SECONDS",
-        help="a connection that cannot be made, or goes silent, for this long is dropped and "
-        "the download retried where it stopped (default: 30)",
-    )
+    _add_settings(pull)
     pull.add_argument(
         "--creds",
         type=_creds,
@@ -225,9 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     _add_common(config)
-    config.add_argument(
-        "--mirror", action="append", type=_mirror, metavar="URL", help="as for pull"
-    )
+    _add_settings(config)
 
     login = sub.add_parser(
         "login",

@@ -352,7 +352,7 @@ def load(
         ("platform", "--platform"),
         ("mirror_only", "--mirror-only"),
     ):
-        if flags.get(key) not in (None, False):
+        if flags.get(key) is not None:
             values[key] = flags[key]
             sources[key] = flag
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import TypeVar
 
+from .credentials import CredentialError
 from .digest import Digest
 from .errors import (
     PullError,
@@ -185,7 +186,7 @@ class Downloader:
             lambda: try_in_turn(
                 endpoints,
                 lambda ep: self._download_from(ep, desc, path, entry),
-                fatal=(StoreError,),  # a full disk is as full for the next mirror
+                fatal=(StoreError, CredentialError),  # the same for every mirror
             ),
             retrying,
         )

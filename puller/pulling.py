@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 from .auth import Credentials
 from .config import RegistryConfig
+from .credentials import CredentialError
 from .digest import Digest, digest_of, parse_digest, verify_bytes
 from .download import Downloader
-from .errors import InvalidDigest, ManifestError, PlatformNotFound, PullError
+from .errors import InvalidDigest, ManifestError, PlatformNotFound, PullError, RegistryError
 from .events import (
     EventCallback,
     Finished,
@@ -206,14 +207,16 @@ class Puller:
                 raise
             return dataclasses.replace(resolved, failed=tuple(failed))
 
+        # a tag is only asked of endpoints that may resolve; a digest of any of them
+        endpoints = self.endpoints(ref, resolve=ref.digest is None)
+        if not endpoints:
+            raise RegistryError(
+                f"no endpoint may resolve the tag of {ref}: the mirrors of {ref.domain} are "
+                "pull-only and mirror_only is set; pull it by digest"
+            )
         return await with_retries(
             self._retry,
-            lambda: try_in_turn(
-                # a tag is only asked of endpoints that may resolve; a digest of any of them
-                self.endpoints(ref, resolve=ref.digest is None),
-                attempt,
-                fatal=(PlatformNotFound,),
-            ),
+            lambda: try_in_turn(endpoints, attempt, fatal=(PlatformNotFound, CredentialError)),
             lambda attempt, delay, error: on_event(Retrying(ref, delay, attempt, error)),
         )
 
@@ -234,7 +237,7 @@ class Puller:
         resolved = await self.resolve(ref, want, on_event)
         manifest = resolved.manifest
         layers = manifest.layers
-        first = self.endpoints(ref, resolve=ref.digest is None)[0].url
+        first = self.endpoints(ref, resolve=ref.digest is None)[0].url  # resolve() checked
         on_event(
             Resolved(
                 ref,

@@ -329,6 +329,11 @@ class RegistryClient:
                 params["scope"] = challenge.params.get("scope") or scope
             if "service" in challenge.params:
                 params["service"] = challenge.params["service"]
+            # No redirects: the realm was vetted, a Location it answers with was not, and a
+            # refresh token travels in the body, which a redirect would carry anywhere. The
+            # endpoint's TLS settings apply when the realm is on the endpoint's own host.
+            same_host = urlsplit(realm).netloc == endpoint.host
+            tls = self.ssl_for(endpoint) if same_host else True
             if creds is not None and creds.username == IDENTITY_TOKEN_USER:
                 # docker login's identity token is an OAuth2 refresh token (distribution's
                 # token spec, "oauth.md"): exchange it by POST.
@@ -340,10 +345,14 @@ class RegistryClient:
                         "refresh_token": creds.password,
                         "client_id": USER_AGENT.split("/")[0],
                     },
+                    allow_redirects=False,
+                    ssl=tls,
                 )
             else:
                 headers = {"Authorization": creds.basic()} if creds else {}
-                request = self.session.get(realm, params=params, headers=headers)
+                request = self.session.get(
+                    realm, params=params, headers=headers, allow_redirects=False, ssl=tls
+                )
             try:
                 async with request as resp:
                     body = await resp.read()
@@ -413,9 +422,20 @@ class RegistryClient:
     # -- API --------------------------------------------------------------------------------------
 
     async def check_login(self, endpoint: Endpoint) -> None:
-        """What ``docker login`` does: ``GET /v2/`` with the credentials; raise unless 200."""
+        """What ``docker login`` does: ``GET /v2/`` with the credentials; raise unless 200.
+
+        A registry that answers without asking for credentials cannot tell good ones from bad,
+        so that is an error too: nothing unchecked gets stored."""
         url = f"{endpoint.url}/v2/"
         try:
+            async with self.session.get(url, ssl=self.ssl_for(endpoint)) as probe:
+                if probe.status == 200:
+                    raise RegistryError(
+                        f"{endpoint.url} does not ask for credentials, so they cannot be "
+                        "checked; nothing stored",
+                        status=200,
+                        url=url,
+                    )
             async with self._request(endpoint, "", url, {}) as resp:
                 if resp.status != 200:
                     await _raise_for_status(resp, f"login to {endpoint.credentials_name}", url)

@@ -328,9 +328,13 @@ def test_precedence(tmp_path: Path, key: str, level: str) -> None:
 
 
 def test_flags_that_are_not_given_change_nothing(full: Path) -> None:
-    """The CLI passes None for every flag not on the command line (and False for a switch)."""
-    not_given = dict.fromkeys(LEVELS, None) | {"mirror": None, "mirror_only": False}
+    """The CLI passes None for every flag not on the command line; False is --no-mirror-only,
+    which does override the file."""
+    not_given = dict.fromkeys(LEVELS, None) | {"mirror": None, "mirror_only": None}
     assert load(not_given, {}, full) == load({}, {}, full)
+    if load({}, {}, full).mirror_only:
+        off = load({"mirror_only": False}, {}, full)
+        assert off.mirror_only is False and off.sources["mirror_only"] == "--mirror-only"
 
 
 @pytest.mark.parametrize("var", sorted({v for _, (v, _), _, _ in LEVELS.values()}))

@@ -4,6 +4,7 @@ registry's credentials never reach its mirror."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -194,14 +195,19 @@ async def test_bearer_auth_with_credentials_from_docker_config(
 # -- a registry's credentials never reach its mirror -----------------------------------------------
 
 
-@pytest.mark.parametrize("mirror_has_everything", [True, False], ids=["mirror-hit", "fallback"])
+@pytest.mark.parametrize(
+    ("mirror_has_everything", "mirror_asks"),
+    [(True, False), (False, False), (True, True)],
+    ids=["mirror-hit", "fallback", "mirror-asks-for-credentials"],
+)
 async def test_credentials_of_a_registry_never_reach_its_mirror(
-    mirror_has_everything: bool, store: Path
+    mirror_has_everything: bool, mirror_asks: bool, store: Path
 ) -> None:
     image = make_image("test/guarded", "1", layers=3)
     layer = image.manifests[0].layers[1]
+    asking: dict[str, object] = {"auth": "basic", "users": {USER: PASSWORD}} if mirror_asks else {}
     async with (
-        start_fake([image]) as mirror,
+        start_fake([image], **asking) as mirror,
         start_fake([image], auth="basic", users={USER: PASSWORD}) as upstream,
     ):
         if not mirror_has_everything:
@@ -210,14 +216,58 @@ async def test_credentials_of_a_registry_never_reach_its_mirror(
         write_pypull_config(f'[[registry."{upstream.host}".mirror]]\nurl = "{mirror.url}"\n')
         run = await run_pypull_async(upstream.ref(image), store=store)
         assert run.returncode == 0, run.stderr
-        assert mirror.log.manifest_gets() and mirror.log.blob_gets()
-        assert [r for r in mirror.log if r.authorization] == []  # not once
+        assert mirror.log.manifest_gets()
+        assert [r for r in mirror.log if r.authorization] == []  # not once, even when asked
         upstream_gets = upstream.log.blob_gets(status=200)
-    if mirror_has_everything:
-        assert upstream_gets == []
+        mirror_blobs = mirror.log.blob_gets()
+    basic = f"Basic {basic_auth(USER, PASSWORD)}"
+    if mirror_asks:  # it got no credentials, so everything came from the upstream
+        assert mirror_blobs == []
+        assert f"Using {upstream.url} ({mirror.url} did not answer)" in run.lines
+        assert len(upstream_gets) == 4 and all(r.authorization == basic for r in upstream_gets)
+    elif mirror_has_everything:
+        assert mirror_blobs and upstream_gets == []
     else:
         assert [r.target for r in upstream_gets] == [layer.digest]
-        assert all(r.authorization == f"Basic {basic_auth(USER, PASSWORD)}" for r in upstream_gets)
+        assert all(r.authorization == basic for r in upstream_gets)
+
+
+async def test_mirror_only_with_pull_only_mirrors_cannot_resolve_a_tag(store: Path) -> None:
+    image = make_image("test/pullonly", "1", layers=1)
+    async with start_fake([image]) as mirror, start_fake([image]) as upstream:
+        write_pypull_config(
+            f'mirror_only = true\n[[registry."{upstream.host}".mirror]]\nurl = "{mirror.url}"\n'
+            'capabilities = ["pull"]\n'
+        )
+        run = await run_pypull_async(upstream.ref(image), store=store)
+        by_digest = await run_pypull_async(
+            f"{upstream.host}/{image.repository}@{image.digest}", store=store
+        )
+    assert run.returncode == 1
+    assert run.stderr.startswith(f"Error: no endpoint may resolve the tag of {upstream.ref(image)}")
+    assert by_digest.returncode == 0, by_digest.stderr  # content by digest is what it is for
+    assert upstream.log.manifest_gets() == [] and upstream.log.blob_gets() == []
+
+
+async def test_login_to_a_registry_that_asks_for_nothing_stores_nothing() -> None:
+    async with start_fake([]) as fake:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "puller",
+            "login",
+            "-u",
+            USER,
+            "--password-stdin",
+            fake.host,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate(b"anything\n")
+    assert proc.returncode == 1
+    assert b"does not ask for credentials" in err and b"Login Succeeded" not in out
+    assert not (Path(os.environ["DOCKER_CONFIG"]) / "config.json").exists()
 
 
 async def test_a_mirror_without_resolve_is_asked_for_content_only(store: Path) -> None:
