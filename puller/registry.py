@@ -144,15 +144,6 @@ def normalize_mirror(url: str) -> Endpoint:
     return Endpoint(f"{parts.scheme}://{parts.netloc}", mirror=True)
 
 
-def endpoints_for(ref: Reference, mirrors: tuple[Endpoint, ...] = ()) -> tuple[Endpoint, ...]:
-    """Mirrors first, then the upstream. Like Docker's ``registry-mirrors``, mirrors serve only
-    Docker Hub images."""
-    upstream = endpoint_for_domain(ref.domain)
-    if not ref.is_docker_hub:
-        return (upstream,)
-    return (*mirrors, upstream)
-
-
 async def try_in_turn(
     endpoints: Sequence[Endpoint],
     attempt: Callable[[Endpoint], Awaitable[T]],

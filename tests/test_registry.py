@@ -9,7 +9,6 @@ from puller.registry import (
     DOCKER_HUB_URL,
     Endpoint,
     endpoint_for_domain,
-    endpoints_for,
     is_loopback,
     normalize_mirror,
     realm_refusal,
@@ -79,11 +78,16 @@ def test_bad_mirror_urls_are_refused_without_echoing_a_password(given: str, word
     assert "secret" not in str(info.value)
 
 
-def test_mirrors_serve_only_docker_hub_images() -> None:
+def test_mirror_shorthand_serves_docker_hub_images_only() -> None:
+    """``mirrors=`` (``--mirror``) is Docker Hub's list, as Docker's registry-mirrors; other
+    registries get mirrors through the configuration."""
+    from puller.pulling import Puller
+
     mirror = normalize_mirror("http://127.0.0.1:5000")
+    puller = Puller("/nonexistent", mirrors=[mirror.url])
     hub = Endpoint(DOCKER_HUB_URL, registry="docker.io")
-    assert endpoints_for(parse("redis"), (mirror,)) == (mirror, hub)
-    assert endpoints_for(parse("ghcr.io/o/r"), (mirror,)) == (
+    assert puller.endpoints(parse("redis")) == (mirror, hub)
+    assert puller.endpoints(parse("ghcr.io/o/r")) == (
         Endpoint("https://ghcr.io", registry="ghcr.io"),
     )
 
