@@ -258,16 +258,14 @@ class Downloader:
                         )
                     pending = loop.run_in_executor(None, w.restart)  # Range ignored: from zero
                     await pending
-                for_progress = w.size
-                async for chunk in body:
-                    if pending is not None:
-                        await pending
-                    pending = loop.run_in_executor(None, w.write, chunk)
-                    for_progress += len(chunk)
-                    entry.emit(LayerProgress(desc.digest, for_progress, desc.size))
-                if pending is not None:
-                    await pending
-                    pending = None
+                received = w.size
+
+                def progress(n: int) -> None:
+                    nonlocal received
+                    received += n
+                    entry.emit(LayerProgress(desc.digest, received, desc.size))
+
+                await body.pour(w.write, progress)
         except RegistryError as e:
             if e.status == 416:  # our partial is no prefix of this blob (as long or longer)
                 raise _StartOver(f"{endpoint.url} refused to resume {desc.digest}") from e

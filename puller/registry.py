@@ -14,11 +14,12 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
 
+from . import wire
 from .auth import Credentials, TokenCache, parse_challenge, parse_token_response, pull_scope
 from .digest import Digest
 from .errors import (
@@ -33,12 +34,34 @@ from .errors import (
 from .manifest import ACCEPT, MAX_MANIFEST_SIZE
 from .reference import Reference
 from .retry import parse_retry_after
+from .wire import Write
 
 T = TypeVar("T")
+
+
+class _HeaderGetter(Protocol):
+    def get(self, key: str, /) -> str | None: ...
+
+
+class _Answer(Protocol):
+    """What auth handling needs of a response: aiohttp's, or ``wire``'s for a blob."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> _HeaderGetter: ...
+
+    def release(self) -> Any: ...
+
+
+A = TypeVar("A", bound=_Answer)
 
 #: Where Docker Hub's registry API lives; ``docker.io`` is only its name.
 DOCKER_HUB_URL = "https://registry-1.docker.io"
 USER_AGENT = "pypull/0.1"
+#: On every request. Blobs are verified byte for byte: never let anything encode or decode them.
+BASE_HEADERS = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
 #: The username docker's config.json gives an identity token (an OAuth2 refresh token).
 IDENTITY_TOKEN_USER = "<token>"
 
@@ -228,9 +251,8 @@ class RegistryClient:
                     sock_connect=self._timeout,
                     sock_read=self._timeout,
                 ),
-                # Blobs are verified byte for byte: never let the client decode them.
                 auto_decompress=False,
-                headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+                headers=BASE_HEADERS,
             )
         return self._session
 
@@ -372,6 +394,32 @@ class RegistryClient:
             token, lifetime = parse_token_response(doc, realm)
             self._tokens.put(endpoint.host, scope, token, lifetime)
 
+    async def _send_aiohttp(
+        self, endpoint: Endpoint, url: str, headers: dict[str, str]
+    ) -> aiohttp.ClientResponse:
+        return await self.session.get(url, headers=headers, ssl=self.ssl_for(endpoint))
+
+    async def _send_wire(
+        self, endpoint: Endpoint, url: str, headers: dict[str, str]
+    ) -> wire.Response:
+        return await wire.get(
+            url, {**BASE_HEADERS, **headers}, tls=self._tls(endpoint), timeout=self._timeout
+        )
+
+    def _tls(self, endpoint: Endpoint) -> ssl.SSLContext:
+        """``ssl_for`` as a context of its own (the defaults are aiohttp's)."""
+        setting = self.ssl_for(endpoint)
+        if isinstance(setting, ssl.SSLContext):
+            return setting
+        key = (setting, None)
+        if key not in self._ssl:
+            context = ssl.create_default_context()
+            if not setting:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            self._ssl[key] = context
+        return self._ssl[key]
+
     @asynccontextmanager
     async def _request(
         self,
@@ -379,9 +427,11 @@ class RegistryClient:
         path: str,
         url: str,
         headers: Mapping[str, str],
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        send: Callable[[Endpoint, str, dict[str, str]], Awaitable[A]],
+    ) -> AsyncIterator[A]:
         """GET ``url`` with auth; on a 401, authenticate once and try again. An empty ``path``
-        asks for no repository scope (``/v2/`` itself)."""
+        asks for no repository scope (``/v2/`` itself). ``send`` is aiohttp, or ``wire`` for a
+        blob body."""
         scope = pull_scope(path) if path else ""
         for attempt in range(2):
             hdrs = dict(headers)
@@ -393,8 +443,8 @@ class RegistryClient:
             if auth:
                 hdrs["Authorization"] = auth
             try:
-                resp = await self.session.get(url, headers=hdrs, ssl=self.ssl_for(endpoint))
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+                resp = await send(endpoint, url, hdrs)
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, wire.WireError) as e:
                 raise _transport_error(f"cannot reach {endpoint.url}", url, e) from e
             try:
                 if resp.status == 401 and attempt == 0:
@@ -427,7 +477,7 @@ class RegistryClient:
                         status=200,
                         url=url,
                     )
-            async with self._request(endpoint, "", url, {}) as resp:
+            async with self._request(endpoint, "", url, {}, self._send_aiohttp) as resp:
                 if resp.status != 200:
                     await _raise_for_status(resp, f"login to {endpoint.credentials_name}", url)
         except (aiohttp.ClientError, asyncio.TimeoutError) as e:
@@ -436,7 +486,9 @@ class RegistryClient:
     async def get_manifest(self, endpoint: Endpoint, ref: Reference) -> ManifestResponse:
         url = f"{endpoint.url}/v2/{ref.path}/manifests/{ref.identifier}"
         try:
-            async with self._request(endpoint, ref.path, url, {"Accept": ACCEPT}) as resp:
+            async with self._request(
+                endpoint, ref.path, url, {"Accept": ACCEPT}, self._send_aiohttp
+            ) as resp:
                 if resp.status != 200:
                     await _raise_for_status(resp, f"manifest for {ref}", url)
                 length = resp.content_length
@@ -471,29 +523,48 @@ class RegistryClient:
         chunk_size: int = 1 << 20,
         offset: int = 0,
     ) -> AsyncIterator[BlobStream]:
-        """The blob's body as a stream of chunks, from ``offset`` when the server honours Range
-        (``BlobStream.start`` says where the body really starts: a server may ignore Range and
-        send everything). A 416 to a Range request is raised as a RegistryError with status 416.
+        """The blob's body, from ``offset`` when the server honours Range (``BlobStream.start``
+        says where the body really starts: a server may ignore Range and send everything). A
+        416 to a Range request is raised as a RegistryError with status 416.
 
-        Redirects (to a CDN) are followed by aiohttp, which keeps Range but drops Authorization
-        when the origin changes."""
+        Redirects (to a CDN) are followed, keeping Range but dropping Authorization when the
+        origin changes. The body is read by ``wire`` unless it is chunked; aiohttp reads those.
+        """
         url = f"{endpoint.url}/v2/{path}/blobs/{digest}"
         headers = {"Range": f"bytes={offset}-"} if offset else {}
-        async with self._request(endpoint, path, url, headers) as resp:
-            if resp.status == 200:
-                yield BlobStream(resp, url, chunk_size, 0, resp.content_length)
-            elif resp.status == 206 and offset:
-                start, total = _content_range(resp.headers.get("Content-Range"))
-                if start is None:
-                    raise RegistryError(
-                        f"blob {digest} at {url}: a 206 answer without a usable Content-Range "
-                        f"({resp.headers.get('Content-Range')!r})",
-                        status=206,
-                        url=url,
-                    )
-                yield BlobStream(resp, url, chunk_size, start, total)  # start may not be offset
-            else:
-                await _raise_for_status(resp, f"blob {digest}", url)
+        async with self._request(endpoint, path, url, headers, self._send_wire) as resp:
+            try:
+                start, total = _body_span(resp, resp.content_length, offset, url)
+            except _NoBody:
+                try:
+                    body = await resp.read(64 * 1024)
+                except (OSError, asyncio.TimeoutError, wire.WireError):
+                    body = b""
+                _raise_status(resp.status, resp.headers, body, f"blob {digest}", url)
+            except wire.WireError as e:  # a Content-Length that is no number
+                raise _transport_error(f"blob {digest} from {url}", url, e) from e
+            yield BlobStream(resp, url, chunk_size, start, total)
+
+
+class _NoBody(Exception):
+    """The answer is not (part of) the blob."""
+
+
+def _body_span(resp: _Answer, length: int | None, offset: int, url: str) -> tuple[int, int | None]:
+    """Where the body starts in the blob, and the blob's whole size if the answer says."""
+    if resp.status == 200:
+        return 0, length
+    if resp.status == 206 and offset:
+        value = resp.headers.get("Content-Range")
+        start, total = _content_range(value)
+        if start is None:
+            raise RegistryError(
+                f"blob at {url}: a 206 answer without a usable Content-Range ({value!r})",
+                status=206,
+                url=url,
+            )
+        return start, total  # start may not be offset
+    raise _NoBody
 
 
 def _content_range(value: str | None) -> tuple[int | None, int | None]:
@@ -509,15 +580,11 @@ def _content_range(value: str | None) -> tuple[int | None, int | None]:
 
 
 class BlobStream:
-    """Chunks of a blob body; transport failures mid-body become ``Unreachable``."""
+    """A blob's body; ``pour`` sends it to a writer and turns transport failures into
+    ``Unreachable``."""
 
     def __init__(
-        self,
-        resp: aiohttp.ClientResponse,
-        url: str,
-        chunk_size: int,
-        start: int,
-        total: int | None,
+        self, resp: wire.Response, url: str, chunk_size: int, start: int, total: int | None
     ) -> None:
         self._resp = resp
         self.url = url
@@ -525,11 +592,14 @@ class BlobStream:
         self.start = start  # offset in the blob of the first byte of this body
         self.total = total  # the whole blob's size as the server announces it, if it does
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def pour(self, write: Write, progress: Callable[[int], None]) -> None:
+        """Call ``write`` (blocking: it runs in a worker thread) with the body's bytes in order,
+        one call at a time, and ``progress`` (on the loop) with the size of each written piece.
+        Every ``write`` has returned before this returns or raises, so the caller may close the
+        file afterwards; what arrived before a transport failure has been written."""
         try:
-            async for chunk in self._resp.content.iter_chunked(self._chunk_size):
-                yield chunk
-        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            await self._resp.pour(write, progress, self._chunk_size)
+        except (asyncio.TimeoutError, OSError, wire.WireError) as e:
             raise _transport_error(f"download from {self.url} failed", self.url, e) from e
 
 
@@ -539,6 +609,8 @@ _PERMANENT_TRANSPORT = (
     aiohttp.InvalidURL,
     aiohttp.ClientSSLError,
     aiohttp.ClientConnectorCertificateError,
+    ssl.SSLCertVerificationError,
+    wire.TooManyRedirects,
 )
 
 
@@ -553,7 +625,7 @@ def _why(e: BaseException) -> str:
     """aiohttp's exceptions as a few words (their str() can be a repr of the whole request)."""
     if isinstance(e, asyncio.TimeoutError):
         return "timed out"
-    if isinstance(e, aiohttp.TooManyRedirects):
+    if isinstance(e, (aiohttp.TooManyRedirects, wire.TooManyRedirects)):
         return "too many redirects"
     if isinstance(e, aiohttp.InvalidURL):
         return f"invalid URL {e.url}"
@@ -563,28 +635,35 @@ def _why(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-async def _raise_for_status(resp: aiohttp.ClientResponse, what: str, url: str) -> None:
+async def _raise_for_status(resp: aiohttp.ClientResponse, what: str, url: str) -> NoReturn:
     try:
         body = await resp.content.read(64 * 1024)
     except (aiohttp.ClientError, asyncio.TimeoutError):
         body = b""
+    _raise_status(resp.status, resp.headers, body, what, url)
+
+
+def _raise_status(
+    status: int, headers: _HeaderGetter, body: bytes, what: str, url: str
+) -> NoReturn:
+    """The error a registry's non-success answer means, with its own message if it sent one."""
     code, message = _error_detail(body)
     detail = message or (code.lower().replace("_", " ") if code else None)
-    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-    if resp.status == 404 or code in ("MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "NAME_UNKNOWN"):
+    retry_after = parse_retry_after(headers.get("Retry-After"))
+    if status == 404 or code in ("MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "NAME_UNKNOWN"):
         raise NotFound(
-            f"{what} not found: {detail or 'HTTP 404'}", status=resp.status, code=code, url=url
+            f"{what} not found: {detail or 'HTTP 404'}", status=status, code=code, url=url
         )
-    if resp.status in (401, 403):
+    if status in (401, 403):
         raise Unauthorized(
-            f"{what} at {url}: unauthorized: {detail or f'HTTP {resp.status}'}",
-            status=resp.status,
+            f"{what} at {url}: unauthorized: {detail or f'HTTP {status}'}",
+            status=status,
             code=code,
             url=url,
         )
     raise RegistryError(
-        f"{what} at {url}: HTTP {resp.status}" + (f": {detail}" if detail else ""),
-        status=resp.status,
+        f"{what} at {url}: HTTP {status}" + (f": {detail}" if detail else ""),
+        status=status,
         code=code,
         url=url,
         retry_after=retry_after,
