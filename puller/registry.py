@@ -11,13 +11,12 @@ import asyncio
 import ipaddress
 import json
 import ssl
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
-
-import aiohttp
 
 from . import wire
 from .auth import Credentials, TokenCache, parse_challenge, parse_token_response, pull_scope
@@ -36,26 +35,11 @@ from .reference import Reference
 from .retry import parse_retry_after
 from .wire import Write
 
+if TYPE_CHECKING:
+    import aiohttp
+
 T = TypeVar("T")
 
-
-class _HeaderGetter(Protocol):
-    def get(self, key: str, /) -> str | None: ...
-
-
-class _Answer(Protocol):
-    """What auth handling needs of a response: aiohttp's, or ``wire``'s for a blob."""
-
-    @property
-    def status(self) -> int: ...
-
-    @property
-    def headers(self) -> _HeaderGetter: ...
-
-    def release(self) -> Any: ...
-
-
-A = TypeVar("A", bound=_Answer)
 
 #: Where Docker Hub's registry API lives; ``docker.io`` is only its name.
 DOCKER_HUB_URL = "https://registry-1.docker.io"
@@ -242,6 +226,10 @@ class RegistryClient:
 
     @property
     def session(self) -> aiohttp.ClientSession:
+        """For the token endpoints only (form POSTs, query encoding); imported on first use,
+        as most pulls never need a token and importing aiohttp takes a third of start-up."""
+        import aiohttp
+
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._connector_limit),
@@ -366,6 +354,8 @@ class RegistryClient:
                 request = self.session.get(
                     realm, params=params, headers=headers, allow_redirects=False, ssl=tls
                 )
+            import aiohttp
+
             try:
                 async with request as resp:
                     body = await resp.read()
@@ -394,17 +384,17 @@ class RegistryClient:
             token, lifetime = parse_token_response(doc, realm)
             self._tokens.put(endpoint.host, scope, token, lifetime)
 
-    async def _send_aiohttp(
-        self, endpoint: Endpoint, url: str, headers: dict[str, str]
-    ) -> aiohttp.ClientResponse:
-        return await self.session.get(url, headers=headers, ssl=self.ssl_for(endpoint))
-
-    async def _send_wire(
-        self, endpoint: Endpoint, url: str, headers: dict[str, str]
-    ) -> wire.Response:
-        return await wire.get(
-            url, {**BASE_HEADERS, **headers}, tls=self._tls(endpoint), timeout=self._timeout
-        )
+    async def _send(self, endpoint: Endpoint, url: str, headers: dict[str, str]) -> wire.Response:
+        try:
+            return await wire.get(
+                url,
+                {**BASE_HEADERS, **headers},
+                # Not built for plain HTTP: loading the system's CAs takes 20 ms.
+                tls=None if endpoint.plain_http else self._tls(endpoint),
+                timeout=self._timeout,
+            )
+        except (OSError, asyncio.TimeoutError, wire.WireError) as e:
+            raise _transport_error(f"cannot reach {endpoint.url}", url, e) from e
 
     def _tls(self, endpoint: Endpoint) -> ssl.SSLContext:
         """``ssl_for`` as a context of its own (the defaults are aiohttp's)."""
@@ -422,16 +412,10 @@ class RegistryClient:
 
     @asynccontextmanager
     async def _request(
-        self,
-        endpoint: Endpoint,
-        path: str,
-        url: str,
-        headers: Mapping[str, str],
-        send: Callable[[Endpoint, str, dict[str, str]], Awaitable[A]],
-    ) -> AsyncIterator[A]:
+        self, endpoint: Endpoint, path: str, url: str, headers: Mapping[str, str]
+    ) -> AsyncIterator[wire.Response]:
         """GET ``url`` with auth; on a 401, authenticate once and try again. An empty ``path``
-        asks for no repository scope (``/v2/`` itself). ``send`` is aiohttp, or ``wire`` for a
-        blob body."""
+        asks for no repository scope (``/v2/`` itself)."""
         scope = pull_scope(path) if path else ""
         for attempt in range(2):
             hdrs = dict(headers)
@@ -442,10 +426,7 @@ class RegistryClient:
             auth = self._auth_header(endpoint, scope)
             if auth:
                 hdrs["Authorization"] = auth
-            try:
-                resp = await send(endpoint, url, hdrs)
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, wire.WireError) as e:
-                raise _transport_error(f"cannot reach {endpoint.url}", url, e) from e
+            resp = await self._send(endpoint, url, hdrs)
             try:
                 if resp.status == 401 and attempt == 0:
                     challenge = resp.headers.get("WWW-Authenticate")
@@ -468,51 +449,44 @@ class RegistryClient:
         A registry that answers without asking for credentials cannot tell good ones from bad,
         so that is an error too: nothing unchecked gets stored."""
         url = f"{endpoint.url}/v2/"
-        try:
-            async with self.session.get(url, ssl=self.ssl_for(endpoint)) as probe:
-                if probe.status == 200:
-                    raise RegistryError(
-                        f"{endpoint.url} does not ask for credentials, so they cannot be "
-                        "checked; nothing stored",
-                        status=200,
-                        url=url,
-                    )
-            async with self._request(endpoint, "", url, {}, self._send_aiohttp) as resp:
-                if resp.status != 200:
-                    await _raise_for_status(resp, f"login to {endpoint.credentials_name}", url)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
-            raise _transport_error(f"cannot reach {endpoint.url}", url, e) from e
+        probe = await self._send(endpoint, url, {})
+        probe.release()
+        if probe.status == 200:
+            raise RegistryError(
+                f"{endpoint.url} does not ask for credentials, so they cannot be checked; "
+                "nothing stored",
+                status=200,
+                url=url,
+            )
+        async with self._request(endpoint, "", url, {}) as resp:
+            if resp.status != 200:
+                await _raise_for_status(resp, f"login to {endpoint.credentials_name}", url)
 
     async def get_manifest(self, endpoint: Endpoint, ref: Reference) -> ManifestResponse:
         url = f"{endpoint.url}/v2/{ref.path}/manifests/{ref.identifier}"
-        try:
-            async with self._request(
-                endpoint, ref.path, url, {"Accept": ACCEPT}, self._send_aiohttp
-            ) as resp:
-                if resp.status != 200:
-                    await _raise_for_status(resp, f"manifest for {ref}", url)
+        async with self._request(endpoint, ref.path, url, {"Accept": ACCEPT}) as resp:
+            if resp.status != 200:
+                await _raise_for_status(resp, f"manifest for {ref}", url)
+            try:
                 length = resp.content_length
                 if length is not None and length > MAX_MANIFEST_SIZE:
                     raise ManifestError(
                         f"manifest for {ref} from {url} is {length} bytes, "
                         f"over the {MAX_MANIFEST_SIZE} byte limit"
                     )
-                raw = bytearray()
-                async for chunk in resp.content.iter_any():
-                    raw += chunk
-                    if len(raw) > MAX_MANIFEST_SIZE:
-                        raise ManifestError(
-                            f"manifest for {ref} from {url} is over the "
-                            f"{MAX_MANIFEST_SIZE} byte limit"
-                        )
-                return ManifestResponse(
-                    bytes(raw),
-                    resp.headers.get("Content-Type"),
-                    resp.headers.get("Docker-Content-Digest"),
-                    url,
+                raw = await resp.read(MAX_MANIFEST_SIZE + 1)
+            except (OSError, asyncio.TimeoutError, wire.WireError) as e:
+                raise _transport_error(f"reading manifest from {url} failed", url, e) from e
+            if len(raw) > MAX_MANIFEST_SIZE:
+                raise ManifestError(
+                    f"manifest for {ref} from {url} is over the {MAX_MANIFEST_SIZE} byte limit"
                 )
-        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
-            raise _transport_error(f"reading manifest from {url} failed", url, e) from e
+            return ManifestResponse(
+                raw,
+                resp.headers.get("Content-Type"),
+                resp.headers.get("Docker-Content-Digest"),
+                url,
+            )
 
     @asynccontextmanager
     async def open_blob(
@@ -532,15 +506,11 @@ class RegistryClient:
         """
         url = f"{endpoint.url}/v2/{path}/blobs/{digest}"
         headers = {"Range": f"bytes={offset}-"} if offset else {}
-        async with self._request(endpoint, path, url, headers, self._send_wire) as resp:
+        async with self._request(endpoint, path, url, headers) as resp:
             try:
                 start, total = _body_span(resp, resp.content_length, offset, url)
             except _NoBody:
-                try:
-                    body = await resp.read(64 * 1024)
-                except (OSError, asyncio.TimeoutError, wire.WireError):
-                    body = b""
-                _raise_status(resp.status, resp.headers, body, f"blob {digest}", url)
+                await _raise_for_status(resp, f"blob {digest}", url)
             except wire.WireError as e:  # a Content-Length that is no number
                 raise _transport_error(f"blob {digest} from {url}", url, e) from e
             yield BlobStream(resp, url, chunk_size, start, total)
@@ -550,7 +520,9 @@ class _NoBody(Exception):
     """The answer is not (part of) the blob."""
 
 
-def _body_span(resp: _Answer, length: int | None, offset: int, url: str) -> tuple[int, int | None]:
+def _body_span(
+    resp: wire.Response, length: int | None, offset: int, url: str
+) -> tuple[int, int | None]:
     """Where the body starts in the blob, and the blob's whole size if the answer says."""
     if resp.status == 200:
         return 0, length
@@ -603,49 +575,55 @@ class BlobStream:
             raise _transport_error(f"download from {self.url} failed", self.url, e) from e
 
 
-#: Transport failures that asking again will not cure.
-_PERMANENT_TRANSPORT = (
-    aiohttp.TooManyRedirects,
-    aiohttp.InvalidURL,
-    aiohttp.ClientSSLError,
-    aiohttp.ClientConnectorCertificateError,
-    ssl.SSLCertVerificationError,
-    wire.TooManyRedirects,
-)
+def _permanent(e: BaseException) -> bool:
+    """A transport failure that asking again will not cure."""
+    if isinstance(e, (ssl.SSLCertVerificationError, wire.TooManyRedirects, wire.BadURL)):
+        return True
+    aiohttp = sys.modules.get("aiohttp")  # only the token endpoints use it, if anything did
+    return aiohttp is not None and isinstance(
+        e,
+        (
+            aiohttp.TooManyRedirects,
+            aiohttp.InvalidURL,
+            aiohttp.ClientSSLError,
+            aiohttp.ClientConnectorCertificateError,
+        ),
+    )
 
 
 def _transport_error(what: str, url: str, e: BaseException) -> RegistryError:
     """A failure below HTTP: ``Unreachable`` (retried) unless it is one that cannot pass."""
-    if isinstance(e, _PERMANENT_TRANSPORT):
+    if _permanent(e):
         return RegistryError(f"{what}: {_why(e)}", url=url)
     return Unreachable(f"{what}: {_why(e)}", url=url)
 
 
 def _why(e: BaseException) -> str:
-    """aiohttp's exceptions as a few words (their str() can be a repr of the whole request)."""
+    """An exception as a few words (aiohttp's str() can be a repr of the whole request)."""
     if isinstance(e, asyncio.TimeoutError):
         return "timed out"
-    if isinstance(e, (aiohttp.TooManyRedirects, wire.TooManyRedirects)):
+    aiohttp = sys.modules.get("aiohttp")
+    if isinstance(e, wire.TooManyRedirects) or (
+        aiohttp is not None and isinstance(e, aiohttp.TooManyRedirects)
+    ):
         return "too many redirects"
-    if isinstance(e, aiohttp.InvalidURL):
+    if aiohttp is not None and isinstance(e, aiohttp.InvalidURL):
         return f"invalid URL {e.url}"
-    if isinstance(e, aiohttp.ClientResponseError):
+    if aiohttp is not None and isinstance(e, aiohttp.ClientResponseError):
         return e.message.splitlines()[0] if e.message else f"HTTP {e.status}"
     text = str(e) or type(e).__name__
     return text.splitlines()[0] if text else type(e).__name__
 
 
-async def _raise_for_status(resp: aiohttp.ClientResponse, what: str, url: str) -> NoReturn:
+async def _raise_for_status(resp: wire.Response, what: str, url: str) -> NoReturn:
     try:
-        body = await resp.content.read(64 * 1024)
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+        body = await resp.read(64 * 1024)
+    except (OSError, asyncio.TimeoutError, wire.WireError):
         body = b""
     _raise_status(resp.status, resp.headers, body, what, url)
 
 
-def _raise_status(
-    status: int, headers: _HeaderGetter, body: bytes, what: str, url: str
-) -> NoReturn:
+def _raise_status(status: int, headers: wire.Headers, body: bytes, what: str, url: str) -> NoReturn:
     """The error a registry's non-success answer means, with its own message if it sent one."""
     code, message = _error_detail(body)
     detail = message or (code.lower().replace("_", " ") if code else None)

@@ -5,8 +5,9 @@ worker thread hashes and writes each full buffer while the loop fills the next.
 Why not aiohttp for this one request: it reads into fresh ``bytes`` of at most 256 KiB, feeds them
 through its parser into a stream reader, and joins them again into the chunk size asked for, with
 several Python calls and a timer reschedule per read. On a 1 GB pull that cost as much CPU as
-hashing every byte. Everything else (manifests, tokens, logins) still goes through aiohttp, and so
-does a blob body this module does not frame itself (``Transfer-Encoding: chunked``).
+hashing every byte. And a pull that needs no token never imports aiohttp, which is a third of
+pypull's start-up: so manifests and ``/v2/`` probes come through here too. aiohttp is left the
+token endpoints (form POSTs, query encoding), which it does well and which are not hot.
 
 Only ``registry`` uses this module; it keeps auth, errors and retries in one place.
 """
@@ -37,6 +38,10 @@ class WireError(Exception):
 
 class TooManyRedirects(WireError):
     pass
+
+
+class BadURL(WireError):
+    """A URL (perhaps from a redirect) that is not http(s)://host[:port]/..."""
 
 
 class BodyTimeout(asyncio.TimeoutError):
@@ -141,7 +146,11 @@ async def get(
 
 def _origin(url: str) -> tuple[str, str | None, int | None]:
     parts = urlsplit(url)
-    return parts.scheme, parts.hostname, parts.port
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:
+        port = -1
+    return parts.scheme, parts.hostname, port
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -154,14 +163,18 @@ async def _get_once(
     url: str, headers: dict[str, str], tls: ssl.SSLContext | None, timeout: float
 ) -> Response:
     parts = urlsplit(url)
+    try:
+        given_port = parts.port
+    except ValueError:
+        raise BadURL(f"invalid URL {url}") from None
     if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
-        raise WireError(f"unsupported URL {url}")
+        raise BadURL(f"invalid URL {url}")
     host = parts.hostname
-    port = parts.port or _DEFAULT_PORTS[parts.scheme]
+    port = given_port or _DEFAULT_PORTS[parts.scheme]
     use_tls = parts.scheme == "https"
     authority = f"[{host}]" if ":" in host else host
-    if parts.port is not None and parts.port != _DEFAULT_PORTS[parts.scheme]:
-        authority += f":{parts.port}"
+    if given_port is not None and given_port != _DEFAULT_PORTS[parts.scheme]:
+        authority += f":{given_port}"
     target = quote(parts.path or "/", safe=_TARGET_SAFE)
     if parts.query:
         target += "?" + quote(parts.query, safe=_TARGET_SAFE)

@@ -125,6 +125,9 @@ def main() -> int:
     big_sizes = [s // 10 or 1 for s in BIG_LAYERS] if args.quick else BIG_LAYERS
     python = sys.executable
     dxf = dxf_python()
+    # What pip does on install: without it, an editable checkout under PYTHONDONTWRITEBYTECODE
+    # compiles every module at every start (30 ms here), which no installed pypull does.
+    subprocess.run([python, "-m", "compileall", "-q", str(ROOT / "puller")], check=True)
     work = Path(tempfile.mkdtemp(prefix="pypull-bench-"))
     rows: dict[str, list[Run]] = {}
     ratios: dict[str, list[float]] = {}
