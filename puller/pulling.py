@@ -322,11 +322,14 @@ class Puller:
     ) -> list[Digest]:
         """Download config and missing layers concurrently; report ``Pull complete`` bottom first,
         as each layer and all below it are in the store. The first failure cancels the rest."""
-        tasks: dict[Digest, asyncio.Task[bool]] = {}
-        for digest, desc in missing.items():
-            tasks[digest] = asyncio.ensure_future(
+        started: dict[Digest, asyncio.Task[bool]] = {}
+        # Largest first: they take the download slots in the order they start, and the pull
+        # lasts at least as long as its largest layer, so that one must not start last.
+        for digest, desc in sorted(missing.items(), key=lambda item: -item[1].size):
+            started[digest] = asyncio.ensure_future(
                 self._downloader.fetch(desc, ref.path, endpoints, on_event)
             )
+        tasks = {digest: started[digest] for digest in missing}
         config = manifest.config
         if config.digest not in tasks:
             tasks[config.digest] = asyncio.ensure_future(

@@ -19,7 +19,16 @@ from pathlib import Path
 import pytest
 
 import puller
-from fixtures.images import Image, docker_media, make_image, multiplatform, redis, shared_pair
+from fixtures.images import (
+    Image,
+    docker_media,
+    make_image,
+    make_layer,
+    make_manifest,
+    multiplatform,
+    redis,
+    shared_pair,
+)
 from fixtures.registry import Registry, free_port, push
 
 from .helpers import AccessLog, partials, run_pypull
@@ -170,6 +179,24 @@ def test_shared_layers_are_downloaded_once(registry: Registry, store: Path) -> N
     assert [f"{i}: Pull complete" for i in ids[5:]] == [x for x in lines if "Pull complete" in x]
     own = {layer.digest for layer in b.manifests[0].layers[5:]} | {b.manifests[0].config.digest}
     assert sorted(log.blob_requests()) == sorted(own)
+
+
+def test_largest_layers_are_fetched_first(registry: Registry, store: Path) -> None:
+    """The pull lasts at least as long as its largest layer: that one must not start last."""
+    sizes = [10_000, 300_000, 1_000, 200_000]
+    layers = [make_layer("largest-first", i, size) for i, size in enumerate(sizes)]
+    manifest = make_manifest(layers, seed="largest-first")
+    image = Image("order/largest", "1", manifest.media_type, manifest.raw, (manifest,))
+    push(registry.url, image)
+    log = AccessLog(registry)
+    run = run_pypull("--store", store, "-j", "1", f"{registry.host}/order/largest:1")
+    assert run.returncode == 0, run.stderr
+    fetched = [d for d in log.blob_requests() if d != manifest.config.digest]
+    by_size = sorted(layers, key=lambda layer: -len(layer.data))
+    assert fetched == [layer.digest for layer in by_size]
+    # ... while the output still reports them bottom first, as docker does
+    complete = [x.split(":")[0] for x in run.stdout.splitlines() if "Pull complete" in x]
+    assert complete == [layer.digest.split(":")[1][:12] for layer in layers]
 
 
 async def test_concurrent_pulls_in_one_process_share_downloads(
