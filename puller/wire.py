@@ -457,7 +457,14 @@ class _Connection(asyncio.BufferedProtocol):
             return
         if isinstance(chunk, memoryview) and isinstance(chunk.obj, bytearray):
             self._free.append(chunk.obj)
-        self._progress(len(chunk))
+        try:
+            self._progress(len(chunk))
+        except Exception as e:  # a callback's bug must end pour, not leave it waiting
+            self._failure = e
+            self._queue.clear()
+            self.close()
+            self._finish_if_drained()
+            return
         if self._held:
             if self._dechunker is None and self._buf is None:
                 self._buf = self._take_buffer()
