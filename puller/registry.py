@@ -428,7 +428,9 @@ class RegistryClient:
                 hdrs["Authorization"] = auth
             resp = await self._send(endpoint, url, hdrs)
             try:
-                if resp.status == 401 and attempt == 0:
+                # A redirect target's 401 is not the registry's: its challenge must not choose
+                # where our credentials go.
+                if resp.status == 401 and attempt == 0 and wire.same_origin(resp.url, url):
                     challenge = resp.headers.get("WWW-Authenticate")
                     if auth and auth == self._auth_header(endpoint, scope):
                         self._tokens.drop(endpoint.host, scope)  # expired or revoked
@@ -502,7 +504,7 @@ class RegistryClient:
         416 to a Range request is raised as a RegistryError with status 416.
 
         Redirects (to a CDN) are followed, keeping Range but dropping Authorization when the
-        origin changes. The body is read by ``wire`` unless it is chunked; aiohttp reads those.
+        origin changes.
         """
         url = f"{endpoint.url}/v2/{path}/blobs/{digest}"
         headers = {"Range": f"bytes={offset}-"} if offset else {}
@@ -546,8 +548,8 @@ def _content_range(value: str | None) -> tuple[int | None, int | None]:
     span, _, total = value[6:].partition("/")
     start = span.partition("-")[0]
     return (
-        int(start) if start.isdigit() else None,
-        int(total) if total.isdigit() else None,
+        int(start) if start.isascii() and start.isdigit() else None,
+        int(total) if total.isascii() and total.isdigit() else None,
     )
 
 
@@ -577,7 +579,16 @@ class BlobStream:
 
 def _permanent(e: BaseException) -> bool:
     """A transport failure that asking again will not cure."""
-    if isinstance(e, (ssl.SSLCertVerificationError, wire.TooManyRedirects, wire.BadURL)):
+    if isinstance(
+        e,
+        (
+            ssl.SSLCertVerificationError,
+            wire.TooManyRedirects,
+            wire.BadURL,
+            wire.BadRequest,
+            wire.Unsupported,
+        ),
+    ):
         return True
     aiohttp = sys.modules.get("aiohttp")  # only the token endpoints use it, if anything did
     return aiohttp is not None and isinstance(

@@ -44,6 +44,15 @@ class BadURL(WireError):
     """A URL (perhaps from a redirect) that is not http(s)://host[:port]/..."""
 
 
+class BadRequest(WireError):
+    """What we were to send cannot be sent (a header value with a line break, say); asking again
+    would not help."""
+
+
+class Unsupported(WireError):
+    """An answer in a form this module does not read (a transfer coding other than chunked)."""
+
+
 class BodyTimeout(asyncio.TimeoutError):
     """No byte arrived for the read timeout (time spent waiting on our own disk not counted)."""
 
@@ -78,10 +87,11 @@ class Response:
 
     @property
     def content_length(self) -> int | None:
+        """None for a chunked body: its Content-Length, if any, must be ignored (RFC 9112 6.3)."""
         value = self.headers.get("Content-Length")
-        if value is None:
+        if value is None or self.chunked:
             return None
-        if not value.isdigit():
+        if not (value.isascii() and value.isdigit()):
             raise WireError(f"invalid Content-Length {value!r}")
         return int(value)
 
@@ -91,7 +101,7 @@ class Response:
         if coding is None or coding.strip().lower() == "identity":
             return False
         if coding.strip().lower() != "chunked":
-            raise WireError(f"unsupported Transfer-Encoding {coding!r}")
+            raise Unsupported(f"unsupported Transfer-Encoding {coding!r}")
         return True
 
     async def pour(
@@ -137,20 +147,26 @@ async def get(
         if resp.status not in (301, 302, 303, 307, 308) or not location:
             return resp
         resp.release()
-        target = urljoin(url, location.strip())
+        try:
+            target = urljoin(url, location.strip())
+        except ValueError:  # an unbalanced [ in an IPv6 host, say
+            raise BadURL(f"invalid redirect to {location[:200]!r}") from None
         if _origin(target) != _origin(url):
             headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
         url = target
     raise TooManyRedirects(f"more than {max_redirects} redirects")
 
 
+def same_origin(a: str, b: str) -> bool:
+    return _origin(a) == _origin(b)
+
+
 def _origin(url: str) -> tuple[str, str | None, int | None]:
-    parts = urlsplit(url)
     try:
-        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+        parts = urlsplit(url)
+        return parts.scheme, parts.hostname, parts.port or _DEFAULT_PORTS.get(parts.scheme)
     except ValueError:
-        port = -1
-    return parts.scheme, parts.hostname, port
+        return "", url, -1  # unparseable: an origin of its own
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -162,14 +178,14 @@ _TARGET_SAFE = "/?&=:@%+-._~!$'()*,;[]"
 async def _get_once(
     url: str, headers: dict[str, str], tls: ssl.SSLContext | None, timeout: float
 ) -> Response:
-    parts = urlsplit(url)
     try:
+        parts = urlsplit(url)
         given_port = parts.port
     except ValueError:
-        raise BadURL(f"invalid URL {url}") from None
-    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
-        raise BadURL(f"invalid URL {url}")
-    host = parts.hostname
+        raise BadURL(f"invalid URL {url[:200]!r}") from None
+    host = parts.hostname or ""
+    if parts.scheme not in _DEFAULT_PORTS or not _HOST.fullmatch(host):
+        raise BadURL(f"invalid URL {url[:200]!r}")  # before any lookup of a hostile name
     port = given_port or _DEFAULT_PORTS[parts.scheme]
     use_tls = parts.scheme == "https"
     authority = f"[{host}]" if ":" in host else host
@@ -181,24 +197,35 @@ async def _get_once(
     lines = [f"GET {target} HTTP/1.1", f"Host: {authority}", "Connection: close"]
     for name, value in headers.items():
         if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
-            raise WireError(f"invalid header {name}")
+            raise BadRequest(f"invalid header {name}: a line break in it")
         lines.append(f"{name}: {value}")
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    try:
+        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    except UnicodeEncodeError:
+        raise BadRequest("invalid header: characters outside Latin-1") from None
 
     loop = asyncio.get_running_loop()
-    context = (tls or ssl.create_default_context()) if use_tls else None
     transport, conn = await asyncio.wait_for(
-        loop.create_connection(
-            lambda: _Connection(loop, timeout),
-            host,
-            port,
-            ssl=context,
-            server_hostname=host.rstrip(".") if context else None,
-        ),
-        timeout,
+        loop.create_connection(lambda: _Connection(loop, timeout), host, port), timeout
     )
+    channel: asyncio.BaseTransport = transport
     try:
-        transport.write(request)
+        if use_tls:
+            secured = await asyncio.wait_for(
+                loop.start_tls(
+                    transport,
+                    _Copying(conn),
+                    tls or _default_tls(),
+                    server_hostname=host.rstrip("."),
+                ),
+                timeout,
+            )
+            if secured is None:  # pragma: no cover - only when the loop is closing
+                raise ConnectionResetError("the connection closed during the TLS handshake")
+            conn.secured(secured)
+            channel = secured
+        assert isinstance(channel, asyncio.WriteTransport)
+        channel.write(request)
         status, response_headers = await conn.head()
     except BaseException:
         conn.close()
@@ -206,11 +233,22 @@ async def _get_once(
     return Response(conn, status, response_headers, url)
 
 
+_tls_default: ssl.SSLContext | None = None
+
+
+def _default_tls() -> ssl.SSLContext:
+    """The system's CAs, loaded once (20 ms) and only when a URL is https."""
+    global _tls_default
+    if _tls_default is None:
+        _tls_default = ssl.create_default_context()
+    return _tls_default
+
+
 def _parse_head(head: bytes) -> tuple[int, Headers]:
     lines = head.decode("latin-1").split("\r\n")
     version, _, rest = lines[0].partition(" ")
-    code = rest[:3]
-    if not version.startswith("HTTP/1.") or not code.isdigit() or len(code) != 3:
+    code, _, _ = rest.partition(" ")
+    if not version.startswith("HTTP/1.") or not _STATUS.fullmatch(code):
         raise WireError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
     headers = Headers()
     for line in lines[1:]:
@@ -223,18 +261,29 @@ def _parse_head(head: bytes) -> tuple[int, Headers]:
 
 class _Connection(asyncio.BufferedProtocol):
     """One request's connection: reads the head into a small buffer, then the body into the
-    buffers of ``pour``. Runs on the loop; only ``write`` calls go to worker threads."""
+    buffers of ``pour``. Runs on the loop; only ``write`` calls go to worker threads.
+
+    Over TLS, asyncio's TLS layer feeds a ``BufferedProtocol`` only one buffer when the server
+    closes while our reading is paused, and drops the rest (CPython 3.11 sslproto); its copying
+    path hands over everything. So TLS goes through ``_Copying`` and ``data_received``, which
+    copies into the same buffers (TLS has copied the bytes once already), and flow control
+    pauses the TCP transport underneath, which the TLS layer never reads past.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
         self._loop = loop
         self._timeout = timeout
-        self._transport: asyncio.Transport | None = None
+        self._transport: asyncio.Transport | None = None  # writes and closes: TLS or TCP
+        self._tcp: asyncio.Transport | None = None  # paused and resumed for flow control
         self._head_buf = bytearray(4096)
         self._scratch = bytearray(4096)  # see get_buffer
         self._head_len = 0
         self._head: asyncio.Future[tuple[int, Headers]] = loop.create_future()
         self._leftover = b""  # body bytes that came with the head
+        self._backlog: deque[bytes] = deque()  # TLS: bytes that came while there was no room
+        self._deferred_loss: tuple[Exception | None] | None = None  # lost behind the backlog
         self._lost = False
+        self._lost_exc: Exception | None = None
         self._last_read = loop.time()
         self._watchdog: asyncio.TimerHandle | None = None
         self._reading_body = False
@@ -256,13 +305,18 @@ class _Connection(asyncio.BufferedProtocol):
         self._failure: BaseException | None = None  # a write failed: stop, raise this
         self._peer_error: BaseException | None = None  # the peer failed: raise after the writes
         self._held = False  # reading paused because every buffer waits for the disk
+        self._stopped = False  # pour has returned or is returning: no more writes may start
 
     # -- asyncio protocol ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = self._tcp = transport
         self._arm()
+
+    def secured(self, transport: asyncio.Transport) -> None:
+        """TLS is set up on the connection: write and close through ``transport`` from now."""
+        self._transport = transport
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if not self._reading_body:
@@ -294,43 +348,59 @@ class _Connection(asyncio.BufferedProtocol):
             if self._pos == self._chunk_size or self._remaining == 0:
                 self._flush()
             return
-        start = max(0, self._head_len - 3)
+        if self._head.done():
+            return  # a failed head: the connection is closing
         self._head_len += nbytes
-        end = self._head_buf.find(b"\r\n\r\n", start, self._head_len)
-        if end < 0:
-            if self._head_len > MAX_HEAD:
+        start = 0
+        while True:
+            end = self._head_buf.find(b"\r\n\r\n", start, self._head_len)
+            if (end < 0 and self._head_len - start > MAX_HEAD) or end + 4 - start > MAX_HEAD:
                 self._fail_head(WireError(f"response head over {MAX_HEAD} bytes"))
-            return
-        assert self._transport is not None
-        self._transport.pause_reading()  # until pour decides where the body goes
-        self._leftover = bytes(self._head_buf[end + 4 : self._head_len])
-        try:
-            parsed = _parse_head(bytes(self._head_buf[:end]))
-        except WireError as e:
-            self._fail_head(e)
-            return
+                return
+            if end < 0:
+                if start:  # drop the interim heads already read
+                    del self._head_buf[:start]
+                    self._head_len -= start
+                return
+            try:
+                parsed = _parse_head(bytes(self._head_buf[start:end]))
+            except WireError as e:
+                self._fail_head(e)
+                return
+            start = end + 4
+            if not 100 <= parsed[0] < 200:
+                break
+            # An interim answer (103 Early Hints from a CDN): the real one follows.
+        self._pause()  # until pour decides where the body goes
+        self._leftover = bytes(self._head_buf[start : self._head_len])
         self._disarm()
-        if not self._head.done():
-            self._head.set_result(parsed)
+        self._head.set_result(parsed)
+
+    def data_received(self, data: bytes) -> None:
+        """The copying path (TLS): into the same buffers as ``recv_into`` would."""
+        if self._backlog or not self._has_room():
+            self._backlog.append(data)
+            self._pause()
+            return
+        self._take_in(data)
 
     def eof_received(self) -> bool | None:
         return None  # close the transport; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._backlog and not self._stopped:
+            self._deferred_loss = (exc,)  # the end comes after the bytes still to place
+            return
         self._lost = True
+        self._lost_exc = exc
         self._disarm()
         if not self._head.done():
             self._head.set_exception(
                 exc or ConnectionResetError("the server closed the connection before answering")
             )
             self._head.exception()  # retrieved: a caller that gave up must not log it
-        if self._reading_body:
-            if self._until_eof and exc is None:
-                self._remaining = 0  # a body delimited by the end of the connection
-                self._flush()
-                self._finish_if_drained()
-            elif self._remaining != 0:
-                self._peer_failed(exc or ConnectionResetError(self._short_body()))
+        if self._reading_body and not self._stopped:
+            self._body_lost()
 
     # -- API ---------------------------------------------------------------------------------
 
@@ -369,24 +439,24 @@ class _Connection(asyncio.BufferedProtocol):
             if leftover:
                 self._queue.append(leftover)
             self._buf = self._take_buffer()
-        if self._remaining == 0 or self._lost:
-            if self._lost and self._remaining != 0 and not self._until_eof:
-                self._peer_failed(ConnectionResetError(self._short_body()))
-            else:
-                self._remaining = 0
-                self._flush()
-                self._finish_if_drained()
+        self._drain_backlog()
+        if self._lost:
+            self._body_lost()
+        elif self._remaining == 0:
+            self._flush()
         else:
-            self._submit()
             self._arm()
-            assert self._transport is not None
-            if not self._held:
-                self._transport.resume_reading()
+            if not self._held and not self._backlog:
+                self._resume()
+        self._submit()
+        self._finish_if_drained()
         try:
             await self._done
         finally:
             # Cancelled, or failed: stop reading, and wait for the worker to let go of the file.
+            self._stopped = True
             self._queue.clear()
+            self._backlog.clear()
             self.close()
             while self._busy is not None and not self._busy.done():
                 with suppress(BaseException):
@@ -396,6 +466,55 @@ class _Connection(asyncio.BufferedProtocol):
         self._disarm()
         if self._transport is not None and not self._lost:
             self._transport.abort()  # unread body bytes: the connection cannot be reused
+
+    # -- flow ------------------------------------------------------------------------------------
+
+    def _pause(self) -> None:
+        if self._tcp is not None and not self._lost:
+            self._tcp.pause_reading()
+
+    def _resume(self) -> None:
+        if self._tcp is not None and not self._lost:
+            self._tcp.resume_reading()
+
+    def _has_room(self) -> bool:
+        """Whether received bytes have somewhere to go now (the copying path)."""
+        if self._stopped:
+            return True  # thrown away into the scratch buffer
+        if not self._reading_body:
+            return not self._head.done()  # after the head, bytes wait for pour
+        return self._dechunker is not None or self._buf is not None or self._remaining == 0
+
+    def _take_in(self, data: bytes) -> None:
+        view = memoryview(data)
+        i = 0
+        while i < len(view):
+            if not self._has_room():
+                self._backlog.appendleft(bytes(view[i:]))
+                self._pause()
+                return
+            buf = self.get_buffer(-1)
+            n = min(len(buf), len(view) - i)
+            buf[:n] = view[i : i + n]
+            self.buffer_updated(n)
+            i += n
+
+    def _drain_backlog(self) -> None:
+        while self._backlog and self._has_room():
+            self._take_in(self._backlog.popleft())
+        if not self._backlog and self._deferred_loss is not None:
+            (exc,) = self._deferred_loss
+            self._deferred_loss = None
+            self.connection_lost(exc)
+
+    def _body_lost(self) -> None:
+        """The connection ended while reading the body."""
+        if self._until_eof and self._lost_exc is None:
+            self._remaining = 0  # a body delimited by the end of the connection
+            self._flush()
+            self._finish_if_drained()
+        elif self._remaining != 0:
+            self._peer_failed(self._lost_exc or ConnectionResetError(self._short_body()))
 
     # -- body machinery --------------------------------------------------------------------------
 
@@ -417,18 +536,18 @@ class _Connection(asyncio.BufferedProtocol):
             self._buf = None
             self._pos = 0
         if self._remaining == 0:
-            if self._transport is not None and not self._lost:
-                self._transport.pause_reading()  # the body is complete
+            self._disarm()  # the body is all here: what is left to wait for is our disk
+            self._pause()
         elif self._buf is None and not self._lost:
             self._buf = self._take_buffer()
-            if self._buf is None and self._transport is not None:
-                self._transport.pause_reading()  # every buffer waits for the disk
+            if self._buf is None:
+                self._pause()  # every buffer waits for the disk
                 self._held = True
         self._submit()
 
     def _submit(self) -> None:
         """Start the next write, unless one is running: writes happen one at a time, in order."""
-        if self._busy is not None or not self._queue or self._failure is not None:
+        if self._busy is not None or not self._queue or self._failure or self._stopped:
             return
         chunk = self._queue.popleft()
         view = chunk if isinstance(chunk, memoryview) else memoryview(chunk)
@@ -446,7 +565,7 @@ class _Connection(asyncio.BufferedProtocol):
 
     def _written(self, future: asyncio.Future[None], chunk: Chunk) -> None:
         self._busy = None
-        if future.cancelled():
+        if future.cancelled() or self._stopped:
             return
         error = future.exception()
         if error is not None:
@@ -469,28 +588,30 @@ class _Connection(asyncio.BufferedProtocol):
             if self._dechunker is None and self._buf is None:
                 self._buf = self._take_buffer()
             ready = self._buf is not None if self._dechunker is None else len(self._queue) < 2
-            if ready and self._transport is not None and not self._lost:
+            if ready:
                 self._held = False
-                self._transport.resume_reading()
+                self._drain_backlog()
+                if not self._held and not self._backlog and self._remaining != 0:
+                    self._resume()
         self._submit()
         self._finish_if_drained()
 
-    def _dechunked(self, raw: Chunk, nbytes: int) -> None:
+    def _dechunked(self, raw: bytes | bytearray, nbytes: int) -> None:
         """Received bytes of a chunked body: queue the data in them (copied: chunked blob bodies
         are rare, so this path is simple rather than fast)."""
         assert self._dechunker is not None
-        try:
-            pieces = self._dechunker.feed(raw, nbytes)
-        except WireError as e:
-            self._peer_failed(e)
+        pieces = self._dechunker.feed(raw, nbytes)
+        if pieces:
+            self._queue.append(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+        if self._dechunker.error is not None:
+            self._peer_failed(self._dechunker.error)
             return
-        self._queue.extend(pieces)
         if self._dechunker.done:
             self._remaining = 0
-            if self._transport is not None and not self._lost:
-                self._transport.pause_reading()
-        elif len(self._queue) >= BUFFERS and self._transport is not None and not self._lost:
-            self._transport.pause_reading()  # the disk is behind: let the queue drain
+            self._disarm()
+            self._pause()
+        elif len(self._queue) >= BUFFERS:
+            self._pause()  # the disk is behind: let the queue drain
             self._held = True
         self._submit()
         self._finish_if_drained()
@@ -513,7 +634,7 @@ class _Connection(asyncio.BufferedProtocol):
         if error is not None:
             self._disarm()
             self._done.set_exception(error)
-        elif self._remaining == 0 or (self._remaining is None and self._lost):
+        elif self._remaining == 0:
             self._disarm()
             self._done.set_result(None)
 
@@ -540,7 +661,7 @@ class _Connection(asyncio.BufferedProtocol):
         """Rescheduled rather than reset on every read: one timer per timeout, not per recv."""
         self._watchdog = None
         now = self._loop.time()
-        if self._held:
+        if self._held or self._backlog:
             self._last_read = now  # waiting for our disk, not for the peer
         idle = now - self._last_read
         if idle < self._timeout:
@@ -554,11 +675,30 @@ class _Connection(asyncio.BufferedProtocol):
             self._peer_failed(error)
 
 
+class _Copying(asyncio.Protocol):
+    """Hands a TLS connection's bytes to ``_Connection.data_received`` (see its docstring)."""
+
+    def __init__(self, conn: _Connection) -> None:
+        self._conn = conn
+
+    def data_received(self, data: bytes) -> None:
+        self._conn.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._conn.connection_lost(exc)
+
+
 def _discard(_: memoryview) -> None:
     pass
 
 
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
+_STATUS = re.compile(r"[1-9][0-9][0-9]")
+#: A DNS name (IDNs come as punycode) or an IP literal (IPv6 without its brackets, maybe a zone).
+_HOST = re.compile(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]+(%[A-Za-z0-9._-]+)?")
 
 
 class _Dechunker:
@@ -570,18 +710,27 @@ class _Dechunker:
     def __init__(self, cap: int | None) -> None:
         self.raw = bytearray(64 * 1024)  # the transport reads into this
         self.done = False
+        self.error: WireError | None = None  # malformed: what came before it is still returned
         self._cap = cap
         self._given = 0
         self._line = bytearray()
         self._left = 0  # data bytes left in the current chunk
         self._state = "size"  # size, data, data-end, trailer
+        self._trailer = 0  # bytes of trailer fields (ignored, but not without end)
 
-    def feed(self, raw: Chunk, n: int) -> list[bytes]:
-        """The data in ``raw[:n]``."""
-        data = memoryview(raw)
+    def feed(self, raw: bytes | bytearray, n: int) -> list[bytes]:
+        """The data in ``raw[:n]``; on malformed framing, the data before it, and ``error``."""
         pieces: list[bytes] = []
+        try:
+            self._feed(raw, n, pieces)
+        except WireError as e:
+            self.error = e
+        return pieces
+
+    def _feed(self, raw: bytes | bytearray, n: int, pieces: list[bytes]) -> None:
+        data = memoryview(raw)
         i = 0
-        while i < n and not self.done:
+        while i < n and not self.done and self.error is None:
             if self._state == "data":
                 take = min(self._left, n - i)
                 if self._cap is not None:
@@ -595,7 +744,7 @@ class _Dechunker:
                 elif not self._left:
                     self._state = "data-end"
                 continue
-            end = raw.find(b"\n", i, n) if not isinstance(raw, memoryview) else -1
+            end = raw.find(b"\n", i, n)
             if end < 0:
                 self._line += data[i:n]
                 i = n
@@ -606,7 +755,6 @@ class _Dechunker:
                 self._line.clear()
             if len(self._line) > self.MAX_LINE:
                 raise WireError("malformed chunked body: a line over 4096 bytes")
-        return pieces
 
     def _line_done(self, line: bytes) -> None:
         if self._state == "size":
@@ -621,3 +769,7 @@ class _Dechunker:
             self._state = "size"
         elif not line:  # the empty line that ends the trailer
             self.done = True
+        else:
+            self._trailer += len(line) + 2
+            if self._trailer > MAX_HEAD:
+                raise WireError(f"malformed chunked body: a trailer over {MAX_HEAD} bytes")

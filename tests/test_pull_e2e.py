@@ -77,9 +77,11 @@ def test_pull_through_mirror_prints_docker_lines_and_a_readable_oci_layout(
     assert [line for line in lines if line.endswith(": Pulling fs layer")] == [
         f"{i}: Pulling fs layer" for i in ids
     ]
-    # the concurrency limit is 3: every later layer waits
+    # the concurrency limit is 3, and the largest layers go first: every other layer waits
+    sizes = {i: len(x.data) for i, x in zip(ids, image.manifests[0].layers, strict=True)}
+    by_size = sorted(ids, key=lambda i: -sizes[i])
     assert [line for line in lines if line.endswith(": Waiting")] == [
-        f"{i}: Waiting" for i in ids[3:]
+        f"{i}: Waiting" for i in by_size[3:]
     ]
     for i in ids:
         assert lines.index(f"{i}: Verifying Checksum") < lines.index(f"{i}: Download complete")

@@ -1,0 +1,1038 @@
+"""``puller.wire`` against a crafted raw HTTP server on loopback: the server reads each request
+head (and records it), then writes exactly the bytes a test chose, when it chose to."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from types import TracebackType
+from typing import TypeVar
+
+import pytest
+
+from puller import wire
+
+T = TypeVar("T")
+
+#: The timeout given to ``wire.get`` where a test does not want one to fire.
+RELAXED = 5.0
+#: How long a test waits for something that must happen promptly, before it calls it a hang.
+HANG = 5.0
+
+Handler = Callable[[asyncio.StreamWriter, bytes], Awaitable[None]]
+
+
+# -- the raw server --------------------------------------------------------------------------------
+
+
+class RawServer:
+    """A loopback server: reads each request head, records it, and hands the connection's writer
+    to ``handler``; the connection is closed when the handler returns."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.heads: list[bytes] = []
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+        self._port = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> RawServer:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+    @property
+    def port(self) -> int:
+        port: int = self._port
+        return port
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self.connections += 1
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            self.heads.append(head)
+            await self.handler(writer, head)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # the client went away, or the test is over
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+
+
+def reply(*parts: bytes, pause: float = 0.0, then_stall: bool = False) -> Handler:
+    """A handler that writes ``parts`` one after the other (``pause`` seconds apart), then closes
+    the connection, or keeps it open until the test ends."""
+
+    async def handler(writer: asyncio.StreamWriter, head: bytes) -> None:
+        for i, part in enumerate(parts):
+            if i and pause:
+                await asyncio.sleep(pause)
+            writer.write(part)
+            await writer.drain()
+        if then_stall:
+            await asyncio.Event().wait()
+
+    return handler
+
+
+def routed(routes: dict[str, bytes]) -> Handler:
+    """A handler answering by request path; an unknown path gets a 404."""
+
+    async def handler(writer: asyncio.StreamWriter, head: bytes) -> None:
+        path = head.split(b" ", 2)[1].decode()
+        writer.write(routes.get(path, http(404, body=b"")))
+        await writer.drain()
+
+    return handler
+
+
+def http(
+    status: int = 200,
+    headers: Sequence[str] = (),
+    body: bytes | None = None,
+    reason: str = "X",
+) -> bytes:
+    """A response: status line, ``headers``, and, if ``body`` is given, its Content-Length and
+    the body."""
+    lines = [f"HTTP/1.1 {status} {reason}", *headers]
+    if body is not None:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+
+
+def chunked_head(*headers: str) -> bytes:
+    return http(200, ["Transfer-Encoding: chunked", *headers])
+
+
+def chunk(data: bytes, size: str | None = None) -> bytes:
+    return (size or f"{len(data):x}").encode() + b"\r\n" + data + b"\r\n"
+
+
+def request_lines(head: bytes) -> list[str]:
+    assert head.endswith(b"\r\n\r\n")
+    return head[:-4].decode("latin-1").split("\r\n")
+
+
+def request_headers(head: bytes) -> dict[str, str]:
+    """The request's headers by lower-cased name (each must be there once)."""
+    found: dict[str, str] = {}
+    for line in request_lines(head)[1:]:
+        name, _, value = line.partition(": ")
+        assert name.lower() not in found, head
+        found[name.lower()] = value
+    return found
+
+
+def body_bytes(n: int, seed: int = 1) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+async def within(awaitable: Awaitable[T], seconds: float = HANG) -> T:
+    """``awaitable``, or a test failure (not a hung suite) if it takes longer than ``seconds``."""
+    return await asyncio.wait_for(awaitable, seconds)
+
+
+# -- the writer side -----------------------------------------------------------------------------
+
+
+class Sink:
+    """A ``write`` for ``pour`` that keeps what it is given and checks that calls never overlap
+    and run off the loop's thread; ``progress`` records what it is told, and on which thread."""
+
+    def __init__(self, delay: float = 0.0, delays: Iterable[float] = ()) -> None:
+        self.data = bytearray()
+        self.calls = 0
+        self.overlaps = 0
+        self.write_threads: set[int] = set()
+        self.progress_calls: list[int] = []
+        self.progress_threads: set[int] = set()
+        self._lock = threading.Lock()
+        self._delay = delay
+        self._delays = list(delays)  # per call, before falling back to ``delay``
+
+    def write(self, view: memoryview) -> None:
+        if not self._lock.acquire(blocking=False):
+            self.overlaps += 1
+            raise AssertionError("two write calls at once")
+        try:
+            self.write_threads.add(threading.get_ident())
+            delay = self._delays[self.calls] if self.calls < len(self._delays) else self._delay
+            self.calls += 1
+            if delay:
+                time.sleep(delay)
+            self.data += view  # a copy: the buffer is reused once write returns
+        finally:
+            self._lock.release()
+
+    def progress(self, n: int) -> None:
+        self.progress_threads.add(threading.get_ident())
+        self.progress_calls.append(n)
+
+
+async def fetch(url: str, *, timeout: float = RELAXED, **kwargs: int) -> wire.Response:
+    return await within(wire.get(url, {}, tls=None, timeout=timeout, **kwargs))
+
+
+async def pour_into(resp: wire.Response, sink: Sink, chunk_size: int = 1 << 20) -> None:
+    try:
+        await within(resp.pour(sink.write, sink.progress, chunk_size))
+    finally:
+        resp.release()
+
+
+# -- Content-Length bodies -----------------------------------------------------------------------
+
+
+async def test_content_length_body_intact_in_order_across_many_buffers() -> None:
+    body = body_bytes(1 << 20)
+    async with RawServer(reply(http(body=body))) as server:
+        resp = await fetch(server.url("/blob"))
+        assert resp.status == 200
+        assert resp.content_length == len(body)
+        assert not resp.chunked
+        sink = Sink()
+        await pour_into(resp, sink, chunk_size=1024)
+    assert sink.overlaps == 0
+    assert bytes(sink.data) == body
+    assert sink.calls >= len(body) // 4096  # many buffers, not one
+    assert sum(sink.progress_calls) == len(body)
+    assert len(sink.progress_calls) == sink.calls
+    assert threading.get_ident() not in sink.write_threads  # writes run in a worker thread
+    assert sink.progress_threads == {threading.get_ident()}  # progress runs on the loop
+
+
+async def test_body_in_tiny_pieces_with_pauses() -> None:
+    body = bytes(range(256)) * 2
+    pieces = [body[i : i + 5] for i in range(0, len(body), 5)]
+    head = http(headers=[f"Content-Length: {len(body)}"])
+    # The head itself also comes in pieces, split inside its final CRLF CRLF.
+    async with RawServer(reply(head[:-3], head[-3:-1], head[-1:], *pieces, pause=0.002)) as server:
+        resp = await fetch(server.url())
+        sink = Sink()
+        await pour_into(resp, sink, chunk_size=64)
+    assert bytes(sink.data) == body
+    assert sum(sink.progress_calls) == len(body)
+    assert sink.overlaps == 0
+
+
+async def test_head_split_byte_by_byte() -> None:
+    full = http(headers=["X-Split: yes"], body=b"payload")
+    async with RawServer(reply(*[full[i : i + 1] for i in range(len(full))], pause=0.001)) as s:
+        resp = await fetch(s.url())
+        assert resp.headers.get("x-split") == "yes"
+        sink = Sink()
+        await pour_into(resp, sink)
+    assert bytes(sink.data) == b"payload"
+
+
+@pytest.mark.parametrize("same_write", [True, False], ids=["with-head", "later"])
+async def test_bytes_after_content_length_are_ignored(same_write: bool) -> None:
+    body = b"0123456789"
+    junk = b"JUNK" * 1000
+    if same_write:
+        parts = [http(body=body) + junk]
+    else:
+        parts = [http(headers=[f"Content-Length: {len(body)}"]), body + junk]
+    # The connection stays open: pour must end on the length, not on the close.
+    async with RawServer(reply(*parts, pause=0.02, then_stall=True)) as server:
+        resp = await fetch(server.url())
+        sink = Sink()
+        await pour_into(resp, sink, chunk_size=64 * 1024)
+    assert bytes(sink.data) == body
+    assert sum(sink.progress_calls) == len(body)
+
+
+async def test_empty_content_length_body() -> None:
+    async with RawServer(reply(http(body=b""), then_stall=True)) as server:
+        resp = await fetch(server.url())
+        sink = Sink()
+        await pour_into(resp, sink)
+    assert sink.data == b""
+    assert sum(sink.progress_calls) == 0
+
+
+async def test_short_body_raises_after_writing_what_came() -> None:
+    body = body_bytes(10_000)
+    sent = body[:3000]
+    head = http(headers=[f"Content-Length: {len(body)}"])
+    async with RawServer(reply(head + sent[:100], sent[100:], pause=0.02)) as server:
+        resp = await fetch(server.url())
+        sink = Sink()
+        with pytest.raises(ConnectionResetError):
+            await pour_into(resp, sink, chunk_size=1024)
+    assert bytes(sink.data) == sent
+    assert sum(sink.progress_calls) == len(sent)
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "1e3", "", "5, 5"])
+async def test_invalid_content_length_raises_wire_error(value: str) -> None:
+    async with RawServer(reply(http(headers=[f"Content-Length: {value}"]) + b"hello")) as server:
+        resp = await fetch(server.url())
+        try:
+            with pytest.raises(wire.WireError):
+                _ = resp.content_length
+            with pytest.raises(wire.WireError):
+                await within(resp.pour(Sink().write, Sink().progress))
+        finally:
+            resp.release()
+
+
+async def test_content_length_superscript_digit_raises_wire_error() -> None:
+    async with RawServer(reply(b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\nhi")) as server:
+        resp = await fetch(server.url())
+        try:
+            with pytest.raises(wire.WireError):
+                _ = resp.content_length
+        finally:
+            resp.release()
+
+
+# -- chunked bodies ------------------------------------------------------------------------------
+
+
+async def test_chunked_body_with_extensions_trailer_split_framing() -> None:
+    chunks = [b"hello", b" ", b"world" * 10, bytes(range(26)), b"z" * 300]
+    sizes = ["5;foo=bar", "1 ; a=b;c", "32", "1A", "12C"]  # hex upper-case: 0x1A, 0x12C
+    assert [int(s.split(";")[0], 16) for s in sizes] == [len(c) for c in chunks]
+    parts: list[bytes] = [chunked_head()]
+    for data, size in zip(chunks, sizes, strict=True):
+        # The framing goes one byte per TCP write, so every CRLF is split; the data in one.
+        parts += [bytes([b]) for b in f"{size}\r\n".encode()]
+        parts.append(data)
+        parts += [b"\r", b"\n"]
+    parts += [bytes([b]) for b in b"0\r\nX-Trailer: 1\r\n\r\n"]
+    # The connection stays open after the trailer: the last chunk ends the body.
+    async with RawServer(reply(*parts, pause=0.001, then_stall=True)) as server:
+        resp = await fetch(server.url())
+        assert resp.chunked
+        assert resp.content_length is None
+        sink = Sink()
+        await pour_into(resp, sink, chunk_size=64)
+    assert bytes(sink.data) == b"".join(chunks)
+    assert sum(sink.progress_calls) == len(sink.data)
+    assert sink.overlaps == 0
+
+
+async def test_chunked_body_in_one_write() -> None:
+    chunks = [body_bytes(70_000, seed=s) for s in range(3)]
+    raw = chunked_head() + b"".join(chunk(c) for c in chunks) + b"0\r\n\r\n"
+    async with RawServer(reply(raw, then_stall=True)) as server:
+        resp = await fetch(server.url())
+        sink = Sink()
+        await pour_into(resp, sink, chunk_size=4096)
+    assert bytes(sink.data) == b"".join(chunks)
+    assert sum(sink.progress_calls) == len(sink.data)
+    assert sink.overlaps == 0
+
+
+async def test_transfer_encoding_case_and_identity() -> None:
+    async with RawServer(reply(http(headers=["Transfer-Encoding: Chunked"]) + b"0\r\n\r\n")) as s:
+        resp = await fetch(s.url())
+        assert resp.chunked
+        resp.release()
+    async with RawServer(reply(http(headers=["Transfer-Encoding: identity"], body=b"x"))) as s:
+        resp = await fetch(s.url())
+        assert not resp.chunked
+        resp.release()
+
+
+async def test_unsupported_transfer_encoding_raises_wire_error() -> None:
+    async with RawServer(reply(http(headers=["Transfer-Encoding: gzip, chunked"]))) as server:
+        resp = await fetch(server.url())
+        try:
+            with pytest.raises(wire.WireError):
+                await within(resp.pour(Sink().write, Sink().progress))
+        finally:
+            resp.release()
+
+
+@pytest.mark.parametrize("size", [b"zz", b"+5", b"0x5", b"-1", b"", b"5 5", b"1" * 16])
+async def test_malformed_chunk_size_raises_wire_error(size: bytes) -> None:
+    rest = size + b"\r\nhello\r\n0\r\n\r\n"
+    async with RawServer(reply(chunked_head() + chunk(b"first"), rest, pause=0.05)) as server:
+        resp = await fetch(server.url())
+        sink = Sink()
+        with pytest.raises(wire.WireError):
+            await pour_into(resp, sink)
+    assert bytes(sink.data) == b"first"  # what came before the bad line was written
+
+
+@pytest.mark.parametrize("size", [b"zz", b"+5", b"0x5"])
+async def test_malformed_chunk_size_in_one_read_raises_wire_error(size: bytes) -> None:
+    raw = chunked_head() + chunk(b"first") + size + b"\r\nhello\r\n0\r\n\r\n"
+    async with RawServer(reply(raw, then_stall=True)) as server:
+        resp = await fetch(server.url())
+        sink = Sink()
+        with pytest.raises(wire.WireError):
+            await pour_into(resp, sink)
+    # The good chunk decoded in the same read as the bad line may be dropped, never mangled.
+    assert b"first".startswith(bytes(sink.data))
+
+
+async def test_chunk_longer_than_its_size_raises_wire_error() -> None:
+    raw = chunked_head() + b"3\r\nabcdef\r\n0\r\n\r\n"
+    async with RawServer(reply(raw, then_stall=True)) as server:
+        resp = await fetch(server.url())
+        with pytest.raises(wire.WireError):
+            await pour_into(resp, Sink())
+
+
+async def test_chunked_connection_closed_before_last_chunk() -> None:
+    raw = chunked_head() + chunk(b"hello") + b"7\r\nab"
+    async with RawServer(reply(raw)) as server:
+        resp = await fetch(server.url())
+        sink = Sink()
+        with pytest.raises(ConnectionError):
+            await pour_into(resp, sink)
+    assert bytes(sink.data) == b"helloab"
+
+
+async def test_chunked_connection_closed_before_trailer_end() -> None:
+    raw = chunked_head() + chunk(b"hello") + b"0\r\nX-Trailer: 1\r\n"
+    async with RawServer(reply(raw)) as server:
+        resp = await fetch(server.url())
+        sink = Sink()
+        with pytest.raises(OSError):
+            await pour_into(resp, sink)
+    assert bytes(sink.data) == b"hello"
+
+
+# -- bodies ending with the connection -----------------------------------------------------------
+
+
+async def test_body_without_length_ends_at_close() -> None:
+    body = body_bytes(200_000)
+    async with RawServer(reply(http(), body[:50_000], body[50_000:], pause=0.01)) as server:
+        resp = await fetch(server.url())
+        assert resp.content_length is None
+        assert not resp.chunked
+        sink = Sink()
+        await pour_into(resp, sink, chunk_size=4096)
+    assert bytes(sink.data) == body
+    assert sum(sink.progress_calls) == len(body)
+    assert sink.overlaps == 0
+
+
+async def test_empty_body_without_length() -> None:
+    async with RawServer(reply(http())) as server:
+        resp = await fetch(server.url())
+        sink = Sink()
+        await pour_into(resp, sink)
+    assert sink.data == b""
+
+
+# -- response heads ------------------------------------------------------------------------------
+
+
+async def test_headers_case_insensitive_first_wins() -> None:
+    raw = http(
+        404,
+        ["X-Thing: first", "x-thing: second", "X-THING: third", "Content-Type:  a/b  ", "Empty:"],
+        body=b"",
+        reason="Not Found",
+    )
+    async with RawServer(reply(raw)) as server:
+        resp = await fetch(server.url())
+        resp.release()
+    assert resp.status == 404
+    assert resp.headers.get("x-thing") == "first"
+    assert resp.headers.get("X-Thing") == "first"
+    assert resp.headers.get("content-type") == "a/b"
+    assert resp.headers.get("EMPTY") == ""
+    assert resp.headers.get("missing") is None
+    assert resp.headers.get("missing", "fallback") == "fallback"
+    assert resp.url == server.url()
+
+
+async def test_status_line_without_reason_and_http_1_0() -> None:
+    async with RawServer(reply(b"HTTP/1.0 204\r\n\r\n")) as server:
+        resp = await fetch(server.url())
+        resp.release()
+    assert resp.status == 204
+
+
+@pytest.mark.parametrize(
+    "status_line",
+    [b"HTTP/2 200 OK", b"ICY 200 OK", b"HTTP/1.1 20 OK", b"HTTP/1.1 abc", b"garbage", b""],
+)
+async def test_malformed_status_line_raises_wire_error(status_line: bytes) -> None:
+    raw = status_line + b"\r\nContent-Length: 0\r\n\r\n"
+    async with RawServer(reply(raw, then_stall=True)) as server:
+        with pytest.raises(wire.WireError):
+            await fetch(server.url())
+
+
+@pytest.mark.parametrize("line", [b"NoColonHere", b" Folded: x", b"Name : v", b": no-name"])
+async def test_malformed_header_line_raises_wire_error(line: bytes) -> None:
+    raw = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n" + line + b"\r\n\r\n"
+    async with RawServer(reply(raw, then_stall=True)) as server:
+        with pytest.raises(wire.WireError):
+            await fetch(server.url())
+
+
+def padding_headers(total: int) -> bytes:
+    """Header lines adding up to at least ``total`` bytes."""
+    line = b"X-Pad: " + b"a" * 120 + b"\r\n"
+    return line * (total // len(line) + 1)
+
+
+async def test_unterminated_head_over_max_head_raises_without_hanging() -> None:
+    raw = b"HTTP/1.1 200 OK\r\n" + padding_headers(wire.MAX_HEAD + 1000)
+    async with RawServer(reply(raw, then_stall=True)) as server:
+        started = time.monotonic()
+        with pytest.raises(wire.WireError):
+            await fetch(server.url())
+    assert time.monotonic() - started < 2
+
+
+async def test_endless_head_raises_without_hanging() -> None:
+    async def endless(writer: asyncio.StreamWriter, head: bytes) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        while True:
+            writer.write(padding_headers(4000))
+            await writer.drain()
+            await asyncio.sleep(0.001)
+
+    async with RawServer(endless) as server:
+        with pytest.raises(wire.WireError):
+            await fetch(server.url())
+
+
+async def test_complete_head_over_max_head_raises_wire_error() -> None:
+    raw = http(headers=["X-Pad: " + "a" * 120] * (wire.MAX_HEAD // 128 + 8), body=b"")
+    assert len(raw) > wire.MAX_HEAD + 500
+    assert raw.index(b"\r\n\r\n") == len(raw) - 4
+    # MAX_HEAD bytes, then the rest of the head (with its blank line) in one small write.
+    parts = raw[: wire.MAX_HEAD], raw[wire.MAX_HEAD :]
+    async with RawServer(reply(*parts, pause=0.02, then_stall=True)) as server:
+        with pytest.raises(wire.WireError):
+            resp = await fetch(server.url())
+            resp.release()
+
+
+# -- redirects -----------------------------------------------------------------------------------
+
+SECRETS = {"Authorization": "Bearer secret", "Range": "bytes=5-"}
+
+
+async def test_redirect_same_origin_keeps_authorization_and_range() -> None:
+    routes = {"/start": http(307, ["Location: /final"], body=b""), "/final": http(body=b"ok")}
+    async with RawServer(routed(routes)) as server:
+        resp = await within(wire.get(server.url("/start"), SECRETS, tls=None, timeout=RELAXED))
+        sink = Sink()
+        await pour_into(resp, sink)
+    assert resp.status == 200
+    assert resp.url == server.url("/final")
+    assert bytes(sink.data) == b"ok"
+    assert len(server.heads) == 2
+    for head in server.heads:
+        headers = request_headers(head)
+        assert headers["authorization"] == "Bearer secret"
+        assert headers["range"] == "bytes=5-"
+    assert request_lines(server.heads[1])[0] == "GET /final HTTP/1.1"
+
+
+@pytest.mark.parametrize("auth_name", ["Authorization", "authorization"])
+async def test_redirect_to_other_port_drops_authorization_keeps_range(auth_name: str) -> None:
+    async with RawServer(routed({"/blob": http(body=b"data")})) as other:
+        target = other.url("/blob")
+        routes = {"/start": http(302, [f"Location: {target}"], body=b"")}
+        async with RawServer(routed(routes)) as first:
+            headers = {auth_name: "Bearer secret", "Range": "bytes=5-"}
+            resp = await within(wire.get(first.url("/start"), headers, tls=None, timeout=RELAXED))
+            sink = Sink()
+            await pour_into(resp, sink)
+    assert bytes(sink.data) == b"data"
+    assert resp.url == target
+    assert request_headers(first.heads[0])["authorization"] == "Bearer secret"
+    (head,) = other.heads
+    sent = request_headers(head)
+    assert "authorization" not in sent
+    assert sent["range"] == "bytes=5-"
+    assert sent["host"] == f"127.0.0.1:{other.port}"
+
+
+async def test_redirect_back_to_first_origin_does_not_restore_authorization() -> None:
+    async with RawServer(routed({})) as first, RawServer(routed({})) as b:
+        first.handler = routed(
+            {"/a": http(302, [f"Location: {b.url('/b')}"], b""), "/c": http(body=b"c")}
+        )
+        b.handler = routed({"/b": http(302, [f"Location: {first.url('/c')}"], b"")})
+        resp = await within(wire.get(first.url("/a"), SECRETS, tls=None, timeout=RELAXED))
+        resp.release()
+    assert resp.status == 200
+    assert "authorization" in request_headers(first.heads[0])
+    assert "authorization" not in request_headers(b.heads[0])
+    assert "authorization" not in request_headers(first.heads[1])
+
+
+def endless_redirects() -> Handler:
+    async def handler(writer: asyncio.StreamWriter, head: bytes) -> None:
+        n = int(head.split(b" ", 2)[1].decode().lstrip("/") or 0)
+        writer.write(http(301, [f"Location: /{n + 1}"], body=b"moved"))
+        await writer.drain()
+
+    return handler
+
+
+async def test_more_than_max_redirects_raises() -> None:
+    async with RawServer(endless_redirects()) as server:
+        with pytest.raises(wire.TooManyRedirects):
+            await fetch(server.url("/0"))
+    assert server.connections == wire.MAX_REDIRECTS + 1
+    assert issubclass(wire.TooManyRedirects, wire.WireError)
+
+
+async def test_max_redirects_exactly_is_followed() -> None:
+    async def handler(writer: asyncio.StreamWriter, head: bytes) -> None:
+        n = int(head.split(b" ", 2)[1].decode().lstrip("/"))
+        if n < wire.MAX_REDIRECTS:
+            writer.write(http(308, [f"Location: /{n + 1}"], body=b""))
+        else:
+            writer.write(http(body=b"there"))
+        await writer.drain()
+
+    async with RawServer(handler) as server:
+        resp = await fetch(server.url("/0"))
+        sink = Sink()
+        await pour_into(resp, sink)
+    assert bytes(sink.data) == b"there"
+    assert resp.url == server.url(f"/{wire.MAX_REDIRECTS}")
+
+
+async def test_max_redirects_argument() -> None:
+    async with RawServer(endless_redirects()) as server:
+        with pytest.raises(wire.TooManyRedirects):
+            await fetch(server.url("/0"), max_redirects=2)
+    assert server.connections == 3
+
+
+async def test_redirect_status_without_location_is_returned() -> None:
+    async with RawServer(reply(http(302, body=b""))) as server:
+        resp = await fetch(server.url())
+        resp.release()
+    assert resp.status == 302
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        b"/next\nX-Injected: yes",
+        b"/next\rX-Injected: yes",
+        b"/a b HTTP/1.1\nX-Injected: yes",
+        b"/next?q=1 2\n\nX-Injected: yes",
+        b"/next\x0bX-Injected:\x0cyes\x85\x00",
+        b"  /next\tX-Injected: yes  ",
+    ],
+)
+async def test_redirect_location_cannot_inject_headers(location: bytes) -> None:
+    first = b"HTTP/1.1 302 Found\r\nContent-Length: 0\r\nLocation: " + location + b"\r\n\r\n"
+    answers = [first, http(body=b"ok")]
+
+    async def handler(writer: asyncio.StreamWriter, head: bytes) -> None:
+        writer.write(answers.pop(0) if answers else http(500, body=b""))
+        await writer.drain()
+
+    async with RawServer(handler) as server:
+        resp = await fetch(server.url("/start"))
+        resp.release()
+    assert resp.status == 200
+    assert len(server.heads) == 2
+    head = server.heads[1]
+    # Every CR and LF of the request is part of a CRLF line end; every other byte is printable.
+    assert head.count(b"\r") == head.count(b"\n") == head.count(b"\r\n")
+    assert all(0x20 <= b < 0x7F for b in head.replace(b"\r\n", b""))
+    lines = request_lines(head)
+    method, target, version = lines[0].split(" ")
+    assert (method, version) == ("GET", "HTTP/1.1")
+    assert target.startswith("/")
+    assert set(request_headers(head)) == {"host", "connection"}
+    assert not any(line.lower().startswith("x-injected") for line in lines)
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["ftp://127.0.0.1/x", "file:///etc/passwd", "javascript:alert(1)", "gopher://127.0.0.1:1/"],
+)
+async def test_redirect_to_non_http_scheme_raises_bad_url(location: str) -> None:
+    async with RawServer(reply(http(302, [f"Location: {location}"], body=b""))) as server:
+        with pytest.raises(wire.BadURL):
+            await fetch(server.url())
+    assert server.connections == 1
+
+
+async def test_redirect_with_bad_port_raises_bad_url() -> None:
+    async with RawServer(reply(http(302, ["Location: http://127.0.0.1:99999999/"], b""))) as s:
+        with pytest.raises(wire.BadURL):
+            await fetch(s.url())
+
+
+# -- the request ---------------------------------------------------------------------------------
+
+
+async def test_request_head() -> None:
+    async with RawServer(reply(http(body=b""))) as server:
+        headers = {"Authorization": "Bearer t", "Accept": "application/json"}
+        url = server.url("/v2/lib/x/blobs/sha256:abc?n=1&last=a")
+        resp = await within(wire.get(url, headers, tls=None, timeout=RELAXED))
+        resp.release()
+    (head,) = server.heads
+    lines = request_lines(head)
+    assert lines[0] == "GET /v2/lib/x/blobs/sha256:abc?n=1&last=a HTTP/1.1"
+    assert request_headers(head) == {
+        "host": f"127.0.0.1:{server.port}",
+        "connection": "close",
+        "authorization": "Bearer t",
+        "accept": "application/json",
+    }
+
+
+async def test_request_target_is_percent_encoded_and_defaults_to_slash() -> None:
+    async with RawServer(reply(http(body=b""))) as server:
+        for url in [server.url("/a b/\u00e9"), f"http://127.0.0.1:{server.port}"]:
+            resp = await fetch(url)
+            resp.release()
+    assert request_lines(server.heads[0])[0] == "GET /a%20b/%C3%A9 HTTP/1.1"
+    assert request_lines(server.heads[1])[0] == "GET / HTTP/1.1"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Value": "a\r\nEvil: 1"},
+        {"X-Value": "a\nb"},
+        {"X-Value": "a\rb"},
+        {"X-Name\r\nEvil": "1"},
+        {"Authorization": "Bearer t\n"},
+    ],
+)
+async def test_header_with_cr_or_lf_raises_before_sending(headers: dict[str, str]) -> None:
+    async with RawServer(reply(http(body=b""))) as server:
+        with pytest.raises(wire.WireError):
+            await within(wire.get(server.url(), headers, tls=None, timeout=RELAXED))
+        await asyncio.sleep(0.05)  # time for a connection, had one been made, to be accepted
+    assert server.connections == 0
+    assert server.heads == []
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/", "http:///path", "127.0.0.1:80/x", ""])
+async def test_bad_url_raises(url: str) -> None:
+    with pytest.raises(wire.BadURL):
+        await fetch(url)
+
+
+async def test_release_closes_the_connection() -> None:
+    closed = asyncio.Event()
+
+    async def handler(writer: asyncio.StreamWriter, head: bytes) -> None:
+        writer.write(http(headers=["Content-Length: 100000"]) + b"x" * 100)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        try:
+            while True:
+                writer.write(b"x" * 1000)
+                await writer.drain()
+                await asyncio.sleep(0.01)
+        except ConnectionError:
+            closed.set()
+
+    async with RawServer(handler) as server:
+        resp = await fetch(server.url())
+        resp.release()
+        await within(closed.wait(), 2)
+
+
+async def test_pour_twice_raises() -> None:
+    async with RawServer(reply(http(body=b"abc"))) as server:
+        resp = await fetch(server.url())
+        sink = Sink()
+        await pour_into(resp, sink)
+        with pytest.raises(RuntimeError):
+            await within(resp.pour(sink.write, sink.progress))
+    assert bytes(sink.data) == b"abc"
+
+
+# -- timeouts ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked", "until-close"])
+async def test_body_stall_raises_body_timeout_after_writing_what_came(framing: str) -> None:
+    sent = body_bytes(3000)
+    if framing == "length":
+        raw = http(headers=["Content-Length: 10000"]) + sent
+    elif framing == "chunked":
+        raw = chunked_head() + chunk(sent[:2000]) + b"1000\r\n" + sent[2000:]
+    else:
+        raw = http() + sent
+    async with RawServer(reply(raw, then_stall=True)) as server:
+        resp = await fetch(server.url(), timeout=0.3)
+        sink = Sink()
+        started = time.monotonic()
+        with pytest.raises(wire.BodyTimeout) as caught:
+            await pour_into(resp, sink, chunk_size=1024)
+        elapsed = time.monotonic() - started
+    assert isinstance(caught.value, asyncio.TimeoutError)
+    assert isinstance(caught.value, TimeoutError)
+    assert 0.25 <= elapsed < 1.5
+    assert bytes(sink.data) == sent
+
+
+@pytest.mark.parametrize("sent", [b"", b"HTTP/1.1 200 OK\r\nContent-Le"], ids=["none", "part"])
+async def test_stall_before_answering_raises_timeout(sent: bytes) -> None:
+    async with RawServer(reply(sent, then_stall=True)) as server:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await fetch(server.url(), timeout=0.3)
+        elapsed = time.monotonic() - started
+    assert 0.25 <= elapsed < 1.5
+
+
+async def test_trickling_body_does_not_time_out() -> None:
+    """Each byte resets the read timeout: 0.5 s in all, never 0.3 s without a byte."""
+    body = b"0123456789"
+    head = http(headers=[f"Content-Length: {len(body)}"])
+    async with RawServer(reply(head, *[bytes([b]) for b in body], pause=0.05)) as server:
+        resp = await fetch(server.url(), timeout=0.3)
+        sink = Sink()
+        await pour_into(resp, sink)
+    assert bytes(sink.data) == body
+
+
+async def test_slow_write_mid_body_is_not_a_timeout() -> None:
+    """The first write takes longer than the timeout while the other buffers fill up and reading
+    is paused: that wait for the disk is not counted."""
+    body = body_bytes(16 * 1024)
+    async with RawServer(reply(http(body=body), then_stall=True)) as server:
+        resp = await fetch(server.url(), timeout=0.3)
+        sink = Sink(delays=[0.5])
+        await pour_into(resp, sink, chunk_size=1024)
+    assert bytes(sink.data) == body
+    assert sink.overlaps == 0
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+async def test_slow_writer_is_not_a_timeout(framing: str) -> None:
+    body = body_bytes(3 * 1024)  # three writes of 0.2 s after the last byte has come
+    if framing == "length":
+        head, raw = http(headers=[f"Content-Length: {len(body)}"]), body
+    else:
+        head = chunked_head()
+        raw = b"".join(chunk(body[i : i + 1024]) for i in range(0, 3072, 1024)) + b"0\r\n\r\n"
+    # The body comes after the head (not in the read that ends the head), all at once.
+    async with RawServer(reply(head, raw, pause=0.05, then_stall=True)) as server:
+        resp = await fetch(server.url(), timeout=0.3)
+        sink = Sink(delay=0.2)
+        await pour_into(resp, sink, chunk_size=1024)
+    assert bytes(sink.data) == body
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+async def test_slow_writer_of_a_body_that_came_with_the_head_is_not_a_timeout(
+    framing: str,
+) -> None:
+    body = body_bytes(3 * 1024)
+    if framing == "length":
+        raw = http(body=body)
+    else:
+        raw = chunked_head() + b"".join(chunk(body[i : i + 1024]) for i in range(0, 3072, 1024))
+        raw += b"0\r\n\r\n"
+    async with RawServer(reply(raw, then_stall=True)) as server:
+        resp = await fetch(server.url(), timeout=0.3)
+        sink = Sink(delay=0.2)
+        await pour_into(resp, sink, chunk_size=1024)
+    assert bytes(sink.data) == body
+
+
+# -- failing writes and callbacks ----------------------------------------------------------------
+
+
+class DigestMismatch(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    "error", [OSError(28, "No space left on device"), DigestMismatch("bad digest")]
+)
+async def test_failing_write_raises_that_error_and_stops_writing(error: Exception) -> None:
+    body = body_bytes(64 * 1024)
+    calls: list[int] = []
+    kept = bytearray()
+
+    def write(view: memoryview) -> None:
+        calls.append(len(view))
+        if len(calls) == 3:
+            raise error
+        kept.extend(view)
+
+    async with RawServer(reply(http(body=body), then_stall=True)) as server:
+        resp = await fetch(server.url())
+        with pytest.raises(type(error)) as caught:
+            await within(resp.pour(write, lambda n: None, 1024))
+        assert caught.value is error
+        assert len(calls) == 3
+        await asyncio.sleep(0.1)
+        resp.release()
+    assert len(calls) == 3  # nothing written after the failure
+    assert bytes(kept) == body[: len(kept)]
+
+
+async def test_failing_progress_raises_that_error() -> None:
+    error = DigestMismatch("progress")
+    sink = Sink()
+
+    def progress(n: int) -> None:
+        raise error
+
+    async with RawServer(reply(http(body=body_bytes(10_000)), then_stall=True)) as server:
+        resp = await fetch(server.url())
+        with pytest.raises(DigestMismatch) as caught:
+            await within(resp.pour(sink.write, progress, 1024))
+        calls = sink.calls
+        await asyncio.sleep(0.05)
+        resp.release()
+    assert caught.value is error
+    assert sink.calls == calls == 1
+
+
+async def test_progress_sums_to_body_length() -> None:
+    body = body_bytes(50_000)
+    raw = chunked_head() + chunk(body[:12345]) + chunk(body[12345:]) + b"0\r\n\r\n"
+    for answer in [http(body=body), raw]:
+        async with RawServer(reply(answer)) as server:
+            resp = await fetch(server.url())
+            sink = Sink()
+            await pour_into(resp, sink, chunk_size=3000)
+        assert sum(sink.progress_calls) == len(body)
+        assert all(n > 0 for n in sink.progress_calls)
+        assert bytes(sink.data) == body
+
+
+# -- cancellation --------------------------------------------------------------------------------
+
+
+class GatedSink:
+    """A write that blocks in its worker thread until ``gate`` is set, and records when each call
+    started and returned."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.starts: list[float] = []
+        self.returns: list[float] = []
+        self.data = bytearray()
+
+    def write(self, view: memoryview) -> None:
+        self.starts.append(time.monotonic())
+        self.entered.set()
+        self.gate.wait(HANG)
+        self.data += view
+        self.returns.append(time.monotonic())
+
+
+async def test_cancel_during_write_waits_for_the_write() -> None:
+    sink = GatedSink()
+    finished: list[float] = []
+    head = http(headers=[f"Content-Length: {1 << 20}"])
+    async with RawServer(reply(head + body_bytes(64 * 1024), then_stall=True)) as server:
+        resp = await fetch(server.url())
+        task = asyncio.create_task(resp.pour(sink.write, lambda n: None, 4096))
+        task.add_done_callback(lambda t: finished.append(time.monotonic()))
+        try:
+            assert await asyncio.to_thread(sink.entered.wait, HANG)
+            await asyncio.sleep(0.05)  # the other buffers fill meanwhile
+            task.cancel()
+            await asyncio.sleep(0.1)
+            assert not task.done()  # the write is still running: pour must not be over
+            assert sink.returns == []
+        finally:
+            sink.gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await within(task)
+        ended = len(sink.starts)
+        await asyncio.sleep(0.1)
+        resp.release()
+    assert len(sink.returns) >= 1
+    assert finished and finished[0] >= sink.returns[-1]
+    assert len(sink.starts) == len(sink.returns) == ended  # no write after pour finished
+    assert all(start <= finished[0] for start in sink.starts)
+
+
+@pytest.mark.parametrize("framing", ["length", "until-close"])
+async def test_cancel_while_reading_writes_nothing_afterwards(framing: str) -> None:
+    sink = GatedSink()
+    sink.gate.set()
+    head = http(headers=["Content-Length: 1000"]) if framing == "length" else http()
+    # The 100 bytes come after the head (bytes that come with it are written at once).
+    async with RawServer(reply(head, b"x" * 100, pause=0.1, then_stall=True)) as server:
+        resp = await fetch(server.url())
+        task = asyncio.create_task(resp.pour(sink.write, lambda n: None, 1024))
+        await asyncio.sleep(0.3)  # the 100 bytes are in the buffer; no write yet: not full
+        assert sink.starts == []
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await within(task)
+        await asyncio.sleep(0.1)
+        resp.release()
+    assert sink.starts == []  # pour is over: its caller may have closed the file
+
+
+# -- read ----------------------------------------------------------------------------------------
+
+
+async def read(raw: bytes, limit: int) -> bytes:
+    # The connection stays open: read must stop at the limit, not wait for more.
+    async with RawServer(reply(raw, then_stall=True)) as server:
+        resp = await fetch(server.url())
+        try:
+            return await within(resp.read(limit))
+        finally:
+            resp.release()
+
+
+async def test_read_limits_a_long_content_length_body() -> None:
+    body = body_bytes(100_000)
+    assert await read(http(body=body), 1000) == body[:1000]
+
+
+async def test_read_limits_a_chunked_body() -> None:
+    body = body_bytes(5000)
+    raw = chunked_head() + b"".join(chunk(body[i : i + 300]) for i in range(0, 5000, 300))
+    assert await read(raw, 1000) == body[:1000]
+
+
+async def test_read_limits_an_until_close_body() -> None:
+    body = body_bytes(100_000)
+    assert await read(http() + body, 1000) == body[:1000]
+
+
+async def test_read_returns_a_short_body_whole() -> None:
+    assert await read(http(body=b"short"), 1000) == b"short"
+    raw = chunked_head() + chunk(b"sh") + chunk(b"ort") + b"0\r\n\r\n"
+    assert await read(raw, 1000) == b"short"
+    async with RawServer(reply(http() + b"short")) as server:
+        resp = await fetch(server.url())
+        assert await within(resp.read(1000)) == b"short"
+        resp.release()
