@@ -278,6 +278,7 @@ class _Connection(asyncio.BufferedProtocol):
         self._head_buf = bytearray(4096)
         self._scratch = bytearray(4096)  # see get_buffer
         self._head_len = 0
+        self._interim = 0  # bytes of 1xx answers skipped so far
         self._head: asyncio.Future[tuple[int, Headers]] = loop.create_future()
         self._leftover = b""  # body bytes that came with the head
         self._backlog: deque[bytes] = deque()  # TLS: bytes that came while there was no room
@@ -359,8 +360,15 @@ class _Connection(asyncio.BufferedProtocol):
                 return
             if end < 0:
                 if start:  # drop the interim heads already read
-                    del self._head_buf[:start]
-                    self._head_len -= start
+                    self._interim += start
+                    if self._interim > MAX_HEAD:
+                        self._fail_head(WireError(f"interim answers over {MAX_HEAD} bytes"))
+                        return
+                    # A new buffer: the transport may still hold a view of this one.
+                    rest = self._head_buf[start : self._head_len]
+                    self._head_buf = bytearray(max(4096, 2 * len(rest)))
+                    self._head_buf[: len(rest)] = rest
+                    self._head_len = len(rest)
                 return
             try:
                 parsed = _parse_head(bytes(self._head_buf[start:end]))
@@ -370,6 +378,9 @@ class _Connection(asyncio.BufferedProtocol):
             start = end + 4
             if not 100 <= parsed[0] < 200:
                 break
+            if self._interim + start > MAX_HEAD:
+                self._fail_head(WireError(f"interim answers over {MAX_HEAD} bytes"))
+                return
             # An interim answer (103 Early Hints from a CDN): the real one follows.
         self._pause()  # until pour decides where the body goes
         self._leftover = bytes(self._head_buf[start : self._head_len])
@@ -496,6 +507,7 @@ class _Connection(asyncio.BufferedProtocol):
             buf = self.get_buffer(-1)
             n = min(len(buf), len(view) - i)
             buf[:n] = view[i : i + n]
+            buf.release()  # before buffer_updated, which may grow the head buffer
             self.buffer_updated(n)
             i += n
 

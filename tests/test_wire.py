@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import random
+import shutil
+import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import suppress
+from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -1036,3 +1042,407 @@ async def test_read_returns_a_short_body_whole() -> None:
         resp = await fetch(server.url())
         assert await within(resp.read(1000)) == b"short"
         resp.release()
+
+
+# -- TLS: a server that closes right after the response ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, and its key."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed: it makes the TLS tests' self-signed certificate")
+    where = tmp_path_factory.mktemp("tls")
+    cert, key = where / "cert.pem", where / "key.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
+
+
+class ClosingTLSServer:
+    """A TLS server on loopback, in a thread of its own so that it sends and closes whatever the
+    test's loop is doing. For each connection it reads the request head, writes ``answer`` and
+    then at once (as Go and nginx do after a ``Connection: close`` response) a close_notify if
+    ``notify``, and closes the socket."""
+
+    def __init__(self, cert: Path, key: Path, answer: bytes, *, notify: bool) -> None:
+        self.answer = answer
+        self.notify = notify
+        self.closed_at: list[float] = []  # when each connection was closed, by time.monotonic()
+        self.errors: list[BaseException] = []
+        self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._context.load_cert_chain(cert, key)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)  # to see _stop
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ClosingTLSServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(HANG)
+        self._listener.close()
+
+    def url(self, path: str = "/") -> str:
+        return f"https://127.0.0.1:{self._listener.getsockname()[1]}{path}"
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                raw, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            with raw:
+                raw.settimeout(HANG * 4)
+                try:
+                    self._serve(raw)
+                except (OSError, ssl.SSLError) as e:
+                    self.errors.append(e)
+            self.closed_at.append(time.monotonic())
+
+    def _serve(self, raw: socket.socket) -> None:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = self._context.wrap_bio(incoming, outgoing, server_side=True)
+        request = b""
+        while b"\r\n\r\n" not in request:
+            try:
+                request += tls.read(64 * 1024)
+            except ssl.SSLWantReadError:
+                raw.sendall(outgoing.read())
+                data = raw.recv(64 * 1024)
+                if not data:
+                    return
+                incoming.write(data)
+        tls.write(self.answer)
+        raw.sendall(outgoing.read())
+        if self.notify:
+            with suppress(ssl.SSLWantReadError):  # the peer's close_notify: not waited for
+                tls.unwrap()
+            raw.sendall(outgoing.read())
+
+
+def trusting(cert: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(cert))
+
+
+TLS_SIZES = [30_000, 300_000, 3_000_000]
+
+
+@pytest.mark.parametrize("notify", [True, False], ids=["close_notify", "fin"])
+@pytest.mark.parametrize("size", TLS_SIZES, ids=lambda n: f"{n // 1000}KB")
+async def test_tls_close_right_after_the_body_read_gets_it_all(
+    tls_cert: tuple[Path, Path], size: int, notify: bool
+) -> None:
+    body = body_bytes(size)
+    with ClosingTLSServer(*tls_cert, http(body=body), notify=notify) as server:
+        resp = await within(wire.get(server.url(), {}, tls=trusting(tls_cert[0]), timeout=RELAXED))
+        try:
+            assert resp.content_length == size
+            assert await within(resp.read(4 << 20)) == body
+        finally:
+            resp.release()
+    assert server.errors == []
+
+
+@pytest.mark.parametrize("chunk_size", [1 << 20, 64 * 1024], ids=["1MiB", "64KiB"])
+@pytest.mark.parametrize("notify", [True, False], ids=["close_notify", "fin"])
+@pytest.mark.parametrize("size", TLS_SIZES, ids=lambda n: f"{n // 1000}KB")
+async def test_tls_close_right_after_the_body_pour_gets_it_all(
+    tls_cert: tuple[Path, Path], size: int, notify: bool, chunk_size: int
+) -> None:
+    body = body_bytes(size)
+    with ClosingTLSServer(*tls_cert, http(body=body), notify=notify) as server:
+        resp = await within(wire.get(server.url(), {}, tls=trusting(tls_cert[0]), timeout=RELAXED))
+        sink = Sink()
+        await pour_into(resp, sink, chunk_size)
+    assert bytes(sink.data) == body
+    assert sum(sink.progress_calls) == size
+    assert sink.overlaps == 0
+    assert server.errors == []
+
+
+class TimedSink(Sink):
+    """A ``Sink`` that also records, after each write, when it returned and the bytes so far."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        super().__init__(delay)
+        self.written: list[tuple[float, int]] = []
+
+    def write(self, view: memoryview) -> None:
+        super().write(view)
+        self.written.append((time.monotonic(), len(self.data)))
+
+
+@pytest.mark.parametrize("notify", [True, False], ids=["close_notify", "fin"])
+async def test_tls_close_while_a_slow_writer_holds_reading_paused(
+    tls_cert: tuple[Path, Path], notify: bool
+) -> None:
+    """The server has sent everything and closed while most of the body still waits behind a
+    slow disk (reading paused): it must all arrive, none lost with the connection."""
+    body = body_bytes(3_000_000)
+    chunk_size = 64 * 1024
+    with ClosingTLSServer(*tls_cert, http(body=body), notify=notify) as server:
+        resp = await within(wire.get(server.url(), {}, tls=trusting(tls_cert[0]), timeout=RELAXED))
+        sink = TimedSink(delay=0.05)  # 46 writes: 2.3 s at least
+        try:
+            await within(resp.pour(sink.write, sink.progress, chunk_size), 30)
+        finally:
+            resp.release()
+    assert bytes(sink.data) == body
+    assert sink.overlaps == 0
+    assert server.errors == []
+    (closed,) = server.closed_at
+    written_by_then = max((n for t, n in sink.written if t <= closed), default=0)
+    # When the server closed, far more than pour's buffers was still to be written.
+    assert len(body) - written_by_then > 8 * chunk_size
+
+
+# -- chunked trailers ----------------------------------------------------------------------------
+
+
+def endless_trailer(writer: asyncio.StreamWriter, head: bytes) -> Awaitable[None]:
+    """The last chunk, then trailer lines for as long as the client listens."""
+
+    async def handler() -> None:
+        writer.write(chunked_head() + chunk(b"{}") + b"0\r\n")
+        while True:
+            writer.write(b"X-Pad: " + b"a" * 1000 + b"\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.001)
+
+    return handler()
+
+
+async def test_endless_trailer_makes_pour_raise_promptly() -> None:
+    async with RawServer(endless_trailer) as server:
+        resp = await fetch(server.url())
+        sink = Sink()
+        started = time.monotonic()
+        with pytest.raises(wire.WireError):
+            await pour_into(resp, sink)
+        elapsed = time.monotonic() - started
+    assert elapsed < RELAXED / 2  # the bytes keep coming: the read timeout never fires
+    assert bytes(sink.data) == b"{}"  # what came before it was written
+
+
+async def test_endless_trailer_makes_read_raise_promptly() -> None:
+    async with RawServer(endless_trailer) as server:
+        resp = await fetch(server.url())
+        started = time.monotonic()
+        try:
+            with pytest.raises(wire.WireError):
+                await within(resp.read(4 << 20))
+        finally:
+            resp.release()
+        elapsed = time.monotonic() - started
+    assert elapsed < RELAXED / 2
+
+
+# -- interim answers and status codes ------------------------------------------------------------
+
+EARLY_HINTS = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+
+
+async def test_early_hints_in_the_same_read_as_the_answer_are_skipped() -> None:
+    final = http(headers=["X-Real: yes"], body=b"hello", reason="OK")
+    async with RawServer(reply(EARLY_HINTS + final, then_stall=True)) as server:
+        resp = await fetch(server.url())
+        assert resp.status == 200
+        assert resp.headers.get("X-Real") == "yes"
+        assert resp.headers.get("Link") is None  # the interim head's headers are not the answer's
+        assert resp.content_length == 5
+        sink = Sink()
+        await pour_into(resp, sink)
+    assert bytes(sink.data) == b"hello"
+
+
+@pytest.mark.parametrize("split", ["after-103", "inside-200"])
+async def test_early_hints_in_a_read_of_their_own_are_skipped(split: str) -> None:
+    final = http(headers=["X-Real: yes"], body=b"hello", reason="OK")
+    cut = 0 if split == "after-103" else 10
+    parts = EARLY_HINTS + final[:cut], final[cut:]
+    async with RawServer(reply(*parts, pause=0.05, then_stall=True)) as server:
+        resp = await fetch(server.url())
+        assert resp.status == 200
+        assert resp.headers.get("X-Real") == "yes"
+        assert resp.headers.get("Link") is None
+        sink = Sink()
+        await pour_into(resp, sink)
+    assert bytes(sink.data) == b"hello"
+
+
+async def test_endless_early_hints_raise_promptly() -> None:
+    async def endless(writer: asyncio.StreamWriter, head: bytes) -> None:
+        while True:
+            writer.write(EARLY_HINTS * 100)
+            await writer.drain()
+            await asyncio.sleep(0.001)
+
+    async with RawServer(endless) as server:
+        started = time.monotonic()
+        with pytest.raises(wire.WireError):
+            await fetch(server.url())
+    assert time.monotonic() - started < RELAXED / 2  # the bytes keep coming: no read timeout
+
+
+@pytest.mark.parametrize("code", [b"2000", b"200000", b"1000", b"099"])
+async def test_status_code_of_other_than_three_digits_raises_wire_error(code: bytes) -> None:
+    raw = b"HTTP/1.1 " + code + b" OK\r\nContent-Length: 0\r\n\r\n"
+    async with RawServer(reply(raw, then_stall=True)) as server:
+        with pytest.raises(wire.WireError):
+            await fetch(server.url())
+
+
+# -- hosts -----------------------------------------------------------------------------------------
+
+
+def record_lookups_and_connections(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every name lookup and connection attempt from now on (each still goes ahead)."""
+    calls: list[str] = []
+    loop = asyncio.get_running_loop()
+    real_getaddrinfo = socket.getaddrinfo
+    real_loop_getaddrinfo = loop.getaddrinfo
+    real_create_connection = loop.create_connection
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(f"socket.getaddrinfo({host!r})")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    async def loop_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(f"loop.getaddrinfo({host!r})")
+        return await real_loop_getaddrinfo(host, *args, **kwargs)
+
+    async def create_connection(factory: Any, host: Any = None, *args: Any, **kw: Any) -> Any:
+        calls.append(f"loop.create_connection({host!r})")
+        return await real_create_connection(factory, host, *args, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(loop, "getaddrinfo", loop_getaddrinfo)
+    monkeypatch.setattr(loop, "create_connection", create_connection)
+    return calls
+
+
+@pytest.mark.parametrize("host", ["a b", "a\x00b", "a\x7fb", "127.0.0.1\x00.evil"])
+async def test_host_with_space_or_control_raises_bad_url_without_lookup(
+    host: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with RawServer(reply(http(body=b"ok"))) as server:
+        calls = record_lookups_and_connections(monkeypatch)
+        for url in [f"http://{host}/v2/", f"https://{host}:{server.port}/v2/"]:
+            with pytest.raises(wire.BadURL):
+                await fetch(url)
+        assert calls == []
+        # The recording works: a name that is fine is looked up, and connected to.
+        resp = await fetch(f"http://localhost:{server.port}/")
+        resp.release()
+    assert resp.status == 200
+    assert any("'localhost'" in call and "getaddrinfo" in call for call in calls)
+    assert any(call.startswith("loop.create_connection") for call in calls)
+    assert server.connections == 1
+
+
+def ipv6_loopback() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+class RawServer6(RawServer):
+    """A ``RawServer`` on the IPv6 loopback address."""
+
+    async def __aenter__(self) -> RawServer6:
+        self._server = await asyncio.start_server(self._serve, "::1", 0)
+        self._port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def url(self, path: str = "/") -> str:
+        return f"http://[::1]:{self.port}{path}"
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback (::1) on this machine")
+async def test_ipv6_literal_host() -> None:
+    async with RawServer6(reply(http(body=b"six"))) as server:
+        resp = await fetch(server.url("/v2/"))
+        assert resp.status == 200
+        sink = Sink()
+        await pour_into(resp, sink)
+    assert bytes(sink.data) == b"six"
+    (head,) = server.heads
+    assert request_lines(head)[0] == "GET /v2/ HTTP/1.1"
+    assert request_headers(head)["host"] == f"[::1]:{server.port}"
+
+
+# -- chunked with a Content-Length ---------------------------------------------------------------
+
+
+CHUNKED_WITH_LENGTH = (
+    http(headers=["Content-Length: 5", "Transfer-Encoding: chunked"])
+    + chunk(b"hello")
+    + chunk(b" chunked")
+    + chunk(b" world")
+    + b"0\r\n\r\n"
+)
+
+
+async def test_chunked_with_content_length_pours_the_chunks() -> None:
+    # The connection stays open: the last chunk ends the body, not the 5 bytes or the close.
+    async with RawServer(reply(CHUNKED_WITH_LENGTH, then_stall=True)) as server:
+        resp = await fetch(server.url())
+        assert resp.chunked
+        assert resp.content_length is None
+        sink = Sink()
+        await pour_into(resp, sink)
+    assert bytes(sink.data) == b"hello chunked world"
+    assert sum(sink.progress_calls) == len(sink.data)
+
+
+async def test_chunked_with_content_length_reads_the_chunks() -> None:
+    assert await read(CHUNKED_WITH_LENGTH, 1000) == b"hello chunked world"
+
+
+# -- headers outside Latin-1 ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"X-Value": "caf\u20ac"}, {"Authorization": "Bearer \u0127"}, {"X-\u20ac": "1"}],
+)
+async def test_header_outside_latin_1_raises_bad_request_before_sending(
+    headers: dict[str, str],
+) -> None:
+    async with RawServer(reply(http(body=b""))) as server:
+        with pytest.raises(wire.BadRequest):
+            await within(wire.get(server.url(), headers, tls=None, timeout=RELAXED))
+        await asyncio.sleep(0.05)  # time for a connection, had one been made, to be accepted
+    assert server.connections == 0
+    assert server.heads == []
