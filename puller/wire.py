@@ -20,6 +20,7 @@ import ssl
 from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
+from typing import cast
 from urllib.parse import quote, urljoin, urlsplit
 
 #: Longest status line plus headers we accept; a registry's are well under 2 KiB.
@@ -224,8 +225,7 @@ async def _get_once(
                 raise ConnectionResetError("the connection closed during the TLS handshake")
             conn.secured(secured)
             channel = secured
-        assert isinstance(channel, asyncio.WriteTransport)
-        channel.write(request)
+        cast(asyncio.WriteTransport, channel).write(request)
         status, response_headers = await conn.head()
     except BaseException:
         conn.close()
@@ -311,8 +311,8 @@ class _Connection(asyncio.BufferedProtocol):
     # -- asyncio protocol ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = self._tcp = transport
+        # cast, not isinstance: uvloop's transports do not derive from asyncio's classes
+        self._transport = self._tcp = cast(asyncio.Transport, transport)
         self._arm()
 
     def secured(self, transport: asyncio.Transport) -> None:

@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
 from fixtures.images import all_images
 from fixtures.registry import REGISTRY_BINARY, Registry, push, running_registry
+
+#: Tests that also run on uvloop: the command uses it when it is installed, and these drive
+#: wire's protocol (and the fault table through it) directly.
+BOTH_LOOPS = {"test_wire.py", "test_resilience.py"}
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+        "asyncio": asyncio.new_event_loop
+    }
+    if item.path.name not in BOTH_LOOPS:
+        return factories
+    try:
+        import uvloop
+    except ImportError:
+        return factories
+    factories["uvloop"] = uvloop.new_event_loop
+    return factories
 
 
 @pytest.fixture(scope="session")

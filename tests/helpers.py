@@ -17,9 +17,12 @@ _REQUEST = re.compile(r'"(GET|HEAD|PUT|POST|PATCH|DELETE) (\S+) HTTP/[\d.]+" (\d
 _BLOB = re.compile(r"^/v2/.+/blobs/(sha256:[0-9a-f]{64})$")
 
 
-def run_pypull(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """``python -m puller ARGS`` as a user runs it: not a terminal, no stdin."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYPULL_")}
+def run_pypull(
+    *args: str | Path, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m puller ARGS`` as a user runs it: not a terminal, no stdin; no ``PYPULL_*``
+    variables but those in ``env``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYPULL_")} | (env or {})
     return subprocess.run(
         [sys.executable, "-m", "puller", *map(str, args)],
         capture_output=True,

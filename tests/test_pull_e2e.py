@@ -183,6 +183,22 @@ def test_shared_layers_are_downloaded_once(registry: Registry, store: Path) -> N
     assert sorted(log.blob_requests()) == sorted(own)
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_pull_on_either_event_loop(registry: Registry, store: Path, loop: str) -> None:
+    """uvloop is used when installed; PYPULL_EVENT_LOOP=asyncio is the plain path."""
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
+    image = unique_image(layers=3)
+    push(registry.url, image)
+    ref = f"{registry.host}/{image.repository}:{image.tag}"
+    run = run_pypull("--store", store, ref, env={"PYPULL_EVENT_LOOP": loop})
+    assert run.returncode == 0, run.stderr
+    assert sum("Pull complete" in line for line in run.stdout.splitlines()) == 3
+    assert index_entries(store)[ref]["digest"] == image.digest
+    verify = run_pypull("verify", "--store", store)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
 def test_largest_layers_are_fetched_first(registry: Registry, store: Path) -> None:
     """The pull lasts at least as long as its largest layer: that one must not start last."""
     sizes = [10_000, 300_000, 1_000, 200_000]

@@ -1357,12 +1357,12 @@ async def test_host_with_space_or_control_raises_bad_url_without_lookup(
             with pytest.raises(wire.BadURL):
                 await fetch(url)
         assert calls == []
-        # The recording works: a name that is fine is looked up, and connected to.
+        # The recording works: a name that is fine is connected to (and looked up, which uvloop
+        # does in C, out of the recorder's sight).
         resp = await fetch(f"http://localhost:{server.port}/")
         resp.release()
     assert resp.status == 200
-    assert any("'localhost'" in call and "getaddrinfo" in call for call in calls)
-    assert any(call.startswith("loop.create_connection") for call in calls)
+    assert "loop.create_connection('localhost')" in calls
     assert server.connections == 1
 
 
