@@ -38,11 +38,6 @@ from .manifest import parse_platform
 from .registry import Endpoint, endpoint_for_domain, is_loopback, normalize_mirror
 from .store import default_store_path
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
-
 CAPABILITIES = frozenset({"pull", "resolve"})
 
 DEFAULTS: dict[str, Any] = {
@@ -196,6 +191,11 @@ def _read_file(path: Path) -> tuple[dict[str, Any], _File] | None:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read: {e}") from None
     f = _File(path, text)
+    # Imported here: most runs have no configuration file, and every start-up millisecond counts.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
     try:
         return tomllib.loads(text), f
     except tomllib.TOMLDecodeError as e:
