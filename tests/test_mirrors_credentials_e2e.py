@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.certs import self_signed
 from fixtures.images import make_image, redis
 from fixtures.registry import Registry, free_port, push, running_registry
 
@@ -337,29 +338,7 @@ def test_a_pull_through_cache_serves_while_the_upstream_is_down_and_falls_back_w
 def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, Path]]:
     """The real registry over HTTPS with a self-signed certificate for 127.0.0.1."""
     work = tmp_path_factory.mktemp("tls")
-    cert, key = work / "cert.pem", work / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed(work)
     storage = work / "storage"
     with running_registry(storage) as plain:
         push(plain.url, redis())

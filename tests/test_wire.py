@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -19,6 +17,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from fixtures.certs import self_signed
 from puller import wire
 
 T = TypeVar("T")
@@ -1050,35 +1049,10 @@ async def test_read_returns_a_short_body_whole() -> None:
 @pytest.fixture(scope="module")
 def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1, and its key."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is not installed: it makes the TLS tests' self-signed certificate")
-    where = tmp_path_factory.mktemp("tls")
-    cert, key = where / "cert.pem", where / "key.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return cert, key
+    try:
+        return self_signed(tmp_path_factory.mktemp("tls"))
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
 
 
 class ClosingTLSServer:
