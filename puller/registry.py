@@ -1,4 +1,5 @@
-"""The registry client: the only module that knows URLs, HTTP and aiohttp.
+"""The registry client: the only module that knows the registry API's URLs and auth. Its HTTP
+goes through ``wire``; aiohttp is used for the token endpoints only.
 
 It speaks the read side of the OCI distribution API (manifests and blobs), answers auth challenges
 (Bearer tokens from the realm, or Basic), and turns every failure into a ``RegistryError`` whose
@@ -393,6 +394,12 @@ class RegistryClient:
                 tls=None if endpoint.plain_http else self._tls(endpoint),
                 timeout=self._timeout,
             )
+        except ssl.SSLError as e:
+            if isinstance(e, ssl.SSLEOFError):  # cut off mid-handshake: may pass
+                raise _transport_error(f"cannot reach {endpoint.url}", url, e) from e
+            # A TLS handshake that fails (plain HTTP on the port, no common protocol, a
+            # certificate) fails the same way next time.
+            raise RegistryError(f"cannot reach {endpoint.url}: {_why(e)}", url=url) from e
         except (OSError, asyncio.TimeoutError, wire.WireError) as e:
             raise _transport_error(f"cannot reach {endpoint.url}", url, e) from e
 
@@ -509,9 +516,11 @@ class RegistryClient:
         url = f"{endpoint.url}/v2/{path}/blobs/{digest}"
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         async with self._request(endpoint, path, url, headers) as resp:
+            if resp.status not in (200, 206):
+                await _raise_for_status(resp, f"blob {digest}", url)
             try:
                 start, total = _body_span(resp, resp.content_length, offset, url)
-            except _NoBody:
+            except _NoBody:  # a 206 we did not ask for
                 await _raise_for_status(resp, f"blob {digest}", url)
             except wire.WireError as e:  # a Content-Length that is no number
                 raise _transport_error(f"blob {digest} from {url}", url, e) from e
@@ -571,9 +580,27 @@ class BlobStream:
         one call at a time, and ``progress`` (on the loop) with the size of each written piece.
         Every ``write`` has returned before this returns or raises, so the caller may close the
         file afterwards; what arrived before a transport failure has been written."""
+        ours: list[BaseException] = []  # what write or progress raised: not the network's fault
+
+        def writing(chunk: memoryview) -> None:
+            try:
+                write(chunk)
+            except BaseException as e:
+                ours.append(e)
+                raise
+
+        def reporting(n: int) -> None:
+            try:
+                progress(n)
+            except BaseException as e:
+                ours.append(e)
+                raise
+
         try:
-            await self._resp.pour(write, progress, self._chunk_size)
+            await self._resp.pour(writing, reporting, self._chunk_size)
         except (asyncio.TimeoutError, OSError, wire.WireError) as e:
+            if any(e is mine for mine in ours):
+                raise
             raise _transport_error(f"download from {self.url} failed", self.url, e) from e
 
 

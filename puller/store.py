@@ -77,7 +77,7 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
                 function = ctypes.CDLL(None, use_errno=True).sync_file_range
                 function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
                 _sync_file_range = function
-            except (OSError, AttributeError):
+            except (ImportError, OSError, AttributeError):  # no ctypes, or no such call
                 pass
     if _sync_file_range:
         _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)  # a hint: errors ignored

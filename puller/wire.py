@@ -185,7 +185,12 @@ async def _get_once(
     except ValueError:
         raise BadURL(f"invalid URL {url[:200]!r}") from None
     host = parts.hostname or ""
-    if parts.scheme not in _DEFAULT_PORTS or not _HOST.fullmatch(host):
+    labels = host.rstrip(".").split(".") if ":" not in host else []
+    if (
+        parts.scheme not in _DEFAULT_PORTS
+        or not _HOST.fullmatch(host)
+        or any(not 0 < len(label) <= 63 for label in labels)
+    ):
         raise BadURL(f"invalid URL {url[:200]!r}")  # before any lookup of a hostile name
     port = given_port or _DEFAULT_PORTS[parts.scheme]
     use_tls = parts.scheme == "https"
@@ -206,9 +211,12 @@ async def _get_once(
         raise BadRequest("invalid header: characters outside Latin-1") from None
 
     loop = asyncio.get_running_loop()
-    transport, conn = await asyncio.wait_for(
-        loop.create_connection(lambda: _Connection(loop, timeout), host, port), timeout
-    )
+    try:
+        transport, conn = await asyncio.wait_for(
+            loop.create_connection(lambda: _Connection(loop, timeout), host, port), timeout
+        )
+    except UnicodeError:  # the name lookup's IDNA codec refuses it (an empty label, say)
+        raise BadURL(f"invalid host name in {url[:200]!r}") from None
     channel: asyncio.BaseTransport = transport
     try:
         if use_tls:

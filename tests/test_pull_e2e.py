@@ -199,6 +199,28 @@ def test_pull_on_either_event_loop(registry: Registry, store: Path, loop: str) -
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
+def test_an_old_uvloop_without_run_falls_back_to_asyncio(
+    registry: Registry, store: Path, tmp_path: Path
+) -> None:
+    """Debian 12 packages uvloop 0.17, which has no uvloop.run."""
+    fake = tmp_path / "old" / "uvloop"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('__version__ = "0.17.0"\n')
+    image = unique_image(layers=2)
+    push(registry.url, image)
+    ref = f"{registry.host}/{image.repository}:{image.tag}"
+    run = run_pypull("--store", store, ref, env={"PYTHONPATH": str(fake.parent)})
+    assert run.returncode == 0, run.stderr
+    assert index_entries(store)[ref]["digest"] == image.digest
+
+
+def test_an_unknown_event_loop_is_a_one_line_error(registry: Registry, store: Path) -> None:
+    run = run_pypull("--store", store, f"{registry.host}/x/y:1", env={"PYPULL_EVENT_LOOP": "tokio"})
+    assert run.returncode == 1
+    assert run.stderr == "Error: PYPULL_EVENT_LOOP=tokio: expected asyncio or uvloop\n"
+    assert not store.exists()
+
+
 def test_largest_layers_are_fetched_first(registry: Registry, store: Path) -> None:
     """The pull lasts at least as long as its largest layer: that one must not start last."""
     sizes = [10_000, 300_000, 1_000, 200_000]

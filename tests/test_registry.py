@@ -7,15 +7,19 @@ from collections.abc import Callable
 
 import pytest
 
+from fixtures.registry import Registry
+from puller.errors import RegistryError, Unreachable
 from puller.reference import parse
 from puller.registry import (
     DOCKER_HUB_URL,
     Endpoint,
+    RegistryClient,
     endpoint_for_domain,
     is_loopback,
     normalize_mirror,
     realm_refusal,
 )
+from puller.retry import is_temporary
 
 
 @pytest.mark.parametrize(
@@ -223,3 +227,16 @@ async def test_only_the_registrys_own_401_fetches_a_token(challenger: str) -> No
     else:
         assert len(realm.heads) == 0
         assert len(registry.heads) == len(target.heads) == 1
+
+
+async def test_a_tls_handshake_that_cannot_succeed_is_not_retried(registry: Registry) -> None:
+    """https:// against the plain-HTTP registry: the handshake fails the same way every time, so
+    it is an error (not ``Unreachable``, which is retried), and says where."""
+    endpoint = Endpoint(f"https://{registry.host}", registry=registry.host)
+    async with RegistryClient(timeout=5) as client:
+        with pytest.raises(RegistryError) as info:
+            await client.get_manifest(endpoint, parse(f"{registry.host}/library/redis:latest"))
+    assert not isinstance(info.value, Unreachable)
+    assert not is_temporary(info.value)
+    assert str(info.value).startswith(f"cannot reach https://{registry.host}: ")
+    assert "\n" not in str(info.value)

@@ -449,3 +449,22 @@ async def pull_hub(image: Image, store: Path, *, mirrors: list[str], upstream: s
     except puller.PullError as e:
         return Outcome(None, e, events)
     return Outcome(result, None, events)
+
+
+async def test_a_progress_callback_that_raises_os_error_is_not_blamed_on_the_registry(
+    store: Path,
+) -> None:
+    """An OSError from the caller's own callback (a closed pipe, say) is the caller's: it comes
+    back unchanged, with no retry, rather than as the registry being unreachable."""
+    image = big_image("callback")
+    events: list[ev.Event] = []
+
+    def on_event(event: ev.Event) -> None:
+        events.append(event)
+        if isinstance(event, ev.LayerProgress):
+            raise BrokenPipeError(32, "the caller's progress pipe")
+
+    async with start_fake([image]) as fake:
+        with pytest.raises(BrokenPipeError):
+            await puller.pull(fake.ref(image), store=store, on_event=on_event, retry_delay=0.01)
+    assert not [e for e in events if isinstance(e, ev.LayerRetrying)]

@@ -1420,3 +1420,12 @@ async def test_header_outside_latin_1_raises_bad_request_before_sending(
         await asyncio.sleep(0.05)  # time for a connection, had one been made, to be accepted
     assert server.connections == 0
     assert server.heads == []
+
+
+@pytest.mark.parametrize("host", ["a..b", "x" * 64 + ".example", ".a"])
+async def test_a_redirect_to_a_host_name_the_lookup_refuses_is_bad_url(host: str) -> None:
+    """Names the resolver's IDNA codec refuses (an empty label, a label over 63 characters)."""
+    raw = http(302, headers=[f"Location: http://{host}/x"], body=b"")
+    async with RawServer(reply(raw)) as server:
+        with pytest.raises(wire.BadURL):
+            await fetch(server.url())
