@@ -3,10 +3,12 @@
     python3 tests/bench/bench.py [--rounds 3] [--quick]
 
 Starts the real registry on loopback, pushes deterministic images (about 1 GB in 8 layers,
-20 MB in 8 layers, two images sharing 5 of 8 layers), then alternates the tools round by round
-(A/B/A/B, so drift of a noisy machine hits every tool alike) and prints medians: wall time,
+20 MB in 8 layers, two images sharing 5 of 8 layers), then runs each tool once per round, in
+an order that turns from round to round (so drift of a noisy machine, and running first, hit
+every tool alike), with no dirty pages left from the run before, and prints medians: wall time,
 ratio to skopeo measured pair by pair, peak RSS, and CPU seconds of the client and of the
-registry. Not part of the test suite: it takes minutes and its numbers are for reading.
+registry. pypull's writes are durable (fsync before rename) and timed; python-dxf's are not.
+Not part of the test suite: it takes minutes and its numbers are for reading.
 """
 
 from __future__ import annotations
@@ -91,14 +93,18 @@ print(usage.ru_utime + usage.ru_stime, usage.ru_maxrss, os.waitstatus_to_exitcod
 """
 
 
-def timed(argv: list[str]) -> Run:
+def timed(argv: list[str], env: dict[str, str] | None = None) -> Run:
     # Each run starts with no dirty pages: python-dxf leaves 1 GB of unwritten data behind (it
     # does not fsync), and the kernel would write it out during whichever run comes next.
     os.sync()
     before = registry_cpu()
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-c", LAUNCHER, *argv], capture_output=True, text=True, check=False
+        [sys.executable, "-c", LAUNCHER, *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **(env or {})},
     )
     wall = time.perf_counter() - start
     cpu, rss_kb, code = proc.stdout.split()[-3:]
@@ -149,7 +155,7 @@ def main() -> int:
             for rnd in range(args.rounds):
                 print(f"round {rnd + 1}/{args.rounds}", flush=True)
                 for label, image in (("100 MB" if args.quick else "1 GB", big), ("20 MB", small)):
-                    one_round(label, image, reg, work / f"r{rnd}", python, dxf, rows, ratios)
+                    one_round(label, image, reg, work / f"r{rnd}", python, dxf, rows, ratios, rnd)
                 store = work / f"r{rnd}" / "shared"
                 ref = f"{reg.host}/{first.repository}:1"
                 timed([python, "-m", "puller", "-q", "--store", str(store), ref])
@@ -193,7 +199,9 @@ def one_round(
     dxf: str,
     rows: dict[str, list[Run]],
     ratios: dict[str, list[float]],
+    rnd: int,
 ) -> None:
+    """Each tool once; the order turns round by round, so no tool always runs first."""
     ref = f"{reg.host}/{image.repository}:1"
     store = work / label.replace(" ", "") / "store"
     runs: dict[str, Callable[[], Run]] = {
@@ -223,7 +231,25 @@ def one_round(
             ]
         ),
     }
-    got = {name: run() for name, run in runs.items()}
+    # pypull's asyncio-loop run: what uvloop (used when installed) is worth, on the big image.
+    asyncio_store = work / label.replace(" ", "") / "store-asyncio"
+    if label != "20 MB":
+        runs["pypull cold, asyncio loop"] = lambda: timed(
+            [python, "-m", "puller", "-q", "--store", str(asyncio_store), ref],
+            env={"PYPULL_EVENT_LOOP": "asyncio"},
+        )
+    # Units keep pypull's up-to-date run right after its cold one.
+    units = [
+        ["pypull cold", "pypull up to date"],
+        *([name] for name in runs if "pypull" not in name),
+    ]
+    units += [[name] for name in runs if name.startswith("pypull cold, ")]
+    turn = rnd % len(units)
+    got: dict[str, Run] = {}
+    for unit in units[turn:] + units[:turn]:
+        for name in unit:
+            got[name] = runs[name]()
+    got = {name: got[name] for name in runs}  # rows in a fixed order
     for name, run in got.items():
         rows.setdefault(f"{label}: {name}", []).append(run)
         ratios.setdefault(f"{label}: {name}", []).append(run.wall / got["skopeo copy"].wall)
