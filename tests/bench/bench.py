@@ -202,6 +202,7 @@ def one_round(
     rnd: int,
 ) -> None:
     """Each tool once; the order turns round by round, so no tool always runs first."""
+    work.mkdir(parents=True, exist_ok=True)  # skopeo wants its destination's parent to exist
     ref = f"{reg.host}/{image.repository}:1"
     store = work / label.replace(" ", "") / "store"
     runs: dict[str, Callable[[], Run]] = {
