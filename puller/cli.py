@@ -271,8 +271,9 @@ T = TypeVar("T")
 
 def _run(main: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run``, on uvloop when it is installed (``pip install 'pypull[uvloop]'``): a 1 GB
-    pull took 8% less time with it here (1.20 s against 1.30 s, medians of 6). Optional, as
-    the issue that asked for speed wants; ``PYPULL_EVENT_LOOP=asyncio`` turns it off."""
+    pull took 8% less time with it in one series here (1.20 s against 1.30 s, medians of 6),
+    though the benchmark's asyncio row is within noise of it. Optional;
+    ``PYPULL_EVENT_LOOP=asyncio`` turns it off."""
     choice = os.environ.get("PYPULL_EVENT_LOOP", "").strip().lower()
     if choice not in ("", "asyncio", "uvloop"):
         main.close()
