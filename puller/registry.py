@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     import aiohttp
 
 T = TypeVar("T")
+A = TypeVar("A")
 
 
 #: Where Docker Hub's registry API lives; ``docker.io`` is only its name.
@@ -408,12 +409,13 @@ class RegistryClient:
         setting = self.ssl_for(endpoint)
         if isinstance(setting, ssl.SSLContext):
             return setting
+        if setting:
+            return wire.default_tls()  # the one wire uses for https redirects too
         key = (setting, None)
         if key not in self._ssl:
             context = ssl.create_default_context()
-            if not setting:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
             self._ssl[key] = context
         return self._ssl[key]
 
@@ -581,27 +583,27 @@ class BlobStream:
         Every ``write`` has returned before this returns or raises, so the caller may close the
         file afterwards; what arrived before a transport failure has been written."""
         ours: list[BaseException] = []  # what write or progress raised: not the network's fault
-
-        def writing(chunk: memoryview) -> None:
-            try:
-                write(chunk)
-            except BaseException as e:
-                ours.append(e)
-                raise
-
-        def reporting(n: int) -> None:
-            try:
-                progress(n)
-            except BaseException as e:
-                ours.append(e)
-                raise
-
         try:
-            await self._resp.pour(writing, reporting, self._chunk_size)
+            await self._resp.pour(
+                _recording(write, ours), _recording(progress, ours), self._chunk_size
+            )
         except (asyncio.TimeoutError, OSError, wire.WireError) as e:
             if any(e is mine for mine in ours):
                 raise
             raise _transport_error(f"download from {self.url} failed", self.url, e) from e
+
+
+def _recording(call: Callable[[A], None], raised: list[BaseException]) -> Callable[[A], None]:
+    """``call``, noting in ``raised`` what it raises (the caller's failure, not the peer's)."""
+
+    def recorded(arg: A) -> None:
+        try:
+            call(arg)
+        except BaseException as e:
+            raised.append(e)
+            raise
+
+    return recorded
 
 
 def _permanent(e: BaseException) -> bool:

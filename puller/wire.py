@@ -224,7 +224,7 @@ async def _get_once(
                 loop.start_tls(
                     transport,
                     _Copying(conn),
-                    tls or _default_tls(),
+                    tls or default_tls(),
                     server_hostname=host.rstrip("."),
                 ),
                 timeout,
@@ -244,7 +244,7 @@ async def _get_once(
 _tls_default: ssl.SSLContext | None = None
 
 
-def _default_tls() -> ssl.SSLContext:
+def default_tls() -> ssl.SSLContext:
     """The system's CAs, loaded once (20 ms) and only when a URL is https."""
     global _tls_default
     if _tls_default is None:
