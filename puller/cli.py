@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from .errors import PullError
 from .reference import Reference, parse
+from .text import shown
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -305,8 +306,19 @@ def _version() -> str:
         return "0+unknown"
 
 
+#: An error line's bound, in characters after ``Error: ``: room for our own words and URLs
+#: around a few hundred characters of what a registry, helper or config file said. A cut
+#: message keeps its last ``_ERROR_TAIL`` characters, where a reason often stands.
+_ERROR_LIMIT = 600
+_ERROR_TAIL = 150
+
+
 def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
+    """An error's message as one printable line of bounded length: every message may quote
+    outside text (registry bodies and headers, helper stderr), so every one goes through
+    ``shown``."""
+    text = " ".join(str(e).split())
+    return shown(text, _ERROR_LIMIT, tail=_ERROR_TAIL) if text else type(e).__name__
 
 
 def _explicit_tag(text: str) -> bool:
@@ -331,11 +343,13 @@ class PlainRenderer:
         from . import events as ev
 
         if isinstance(event, ev.Resolved):
-            if event.first_choice:
-                self.line(f"Using {event.endpoint} ({event.first_choice} did not answer)")
+            if event.first_choice:  # URLs from the configuration or the command line
+                endpoint, first = shown(event.endpoint), shown(event.first_choice)
+                self.line(f"Using {endpoint} ({first} did not answer)")
             self.line(f"{_what(event.reference)}: Pulling from {event.reference.path}")
         elif isinstance(event, ev.Retrying):
-            self.line(f"{_what(event.reference)}: {_retrying(event.delay)} ({event.error})")
+            what, error = _what(event.reference), _one_line(event.error)
+            self.line(f"{what}: {_retrying(event.delay)} ({error})")
         elif isinstance(event, ev.LayerRetrying):
             self.line(f"{event.layer_id}: {_retrying(event.delay)}")
         elif isinstance(event, ev.LayerEvent):
@@ -498,7 +512,11 @@ async def _pull_one(puller: Puller, args: argparse.Namespace, text: str, ref: Re
 
 def _error(e: BaseException, debug: bool) -> None:
     if debug:
-        traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)
+        # Whole (a traceback is for debugging), but escaped: a hostile registry's message must
+        # not drive the terminal of whoever debugs it, and an escaped ESC is clearer to read.
+        for line in traceback.format_exception(type(e), e, e.__traceback__):
+            for part in line.splitlines():
+                print(shown(part, None), file=sys.stderr)
     print(f"Error: {_one_line(e)}", file=sys.stderr, flush=True)
 
 
@@ -617,7 +635,7 @@ def _cmd_images(args: argparse.Namespace) -> int:
                 size = _human_size(m.config.size + sum(d.size for d in m.layers))
         except PullError:
             pass
-        digest = entry.annotations.get(RESOLVED_ANNOTATION, str(entry.digest))
+        digest = shown(entry.annotations.get(RESOLVED_ANNOTATION, str(entry.digest)), 100)
         rows.append((ref.familiar_name, ref.tag or "<none>", digest, image_id, size))
 
     header = ["REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "SIZE"]
@@ -691,16 +709,18 @@ def _cmd_logout(args: argparse.Namespace) -> int:
 
     name = _registry_name(args.registry)
     if CredentialStore.load().logout(name):
-        print(f"Removing login credentials for {name}")
+        print(f"Removing login credentials for {shown(name)}")
     else:
-        print(f"Not logged in to {name}")
+        print(f"Not logged in to {shown(name)}")
     return 0
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
     from .config import render
 
-    sys.stdout.write(render(_config(args)))
+    # Values from the file and the environment, escaped but whole: this is where to read them.
+    for line in render(_config(args)).splitlines():
+        print(shown(line, None))
     return 0
 
 
@@ -709,8 +729,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from .verify import verify_store
 
     report = verify_store(Store(_config(args).store))
-    for problem in report.problems:
-        print(problem)
+    for problem in report.problems:  # may quote file names and JSON from the store
+        print(shown(str(problem), _ERROR_LIMIT, tail=_ERROR_TAIL))
     summary = (
         f"{_plural(report.blobs, 'blob')}, {_plural(report.images, 'image')}, "
         f"{_plural(report.partials, 'partial download')}: "

@@ -50,6 +50,7 @@ from typing import Any
 
 from .auth import Credentials
 from .errors import PullError
+from .text import shown
 
 __all__ = [
     "DOCKER_HUB_KEY",
@@ -315,7 +316,9 @@ def _helper_for(config: Mapping[str, Any], key: str, path: Path) -> str | None:
         return None
     if "/" in name or os.sep in name or (os.altsep and os.altsep in name):
         raise CredentialError(
-            f"invalid credential helper name {name!r} in {path}", path=str(path), helper=name
+            f"invalid credential helper name {shown(repr(name), 100)} in {path}",
+            path=str(path),
+            helper=name,
         )
     return str(name)
 
@@ -365,9 +368,9 @@ def _failure(
     for secret in secrets:
         if secret:
             detail = detail.replace(secret, "***")
-    if len(detail) > _MAX_DETAIL:
-        detail = detail[: _MAX_DETAIL - 3] + "..."
-    detail = detail or "no message"
+    # A helper is a program config.json names: what it says is escaped and cut like a
+    # registry's words (after masking, so an escape cannot split a secret out of sight).
+    detail = shown(detail, _MAX_DETAIL) or "no message"
     return CredentialError(
         f"credential helper {program} {action} for {key} failed (exit status {proc.returncode}): "
         f"{detail}",

@@ -16,10 +16,16 @@ Every error the library raises on purpose is a ``PullError``; the CLI prints it 
     │   └── SizeMismatch        expected, got
     └── StoreError              the local store cannot be read or written (path)
 
-This module imports nothing of ours, so every other module may import it.
+Messages quote outside text (a registry's platform names, a helper's words) through
+``text.shown``: escaped and bounded, so that ``str(e)`` is one printable line.
+
+This module imports nothing of ours but ``text`` (itself a leaf), so every other module may
+import it.
 """
 
 from __future__ import annotations
+
+from .text import shown
 
 
 class PullError(Exception):
@@ -53,14 +59,25 @@ class ManifestError(PullError):
 
 
 class PlatformNotFound(ManifestError):
-    """An image index has no manifest for the wanted platform."""
+    """An image index has no manifest for the wanted platform.
+
+    ``available`` keeps every platform the index names; the message lists the first
+    ``LISTED`` distinct ones, each escaped and cut to ``NAME_LIMIT`` characters, and counts the
+    rest, so a hostile index of thousands of entries still makes a short line.
+    """
+
+    LISTED = 10
+    NAME_LIMIT = 40
 
     def __init__(self, wanted: str, available: list[str], where: str = "") -> None:
         self.wanted = wanted
         self.available = available
-        have = ", ".join(available) if available else "none"
-        at = f" in {where}" if where else ""
-        super().__init__(f"no manifest for platform {wanted}{at} (available: {have})")
+        distinct = list(dict.fromkeys(available))
+        have = ", ".join(shown(p, self.NAME_LIMIT) for p in distinct[: self.LISTED]) or "none"
+        if len(distinct) > self.LISTED:
+            have += f" and {len(distinct) - self.LISTED} more"
+        at = f" in {shown(where)}" if where else ""
+        super().__init__(f"no manifest for platform {shown(wanted, 100)}{at} (available: {have})")
 
 
 class RegistryError(PullError):

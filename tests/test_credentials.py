@@ -345,6 +345,19 @@ def test_helper_crash_names_helper_and_first_stderr_line(env: Env) -> None:
     assert "second line" not in message and "exit status 3" in message
 
 
+def test_helper_stderr_is_escaped_and_cut(env: Env) -> None:
+    # OSC 0 (retitle the window), CSI 2J (clear the screen), a bidi override; 3000 times over
+    env.helper(
+        "store",
+        get="printf '\\033]0;owned\\007\\033[2J\\342\\200\\256%.0s' $(seq 3000) >&2; exit 1",
+    )
+    env.write({"credsStore": "store"})
+    message = error_of(env)
+    assert "\\x1b]0;owned\\x07\\x1b[2J\\u202e" in message
+    assert not any(c in message for c in "\x1b\x07\u202e")
+    assert len(message) < 400 and message.endswith("…")
+
+
 def test_helper_error_on_stdout_is_quoted_when_stderr_is_empty(env: Env) -> None:
     env.helper("store", get='echo "error getting credentials: dbus down"; exit 1')
     env.write({"credsStore": "store"})

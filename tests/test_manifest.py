@@ -664,6 +664,51 @@ def test_select_platform_on_empty_index_says_none_available() -> None:
     assert str(info.value) == "no manifest for platform linux/amd64 (available: none)"
 
 
+def _platforms_index(platforms: list[dict[str, str]]) -> Index:
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [desc(OCI_MANIFEST, AMD64, 100, platform=p) for p in platforms],
+    }
+    return _index(doc)
+
+
+def test_platform_not_found_in_a_huge_index_lists_ten_and_counts_the_rest() -> None:
+    ix = _platforms_index([{"os": "linux", "architecture": f"arch{i}"} for i in range(19_000)])
+    with pytest.raises(PlatformNotFound) as info:
+        select_platform(ix, Platform("linux", "s390x"), "app:latest")
+    message = str(info.value)
+    shown_names = ", ".join(f"linux/arch{i}" for i in range(10))
+    assert message == (
+        "no manifest for platform linux/s390x in app:latest"
+        f" (available: {shown_names} and 18990 more)"
+    )
+    assert len(info.value.available) == 19_000  # the data keeps them all
+
+
+def test_platform_not_found_lists_each_platform_once() -> None:
+    ix = _platforms_index([{"os": "linux", "architecture": "amd64"}] * 50)
+    with pytest.raises(PlatformNotFound) as info:
+        select_platform(ix, Platform("linux", "s390x"))
+    assert str(info.value).endswith("(available: linux/amd64)")
+
+
+def test_platform_not_found_escapes_and_cuts_hostile_platform_names() -> None:
+    hostile = "\x1b]0;owned\x07\x1b[2J"
+    ix = _platforms_index(
+        [
+            {"os": "linux", "architecture": hostile, "variant": "\u202e"},
+            {"os": "linux", "architecture": "a" * 10_000},
+        ]
+    )
+    with pytest.raises(PlatformNotFound) as info:
+        select_platform(ix, Platform("linux", "s390x"))
+    message = str(info.value)
+    assert "linux/\\x1b]0;owned\\x07\\x1b[2J/\\u202e" in message
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or c == "\u202e" for c in message)
+    assert len(message) < 300
+
+
 # --- host_platform -----------------------------------------------------------------------------
 
 HOST = [
