@@ -27,6 +27,9 @@ is returned as ``Credentials(username="<token>", password=<the token>)``: docker
 the username ``<token>`` marks the password as an OAuth refresh token, not a password. ``login``
 accepts the same form and files it the way docker does.
 
+Helpers are looked up in the absolute entries of ``PATH`` only (see ``find_helper``): never in the
+current directory through an empty or relative entry, as docker refuses too.
+
 Secrets never appear in an exception message: errors name the file, the key and the helper only,
 and a helper's own error text has any secret we handed it masked.
 """
@@ -59,6 +62,7 @@ __all__ = [
     "CredentialError",
     "CredentialStore",
     "config_path",
+    "find_helper",
 ]
 
 #: The key docker uses for Docker Hub in ``config.json`` and when asking a credential helper.
@@ -323,13 +327,46 @@ def _helper_for(config: Mapping[str, Any], key: str, path: Path) -> str | None:
     return str(name)
 
 
+def find_helper(program: str, path: str | None = None) -> str | None:
+    """The absolute path of ``program`` in ``path`` (default: ``$PATH``), searching only its
+    absolute entries.
+
+    An empty entry means the current directory to a shell, and a relative one is relative to it:
+    a helper found there would be whatever file the directory one happens to stand in provides
+    (a cloned repository, a download folder). docker refuses the same (Go's ``exec.LookPath``
+    answers ``ErrDot``), so such entries are skipped.
+    """
+    if path is None:
+        path = os.environ.get("PATH", os.defpath)
+    absolute = [d for d in path.split(os.pathsep) if os.path.isabs(d)]
+    return shutil.which(program, path=os.pathsep.join(absolute)) if absolute else None
+
+
+def _skipped_hint(program: str) -> str:
+    """Why a helper that sits in an empty or relative PATH entry was not run, or ""."""
+    for d in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        if os.path.isabs(d):
+            continue
+        candidate = os.path.join(d or os.curdir, program)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            where = f"the relative PATH entry {shown(d, 100)}" if d else "the current directory"
+            return (
+                f" (one in {where} is not run: only absolute PATH entries are searched for "
+                "credential helpers)"
+            )
+    return ""
+
+
 def _run(
     name: str, action: str, payload: bytes, timeout: float
 ) -> subprocess.CompletedProcess[bytes]:
     program = _HELPER_PREFIX + name
-    exe = shutil.which(program)
+    exe = find_helper(program)
     if exe is None:
-        raise CredentialError(f"credential helper {program} not found in PATH", helper=program)
+        raise CredentialError(
+            f"credential helper {program} not found in PATH{_skipped_hint(program)}",
+            helper=program,
+        )
     try:
         return subprocess.run(
             [exe, action], input=payload, capture_output=True, timeout=timeout, check=False

@@ -23,8 +23,11 @@ from puller.credentials import (
     CredentialError,
     CredentialStore,
     config_path,
+    find_helper,
 )
 from puller.errors import PullError
+
+from .helpers import run_pypull
 
 SECRET = "s3cr3t-Pa55:w0rd"  # searched for in every error message below
 
@@ -380,6 +383,70 @@ def test_missing_helper_says_so(env: Env) -> None:
     env.write({"credsStore": "nonexistent"})
     message = error_of(env)
     assert "docker-credential-nonexistent" in message and "not found in PATH" in message
+
+
+def evil_helper_in(directory: Path) -> Path:
+    """A ``docker-credential-evil`` in ``directory`` that leaves a marker file when it runs;
+    returns the marker's path."""
+    marker = directory.parent / f"{directory.name}-evil-ran"
+    script = directory / "docker-credential-evil"
+    script.write_text(f"#!/bin/sh\ntouch '{marker}'\necho '{{}}'\n")
+    script.chmod(0o755)
+    return marker
+
+
+@pytest.mark.parametrize(
+    ("path", "where"),
+    [
+        (":/usr/bin:/bin", "the current directory"),
+        ("/usr/bin::/bin", "the current directory"),
+        ("/usr/bin:/bin:", "the current directory"),
+        (".:/usr/bin", "the relative PATH entry ."),
+        ("work:/usr/bin", "the relative PATH entry work"),
+    ],
+    ids=["leading-empty", "middle-empty", "trailing-empty", "dot", "relative"],
+)
+def test_a_helper_is_never_run_from_an_empty_or_relative_path_entry(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str, where: str
+) -> None:
+    cwd = tmp_path / "cwd"
+    (cwd / "work").mkdir(parents=True)
+    marker = evil_helper_in(cwd / "work" if "work" in path else cwd)
+    env.write({"credsStore": "evil"})
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("PATH", path)
+    message = error_of(env)
+    assert message.startswith("credential helper docker-credential-evil not found in PATH")
+    assert f"one in {where} is not run" in message
+    assert not marker.exists()
+
+
+def test_find_helper_searches_absolute_entries_only(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    evil_helper_in(tmp_path / "bin")
+    absolute = str(tmp_path / "bin")
+    assert (
+        find_helper("docker-credential-evil", f"::{absolute}")
+        == f"{absolute}/docker-credential-evil"
+    )
+    assert find_helper("docker-credential-evil", "") is None
+    assert find_helper("docker-credential-nonexistent", absolute) is None
+
+
+def test_the_cli_does_not_run_a_helper_from_the_current_directory(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = evil_helper_in(tmp_path)
+    env.write({"credsStore": "evil"})
+    monkeypatch.chdir(tmp_path)
+    root = str(Path(__file__).resolve().parent.parent)  # this checkout's package
+    run = run_pypull("logout", "localhost:5000", env={"PATH": ":/usr/bin:/bin", "PYTHONPATH": root})
+    assert run.returncode == 1
+    assert run.stderr.splitlines() == [
+        "Error: credential helper docker-credential-evil not found in PATH (one in the current "
+        "directory is not run: only absolute PATH entries are searched for credential helpers)"
+    ]
+    assert not marker.exists()
 
 
 def test_helper_name_with_a_path_is_refused(env: Env) -> None:
