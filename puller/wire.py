@@ -1,13 +1,15 @@
-"""A minimal HTTP/1.1 GET for blob bodies: bytes go from the socket straight into a few reusable
-buffers (``asyncio.BufferedProtocol``: one ``recv_into`` per read, no copies in Python), and a
-worker thread hashes and writes each full buffer while the loop fills the next.
+"""The one HTTP/1.1 client of the program: every request pypull makes (tokens, manifests, blobs,
+HEADs, uploads) goes through ``Client.request``, so the rules live in one place: the connection
+pool, proxies, TLS per origin, redirects, timeouts and limits.
 
-Why not aiohttp for this one request: it reads into fresh ``bytes`` of at most 256 KiB, feeds them
-through its parser into a stream reader, and joins them again into the chunk size asked for, with
-several Python calls and a timer reschedule per read. On a 1 GB pull that cost as much CPU as
-hashing every byte. And a pull that needs no token never imports aiohttp, which is a third of
-pypull's start-up: so manifests and ``/v2/`` probes come through here too. aiohttp is left the
-token endpoints (form POSTs, query encoding), which it does well and which are not hot.
+Bodies go from the socket straight into a few reusable buffers (``asyncio.BufferedProtocol``:
+one ``recv_into`` per read, no copies in Python), and a worker thread hashes and writes each full
+buffer while the loop fills the next. aiohttp read into fresh ``bytes`` of at most 256 KiB and
+joined them again, with a timer reschedule per read: on a 1 GB pull that cost as much CPU as
+hashing every byte, and importing it was a third of pypull's start-up.
+
+Heads are parsed by h11 (a maintained, strict RFC 9112 parser), plus the refusals h11 does not
+make itself (see ``parse_head``); bodies with a length keep the fast path above.
 
 Only ``registry`` uses this module; it keeps auth, errors and retries in one place.
 """
@@ -16,21 +18,40 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import ssl
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable, Mapping
 from contextlib import suppress
-from typing import cast
+from dataclasses import dataclass
+from typing import Protocol, cast
 from urllib.parse import quote, urljoin, urlsplit
 
 #: Longest status line plus headers we accept; a registry's are well under 2 KiB.
 MAX_HEAD = 64 * 1024
+#: RFC 9112 leaves these to the client; servers (nginx, Go) use similar ones.
+MAX_HEADER_LINES = 100
+MAX_HEADER_LINE = 8 * 1024
+#: A Content-Length of more digits is no size a registry serves (2**64 has 20).
+MAX_LENGTH_DIGITS = 20
 MAX_REDIRECTS = 10
 #: Buffers per body: one filling, one queued, one being hashed and written.
 BUFFERS = 3
+#: A blob body slower than this, averaged over the read timeout, is stalled (bytes per second).
+MIN_RATE = 1024
+#: How many times the read timeout a head or a small body may take in all, however it trickles.
+DEADLINE_FACTOR = 2
+#: Idle keep-alive connections kept per origin, and for how long (servers close theirs after
+#: 60 s or more: nginx 75, Go 90 or never, the distribution registry never).
+MAX_IDLE_PER_ORIGIN = 8
+IDLE_SECONDS = 30.0
+#: RFC 8305's "Connection Attempt Delay": the next address is tried if the last has not
+#: connected by then.
+HAPPY_EYEBALLS_DELAY = 0.25
 
 Chunk = bytes | bytearray | memoryview
 Write = Callable[[memoryview], None]
+RequestBody = bytes | AsyncIterable[Chunk]
 
 
 class WireError(Exception):
@@ -54,16 +75,55 @@ class Unsupported(WireError):
     """An answer in a form this module does not read (a transfer coding other than chunked)."""
 
 
+class BadRedirect(WireError):
+    """A redirect we refuse to follow (from https to plain http, for content not checked by
+    digest)."""
+
+
+class CannotResolve(WireError):
+    """A host name with no address: asking again will not help (a temporary resolver failure
+    has been retried once already)."""
+
+    def __init__(self, host: str, detail: str = "") -> None:
+        self.host = host
+        super().__init__(f"cannot resolve {host}" + (f": {detail}" if detail else ""))
+
+
+class ProxyError(WireError):
+    """The proxy refused to carry the request (``status``: its answer, 0 if it gave none)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        self.status = status
+        super().__init__(message)
+
+    @property
+    def permanent(self) -> bool:
+        return self.status in (401, 403, 405, 407)
+
+
+class RedirectCertificateError(WireError):
+    """A redirect's target (another host) failed certificate verification."""
+
+    def __init__(self, host: str, url: str, reason: str) -> None:
+        self.host = host
+        self.url = url
+        super().__init__(f"the TLS certificate of {host} (a redirect from {url}) {reason}")
+
+
 class BodyTimeout(asyncio.TimeoutError):
-    """No byte arrived for the read timeout (time spent waiting on our own disk not counted)."""
+    """No byte arrived for the read timeout (time spent waiting on our own disk not counted),
+    the body came slower than ``MIN_RATE``, or a head or small body missed its deadline."""
+
+    def __init__(self, reason: str = "timed out") -> None:
+        super().__init__(reason)
+        self.reason = reason
 
     def __str__(self) -> str:
-        return "timed out"
+        return self.reason
 
 
 class Headers:
-    """Response headers, looked up case-insensitively; the first of repeated ones wins, as with
-    ``aiohttp``'s ``headers.get``."""
+    """Response headers, looked up case-insensitively; the first of repeated ones wins."""
 
     __slots__ = ("_items",)
 
@@ -77,108 +137,186 @@ class Headers:
         return self._items.get(name.lower(), default)
 
 
-class Response:
-    """A response whose head has been read; the body is read by ``pour`` or ``read``."""
+@dataclass(frozen=True, slots=True)
+class Head:
+    """A response's status line and headers, and how its body is delimited."""
 
-    def __init__(self, conn: _Connection, status: int, headers: Headers, url: str) -> None:
+    status: int
+    headers: Headers
+    #: "none", "length", "chunked" or "eof" (the body ends when the connection does)
+    framing: str
+    length: int | None
+    keep_alive: bool
+
+
+def parse_head(block: bytes, method: str = "GET") -> Head:
+    """One response head (status line and header lines, without the blank line that ends it),
+    parsed by h11, plus the refusals h11 does not make: it lets ``Transfer-Encoding`` override a
+    ``Content-Length``, accepts control bytes other than NUL in values, and limits only the
+    whole head. Raises ``WireError``."""
+    import h11  # 7 ms of import, paid by the first request
+
+    lines = block.split(b"\r\n")
+    if len(lines) - 1 > MAX_HEADER_LINES:
+        raise WireError(f"malformed response: more than {MAX_HEADER_LINES} header lines")
+    for line in lines:
+        if len(line) > MAX_HEADER_LINE:
+            raise WireError(f"malformed response: a header line over {MAX_HEADER_LINE} bytes")
+        if _CONTROL.search(line):
+            raise WireError(f"malformed response: a control byte in {_shown(line)}")
+    lengths: list[bytes] = []
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            for item in value.split(b","):
+                item = item.strip(b" \t")
+                if not item.isdigit() or len(item) > MAX_LENGTH_DIGITS:
+                    raise WireError(f"malformed response: invalid Content-Length {_shown(item)}")
+                lengths.append(item)
+    if len({int(x) for x in lengths}) > 1:
+        raise WireError("malformed response: conflicting Content-Length headers")
+    conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD + 4)
+    conn.send(h11.Request(method=method, target="/", headers=[("Host", "h")]))
+    conn.send(h11.EndOfMessage())
+    conn.receive_data(block + b"\r\n\r\n")
+    try:
+        event = conn.next_event()
+    except h11.RemoteProtocolError as e:
+        if "Transfer-Encoding" in str(e):
+            raise Unsupported(f"unsupported Transfer-Encoding: {e}") from None
+        raise WireError(f"malformed response: {e}") from None
+    if not isinstance(event, (h11.Response, h11.InformationalResponse)):  # pragma: no cover
+        raise WireError("malformed response: no complete head")
+    headers = Headers()
+    coding = None
+    tokens: set[bytes] = set()
+    for name, value in event.headers:
+        headers.add(name.decode("latin-1"), value.decode("latin-1"))
+        if name == b"transfer-encoding":
+            coding = value.lower()
+        elif name == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b","))
+    status = event.status_code
+    length = int(lengths[0]) if lengths else None
+    if coding is not None and length is not None:
+        raise WireError("malformed response: both Content-Length and Transfer-Encoding")
+    method = method.upper()
+    no_body = status < 200 or status in (204, 304) or method == "HEAD"
+    if no_body or (method == "CONNECT" and status < 300):  # a tunnel, not a body
+        framing, length = "none", None
+    elif coding is not None:
+        framing = "chunked"
+    elif length is not None:
+        framing = "length"
+    else:
+        framing = "eof"
+    keep_alive = event.http_version == b"1.1" and b"close" not in tokens and framing != "eof"
+    return Head(status, headers, framing, length, keep_alive)
+
+
+#: Bytes no head may carry: C0 controls but HTAB, and DEL.
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _shown(data: bytes) -> str:
+    return repr(data[:60])[1:]
+
+
+class ProxyLike(Protocol):
+    """What ``proxy.Proxy`` gives the client: where to connect, and what to tell it."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    def authorization(self) -> str | None: ...
+
+
+ProxyFor = Callable[[str], ProxyLike | None]
+
+
+class Response:
+    """A response whose head has been read; the body is read by ``pour`` or ``read``, and
+    ``release`` hands the connection back (to the pool if the body was read to its end)."""
+
+    def __init__(
+        self, conn: _Connection, head: Head, url: str, method: str, client: Client | None
+    ) -> None:
         self._conn = conn
-        self.status = status
-        self.headers = headers
+        self._head = head
+        self._client = client
+        self.status = head.status
+        self.headers = head.headers
         self.url = url
+        self.method = method
+        self._released = False
 
     @property
     def content_length(self) -> int | None:
         """None for a chunked body: its Content-Length, if any, must be ignored (RFC 9112 6.3)."""
-        value = self.headers.get("Content-Length")
-        if value is None or self.chunked:
-            return None
-        if not (value.isascii() and value.isdigit()):
-            raise WireError(f"invalid Content-Length {value!r}")
-        return int(value)
+        return self._head.length
 
     @property
     def chunked(self) -> bool:
-        coding = self.headers.get("Transfer-Encoding")
-        if coding is None or coding.strip().lower() == "identity":
-            return False
-        if coding.strip().lower() != "chunked":
-            raise Unsupported(f"unsupported Transfer-Encoding {coding!r}")
-        return True
+        return self._head.framing == "chunked"
 
     async def pour(
         self, write: Write, progress: Callable[[int], None], chunk_size: int = 1 << 20
     ) -> None:
         """Stream the body to ``write`` in order, one call at a time in a worker thread, then
         return. Every ``write`` call has returned before this returns or raises. If the peer
-        stops early, what arrived is written before the error is raised (for a resume)."""
-        chunked = self.chunked
-        length = None if chunked else self.content_length
-        await self._conn.pour(length, chunked, write, progress, chunk_size)
+        stops early, what arrived is written before the error is raised (for a resume). A body
+        slower than ``MIN_RATE`` over the read timeout is a ``BodyTimeout``."""
+        await self._conn.pour(self._head, write, progress, chunk_size)
 
     async def read(self, limit: int) -> bytes:
-        """At most ``limit`` bytes of the body (an error message), read on the loop."""
+        """At most ``limit`` bytes of the body (a manifest, a token, an error message), read on
+        the loop, within ``DEADLINE_FACTOR`` times the read timeout in all."""
         got = bytearray()
-        chunked = self.chunked
-        length = None if chunked else self.content_length
-        await self._conn.pour(length, chunked, got.extend, _ignore, 16 * 1024, True, limit)
+        await self._conn.pour(self._head, got.extend, _ignore, 16 * 1024, True, limit)
         return bytes(got[:limit])
 
     def release(self) -> None:
-        """Close the connection (one request per connection: nothing to return to a pool)."""
-        self._conn.close()
+        """Give the connection back: to the pool when its answer was read to the end and the
+        server keeps it open, else closed."""
+        if self._released:
+            return
+        self._released = True
+        conn = self._conn
+        if self._client is not None and conn.reusable(self._head):
+            self._client._checkin(conn)
+        else:
+            conn.close()
 
 
 def _ignore(_: int) -> None:
     pass
 
 
-async def get(
-    url: str,
-    headers: dict[str, str],
-    *,
-    tls: ssl.SSLContext | None,
-    timeout: float,
-    max_redirects: int = MAX_REDIRECTS,
-) -> Response:
-    """GET ``url``, following redirects as aiohttp does (Authorization is dropped when the origin
-    changes; Range is kept). The caller must ``release`` the response."""
-    for _ in range(max_redirects + 1):
-        resp = await _get_once(url, headers, tls, timeout)
-        location = resp.headers.get("Location")
-        if resp.status not in (301, 302, 303, 307, 308) or not location:
-            return resp
-        resp.release()
-        try:
-            target = urljoin(url, location.strip())
-        except ValueError:  # an unbalanced [ in an IPv6 host, say
-            raise BadURL(f"invalid redirect to {location[:200]!r}") from None
-        if _origin(target) != _origin(url):
-            headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
-        url = target
-    raise TooManyRedirects(f"more than {max_redirects} redirects")
-
-
-def same_origin(a: str, b: str) -> bool:
-    return _origin(a) == _origin(b)
-
-
-def _origin(url: str) -> tuple[str, str | None, int | None]:
-    try:
-        parts = urlsplit(url)
-        return parts.scheme, parts.hostname, parts.port or _DEFAULT_PORTS.get(parts.scheme)
-    except ValueError:
-        return "", url, -1  # unparseable: an origin of its own
-
-
+#: Redirect statuses; 303 turns the request into a GET.
+_REDIRECTS = (301, 302, 303, 307, 308)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 #: What may stay as it is in a request target; everything else (spaces, controls, non-ASCII
 #: from a hostile Location) is percent-encoded, so no header can be smuggled into the request.
 _TARGET_SAFE = "/?&=:@%+-._~!$'()*,;[]"
+#: A DNS name (IDNs come as punycode) or an IP literal (IPv6 without its brackets, maybe a zone).
+_HOST = re.compile(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]+(%[A-Za-z0-9._-]+)?")
+
+PoolKey = tuple[str, str, int, str | None, int]
 
 
-async def _get_once(
-    url: str, headers: dict[str, str], tls: ssl.SSLContext | None, timeout: float
-) -> Response:
+@dataclass(frozen=True, slots=True)
+class _Target:
+    scheme: str
+    host: str  # without brackets
+    port: int
+    authority: str  # for Host: and CONNECT
+    target: str  # path and query, percent-encoded
+
+
+def _split(url: str) -> _Target:
     try:
         parts = urlsplit(url)
         given_port = parts.port
@@ -193,52 +331,402 @@ async def _get_once(
     ):
         raise BadURL(f"invalid URL {url[:200]!r}")  # before any lookup of a hostile name
     port = given_port or _DEFAULT_PORTS[parts.scheme]
-    use_tls = parts.scheme == "https"
     authority = f"[{host}]" if ":" in host else host
     if given_port is not None and given_port != _DEFAULT_PORTS[parts.scheme]:
         authority += f":{given_port}"
     target = quote(parts.path or "/", safe=_TARGET_SAFE)
     if parts.query:
         target += "?" + quote(parts.query, safe=_TARGET_SAFE)
-    lines = [f"GET {target} HTTP/1.1", f"Host: {authority}", "Connection: close"]
+    return _Target(parts.scheme, host, port, authority, target)
+
+
+def same_origin(a: str, b: str) -> bool:
+    return _origin(a) == _origin(b)
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    try:
+        parts = urlsplit(url)
+        return parts.scheme, parts.hostname, parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:
+        return "", url, -1  # unparseable: an origin of its own
+
+
+def _encode_head(lines: list[str]) -> bytes:
+    try:
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    except UnicodeEncodeError:
+        raise BadRequest("invalid header: characters outside Latin-1") from None
+
+
+def _header_lines(headers: Mapping[str, str]) -> list[str]:
+    lines = []
     for name, value in headers.items():
         if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
             raise BadRequest(f"invalid header {name}: a line break in it")
         lines.append(f"{name}: {value}")
-    try:
-        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    except UnicodeEncodeError:
-        raise BadRequest("invalid header: characters outside Latin-1") from None
+    return lines
 
-    loop = asyncio.get_running_loop()
-    try:
-        transport, conn = await asyncio.wait_for(
-            loop.create_connection(lambda: _Connection(loop, timeout), host, port), timeout
-        )
-    except UnicodeError:  # the name lookup's IDNA codec refuses it (an empty label, say)
-        raise BadURL(f"invalid host name in {url[:200]!r}") from None
-    channel: asyncio.BaseTransport = transport
-    try:
-        if use_tls:
-            secured = await asyncio.wait_for(
-                loop.start_tls(
-                    transport,
-                    _Copying(conn),
-                    tls or default_tls(),
-                    server_hostname=host.rstrip("."),
-                ),
-                timeout,
-            )
-            if secured is None:  # pragma: no cover - only when the loop is closing
-                raise ConnectionResetError("the connection closed during the TLS handshake")
-            conn.secured(secured)
-            channel = secured
-        cast(asyncio.WriteTransport, channel).write(request)
-        status, response_headers = await conn.head()
-    except BaseException:
+
+class Client:
+    """Keeps connections alive per origin (scheme, host, port, proxy, TLS settings) and makes
+    every request of the program. ``timeout`` is the read timeout; heads and small bodies get
+    ``DEADLINE_FACTOR`` times it in all, blob bodies must keep above ``MIN_RATE``.
+
+    ``proxy_for(url)`` names the proxy for a URL (None: direct); each request may give its own.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: float = 30.0,
+        proxy_for: ProxyFor | None = None,
+        pool: bool = True,
+        max_idle_per_origin: int = MAX_IDLE_PER_ORIGIN,
+        idle_seconds: float = IDLE_SECONDS,
+    ) -> None:
+        self.timeout = timeout
+        self._proxy_for = proxy_for
+        self._max_idle = max_idle_per_origin if pool else 0
+        self._idle_seconds = idle_seconds
+        self._idle: dict[PoolKey, list[_Connection]] = {}
+        self.connections_opened = 0
+
+    async def close(self) -> None:
+        for conns in list(self._idle.values()):
+            for conn in list(conns):
+                conn.close()
+        self._idle.clear()
+
+    # -- the pool ------------------------------------------------------------------------------
+
+    def _checkout(self, key: PoolKey) -> _Connection | None:
+        conns = self._idle.get(key)
+        while conns:
+            conn = conns.pop()
+            conn.leave_pool()
+            if conn.usable:
+                return conn
+            conn.close()
+        return None
+
+    def _checkin(self, conn: _Connection) -> None:
+        key = conn.key
+        if key is None or self._max_idle == 0:
+            conn.close()
+            return
+        conns = self._idle.setdefault(key, [])
+        if len(conns) >= self._max_idle:
+            conn.close()
+            return
+        conns.append(conn)
+        conn.enter_pool(self._idle_seconds, lambda: self._forget(conn))
+
+    def _forget(self, conn: _Connection) -> None:
+        conns = self._idle.get(conn.key) if conn.key is not None else None
+        if conns is not None and conn in conns:
+            conns.remove(conn)
         conn.close()
-        raise
-    return Response(conn, status, response_headers, url)
+
+    # -- requests ------------------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        *,
+        body: RequestBody | None = None,
+        length: int | None = None,
+        tls: ssl.SSLContext | None = None,
+        max_redirects: int = MAX_REDIRECTS,
+        downgrade: bool = False,
+        proxy_for: ProxyFor | None = None,
+    ) -> Response:
+        """Send a request and read the answer's head; the caller must ``release`` the response.
+
+        Redirects are followed (``max_redirects=0``: not): Authorization is dropped when the
+        origin changes, Range is kept; 303 turns the request into a GET. A request with a
+        streamed body is never sent twice, so its redirects are returned, not followed.
+        From https, a redirect to plain http is refused unless ``downgrade`` (content that is
+        verified by digest anyway).
+
+        ``tls`` is for the first URL's origin. On other origins a redirect leads to, a context
+        that verifies (a private CA: a registry's storage is often signed by the same one) is
+        used as it is, and one that does not verify is not: a registry's ``skip_verify`` does
+        not cover the hosts it sends us to.
+
+        A streamed ``body`` needs ``length`` (sent as Content-Length); ``bytes`` carry theirs.
+        """
+        method = method.upper()
+        first = url
+        proxy_for = proxy_for or self._proxy_for
+        for _ in range(max_redirects + 1):
+            hop_tls = tls
+            if not same_origin(url, first) and tls is not None and not _verifies(tls):
+                hop_tls = None
+            try:
+                resp = await self._exchange(method, url, headers, body, length, hop_tls, proxy_for)
+            except ssl.SSLCertVerificationError as e:
+                if same_origin(url, first):
+                    raise
+                target = _split(url)
+                reason = e.verify_message or str(e)
+                raise RedirectCertificateError(target.host, first, f"fails: {reason}") from e
+            location = resp.headers.get("Location")
+            if (
+                resp.status not in _REDIRECTS
+                or not location
+                or max_redirects == 0
+                or (body is not None and not isinstance(body, bytes))
+            ):
+                return resp
+            resp.release()
+            try:
+                target_url = urljoin(url, location.strip())
+            except ValueError:  # an unbalanced [ in an IPv6 host, say
+                raise BadURL(f"invalid redirect to {location[:200]!r}") from None
+            if url.startswith("https:") and target_url.startswith("http:") and not downgrade:
+                raise BadRedirect(
+                    f"refusing a redirect from https to plain http ({target_url[:200]})"
+                )
+            if _origin(target_url) != _origin(url):
+                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+            if resp.status == 303 and method != "HEAD":
+                method, body, length = "GET", None, None
+                headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+            url = target_url
+        raise TooManyRedirects(f"more than {max_redirects} redirects")
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: RequestBody | None,
+        length: int | None,
+        tls: ssl.SSLContext | None,
+        proxy_for: ProxyFor | None,
+    ) -> Response:
+        target = _split(url)
+        proxy = proxy_for(url) if proxy_for is not None else None
+        https = target.scheme == "https"
+        context = (tls or default_tls()) if https else None
+        key: PoolKey = (
+            target.scheme,
+            target.host.lower(),
+            target.port,
+            proxy.url if proxy is not None else None,
+            id(context) if context is not None else 0,
+        )
+        lines = [f"{method} {target.target} HTTP/1.1", f"Host: {target.authority}"]
+        if not self._max_idle:
+            lines.append("Connection: close")  # nothing to keep it for
+        if proxy is not None and not https:
+            # absolute-form to a forwarding proxy; its credentials go to it alone
+            lines[0] = f"{method} http://{target.authority}{target.target} HTTP/1.1"
+            auth = proxy.authorization()
+            if auth:
+                lines.append(f"Proxy-Authorization: {auth}")
+        lines += _header_lines(headers)
+        if isinstance(body, bytes):
+            length = len(body)
+        if body is not None:
+            if length is None:
+                raise BadRequest("a streamed request body needs its length")
+            lines.append(f"Content-Length: {length}")
+        elif method in ("POST", "PUT", "PATCH"):
+            lines.append("Content-Length: 0")
+        request = _encode_head(lines)
+        replayable = body is None and method in ("GET", "HEAD")
+        for attempt in range(2):
+            conn = self._checkout(key) if attempt == 0 else None
+            reused = conn is not None
+            if conn is None:
+                conn = await self._connect(target, proxy, context)
+                conn.key = key
+            try:
+                conn.begin(method)
+                conn.send(request)
+                if body is not None:
+                    await conn.send_body(body, length or 0)
+                head = await conn.head()
+            except (ConnectionError, asyncio.IncompleteReadError) as e:
+                conn.close()
+                if reused and replayable and not conn.answered:
+                    continue  # the server closed the idle connection as we sent: once more
+                raise e
+            except BaseException:
+                conn.close()
+                raise
+            if proxy is not None and not https and head.status == 407:
+                conn.close()
+                raise ProxyError(
+                    f"proxy {proxy.url} refused the request: HTTP 407 Proxy Authentication "
+                    "Required",
+                    407,
+                )
+            return Response(conn, head, url, method, self if self._max_idle else None)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _connect(
+        self, target: _Target, proxy: ProxyLike | None, context: ssl.SSLContext | None
+    ) -> _Connection:
+        loop = asyncio.get_running_loop()
+        host, port = (proxy.host, proxy.port) if proxy is not None else (target.host, target.port)
+        conn = await asyncio.wait_for(self._dial(host, port), self.timeout)
+        self.connections_opened += 1
+        try:
+            if proxy is not None and context is not None:
+                lines = [
+                    f"CONNECT {target.authority}:{target.port} HTTP/1.1"
+                    if ":" not in target.authority.rpartition("]")[2]
+                    else f"CONNECT {target.authority} HTTP/1.1",
+                    f"Host: {target.authority}",
+                ]
+                auth = proxy.authorization()
+                if auth:
+                    lines.append(f"Proxy-Authorization: {auth}")
+                conn.begin("CONNECT")
+                conn.send(_encode_head(lines))
+                try:
+                    head = await conn.head()
+                except (OSError, asyncio.TimeoutError, WireError) as e:
+                    raise ProxyError(f"proxy {proxy.url} did not open a tunnel: {e}") from e
+                if not 200 <= head.status < 300:
+                    reason = " Proxy Authentication Required" if head.status == 407 else ""
+                    raise ProxyError(
+                        f"proxy {proxy.url} refused to connect to {target.authority}: "
+                        f"HTTP {head.status}{reason}",
+                        head.status,
+                    )
+                conn.tunnel_open()
+            if context is not None:
+                secured = await asyncio.wait_for(
+                    loop.start_tls(
+                        conn.transport,
+                        _Copying(conn),
+                        context,
+                        server_hostname=target.host.rstrip("."),
+                    ),
+                    self.timeout,
+                )
+                if secured is None:  # pragma: no cover - only when the loop is closing
+                    raise ConnectionResetError("the connection closed during the TLS handshake")
+                conn.secured(secured)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    async def _dial(self, host: str, port: int) -> _Connection:
+        """A TCP connection to ``host``, Happy Eyeballs style (RFC 8305: addresses of both
+        families interleaved, the next tried after ``HAPPY_EYEBALLS_DELAY`` or as soon as the
+        last failed), on any event loop (uvloop has no ``happy_eyeballs_delay``)."""
+        loop = asyncio.get_running_loop()
+        addresses = await _resolve(host, port)
+
+        def factory() -> _Connection:
+            return _Connection(loop, self.timeout)
+
+        if len(addresses) == 1:
+            _, conn = await loop.create_connection(factory, addresses[0], port)
+            return conn
+        errors: list[BaseException] = []
+        winner: _Connection | None = None
+        pending: set[asyncio.Task[tuple[asyncio.Transport, _Connection]]] = set()
+        try:
+            for address in addresses:
+                task = asyncio.ensure_future(loop.create_connection(factory, address, port))
+                pending.add(task)
+                done, _ = await asyncio.wait(
+                    pending, timeout=HAPPY_EYEBALLS_DELAY, return_when=asyncio.FIRST_COMPLETED
+                )
+                winner = _first_success(done, pending, errors)
+                if winner is not None:
+                    return winner
+            while pending:
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                winner = _first_success(done, pending, errors)
+                if winner is not None:
+                    return winner
+        finally:
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with suppress(BaseException):
+                    _, late = await task
+                    late.close()
+        raise errors[0] if errors else ConnectionError(f"cannot connect to {host}")
+
+
+def _first_success(
+    done: set[asyncio.Task[tuple[asyncio.Transport, _Connection]]],
+    pending: set[asyncio.Task[tuple[asyncio.Transport, _Connection]]],
+    errors: list[BaseException],
+) -> _Connection | None:
+    winner = None
+    for task in done:
+        pending.discard(task)
+        error = task.exception()
+        if error is not None:
+            errors.append(error)
+        elif winner is None:
+            winner = task.result()[1]
+        else:
+            task.result()[1].close()
+    return winner
+
+
+async def _resolve(host: str, port: int) -> list[str]:
+    """The host's addresses, families interleaved (RFC 8305 section 4). A name that does not
+    exist fails at once; a temporary resolver failure (also what a machine without a reachable
+    resolver says for every name) is asked once more, not by the whole retry policy."""
+    loop = asyncio.get_running_loop()
+    for attempt in range(2):
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            break
+        except socket.gaierror as e:
+            if e.errno == socket.EAI_AGAIN and attempt == 0:
+                await asyncio.sleep(0.5)
+                continue
+            detail = "temporary failure in name resolution" if e.errno == socket.EAI_AGAIN else ""
+            raise CannotResolve(host, detail) from e
+        except UnicodeError:  # the IDNA codec refuses it (an empty label, say)
+            raise BadURL(f"invalid host name {host[:200]!r}") from None
+    by_family: dict[int, list[str]] = {}
+    for family, _, _, _, sockaddr in infos:
+        address = str(sockaddr[0])
+        if family == socket.AF_INET6 and len(sockaddr) >= 4 and sockaddr[3]:
+            address = f"{address.partition('%')[0]}%{sockaddr[3]}"
+        found = by_family.setdefault(family, [])
+        if address not in found:
+            found.append(address)
+    if not by_family:
+        raise CannotResolve(host)
+    ordered: list[str] = []
+    lists = list(by_family.values())
+    for i in range(max(len(x) for x in lists)):
+        ordered.extend(x[i] for x in lists if i < len(x))
+    return ordered
+
+
+def _verifies(context: ssl.SSLContext) -> bool:
+    return context.verify_mode != ssl.CERT_NONE and context.check_hostname
+
+
+async def get(
+    url: str,
+    headers: dict[str, str],
+    *,
+    tls: ssl.SSLContext | None,
+    timeout: float,
+    max_redirects: int = MAX_REDIRECTS,
+) -> Response:
+    """One GET on a connection of its own, closed on ``release`` (no pool)."""
+    client = Client(timeout=timeout, pool=False)
+    return await client.request("GET", url, headers, tls=tls, max_redirects=max_redirects)
 
 
 _tls_default: ssl.SSLContext | None = None
@@ -250,21 +738,6 @@ def default_tls() -> ssl.SSLContext:
     if _tls_default is None:
         _tls_default = ssl.create_default_context()
     return _tls_default
-
-
-def _parse_head(head: bytes) -> tuple[int, Headers]:
-    lines = head.decode("latin-1").split("\r\n")
-    version, _, rest = lines[0].partition(" ")
-    code, _, _ = rest.partition(" ")
-    if not version.startswith("HTTP/1.") or not _STATUS.fullmatch(code):
-        raise WireError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
-    headers = Headers()
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        if not colon or not name or name != name.strip():
-            raise WireError(f"malformed header line {line[:80]!r}")
-        headers.add(name, value.strip())
-    return int(code), headers
 
 
 class _Connection(asyncio.BufferedProtocol):
@@ -283,18 +756,31 @@ class _Connection(asyncio.BufferedProtocol):
         self._timeout = timeout
         self._transport: asyncio.Transport | None = None  # writes and closes: TLS or TCP
         self._tcp: asyncio.Transport | None = None  # paused and resumed for flow control
+        self._lost = False
+        self._lost_exc: Exception | None = None
+        self._broken = False  # closed by us, or bytes came that belong to no answer
+        self._idle = False  # in the pool
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._on_idle_end: Callable[[], None] | None = None
+        self._write_ready: asyncio.Future[None] | None = None  # set while writing is paused
+        self.key: PoolKey | None = None
+        self._new_exchange("GET")
+
+    def _new_exchange(self, method: str) -> None:
+        self._method = method
         self._head_buf = bytearray(4096)
         self._scratch = bytearray(4096)  # see get_buffer
         self._head_len = 0
         self._interim = 0  # bytes of 1xx answers skipped so far
-        self._head: asyncio.Future[tuple[int, Headers]] = loop.create_future()
+        self._head: asyncio.Future[Head] = self._loop.create_future()
         self._leftover = b""  # body bytes that came with the head
         self._backlog: deque[bytes] = deque()  # TLS: bytes that came while there was no room
         self._deferred_loss: tuple[Exception | None] | None = None  # lost behind the backlog
-        self._lost = False
-        self._lost_exc: Exception | None = None
-        self._last_read = loop.time()
+        self._last_read = self._loop.time()
         self._watchdog: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None  # loop time by which the head or small body is in
+        self._rate_window: tuple[float, int] | None = None  # (start, bytes then): a blob body
+        self._received = 0  # bytes received in this exchange
         self._reading_body = False
         # pour's state
         self._remaining: int | None = None  # bytes of the body still to come, if known
@@ -315,19 +801,31 @@ class _Connection(asyncio.BufferedProtocol):
         self._peer_error: BaseException | None = None  # the peer failed: raise after the writes
         self._held = False  # reading paused because every buffer waits for the disk
         self._stopped = False  # pour has returned or is returning: no more writes may start
+        self._complete = False  # the whole body was read and written
+        self._truncated = False  # read() stopped at its limit before the body's end
 
     # -- asyncio protocol ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # cast, not isinstance: uvloop's transports do not derive from asyncio's classes
         self._transport = self._tcp = cast(asyncio.Transport, transport)
-        self._arm()
 
     def secured(self, transport: asyncio.Transport) -> None:
         """TLS is set up on the connection: write and close through ``transport`` from now."""
         self._transport = transport
 
+    def pause_writing(self) -> None:
+        if self._write_ready is None:
+            self._write_ready = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        ready, self._write_ready = self._write_ready, None
+        if ready is not None and not ready.done():
+            ready.set_result(None)
+
     def get_buffer(self, sizehint: int) -> memoryview:
+        if self._idle:
+            return memoryview(self._scratch)
         if not self._reading_body:
             if self._head_len == len(self._head_buf):
                 self._head_buf.extend(bytes(len(self._head_buf)))
@@ -345,11 +843,17 @@ class _Connection(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self._last_read = self._loop.time()
+        self._received += nbytes
+        if self._idle:
+            self.close()  # bytes that answer nothing: the connection is not ours to trust
+            return
         if self._reading_body:
             if self._dechunker is not None:
                 self._dechunked(self._dechunker.raw, nbytes)
                 return
             if self._buf is None:
+                if self._remaining == 0 or self._stopped:
+                    self._broken = True  # past the body's end: the connection is out of step
                 return  # into the scratch buffer: see get_buffer
             self._pos += nbytes
             if self._remaining is not None:
@@ -379,12 +883,12 @@ class _Connection(asyncio.BufferedProtocol):
                     self._head_len = len(rest)
                 return
             try:
-                parsed = _parse_head(bytes(self._head_buf[start:end]))
+                parsed = parse_head(bytes(self._head_buf[start:end]), self._method)
             except WireError as e:
                 self._fail_head(e)
                 return
             start = end + 4
-            if not 100 <= parsed[0] < 200:
+            if not 100 <= parsed.status < 200:
                 break
             if self._interim + start > MAX_HEAD:
                 self._fail_head(WireError(f"interim answers over {MAX_HEAD} bytes"))
@@ -413,6 +917,13 @@ class _Connection(asyncio.BufferedProtocol):
         self._lost = True
         self._lost_exc = exc
         self._disarm()
+        ready, self._write_ready = self._write_ready, None
+        if ready is not None and not ready.done():
+            ready.set_exception(exc or ConnectionResetError("the server closed the connection"))
+            ready.exception()
+        if self._idle:
+            self._end_idle()
+            return
         if not self._head.done():
             self._head.set_exception(
                 exc or ConnectionResetError("the server closed the connection before answering")
@@ -423,13 +934,111 @@ class _Connection(asyncio.BufferedProtocol):
 
     # -- API ---------------------------------------------------------------------------------
 
-    async def head(self) -> tuple[int, Headers]:
+    @property
+    def transport(self) -> asyncio.Transport:
+        assert self._transport is not None
+        return self._transport
+
+    @property
+    def usable(self) -> bool:
+        return not (self._lost or self._broken)
+
+    @property
+    def answered(self) -> bool:
+        """Whether any byte of an answer came in this exchange."""
+        return self._received > 0
+
+    def begin(self, method: str) -> None:
+        """A new request on this connection: its answer's state starts afresh."""
+        if not self.usable:
+            raise ConnectionResetError("the connection is closed")
+        self._new_exchange(method)
+        self._resume()
+
+    def send(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    async def send_body(self, body: RequestBody, length: int) -> None:
+        """Write a request body, waiting while the kernel's buffer is full. A server that
+        answers before the body is all sent (a 401, a 413) ends the sending; the connection is
+        then not reused."""
+        if isinstance(body, bytes):
+            self.transport.write(body)
+            await self._drain()
+            return
+        sent = 0
+        async for chunk in body:
+            if self._head.done() or self._lost:
+                self._broken = True
+                return
+            sent += len(chunk)
+            if sent > length:
+                self._broken = True
+                raise BadRequest(f"the request body is longer than its length ({length})")
+            self.transport.write(chunk)
+            await self._drain()
+        if sent != length:
+            self._broken = True
+            raise BadRequest(f"the request body ended at {sent} of {length} bytes")
+
+    async def _drain(self) -> None:
+        ready = self._write_ready
+        if ready is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(ready), self._timeout or None)
+        except asyncio.TimeoutError:
+            self._broken = True
+            raise BodyTimeout("the server stopped reading the request body") from None
+
+    async def head(self) -> Head:
+        """The answer's head, within ``DEADLINE_FACTOR`` read timeouts of asking for it."""
+        if not self._head.done() and self._timeout:
+            now = self._loop.time()
+            self._last_read = now
+            self._deadline = now + DEADLINE_FACTOR * self._timeout
+            self._arm()
         return await self._head
+
+    def tunnel_open(self) -> None:
+        """A proxy's 2xx to CONNECT: from here the bytes are the target's (TLS)."""
+        if self._leftover or self._backlog:
+            raise ProxyError("the proxy sent bytes after its answer to CONNECT")
+        self._disarm()
+
+    def reusable(self, head: Head) -> bool:
+        """Whether the answer is over and the connection may carry the next request."""
+        if not self.usable or self._idle or not head.keep_alive or self._backlog:
+            return False
+        if head.framing == "none":
+            return not self._leftover and not self._reading_body
+        return self._complete and not self._truncated
+
+    def enter_pool(self, seconds: float, on_end: Callable[[], None]) -> None:
+        """Idle in the pool: reading on, so that a close by the server is seen at once."""
+        self._idle = True
+        self._on_idle_end = on_end
+        self._disarm()
+        self._idle_timer = self._loop.call_later(seconds, self._end_idle)
+        self._resume()
+
+    def leave_pool(self) -> None:
+        self._idle = False
+        self._on_idle_end = None
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _end_idle(self) -> None:
+        on_end = self._on_idle_end
+        self.leave_pool()
+        if on_end is not None:
+            on_end()  # out of the pool, closed
+        self.close()
 
     async def pour(
         self,
-        length: int | None,
-        chunked: bool,
+        head: Head,
         write: Write,
         progress: Callable[[int], None],
         chunk_size: int,
@@ -439,7 +1048,17 @@ class _Connection(asyncio.BufferedProtocol):
         """The body to ``write``; with ``cap``, stop after that many bytes."""
         if self._reading_body:
             raise RuntimeError("the body is being read already")
+        chunked = head.framing == "chunked"
+        length = 0 if head.framing == "none" else head.length
+        self._truncated = cap is not None and (length is None or length > cap)
         self._reading_body = True
+        now = self._loop.time()
+        self._last_read = now
+        if inline:
+            self._deadline = now + DEADLINE_FACTOR * self._timeout if self._timeout else None
+        else:
+            self._deadline = None
+            self._rate_window = (now, self._received)
         self._until_eof = length is None and not chunked
         self._remaining = length if cap is None or length is None else min(length, cap)
         if self._remaining is None and not chunked:
@@ -453,6 +1072,8 @@ class _Connection(asyncio.BufferedProtocol):
             self._dechunked(leftover, len(leftover))
         else:
             if self._remaining is not None:
+                if len(leftover) > self._remaining and not self._truncated:
+                    self._broken = True  # more than the body: the connection is out of step
                 leftover = leftover[: self._remaining]
                 self._remaining -= len(leftover)
             if leftover:
@@ -471,18 +1092,25 @@ class _Connection(asyncio.BufferedProtocol):
         self._finish_if_drained()
         try:
             await self._done
+            self._complete = True
         finally:
             # Cancelled, or failed: stop reading, and wait for the worker to let go of the file.
+            # Read to its end: the connection may carry another request.
             self._stopped = True
             self._queue.clear()
             self._backlog.clear()
-            self.close()
+            if not self._complete:
+                self.close()
             while self._busy is not None and not self._busy.done():
                 with suppress(BaseException):
                     await asyncio.shield(self._busy)
 
     def close(self) -> None:
+        self._broken = True
         self._disarm()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         if self._transport is not None and not self._lost:
             self._transport.abort()  # unread body bytes: the connection cannot be reused
 
@@ -627,6 +1255,8 @@ class _Connection(asyncio.BufferedProtocol):
             self._peer_failed(self._dechunker.error)
             return
         if self._dechunker.done:
+            if self._dechunker.extra:
+                self._broken = True  # bytes after the last chunk: the connection is out of step
             self._remaining = 0
             self._disarm()
             self._pause()
@@ -678,21 +1308,47 @@ class _Connection(asyncio.BufferedProtocol):
             self._watchdog = None
 
     def _check(self) -> None:
-        """Rescheduled rather than reset on every read: one timer per timeout, not per recv."""
+        """Rescheduled rather than reset on every read: one timer per timeout, not per recv.
+
+        Three rules: no byte for the read timeout; a head or small body not all in by its
+        deadline, however it trickles; a blob body under ``MIN_RATE`` over a read timeout.
+        Time spent waiting for our own disk counts for none of them."""
         self._watchdog = None
         now = self._loop.time()
         if self._held or self._backlog:
             self._last_read = now  # waiting for our disk, not for the peer
+            if self._rate_window is not None:
+                self._rate_window = (now, self._received)
         idle = now - self._last_read
-        if idle < self._timeout:
-            self._watchdog = self._loop.call_later(self._timeout - idle, self._check)
+        error = None
+        next_check = self._timeout - idle
+        if idle >= self._timeout:
+            error = BodyTimeout()
+        elif self._deadline is not None:
+            if now >= self._deadline:
+                error = BodyTimeout(f"no complete answer within {self._deadline_span()} s")
+            next_check = min(next_check, self._deadline - now)
+        elif self._rate_window is not None:
+            since, received = self._rate_window
+            if now - since >= self._timeout:
+                if self._received - received < MIN_RATE * (now - since):
+                    error = BodyTimeout(
+                        f"stalled: under {MIN_RATE // 1024} KiB/s for {self._timeout:g} s"
+                    )
+                self._rate_window = (now, self._received)
+                since = now
+            next_check = min(next_check, since + self._timeout - now)
+        if error is None:
+            self._watchdog = self._loop.call_later(max(next_check, 0.001), self._check)
             return
-        error = BodyTimeout()
         if not self._head.done():
             self._head.set_exception(error)
             self.close()
         elif self._reading_body:
             self._peer_failed(error)
+
+    def _deadline_span(self) -> str:
+        return f"{DEADLINE_FACTOR * self._timeout:g}"
 
 
 class _Copying(asyncio.Protocol):
@@ -710,15 +1366,18 @@ class _Copying(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._conn.connection_lost(exc)
 
+    def pause_writing(self) -> None:
+        self._conn.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._conn.resume_writing()
+
 
 def _discard(_: memoryview) -> None:
     pass
 
 
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
-_STATUS = re.compile(r"[1-9][0-9][0-9]")
-#: A DNS name (IDNs come as punycode) or an IP literal (IPv6 without its brackets, maybe a zone).
-_HOST = re.compile(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]+(%[A-Za-z0-9._-]+)?")
 
 
 class _Dechunker:
@@ -731,6 +1390,7 @@ class _Dechunker:
         self.raw = bytearray(64 * 1024)  # the transport reads into this
         self.done = False
         self.error: WireError | None = None  # malformed: what came before it is still returned
+        self.extra = 0  # bytes after the body's end
         self._cap = cap
         self._given = 0
         self._line = bytearray()
@@ -775,6 +1435,8 @@ class _Dechunker:
                 self._line.clear()
             if len(self._line) > self.MAX_LINE:
                 raise WireError("malformed chunked body: a line over 4096 bytes")
+        if self.done and self._cap is None:
+            self.extra += n - i
 
     def _line_done(self, line: bytes) -> None:
         if self._state == "size":
