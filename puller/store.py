@@ -10,6 +10,35 @@
 The only way into ``blobs/`` is ``BlobWriter.commit`` or ``put_bytes``, and both verify size and
 digest first, so nothing unverified ever becomes visible. ``index.json`` is rewritten atomically
 (temp file + rename) under an exclusive lock, so concurrent pulls cannot lose each other's entries.
+
+A store can be shared (a group, setgid directories), so whoever else can write to it must not be
+able to turn it against its owner. Hence:
+
+* No link inside the store is ever followed. Every directory below the root is opened one
+  component at a time with ``O_NOFOLLOW | O_DIRECTORY`` relative to the one above it, and every
+  file is then opened, created, renamed and removed relative to that directory's descriptor, with
+  ``O_NOFOLLOW``: a link at a name is an error or is replaced, never a way elsewhere. A directory
+  of the store that is a link (``blobs/sha256``, ``.pypull/ingest``, ...) is refused with a
+  one-line ``StoreError`` naming it. The root itself may be a link: the user chose that path.
+* A link (or a dangling one) at a partial download or a lock is a name in pypull's own scratch
+  directory that nothing but pypull writes, whose content pypull throws away freely (a lock file
+  is removed on every release, a partial that fails to verify is dropped): it can only be a
+  mistake or an attack, and holds nothing worth keeping. So the link itself is unlinked (which
+  never touches what it points at) and a fresh regular file created in its place, and the pull
+  goes on: refusing would let anyone who can write there stop every pull until someone cleans
+  up by hand, and would protect nothing more. Anything else there that is not a regular file (a
+  directory, a FIFO) is refused with an error naming it.
+* ``index.json`` and ``oci-layout`` hold the store's content, so a link there is not repaired but
+  refused when read (``pypull verify`` reports it). A link at a blob's path is not a blob:
+  ``has()`` says no, and storing the blob replaces the link (a rename never follows one).
+* Files are created 0666 and directories 0777, minus the umask, as other tools create them: the
+  kernel applies the umask (or a directory's default ACL) at creation, so under umask 022 others
+  can read the store and under 002 a group can share it, lock files included. Temporary files
+  are made with ``O_CREAT | O_EXCL`` rather than ``mkstemp`` (which makes them 0600), so no
+  ``fchmod`` and no reading of the process-global umask is needed.
+
+Who can write to a shared store can still write wrong content into it, as with any shared
+directory: ``pypull verify`` re-hashes every blob and reports that.
 """
 
 from __future__ import annotations
@@ -18,8 +47,9 @@ import errno
 import fcntl
 import json
 import os
+import secrets
+import stat
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -83,12 +113,87 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
         _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)  # a hint: errors ignored
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+#: Files are created 0666 and directories 0777; the kernel takes off the umask (or applies the
+#: directory's default ACL), as for every other tool's files.
+FILE_MODE = 0o666
+DIR_MODE = 0o777
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
+#: Every open of a file in the store. O_NONBLOCK: a FIFO planted at a file's name must not hang
+#: the open; it is then refused as not a regular file (on a regular file the flag does nothing).
+_FILE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
+_INGEST = (".pypull", "ingest")
+#: A scratch name that is a link again after we removed one this many times in a row is an attack.
+_LINK_RETRIES = 10
+
+
+def _link_error(path: Path) -> StoreError:
+    return StoreError(
+        f"{path} is a symbolic link: pypull does not follow links inside its store",
+        path=str(path),
+    )
+
+
+def _is_link(dir_fd: int, name: str) -> bool:
     try:
-        os.fsync(fd)
-    finally:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def _lexists(dir_fd: int, name: str) -> bool:
+    """Whether ``name`` exists in ``dir_fd`` (a link counts as existing: it is not followed)."""
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _check_regular(fd: int, path: Path) -> int:
+    """``fd`` if it is a regular file; otherwise close it and refuse."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except BaseException:
         os.close(fd)
+        raise
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise StoreError(f"{path} is not a regular file", path=str(path))
+    return fd
+
+
+def _open_regular(dir_fd: int, name: str, path: Path, flags: int) -> int:
+    """Open the regular file ``name`` of ``dir_fd``; a link there is an error, never followed."""
+    try:
+        fd = os.open(name, flags | _FILE_FLAGS, FILE_MODE, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno == errno.ELOOP:  # O_NOFOLLOW met a link at the last (and only) component
+            raise _link_error(path) from None
+        raise
+    return _check_regular(fd, path)
+
+
+def _open_scratch(dir_fd: int, name: str, path: Path) -> int:
+    """Open (creating it if need be) a partial download or a lock file, read-write.
+
+    A link at the name was not made by pypull (see the module's docstring): the link itself is
+    unlinked, never what it points at, and a regular file is created in its place.
+    """
+    for _ in range(_LINK_RETRIES):
+        try:
+            fd = os.open(name, os.O_RDWR | os.O_CREAT | _FILE_FLAGS, FILE_MODE, dir_fd=dir_fd)
+        except OSError as e:
+            if e.errno == errno.EISDIR:
+                raise StoreError(f"{path} is not a regular file", path=str(path)) from None
+            if e.errno != errno.ELOOP:
+                raise
+            if _is_link(dir_fd, name):
+                with suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=dir_fd)  # removes the link, not its target
+            continue
+        return _check_regular(fd, path)
+    raise StoreError(f"{path} keeps being replaced by a symbolic link", path=str(path))
 
 
 class BlobLock:
@@ -98,47 +203,56 @@ class BlobLock:
     unlinked must notice and lock the new one: ``try_acquire`` compares inodes for that.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, store: Store, path: Path) -> None:
         self.path = path
+        self._store = store
         self._fd: int | None = None
+        self._dir_fd: int | None = None
 
     def try_acquire(self) -> bool:
         """Take the lock if it is free; never blocks."""
+        name = self.path.name
         try:
-            for _ in range(_LOCK_RETRIES):
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    held = os.fstat(fd)
+            dir_fd = self._store._open_dir(_INGEST, create=True)
+            try:
+                for _ in range(_LOCK_RETRIES):
+                    fd = _open_scratch(dir_fd, name, self.path)
                     try:
-                        now = os.stat(self.path)
-                        same = (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
-                    except FileNotFoundError:
-                        same = False
-                except BlockingIOError:
-                    os.close(fd)
-                    return False
-                except BaseException:
-                    os.close(fd)
-                    raise
-                if same:
-                    self._fd = fd
-                    return True
-                os.close(fd)  # the holder released and removed it meanwhile: lock the new one
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        held = os.fstat(fd)
+                        try:
+                            now = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                            same = (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
+                        except FileNotFoundError:
+                            same = False
+                    except BlockingIOError:
+                        os.close(fd)
+                        return False
+                    except BaseException:
+                        os.close(fd)
+                        raise
+                    if same:
+                        self._fd, self._dir_fd = fd, dir_fd
+                        return True
+                    os.close(fd)  # the holder released and removed it meanwhile: lock the new one
+            finally:
+                if self._dir_fd != dir_fd:
+                    os.close(dir_fd)
         except OSError as e:
             raise _store_error("lock", self.path, e) from e
         raise StoreError(f"cannot lock {self.path}: it keeps being replaced", path=str(self.path))
 
     def release(self) -> None:
-        if self._fd is None:
+        if self._fd is None or self._dir_fd is None:
             return
         try:
-            self.path.unlink()  # while still holding it: see try_acquire
+            os.unlink(self.path.name, dir_fd=self._dir_fd)  # while still holding it: see above
         except OSError:
             pass  # gone already, or not ours to remove: the next holder's inode check copes
         finally:
             os.close(self._fd)
-            self._fd = None
+            os.close(self._dir_fd)
+            self._fd = self._dir_fd = None
 
 
 class BlobWriter:
@@ -146,7 +260,8 @@ class BlobWriter:
     verifies. Only the holder of the digest's ``BlobLock`` may open one.
 
     An existing partial (from an interrupted run) is kept and re-hashed, so the download can
-    resume where it stopped; ``offset`` says how many bytes that is.
+    resume where it stopped; ``offset`` says how many bytes that is. A link at the partial's name
+    is removed and the download starts from zero (see the module's docstring).
 
     Blocking by design: ``write`` hashes and writes in one call, meant for a worker thread, so the
     event loop never waits on hashing or the disk.
@@ -163,7 +278,14 @@ class BlobWriter:
         self.path = store.partial_path(digest)
         try:
             store.ensure_layout()
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            # Held until the file is closed: the rename into blobs/ names the partial in the
+            # very directory it was opened in.
+            self._dir_fd: int | None = store._open_dir(_INGEST, create=True)
+            try:
+                fd = _open_scratch(self._dir_fd, self.path.name, self.path)
+            except BaseException:
+                self._close_dir()
+                raise
         except OSError as e:
             raise _store_error("write to", store.ingest_dir, e) from e
         self._file: IO[bytes] = os.fdopen(fd, "r+b", buffering=0)
@@ -174,9 +296,15 @@ class BlobWriter:
                 self.restart()
         except BaseException:
             self._file.close()
+            self._close_dir()
             raise
         self.offset = self._verifier.size
         self._written_back = self.offset
+
+    def _close_dir(self) -> None:
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
+            self._dir_fd = None
 
     def _rehash(self) -> None:
         """Feed what is already on disk through the verifier; a partial longer than the blob is
@@ -227,7 +355,12 @@ class BlobWriter:
             self._written_back = self._verifier.size
 
     def commit(self, durable: bool = True) -> Path:
-        """Verify, fsync, rename into ``blobs/``; a partial that fails to verify is removed."""
+        """Verify, fsync, rename into ``blobs/``; a partial that fails to verify is removed.
+
+        The rename goes from the ingest directory's descriptor to that of ``blobs/<algorithm>``,
+        opened without following links, and a rename replaces a link at its target name rather
+        than following it: the blob cannot land anywhere but in the store.
+        """
         try:
             self._verifier.verify()
             target = self._store.blob_path(self.digest)
@@ -242,12 +375,17 @@ class BlobWriter:
                 if durable:
                     os.fsync(self._file.fileno())
                 self._file.close()
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(self.path, target)
-                if durable:
-                    _fsync_dir(target.parent)
+                if self._dir_fd is None:
+                    raise OSError(errno.EBADF, "the partial download was closed")
+                with self._store._dir(("blobs", self.digest.algorithm), create=True) as blobs:
+                    os.replace(
+                        self.path.name, target.name, src_dir_fd=self._dir_fd, dst_dir_fd=blobs
+                    )
+                    if durable:
+                        os.fsync(blobs)
             except OSError as e:
                 raise _store_error("store blob", target, e) from e
+            self._close_dir()
             return target
         except BaseException:
             self.abort()
@@ -258,14 +396,23 @@ class BlobWriter:
         with suppress(OSError):
             self._file.close()
         if self._verifier.size == 0:
-            with suppress(FileNotFoundError):
-                self.path.unlink()
+            self._unlink()
+        self._close_dir()
 
     def abort(self) -> None:
         """Remove the partial: its content is wrong, or the disk is full."""
-        self.close()
-        with suppress(FileNotFoundError):
-            self.path.unlink()
+        with suppress(OSError):
+            self._file.close()
+        self._unlink()
+        self._close_dir()
+
+    def _unlink(self) -> None:
+        if self._dir_fd is not None:
+            with suppress(FileNotFoundError):
+                os.unlink(self.path.name, dir_fd=self._dir_fd)
+            return
+        with suppress(FileNotFoundError, StoreError), self._store._dir(_INGEST) as ingest:
+            os.unlink(self.path.name, dir_fd=ingest)
 
 
 class Store:
@@ -280,6 +427,43 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
 
+    # -- directories, never through a link ------------------------------------------------------
+
+    def _open_dir(self, parts: tuple[str, ...], create: bool = False) -> int:
+        """A descriptor of ``root/parts...``, each part opened relative to the one above with
+        ``O_NOFOLLOW``, so none can be a link (``StoreError`` naming it if one is); created
+        (0777 minus the umask) if missing and ``create``. The root itself may be a link."""
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
+        path = self.root
+        try:
+            for name in parts:
+                path = path / name
+                if create:
+                    with suppress(FileExistsError):
+                        os.mkdir(name, DIR_MODE, dir_fd=fd)
+                try:
+                    sub = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except OSError as e:
+                    if e.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(fd, name):
+                        raise _link_error(path) from None
+                    raise
+                os.close(fd)
+                fd = sub
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    @contextmanager
+    def _dir(self, parts: tuple[str, ...], create: bool = False) -> Iterator[int]:
+        fd = self._open_dir(parts, create)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
     # -- layout -----------------------------------------------------------------------------------
 
     def ensure_layout(self) -> None:
@@ -287,32 +471,18 @@ class Store:
         if self._layout_ready:
             return
         try:
-            for d in (self.blobs_dir / "sha256", self.ingest_dir):
-                d.mkdir(parents=True, exist_ok=True)
-            layout = self.root / "oci-layout"
-            if not layout.exists():
-                self._atomic_write(layout, json.dumps(OCI_LAYOUT).encode())
-            if not self.index_path.exists():
-                with self._index_lock():
-                    if not self.index_path.exists():
-                        self._write_index([])
+            for parts in (("blobs", "sha256"), _INGEST):
+                os.close(self._open_dir(parts, create=True))
+            with self._dir(()) as root:
+                if not _lexists(root, "oci-layout"):
+                    _atomic_write(root, "oci-layout", json.dumps(OCI_LAYOUT).encode())
+                if not _lexists(root, self.index_path.name):
+                    with self._index_lock():
+                        if not _lexists(root, self.index_path.name):
+                            self._write_index([])
         except OSError as e:
             raise _store_error("create store at", self.root, e) from e
         self._layout_ready = True
-
-    def _atomic_write(self, path: Path, data: bytes, tmp_dir: Path | None = None) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=tmp_dir or path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(path.parent)
 
     # -- blobs -----------------------------------------------------------------------------------
 
@@ -320,22 +490,31 @@ class Store:
         # Digest validated algorithm and hex on parse, so this cannot escape blobs/.
         return self.blobs_dir / digest.algorithm / digest.hex
 
+    def _lstat(self, parts: tuple[str, ...], name: str) -> os.stat_result | None:
+        """``lstat`` of ``root/parts.../name`` through no link; None if it cannot be had."""
+        try:
+            with self._dir(parts) as fd:
+                return os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except (OSError, StoreError):
+            return None
+
     def has(self, digest: Digest) -> bool:
-        return self.blob_path(digest).is_file()
+        """Whether the blob is stored: a regular file, reached through no link (a link at its
+        name, or at a directory above it, is not a blob)."""
+        st = self._lstat(("blobs", digest.algorithm), digest.hex)
+        return st is not None and stat.S_ISREG(st.st_mode)
 
     def partial_path(self, digest: Digest) -> Path:
         return self.ingest_dir / f"{digest.algorithm}-{digest.hex}.partial"
 
     def partial_size(self, digest: Digest) -> int:
         """Bytes of ``digest`` kept from an interrupted download (0 if none)."""
-        try:
-            return self.partial_path(digest).stat().st_size
-        except OSError:
-            return 0
+        st = self._lstat(_INGEST, self.partial_path(digest).name)
+        return st.st_size if st is not None and stat.S_ISREG(st.st_mode) else 0
 
     def blob_lock(self, digest: Digest) -> BlobLock:
         self.ensure_layout()
-        return BlobLock(self.ingest_dir / f"{digest.algorithm}-{digest.hex}.lock")
+        return BlobLock(self, self.ingest_dir / f"{digest.algorithm}-{digest.hex}.lock")
 
     def writer(
         self, digest: Digest, size: int | None, where: str = "", resume: bool = True
@@ -354,15 +533,21 @@ class Store:
         self.ensure_layout()
         target = self.blob_path(digest)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self._atomic_write(target, data, tmp_dir=self.ingest_dir)
+            with (
+                self._dir(("blobs", digest.algorithm), create=True) as blobs,
+                self._dir(_INGEST, create=True) as ingest,
+            ):
+                _atomic_write(blobs, target.name, data, tmp_dir_fd=ingest)
         except OSError as e:
             raise _store_error("store blob", target, e) from e
 
     def read_blob(self, digest: Digest) -> bytes:
         path = self.blob_path(digest)
         try:
-            return path.read_bytes()
+            with self._dir(("blobs", digest.algorithm)) as blobs:
+                fd = _open_regular(blobs, digest.hex, path, os.O_RDONLY)
+            with os.fdopen(fd, "rb") as f:
+                return f.read()
         except OSError as e:
             raise _store_error("read", path, e) from e
 
@@ -370,17 +555,23 @@ class Store:
 
     @contextmanager
     def _index_lock(self) -> Iterator[None]:
-        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self._lock_path, "a+b") as f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        with self._dir((".pypull",), create=True) as pypull:
+            fd = _open_scratch(pypull, self._lock_path.name, self._lock_path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 yield
             finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     def _read_index_doc(self) -> dict[str, Any]:
         try:
-            raw = self.index_path.read_bytes()
+            with self._dir(()) as root:
+                fd = _open_regular(root, self.index_path.name, self.index_path, os.O_RDONLY)
+            with os.fdopen(fd, "rb") as f:
+                raw = f.read()
         except FileNotFoundError:
             return {"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": []}
         except OSError as e:
@@ -397,7 +588,8 @@ class Store:
 
     def _write_index(self, manifests: list[dict[str, Any]]) -> None:
         doc = {"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": manifests}
-        self._atomic_write(self.index_path, json.dumps(doc, indent=2).encode() + b"\n")
+        with self._dir(()) as root:
+            _atomic_write(root, self.index_path.name, json.dumps(doc, indent=2).encode() + b"\n")
 
     def entries(self) -> list[Descriptor]:
         """The index.json entries, skipping any we cannot parse (another tool may have added it)."""
@@ -436,3 +628,32 @@ class Store:
                 self._write_index(kept)
         except OSError as e:
             raise _store_error("update", self.index_path, e) from e
+
+
+def _atomic_write(dir_fd: int, name: str, data: bytes, tmp_dir_fd: int | None = None) -> None:
+    """Write ``name`` in ``dir_fd`` whole or not at all: a new temporary file (in ``tmp_dir_fd``,
+    default the same directory), fsynced, then renamed over ``name``. The temporary file is made
+    with ``O_CREAT | O_EXCL | O_NOFOLLOW``, so it is a new file of ours (0666 minus the umask),
+    and the rename replaces a link at ``name`` instead of following it."""
+    tmp_dir = dir_fd if tmp_dir_fd is None else tmp_dir_fd
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FILE_FLAGS
+    for _ in range(100):
+        tmp = f".{name}.{secrets.token_hex(8)}"
+        try:
+            fd = os.open(tmp, flags, FILE_MODE, dir_fd=tmp_dir)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise OSError(errno.EEXIST, f"no free temporary name for {name}")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, name, src_dir_fd=tmp_dir, dst_dir_fd=dir_fd)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=tmp_dir)
+        raise
+    os.fsync(dir_fd)

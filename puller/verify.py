@@ -5,6 +5,12 @@ that is the one promise the layout makes. The second walks ``index.json`` down t
 to configs and layers, checking only that each blob is present at the size its descriptor says:
 the first pass already vouched for the content, so nothing is hashed twice.
 
+Before both, every symbolic link below the root is reported, wherever it is (``blobs/``,
+``index.json``, ``oci-layout``, ``.pypull/``): pypull never makes one and never follows one (see
+``store``), so a link is someone's mistake or an attempt to make pypull read or write outside the
+store. Nothing is read through a link: a linked blob is not hashed, and an image whose blob is a
+link is also reported incomplete, as a pull would see it.
+
 Findings are returned as ``Problem`` values, never raised: a user wants every problem of a store
 in one run, not the first. Only a store that is not there at all is an error.
 """
@@ -12,6 +18,8 @@ in one run, not the first. Only a store that is not there at all is an error.
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -78,6 +86,7 @@ def verify_store(store: Store, *, on_blob: Callable[[Digest], None] | None = Non
     if not store.root.is_dir():
         raise StoreError(f"no store at {store.root}", path=str(store.root))
     problems: list[Problem] = []
+    problems += _find_links(store.root)
     problems += _check_layout_file(store)
     hashed, corrupt, found = _check_blobs(store, on_blob)
     problems += found
@@ -90,14 +99,59 @@ def verify_store(store: Store, *, on_blob: Callable[[Digest], None] | None = Non
     return Report(hashed, len(entries), _count_partials(store), unique)
 
 
+# -- links, anywhere below the root ----------------------------------------------------------
+
+
+def _find_links(root: Path) -> list[Problem]:
+    """Every symbolic link below ``root`` (the root itself may be one: the user chose it), sorted
+    by path; a link to a directory is reported, not walked."""
+    problems = []
+    for top, dirs, files in os.walk(root, followlinks=False):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            path = Path(top) / name
+            if not path.is_symlink():
+                continue
+            try:
+                target = os.readlink(path)
+            except OSError:
+                target = "?"
+            problems.append(
+                Problem(
+                    str(path),
+                    f"{path} is a symbolic link to {target}: "
+                    "pypull does not follow links in its store",
+                )
+            )
+    return sorted(problems, key=lambda p: p.path)
+
+
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return path.lstat()
+    except OSError:
+        return None
+
+
+def _read_nofollow(path: Path) -> bytes:
+    """The content of a regular file, not through a link (``OSError`` otherwise)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return f.read()
+
+
 # -- oci-layout --------------------------------------------------------------------------------
 
 
 def _check_layout_file(store: Store) -> list[Problem]:
     path = store.root / "oci-layout"
     want = OCI_LAYOUT["imageLayoutVersion"]
+    if path.is_symlink():
+        return []  # reported as a link, and not read through it
     try:
-        doc = json.loads(path.read_bytes())
+        doc = json.loads(_read_nofollow(path))
     except FileNotFoundError:
         return [Problem(str(path), f"{path} is missing")]
     except OSError as e:
@@ -148,7 +202,10 @@ def _list_blobs(blobs_dir: Path) -> tuple[list[tuple[Path, Digest]], list[Proble
     Nothing but ``BlobWriter.commit`` puts files here, so a stray file means another tool or a
     person did, and pypull will never read or clean it up.
     """
-    if not blobs_dir.is_dir():
+    st = _lstat(blobs_dir)
+    if st is not None and stat.S_ISLNK(st.st_mode):
+        return [], []  # reported as a link, and not listed through it
+    if st is None or not stat.S_ISDIR(st.st_mode):
         return [], [Problem(str(blobs_dir), f"{blobs_dir} is missing")]
     found: list[tuple[Path, Digest]] = []
     problems: list[Problem] = []
@@ -157,12 +214,18 @@ def _list_blobs(blobs_dir: Path) -> tuple[list[tuple[Path, Digest]], list[Proble
         problems.append(Problem(str(path), f"unexpected file in blobs/: {path}"))
 
     for top in _listdir(blobs_dir, problems):
-        if not top.is_dir():
+        st = _lstat(top)
+        if st is not None and stat.S_ISLNK(st.st_mode):
+            continue  # reported as a link
+        if st is None or not stat.S_ISDIR(st.st_mode):
             stray(top)
             continue
         for path in _listdir(top, problems):
+            st = _lstat(path)
+            if st is not None and stat.S_ISLNK(st.st_mode):
+                continue  # reported as a link, and never hashed through it
             digest = _digest_named(top.name, path.name)
-            if digest is None or not path.is_file():
+            if digest is None or st is None or not stat.S_ISREG(st.st_mode):
                 stray(path)  # a directory too: it is reported whole, not walked
             else:
                 found.append((path, digest))
@@ -191,7 +254,11 @@ def _hash_file(blob: tuple[Path, Digest]) -> str | OSError:
     buf = bytearray(CHUNK)
     view = memoryview(buf)
     try:
-        with open(path, "rb", buffering=0) as f:
+        # Not through a link (one may have been planted since the listing), and not a FIFO.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb", buffering=0) as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(f"{path} is not a regular file")
             while n := f.readinto(buf):
                 h.update(view[:n])
     except OSError as e:
@@ -206,7 +273,10 @@ def _hash_file(blob: tuple[Path, Digest]) -> str | OSError:
 def _index_entries(store: Store) -> tuple[list[tuple[str, Descriptor]], list[Problem]]:
     """The entries to check, each with the label messages name it by, and index.json's problems."""
     path = store.index_path
-    if not path.is_file():
+    st = _lstat(path)
+    if st is not None and stat.S_ISLNK(st.st_mode):
+        return [], []  # reported as a link, and not read through it
+    if st is None or not stat.S_ISREG(st.st_mode):
         # entries() reads a missing index.json as empty, but the layout requires the file.
         return [], [Problem(str(path), f"{path} is missing")]
     try:
@@ -228,7 +298,7 @@ def _index_entries(store: Store) -> tuple[list[tuple[str, Descriptor]], list[Pro
 
 def _raw_entries(path: Path) -> Iterator[object]:
     try:
-        doc = json.loads(path.read_bytes())
+        doc = json.loads(_read_nofollow(path))
         yield from doc["manifests"]
     except (OSError, ValueError, RecursionError, KeyError, TypeError):
         return  # changed since entries() read it; what entries() returned is what we check
@@ -250,12 +320,12 @@ def _check_descriptor(
     """
     path = store.blob_path(d.digest)
     try:
-        st = path.stat()
+        st = path.lstat()  # a link at a blob's name is no blob: a pull would fetch it again
     except FileNotFoundError:
         return [Problem(str(path), f"{label}: {kind} {d.digest} is missing")]
     except OSError as e:
         return [Problem(str(path), f"{label}: cannot stat {kind} {d.digest}: {e.strerror or e}")]
-    if not path.is_file():
+    if not stat.S_ISREG(st.st_mode) or not store.has(d.digest):
         return [Problem(str(path), f"{label}: {kind} {d.digest} is missing")]
     problems = []
     if st.st_size != d.size:
@@ -320,8 +390,15 @@ def _count_partials(store: Store) -> int:
 
     Download locks (``*.lock``) and hidden temp files of small writes are not downloads.
     """
+    for d in (store.ingest_dir.parent, store.ingest_dir):
+        if (st := _lstat(d)) is None or not stat.S_ISDIR(st.st_mode):
+            return 0  # absent, or a link (reported as such, and not listed through)
     try:
-        names = [p for p in store.ingest_dir.iterdir() if p.is_file()]
+        names = [
+            p
+            for p in store.ingest_dir.iterdir()
+            if (st := _lstat(p)) is not None and stat.S_ISREG(st.st_mode)
+        ]
     except OSError:
         return 0
     return sum(1 for p in names if not p.name.endswith(".lock") and not p.name.startswith("."))

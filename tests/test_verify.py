@@ -21,6 +21,8 @@ from puller.manifest import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Descriptor
 from puller.store import Store
 from puller.verify import Problem, Report, verify_store
 
+from .helpers import run_pypull
+
 REF = "docker.io/library/app:1"
 IMAGE = make_image("library/app", "1", layers=3)
 MANIFEST = IMAGE.manifests[0]
@@ -330,3 +332,78 @@ def test_a_problem_inside_a_pulled_platform_names_the_platform(store: Path) -> N
     s.blob_path(layer).unlink()
 
     assert lines(verify_store(s)) == [f"{MULTI_REF} (linux/arm64/v8): layer {layer} is missing"]
+
+
+# --- symbolic links: never followed, always reported -------------------------------------------
+
+
+def link_line(path: Path, target: Path) -> str:
+    return f"{path} is a symbolic link to {target}: pypull does not follow links in its store"
+
+
+def move_out(path: Path, outside: Path) -> Path:
+    """Replace ``path`` by a link to the same thing moved outside the store; return the target."""
+    outside.mkdir(exist_ok=True)
+    target = outside / path.name
+    path.rename(target)
+    path.symlink_to(target, target_is_directory=target.is_dir())
+    return target
+
+
+def test_a_layer_linked_to_a_file_outside_is_reported_even_with_the_right_bytes(
+    app: Store, tmp_path: Path
+) -> None:
+    path = app.blob_path(L1)
+    target = move_out(path, tmp_path / "outside")
+
+    report = verify_store(app)
+
+    assert lines(report) == [link_line(path, target), f"{REF}: layer {L1} is missing"]
+    assert report.problems[0].path == str(path)
+    assert report.blobs == 4  # not hashed through the link
+
+
+@pytest.mark.parametrize(
+    ("where", "extra"),
+    [
+        pytest.param(lambda s: s.index_path, [], id="index.json"),
+        pytest.param(lambda s: s.root / "oci-layout", [], id="oci-layout"),
+        pytest.param(
+            lambda s: s.blobs_dir / "sha256", [f"{REF}: manifest {M} is missing"], id="blobs-sha256"
+        ),
+        pytest.param(lambda s: s.root / ".pypull", [], id="pypull-dir"),
+    ],
+)
+def test_a_part_of_the_store_moved_out_behind_a_link_is_reported(
+    app: Store, tmp_path: Path, where: Callable[[Store], Path], extra: list[str]
+) -> None:
+    path = where(app)
+    target = move_out(path, tmp_path / "outside")
+
+    assert lines(verify_store(app)) == [link_line(path, target), *extra]
+
+
+def test_a_dangling_link_at_a_partial_is_reported_and_not_counted(
+    app: Store, tmp_path: Path
+) -> None:
+    path = app.partial_path(L1)
+    path.symlink_to(tmp_path / "nowhere")
+
+    report = verify_store(app)
+
+    assert lines(report) == [link_line(path, tmp_path / "nowhere")]
+    assert report.partials == 0
+
+
+def test_pypull_verify_prints_the_link_and_exits_1(app: Store, tmp_path: Path) -> None:
+    path = app.blob_path(L1)
+    target = move_out(path, tmp_path / "outside")
+
+    run = run_pypull("verify", "--store", app.root)
+
+    assert run.returncode == 1, run.stderr
+    assert run.stdout.splitlines() == [
+        link_line(path, target),
+        f"{REF}: layer {L1} is missing",
+        "4 blobs, 1 image, 0 partial downloads: 2 problems",
+    ]
