@@ -7,6 +7,8 @@
     timeout = 30
     platform = "linux/amd64"
     mirror_only = false
+    proxy = "http://proxy.example:3128"      # for http:// and https:// (or http_proxy, https_proxy)
+    no_proxy = ["internal.example", "10.0.0.0/8"]    # or "internal.example,10.0.0.0/8"
 
     [[registry."docker.io".mirror]]          # tried in order, before the registry itself
     url = "http://10.0.0.5:5000"
@@ -17,6 +19,13 @@
     server = "https://registry.example:5000" # where the registry's API lives (default: its name)
     ca_file = "/etc/pypull/example-ca.pem"
     skip_verify = false
+    proxy = ""                               # its own proxy ("": none), for its mirrors too
+    no_proxy = "cache.internal.example"      # its own NO_PROXY list
+
+Proxies follow docker's rules (``puller.proxy``): ``$HTTP_PROXY``, ``$HTTPS_PROXY`` and
+``$NO_PROXY`` (upper case first) override the file's ``proxy``/``http_proxy``/``https_proxy`` and
+``no_proxy``, each on its own; a registry's own ``proxy``/``no_proxy`` override both for every
+request made to pull from it (its server, its mirrors, its token realm, its blob redirects).
 
 Every value remembers where it came from, so ``pypull config`` can say, and every mistake in the
 file is reported with the file, the line and the key.
@@ -28,13 +37,14 @@ import json
 import os
 import re
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .errors import PullError
 from .manifest import parse_platform
+from .proxy import Proxy, ProxyConfig, UnusableProxy, parse_proxy, redact
 from .registry import Endpoint, endpoint_for_domain, is_loopback, normalize_mirror
 from .store import default_store_path
 
@@ -47,8 +57,16 @@ DEFAULTS: dict[str, Any] = {
     "platform": None,
     "mirror_only": False,
 }
-_TOP_KEYS = {"store", *DEFAULTS, "registry"}
-_REGISTRY_KEYS = {"server", "insecure", "ca_file", "skip_verify", "mirror"}
+#: The proxy settings: ``proxy`` is both ``http_proxy`` and ``https_proxy``.
+_PROXY_KEYS = ("proxy", "http_proxy", "https_proxy", "no_proxy")
+#: Each proxy setting's environment variables, the first one set (not empty) winning, as in Go.
+_PROXY_ENV = {
+    "http_proxy": ("HTTP_PROXY", "http_proxy"),
+    "https_proxy": ("HTTPS_PROXY", "https_proxy"),
+    "no_proxy": ("NO_PROXY", "no_proxy"),
+}
+_TOP_KEYS = {"store", *DEFAULTS, "registry", *_PROXY_KEYS}
+_REGISTRY_KEYS = {"server", "insecure", "ca_file", "skip_verify", "mirror", "proxy", "no_proxy"}
 _MIRROR_KEYS = {"url", "capabilities", "insecure", "ca_file", "skip_verify"}
 
 
@@ -63,6 +81,9 @@ class RegistryConfig:
     name: str
     mirrors: tuple[Endpoint, ...] = ()
     server: Endpoint | None = None  # None: derived from the name
+    #: its own proxy for http:// and https:// ("": none) and NO_PROXY list; None: the global one
+    proxy: str | None = None
+    no_proxy: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,9 +99,40 @@ class Config:
     sources: dict[str, str] = field(default_factory=dict)
     file: Path | None = None
     file_found: bool = False
+    #: the global proxy settings: the file's, then the environment's
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    _proxies: dict[str, ProxyConfig] = field(default_factory=dict, repr=False, compare=False)
 
     def registry(self, name: str) -> RegistryConfig:
         return self.registries.get(name) or RegistryConfig(name)
+
+    def proxies(self, registry: str | None = None) -> ProxyConfig:
+        """The proxy settings for requests made to pull from ``registry`` (a name such as
+        ``docker.io``; None: the global ones): its own ``proxy``/``no_proxy`` if it has them."""
+        reg = self.registries.get(registry) if registry else None
+        if reg is None or (reg.proxy is None and reg.no_proxy is None):
+            return self.proxy
+        cached = self._proxies.get(reg.name)
+        if cached is None:
+            p, own = self.proxy, reg.proxy is not None
+            source = self.sources.get(f"registry.{reg.name}.proxy", "")
+            no_proxy_source = self.sources.get(f"registry.{reg.name}.no_proxy", "")
+            cached = self._proxies[reg.name] = ProxyConfig(
+                http_proxy=reg.proxy if reg.proxy is not None else p.http_proxy,
+                https_proxy=reg.proxy if reg.proxy is not None else p.https_proxy,
+                no_proxy=reg.no_proxy if reg.no_proxy is not None else p.no_proxy,
+                http_proxy_source=source if own else p.http_proxy_source,
+                https_proxy_source=source if own else p.https_proxy_source,
+                no_proxy_source=no_proxy_source if reg.no_proxy is not None else p.no_proxy_source,
+            )
+        return cached
+
+    def proxy_for(self, registry: str | None, url: str) -> Proxy | None:
+        """The proxy for a request to ``url`` made to pull from ``registry``; None: direct.
+
+        Raises ``puller.proxy.UnusableProxy`` (a ``PullError``) if that proxy is unusable.
+        """
+        return self.proxies(registry).for_url(url)
 
 
 def config_file(env: Mapping[str, str] = os.environ) -> Path:
@@ -142,6 +194,23 @@ def _check_type(
     if not ok:
         raise f.error(table, key, f"expected a {kind}, got {value!r}", nth)
     return value
+
+
+def _proxy_setting(f: _File, table: tuple[str, ...], key: str, value: Any) -> str:
+    """A proxy URL (checked, "" for none) or a NO_PROXY list (a string or a list of strings)."""
+    if key == "no_proxy":
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return ",".join(value)
+        if not isinstance(value, str):
+            raise f.error(table, key, f"expected a string or a list of strings, got {value!r}")
+        return value
+    _check_type(f, table, key, value, "str")
+    if value.strip():
+        try:
+            parse_proxy(value)
+        except UnusableProxy as e:
+            raise f.error(table, key, str(e)) from None
+    return str(value)
 
 
 def _endpoint(
@@ -212,7 +281,7 @@ def _from_file(
     for key, value in doc.items():
         if key not in _TOP_KEYS:
             raise f.error((), key, f"unknown key (known: {', '.join(sorted(_TOP_KEYS))})")
-        if key == "registry":
+        if key in ("registry", *_PROXY_KEYS):
             continue
         kind = {
             "store": "str",
@@ -228,6 +297,13 @@ def _from_file(
                 raise f.error((), key, str(e)) from None
         values[key] = float(value) if key == "timeout" else value
         sources[key] = f.where((), key)
+    # "proxy" is both proxies; "http_proxy"/"https_proxy" beat it wherever they are in the file
+    for key in _PROXY_KEYS:
+        if key in doc:
+            value = _proxy_setting(f, (), key, doc[key])
+            for target in ("http_proxy", "https_proxy") if key == "proxy" else (key,):
+                values[target] = value
+                sources[target] = f.where((), key)
     regs = doc.get("registry", {})
     if not isinstance(regs, dict):
         raise f.error((), "registry", 'expected tables [registry."NAME"]')
@@ -262,11 +338,18 @@ def _from_file(
         if any(k in spec for k in ("server", "insecure", "ca_file", "skip_verify")):
             default = endpoint_for_domain(name).url if name == "docker.io" else name
             url: str = _check_type(f, table, "server", spec.get("server", default), "str")
-            options = {k: v for k, v in spec.items() if k != "mirror"}
+            options = {k: v for k, v in spec.items() if k not in ("mirror", *_PROXY_KEYS)}
             server = _endpoint(f, table, options, url, False)
             key = "server" if "server" in spec else next(k for k in options if k != "server")
             sources[f"registry.{name}.server"] = f.where(table, key)
-        registries[name] = RegistryConfig(name, tuple(mirrors), server)
+        proxy: dict[str, str | None] = {"proxy": None, "no_proxy": None}
+        for key in proxy:
+            if key in spec:
+                proxy[key] = _proxy_setting(f, table, key, spec[key])
+                sources[f"registry.{name}.{key}"] = f.where(table, key)
+        registries[name] = RegistryConfig(
+            name, tuple(mirrors), server, proxy=proxy["proxy"], no_proxy=proxy["no_proxy"]
+        )
 
 
 # -- merging --------------------------------------------------------------------------------------
@@ -317,6 +400,8 @@ def load(
     sources = dict.fromkeys(DEFAULTS, "default")
     values["store"] = None
     sources["store"] = "default"
+    for key in _PROXY_ENV:
+        values[key], sources[key] = "", "default"
     registries: dict[str, RegistryConfig] = {}
     file = path or config_file(env)
     parsed = _read_file(file)
@@ -327,6 +412,11 @@ def load(
         if env.get(var):
             values[key] = _parse_env(var, key, env[var])
             sources[key] = f"${var}"
+    for key, names in _PROXY_ENV.items():  # checked when a request would use them (puller.proxy)
+        for var in names:
+            if env.get(var):
+                values[key], sources[key] = env[var], f"${var}"
+                break
     hub_mirrors: list[str] | None = None
     hub_source = ""
     if env.get("PYPULL_MIRROR"):
@@ -340,7 +430,7 @@ def load(
         except ValueError as e:
             raise ConfigError(f"{hub_source}: {e}") from None
         hub = registries.get("docker.io", RegistryConfig("docker.io"))
-        registries["docker.io"] = RegistryConfig("docker.io", endpoints, hub.server)
+        registries["docker.io"] = replace(hub, mirrors=endpoints)
         for i in range(len(endpoints)):
             sources[f"registry.docker.io.mirror.{i}"] = hub_source
 
@@ -372,6 +462,14 @@ def load(
         sources=sources,
         file=file,
         file_found=parsed is not None,
+        proxy=ProxyConfig(
+            values["http_proxy"],
+            values["https_proxy"],
+            values["no_proxy"],
+            sources["http_proxy"],
+            sources["https_proxy"],
+            sources["no_proxy"],
+        ),
     )
 
 
@@ -394,10 +492,12 @@ def render(config: Config) -> str:
         else:
             text = f"{key} = {_quote(str(value))}"
         out.append(line(text, config.sources.get(key, "default")))
+    out.extend(_render_proxies(config, line))
     for name, reg in sorted(config.registries.items()):
-        if reg.server is not None:
+        if reg.server is not None or reg.proxy is not None or reg.no_proxy is not None:
             out.append("")
             out.append(f'[registry."{name}"]')
+        if reg.server is not None:
             out.append(
                 line(
                     f"server = {_quote(reg.server.url)}",
@@ -405,6 +505,11 @@ def render(config: Config) -> str:
                 )
             )
             out.extend(_endpoint_options(reg.server))
+        for key in ("proxy", "no_proxy"):
+            value = getattr(reg, key)
+            if value is not None:
+                shown = f"{key} = {_quote(redact(value) if key == 'proxy' else value)}"
+                out.append(line(shown, config.sources.get(f"registry.{name}.{key}", "")))
         for i, m in enumerate(reg.mirrors):
             out.append("")
             out.append(
@@ -417,6 +522,32 @@ def render(config: Config) -> str:
             out.append(f"capabilities = {sorted(m.capabilities)!r}".replace("'", '"'))
             out.extend(_endpoint_options(m))
     return "\n".join(out) + "\n"
+
+
+def _render_proxies(config: Config, line: Callable[[str, str], str]) -> list[str]:
+    """``proxy`` (or ``http_proxy`` and ``https_proxy`` when they differ) and ``no_proxy``,
+    a password masked, an unusable proxy said so next to its source."""
+    p, sources = config.proxy, config.sources
+
+    def proxy_line(key: str, value: str, source: str) -> str:
+        if not value:
+            return line(f"# {key} is not set", source)
+        try:
+            parse_proxy(value)
+        except UnusableProxy as e:
+            source += f" (not usable: {e.reason})"
+        return line(f"{key} = {_quote(redact(value))}", source)
+
+    out = []
+    if p.http_proxy == p.https_proxy:
+        both = dict.fromkeys((sources["http_proxy"], sources["https_proxy"]))
+        out.append(proxy_line("proxy", p.http_proxy, ", ".join(both)))
+    else:
+        out.append(proxy_line("http_proxy", p.http_proxy, sources["http_proxy"]))
+        out.append(proxy_line("https_proxy", p.https_proxy, sources["https_proxy"]))
+    text = f"no_proxy = {_quote(p.no_proxy)}" if p.no_proxy else "# no_proxy is not set"
+    out.append(line(text, sources["no_proxy"]))
+    return out
 
 
 def _endpoint_options(e: Endpoint) -> list[str]:

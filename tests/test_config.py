@@ -5,6 +5,7 @@ value came from, one-line errors that name the file, the line and the key, and `
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from puller.config import Config, ConfigError, load, render
+from puller.proxy import UnusableProxy
 from puller.registry import DOCKER_HUB_URL, Endpoint
 from puller.store import default_store_path
 
@@ -465,8 +467,9 @@ MIRROR = '[[registry."docker.io".mirror]]\n'
             "timeout = 5\nmax_concurent_downloads = 4\n",
             2,
             "max_concurent_downloads",
-            "unknown key (known: max_concurrent_downloads, max_download_attempts, mirror_only, "
-            "platform, registry, store, timeout)",
+            "unknown key (known: http_proxy, https_proxy, max_concurrent_downloads, "
+            "max_download_attempts, mirror_only, no_proxy, platform, proxy, registry, store, "
+            "timeout)",
         ),
         ('"tiemout" = 5\n', 1, "tiemout", "unknown key"),
         (
@@ -474,7 +477,7 @@ MIRROR = '[[registry."docker.io".mirror]]\n'
             "insecur = true\n",
             3,
             "registry.registry.example:5000.insecur",
-            "unknown key (known: ca_file, insecure, mirror, server, skip_verify)",
+            "unknown key (known: ca_file, insecure, mirror, no_proxy, proxy, server, skip_verify)",
         ),
         (
             '[registry."docker.io"]\ncapabilities = ["pull"]\n',
@@ -891,10 +894,12 @@ def test_render_says_where_each_value_comes_from(full: Path) -> None:
 def test_render_every_setting_line_has_a_source(tmp_path: Path) -> None:
     lines = render(load({}, {}, tmp_path / "missing.toml")).splitlines()
     assert lines[0] == f"# configuration file: {tmp_path / 'missing.toml'} (not found)"
-    assert len(lines) == 7
+    assert len(lines) == 9
     for line in lines[1:]:
         assert line.endswith(" # default"), line
     assert lines[5].startswith("# platform is not set ")
+    assert lines[7].startswith("# proxy is not set ")
+    assert lines[8].startswith("# no_proxy is not set ")
 
 
 def test_render_quotes_strings(tmp_path: Path) -> None:
@@ -1007,3 +1012,322 @@ def test_cli_config_errors(tmp_path: Path, text: str, env: dict[str, str], error
     assert result.stderr.startswith(error.format(path=path)), result.stderr
     assert result.stderr.count("\n") == 1, "one line"
     assert "bug in pypull" not in result.stderr
+
+
+# -- proxies -------------------------------------------------------------------------------------
+
+NO_ENV_PROXY = dict.fromkeys(
+    ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"), ""
+)
+HUB = "https://registry-1.docker.io/v2/"
+
+
+def proxy_url(config: Config, registry: str | None, url: str) -> str | None:
+    proxy = config.proxy_for(registry, url)
+    return None if proxy is None else proxy.url
+
+
+def test_proxy_keys_in_the_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "config.toml",
+        """
+        proxy = "proxy.example:3128"
+        no_proxy = ["internal.example", "10.0.0.0/8"]
+        """,
+    )
+    config = load({}, {}, path)
+    assert proxy_url(config, "docker.io", HUB) == "http://proxy.example:3128"
+    assert proxy_url(config, "docker.io", "http://10.0.0.5:5000/v2/") is None
+    assert proxy_url(config, None, "http://mirror.example/v2/") == "http://proxy.example:3128"
+    assert proxy_url(config, "r.internal.example", "https://r.internal.example/v2/") is None
+    assert proxy_url(config, "localhost:5000", "http://localhost:5000/v2/") is None
+    assert config.sources["http_proxy"] == config.sources["https_proxy"] == f"{path}:1"
+    assert config.sources["no_proxy"] == f"{path}:2"
+    assert config.proxy.no_proxy == "internal.example,10.0.0.0/8"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'proxy = "http://both:1"\nhttps_proxy = "http://tls:2"\n',
+        'https_proxy = "http://tls:2"\nproxy = "http://both:1"\n',
+    ],
+)
+def test_http_proxy_and_https_proxy_keys_beat_proxy(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path / "config.toml", text)
+    config = load({}, {}, path)
+    assert proxy_url(config, None, "https://ghcr.io/v2/") == "http://tls:2"
+    assert proxy_url(config, None, "http://ghcr.io/v2/") == "http://both:1"
+    assert config.sources["https_proxy"] == f"{path}:{line_no(path, 'https_proxy')}"
+    assert config.sources["http_proxy"] == f"{path}:{line_no(path, 'proxy')}"
+
+
+def test_proxy_variables_override_the_file_one_by_one(tmp_path: Path) -> None:
+    path = write(tmp_path / "config.toml", 'proxy = "http://file:1"\nno_proxy = "file.example"\n')
+    env = {"HTTPS_PROXY": "http://upper:2", "https_proxy": "http://lower:3", "no_proxy": "x.net"}
+    config = load({}, env, path)
+    assert proxy_url(config, None, "https://ghcr.io/v2/") == "http://upper:2"
+    assert proxy_url(config, None, "http://ghcr.io/v2/") == "http://file:1"
+    assert proxy_url(config, None, "https://file.example/v2/") == "http://upper:2"
+    assert proxy_url(config, None, "https://x.net/v2/") is None
+    assert (config.sources["https_proxy"], config.sources["http_proxy"]) == (
+        "$HTTPS_PROXY",
+        f"{path}:1",
+    )
+    assert config.sources["no_proxy"] == "$no_proxy"
+    # an empty variable is unset, as Go reads it
+    config = load({}, {"HTTPS_PROXY": "", "NO_PROXY": ""}, path)
+    assert proxy_url(config, None, "https://ghcr.io/v2/") == "http://file:1"
+    assert proxy_url(config, None, "https://file.example/v2/") is None
+
+
+def test_without_a_file_the_environment_decides(tmp_path: Path) -> None:
+    config = load({}, {"https_proxy": "proxy.example:3128"}, tmp_path / "missing.toml")
+    assert proxy_url(config, "ghcr.io", "https://ghcr.io/v2/") == "http://proxy.example:3128"
+    assert proxy_url(config, "ghcr.io", "http://ghcr.io/v2/") is None
+    assert load({}, {}, tmp_path / "missing.toml").proxy_for("ghcr.io", HUB) is None
+
+
+def test_a_registry_has_its_own_proxy_settings(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "config.toml",
+        """
+        proxy = "http://global:1"
+        no_proxy = "internal.example"
+
+        [registry."ghcr.io"]
+        proxy = "http://alice:s3cret@ghcr-proxy:2"
+
+        [registry."quay.io"]
+        proxy = ""
+
+        [registry."docker.io"]
+        no_proxy = "cache.example"
+
+        [[registry."docker.io".mirror]]
+        url = "https://cache.example"
+        """,
+    )
+    config = load({}, {"HTTPS_PROXY": "http://env:3"}, path)
+    # its own proxy, for every request made for it, wherever it goes (a token realm, a CDN)...
+    ghcr = config.proxy_for("ghcr.io", "https://ghcr.io/v2/")
+    assert ghcr is not None and ghcr.url == "http://ghcr-proxy:2"
+    assert (ghcr.username, ghcr.password) == ("alice", "s3cret")
+    assert proxy_url(config, "ghcr.io", "https://pkg-containers.githubusercontent.com/") == (
+        "http://ghcr-proxy:2"
+    )
+    assert proxy_url(config, "ghcr.io", "https://r.internal.example/") is None  # global no_proxy
+    assert proxy_url(config, "quay.io", "https://quay.io/v2/") is None  # "": none
+    # ...its own NO_PROXY list, which its mirrors are matched against too
+    assert proxy_url(config, "docker.io", "https://cache.example/v2/") is None
+    assert proxy_url(config, "docker.io", HUB) == "http://env:3"
+    assert proxy_url(config, "docker.io", "https://r.internal.example/") == "http://env:3"
+    # other registries: the global settings, the environment winning over the file
+    assert proxy_url(config, "gcr.io", "https://gcr.io/v2/") == "http://env:3"
+    assert proxy_url(config, "gcr.io", "http://gcr.io/v2/") == "http://global:1"
+    assert config.proxies("gcr.io") is config.proxy
+    assert config.sources["registry.ghcr.io.proxy"] == f"{path}:{line_no(path, 'proxy = ', 1)}"
+    assert config.sources["registry.docker.io.no_proxy"] == f"{path}:{line_no(path, 'no_proxy', 1)}"
+
+
+def test_mirror_variable_keeps_the_docker_hub_proxy(tmp_path: Path) -> None:
+    path = write(tmp_path / "config.toml", '[registry."docker.io"]\nproxy = "http://hub:1"\n')
+    config = load({"mirror": ["https://new.example"]}, {}, path)
+    assert config.registry("docker.io").proxy == "http://hub:1"
+    assert proxy_url(config, "docker.io", "https://new.example/v2/") == "http://hub:1"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key", "says"),
+    [
+        (
+            'timeout = 5\nproxy = "socks5://u:hunter2secret@proxy.example:1080"\n',
+            2,
+            "proxy",
+            "'socks5://u:***@proxy.example:1080': socks5:// proxies are not supported (only"
+            " http:// proxies;",
+        ),
+        (
+            'https_proxy = "https://proxy.example:3128"\n',
+            1,
+            "https_proxy",
+            "'https://proxy.example:3128': https:// proxies are not supported",
+        ),
+        ('http_proxy = "http://proxy.example:http"\n', 1, "http_proxy", "not a proxy URL ("),
+        ("proxy = 3128\n", 1, "proxy", "expected a str, got 3128"),
+        ("no_proxy = 5\n", 1, "no_proxy", "expected a string or a list of strings, got 5"),
+        ('no_proxy = ["a", 1]\n', 1, "no_proxy", "expected a string or a list of strings"),
+        (
+            '[registry."ghcr.io"]\nserver = "ghcr.io"\nproxy = "socks5://p:1080"\n',
+            3,
+            "registry.ghcr.io.proxy",
+            "socks5:// proxies are not supported",
+        ),
+        (
+            '[registry."ghcr.io"]\nno_proxy = {a = 1}\n',
+            2,
+            "registry.ghcr.io.no_proxy",
+            "expected a string or a list of strings",
+        ),
+        (
+            '[registry."ghcr.io"]\nhttps_proxy = "http://p:1"\n',
+            2,
+            "registry.ghcr.io.https_proxy",
+            "unknown key (known: ca_file, insecure, mirror, no_proxy, proxy, server, skip_verify)",
+        ),
+    ],
+)
+def test_proxy_errors_in_the_file(
+    tmp_path: Path, text: str, line: int, key: str, says: str
+) -> None:
+    path = write(tmp_path / "config.toml", text)
+    message = load_error(path)
+    assert message.startswith(f"{path}:{line}: {key}: "), message
+    assert says in message, message
+    assert "hunter2secret" not in message
+
+
+def test_an_unusable_proxy_variable_fails_only_the_requests_that_would_use_it(
+    tmp_path: Path,
+) -> None:
+    """HTTPS_PROXY=socks5://... is for other programs: a pull from a local registry still works,
+    and one that needs the proxy fails with one line naming the variable."""
+    config = load({}, {"HTTPS_PROXY": "socks5://u:hunter2@p:1080"}, tmp_path / "missing.toml")
+    assert config.proxy_for("localhost:5000", "https://localhost:5000/v2/") is None
+    assert config.proxy_for("docker.io", "http://10.0.0.5:5000/v2/") is None
+    with pytest.raises(UnusableProxy) as info:
+        config.proxy_for("docker.io", HUB)
+    assert str(info.value).startswith("$HTTPS_PROXY: 'socks5://u:***@p:1080': socks5:// proxies")
+    assert "hunter2" not in str(info.value)
+
+
+def proxy_lines(text: str) -> dict[str, str]:
+    """The top-level proxy lines of ``render``: the setting (or ``# x is not set``) -> source."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("["):
+            break
+        setting, _, source = line.partition(" # ")
+        if re.match(r"(# )?(proxy|http_proxy|https_proxy|no_proxy) ", setting):
+            out[setting.strip()] = source
+    return out
+
+
+def test_render_shows_the_proxy_settings_and_their_sources(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "config.toml",
+        """
+        proxy = "http://alice:hunter2@proxy.example:3128"
+        no_proxy = ["internal.example", "10.0.0.0/8"]
+
+        [registry."ghcr.io"]
+        proxy = "http://bob:hunter3@ghcr-proxy:2"
+        no_proxy = ""
+        """,
+    )
+    text = render(load({}, {}, path))
+    assert "hunter2" not in text and "hunter3" not in text
+    assert proxy_lines(text) == {
+        'proxy = "http://alice:***@proxy.example:3128"': f"{path}:1",
+        'no_proxy = "internal.example,10.0.0.0/8"': f"{path}:2",
+    }
+    lines = text.splitlines()
+    table = lines.index('[registry."ghcr.io"]')
+    assert lines[table + 1].startswith('proxy = "http://bob:***@ghcr-proxy:2"  ')
+    assert lines[table + 1].endswith(f" # {path}:5")
+    assert lines[table + 2].startswith('no_proxy = ""  ')
+    assert lines[table + 2].endswith(f" # {path}:6")
+    doc = tomllib.loads(text)
+    assert doc["registry"]["ghcr.io"] == {"proxy": "http://bob:***@ghcr-proxy:2", "no_proxy": ""}
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"HTTPS_PROXY": "http://p:1", "http_proxy": "http://p:1"},
+            {
+                'proxy = "http://p:1"': "$http_proxy, $HTTPS_PROXY",
+                "# no_proxy is not set": "default",
+            },
+        ),
+        (
+            {"HTTPS_PROXY": "p:1", "NO_PROXY": "*"},
+            {
+                "# http_proxy is not set": "default",
+                'https_proxy = "p:1"': "$HTTPS_PROXY",
+                'no_proxy = "*"': "$NO_PROXY",
+            },
+        ),
+        (
+            {"https_proxy": "socks5://u:pw@p:1080"},
+            {
+                "# http_proxy is not set": "default",
+                'https_proxy = "socks5://u:***@p:1080"': "$https_proxy (not usable: socks5://"
+                " proxies are not supported (only http:// proxies; an http:// proxy tunnels"
+                " https:// with CONNECT))",
+                "# no_proxy is not set": "default",
+            },
+        ),
+    ],
+)
+def test_render_shows_the_proxy_variables(
+    tmp_path: Path, env: dict[str, str], expected: dict[str, str]
+) -> None:
+    assert proxy_lines(render(load({}, env, tmp_path / "missing.toml"))) == expected
+
+
+def test_render_round_trips_the_proxy_settings(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "config.toml",
+        """
+        http_proxy = "http://plain:1"
+        no_proxy = "internal.example"
+        [registry."ghcr.io"]
+        proxy = ""
+        [registry."docker.io"]
+        no_proxy = "cache.example"
+        [[registry."docker.io".mirror]]
+        url = "https://cache.example"
+        """,
+    )
+    config = load({}, {"HTTPS_PROXY": "http://tls:2"}, path)
+    again = reload(config, tmp_path)
+    assert effective(again) == effective(config)
+    for attr in ("http_proxy", "https_proxy", "no_proxy"):
+        assert getattr(again.proxy, attr) == getattr(config.proxy, attr)
+    for name in ("ghcr.io", "docker.io", "quay.io"):
+        for url in ("https://cache.example/", HUB, "http://x.example/", "https://ghcr.io/"):
+            assert again.proxy_for(name, url) == config.proxy_for(name, url)
+
+
+def test_cli_config_shows_proxies_with_masked_passwords(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "config.toml",
+        '[registry."ghcr.io"]\nproxy = "http://bob:hunter3@ghcr-proxy:2"\n',
+    )
+    result = pypull(
+        "config",
+        PYPULL_CONFIG=str(path),
+        **{**NO_ENV_PROXY, "https_proxy": "http://alice:hunter2@proxy.example:3128"},
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert "hunter2" not in result.stdout and "hunter3" not in result.stdout
+    annotated = [
+        (text.strip(), comment)
+        for text, _, comment in (line.partition(" # ") for line in result.stdout.splitlines())
+    ]
+    assert ("# http_proxy is not set", "default") in annotated
+    assert ('https_proxy = "http://alice:***@proxy.example:3128"', "$https_proxy") in annotated
+    assert ("# no_proxy is not set", "default") in annotated
+    assert ('proxy = "http://bob:***@ghcr-proxy:2"', f"{path}:2") in annotated
+
+
+def test_cli_config_refuses_an_unusable_proxy_in_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "config.toml", 'proxy = "socks5://u:hunter2@p:1080"\n')
+    result = pypull("config", PYPULL_CONFIG=str(path), **NO_ENV_PROXY)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"Error: {path}:1: proxy: 'socks5://u:***@p:1080': socks5:// proxies are not supported"
+        " (only http:// proxies; an http:// proxy tunnels https:// with CONNECT)\n"
+    )
