@@ -123,19 +123,36 @@ async def raw_challenger(challenge: bytes) -> AsyncIterator[str]:
         await server.wait_closed()
 
 
+#: 8-bit controls (CSI, and the \x80 inside U+202E's UTF-8 bytes) pass an HTTP parser that
+#: refuses the 7-bit ones; a header is read as Latin-1, so they arrive as C1 characters.
+C1_REALM_TAIL = b"\x9b2J" + "\u202e".encode()
+
+
 @pytest.mark.parametrize("repeat", [1, 300], ids=["short", "long"])
 async def test_a_hostile_token_realm_is_shown_escaped(repeat: int, store: Path) -> None:
-    realm = b"http://192.0.2.1/" + HOSTILE.encode() * repeat
+    realm = b"http://192.0.2.1/" + C1_REALM_TAIL * repeat
     async with raw_challenger(b'Bearer realm="' + realm + b'",service="x"') as host:
         run = await run_pypull("--creds", "u:p", f"{host}/test/realm:1", store=store)
     assert run.returncode == 1
     line = the_error_line(run.stderr)
     assert len(line.encode()) < 1024
-    assert f"refusing token realm http://192.0.2.1/{HOSTILE_SHOWN}" in line
+    assert "refusing token realm http://192.0.2.1/\\x9b2J\u00e2\\x80\u00ae" in line
     # however long the realm, the reason stays at the end of the line
     assert line.endswith(
         "tokens are fetched over HTTPS, except from a plain-HTTP registry's own host"
     )
+
+
+async def test_escape_sequences_in_a_challenge_do_not_reach_the_terminal(store: Path) -> None:
+    realm = b"http://192.0.2.1/" + HOSTILE.encode() * 100
+    async with raw_challenger(b'Bearer realm="' + realm + b'",service="x"') as host:
+        # one attempt: a malformed answer counts as temporary, and backing off shows nothing
+        ref = f"{host}/test/realm:1"
+        run = await run_pypull("--creds", "u:p", "--max-download-attempts", "1", ref, store=store)
+    assert run.returncode == 1
+    line = the_error_line(run.stderr)  # refused as a malformed answer, or the realm refused
+    assert len(line.encode()) < 1024
+    assert "\\x1b]0;owned\\x07" in line
 
 
 async def test_hostile_platform_names_are_shown_escaped(store: Path) -> None:
