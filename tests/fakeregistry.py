@@ -30,6 +30,10 @@ middleware streams them once every fault has had its say, and records how many b
 (:attr:`LoggedRequest.sent`). The same faults turn a manifest or error answer into a streamed one.
 :func:`start_origin` runs a second, auth-free server holding only blobs, for :class:`RedirectTo`.
 
+:class:`Trickle` sends a body a few bytes at a time, slowly but never silent for long. With
+``tls`` (an ``ssl.SSLContext``) the fake serves HTTPS, and :attr:`FakeRegistry.url` and the
+default token realm say ``https://``.
+
 The server cancels a handler when its client disconnects (aiohttp's ``handler_cancellation``), so a
 stalled or gated answer ends as soon as the client gives up, and never delays anything after it.
 
@@ -48,6 +52,7 @@ import itertools
 import os
 import re
 import socket
+import ssl
 import struct
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
@@ -82,6 +87,7 @@ __all__ = [
     "StallMidBody",
     "Status",
     "StreamedBody",
+    "Trickle",
     "Truncate",
     "error_body",
     "run_pypull",
@@ -125,7 +131,8 @@ class StreamedBody(web.StreamResponse):
     fault has had its say. Until then a fault may change it:
 
     - ``data``: the body; ``length``: the Content-Length announced (None: ``len(data)``);
-    - :meth:`cut`: stop after some bytes and end the connection instead of finishing.
+    - :meth:`cut`: stop after some bytes and end the connection instead of finishing;
+    - :meth:`trickle`: send the body a few bytes at a time, pausing between them.
 
     ``sent`` counts the body bytes written. Before a cut answer ends the connection, every byte
     written is handed to the kernel and, before a reset, acknowledged by the client (Linux), so a
@@ -150,6 +157,8 @@ class StreamedBody(web.StreamResponse):
         self.stop: int | None = None
         self.ending: Ending = "close"
         self.stall_seconds: float | None = None
+        #: (bytes, seconds): send this many bytes, then pause this long (None: at full speed)
+        self.pace: tuple[int, float] | None = None
 
     @classmethod
     def of(cls, resp: web.StreamResponse) -> StreamedBody | None:
@@ -172,6 +181,14 @@ class StreamedBody(web.StreamResponse):
             raise ValueError("after must be >= 0")
         self.stop, self.ending, self.stall_seconds = after, ending, seconds
 
+    def trickle(self, size: int, every: float) -> None:
+        """Send the body ``size`` bytes at a time with a pause of ``every`` seconds after each
+        piece (the announced length is unchanged), until it is all sent, the client leaves or
+        the server closes."""
+        if size < 1 or every < 0:
+            raise ValueError("size must be >= 1 and every >= 0")
+        self.pace = (size, every)
+
     def content(self) -> bytes:
         """The whole body as bytes."""
         return bytes(self.data[0 : len(self.data)])
@@ -193,12 +210,19 @@ class StreamedBody(web.StreamResponse):
             await self.write_eof()
             return
         stop = total if self.stop is None else min(self.stop, total)
+        size = self.chunk_size if self.pace is None else self.pace[0]
         while self.sent < stop:
-            chunk = self.data[self.sent : min(self.sent + self.chunk_size, stop)]
+            chunk = self.data[self.sent : min(self.sent + size, stop)]
             await self.write(chunk)
             self.sent += len(chunk)
             if progress is not None:
                 progress(self.sent)
+            if self.pace is not None and self.sent < stop:
+                await _stall(request, self.pace[1])
+                if _closing(request).is_set():  # the server closes: end this answer too
+                    if request.transport is not None:
+                        request.transport.abort()
+                    raise asyncio.CancelledError
         if self.stop is None:
             await self.write_eof()
             return
@@ -576,6 +600,25 @@ class StallMidBody(CountedFault):
         return streamed
 
 
+class Trickle(CountedFault):
+    """Send the headers (with the full Content-Length) at once, then the body ``size`` bytes at a
+    time with a pause of ``every`` seconds after each piece: a server that is slow but never
+    silent for long. Works on any answer with a body, not only blobs."""
+
+    def __init__(self, size: int, every: float, times: int | None = None) -> None:
+        super().__init__(times)
+        self.size = size
+        self.every = every
+
+    async def inject(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        resp = await handler(request)
+        streamed = StreamedBody.of(resp)
+        if streamed is None:
+            return resp
+        streamed.trickle(self.size, self.every)
+        return streamed
+
+
 class Truncate(CountedFault):
     """Send the headers (with the full Content-Length) and the first ``keep`` bytes, then close
     the connection cleanly (FIN): the client gets fewer bytes than announced."""
@@ -700,6 +743,8 @@ class FakeRegistry:
       Tokens stay valid on the server until :meth:`revoke_tokens`.
     - ``origin``: serve only ``GET /v2/<name>/blobs/<digest>`` (every other path is a plain 404),
       as the storage a registry redirects blob requests to; see :func:`start_origin`.
+    - ``tls``: serve HTTPS with this server-side ``ssl.SSLContext`` (None: plain HTTP); fixed
+      once started.
     """
 
     def __init__(
@@ -714,9 +759,11 @@ class FakeRegistry:
         service: str = "fake",
         realm: str | None = None,
         origin: bool = False,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.auth: AuthMode = auth
         self.origin = origin
+        self.tls = tls
         self.users: dict[str, str] = dict(users or {})
         self.token_requires_auth = token_requires_auth
         self.token_field = token_field
@@ -787,7 +834,7 @@ class FakeRegistry:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if self.tls is not None else 'http'}://{self.host}"
 
     def ref(self, image: Image) -> str:
         """The loopback reference a client pulls ``image`` by: ``127.0.0.1:PORT/repo:tag``."""
@@ -812,7 +859,7 @@ class FakeRegistry:
             self.app(), access_log=None, handle_signals=False, handler_cancellation=True
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.tls)
         await site.start()
         self.port = self._runner.addresses[0][1]
 
