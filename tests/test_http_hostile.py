@@ -231,10 +231,13 @@ def image_server(image: Image, mangle: Mangle = render) -> RawServer:
     written by ``mangle(head lines, body)``; the head lines carry a correct Content-Length."""
     routes: dict[str, tuple[str, bytes, str]] = {}
     top = f"/v2/{image.repository}/manifests/"
-    routes[top + image.tag] = (image.media_type, image.raw, image.digest)
-    for manifest in (image, *image.manifests):
-        routes[top + manifest.digest] = (manifest.media_type, manifest.raw, manifest.digest)
+    routes[top + image.tag] = routes[top + image.digest] = (
+        image.media_type,
+        image.raw,
+        image.digest,
+    )
     for manifest in image.manifests:
+        routes[top + manifest.digest] = (manifest.media_type, manifest.raw, manifest.digest)
         for blob in manifest.blobs:
             blob_path = f"/v2/{image.repository}/blobs/{blob.digest}"
             routes[blob_path] = ("application/octet-stream", blob.data, blob.digest)
