@@ -1,6 +1,6 @@
 """The ``pypull`` command: argument parsing, rendering of events, exit codes.
 
-The only module that prints. Heavy imports (aiohttp, tqdm) happen inside the commands, so that
+The only module that prints. Heavy imports (tqdm) happen inside the commands, so that
 ``pypull --help`` and usage errors answer at once.
 """
 
@@ -480,6 +480,7 @@ async def _pull_all(args: argparse.Namespace, refs: list[tuple[str, Reference]])
         max_concurrent_downloads=config.max_concurrent_downloads,
         timeout=config.timeout,
         max_download_attempts=config.max_download_attempts,
+        proxies=config.proxies,
     ) as puller:
         for text, ref in refs:
             if not await _pull_one(puller, args, text, ref):
@@ -695,7 +696,11 @@ def _cmd_login(args: argparse.Namespace) -> int:
     ]
 
     async def check() -> None:
-        async with RegistryClient(credentials={name: creds}, timeout=config.timeout) as client:
+        async with RegistryClient(
+            credentials={name: creds},
+            timeout=config.timeout,
+            proxies=lambda _: config.proxies(name).for_url,
+        ) as client:
             await client.check_login(server)
 
     _run(check())

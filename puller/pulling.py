@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .auth import Credentials
 from .config import RegistryConfig
@@ -43,6 +43,7 @@ from .manifest import (
     select_platform,
     to_oci,
 )
+from .proxy import ProxyConfig
 from .reference import Reference, parse
 from .registry import (
     Endpoint,
@@ -54,6 +55,7 @@ from .registry import (
 )
 from .retry import RetryPolicy, with_retries
 from .store import RESOLVED_ANNOTATION, Store, default_store_path
+from .wire import ProxyFor
 
 DEFAULT_CONCURRENCY = 3
 
@@ -99,6 +101,7 @@ class Puller:
         durable: bool = True,
         max_download_attempts: int = 5,
         retry_delay: float = 1.0,
+        proxies: Callable[[str | None], ProxyConfig] | None = None,
     ) -> None:
         """``registries`` (from ``puller.config``) gives each registry name its mirrors and
         server; ``mirrors`` and ``upstreams`` are shorthands for Docker Hub's mirrors and for a
@@ -112,16 +115,26 @@ class Puller:
         if mirrors:
             hub = self._registries.get("docker.io", RegistryConfig("docker.io"))
             hub_mirrors = tuple(normalize_mirror(m) for m in mirrors)
-            self._registries["docker.io"] = RegistryConfig("docker.io", hub_mirrors, hub.server)
+            self._registries["docker.io"] = replace(hub, mirrors=hub_mirrors)
         for name, url in (upstreams or {}).items():
             old = self._registries.get(name, RegistryConfig(name))
             server = Endpoint(url.rstrip("/"), registry=name)
-            self._registries[name] = RegistryConfig(name, old.mirrors, server)
+            self._registries[name] = replace(old, server=server)
         if mirror_only and not any(r.mirrors for r in self._registries.values()):
             raise ValueError("mirror_only needs at least one mirror")
         self._mirror_only = mirror_only
+        if proxies is None:
+            from_env = ProxyConfig.from_env(os.environ)
+
+            def proxies(_: str | None) -> ProxyConfig:
+                return from_env
+
+        self._proxies = proxies
         self._client = RegistryClient(
-            credentials=credentials, lookup=credential_lookup, timeout=timeout
+            credentials=credentials,
+            lookup=credential_lookup,
+            timeout=timeout,
+            proxies=self._proxy_rule,
         )
         self._retry = RetryPolicy(attempts=max_download_attempts, base_delay=retry_delay)
         self._downloader = Downloader(
@@ -134,6 +147,14 @@ class Puller:
 
     async def __aenter__(self) -> Puller:
         return self
+
+    def _proxy_rule(self, endpoint: Endpoint) -> ProxyFor:
+        """The proxy rule of the registry an endpoint serves: its own server, or a mirror
+        configured under it."""
+        name = endpoint.registry
+        if name is None:
+            name = next((r.name for r in self._registries.values() if endpoint in r.mirrors), None)
+        return self._proxies(name).for_url
 
     async def __aexit__(self, *exc: object) -> None:
         await self._client.close()

@@ -1,5 +1,5 @@
-"""The registry client: the only module that knows the registry API's URLs and auth. Its HTTP
-goes through ``wire``; aiohttp is used for the token endpoints only.
+"""The registry client: the only module that knows the registry API's URLs and auth. Every
+request it makes, token endpoints included, goes through ``wire.Client``.
 
 It speaks the read side of the OCI distribution API (manifests and blobs), answers auth challenges
 (Bearer tokens from the realm, or Basic), and turns every failure into a ``RegistryError`` whose
@@ -9,15 +9,13 @@ message names what was asked for and where.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import ssl
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
-from urllib.parse import urlsplit
+from typing import Any, NoReturn, TypeVar
+from urllib.parse import urlencode, urlsplit
 
 from . import wire
 from .auth import Credentials, TokenCache, parse_challenge, parse_token_response, pull_scope
@@ -31,13 +29,11 @@ from .errors import (
     Unreachable,
     most_relevant,
 )
+from .hosts import is_loopback, realm_refusal
 from .manifest import ACCEPT, MAX_MANIFEST_SIZE
 from .reference import Reference
 from .retry import parse_retry_after
-from .wire import Write
-
-if TYPE_CHECKING:
-    import aiohttp
+from .wire import ProxyFor, Write
 
 T = TypeVar("T")
 A = TypeVar("A")
@@ -50,6 +46,8 @@ USER_AGENT = "pypull/0.1"
 BASE_HEADERS = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
 #: The username docker's config.json gives an identity token (an OAuth2 refresh token).
 IDENTITY_TOKEN_USER = "<token>"
+#: A token answer is a few KiB; a token endpoint is any https host a registry names.
+MAX_TOKEN_RESPONSE = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,49 +80,6 @@ class Endpoint:
     @property
     def plain_http(self) -> bool:
         return self.url.startswith("http://")
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost, 127.0.0.0/8 and ::1, with or without a port."""
-    h = host
-    if h.startswith("["):
-        h = h[1 : h.find("]")] if "]" in h else h[1:]
-    elif h.count(":") == 1:
-        h = h.split(":", 1)[0]
-    if h == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(h).is_loopback
-    except ValueError:
-        return False
-
-
-def _internal_ip(host: str) -> bool:
-    """An IP literal in a loopback, private or link-local range (cloud metadata lives there)."""
-    try:
-        ip = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return ip.is_loopback or ip.is_private or ip.is_link_local
-
-
-def realm_refusal(endpoint: Endpoint, realm: str) -> str | None:
-    """Why a Bearer realm must not be contacted, or None.
-
-    A registry names the realm, and we send credentials there: a hostile registry must not be
-    able to point them at plain HTTP elsewhere, or at an internal address it does not live on.
-    """
-    realm_parts, ep_parts = urlsplit(realm), urlsplit(endpoint.url)
-    realm_host, ep_host = realm_parts.hostname or "", ep_parts.hostname or ""
-    if realm_parts.scheme == "http":
-        same_place = realm_host == ep_host or (is_loopback(realm_host) and is_loopback(ep_host))
-        if not (endpoint.plain_http and same_place):
-            return "tokens are fetched over HTTPS, except from a plain-HTTP registry's own host"
-    elif realm_parts.scheme != "https" or not realm_host:
-        return "not an https:// URL"
-    if _internal_ip(realm_host) and not _internal_ip(ep_host) and not is_loopback(ep_host):
-        return f"{realm_host} is an internal address and {ep_host} is not"
-    return None
 
 
 def endpoint_for_domain(domain: str) -> Endpoint:
@@ -205,11 +160,13 @@ class RegistryClient:
         credentials: Mapping[str, Credentials] | None = None,
         lookup: Callable[[str], Credentials | None] | None = None,
         timeout: float = 30.0,
-        connector_limit: int = 64,
+        proxies: Callable[[Endpoint], ProxyFor | None] | None = None,
     ) -> None:
         """``credentials`` by registry name win over ``lookup(name)`` (docker's config.json);
         either is asked only for the endpoint's own name, so a mirror never gets the
-        credentials of the registry it mirrors."""
+        credentials of the registry it mirrors. ``proxies(endpoint)`` picks the proxy rule
+        for the requests made on an endpoint's behalf, its token endpoint and redirects
+        included (see ``proxy``); without it, every request goes direct."""
         self._credentials: dict[str, Credentials | None] = dict(credentials or {})
         self._lookup = lookup
         self._ssl: dict[tuple[bool, str | None], ssl.SSLContext] = {}
@@ -217,8 +174,8 @@ class RegistryClient:
         self._token_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._basic_hosts: set[str] = set()  # hosts that challenged with Basic
         self._timeout = timeout
-        self._connector_limit = connector_limit
-        self._session: aiohttp.ClientSession | None = None
+        self._proxies = proxies
+        self.http = wire.Client(timeout=timeout)
 
     async def __aenter__(self) -> RegistryClient:
         return self
@@ -226,30 +183,8 @@ class RegistryClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        """For the token endpoints only (form POSTs, query encoding); imported on first use,
-        as most pulls never need a token and importing aiohttp takes a third of start-up."""
-        import aiohttp
-
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._connector_limit),
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    connect=self._timeout,
-                    sock_connect=self._timeout,
-                    sock_read=self._timeout,
-                ),
-                auto_decompress=False,
-                headers=BASE_HEADERS,
-            )
-        return self._session
-
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.http.close()
 
     # -- auth -----------------------------------------------------------------------------------
 
@@ -284,7 +219,7 @@ class RegistryClient:
         return creds
 
     def ssl_for(self, endpoint: Endpoint) -> ssl.SSLContext | bool:
-        """The endpoint's TLS settings for aiohttp: True is the default verification."""
+        """The endpoint's TLS settings: True is the default verification, False none."""
         if endpoint.skip_verify:
             return False
         if endpoint.ca_file is None:
@@ -320,7 +255,7 @@ class RegistryClient:
         realm = challenge.realm
         if not realm:
             raise Unauthorized(f"{url}: Bearer challenge without a realm", url=url)
-        refusal = realm_refusal(endpoint, realm)
+        refusal = await realm_refusal(endpoint.url, endpoint.plain_http, realm)
         if refusal:
             raise Unauthorized(f"{url}: refusing token realm {realm}: {refusal}", url=url)
         lock = self._token_locks.setdefault((endpoint.host, scope), asyncio.Lock())
@@ -336,76 +271,132 @@ class RegistryClient:
             # refresh token travels in the body, which a redirect would carry anywhere. The
             # endpoint's TLS settings apply when the realm is on the endpoint's own host.
             same_host = urlsplit(realm).netloc == endpoint.host
-            tls = self.ssl_for(endpoint) if same_host else True
+            tls = self._tls(endpoint) if same_host and not endpoint.plain_http else None
+            headers = dict(BASE_HEADERS)
+            body: bytes | None = None
             if creds is not None and creds.username == IDENTITY_TOKEN_USER:
                 # docker login's identity token is an OAuth2 refresh token (distribution's
                 # token spec, "oauth.md"): exchange it by POST.
-                request = self.session.post(
-                    realm,
-                    data={
-                        **params,
-                        "grant_type": "refresh_token",
-                        "refresh_token": creds.password,
-                        "client_id": USER_AGENT.split("/")[0],
-                    },
-                    allow_redirects=False,
-                    ssl=tls,
-                )
+                method, url = "POST", realm
+                form = {
+                    **params,
+                    "grant_type": "refresh_token",
+                    "refresh_token": creds.password,
+                    "client_id": USER_AGENT.split("/")[0],
+                }
+                body = urlencode(form).encode("ascii")
+                headers["Content-Type"] = "application/x-www-form-urlencoded"
             else:
-                headers = {"Authorization": creds.basic()} if creds else {}
-                request = self.session.get(
-                    realm, params=params, headers=headers, allow_redirects=False, ssl=tls
+                method = "GET"
+                query = urlencode(params)
+                url = realm + (("&" if urlsplit(realm).query else "?") + query if query else "")
+                if creds:
+                    headers["Authorization"] = creds.basic()
+            body_text = await self._token_answer(endpoint, realm, method, url, headers, body, tls)
+            if isinstance(body_text, int):
+                status = body_text
+                if status in (401, 403):
+                    raise Unauthorized(
+                        f"unauthorized: token endpoint {realm} refused the credentials "
+                        f"for {endpoint.host}: HTTP {status}"
+                        if creds
+                        else f"unauthorized: {endpoint.host} requires a username and "
+                        f"password (token endpoint {realm} answered HTTP {status})",
+                        status=status,
+                        url=realm,
+                    )
+                raise RegistryError(
+                    f"token endpoint {realm} answered HTTP {status}", status=status, url=realm
                 )
-            import aiohttp
-
             try:
-                async with request as resp:
-                    body = await resp.read()
-                    if resp.status in (401, 403):
-                        raise Unauthorized(
-                            f"unauthorized: token endpoint {realm} refused the credentials "
-                            f"for {endpoint.host}: HTTP {resp.status}"
-                            if creds
-                            else f"unauthorized: {endpoint.host} requires a username and "
-                            f"password (token endpoint {realm} answered HTTP {resp.status})",
-                            status=resp.status,
-                            url=realm,
-                        )
-                    if resp.status != 200:
-                        raise RegistryError(
-                            f"token endpoint {realm} answered HTTP {resp.status}",
-                            status=resp.status,
-                            url=realm,
-                        )
-            except (aiohttp.ClientError, asyncio.TimeoutError) as e:
-                raise _transport_error(f"cannot reach token endpoint {realm}", realm, e) from e
-            try:
-                doc: Any = json.loads(body)
+                doc: Any = json.loads(body_text)
             except (ValueError, RecursionError):
                 doc = None
             token, lifetime = parse_token_response(doc, realm)
             self._tokens.put(endpoint.host, scope, token, lifetime)
 
-    async def _send(self, endpoint: Endpoint, url: str, headers: dict[str, str]) -> wire.Response:
+    async def _token_answer(
+        self,
+        endpoint: Endpoint,
+        realm: str,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        tls: ssl.SSLContext | None,
+    ) -> bytes | int:
+        """The token endpoint's body, or its status when that is not 200. At most
+        ``MAX_TOKEN_RESPONSE`` bytes are read, whatever it sends."""
         try:
-            return await wire.get(
+            resp = await self.http.request(
+                method,
+                url,
+                headers,
+                body=body,
+                tls=tls,
+                max_redirects=0,
+                proxy_for=self._proxies(endpoint) if self._proxies else None,
+            )
+        except ssl.SSLError as e:
+            raise _tls_error(f"cannot reach token endpoint {realm}", realm, e) from e
+        except (OSError, asyncio.TimeoutError, wire.WireError) as e:
+            raise _transport_error(f"cannot reach token endpoint {realm}", realm, e) from e
+        try:
+            if resp.status != 200:
+                return resp.status
+            length = resp.content_length
+            too_large = RegistryError(
+                f"token endpoint {realm} sent more than 1 MiB, the most a token answer may have",
+                url=realm,
+            )
+            if length is not None and length > MAX_TOKEN_RESPONSE:
+                raise too_large
+            data = await resp.read(MAX_TOKEN_RESPONSE + 1)
+            if len(data) > MAX_TOKEN_RESPONSE:
+                raise too_large
+            return data
+        except (OSError, asyncio.TimeoutError, wire.WireError) as e:
+            raise _transport_error(f"reading from token endpoint {realm} failed", realm, e) from e
+        finally:
+            resp.release()
+
+    async def _send(
+        self,
+        endpoint: Endpoint,
+        url: str,
+        headers: dict[str, str],
+        *,
+        method: str = "GET",
+        downgrade: bool = False,
+    ) -> wire.Response:
+        """``downgrade``: the answer is checked against a digest, so an https registry may
+        redirect it to plain http (a CDN's http URL)."""
+        try:
+            return await self.http.request(
+                method,
                 url,
                 {**BASE_HEADERS, **headers},
                 # Not built for plain HTTP: loading the system's CAs takes 20 ms.
                 tls=None if endpoint.plain_http else self._tls(endpoint),
-                timeout=self._timeout,
+                downgrade=downgrade,
+                proxy_for=self._proxies(endpoint) if self._proxies else None,
             )
+        except wire.CannotResolve as e:
+            raise RegistryError(str(e), url=url) from e
+        except wire.RedirectCertificateError as e:
+            raise RegistryError(
+                f"cannot reach {endpoint.url}: {e}; trust its CA with ca_file under "
+                f'[registry."{endpoint.credentials_name}"] (skip_verify covers '
+                f"{endpoint.host} only)",
+                url=url,
+            ) from e
         except ssl.SSLError as e:
-            if isinstance(e, ssl.SSLEOFError):  # cut off mid-handshake: may pass
-                raise _transport_error(f"cannot reach {endpoint.url}", url, e) from e
-            # A TLS handshake that fails (plain HTTP on the port, no common protocol, a
-            # certificate) fails the same way next time.
-            raise RegistryError(f"cannot reach {endpoint.url}: {_why(e)}", url=url) from e
+            raise _tls_error(f"cannot reach {endpoint.url}", url, e) from e
         except (OSError, asyncio.TimeoutError, wire.WireError) as e:
             raise _transport_error(f"cannot reach {endpoint.url}", url, e) from e
 
     def _tls(self, endpoint: Endpoint) -> ssl.SSLContext:
-        """``ssl_for`` as a context of its own (the defaults are aiohttp's)."""
+        """``ssl_for`` as a context of its own."""
         setting = self.ssl_for(endpoint)
         if isinstance(setting, ssl.SSLContext):
             return setting
@@ -421,7 +412,14 @@ class RegistryClient:
 
     @asynccontextmanager
     async def _request(
-        self, endpoint: Endpoint, path: str, url: str, headers: Mapping[str, str]
+        self,
+        endpoint: Endpoint,
+        path: str,
+        url: str,
+        headers: Mapping[str, str],
+        *,
+        method: str = "GET",
+        downgrade: bool = False,
     ) -> AsyncIterator[wire.Response]:
         """GET ``url`` with auth; on a 401, authenticate once and try again. An empty ``path``
         asks for no repository scope (``/v2/`` itself)."""
@@ -435,7 +433,7 @@ class RegistryClient:
             auth = self._auth_header(endpoint, scope)
             if auth:
                 hdrs["Authorization"] = auth
-            resp = await self._send(endpoint, url, hdrs)
+            resp = await self._send(endpoint, url, hdrs, method=method, downgrade=downgrade)
             try:
                 # A redirect target's 401 is not the registry's: its challenge must not choose
                 # where our credentials go.
@@ -475,7 +473,10 @@ class RegistryClient:
 
     async def get_manifest(self, endpoint: Endpoint, ref: Reference) -> ManifestResponse:
         url = f"{endpoint.url}/v2/{ref.path}/manifests/{ref.identifier}"
-        async with self._request(endpoint, ref.path, url, {"Accept": ACCEPT}) as resp:
+        pinned = ref.digest is not None  # checked against it: may come over plain http
+        async with self._request(
+            endpoint, ref.path, url, {"Accept": ACCEPT}, downgrade=pinned
+        ) as resp:
             if resp.status != 200:
                 await _raise_for_status(resp, f"manifest for {ref}", url)
             try:
@@ -517,7 +518,7 @@ class RegistryClient:
         """
         url = f"{endpoint.url}/v2/{path}/blobs/{digest}"
         headers = {"Range": f"bytes={offset}-"} if offset else {}
-        async with self._request(endpoint, path, url, headers) as resp:
+        async with self._request(endpoint, path, url, headers, downgrade=True) as resp:
             if resp.status not in (200, 206):
                 await _raise_for_status(resp, f"blob {digest}", url)
             try:
@@ -557,11 +558,18 @@ def _content_range(value: str | None) -> tuple[int | None, int | None]:
     if not value or not value.startswith("bytes "):
         return None, None
     span, _, total = value[6:].partition("/")
-    start = span.partition("-")[0]
-    return (
-        int(start) if start.isascii() and start.isdigit() else None,
-        int(total) if total.isascii() and total.isdigit() else None,
-    )
+    size = None if total == "*" else _number(total)
+    if size is None and total != "*":
+        return None, None  # a total that is no size: the whole answer is suspect
+    return _number(span.partition("-")[0]), size
+
+
+def _number(text: str) -> int | None:
+    """A decimal of at most 20 digits (no blob is larger), else None: never a 5,000-digit
+    int() that Python refuses."""
+    if text.isascii() and text.isdigit() and len(text) <= wire.MAX_LENGTH_DIGITS:
+        return int(text)
+    return None
 
 
 class BlobStream:
@@ -608,7 +616,9 @@ def _recording(call: Callable[[A], None], raised: list[BaseException]) -> Callab
 
 def _permanent(e: BaseException) -> bool:
     """A transport failure that asking again will not cure."""
-    if isinstance(
+    if isinstance(e, wire.ProxyError):
+        return e.permanent
+    return isinstance(
         e,
         (
             ssl.SSLCertVerificationError,
@@ -616,19 +626,19 @@ def _permanent(e: BaseException) -> bool:
             wire.BadURL,
             wire.BadRequest,
             wire.Unsupported,
-        ),
-    ):
-        return True
-    aiohttp = sys.modules.get("aiohttp")  # only the token endpoints use it, if anything did
-    return aiohttp is not None and isinstance(
-        e,
-        (
-            aiohttp.TooManyRedirects,
-            aiohttp.InvalidURL,
-            aiohttp.ClientSSLError,
-            aiohttp.ClientConnectorCertificateError,
+            wire.BadRedirect,
+            wire.CannotResolve,
+            wire.RedirectCertificateError,
         ),
     )
+
+
+def _tls_error(what: str, url: str, e: ssl.SSLError) -> RegistryError:
+    if isinstance(e, ssl.SSLEOFError):  # cut off mid-handshake: may pass
+        return _transport_error(what, url, e)
+    # A TLS handshake that fails (plain HTTP on the port, no common protocol, a
+    # certificate) fails the same way next time.
+    return RegistryError(f"{what}: {_why(e)}", url=url)
 
 
 def _transport_error(what: str, url: str, e: BaseException) -> RegistryError:
@@ -639,18 +649,15 @@ def _transport_error(what: str, url: str, e: BaseException) -> RegistryError:
 
 
 def _why(e: BaseException) -> str:
-    """An exception as a few words (aiohttp's str() can be a repr of the whole request)."""
+    """An exception as a few words."""
+    if isinstance(e, wire.BodyTimeout):
+        return str(e)
     if isinstance(e, asyncio.TimeoutError):
         return "timed out"
-    aiohttp = sys.modules.get("aiohttp")
-    if isinstance(e, wire.TooManyRedirects) or (
-        aiohttp is not None and isinstance(e, aiohttp.TooManyRedirects)
-    ):
+    if isinstance(e, wire.TooManyRedirects):
         return "too many redirects"
-    if aiohttp is not None and isinstance(e, aiohttp.InvalidURL):
-        return f"invalid URL {e.url}"
-    if aiohttp is not None and isinstance(e, aiohttp.ClientResponseError):
-        return e.message.splitlines()[0] if e.message else f"HTTP {e.status}"
+    if isinstance(e, ssl.SSLCertVerificationError) and e.verify_message:
+        return f"certificate verify failed: {e.verify_message}"
     text = str(e) or type(e).__name__
     return text.splitlines()[0] if text else type(e).__name__
 

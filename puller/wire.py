@@ -472,7 +472,7 @@ class Client:
                     raise
                 target = _split(url)
                 reason = e.verify_message or str(e)
-                raise RedirectCertificateError(target.host, first, f"fails: {reason}") from e
+                raise RedirectCertificateError(target.authority, first, f"fails: {reason}") from e
             location = resp.headers.get("Location")
             if (
                 resp.status not in _REDIRECTS

@@ -9,15 +9,14 @@ import pytest
 
 from fixtures.registry import Registry
 from puller.errors import RegistryError, Unreachable
+from puller.hosts import is_loopback, realm_refusal
 from puller.reference import parse
 from puller.registry import (
     DOCKER_HUB_URL,
     Endpoint,
     RegistryClient,
     endpoint_for_domain,
-    is_loopback,
     normalize_mirror,
-    realm_refusal,
 )
 from puller.retry import is_temporary
 
@@ -116,10 +115,13 @@ def test_mirror_shorthand_serves_docker_hub_images_only() -> None:
         ("https://reg.example", "file:///etc/passwd", "not an https:// URL"),
     ],
 )
-def test_token_realms_that_could_leak_credentials_are_refused(
+async def test_token_realms_that_could_leak_credentials_are_refused(
     registry: str, realm: str, refused: str | None
 ) -> None:
-    reason = realm_refusal(Endpoint(registry), realm)
+    async def no_addresses(host: str) -> list[str]:
+        return []
+
+    reason = await realm_refusal(registry, registry.startswith("http:"), realm, no_addresses)
     if refused is None:
         assert reason is None
     else:
