@@ -164,7 +164,8 @@ def _add_settings(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="SECONDS",
         help="a connection that cannot be made, or goes silent, for this long is dropped and "
-        "the download retried where it stopped (default: 30)",
+        "the download retried where it stopped; an answer's head, a manifest or a token must "
+        "come within twice this, a layer at 1 KiB/s or more over this (default: 30)",
     )
 
 
