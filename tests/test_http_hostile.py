@@ -484,23 +484,18 @@ async def test_a_malformed_head_from_the_only_endpoint_fails_the_pull_with_one_l
 
 
 class HugeContentRange(CountedFault):
-    """Answer a ranged blob request 206 with the rest of ``data`` and a Content-Range whose total
-    has 5,000 digits."""
+    """Answer every request 206 with ``data`` from the offset a ``Range`` asks for (else from 0)
+    and a Content-Range whose total has 5,000 digits: a mirror that cannot serve that blob."""
 
     def __init__(self, data: bytes) -> None:
         super().__init__(times=None)
         self.data = data
 
-    async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if "Range" not in request.headers:
-            return await handler(request)
-        return await super().__call__(request, handler)
-
     async def inject(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        start = int(request.headers["Range"].removeprefix("bytes=").partition("-")[0])
-        total = "9" * 5000
+        asked = request.headers.get("Range", "").removeprefix("bytes=").partition("-")[0]
+        start = int(asked) if asked.isdigit() else 0
         headers = {
-            "Content-Range": f"bytes {start}-{len(self.data) - 1}/{total}",
+            "Content-Range": f"bytes {start}-{len(self.data) - 1}/{'9' * 5000}",
             "Content-Type": "application/octet-stream",
         }
         return web.Response(status=206, body=self.data[start:], headers=headers)
@@ -514,12 +509,16 @@ def keep_partial(store: Path, digest: str, size: int, data: bytes) -> None:
 
 
 @pytest.mark.parametrize("only_the_mirror", [False, True], ids=["hands-over", "mirror-only"])
-async def test_a_resumed_blob_with_a_5000_digit_content_range_is_the_mirrors_failure(
-    only_the_mirror: bool, store: Path
+@pytest.mark.parametrize("resumed", [True, False], ids=["resumed", "unasked-206"])
+async def test_a_blob_206_with_a_5000_digit_content_range_is_the_mirrors_failure(
+    resumed: bool, only_the_mirror: bool, store: Path
 ) -> None:
+    """Resumed (a partial is kept, so the mirror is asked with Range) or not (a 206 nobody asked
+    for): either way the mirror's answer is unusable, and the next endpoint serves the layer."""
     image = small_image("hugerange", layers=1, layer_size=64 * KIB)
     layer = image.manifests[0].layers[0]
-    keep_partial(store, layer.digest, layer.size, layer.data[:1000])
+    if resumed:
+        keep_partial(store, layer.digest, layer.size, layer.data[:1000])
     async with start_fake([image]) as mirror, start_fake([image]) as upstream:
         mirror.inject(layer.digest, HugeContentRange(layer.data))
         mirrors_of(upstream.host, mirror.url)
@@ -532,9 +531,9 @@ async def test_a_resumed_blob_with_a_5000_digit_content_range_is_the_mirrors_fai
             upstream.ref(image),
             store=store,
         )
-        ranged = [r for r in mirror.log.blob_gets() if r.target == layer.digest]
+        asked = [r for r in mirror.log.blob_gets() if r.target == layer.digest]
         from_upstream = [r for r in upstream.log.blob_gets() if r.target == layer.digest]
-    assert ranged and ranged[0].range_start == 1000  # the hostile answer was given
+    assert asked and asked[0].range_start == (1000 if resumed else None)
     if only_the_mirror:
         assert mirror.url in one_error_line(run)
         assert refs(store) == []
