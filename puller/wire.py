@@ -574,7 +574,13 @@ class Client:
     ) -> _Connection:
         loop = asyncio.get_running_loop()
         host, port = (proxy.host, proxy.port) if proxy is not None else (target.host, target.port)
-        conn = await asyncio.wait_for(self._dial(host, port), self.timeout)
+        try:
+            conn = await asyncio.wait_for(self._dial(host, port), self.timeout)
+        except (OSError, asyncio.TimeoutError, CannotResolve) as e:
+            if proxy is None:
+                raise
+            reason = "timed out" if isinstance(e, asyncio.TimeoutError) else str(e)
+            raise ProxyError(f"cannot reach proxy {proxy.url}: {reason}") from e
         self.connections_opened += 1
         try:
             if proxy is not None and context is not None:

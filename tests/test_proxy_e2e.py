@@ -531,11 +531,6 @@ def test_config_with_proxy_from_the_environment_for_both_schemes() -> None:
     assert "pw1" not in run.stdout + run.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a proxy that cannot be reached is reported as the registry being unreachable"
-    " (puller/wire.py Client._connect: _dial to the proxy raises a bare OSError)",
-)
 @pytest.mark.parametrize("scheme", ["http", "https"])
 def test_a_proxy_that_cannot_be_reached_is_named_in_the_error(
     tls_registry: tuple[Registry, Path], store: Path, scheme: str
