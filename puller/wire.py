@@ -1016,8 +1016,8 @@ class _Connection(asyncio.BufferedProtocol):
         """Whether the answer is over and the connection may carry the next request."""
         if not self.usable or self._idle or not head.keep_alive or self._backlog:
             return False
-        if head.framing == "none":
-            return not self._leftover and not self._reading_body
+        if head.framing == "none" and not self._reading_body:
+            return not self._leftover
         return self._complete and not self._truncated
 
     def enter_pool(self, seconds: float, on_end: Callable[[], None]) -> None:

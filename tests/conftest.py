@@ -14,7 +14,7 @@ from fixtures.registry import REGISTRY_BINARY, Registry, push, running_registry
 
 #: Tests that also run on uvloop: the command uses it when it is installed, and these drive
 #: wire's protocol (and the fault table through it) directly.
-BOTH_LOOPS = {"test_wire.py", "test_resilience.py"}
+BOTH_LOOPS = {"test_wire.py", "test_wire_pool.py", "test_resilience.py"}
 
 
 def pytest_asyncio_loop_factories(
