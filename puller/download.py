@@ -202,7 +202,10 @@ class Downloader:
         except (VerificationError, _StartOver) as e:
             if not resuming:
                 raise _unexpected(e, endpoint) from None
-            await self._transfer(endpoint, desc, path, entry, resume=False)
+            try:
+                await self._transfer(endpoint, desc, path, entry, resume=False)
+            except _StartOver as again:  # a 206 to a request without Range: a bad answer
+                raise _unexpected(again, endpoint) from None
 
     async def _transfer(
         self, endpoint: Endpoint, desc: Descriptor, path: str, entry: _Inflight, resume: bool
