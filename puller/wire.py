@@ -516,7 +516,8 @@ class Client:
             target.scheme,
             target.host.lower(),
             target.port,
-            proxy.url if proxy is not None else None,
+            # the proxy and whose credentials opened the tunnel
+            f"{proxy.url} {proxy.authorization() or ''}" if proxy is not None else None,
             id(context) if context is not None else 0,
         )
         lines = [f"{method} {target.target} HTTP/1.1", f"Host: {target.authority}"]
