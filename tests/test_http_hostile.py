@@ -313,6 +313,9 @@ async def test_a_token_answer_over_1_mib_fails_the_pull_with_the_limit_and_littl
 
 # == Row 3: a server that trickles cannot hold a request for hours ================================
 
+#: One attempt, and a one-second read timeout: a trickle must fail the pull within seconds.
+ONE_QUICK_ATTEMPT = ("--timeout", "1", "--max-download-attempts", "1")
+
 
 async def test_a_response_head_trickled_a_byte_at_a_time_fails_the_pull_instead_of_hanging(
     store: Path,
@@ -323,10 +326,7 @@ async def test_a_response_head_trickled_a_byte_at_a_time_fails_the_pull_instead_
 
     async with RawServer(serve) as slow:
         run = await run_pypull(
-            "--timeout",
-            "1",
-            "--max-download-attempts",
-            "1",
+            *ONE_QUICK_ATTEMPT,
             f"{slow.host}/test/slowhead:1",
             store=store,
             timeout=HANG_GUARD,
@@ -354,10 +354,7 @@ async def test_a_manifest_body_trickled_a_byte_at_a_time_fails_the_pull_instead_
 
     async with RawServer(serve) as slow:
         run = await run_pypull(
-            "--timeout",
-            "1",
-            "--max-download-attempts",
-            "1",
+            *ONE_QUICK_ATTEMPT,
             f"{slow.host}/{image.reference}",
             store=store,
             timeout=HANG_GUARD,
@@ -374,10 +371,7 @@ async def test_a_blob_trickled_at_100_bytes_a_second_counts_as_stalled_and_fails
     async with start_fake([image]) as fake:
         fake.inject(layer.digest, Trickle(50, 0.5))  # 100 B/s: 45 minutes for the layer
         run = await run_pypull(
-            "--timeout",
-            "1",
-            "--max-download-attempts",
-            "1",
+            *ONE_QUICK_ATTEMPT,
             fake.ref(image),
             store=store,
             timeout=HANG_GUARD,
