@@ -7,9 +7,9 @@ Heads are generated well-formed (with the interesting headers, lengths near 20 d
 lines, lines about 8 KiB long) and then mutated byte by byte. A head is what the client hands to
 ``parse_head``: the bytes before the first blank line, so every generated one is cut there.
 
-Known deviations of ``parse_head`` from the reference are excused in the properties (so that a
-random run cannot trip on them) and pinned by strict xfails at the end of this file: when one is
-fixed its xfail passes, fails the run, and its excuse is to be removed with it.
+The two deviations these properties first found (a folded Content-Length refused; a malformed
+line that merely quotes "Transfer-Encoding" raised as Unsupported) are fixed, and pinned by
+the cases at the end of this file.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import asyncio
 import re
 import string
 from dataclasses import dataclass
-from itertools import pairwise
 
 import h11
 import pytest
@@ -197,30 +196,11 @@ def only_the_coding_is_wrong(block: bytes, method: str, want: Verdict) -> bool:
     return isinstance(expected(CRLF.join(neutral), method), Accepted)
 
 
-# -- known deviations (see the xfails at the end) ----------------------------------------------
-
-#: h11 unfolds obs-fold before reading a field (RFC 9112 5.2: a user agent MUST replace it with
-#: SP); parse_head's own Content-Length check reads the first physical line alone.
-FOLDED_LENGTH = "folded Content-Length refused"
-#: parse_head picks Unsupported when h11's message mentions "Transfer-Encoding", and h11's
-#: message for a malformed line quotes the line.
-UNSUPPORTED_BY_QUOTE = "malformed line quoted as Unsupported"
-
-
-def folded_length(block: bytes) -> bool:
-    lines = block.split(CRLF)
-    return any(
-        line.partition(b":")[0].lower() == b"content-length" and after[:1] in (b" ", b"\t")
-        for line, after in pairwise(lines[1:])
-    )
-
-
 # -- the comparison --------------------------------------------------------------------------------
 
 
-def check(block: bytes, method: str) -> tuple[Verdict, str | None]:
-    """Asserts that parse_head agrees with the reference; returns the reference's verdict, and
-    the known deviation that excused a disagreement, if one did."""
+def check(block: bytes, method: str) -> Verdict:
+    """Asserts that parse_head agrees with the reference; returns the reference's verdict."""
     want = expected(block, method)
     try:
         got: Head | WireError = parse_head(block, method)
@@ -229,17 +209,13 @@ def check(block: bytes, method: str) -> tuple[Verdict, str | None]:
     shown = f"{method} {block[:300]!r}{'...' if len(block) > 300 else ''}"
 
     if isinstance(got, WireError):
-        if isinstance(got, Unsupported) and not has_coding_line(block):
-            assert isinstance(want, Refused), f"refused ({got}) what the reference accepts: {shown}"
-            assert b"Transfer-Encoding" in block, f"{got!r} without a coding: {shown}"
-            return want, UNSUPPORTED_BY_QUOTE
-        if isinstance(want, Accepted):
-            if folded_length(block):
-                return want, FOLDED_LENGTH
-            raise AssertionError(f"refused ({got}) what the reference accepts: {shown}")
+        assert not isinstance(got, Unsupported) or has_coding_line(block), (
+            f"{got!r} without a coding: {shown}"
+        )
+        assert isinstance(want, Refused), f"refused ({got}) what the reference accepts: {shown}"
         if only_the_coding_is_wrong(block, method, want):
             assert isinstance(got, Unsupported), f"{got!r} for an unsupported coding: {shown}"
-        return want, None
+        return want
 
     assert isinstance(want, Accepted), f"accepted what the reference refuses ({want}): {shown}"
     assert got.status == want.status, shown
@@ -249,7 +225,7 @@ def check(block: bytes, method: str) -> tuple[Verdict, str | None]:
         for spelling in (name, name.upper(), name.title()):
             assert got.headers.get(spelling) == value, (spelling, shown)
     assert got.headers.get("x-not-sent-" + str(len(block))) is None
-    return want, None
+    return want
 
 
 # -- strategies ------------------------------------------------------------------------------------
@@ -400,8 +376,7 @@ any_heads = st.one_of(heads(tidy=True), heads(), mutated_heads())
 @PURE
 @given(block=any_heads, method=st.sampled_from(METHODS))
 def test_parse_head_agrees_with_h11_and_the_extra_refusals(block: bytes, method: str) -> None:
-    want, excused = check(block, method)
-    event(f"known deviation: {excused}" if excused else "agrees")
+    want = check(block, method)
     event(type(want).__name__ if isinstance(want, Accepted) else f"Refused ({want.stage})")
 
 
@@ -460,7 +435,7 @@ LANDMARKS = [
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("block", LANDMARKS, ids=range(len(LANDMARKS)))
 def test_parse_head_agrees_at_the_limits(block: bytes, method: str) -> None:
-    assert check(block, method)[1] is None
+    check(block, method)
 
 
 def test_the_reference_makes_the_refusals_the_issue_lists() -> None:
@@ -578,9 +553,7 @@ async def exchange(
 def test_a_whole_response_reads_as_its_head_frames_it(
     data: st.DataObject, block: bytes, method: str
 ) -> None:
-    want, excused = check(block, method)
-    if excused == FOLDED_LENGTH:
-        want = Refused("excused", excused)  # parse_head refuses it (see the xfail)
+    want = check(block, method)
     if len(block) + len(BLANK) > MAX_HEAD:
         want = Refused("client", "a head over MAX_HEAD")
     sent = block + BLANK
@@ -607,14 +580,9 @@ def test_a_whole_response_reads_as_its_head_frames_it(
         assert isinstance(got, body.outcome), f"{got!r} instead of {body.outcome}: {shown}"
 
 
-# -- known deviations, pinned --------------------------------------------------------------------
+# -- the deviations the properties found, fixed ------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parse_head bug: its Content-Length check reads an obs-folded field line by line "
-    "and refuses what h11 (and RFC 9112 5.2) read as Content-Length: 5",
-)
 @pytest.mark.parametrize(
     "block",
     [b"HTTP/1.1 200 OK\r\nContent-Length:\r\n 5", b"HTTP/1.1 200 OK\r\nContent-Length: 5,\r\n 5"],
@@ -624,11 +592,6 @@ def test_folded_content_length_is_read_as_h11_reads_it(block: bytes) -> None:
     assert (head.framing, head.length) == ("length", 5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parse_head bug: a malformed line that merely mentions Transfer-Encoding is raised "
-    "as Unsupported (permanent, not retried), because h11's message quotes the line",
-)
 @pytest.mark.parametrize(
     "block",
     [
