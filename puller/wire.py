@@ -23,8 +23,7 @@ import ssl
 from collections import deque
 from collections.abc import AsyncIterable, Callable, Mapping
 from contextlib import suppress
-from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import NamedTuple, Protocol, cast
 from urllib.parse import quote, urljoin, urlsplit
 
 #: Longest status line plus headers we accept; a registry's are well under 2 KiB.
@@ -137,8 +136,7 @@ class Headers:
         return self._items.get(name.lower(), default)
 
 
-@dataclass(frozen=True, slots=True)
-class Head:
+class Head(NamedTuple):
     """A response's status line and headers, and how its body is delimited."""
 
     status: int
@@ -312,8 +310,7 @@ _HOST = re.compile(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]+(%[A-Za-z0-9._-]+)?")
 PoolKey = tuple[str, str, int, str | None, int]
 
 
-@dataclass(frozen=True, slots=True)
-class _Target:
+class _Target(NamedTuple):
     scheme: str
     host: str  # without brackets
     port: int
@@ -694,6 +691,8 @@ async def _resolve(host: str, port: int) -> list[str]:
     """The host's addresses, families interleaved (RFC 8305 section 4). A name that does not
     exist fails at once; a temporary resolver failure (also what a machine without a reachable
     resolver says for every name) is asked once more, not by the whole retry policy."""
+    if _IP_LITERAL.fullmatch(host):
+        return [host]  # nothing to look up (and no resolver thread to start for it)
     loop = asyncio.get_running_loop()
     for attempt in range(2):
         try:
@@ -722,6 +721,10 @@ async def _resolve(host: str, port: int) -> list[str]:
     for i in range(max(len(x) for x in lists)):
         ordered.extend(x[i] for x in lists if i < len(x))
     return ordered
+
+
+#: Dotted-quad IPv4 and IPv6 (``_split`` has vetted the characters): no lookup needed.
+_IP_LITERAL = re.compile(r"(\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(%[\w.-]+)?")
 
 
 def _verifies(context: ssl.SSLContext) -> bool:
