@@ -1025,8 +1025,11 @@ class _Connection(asyncio.BufferedProtocol):
         """Whether the answer is over and the connection may carry the next request."""
         if not self.usable or self._idle or not head.keep_alive or self._backlog:
             return False
-        if head.framing == "none" and not self._reading_body:
-            return not self._leftover
+        if not self._reading_body:
+            # Unread: reusable only when nothing of a body is still to come (an auth
+            # challenge's few bytes arrive with its head: the token request reuses the line).
+            expected = 0 if head.framing == "none" else head.length
+            return head.framing in ("none", "length") and len(self._leftover) == expected
         return self._complete and not self._truncated
 
     def enter_pool(self, seconds: float, on_end: Callable[[], None]) -> None:

@@ -175,17 +175,38 @@ async def test_an_answer_that_ends_the_connection_is_not_reused(
 
 
 async def test_a_body_left_unread_closes_the_connection() -> None:
-    async with KeepAliveServer(always(http(body=b"0123456789"))) as server:
+    body = body_bytes(256 * 1024)  # more than comes in the read that ends the head
+    async with KeepAliveServer(always(http(body=body))) as server:
         client = wire.Client(timeout=5)
         resp = await within(client.request("GET", server.url(), {}))
         resp.release()  # body never read
-        assert await get_all(client, server.url()) == (200, b"0123456789")
+        assert await get_all(client, server.url()) == (200, body)
         resp = await within(client.request("GET", server.url(), {}))
-        assert await within(resp.read(4)) == b"0123"  # stopped at a limit: not at the end
+        assert await within(resp.read(4)) == body[:4]  # stopped at a limit: not at the end
         resp.release()
-        assert await get_all(client, server.url()) == (200, b"0123456789")
+        assert await get_all(client, server.url()) == (200, body)
         await client.close()
     assert server.connections == 3
+
+
+async def test_an_unread_body_that_came_with_its_head_leaves_the_connection_reusable() -> None:
+    """A 401's few bytes come in the same read as its head: releasing it unread costs nothing,
+    and the retried request (with a token) goes on the same connection."""
+
+    async def handler(head: bytes, body: bytes) -> Answer:
+        if len(server.requests) == 1:
+            return http(401, body=b'{"errors":[]}', headers=["WWW-Authenticate: Basic"])
+        return http(body=b"ok")
+
+    async with KeepAliveServer(handler) as server:
+        client = wire.Client(timeout=5)
+        resp = await within(client.request("GET", server.url(), {}))
+        assert resp.status == 401
+        await asyncio.sleep(0.05)  # the body is in
+        resp.release()
+        assert await get_all(client, server.url()) == (200, b"ok")
+        await client.close()
+    assert server.connections == 1
 
 
 async def test_bytes_past_the_body_make_the_connection_unusable() -> None:
