@@ -134,8 +134,12 @@ class Downloader:
             entry.subscribers.remove(on_event)
             return owner and downloaded
 
-    def _forget_done(self, digest: Digest, entry: _Inflight, _: object) -> None:
+    def _forget_done(self, digest: Digest, entry: _Inflight, task: asyncio.Task[bool]) -> None:
         self._forget(digest, entry)
+        if not task.cancelled():
+            # Every waiter may have given up (another layer failed the pull first): the error
+            # is theirs to see, not asyncio's "exception was never retrieved" on stderr.
+            task.exception()
 
     def _forget(self, digest: Digest, entry: _Inflight) -> None:
         if self._inflight.get(digest) is entry:
