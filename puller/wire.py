@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import select
 import socket
 import ssl
 from collections import deque
@@ -40,6 +41,9 @@ BUFFERS = 3
 MIN_RATE = 1024
 #: How many times the read timeout a head or a small body may take in all, however it trickles.
 DEADLINE_FACTOR = 2
+#: How many times the read timeout one request may take up to its final head, every redirect,
+#: connection, TLS handshake and proxy tunnel included.
+REQUEST_DEADLINE_FACTOR = 4
 #: Idle keep-alive connections kept per origin, and for how long (servers close theirs after
 #: 60 s or more: nginx 75, Go 90 or never, the distribution registry never).
 MAX_IDLE_PER_ORIGIN = 8
@@ -407,7 +411,7 @@ class Client:
         while conns:
             conn = conns.pop()
             conn.leave_pool()
-            if conn.usable:
+            if conn.usable and conn.quiet():
                 return conn
             conn.close()
         return None
@@ -463,12 +467,18 @@ class Client:
         method = method.upper()
         first = url
         proxy_for = proxy_for or self._proxy_for
+        deadline = None
+        if self.timeout and (body is None or isinstance(body, bytes)):
+            # (a streamed body may take as long as it takes: its head has its own deadline)
+            deadline = asyncio.get_running_loop().time() + REQUEST_DEADLINE_FACTOR * self.timeout
         for _ in range(max_redirects + 1):
             hop_tls = tls
             if not same_origin(url, first) and tls is not None and not _verifies(tls):
                 hop_tls = None
             try:
-                resp = await self._exchange(method, url, headers, body, length, hop_tls, proxy_for)
+                resp = await self._exchange(
+                    method, url, headers, body, length, hop_tls, proxy_for, deadline
+                )
             except ssl.SSLCertVerificationError as e:
                 if same_origin(url, first):
                     raise
@@ -509,6 +519,7 @@ class Client:
         length: int | None,
         tls: ssl.SSLContext | None,
         proxy_for: ProxyFor | None,
+        deadline: float | None,
     ) -> Response:
         target = _split(url)
         proxy = proxy_for(url) if proxy_for is not None else None
@@ -546,14 +557,14 @@ class Client:
             conn = self._checkout(key) if attempt == 0 else None
             reused = conn is not None
             if conn is None:
-                conn = await self._connect(target, proxy, context)
+                conn = await self._connect(target, proxy, context, deadline)
                 conn.key = key
             try:
                 conn.begin(method)
                 conn.send(request)
                 if body is not None:
                     await conn.send_body(body, length or 0)
-                head = await conn.head()
+                head = await conn.head(deadline)
             except (ConnectionError, asyncio.IncompleteReadError) as e:
                 conn.close()
                 if reused and replayable and not conn.answered:
@@ -573,12 +584,16 @@ class Client:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _connect(
-        self, target: _Target, proxy: ProxyLike | None, context: ssl.SSLContext | None
+        self,
+        target: _Target,
+        proxy: ProxyLike | None,
+        context: ssl.SSLContext | None,
+        deadline: float | None,
     ) -> _Connection:
         loop = asyncio.get_running_loop()
         host, port = (proxy.host, proxy.port) if proxy is not None else (target.host, target.port)
         try:
-            conn = await asyncio.wait_for(self._dial(host, port), self.timeout)
+            conn = await asyncio.wait_for(self._dial(host, port), self._left(deadline))
         except (OSError, asyncio.TimeoutError, CannotResolve) as e:
             if proxy is None:
                 raise
@@ -599,7 +614,7 @@ class Client:
                 conn.begin("CONNECT")
                 conn.send(_encode_head(lines))
                 try:
-                    head = await conn.head()
+                    head = await conn.head(deadline)
                 except (OSError, asyncio.TimeoutError, WireError) as e:
                     raise ProxyError(f"proxy {proxy.url} did not open a tunnel: {e}") from e
                 if not 200 <= head.status < 300:
@@ -618,7 +633,7 @@ class Client:
                         context,
                         server_hostname=target.host.rstrip("."),
                     ),
-                    self.timeout,
+                    self._left(deadline),
                 )
                 if secured is None:  # pragma: no cover - only when the loop is closing
                     raise ConnectionResetError("the connection closed during the TLS handshake")
@@ -627,6 +642,18 @@ class Client:
             conn.close()
             raise
         return conn
+
+    def _left(self, deadline: float | None) -> float | None:
+        """The read timeout, or less if the request's deadline comes first."""
+        timeout = self.timeout or None
+        if deadline is None:
+            return timeout
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            raise BodyTimeout(
+                f"no complete answer within {REQUEST_DEADLINE_FACTOR * self.timeout:g} s"
+            )
+        return left if timeout is None else min(timeout, left)
 
     async def _dial(self, host: str, port: int) -> _Connection:
         """A TCP connection to ``host``, Happy Eyeballs style (RFC 8305: addresses of both
@@ -794,6 +821,7 @@ class _Connection(asyncio.BufferedProtocol):
         self._last_read = self._loop.time()
         self._watchdog: asyncio.TimerHandle | None = None
         self._deadline: float | None = None  # loop time by which the head or small body is in
+        self._deadline_span = DEADLINE_FACTOR * self._timeout  # for the message
         self._rate_window: tuple[float, int] | None = None  # (start, bytes then): a blob body
         self._received = 0  # bytes received in this exchange
         self._reading_body = False
@@ -847,7 +875,7 @@ class _Connection(asyncio.BufferedProtocol):
             return memoryview(self._head_buf)[self._head_len :]
         if self._dechunker is not None:
             return memoryview(self._dechunker.raw)
-        if self._buf is None:
+        if self._buf is None or self._remaining == 0:
             # Reading is paused while no buffer is free and once the body is complete; bytes
             # the transport still hands over (past Content-Length) are thrown away.
             return memoryview(self._scratch)
@@ -916,6 +944,9 @@ class _Connection(asyncio.BufferedProtocol):
 
     def data_received(self, data: bytes) -> None:
         """The copying path (TLS): into the same buffers as ``recv_into`` would."""
+        if self._idle:
+            self.close()  # bytes that answer nothing: the connection is not ours to trust
+            return
         if self._backlog or not self._has_room():
             self._backlog.append(data)
             self._pause()
@@ -956,7 +987,20 @@ class _Connection(asyncio.BufferedProtocol):
 
     @property
     def usable(self) -> bool:
-        return not (self._lost or self._broken)
+        return not (self._lost or self._broken or self._backlog or self._deferred_loss)
+
+    def quiet(self) -> bool:
+        """Nothing waits to be read on the socket: no bytes a server sent after its answer (or
+        before our next request) and no close, which reading would find only after the next
+        request had gone out and been answered by them."""
+        sock = self._tcp.get_extra_info("socket") if self._tcp is not None else None
+        if sock is None:
+            return False
+        try:
+            readable, _, _ = select.select([sock.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not readable
 
     @property
     def answered(self) -> bool:
@@ -1006,12 +1050,17 @@ class _Connection(asyncio.BufferedProtocol):
             self._broken = True
             raise BodyTimeout("the server stopped reading the request body") from None
 
-    async def head(self) -> Head:
-        """The answer's head, within ``DEADLINE_FACTOR`` read timeouts of asking for it."""
+    async def head(self, deadline: float | None = None) -> Head:
+        """The answer's head, within ``DEADLINE_FACTOR`` read timeouts of asking for it, and by
+        the request's ``deadline``."""
         if not self._head.done() and self._timeout:
             now = self._loop.time()
             self._last_read = now
             self._deadline = now + DEADLINE_FACTOR * self._timeout
+            self._deadline_span = DEADLINE_FACTOR * self._timeout
+            if deadline is not None and deadline < self._deadline:
+                self._deadline = deadline
+                self._deadline_span = REQUEST_DEADLINE_FACTOR * self._timeout
             self._arm()
         return await self._head
 
@@ -1074,6 +1123,7 @@ class _Connection(asyncio.BufferedProtocol):
         self._last_read = now
         if inline:
             self._deadline = now + DEADLINE_FACTOR * self._timeout if self._timeout else None
+            self._deadline_span = DEADLINE_FACTOR * self._timeout
         else:
             self._deadline = None
             self._rate_window = (now, self._received)
@@ -1096,7 +1146,9 @@ class _Connection(asyncio.BufferedProtocol):
                 self._remaining -= len(leftover)
             if leftover:
                 self._queue.append(leftover)
-            self._buf = self._take_buffer()
+            # No buffer for a body that came whole with the head: an empty view to fill would
+            # spin the copying path (TLS) forever.
+            self._buf = self._take_buffer() if self._remaining != 0 else None
         self._drain_backlog()
         if self._lost:
             self._body_lost()
@@ -1160,6 +1212,11 @@ class _Connection(asyncio.BufferedProtocol):
                 return
             buf = self.get_buffer(-1)
             n = min(len(buf), len(view) - i)
+            if n == 0:  # no room after all: never loop on an empty buffer
+                buf.release()
+                self._backlog.appendleft(bytes(view[i:]))
+                self._pause()
+                return
             buf[:n] = view[i : i + n]
             buf.release()  # before buffer_updated, which may grow the head buffer
             self.buffer_updated(n)
@@ -1201,6 +1258,9 @@ class _Connection(asyncio.BufferedProtocol):
             self._queue.append(memoryview(self._buf)[: self._pos])
             self._buf = None
             self._pos = 0
+        elif self._buf is not None and self._remaining == 0:
+            self._free.append(self._buf)  # never filled: the body ended without it
+            self._buf = None
         if self._remaining == 0:
             self._disarm()  # the body is all here: what is left to wait for is our disk
             self._pause()
@@ -1344,7 +1404,7 @@ class _Connection(asyncio.BufferedProtocol):
             error = BodyTimeout()
         elif self._deadline is not None:
             if now >= self._deadline:
-                error = BodyTimeout(f"no complete answer within {self._deadline_span()} s")
+                error = BodyTimeout(f"no complete answer within {self._deadline_span:g} s")
             next_check = min(next_check, self._deadline - now)
         elif self._rate_window is not None:
             since, received = self._rate_window
@@ -1364,9 +1424,6 @@ class _Connection(asyncio.BufferedProtocol):
             self.close()
         elif self._reading_body:
             self._peer_failed(error)
-
-    def _deadline_span(self) -> str:
-        return f"{DEADLINE_FACTOR * self._timeout:g}"
 
 
 class _Copying(asyncio.Protocol):

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import pytest
 
 from puller import wire
-from tests.test_wire import HANG, Sink, body_bytes, http, within
+from tests.test_wire import HANG, Sink, body_bytes, http, trusting, within
+from tests.test_wire import tls_cert as tls_cert  # a fixture: a self-signed certificate
 
 #: What a handler answers: the bytes to send (then, with "close", close the connection), or
 #: None to close the connection without an answer.
@@ -493,3 +496,84 @@ async def test_happy_eyeballs_a_refused_first_address_moves_on_at_once(
         assert await get_all(client, f"http://two.example:{server.port}/") == (200, b"ok")
         await client.close()
     assert server.connections == 1
+
+
+# -- what a review found, as a hostile server would use it ---------------------------------------
+
+
+async def test_a_redirect_followed_by_a_smuggled_answer_is_not_taken_for_the_next_hop() -> None:
+    """The 302's head fills the head buffer exactly and a forged answer follows it in the same
+    write: the next hop must get its own answer, not the bytes left behind."""
+
+    async def handler(head: bytes, body: bytes) -> Answer:
+        if head.startswith(b"GET /a "):
+            redirect = b"HTTP/1.1 302 Found\r\nLocation: /b\r\nContent-Length: 0\r\nX-Pad: "
+            redirect += b"p" * (4096 - len(redirect) - 4) + b"\r\n\r\n"
+            return redirect + http(body=b"SMUGGLED")
+        return http(body=b"real")
+
+    async with KeepAliveServer(handler) as server:
+        client = wire.Client(timeout=5)
+        status, body = await get_all(client, server.url("/a"))
+        await client.close()
+    assert (status, body) == (200, b"real")
+    assert [head.split(b"\r\n")[0] for head, _ in server.requests] == [
+        b"GET /a HTTP/1.1",
+        b"GET /b HTTP/1.1",
+    ]
+
+
+async def test_a_tls_body_that_ends_with_the_head_buffer_then_one_more_byte_does_not_spin(
+    tls_cert: tuple[Path, Path],
+) -> None:
+    """Head and body fill exactly the 4096 bytes read with the head, then one stray byte: the
+    body is read and the call returns (it used to spin the event loop forever)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %05d\r\n\r\n"
+        n = 4096 - len(head % 0)
+        writer.write((head % n) + b"x" * n + b"!")
+        await writer.drain()
+        await asyncio.sleep(HANG)
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*tls_cert)
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+    port = server.sockets[0].getsockname()[1]
+    client = wire.Client(timeout=5)
+    try:
+        resp = await within(
+            client.request("GET", f"https://127.0.0.1:{port}/", {}, tls=trusting(tls_cert[0]))
+        )
+        body = await within(resp.read(1 << 20))
+        resp.release()
+    finally:
+        await client.close()
+        server.close()
+    assert body == b"x" * len(body) and len(body) > 4000
+
+
+async def test_a_chain_of_slow_redirects_ends_by_the_requests_deadline() -> None:
+    """Each 302 trickles in under two timeouts, so no single head misses its own deadline; the
+    request as a whole still ends within four timeouts instead of eleven hops of two."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            request = await reader.readuntil(b"\r\n\r\n")
+            n = int(request.split(b" ")[1].strip(b"/") or b"0")
+            head = b"HTTP/1.1 302 Found\r\nLocation: /%d\r\nContent-Length: 0\r\n\r\n" % (n + 1)
+            for i in range(0, len(head), 10):
+                await asyncio.sleep(0.1)
+                writer.write(head[i : i + 10])
+                await writer.drain()
+
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = wire.Client(timeout=0.5)
+    try:
+        with pytest.raises(wire.BodyTimeout, match="within 2 s"):
+            await within(client.request("GET", f"http://127.0.0.1:{port}/0", {}))
+    finally:
+        await client.close()
+        server.close()
