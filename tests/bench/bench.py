@@ -1,6 +1,6 @@
 """Benchmark: pypull against skopeo and python-dxf on the same real registry, in one run.
 
-    python3 tests/bench/bench.py [--rounds 3] [--quick]
+    python3 tests/bench/bench.py [--rounds 3] [--quick] [--baseline REV]
 
 Starts the real registry on loopback, pushes deterministic images (about 1 GB in 8 layers,
 20 MB in 8 layers, two images sharing 5 of 8 layers), then runs each tool once per round, in
@@ -8,6 +8,8 @@ an order that turns from round to round (so drift of a noisy machine, and runnin
 every tool alike), with no dirty pages left from the run before, and prints medians: wall time,
 ratio to skopeo measured pair by pair, peak RSS, and CPU seconds of the client and of the
 registry. pypull's writes are durable (fsync before rename) and timed; python-dxf's are not.
+``--baseline REV`` adds pypull's rows for that git revision, run in the same rounds: whether a
+change made pypull slower is read from one run, not from a table made on another day.
 Not part of the test suite: it takes minutes and its numbers are for reading.
 """
 
@@ -93,7 +95,7 @@ print(usage.ru_utime + usage.ru_stime, usage.ru_maxrss, os.waitstatus_to_exitcod
 """
 
 
-def timed(argv: list[str], env: dict[str, str] | None = None) -> Run:
+def timed(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Run:
     # Each run starts with no dirty pages: python-dxf leaves 1 GB of unwritten data behind (it
     # does not fsync), and the kernel would write it out during whichever run comes next.
     os.sync()
@@ -105,6 +107,7 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> Run:
         text=True,
         check=False,
         env={**os.environ, **(env or {})},
+        cwd=cwd,
     )
     wall = time.perf_counter() - start
     cpu, rss_kb, code = proc.stdout.split()[-3:]
@@ -126,6 +129,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="a 100 MB image instead of 1 GB")
+    parser.add_argument(
+        "--baseline", metavar="REV", help="also run pypull as of this git revision, alongside"
+    )
     args = parser.parse_args()
     for tool in ("skopeo", "/usr/bin/docker-registry"):
         if not shutil.which(tool):
@@ -138,6 +144,17 @@ def main() -> int:
     # compiles every module at every start (30 ms here), which no installed pypull does.
     subprocess.run([python, "-m", "compileall", "-q", str(ROOT / "puller")], check=True)
     work = Path(tempfile.mkdtemp(prefix="pypull-bench-"))
+    baseline = None
+    if args.baseline:
+        baseline = (args.baseline, work / "baseline")
+        baseline[1].mkdir()
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", args.baseline, "puller"],
+            capture_output=True,
+            check=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(baseline[1])], input=archive, check=True)
+        subprocess.run([python, "-m", "compileall", "-q", str(baseline[1])], check=True)
     rows: dict[str, list[Run]] = {}
     ratios: dict[str, list[float]] = {}
     try:
@@ -155,7 +172,8 @@ def main() -> int:
             for rnd in range(args.rounds):
                 print(f"round {rnd + 1}/{args.rounds}", flush=True)
                 for label, image in (("100 MB" if args.quick else "1 GB", big), ("20 MB", small)):
-                    one_round(label, image, reg, work / f"r{rnd}", python, dxf, rows, ratios, rnd)
+                    where = work / f"r{rnd}"
+                    one_round(label, image, reg, where, python, dxf, rows, ratios, rnd, baseline)
                 store = work / f"r{rnd}" / "shared"
                 ref = f"{reg.host}/{first.repository}:1"
                 timed([python, "-m", "puller", "-q", "--store", str(store), ref])
@@ -200,6 +218,7 @@ def one_round(
     rows: dict[str, list[Run]],
     ratios: dict[str, list[float]],
     rnd: int,
+    baseline: tuple[str, Path] | None = None,
 ) -> None:
     """Each tool once; the order turns round by round, so no tool always runs first."""
     work.mkdir(parents=True, exist_ok=True)  # skopeo wants its destination's parent to exist
@@ -239,11 +258,21 @@ def one_round(
             [python, "-m", "puller", "-q", "--store", str(asyncio_store), ref],
             env={"PYPULL_EVENT_LOOP": "asyncio"},
         )
+    if baseline is not None:
+        # Run from its own directory: ``python -m`` puts the current directory first on the path.
+        rev, tree = baseline
+        old_store = work / label.replace(" ", "") / "store-baseline"
+        old_argv = [python, "-m", "puller", "-q", "--store", str(old_store), ref]
+        old_env = {"PYTHONPATH": str(tree)}
+        runs[f"pypull cold @{rev}"] = lambda: timed(old_argv, old_env, tree)
+        runs[f"pypull up to date @{rev}"] = lambda: timed(old_argv, old_env, tree)
     # Units keep pypull's up-to-date run right after its cold one.
     units = [
         ["pypull cold", "pypull up to date"],
         *([name] for name in runs if "pypull" not in name),
     ]
+    if baseline is not None:
+        units.append([f"pypull cold @{baseline[0]}", f"pypull up to date @{baseline[0]}"])
     units += [[name] for name in runs if name.startswith("pypull cold, ")]
     turn = rnd % len(units)
     got: dict[str, Run] = {}
