@@ -47,7 +47,6 @@ import errno
 import fcntl
 import json
 import os
-import secrets
 import stat
 import sys
 from collections.abc import Iterator
@@ -638,7 +637,7 @@ def _atomic_write(dir_fd: int, name: str, data: bytes, tmp_dir_fd: int | None = 
     tmp_dir = dir_fd if tmp_dir_fd is None else tmp_dir_fd
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FILE_FLAGS
     for _ in range(100):
-        tmp = f".{name}.{secrets.token_hex(8)}"
+        tmp = f".{name}.{os.urandom(8).hex()}"
         try:
             fd = os.open(tmp, flags, FILE_MODE, dir_fd=tmp_dir)
             break

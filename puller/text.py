@@ -23,7 +23,6 @@ Pure and standard library only; imports nothing of ours.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterator
 
 __all__ = ["ELLIPSIS", "LIMIT", "escape", "shown"]
@@ -38,12 +37,18 @@ _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
+def _category(ch: str) -> str:
+    import unicodedata  # only for text outside ASCII: most output never needs it
+
+    return unicodedata.category(ch)
+
+
 def _escaped(ch: str) -> str:
     """``ch`` itself, or its escape when a terminal could act on it."""
     code = ord(ch)
     if 0x20 <= code < 0x7F:  # the common case, without a table lookup
         return ch
-    if code < 0x7F or unicodedata.category(ch) in _CATEGORIES:
+    if code < 0x7F or _category(ch) in _CATEGORIES:
         named = _NAMED.get(ch)
         if named:
             return named
