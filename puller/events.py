@@ -43,19 +43,26 @@ class LayerEvent:
         return self.digest.short
 
 
-@dataclass(frozen=True, slots=True)
+# The kinds below add no field: plain subclasses (with no __dict__) keep the base's frozen,
+# slotted behaviour, and equality by class, without a dataclass each (0.5 ms of start-up apiece).
+
+
 class LayerExists(LayerEvent):
     """Already in the store: no request is made for it."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
+
 class LayerPulling(LayerEvent):
     """Scheduled for download."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
+
 class LayerWaiting(LayerEvent):
     """Queued behind the concurrency limit."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,19 +80,22 @@ class LayerRetrying(LayerEvent):
     error: Exception
 
 
-@dataclass(frozen=True, slots=True)
 class LayerVerifying(LayerEvent):
     """All bytes received; size and digest are being checked."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
+
 class LayerDownloaded(LayerEvent):
     """Verified and renamed into the store."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
+
 class LayerComplete(LayerEvent):
     """This layer and every layer below it are in the store (reported bottom first)."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
