@@ -65,6 +65,10 @@ def pull_scope(path: str) -> str:
     return f"repository:{path}:pull"
 
 
+def push_scope(path: str) -> str:
+    return f"repository:{path}:pull,push"
+
+
 def parse_token_response(body: Any, realm: str) -> tuple[str, float]:
     """Return ``(token, lifetime_seconds)`` from a token endpoint's JSON answer."""
     if not isinstance(body, dict):

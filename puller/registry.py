@@ -11,16 +11,24 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 from . import wire
-from .auth import Credentials, TokenCache, parse_challenge, parse_token_response, pull_scope
-from .digest import Digest
+from .auth import (
+    Credentials,
+    TokenCache,
+    parse_challenge,
+    parse_token_response,
+    pull_scope,
+    push_scope,
+)
+from .digest import Digest, digest_of, parse_digest
 from .errors import (
+    InvalidDigest,
     ManifestError,
     NotFound,
     PullError,
@@ -48,6 +56,13 @@ BASE_HEADERS = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
 IDENTITY_TOKEN_USER = "<token>"
 #: A token answer is a few KiB; a token endpoint is any https host a registry names.
 MAX_TOKEN_RESPONSE = 1 << 20
+#: One page of a tag listing; a registry's pages are at most a few hundred KiB.
+MAX_TAGS_PAGE = 4 << 20
+#: Pages of one listing, and tags in all: bounds for a registry whose Link never ends.
+MAX_TAG_PAGES = 10_000
+MAX_TAGS = 1_000_000
+#: Chunks of a PATCH upload when the registry states no minimum.
+DEFAULT_CHUNK = 8 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,6 +383,8 @@ class RegistryClient:
         *,
         method: str = "GET",
         downgrade: bool = False,
+        body: wire.RequestBody | None = None,
+        length: int | None = None,
     ) -> wire.Response:
         """``downgrade``: the answer is checked against a digest, so an https registry may
         redirect it to plain http (a CDN's http URL)."""
@@ -376,6 +393,8 @@ class RegistryClient:
                 method,
                 url,
                 {**BASE_HEADERS, **headers},
+                body=body,
+                length=length,
                 # Not built for plain HTTP: loading the system's CAs takes 20 ms.
                 tls=None if endpoint.plain_http else self._tls(endpoint),
                 downgrade=downgrade,
@@ -420,24 +439,39 @@ class RegistryClient:
         *,
         method: str = "GET",
         downgrade: bool = False,
+        scope: str | None = None,
+        body: Callable[[], wire.RequestBody] | None = None,
+        length: int | None = None,
     ) -> AsyncIterator[wire.Response]:
-        """GET ``url`` with auth; on a 401, authenticate once and try again. An empty ``path``
-        asks for no repository scope (``/v2/`` itself)."""
-        scope = pull_scope(path) if path else ""
+        """Send ``url`` with auth; on a 401, authenticate once and try again. An empty ``path``
+        asks for no repository scope (``/v2/`` itself); ``scope`` overrides the pull scope.
+        ``body`` makes the request's body (called again for the retry after a 401). Credentials
+        go only to the endpoint's own origin: an upload ``Location`` elsewhere gets none."""
+        if scope is None:
+            scope = pull_scope(path) if path else ""
+        ours = wire.same_origin(url, endpoint.url)
         for attempt in range(2):
             hdrs = dict(headers)
             fetching = self._token_locks.get((endpoint.host, scope))
             if fetching is not None and fetching.locked():
                 async with fetching:  # a new token is on its way: wait for it, don't get a 401
                     pass
-            auth = self._auth_header(endpoint, scope)
+            auth = self._auth_header(endpoint, scope) if ours else None
             if auth:
                 hdrs["Authorization"] = auth
-            resp = await self._send(endpoint, url, hdrs, method=method, downgrade=downgrade)
+            resp = await self._send(
+                endpoint,
+                url,
+                hdrs,
+                method=method,
+                downgrade=downgrade,
+                body=body() if body is not None else None,
+                length=length,
+            )
             try:
                 # A redirect target's 401 is not the registry's: its challenge must not choose
                 # where our credentials go.
-                if resp.status == 401 and attempt == 0 and wire.same_origin(resp.url, url):
+                if resp.status == 401 and attempt == 0 and ours and wire.same_origin(resp.url, url):
                     challenge = resp.headers.get("WWW-Authenticate")
                     if auth and auth == self._auth_header(endpoint, scope):
                         self._tokens.drop(endpoint.host, scope)  # expired or revoked
@@ -528,6 +562,299 @@ class RegistryClient:
             except wire.WireError as e:  # a Content-Length that is no number
                 raise _transport_error(f"blob {digest} from {url}", url, e) from e
             yield BlobStream(resp, url, chunk_size, start, total)
+
+    # -- the write side and listings (mirror syncing) --------------------------------------------
+
+    async def head_manifest(
+        self, endpoint: Endpoint, ref: Reference, *, scope: str | None = None
+    ) -> ManifestHead | None:
+        """What the tag (or digest) points at, by HEAD: a registry that counts pulls (Docker
+        Hub) does not count it. None when the answer cannot say (405, or no valid
+        ``Docker-Content-Digest``): then GET it, as containerd does. A 404 raises NotFound."""
+        url = f"{endpoint.url}/v2/{ref.path}/manifests/{ref.identifier}"
+        async with self._request(
+            endpoint, ref.path, url, {"Accept": ACCEPT}, method="HEAD", scope=scope
+        ) as resp:
+            if resp.status == 405:
+                return None
+            if resp.status != 200:
+                await _raise_for_status(resp, f"manifest for {ref}", url)
+            try:
+                digest = parse_digest(resp.headers.get("Docker-Content-Digest") or "")
+            except InvalidDigest:
+                return None
+            return ManifestHead(
+                digest,
+                resp.headers.get("Content-Type"),
+                _number(resp.headers.get("Content-Length") or ""),
+            )
+
+    async def blob_exists(
+        self, endpoint: Endpoint, path: str, digest: Digest, *, scope: str | None = None
+    ) -> bool:
+        """Whether the repository holds the blob (HEAD: 200 yes, 404 no)."""
+        url = f"{endpoint.url}/v2/{path}/blobs/{digest}"
+        async with self._request(endpoint, path, url, {}, method="HEAD", scope=scope) as resp:
+            if resp.status == 200:
+                return True
+            if resp.status == 404:
+                return False
+            await _raise_for_status(resp, f"blob {digest}", url)
+
+    async def list_tags(
+        self, endpoint: Endpoint, path: str, *, page_size: int | None = None
+    ) -> list[str]:
+        """Every tag of a repository, following ``Link: <...>; rel="next"`` exactly as given
+        (relative or absolute, with whatever opaque token it carries), on the registry's own
+        origin only: a Link elsewhere would take our credentials along."""
+        url = f"{endpoint.url}/v2/{path}/tags/list"
+        if page_size:
+            url += f"?n={page_size}"
+        tags: list[str] = []
+        seen = {url}
+        for _ in range(MAX_TAG_PAGES):
+            async with self._request(endpoint, path, url, {"Accept": "application/json"}) as resp:
+                if resp.status != 200:
+                    await _raise_for_status(resp, f"tags of {path}", url)
+                try:
+                    body = await resp.read(MAX_TAGS_PAGE + 1)
+                except (OSError, asyncio.TimeoutError, wire.WireError) as e:
+                    raise _transport_error(f"reading tags from {url} failed", url, e) from e
+                link = resp.headers.get("Link")
+            if len(body) > MAX_TAGS_PAGE:
+                raise RegistryError(f"tags of {path} from {url}: a page over 4 MiB", url=url)
+            tags.extend(_tag_page(body, path, url))
+            if len(tags) > MAX_TAGS:
+                raise RegistryError(f"tags of {path} from {url}: over {MAX_TAGS} tags", url=url)
+            following = _next_link(link)
+            if following is None:
+                return tags
+            try:
+                url = urljoin(url, following)
+            except ValueError:
+                raise RegistryError(
+                    f"tags of {path}: an invalid Link {following[:200]!r}"
+                ) from None
+            if not wire.same_origin(url, endpoint.url):
+                raise RegistryError(
+                    f"tags of {path}: {endpoint.url} links to another origin ({url[:200]})",
+                    url=url,
+                )
+            if url in seen:
+                raise RegistryError(f"tags of {path}: the Link pages go round in a circle", url=url)
+            seen.add(url)
+        raise RegistryError(f"tags of {path}: more than {MAX_TAG_PAGES} pages", url=url)
+
+    async def upload_blob(
+        self,
+        endpoint: Endpoint,
+        path: str,
+        digest: Digest,
+        size: int,
+        content: Callable[[], AsyncIterable[bytes]],
+        *,
+        mount_from: str | None = None,
+        chunk_size: int | None = None,
+    ) -> str:
+        """Put a blob into ``path``: ``"mounted"`` from ``mount_from`` (another repository of
+        the same registry) when the registry can, else ``"uploaded"``.
+
+        The POST earns the push token before any byte of the body is sent. The body goes in
+        one streamed PUT; if the registry refuses that (413), or ``chunk_size`` asks for it,
+        in PATCH chunks of at least its ``OCI-Chunk-Min-Length``, counting what was sent
+        rather than trusting its ``Range``. ``content()`` yields the blob from its start, and
+        may be called again for a second try.
+        """
+        scope = push_scope(path)
+        base = f"{endpoint.url}/v2/{path}/blobs/uploads/"
+        if mount_from:
+            query = urlencode({"mount": str(digest), "from": mount_from})
+            session: _Session | None = None
+            try:
+                async with self._request(
+                    endpoint, path, f"{base}?{query}", {}, method="POST", scope=scope
+                ) as resp:
+                    if resp.status == 201:
+                        return "mounted"
+                    if resp.status == 202:  # an upload session instead: continue there
+                        session = _upload_session(resp, base)
+            except Unreachable:
+                raise
+            except RegistryError:
+                pass  # any refusal of the mount (a Harbor 401, say): a plain upload
+            if session is not None:
+                return await self._upload_into(
+                    endpoint, path, digest, size, content, session, chunk_size
+                )
+        async with self._request(endpoint, path, base, {}, method="POST", scope=scope) as resp:
+            if resp.status != 202:
+                await _raise_for_status(resp, f"upload of {digest} to {path}", base)
+            session = _upload_session(resp, base)
+        return await self._upload_into(endpoint, path, digest, size, content, session, chunk_size)
+
+    async def _upload_into(
+        self,
+        endpoint: Endpoint,
+        path: str,
+        digest: Digest,
+        size: int,
+        content: Callable[[], AsyncIterable[bytes]],
+        session: _Session,
+        chunk_size: int | None,
+    ) -> str:
+        scope = push_scope(path)
+        headers = {"Content-Type": "application/octet-stream"}
+        if chunk_size is None:
+            url = _with_digest(session.url, digest)
+            async with self._request(
+                endpoint,
+                path,
+                url,
+                headers,
+                method="PUT",
+                scope=scope,
+                body=content,
+                length=size,
+            ) as resp:
+                if resp.status in (200, 201, 204):
+                    _check_digest(resp, digest, f"blob {digest} at {path}", url)
+                    return "uploaded"
+                if resp.status != 413:
+                    await _raise_for_status(resp, f"upload of {digest} to {path}", url)
+            # Too large for one request: a new session, in chunks.
+            base = f"{endpoint.url}/v2/{path}/blobs/uploads/"
+            async with self._request(endpoint, path, base, {}, method="POST", scope=scope) as resp:
+                if resp.status != 202:
+                    await _raise_for_status(resp, f"upload of {digest} to {path}", base)
+                session = _upload_session(resp, base)
+        step = max(chunk_size or DEFAULT_CHUNK, session.min_chunk)
+        sent = 0
+        url = session.url
+        async for chunk in _rechunked(content(), step):
+            end = sent + len(chunk) - 1
+            async with self._request(
+                endpoint,
+                path,
+                url,
+                {**headers, "Content-Range": f"{sent}-{end}"},
+                method="PATCH",
+                scope=scope,
+                body=_constant(chunk),
+                length=len(chunk),
+            ) as resp:
+                if resp.status != 202:
+                    await _raise_for_status(resp, f"upload of {digest} to {path}", url)
+                url = _upload_session(resp, url).url
+            sent += len(chunk)
+        if sent != size:
+            raise RegistryError(f"upload of {digest} to {path}: {sent} of {size} bytes to send")
+        url = _with_digest(url, digest)
+        async with self._request(endpoint, path, url, {}, method="PUT", scope=scope) as resp:
+            if resp.status not in (200, 201, 204):
+                await _raise_for_status(resp, f"upload of {digest} to {path}", url)
+            _check_digest(resp, digest, f"blob {digest} at {path}", url)
+        return "uploaded"
+
+    async def put_manifest(
+        self, endpoint: Endpoint, path: str, reference: str, raw: bytes, media_type: str
+    ) -> Digest:
+        """PUT a manifest by tag or digest, with its own media type; the registry's
+        ``Docker-Content-Digest`` must be the bytes' digest."""
+        url = f"{endpoint.url}/v2/{path}/manifests/{reference}"
+        digest = digest_of(raw)
+        async with self._request(
+            endpoint,
+            path,
+            url,
+            {"Content-Type": media_type},
+            method="PUT",
+            scope=push_scope(path),
+            body=lambda: raw,
+            length=len(raw),
+        ) as resp:
+            if resp.status not in (200, 201, 204):
+                await _raise_for_status(resp, f"manifest {reference} of {path}", url)
+            _check_digest(resp, digest, f"manifest {reference} of {path}", url)
+        return digest
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestHead:
+    digest: Digest
+    media_type: str | None
+    size: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Session:
+    url: str  # where the upload goes on
+    min_chunk: int  # OCI-Chunk-Min-Length, or 0
+
+
+def _upload_session(resp: wire.Response, request_url: str) -> _Session:
+    """The session an upload answer names: its ``Location`` resolved against the request URL,
+    relative or absolute, query kept."""
+    location = resp.headers.get("Location")
+    if not location:
+        raise RegistryError(f"{request_url}: an upload answer without a Location", url=request_url)
+    try:
+        url = urljoin(request_url, location.strip())
+    except ValueError:
+        raise RegistryError(f"{request_url}: an invalid Location {location[:200]!r}") from None
+    return _Session(url, _number(resp.headers.get("OCI-Chunk-Min-Length") or "") or 0)
+
+
+def _with_digest(url: str, digest: Digest) -> str:
+    return url + ("&" if urlsplit(url).query else "?") + "digest=" + quote(str(digest), safe=":")
+
+
+def _check_digest(resp: wire.Response, digest: Digest, what: str, url: str) -> None:
+    said = resp.headers.get("Docker-Content-Digest")
+    if said is not None and said.strip() != str(digest):
+        raise RegistryError(f"{what}: the registry stored {said[:80]!r}, not {digest}", url=url)
+
+
+def _constant(data: bytes) -> Callable[[], bytes]:
+    return lambda: data
+
+
+async def _rechunked(source: AsyncIterable[bytes], size: int) -> AsyncIterator[bytes]:
+    """``source`` in pieces of ``size`` bytes (the last may be shorter); memory: one piece."""
+    pending = bytearray()
+    async for data in source:
+        pending += data
+        while len(pending) >= size:
+            yield bytes(pending[:size])
+            del pending[:size]
+    if pending:
+        yield bytes(pending)
+
+
+def _next_link(value: str | None) -> str | None:
+    """The target of ``rel="next"`` in a Link header (RFC 8288), as given."""
+    if not value:
+        return None
+    for part in value.split(","):
+        target, _, params = part.strip().partition(">")
+        if not target.startswith("<"):
+            continue
+        rels = [p.strip() for p in params.split(";") if p.strip()]
+        if any(r.replace(" ", "").lower() in ('rel="next"', "rel=next") for r in rels):
+            return target[1:]
+    return None
+
+
+def _tag_page(body: bytes, path: str, url: str) -> list[str]:
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        raise RegistryError(f"tags of {path} from {url}: not JSON", url=url) from None
+    tags = doc.get("tags") if isinstance(doc, dict) else None
+    if tags is None:
+        return []  # a repository without tags says null
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise RegistryError(f"tags of {path} from {url}: no list of tags", url=url)
+    return tags
 
 
 class _NoBody(Exception):
