@@ -25,11 +25,12 @@ if TYPE_CHECKING:
 
     from .auth import Credentials
     from .config import Config
+    from .copying import CopyResult
     from .events import Event
     from .pulling import Puller, PullResult
 
 PROG = "pypull"
-COMMANDS = ("pull", "images", "verify", "config", "login", "logout")
+COMMANDS = ("pull", "copy", "images", "verify", "config", "login", "logout")
 
 DESCRIPTION = """\
 Pull container images from a registry into a local OCI image layout, like `docker pull`
@@ -169,8 +170,19 @@ def _add_settings(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _copy_setting(source: argparse.ArgumentParser, to: argparse.ArgumentParser, flag: str) -> None:
+    """Give ``to`` the option ``flag`` exactly as ``source`` has it."""
+    for action in source._actions:
+        if flag in action.option_strings:
+            to._add_action(action)
+            return
+    raise AssertionError(flag)
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
+    settings_parser = argparse.ArgumentParser(add_help=False)
+    _add_settings(settings_parser)
     top = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, formatter_class=fmt)
     top.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and exit")
     sub = top.add_subparsers(dest="command", metavar="COMMAND")
@@ -199,6 +211,41 @@ def build_parser() -> argparse.ArgumentParser:
         "-q", "--quiet", action="store_true", help="print only the reference of each image pulled"
     )
     _add_common(pull)
+
+    copy = sub.add_parser(
+        "copy",
+        help="copy an image from one registry to another, byte for byte",
+        description="Copy an image from one registry to another: every platform of a "
+        "multi-platform image, the index and each child keeping their digests. Blobs stream "
+        "from the source to the target, verified on the way; blobs the target has are skipped "
+        "and blobs in another of its repositories are mounted. When both sides already hold "
+        "the same digest (asked by HEAD: a registry that counts pulls does not count it), "
+        "nothing is fetched or written. The source goes through the configured mirrors and "
+        "credentials; the target is reached directly, with its credentials from docker's "
+        "config.json.",
+        epilog="examples:\n"
+        "  pypull copy redis:7 registry.internal:5000/mirror/redis\n"
+        "  pypull copy --json --dry-run ghcr.io/org/app:1.4.2 registry.internal:5000/app:1.4.2",
+        formatter_class=fmt,
+    )
+    copy.add_argument("source", metavar="SOURCE", help="the image to copy")
+    copy.add_argument(
+        "target",
+        metavar="TARGET",
+        help="where to copy it; without a tag, the source's tag",
+    )
+    copy.add_argument(
+        "--dry-run", action="store_true", help="compare and say what would be done; write nothing"
+    )
+    copy.add_argument(
+        "--json",
+        action="store_true",
+        help='one JSON object: {"source", "target", "digest", "status", "blobs": {"uploaded", '
+        '"mounted", "existing"}, "bytes_uploaded", "error"}',
+    )
+    for flag in ("--mirror", "--mirror-only", "--max-download-attempts", "--timeout"):
+        _copy_setting(settings_parser, copy, flag)
+    copy.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
     images = sub.add_parser(
         "images",
@@ -593,6 +640,53 @@ def _cmd_pull(args: argparse.Namespace) -> int:
     return _run(_pull_all(args, refs))
 
 
+def _cmd_copy(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from .copying import Copier
+    from .pulling import Puller
+
+    source = parse(args.source)
+    target = parse(args.target)
+    if not _explicit_tag(args.target):  # the source's tag (or digest) goes with it
+        target = dataclasses.replace(target, tag=source.tag, digest=source.digest)
+    config = _config(args)
+
+    async def copy() -> CopyResult:
+        async with Puller(
+            config.store,
+            registries=config.registries,
+            mirror_only=config.mirror_only,
+            credential_lookup=_credential_lookup(),
+            timeout=config.timeout,
+            max_download_attempts=config.max_download_attempts,
+            proxies=config.proxies,
+        ) as puller:
+            return await Copier(puller).copy(source, target, dry_run=args.dry_run)
+
+    result = _run(copy())
+    if args.json:
+        print(json.dumps(result.as_json()), flush=True)
+    else:
+        print(shown(_copy_line(result), 1000), flush=True)
+    return 1 if result.status == "failed" else 0
+
+
+def _copy_line(result: CopyResult) -> str:
+    """``SOURCE -> TARGET: copied (5 uploaded, 3 mounted, 2 existing, 41.2 MB)``."""
+    head = f"{result.source} -> {result.target}"
+    if result.status == "failed":
+        return f"{head}: failed: {result.error}"
+    if result.status != "copied":
+        return f"{head}: {result.status.replace('-', ' ')}"
+    size = _human_size(result.bytes_uploaded)
+    return (
+        f"{head}: copied ({result.uploaded} uploaded, {result.mounted} mounted, "
+        f"{result.existing} existing, {size})"
+    )
+
+
 def _human_size(n: float) -> str:
     """docker's HumanSize: decimal units, 3 significant digits (``117MB``, ``5.59kB``)."""
     for unit in ("B", "kB", "MB", "GB", "TB"):
@@ -761,6 +855,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "pull":
         _check_pull_args(top, args)
     try:
+        if args.command == "copy":
+            return _cmd_copy(args)
         if args.command == "images":
             return _cmd_images(args)
         if args.command == "verify":

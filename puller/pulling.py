@@ -148,6 +148,15 @@ class Puller:
     async def __aenter__(self) -> Puller:
         return self
 
+    @property
+    def client(self) -> RegistryClient:
+        """The one registry client of these pulls (copies use it too)."""
+        return self._client
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return self._retry
+
     def _proxy_rule(self, endpoint: Endpoint) -> ProxyFor:
         """The proxy rule of the registry an endpoint serves: its own server, or a mirror
         configured under it."""

@@ -1,0 +1,167 @@
+"""``pypull copy`` from the real registry to a second real registry that wants credentials:
+byte-for-byte manifests (read back by skopeo), blobs sent once, mounts, a second copy that only
+asks HEADs, dry runs, JSON, and a source whose blob does not verify."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from fixtures.images import multiplatform, redis, shared_pair
+from fixtures.registry import Registry, running_registry
+from puller.auth import Credentials
+from puller.copying import Copier
+from puller.pulling import Puller
+from puller.reference import parse
+from tests.fakeregistry import Corrupt, start_fake
+from tests.fakeregistry import run_pypull as run_pypull_async
+from tests.helpers import AccessLog, run_pypull
+from tests.test_mirrors_credentials_e2e import (
+    PASSWORD,
+    USER,
+    basic_auth,
+    write_docker_config,
+)
+
+#: alice's password at bcrypt cost 4: the registry checks it on every request, and a copy makes
+#: dozens (fixtures/htpasswd's cost 12 takes a quarter of a second each here).
+CHEAP_HTPASSWD = f"{USER}:$2b$04$abcdefghijklmnopqrstuujZkTwHUiJ9XdZPwKfcfDo7dMp5DjlTu\n"
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """An empty registry behind htpasswd, with its access log."""
+    work = tmp_path_factory.mktemp("copy-target")
+    htpasswd = work / "htpasswd"
+    htpasswd.write_text(CHEAP_HTPASSWD)
+    config = {
+        "auth": {"htpasswd": {"realm": "pypull-test", "path": str(htpasswd)}},
+        "log": {"accesslog": {"disabled": False}},
+    }
+    with running_registry(work / "storage", extra_config=config) as reg:
+        yield reg
+
+
+@pytest.fixture(autouse=True)
+def target_credentials(target: Registry) -> None:
+    write_docker_config({"auths": {target.host: {"auth": basic_auth(USER, PASSWORD)}}})
+
+
+def raw(registry: Registry, name: str, *, creds: bool = False) -> bytes:
+    """What ``skopeo inspect --raw`` reads at ``registry``/``name``."""
+    argv = ["skopeo", "inspect", "--raw", "--tls-verify=false"]
+    if creds:
+        argv += ["--creds", f"{USER}:{PASSWORD}"]
+    done = subprocess.run(
+        [*argv, f"docker://{registry.host}/{name}"], capture_output=True, check=True, timeout=60
+    )
+    return done.stdout
+
+
+def test_an_image_is_copied_byte_for_byte_and_a_second_copy_only_asks(
+    registry: Registry, target: Registry
+) -> None:
+    source, dest = f"{registry.host}/library/redis:latest", f"{target.host}/mirror/redis"
+    run = run_pypull("copy", source, dest)
+    assert run.returncode == 0, run.stderr
+    prefix = f"{source} -> {dest}:latest: copied (9 uploaded, 0 mounted, 0 existing, "
+    assert run.stdout.startswith(prefix), run.stdout
+    assert re.fullmatch(r"[0-9.]+[kMG]?B\)\n", run.stdout[len(prefix) :]), run.stdout
+    assert raw(target, "mirror/redis:latest", creds=True) == raw(registry, "library/redis:latest")
+
+    source_log, target_log = AccessLog(registry), AccessLog(target)
+    again = run_pypull("copy", source, dest)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == f"{source} -> {dest}:latest: up to date\n"
+    assert [m for m, p in source_log.requests() if "/manifests/" in p] == ["HEAD"]
+    assert [m for m, _ in target_log.requests() if m in ("PUT", "POST", "PATCH")] == []
+
+
+def test_every_platform_of_an_index_keeps_its_digest(registry: Registry, target: Registry) -> None:
+    image = multiplatform()
+    run = run_pypull("copy", f"{registry.host}/library/multi:latest", f"{target.host}/m/multi")
+    assert run.returncode == 0, run.stderr
+    assert raw(target, "m/multi:latest", creds=True) == image.raw
+    for child in image.manifests:
+        assert raw(target, f"m/multi@{child.digest}", creds=True) == child.raw
+
+
+async def test_layers_two_images_share_go_once_and_are_mounted_into_the_second(
+    registry: Registry, target: Registry
+) -> None:
+    first, second = shared_pair()
+    log = AccessLog(target)
+    async with Puller(credential_lookup=_target_creds(target)) as puller:
+        copier = Copier(puller)
+        one = await copier.copy(
+            parse(f"{registry.host}/library/app-a:1"), parse(f"{target.host}/shared/a:1")
+        )
+        two = await copier.copy(
+            parse(f"{registry.host}/library/app-b:1"), parse(f"{target.host}/shared/b:1")
+        )
+    assert one.status == two.status == "copied", (one.error, two.error)
+    assert (one.uploaded, one.mounted) == (9, 0)
+    assert (two.uploaded, two.mounted) == (4, 5)  # its config and 3 layers; the 5 shared
+    puts = [p for m, p in log.requests() if m == "PUT" and "/blobs/uploads/" in p]
+    assert len(puts) == len({*first.blobs, *second.blobs}) == 13
+    assert raw(target, "shared/b:1", creds=True) == second.raw
+
+
+def _target_creds(target: Registry) -> Callable[[str], Credentials | None]:
+    def lookup(name: str) -> Credentials | None:
+        return Credentials(USER, PASSWORD) if name == target.host else None
+
+    return lookup
+
+
+def test_a_dry_run_compares_and_writes_nothing(registry: Registry, target: Registry) -> None:
+    log = AccessLog(target)
+    run = run_pypull(
+        "copy", "--dry-run", "--json", f"{registry.host}/library/dockerimg", f"{target.host}/d/img"
+    )
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["status"] == "would-copy"
+    assert doc["digest"].startswith("sha256:")
+    assert doc["blobs"] == {"uploaded": 0, "mounted": 0, "existing": 0}
+    assert [m for m, _ in log.requests() if m in ("PUT", "POST", "PATCH")] == []
+
+
+def test_a_missing_source_fails_with_one_line_and_status_1(
+    registry: Registry, target: Registry
+) -> None:
+    run = run_pypull("copy", f"{registry.host}/library/nothere:1", f"{target.host}/x/y")
+    assert run.returncode == 1
+    (line,) = run.stdout.splitlines()
+    assert line.startswith(f"{registry.host}/library/nothere:1 -> {target.host}/x/y:1: failed: ")
+    assert "not found" in line
+
+
+async def test_a_blob_that_does_not_verify_never_completes_its_upload(target: Registry) -> None:
+    image = redis()
+    layer = image.manifests[0].layers[0]
+    async with start_fake([image]) as fake:
+        fake.inject(layer.digest, Corrupt(times=None))
+        run = await run_pypull_async(
+            "copy", "--max-download-attempts", "1", fake.ref(image), f"{target.host}/bad/redis"
+        )
+    assert run.returncode == 1, run.stdout
+    assert "digest mismatch" in run.stdout
+    probe = subprocess.run(
+        [
+            "skopeo",
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            f"{USER}:{PASSWORD}",
+            f"docker://{target.host}/bad/redis:latest",
+        ],
+        capture_output=True,
+        timeout=60,
+    )
+    assert probe.returncode != 0  # no tag points at an image the target does not hold
