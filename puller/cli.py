@@ -786,9 +786,7 @@ def _cmd_login(args: argparse.Namespace) -> int:
     creds = Credentials(username, password)
     config = _config(args)
     # The registry's own server, as a pull would reach it (a login never goes to a mirror).
-    server = Puller(config.store, registries=config.registries).endpoints(parse_ref(f"{name}/x"))[
-        -1
-    ]
+    server = Puller(config.store, registries=config.registries).server(parse_ref(f"{name}/x"))
 
     async def check() -> None:
         async with RegistryClient(

@@ -96,7 +96,7 @@ class Copier:
     async def _copy(self, source: Reference, target: Reference, dry_run: bool) -> CopyResult:
         src, dst = str(source), str(target)
         puller = self._puller
-        to = puller.endpoints(target)[-1]  # the target registry's own server, never a mirror
+        to = puller.server(target)  # the target registry's own server, never a mirror
         sources = puller.endpoints(source, resolve=source.digest is None)
         there = await self._head(to, target)
         if there is not None:

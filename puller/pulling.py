@@ -168,13 +168,19 @@ class Puller:
     async def __aexit__(self, *exc: object) -> None:
         await self._client.close()
 
-    def endpoints(self, ref: Reference, resolve: bool = False) -> tuple[Endpoint, ...]:
-        """Where to ask, in order: the registry's mirrors, then its own server (unless
-        ``mirror_only``). With ``resolve``, only endpoints that may be asked what a tag is."""
+    def server(self, ref: Reference) -> Endpoint:
+        """The registry's own server, never a mirror: where logins and copies write."""
         reg = self._registries.get(ref.domain, RegistryConfig(ref.domain))
         server = reg.server or endpoint_for_domain(ref.domain)
         if server.registry is None:
             server = dataclasses.replace(server, registry=ref.domain)
+        return server
+
+    def endpoints(self, ref: Reference, resolve: bool = False) -> tuple[Endpoint, ...]:
+        """Where to ask, in order: the registry's mirrors, then its own server (unless
+        ``mirror_only``). With ``resolve``, only endpoints that may be asked what a tag is."""
+        reg = self._registries.get(ref.domain, RegistryConfig(ref.domain))
+        server = self.server(ref)
         mirrors = tuple(m for m in reg.mirrors if m.can_resolve or not resolve)
         if self._mirror_only and reg.mirrors:
             return mirrors

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -61,8 +62,9 @@ MAX_TAGS_PAGE = 4 << 20
 #: Pages of one listing, and tags in all: bounds for a registry whose Link never ends.
 MAX_TAG_PAGES = 10_000
 MAX_TAGS = 1_000_000
-#: Chunks of a PATCH upload when the registry states no minimum.
+#: Chunks of a PATCH upload when the registry states no minimum, and the most we hold for one.
 DEFAULT_CHUNK = 8 << 20
+MAX_CHUNK = 64 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,9 +387,15 @@ class RegistryClient:
         downgrade: bool = False,
         body: wire.RequestBody | None = None,
         length: int | None = None,
+        foreign: bool = False,
     ) -> wire.Response:
         """``downgrade``: the answer is checked against a digest, so an https registry may
-        redirect it to plain http (a CDN's http URL)."""
+        redirect it to plain http (a CDN's http URL). ``foreign``: ``url`` is on another
+        origin than the endpoint (an upload Location): its ``ca_file`` applies there, its
+        ``skip_verify`` does not."""
+        tls = None if endpoint.plain_http else self._tls(endpoint)
+        if foreign and tls is not None and endpoint.skip_verify:
+            tls = None
         try:
             return await self.http.request(
                 method,
@@ -396,7 +404,7 @@ class RegistryClient:
                 body=body,
                 length=length,
                 # Not built for plain HTTP: loading the system's CAs takes 20 ms.
-                tls=None if endpoint.plain_http else self._tls(endpoint),
+                tls=tls,
                 downgrade=downgrade,
                 proxy_for=self._proxies(endpoint) if self._proxies else None,
             )
@@ -450,6 +458,10 @@ class RegistryClient:
         if scope is None:
             scope = pull_scope(path) if path else ""
         ours = wire.same_origin(url, endpoint.url)
+        if not ours and url.startswith("http:") and not endpoint.plain_http:
+            raise RegistryError(
+                f"{endpoint.url} sends us to plain HTTP ({url[:200]}): refused", url=url
+            )
         for attempt in range(2):
             hdrs = dict(headers)
             fetching = self._token_locks.get((endpoint.host, scope))
@@ -467,6 +479,7 @@ class RegistryClient:
                 downgrade=downgrade,
                 body=body() if body is not None else None,
                 length=length,
+                foreign=not ours,
             )
             try:
                 # A redirect target's 401 is not the registry's: its challenge must not choose
@@ -728,6 +741,12 @@ class RegistryClient:
                     await _raise_for_status(resp, f"upload of {digest} to {path}", base)
                 session = _upload_session(resp, base)
         step = max(chunk_size or DEFAULT_CHUNK, session.min_chunk)
+        if step > MAX_CHUNK:
+            raise RegistryError(
+                f"upload of {digest} to {path}: {endpoint.url} wants chunks of at least "
+                f"{session.min_chunk} bytes, over the {MAX_CHUNK >> 20} MiB pypull holds at once",
+                url=session.url,
+            )
         sent = 0
         url = session.url
         async for chunk in _rechunked(content(), step):
@@ -831,17 +850,16 @@ async def _rechunked(source: AsyncIterable[bytes], size: int) -> AsyncIterator[b
 
 
 def _next_link(value: str | None) -> str | None:
-    """The target of ``rel="next"`` in a Link header (RFC 8288), as given."""
-    if not value:
-        return None
-    for part in value.split(","):
-        target, _, params = part.strip().partition(">")
-        if not target.startswith("<"):
-            continue
-        rels = [p.strip() for p in params.split(";") if p.strip()]
-        if any(r.replace(" ", "").lower() in ('rel="next"', "rel=next") for r in rels):
-            return target[1:]
+    """The target of ``rel="next"`` in a Link header (RFC 8288), as given (a comma inside
+    ``<...>`` is part of the URL)."""
+    for target, params in _LINK.findall(value or ""):
+        rels = [p.strip().replace(" ", "").lower() for p in params.split(";")]
+        if 'rel="next"' in rels or "rel=next" in rels:
+            return str(target)
     return None
+
+
+_LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^,;]*)*)")
 
 
 def _tag_page(body: bytes, path: str, url: str) -> list[str]:

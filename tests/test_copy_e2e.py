@@ -11,12 +11,15 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from fixtures.images import multiplatform, redis, shared_pair
+from fixtures.images import Image, make_image, multiplatform, redis, shared_pair
 from fixtures.registry import Registry, running_registry
 from puller.auth import Credentials
-from puller.copying import Copier
+from puller.copying import Copier, _piped
+from puller.errors import DigestMismatch
+from puller.manifest import Descriptor, Manifest, parse_manifest
 from puller.pulling import Puller
 from puller.reference import parse
+from puller.registry import Endpoint, RegistryClient
 from tests.fakeregistry import Corrupt, start_fake
 from tests.fakeregistry import run_pypull as run_pypull_async
 from tests.helpers import AccessLog, run_pypull
@@ -165,3 +168,33 @@ async def test_a_blob_that_does_not_verify_never_completes_its_upload(target: Re
         timeout=60,
     )
     assert probe.returncode != 0  # no tag points at an image the target does not hold
+
+
+def test_a_copy_writes_to_the_target_registry_itself_never_to_its_mirror() -> None:
+    """With mirror_only, pulls use only the mirrors; a copy's target is still the registry."""
+    puller = Puller(mirrors=["http://127.0.0.1:9"], mirror_only=True)
+    ref = parse("docker.io/me/app:1")
+    assert [e.url for e in puller.endpoints(ref)] == ["http://127.0.0.1:9"]
+    assert puller.server(ref).url == "https://registry-1.docker.io"
+
+
+async def test_a_blob_is_passed_on_only_up_to_its_last_piece_until_it_verifies() -> None:
+    """A corrupt source blob: the upload gets every piece but the last, then the error, so
+    even a target that checks no digest never receives the whole (wrong) blob."""
+    image = make_image("library/held", "1", layers=1, layer_size=3 << 20, seed="held")
+    layer = image.manifests[0].layers[0]
+    descriptor = next(d for d in _layers(image) if str(d.digest) == layer.digest)
+    got = bytearray()
+    async with start_fake([image]) as fake, RegistryClient(timeout=5) as client:
+        fake.inject(layer.digest, Corrupt(times=None))
+        with pytest.raises(DigestMismatch):
+            async for piece in _piped(client, Endpoint(fake.url), "library/held", descriptor):
+                got += piece
+    assert 0 < len(got) < layer.size
+    assert bytes(got) == layer.data[: len(got)]
+
+
+def _layers(image: Image) -> list[Descriptor]:
+    manifest = parse_manifest(image.manifests[0].raw, image.manifests[0].media_type, "held")
+    assert isinstance(manifest, Manifest)
+    return list(manifest.layers)

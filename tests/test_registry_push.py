@@ -231,3 +231,35 @@ async def test_a_registry_that_refuses_head_leaves_it_to_a_get() -> None:
 
 async def _answer(data: bytes) -> Answer:
     return data
+
+
+async def test_a_comma_inside_a_link_target_is_part_of_it() -> None:
+    pages: dict[str, tuple[list[str], str | None]] = {}
+    async with tag_pages(pages) as server:
+        pages["/v2/r/tags/list"] = (["a"], '</v2/r/tags/list?token=x,y>; rel="next"')
+        pages["/v2/r/tags/list?token=x,y"] = (["b"], None)
+        async with RegistryClient(timeout=5) as client:
+            got = await client.list_tags(Endpoint(server.url("").rstrip("/")), "r")
+    assert got == ["a", "b"]
+
+
+async def test_a_registry_that_wants_huge_chunks_is_refused_not_buffered() -> None:
+    """After a 413 to the single PUT, chunks of at least OCI-Chunk-Min-Length: a registry that
+    asks for an exabyte gets a one-line refusal, not the whole blob held in memory."""
+
+    async def handler(head: bytes, body: bytes) -> Answer:
+        if head.startswith(b"POST "):
+            return http(202, headers=["Location: /up/1", "OCI-Chunk-Min-Length: " + "9" * 18])
+        return http(413, body=b"")
+
+    data = blob_bytes(100_000)
+    async with KeepAliveServer(handler) as server, RegistryClient(timeout=5) as client:
+        with pytest.raises(RegistryError, match="64 MiB"):
+            await client.upload_blob(
+                Endpoint(server.url("").rstrip("/")),
+                "r",
+                digest_of(data),
+                len(data),
+                lambda: pieces(data),
+            )
+    assert not any(head.startswith(b"PATCH") for head, _ in server.requests)
