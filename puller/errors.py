@@ -10,6 +10,7 @@ Every error the library raises on purpose is a ``PullError``; the CLI prints it 
     ├── RegistryError           the registry answered with an error (status, code, url)
     │   ├── NotFound            404 / MANIFEST_UNKNOWN / BLOB_UNKNOWN / NAME_UNKNOWN
     │   ├── Unauthorized        401 / 403 after auth was attempted
+    │   ├── QuotaExhausted      429 with ratelimit-remaining: 0: asking again cannot help
     │   └── Unreachable         no HTTP answer at all: refused, reset, DNS, timeout
     ├── VerificationError       content that is not what its descriptor promised
     │   ├── DigestMismatch      expected, got
@@ -105,6 +106,11 @@ class NotFound(RegistryError):
 
 class Unauthorized(RegistryError):
     """The registry refused our credentials or anonymous access."""
+
+
+class QuotaExhausted(RegistryError):
+    """A 429 that says the pull quota is spent (``ratelimit-remaining: 0``, Docker Hub's
+    header): not retried, as the quota comes back in hours, not seconds."""
 
 
 class Unreachable(RegistryError):

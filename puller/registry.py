@@ -33,6 +33,7 @@ from .errors import (
     ManifestError,
     NotFound,
     PullError,
+    QuotaExhausted,
     RegistryError,
     Unauthorized,
     Unreachable,
@@ -1015,6 +1016,13 @@ async def _raise_for_status(resp: wire.Response, what: str, url: str) -> NoRetur
     _raise_status(resp.status, resp.headers, body, what, url)
 
 
+def _quota_spent(value: str | None) -> bool:
+    """``ratelimit-remaining: 0;w=21600`` (Docker Hub): nothing left of the quota."""
+    if value is None:
+        return False
+    return value.split(";", 1)[0].strip() == "0"
+
+
 def _raise_status(status: int, headers: wire.Headers, body: bytes, what: str, url: str) -> NoReturn:
     """The error a registry's non-success answer means, with its own message if it sent one."""
     code, message = _error_detail(body)
@@ -1023,6 +1031,14 @@ def _raise_status(status: int, headers: wire.Headers, body: bytes, what: str, ur
     if status == 404 or code in ("MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "NAME_UNKNOWN"):
         raise NotFound(
             f"{what} not found: {detail or 'HTTP 404'}", status=status, code=code, url=url
+        )
+    if status == 429 and _quota_spent(headers.get("RateLimit-Remaining")):
+        raise QuotaExhausted(
+            f"{what} at {url}: {detail or 'HTTP 429'} (ratelimit-remaining: 0)",
+            status=status,
+            code=code,
+            url=url,
+            retry_after=retry_after,
         )
     if status in (401, 403):
         raise Unauthorized(

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .errors import PullError, RegistryError, Unreachable
+from .errors import PullError, QuotaExhausted, RegistryError, Unreachable
 
 T = TypeVar("T")
 
@@ -35,6 +35,8 @@ def is_temporary(error: PullError) -> bool:
 def _temporary(error: PullError) -> bool:
     if isinstance(error, Unreachable):
         return True
+    if isinstance(error, QuotaExhausted):
+        return False
     return isinstance(error, RegistryError) and error.status in TEMPORARY_STATUSES
 
 

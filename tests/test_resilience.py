@@ -468,3 +468,43 @@ async def test_a_progress_callback_that_raises_os_error_is_not_blamed_on_the_reg
         with pytest.raises(BrokenPipeError):
             await puller.pull(fake.ref(image), store=store, on_event=on_event, retry_delay=0.01)
     assert not [e for e in events if isinstance(e, ev.LayerRetrying)]
+
+
+async def test_a_429_that_says_the_quota_is_spent_fails_at_once_with_the_registrys_word(
+    store: Path,
+) -> None:
+    """Docker Hub's ``ratelimit-remaining: 0``: the quota comes back in hours, so retrying is
+    for nothing; the registry's own message says what to do."""
+    image = big_image("quota")
+    message = "You have reached your pull rate limit. Upgrade or wait"
+    async with start_fake([image]) as fake:
+        fake.inject(
+            "/manifests/",
+            Status(
+                429,
+                times=None,
+                code="TOOMANYREQUESTS",
+                message=message,
+                headers={"RateLimit-Remaining": "0;w=21600", "RateLimit-Limit": "100;w=21600"},
+            ),
+        )
+        run = await run_pypull(fake.ref(image), store=store)
+        asked = len(fake.log.manifest_gets())
+    assert run.returncode == 1
+    assert "Retrying" not in run.stdout + run.stderr
+    assert asked == 1
+    (line,) = run.stderr.splitlines()
+    assert message in line and "ratelimit-remaining: 0" in line
+
+
+async def test_a_429_with_quota_left_is_still_retried(store: Path) -> None:
+    image = big_image("quota-left")
+    async with start_fake([image]) as fake:
+        fake.inject(
+            "/manifests/",
+            Status(429, code="TOOMANYREQUESTS", headers={"RateLimit-Remaining": "3;w=21600"}),
+        )
+        out = await pull(fake, image, store)
+        manifests = fake.log.manifest_gets()
+    assert out.error is None
+    assert [r.status for r in manifests][:2] == [429, 200]
