@@ -238,10 +238,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="compare and say what would be done; write nothing"
     )
     copy.add_argument(
+        "-a",
+        "--all-tags",
+        action="store_true",
+        help="every tag of SOURCE's repository into TARGET's (both given without a tag); a line "
+        "per image, then a summary",
+    )
+    copy.add_argument(
         "--json",
         action="store_true",
         help='one JSON object: {"source", "target", "digest", "status", "blobs": {"uploaded", '
-        '"mounted", "existing"}, "bytes_uploaded", "error"}',
+        '"mounted", "existing"}, "bytes_uploaded", "error"} per image; with --all-tags, then '
+        '{"summary": {"copied", "up-to-date", "would-copy", "failed"}}',
     )
     for flag in ("--mirror", "--mirror-only", "--max-download-attempts", "--timeout"):
         _copy_setting(settings_parser, copy, flag)
@@ -644,16 +652,28 @@ def _cmd_copy(args: argparse.Namespace) -> int:
     import dataclasses
     import json
 
-    from .copying import Copier
+    from .copying import STATUSES, Copier
     from .pulling import Puller
 
     source = parse(args.source)
     target = parse(args.target)
+    if args.all_tags and (_explicit_tag(args.source) or _explicit_tag(args.target)):
+        print(
+            "Error: --all-tags copies repositories: give SOURCE and TARGET without a tag",
+            file=sys.stderr,
+        )
+        return 2
     if not _explicit_tag(args.target):  # the source's tag (or digest) goes with it
         target = dataclasses.replace(target, tag=source.tag, digest=source.digest)
     config = _config(args)
 
-    async def copy() -> CopyResult:
+    def report(result: CopyResult) -> None:
+        if args.json:
+            print(json.dumps(result.as_json()), flush=True)
+        else:
+            print(shown(_copy_line(result), 1000), flush=True)
+
+    async def copy() -> list[CopyResult]:
         async with Puller(
             config.store,
             registries=config.registries,
@@ -663,14 +683,22 @@ def _cmd_copy(args: argparse.Namespace) -> int:
             max_download_attempts=config.max_download_attempts,
             proxies=config.proxies,
         ) as puller:
-            return await Copier(puller).copy(source, target, dry_run=args.dry_run)
+            copier = Copier(puller)
+            if args.all_tags:
+                return await copier.copy_tags(source, target, dry_run=args.dry_run, each=report)
+            result = await copier.copy(source, target, dry_run=args.dry_run)
+            report(result)
+            return [result]
 
-    result = _run(copy())
-    if args.json:
-        print(json.dumps(result.as_json()), flush=True)
-    else:
-        print(shown(_copy_line(result), 1000), flush=True)
-    return 1 if result.status == "failed" else 0
+    results = _run(copy())
+    if args.all_tags:
+        counts = {s: sum(r.status == s for r in results) for s in STATUSES}
+        if args.json:
+            print(json.dumps({"summary": counts}), flush=True)
+        else:
+            said = ", ".join(f"{n} {s.replace('-', ' ')}" for s, n in counts.items() if n)
+            print(f"{_plural(len(results), 'image')}: {said or 'no tags'}", flush=True)
+    return 1 if any(r.status == "failed" for r in results) else 0
 
 
 def _copy_line(result: CopyResult) -> str:

@@ -22,9 +22,10 @@ from .auth import push_scope
 from .digest import Digest, Verifier
 from .errors import ManifestError, NotFound, PullError
 from .manifest import Descriptor, Index, Manifest, parse_manifest
-from .reference import Reference
+from .reference import Reference, valid_tag
 from .registry import Endpoint, ManifestHead, RegistryClient, try_in_turn
 from .retry import with_retries
+from .text import shown
 
 if TYPE_CHECKING:
     from .pulling import Puller
@@ -33,6 +34,8 @@ T = TypeVar("T")
 
 #: Pieces of a blob in flight between its download and its upload (1 MiB each).
 PIPE_DEPTH = 4
+#: What a copy can come to, in the order a summary lists them.
+STATUSES = ("copied", "up-to-date", "would-copy", "failed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +95,34 @@ class Copier:
             return await self._copy(source, target, dry_run)
         except PullError as e:
             return CopyResult(src, dst, "failed", error=str(e))
+
+    async def copy_tags(
+        self,
+        source: Reference,
+        target: Reference,
+        *,
+        dry_run: bool = False,
+        each: Callable[[CopyResult], None] = lambda _: None,
+    ) -> list[CopyResult]:
+        """Every tag of ``source``'s repository into ``target``'s, one after the other (a blob
+        the first image placed is mounted into the others); ``each`` hears of each result as
+        it comes. The tag listing follows the registry's ``Link`` pages."""
+        endpoints = self._puller.endpoints(source, resolve=True)
+        tags: list[str] = await self._retried(
+            lambda: try_in_turn(endpoints, lambda e: self._client.list_tags(e, source.path))
+        )
+        results = []
+        for tag in tags:
+            src = dataclasses.replace(source, tag=tag, digest=None)
+            dst = dataclasses.replace(target, tag=tag, digest=None)
+            if valid_tag(tag):
+                result = await self.copy(src, dst, dry_run=dry_run)
+            else:
+                name = f"{source.name}:{shown(tag, 80)}"
+                result = CopyResult(name, str(target), "failed", error="not a valid tag name")
+            each(result)
+            results.append(result)
+        return results
 
     async def _copy(self, source: Reference, target: Reference, dry_run: bool) -> CopyResult:
         src, dst = str(source), str(target)

@@ -45,6 +45,13 @@ _PATH_RULE = (
     "starting and ending with a letter or digit"
 )
 _TAG_RULE = "a tag is 1 to 128 letters, digits, '_', '.' or '-', and cannot start with '.' or '-'"
+
+
+def valid_tag(text: str) -> bool:
+    """Whether ``text`` is a tag (a registry's tag list may hold anything)."""
+    return _TAG.fullmatch(text) is not None
+
+
 _DOMAIN_RULE = "expected a host name or IP address with an optional :port, such as localhost:5000"
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from fixtures.images import Image, make_image, multiplatform, redis, shared_pair
-from fixtures.registry import Registry, running_registry
+from fixtures.registry import Registry, push, running_registry
 from puller.auth import Credentials
 from puller.copying import Copier, _piped
 from puller.errors import DigestMismatch
@@ -198,3 +198,36 @@ def _layers(image: Image) -> list[Descriptor]:
     manifest = parse_manifest(image.manifests[0].raw, image.manifests[0].media_type, "held")
     assert isinstance(manifest, Manifest)
     return list(manifest.layers)
+
+
+@pytest.fixture(scope="module")
+def tagged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """An open registry holding one repository under three tags."""
+    with running_registry(tmp_path_factory.mktemp("tagged")) as reg:
+        image = make_image("team/app", "1.0", layers=2, seed="tagged")
+        for tag in ("1.0", "1.1", "latest"):
+            push(reg.url, image, tag=tag)
+        yield reg
+
+
+def test_all_tags_copies_each_with_a_line_and_a_summary(tagged: Registry, target: Registry) -> None:
+    src, dst = f"{tagged.host}/team/app", f"{target.host}/all/app"
+    run = run_pypull("copy", "--all-tags", src, dst)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert sorted(line.split(": ")[1].split(" ")[0] for line in lines[:-1]) == ["copied"] * 3
+    assert lines[-1] == "3 images: 3 copied"
+    for tag in ("1.0", "1.1", "latest"):
+        assert raw(target, f"all/app:{tag}", creds=True) == raw(tagged, f"team/app:{tag}")
+
+    again = run_pypull("copy", "--all-tags", "--json", src, dst)
+    assert again.returncode == 0, again.stderr
+    docs = [json.loads(line) for line in again.stdout.splitlines()]
+    assert [d["status"] for d in docs[:-1]] == ["up-to-date"] * 3
+    assert docs[-1] == {"summary": {"copied": 0, "up-to-date": 3, "would-copy": 0, "failed": 0}}
+
+
+def test_all_tags_takes_repositories_not_tags(tagged: Registry, target: Registry) -> None:
+    run = run_pypull("copy", "--all-tags", f"{tagged.host}/team/app:1.0", f"{target.host}/x")
+    assert run.returncode == 2
+    assert run.stderr.startswith("Error: --all-tags copies repositories")
