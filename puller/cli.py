@@ -21,16 +21,16 @@ from .reference import Reference, parse
 from .text import shown
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from .auth import Credentials
     from .config import Config
-    from .copying import CopyResult
+    from .copying import Copier, CopyResult
     from .events import Event
     from .pulling import Puller, PullResult
 
 PROG = "pypull"
-COMMANDS = ("pull", "copy", "images", "verify", "config", "login", "logout")
+COMMANDS = ("pull", "copy", "sync", "images", "verify", "config", "login", "logout")
 
 DESCRIPTION = """\
 Pull container images from a registry into a local OCI image layout, like `docker pull`
@@ -254,6 +254,41 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("--mirror", "--mirror-only", "--max-download-attempts", "--timeout"):
         _copy_setting(settings_parser, copy, flag)
     copy.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+
+    sync = sub.add_parser(
+        "sync",
+        help="copy images into a registry under a prefix (keeping a mirror registry stocked)",
+        description="Copy each IMAGE to PREFIX plus its repository path (redis:7 -> "
+        "PREFIX/library/redis:7), as `pypull copy` does: unchanged images cost HEADs only, "
+        "blobs shared between images are sent once and mounted into the other repositories. "
+        "One line per image, then a summary; exit status 1 if any image failed.",
+        epilog="examples:\n"
+        "  pypull sync --to registry.internal:5000/mirror redis:7 postgres:16\n"
+        "  pypull sync --to registry.internal:5000/mirror -f images.txt --json",
+        formatter_class=fmt,
+    )
+    sync.add_argument("images", nargs="*", metavar="IMAGE", help="an image to copy")
+    sync.add_argument(
+        "--to", required=True, metavar="PREFIX", help="registry[/path] the images go under"
+    )
+    sync.add_argument(
+        "-f",
+        "--file",
+        metavar="LIST",
+        help="read images from LIST too: one a line, # comments; - for stdin",
+    )
+    sync.add_argument(
+        "--dry-run", action="store_true", help="compare and say what would be done; write nothing"
+    )
+    sync.add_argument(
+        "--json",
+        action="store_true",
+        help='one JSON object per image, as `pypull copy --json`, then {"summary": {...}}',
+    )
+    sync.add_argument("--fail-fast", action="store_true", help="stop at the first image that fails")
+    for flag in ("--mirror", "--mirror-only", "--max-download-attempts", "--timeout"):
+        _copy_setting(settings_parser, sync, flag)
+    sync.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
     images = sub.add_parser(
         "images",
@@ -650,10 +685,6 @@ def _cmd_pull(args: argparse.Namespace) -> int:
 
 def _cmd_copy(args: argparse.Namespace) -> int:
     import dataclasses
-    import json
-
-    from .copying import STATUSES, Copier
-    from .pulling import Puller
 
     source = parse(args.source)
     target = parse(args.target)
@@ -665,6 +696,75 @@ def _cmd_copy(args: argparse.Namespace) -> int:
         return 2
     if not _explicit_tag(args.target):  # the source's tag (or digest) goes with it
         target = dataclasses.replace(target, tag=source.tag, digest=source.digest)
+
+    async def work(copier: Copier, report: Callable[[CopyResult], None]) -> list[CopyResult]:
+        if args.all_tags:
+            return await copier.copy_tags(source, target, dry_run=args.dry_run, each=report)
+        result = await copier.copy(source, target, dry_run=args.dry_run)
+        report(result)
+        return [result]
+
+    return _copying(args, work, summary=args.all_tags)
+
+
+def _cmd_sync(args: argparse.Namespace) -> int:
+    """The short form: each IMAGE into PREFIX plus its repository path."""
+    texts = list(args.images)
+    if args.file:
+        texts += _image_list(args.file)
+    if not texts:
+        print("Error: no images to sync: give IMAGE arguments or -f LIST", file=sys.stderr)
+        return 2
+    prefix = args.to.rstrip("/")
+    pairs = []
+    for text in texts:
+        source = parse(text)
+        pairs.append((source, parse(f"{prefix}/{source.path}{source.suffix}")))
+
+    async def work(copier: Copier, report: Callable[[CopyResult], None]) -> list[CopyResult]:
+        results = []
+        for source, target in pairs:
+            result = await copier.copy(source, target, dry_run=args.dry_run)
+            report(result)
+            results.append(result)
+            if args.fail_fast and result.status == "failed":
+                break
+        return results
+
+    return _copying(args, work, summary=True)
+
+
+def _image_list(path: str) -> list[str]:
+    """One image a line, ``#`` comments and blank lines skipped; ``-`` is stdin."""
+    try:
+        if path == "-":
+            text = sys.stdin.read()
+        else:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise PullError(f"cannot read the image list {path}: {e}") from None
+    images = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            images.append(line)
+    return images
+
+
+def _copying(
+    args: argparse.Namespace,
+    work: Callable[[Copier, Callable[[CopyResult], None]], Awaitable[list[CopyResult]]],
+    *,
+    summary: bool,
+) -> int:
+    """Run copies with one Puller and one Copier (mounts across images), printing a line (or a
+    JSON object) per image as it ends, and a summary; exit 1 if any failed."""
+    import json
+
+    from .copying import STATUSES, Copier
+    from .pulling import Puller
+
     config = _config(args)
 
     def report(result: CopyResult) -> None:
@@ -673,7 +773,7 @@ def _cmd_copy(args: argparse.Namespace) -> int:
         else:
             print(shown(_copy_line(result), 1000), flush=True)
 
-    async def copy() -> list[CopyResult]:
+    async def run() -> list[CopyResult]:
         async with Puller(
             config.store,
             registries=config.registries,
@@ -683,21 +783,16 @@ def _cmd_copy(args: argparse.Namespace) -> int:
             max_download_attempts=config.max_download_attempts,
             proxies=config.proxies,
         ) as puller:
-            copier = Copier(puller)
-            if args.all_tags:
-                return await copier.copy_tags(source, target, dry_run=args.dry_run, each=report)
-            result = await copier.copy(source, target, dry_run=args.dry_run)
-            report(result)
-            return [result]
+            return await work(Copier(puller), report)
 
-    results = _run(copy())
-    if args.all_tags:
+    results = _run(run())
+    if summary:
         counts = {s: sum(r.status == s for r in results) for s in STATUSES}
         if args.json:
             print(json.dumps({"summary": counts}), flush=True)
         else:
             said = ", ".join(f"{n} {s.replace('-', ' ')}" for s, n in counts.items() if n)
-            print(f"{_plural(len(results), 'image')}: {said or 'no tags'}", flush=True)
+            print(f"{_plural(len(results), 'image')}: {said or 'nothing to do'}", flush=True)
     return 1 if any(r.status == "failed" for r in results) else 0
 
 
@@ -883,6 +978,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "copy":
             return _cmd_copy(args)
+        if args.command == "sync":
+            return _cmd_sync(args)
         if args.command == "images":
             return _cmd_images(args)
         if args.command == "verify":

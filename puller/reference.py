@@ -71,6 +71,11 @@ class Reference:
     def __str__(self) -> str:
         return self.name + self._suffix()
 
+    @property
+    def suffix(self) -> str:
+        """``:tag``, ``@digest`` or both, as in the canonical form."""
+        return self._suffix()
+
     def _suffix(self) -> str:
         tag = f":{self.tag}" if self.tag is not None else ""
         digest = f"@{self.digest}" if self.digest is not None else ""

@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -231,3 +232,55 @@ def test_all_tags_takes_repositories_not_tags(tagged: Registry, target: Registry
     run = run_pypull("copy", "--all-tags", f"{tagged.host}/team/app:1.0", f"{target.host}/x")
     assert run.returncode == 2
     assert run.stderr.startswith("Error: --all-tags copies repositories")
+
+
+# -- pypull sync --to PREFIX -------------------------------------------------------------------
+
+
+def test_sync_puts_each_image_under_the_prefix_and_mounts_what_they_share(
+    registry: Registry, target: Registry
+) -> None:
+    prefix = f"{target.host}/sync"
+    a, b = f"{registry.host}/library/app-a:1", f"{registry.host}/library/app-b:1"
+    run = run_pypull("sync", "--to", prefix, a, b)
+    assert run.returncode == 0, run.stderr
+    first, second, summary = run.stdout.splitlines()
+    assert first.startswith(f"{a} -> {prefix}/library/app-a:1: copied (9 uploaded, 0 mounted")
+    assert second.startswith(f"{b} -> {prefix}/library/app-b:1: copied (4 uploaded, 5 mounted")
+    assert summary == "2 images: 2 copied"
+    _, second_image = shared_pair()
+    assert raw(target, "sync/library/app-b:1", creds=True) == second_image.raw
+
+
+def test_sync_reads_a_list_and_a_dry_run_writes_nothing(
+    registry: Registry, target: Registry, tmp_path: Path
+) -> None:
+    listing = tmp_path / "images.txt"
+    listing.write_text(
+        f"# what the team needs\n{registry.host}/library/redis  # the cache\n\n"
+        f"{registry.host}/library/dockerimg:latest\n"
+    )
+    log = AccessLog(target)
+    run = run_pypull("sync", "--to", f"{target.host}/dry", "-f", listing, "--dry-run", "--json")
+    assert run.returncode == 0, run.stderr
+    docs = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [d["target"] for d in docs[:-1]] == [
+        f"{target.host}/dry/library/redis:latest",
+        f"{target.host}/dry/library/dockerimg:latest",
+    ]
+    assert [d["status"] for d in docs[:-1]] == ["would-copy", "would-copy"]
+    assert docs[-1] == {"summary": {"copied": 0, "up-to-date": 0, "would-copy": 2, "failed": 0}}
+    assert [m for m, _ in log.requests() if m in ("PUT", "POST", "PATCH")] == []
+
+
+def test_sync_goes_on_past_a_failure_unless_fail_fast(registry: Registry, target: Registry) -> None:
+    missing, good = f"{registry.host}/library/gone:1", f"{registry.host}/library/redis"
+    prefix = f"{target.host}/ff"
+    run = run_pypull("sync", "--to", prefix, missing, good)
+    assert run.returncode == 1
+    lines = run.stdout.splitlines()
+    assert ": failed: " in lines[0] and ": copied (" in lines[1]
+    assert lines[-1] == "2 images: 1 copied, 1 failed"
+    fast = run_pypull("sync", "--fail-fast", "--to", f"{prefix}2", missing, good)
+    assert fast.returncode == 1
+    assert fast.stdout.splitlines()[-1] == "1 image: 1 failed"
