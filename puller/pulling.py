@@ -20,7 +20,14 @@ from .config import RegistryConfig
 from .credentials import CredentialError
 from .digest import Digest, digest_of, parse_digest, verify_bytes
 from .download import Downloader
-from .errors import InvalidDigest, ManifestError, PlatformNotFound, PullError, RegistryError
+from .errors import (
+    InvalidDigest,
+    ManifestError,
+    PlatformNotFound,
+    PullError,
+    RegistryError,
+    StoreError,
+)
 from .events import (
     EventCallback,
     Finished,
@@ -33,6 +40,7 @@ from .events import (
 )
 from .manifest import (
     DOCKER_MANIFEST,
+    MAX_MANIFEST_SIZE,
     Descriptor,
     Index,
     Manifest,
@@ -206,14 +214,65 @@ class Puller:
             verify_bytes(resp.raw, claimed, None, where)
         return digest_of(resp.raw), resp
 
+    async def _stored_manifest(
+        self, digest: Digest, content_type: str | None, url: str
+    ) -> ManifestResponse | None:
+        """The manifest ``digest`` from the store, if it is there, small and verifies (a file
+        in the store may have been written by someone else)."""
+        loop = asyncio.get_running_loop()
+
+        def read() -> bytes | None:
+            if not self.store.has(digest):
+                return None
+            try:
+                if self.store.blob_path(digest).lstat().st_size > MAX_MANIFEST_SIZE:
+                    return None
+                raw = self.store.read_blob(digest)
+                verify_bytes(raw, digest)
+            except (OSError, PullError):
+                return None
+            return raw
+
+        raw = await loop.run_in_executor(None, read)
+        return None if raw is None else ManifestResponse(raw, content_type, str(digest), url)
+
+    async def _head_first(self, endpoint: Endpoint, ref: Reference) -> ManifestResponse | None:
+        """A re-pull of a tag asks what it points at by HEAD (Docker Hub counts a GET of a
+        manifest as a pull, a HEAD not) and takes the manifest from the store when it holds
+        it; None: GET it as usual."""
+        if ref.digest is not None:
+            return None
+        try:
+            known = await asyncio.get_running_loop().run_in_executor(
+                None, self.store.lookup, str(ref)
+            )
+        except StoreError:
+            return None  # no store yet, or an unreadable one: the pull says so when it writes
+        if known is None:
+            return None
+        head = await self._client.head_manifest(endpoint, ref)
+        if head is None:
+            return None
+        return await self._stored_manifest(head.digest, head.media_type, endpoint.url)
+
     async def _resolve_at(self, endpoint: Endpoint, ref: Reference, want: Platform) -> _Resolved:
-        digest, resp = await self._fetch_verified(endpoint, ref)
+        stored = await self._head_first(endpoint, ref)
+        if stored is not None:
+            digest, resp = parse_digest(stored.digest or ""), stored
+        else:
+            digest, resp = await self._fetch_verified(endpoint, ref)
         parsed = parse_manifest(resp.raw, resp.content_type, str(ref))
         if isinstance(parsed, Manifest):
             return _Resolved(digest, digest, parsed, ((digest, resp.raw),), None, endpoint)
         chosen = select_platform(parsed, want, str(ref))
         child_ref = dataclasses.replace(ref, tag=None, digest=chosen.digest)
-        child_digest, child = await self._fetch_verified(endpoint, child_ref, chosen)
+        held = None
+        if stored is not None:  # the index came from the store: its child may too
+            held = await self._stored_manifest(chosen.digest, chosen.media_type, endpoint.url)
+        if held is not None:
+            child_digest, child = chosen.digest, held
+        else:
+            child_digest, child = await self._fetch_verified(endpoint, child_ref, chosen)
         manifest = parse_manifest(child.raw, child.content_type, f"{ref} ({want})")
         if isinstance(manifest, Index):
             raise ManifestError(

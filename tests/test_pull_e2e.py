@@ -126,6 +126,34 @@ def test_second_pull_is_up_to_date_and_requests_no_blob(registry: Registry, stor
     ]
     assert "Status: Image is up to date for redis:latest" in lines
     assert log.blob_requests() == []
+    # Docker Hub counts a manifest GET as a pull, a HEAD not: a re-pull asks by HEAD only.
+    assert [m for m, p in log.requests() if "/manifests/" in p] == ["HEAD"]
+
+
+def test_a_multi_platform_re_pull_asks_only_by_head(registry: Registry, store: Path) -> None:
+    ref = f"{registry.host}/library/multi:latest"
+    first = run_pypull("--store", store, "--platform", "linux/arm64", ref)
+    assert first.returncode == 0, first.stderr
+    log = AccessLog(registry)
+    run = run_pypull("--store", store, "--platform", "linux/arm64", ref)
+    assert run.returncode == 0, run.stderr
+    assert f"Status: Image is up to date for {ref}" in run.stdout.splitlines()
+    assert [m for m, p in log.requests() if "/manifests/" in p] == ["HEAD"]
+
+
+def test_a_re_pull_after_the_tag_moved_fetches_the_new_manifest(
+    registry: Registry, store: Path
+) -> None:
+    """The HEAD says another digest, which the store does not hold: it is fetched."""
+    ref = f"{registry.host}/library/moving:1"
+    push(registry.url, make_image("library/moving", "1", layers=1, seed="moving-a"))
+    assert run_pypull("--store", store, ref).returncode == 0
+    push(registry.url, make_image("library/moving", "1", layers=1, seed="moving-b"))
+    log = AccessLog(registry)
+    run = run_pypull("--store", store, ref)
+    assert run.returncode == 0, run.stderr
+    assert "Status: Downloaded newer image for " + ref in run.stdout.splitlines()
+    assert [m for m, p in log.requests() if "/manifests/" in p] == ["HEAD", "GET"]
 
 
 def test_umoci_unpacks_the_store_and_applies_whiteouts(
