@@ -388,15 +388,11 @@ class RegistryClient:
         downgrade: bool = False,
         body: wire.RequestBody | None = None,
         length: int | None = None,
-        foreign: bool = False,
     ) -> wire.Response:
         """``downgrade``: the answer is checked against a digest, so an https registry may
-        redirect it to plain http (a CDN's http URL). ``foreign``: ``url`` is on another
-        origin than the endpoint (an upload Location): its ``ca_file`` applies there, its
-        ``skip_verify`` does not."""
-        tls = None if endpoint.plain_http else self._tls(endpoint)
-        if foreign and tls is not None and endpoint.skip_verify:
-            tls = None
+        redirect it to plain http (a CDN's http URL). The endpoint's TLS settings are for its
+        own origin: on another (a redirect, an upload Location) its ``ca_file`` applies, its
+        ``skip_verify`` does not (wire's rule)."""
         try:
             return await self.http.request(
                 method,
@@ -405,7 +401,8 @@ class RegistryClient:
                 body=body,
                 length=length,
                 # Not built for plain HTTP: loading the system's CAs takes 20 ms.
-                tls=tls,
+                tls=None if endpoint.plain_http else self._tls(endpoint),
+                tls_origin=endpoint.url,
                 downgrade=downgrade,
                 proxy_for=self._proxies(endpoint) if self._proxies else None,
             )
@@ -480,7 +477,6 @@ class RegistryClient:
                 downgrade=downgrade,
                 body=body() if body is not None else None,
                 length=length,
-                foreign=not ours,
             )
             try:
                 # A redirect target's 401 is not the registry's: its challenge must not choose

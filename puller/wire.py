@@ -445,6 +445,7 @@ class Client:
         body: RequestBody | None = None,
         length: int | None = None,
         tls: ssl.SSLContext | None = None,
+        tls_origin: str | None = None,
         max_redirects: int = MAX_REDIRECTS,
         downgrade: bool = False,
         proxy_for: ProxyFor | None = None,
@@ -457,15 +458,15 @@ class Client:
         From https, a redirect to plain http is refused unless ``downgrade`` (content that is
         verified by digest anyway).
 
-        ``tls`` is for the first URL's origin. On other origins a redirect leads to, a context
-        that verifies (a private CA: a registry's storage is often signed by the same one) is
-        used as it is, and one that does not verify is not: a registry's ``skip_verify`` does
-        not cover the hosts it sends us to.
+        ``tls`` is for ``tls_origin`` (default: the first URL's origin). On other origins (where
+        a redirect or an upload Location leads), a context that verifies (a private CA: a
+        registry's storage is often signed by the same one) is used as it is, and one that does
+        not verify is not: a registry's ``skip_verify`` does not cover the hosts it sends us to.
 
         A streamed ``body`` needs ``length`` (sent as Content-Length); ``bytes`` carry theirs.
         """
         method = method.upper()
-        first = url
+        trusted = tls_origin or url
         proxy_for = proxy_for or self._proxy_for
         deadline = None
         if self.timeout and (body is None or isinstance(body, bytes)):
@@ -473,18 +474,18 @@ class Client:
             deadline = asyncio.get_running_loop().time() + REQUEST_DEADLINE_FACTOR * self.timeout
         for _ in range(max_redirects + 1):
             hop_tls = tls
-            if not same_origin(url, first) and tls is not None and not _verifies(tls):
+            if not same_origin(url, trusted) and tls is not None and not _verifies(tls):
                 hop_tls = None
             try:
                 resp = await self._exchange(
                     method, url, headers, body, length, hop_tls, proxy_for, deadline
                 )
             except ssl.SSLCertVerificationError as e:
-                if same_origin(url, first):
+                if same_origin(url, trusted):
                     raise
                 target = _split(url)
                 reason = e.verify_message or str(e)
-                raise RedirectCertificateError(target.authority, first, f"fails: {reason}") from e
+                raise RedirectCertificateError(target.authority, trusted, f"fails: {reason}") from e
             location = resp.headers.get("Location")
             if (
                 resp.status not in _REDIRECTS

@@ -4,8 +4,12 @@ manifests by tag, HEADs, and tag listings page by page; and what a registry's Li
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
+import ssl
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +21,7 @@ from puller.reference import parse
 from puller.registry import Endpoint, RegistryClient
 from tests.helpers import AccessLog
 from tests.test_wire import http
+from tests.test_wire import tls_cert as tls_cert  # a fixture: a self-signed certificate
 from tests.test_wire_pool import Answer, KeepAliveServer
 
 
@@ -263,3 +268,43 @@ async def test_a_registry_that_wants_huge_chunks_is_refused_not_buffered() -> No
                 lambda: pieces(data),
             )
     assert not any(head.startswith(b"PATCH") for head, _ in server.requests)
+
+
+async def test_skip_verify_does_not_cover_an_upload_location_on_another_host(
+    tls_cert: tuple[Path, Path],
+) -> None:
+    """A registry trusted with skip_verify answers the upload POST with a Location on another
+    origin whose certificate nobody vouches for: not one byte of the blob goes there."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*tls_cert)
+    received: list[bytes] = []
+
+    async def foreign(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            received.append(await reader.readuntil(b"\r\n\r\n"))
+            writer.write(http(201, body=b""))
+        writer.close()
+
+    elsewhere = await asyncio.start_server(foreign, "127.0.0.1", 0, ssl=context)
+    port = elsewhere.sockets[0].getsockname()[1]
+
+    async def registry(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(http(202, headers=[f"Location: https://localhost:{port}/up/1"], body=b""))
+            await writer.drain()
+        writer.close()
+
+    own = await asyncio.start_server(registry, "127.0.0.1", 0, ssl=context)
+    endpoint = Endpoint(f"https://127.0.0.1:{own.sockets[0].getsockname()[1]}", skip_verify=True)
+    data = blob_bytes(10_000)
+    try:
+        async with RegistryClient(timeout=5) as client:
+            with pytest.raises(RegistryError, match=rf"localhost:{port}.*ca_file"):
+                await client.upload_blob(
+                    endpoint, "r", digest_of(data), len(data), lambda: pieces(data)
+                )
+    finally:
+        own.close()
+        elsewhere.close()
+    assert received == []
