@@ -696,11 +696,18 @@ class RegistryClient:
                 return await self._upload_into(
                     endpoint, path, digest, size, content, session, chunk_size
                 )
-        async with self._request(endpoint, path, base, {}, method="POST", scope=scope) as resp:
+        session = await self._open_upload(endpoint, path, digest)
+        return await self._upload_into(endpoint, path, digest, size, content, session, chunk_size)
+
+    async def _open_upload(self, endpoint: Endpoint, path: str, digest: Digest) -> _Session:
+        """POST a new upload session (which earns the push token before any body is sent)."""
+        base = f"{endpoint.url}/v2/{path}/blobs/uploads/"
+        async with self._request(
+            endpoint, path, base, {}, method="POST", scope=push_scope(path)
+        ) as resp:
             if resp.status != 202:
                 await _raise_for_status(resp, f"upload of {digest} to {path}", base)
-            session = _upload_session(resp, base)
-        return await self._upload_into(endpoint, path, digest, size, content, session, chunk_size)
+            return _upload_session(resp, base)
 
     async def _upload_into(
         self,
@@ -732,11 +739,7 @@ class RegistryClient:
                 if resp.status != 413:
                     await _raise_for_status(resp, f"upload of {digest} to {path}", url)
             # Too large for one request: a new session, in chunks.
-            base = f"{endpoint.url}/v2/{path}/blobs/uploads/"
-            async with self._request(endpoint, path, base, {}, method="POST", scope=scope) as resp:
-                if resp.status != 202:
-                    await _raise_for_status(resp, f"upload of {digest} to {path}", base)
-                session = _upload_session(resp, base)
+            session = await self._open_upload(endpoint, path, digest)
         step = max(chunk_size or DEFAULT_CHUNK, session.min_chunk)
         if step > MAX_CHUNK:
             raise RegistryError(
