@@ -119,8 +119,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
 
-def _add_settings(p: argparse.ArgumentParser) -> None:
-    """The options that override the configuration file and PYPULL_* variables."""
+def _add_settings(p: argparse.ArgumentParser, *, pulls: bool = True) -> None:
+    """The options that override the configuration file and PYPULL_* variables; without
+    ``pulls``, those of copies (every platform, one blob at a time: no --platform, no -j)."""
     p.add_argument(
         "--mirror",
         action="append",
@@ -137,20 +138,21 @@ def _add_settings(p: argparse.ArgumentParser) -> None:
         help="never fall back from a registry's mirrors to the registry itself "
         "(--no-mirror-only undoes mirror_only from the configuration)",
     )
-    p.add_argument(
-        "--platform",
-        type=_platform,
-        metavar="OS/ARCH[/VARIANT]",
-        help="platform to pull from a multi-platform image (default: linux/<this machine>)",
-    )
-    p.add_argument(
-        "-j",
-        "--max-concurrent-downloads",
-        type=_positive_int,
-        default=None,
-        metavar="N",
-        help="layers downloaded at once (default: 3)",
-    )
+    if pulls:
+        p.add_argument(
+            "--platform",
+            type=_platform,
+            metavar="OS/ARCH[/VARIANT]",
+            help="platform to pull from a multi-platform image (default: linux/<this machine>)",
+        )
+        p.add_argument(
+            "-j",
+            "--max-concurrent-downloads",
+            type=_positive_int,
+            default=None,
+            metavar="N",
+            help="layers downloaded at once (default: 3)",
+        )
     p.add_argument(
         "--max-download-attempts",
         type=_positive_int,
@@ -170,19 +172,18 @@ def _add_settings(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _copy_setting(source: argparse.ArgumentParser, to: argparse.ArgumentParser, flag: str) -> None:
-    """Give ``to`` the option ``flag`` exactly as ``source`` has it."""
-    for action in source._actions:
-        if flag in action.option_strings:
-            to._add_action(action)
-            return
-    raise AssertionError(flag)
+def _add_copy_options(p: argparse.ArgumentParser, json_help: str) -> None:
+    """What `copy` and `sync` share."""
+    p.add_argument(
+        "--dry-run", action="store_true", help="compare and say what would be done; write nothing"
+    )
+    p.add_argument("--json", action="store_true", help=json_help)
+    _add_settings(p, pulls=False)
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
 
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    settings_parser = argparse.ArgumentParser(add_help=False)
-    _add_settings(settings_parser)
     top = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, formatter_class=fmt)
     top.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and exit")
     sub = top.add_subparsers(dest="command", metavar="COMMAND")
@@ -235,25 +236,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to copy it; without a tag, the source's tag",
     )
     copy.add_argument(
-        "--dry-run", action="store_true", help="compare and say what would be done; write nothing"
-    )
-    copy.add_argument(
         "-a",
         "--all-tags",
         action="store_true",
         help="every tag of SOURCE's repository into TARGET's (both given without a tag); a line "
         "per image, then a summary",
     )
-    copy.add_argument(
-        "--json",
-        action="store_true",
-        help='one JSON object: {"source", "target", "digest", "status", "blobs": {"uploaded", '
+    _add_copy_options(
+        copy,
+        'one JSON object: {"source", "target", "digest", "status", "blobs": {"uploaded", '
         '"mounted", "existing"}, "bytes_uploaded", "error"} per image; with --all-tags, then '
         '{"summary": {"copied", "up-to-date", "would-copy", "failed"}}',
     )
-    for flag in ("--mirror", "--mirror-only", "--max-download-attempts", "--timeout"):
-        _copy_setting(settings_parser, copy, flag)
-    copy.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
     sync = sub.add_parser(
         "sync",
@@ -277,18 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LIST",
         help="read images from LIST too: one a line, # comments; - for stdin",
     )
-    sync.add_argument(
-        "--dry-run", action="store_true", help="compare and say what would be done; write nothing"
-    )
-    sync.add_argument(
-        "--json",
-        action="store_true",
-        help='one JSON object per image, as `pypull copy --json`, then {"summary": {...}}',
-    )
     sync.add_argument("--fail-fast", action="store_true", help="stop at the first image that fails")
-    for flag in ("--mirror", "--mirror-only", "--max-download-attempts", "--timeout"):
-        _copy_setting(settings_parser, sync, flag)
-    sync.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    _add_copy_options(
+        sync, 'one JSON object per image, as `pypull copy --json`, then {"summary": {...}}'
+    )
 
     images = sub.add_parser(
         "images",
