@@ -55,7 +55,15 @@ import socket
 import ssl
 import struct
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1058,9 +1066,11 @@ async def run_pypull(
     *args: str | os.PathLike[str],
     store: str | os.PathLike[str] | None = None,
     timeout: float = 60.0,
+    launcher: Sequence[str] = ("-m", "puller"),
 ) -> CompletedRun:
     """``python -m puller ARGS [--store STORE]`` as a user runs it (not a terminal, no stdin),
-    without blocking the event loop that serves the fake registry."""
+    without blocking the event loop that serves the fake registry. ``launcher`` replaces
+    ``-m puller`` (a wrapper script that runs it, say)."""
     argv = [str(a) for a in args]
     if store is not None:
         argv += ["--store", str(store)]
@@ -1070,8 +1080,7 @@ async def run_pypull(
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "puller",
+        *launcher,
         *argv,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,

@@ -15,7 +15,6 @@ import json
 import os
 import socket
 import ssl
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -100,32 +99,10 @@ async def run_pypull_peak_rss(
     """``run_pypull``, and the command's peak resident memory in bytes (``ru_maxrss`` of a
     process whose only child it is)."""
     report = store.parent / "peak-rss"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYPULL_")}
-    root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        _PEAK_RSS,
-        str(report),
-        *args,
-        "--store",
-        str(store),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
+    run = await run_pypull(
+        *args, store=store, timeout=timeout, launcher=("-c", _PEAK_RSS, str(report))
     )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except asyncio.TimeoutError:
-        proc.kill()
-        out, err = await proc.communicate()
-        raise AssertionError(
-            f"pypull {' '.join(args)} did not finish in {timeout} s\nstderr: {err.decode()}"
-        ) from None
-    assert proc.returncode is not None
-    return CompletedRun(proc.returncode, out.decode(), err.decode()), int(report.read_text()) * KIB
+    return run, int(report.read_text()) * KIB
 
 
 # -- raw servers -----------------------------------------------------------------------------------
