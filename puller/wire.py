@@ -396,7 +396,6 @@ class Client:
         self._max_idle = max_idle_per_origin if pool else 0
         self._idle_seconds = idle_seconds
         self._idle: dict[PoolKey, list[_Connection]] = {}
-        self.connections_opened = 0
 
     async def close(self) -> None:
         for conns in list(self._idle.values()):
@@ -600,7 +599,6 @@ class Client:
                 raise
             reason = "timed out" if isinstance(e, asyncio.TimeoutError) else str(e)
             raise ProxyError(f"cannot reach proxy {proxy.url}: {reason}") from e
-        self.connections_opened += 1
         try:
             if proxy is not None and context is not None:
                 lines = [
