@@ -194,6 +194,8 @@ class RegistryClient:
         self._timeout = timeout
         self._proxies = proxies
         self.http = wire.Client(timeout=timeout)
+        #: The last ``ratelimit-remaining`` each host sent (Docker Hub's pull quota).
+        self.rate_limits: dict[str, int] = {}
 
     async def __aenter__(self) -> RegistryClient:
         return self
@@ -488,6 +490,9 @@ class RegistryClient:
                     resp.release()
                     await self._authenticate(endpoint, scope, challenge, url)
                     continue
+                remaining = _remaining(resp.headers.get("ratelimit-remaining"))
+                if remaining is not None and ours:
+                    self.rate_limits[endpoint.host] = remaining
                 yield resp
                 return
             finally:
@@ -1015,11 +1020,16 @@ async def _raise_for_status(resp: wire.Response, what: str, url: str) -> NoRetur
     _raise_status(resp.status, resp.headers, body, what, url)
 
 
+def _remaining(value: str | None) -> int | None:
+    """``ratelimit-remaining: 76;w=21600`` (Docker Hub): 76 pulls left in the window."""
+    if value is None:
+        return None
+    return _number(value.split(";", 1)[0].strip())
+
+
 def _quota_spent(value: str | None) -> bool:
     """``ratelimit-remaining: 0;w=21600`` (Docker Hub): nothing left of the quota."""
-    if value is None:
-        return False
-    return value.split(";", 1)[0].strip() == "0"
+    return _remaining(value) == 0
 
 
 def _raise_status(status: int, headers: wire.Headers, body: bytes, what: str, url: str) -> NoReturn:

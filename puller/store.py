@@ -52,7 +52,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 from .digest import Digest, Verifier, verify_bytes
 from .errors import ManifestError, StoreError
@@ -540,15 +540,22 @@ class Store:
         except OSError as e:
             raise _store_error("store blob", target, e) from e
 
-    def read_blob(self, digest: Digest) -> bytes:
+    def open_blob(self, digest: Digest) -> BinaryIO:
+        """The blob's file for reading: a regular file, reached through no link."""
         path = self.blob_path(digest)
         try:
             with self._dir(("blobs", digest.algorithm)) as blobs:
                 fd = _open_regular(blobs, digest.hex, path, os.O_RDONLY)
-            with os.fdopen(fd, "rb") as f:
-                return f.read()
+            return os.fdopen(fd, "rb")
         except OSError as e:
             raise _store_error("read", path, e) from e
+
+    def read_blob(self, digest: Digest) -> bytes:
+        with self.open_blob(digest) as f:
+            try:
+                return f.read()
+            except OSError as e:
+                raise _store_error("read", self.blob_path(digest), e) from e
 
     # -- index.json -------------------------------------------------------------------------------
 
