@@ -1,6 +1,6 @@
 """Benchmark: pypull against skopeo and python-dxf on the same real registry, in one run.
 
-    python3 tests/bench/bench.py [--rounds 3] [--quick] [--baseline REV]
+    python3 tests/bench/bench.py [--rounds 3] [--quick] [--baseline REV] [--cases pull,copy,sync]
 
 Starts the real registry on loopback, pushes deterministic images (about 1 GB in 8 layers,
 20 MB in 8 layers, two images sharing 5 of 8 layers), then runs each tool once per round, in
@@ -10,14 +10,24 @@ ratio to skopeo measured pair by pair, peak RSS, and CPU seconds of the client a
 registry. pypull's writes are durable (fsync before rename) and timed; python-dxf's are not.
 ``--baseline REV`` adds pypull's rows for that git revision, run in the same rounds: whether a
 change made pypull slower is read from one run, not from a table made on another day.
+
+The ``copy`` rows copy the same images registry to registry, ``pypull copy`` against ``skopeo
+copy docker:// docker://``, each run into a target registry started afresh on empty storage
+(their "reg CPU" is the target's). The ``sync`` rows time an unchanged sync of 10 tags (the
+second of two into the same target): ``pypull sync --to``, which must only ask HEADs, against
+``skopeo sync``. The ratios to skopeo are of wall time and of the client's CPU seconds, pair by
+pair; the issue's targets are checked at the end.
 Not part of the test suite: it takes minutes and its numbers are for reading.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import gc
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -25,19 +35,27 @@ import sys
 import tempfile
 import time
 import venv
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from fixtures.images import Blob, Image, make_layer, make_manifest  # noqa: E402
+from fixtures.images import Blob, Image, make_image, make_layer, make_manifest  # noqa: E402
 from fixtures.registry import Registry, push, running_registry  # noqa: E402
 
 MiB = 1024 * 1024
 BIG_LAYERS = [512, 160, 128, 96, 64, 32, 16, 8]  # MiB: ~1 GB, one layer over half of it
 SMALL_LAYERS = [6, 4, 3, 2, 2, 1, 1, 1]  # MiB: ~20 MB
+SYNC_TAGS = 10
+#: The issue's targets for copies and syncs: (row, what, at most).
+TARGETS = [
+    ("1 GB copy: pypull", "wall / skopeo's", 0.80),
+    ("1 GB copy: pypull", "client CPU / skopeo's", 0.40),
+    ("1 GB copy: pypull", "peak RSS MB", 64),
+    (f"{SYNC_TAGS} tags, unchanged sync: pypull", "wall s", 1.0),
+]
 
 DXF_PULL = """
 import sys
@@ -68,19 +86,27 @@ class Run:
     registry_cpu: float
 
 
-def registry_cpu() -> float:
-    """CPU seconds used so far by every docker-registry process (only ours run here)."""
+def registry_cpu(match: bytes = b"docker-registry") -> float:
+    """CPU seconds used so far by every docker-registry process (only ours run here), or by
+    those whose command line holds ``match``."""
     total = 0.0
     tick = os.sysconf("SC_CLK_TCK")
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if b"docker-registry" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"docker-registry" not in cmdline or match not in cmdline:
                 continue
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / tick
         except OSError:
             continue
     return total
+
+
+def cpu_of(reg: Registry) -> Callable[[], float]:
+    """The CPU seconds of that one registry (its command line names its own config file)."""
+    config = str(reg.log_path.parent / "config.yml").encode()
+    return lambda: registry_cpu(config)
 
 
 #: Runs the measured command and reports its rusage. Being a fresh, small process, it keeps the
@@ -95,11 +121,20 @@ print(usage.ru_utime + usage.ru_stime, usage.ru_maxrss, os.waitstatus_to_exitcod
 """
 
 
-def timed(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Run:
+def timed(
+    argv: list[str],
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    *,
+    registry: Callable[[], float] = registry_cpu,
+    expect: str | None = None,
+) -> Run:
+    """One run of ``argv``; ``registry`` counts the CPU seconds of the registry that matters,
+    ``expect`` is a piece of output without which the run did not do what it is timed for."""
     # Each run starts with no dirty pages: python-dxf leaves 1 GB of unwritten data behind (it
     # does not fsync), and the kernel would write it out during whichever run comes next.
     os.sync()
-    before = registry_cpu()
+    before = registry()
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-c", LAUNCHER, *argv],
@@ -113,7 +148,9 @@ def timed(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None =
     cpu, rss_kb, code = proc.stdout.split()[-3:]
     if int(code) != 0:
         raise SystemExit(f"failed: {' '.join(argv)}\n{proc.stderr}")
-    return Run(wall, float(cpu), int(rss_kb) / 1024, registry_cpu() - before)
+    if expect is not None and expect not in proc.stdout:
+        raise SystemExit(f"no {expect!r} from {' '.join(argv)}:\n{proc.stdout}{proc.stderr}")
+    return Run(wall, float(cpu), int(rss_kb) / 1024, registry() - before)
 
 
 def dxf_python() -> str:
@@ -125,6 +162,9 @@ def dxf_python() -> str:
     return str(python)
 
 
+CASES = ("pull", "copy", "sync")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -132,31 +172,48 @@ def main() -> int:
     parser.add_argument(
         "--baseline", metavar="REV", help="also run pypull as of this git revision, alongside"
     )
+    parser.add_argument(
+        "--cases",
+        default=",".join(CASES),
+        help=f"which rows, comma-separated (default: {','.join(CASES)})",
+    )
+    parser.add_argument(
+        "--copy-jobs",
+        type=int,
+        default=3,
+        metavar="N",
+        help="pypull copy -j N, when its --help shows -j (default: 3, as pulls)",
+    )
     args = parser.parse_args()
+    cases = set(args.cases.split(","))
+    if cases - set(CASES):
+        parser.error(f"--cases: unknown {','.join(sorted(cases - set(CASES)))}")
     for tool in ("skopeo", "/usr/bin/docker-registry"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is missing: apt-get install -y skopeo docker-registry")
 
     big_sizes = [s // 10 or 1 for s in BIG_LAYERS] if args.quick else BIG_LAYERS
     python = sys.executable
-    dxf = dxf_python()
+    dxf = dxf_python() if "pull" in cases else ""
     # What pip does on install: without it, an editable checkout under PYTHONDONTWRITEBYTECODE
     # compiles every module at every start (30 ms here), which no installed pypull does.
     subprocess.run([python, "-m", "compileall", "-q", str(ROOT / "puller")], check=True)
     work = Path(tempfile.mkdtemp(prefix="pypull-bench-"))
+    pypull = Pypull(python, {}, None, args.copy_jobs)
     baseline = None
     if args.baseline:
-        baseline = (args.baseline, work / "baseline")
-        baseline[1].mkdir()
+        tree = work / "baseline"
+        tree.mkdir()
         archive = subprocess.run(
             ["git", "-C", str(ROOT), "archive", args.baseline, "puller"],
             capture_output=True,
             check=True,
         ).stdout
-        subprocess.run(["tar", "-x", "-C", str(baseline[1])], input=archive, check=True)
-        subprocess.run([python, "-m", "compileall", "-q", str(baseline[1])], check=True)
-    rows: dict[str, list[Run]] = {}
-    ratios: dict[str, list[float]] = {}
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        subprocess.run([python, "-m", "compileall", "-q", str(tree)], check=True)
+        # Run from its own directory: ``python -m`` puts the current directory first on the path.
+        baseline = (args.baseline, Pypull(python, {"PYTHONPATH": str(tree)}, tree, args.copy_jobs))
+    big_label = "100 MB" if args.quick else "1 GB"
     try:
         with running_registry(work / "registry") as reg:
             print(f"generating and pushing images to {reg.url} ...", flush=True)
@@ -168,33 +225,86 @@ def main() -> int:
             first = pushed(reg, image_of("bench/first", [2] * 8, "bench-first", base))
             second = pushed(reg, image_of("bench/second", [2] * 8, "bench-second", base))
             del base
+            if "sync" in cases:
+                for tag in range(1, SYNC_TAGS + 1):
+                    tagged = make_image("bench/sync", str(tag), layers=3, layer_size=256 << 10)
+                    push(reg.url, tagged)
+                del tagged
             gc.collect()
+            bench = Bench(reg, pypull, baseline)
             for rnd in range(args.rounds):
                 print(f"round {rnd + 1}/{args.rounds}", flush=True)
-                for label, image in (("100 MB" if args.quick else "1 GB", big), ("20 MB", small)):
-                    where = work / f"r{rnd}"
-                    one_round(label, image, reg, where, python, dxf, rows, ratios, rnd, baseline)
-                store = work / f"r{rnd}" / "shared"
-                ref = f"{reg.host}/{first.repository}:1"
-                timed([python, "-m", "puller", "-q", "--store", str(store), ref])
-                rows.setdefault("shared: pypull 2nd image", []).append(
-                    timed(
-                        [
-                            python,
-                            "-m",
-                            "puller",
-                            "-q",
-                            "--store",
-                            str(store),
-                            f"{reg.host}/{second.repository}:1",
-                        ]
+                where = work / f"r{rnd}"
+                for label, image in ((big_label, big), ("20 MB", small)):
+                    if "pull" in cases:
+                        one_round(bench, label, image, where, dxf, rnd)
+                    if "copy" in cases:
+                        copy_round(bench, label, image, where, rnd)
+                if "sync" in cases:
+                    sync_round(bench, where, rnd)
+                if "pull" in cases:
+                    store = str(where / "shared")
+                    pypull.timed("-q", "--store", store, f"{reg.host}/{first.repository}:1")
+                    bench.rows.setdefault("shared: pypull 2nd image", []).append(
+                        pypull.timed("-q", "--store", store, f"{reg.host}/{second.repository}:1")
                     )
-                )
-                shutil.rmtree(work / f"r{rnd}", ignore_errors=True)
+                shutil.rmtree(where, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    report(rows, ratios)
+    report(bench.rows, bench.ratios)
+    check_targets(bench.rows, bench.ratios)
     return 0
+
+
+@dataclass(frozen=True)
+class Pypull:
+    """How to run one pypull: this checkout's, or a baseline's from its own tree."""
+
+    python: str
+    env: dict[str, str]
+    cwd: Path | None
+    copy_jobs: int
+
+    def argv(self, *args: str) -> list[str]:
+        return [self.python, "-m", "puller", *args]
+
+    def timed(
+        self, *args: str, registry: Callable[[], float] = registry_cpu, expect: str | None = None
+    ) -> Run:
+        return timed(self.argv(*args), self.env, self.cwd, registry=registry, expect=expect)
+
+    @functools.cached_property
+    def copy_options(self) -> list[str]:
+        """``-j N`` when this pypull's copy takes it (blobs at once), else nothing."""
+        done = subprocess.run(
+            self.argv("copy", "--help"),
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, **self.env},
+            cwd=self.cwd,
+        )
+        return ["-j", str(self.copy_jobs)] if re.search(r"(^|\s)-j\b", done.stdout) else []
+
+
+@dataclass
+class Bench:
+    """What the rounds share: the source registry, the pypulls, and the rows so far."""
+
+    reg: Registry
+    pypull: Pypull
+    baseline: tuple[str, Pypull] | None
+    rows: dict[str, list[Run]] = field(default_factory=dict)
+    #: Per row, per round: (wall time, client CPU seconds) over skopeo's in the same round.
+    ratios: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+
+    def record(self, label: str, got: dict[str, Run], skopeo: str) -> None:
+        """One round's runs as rows, with their ratios to skopeo's run ``got[skopeo]``."""
+        for name, run in got.items():
+            self.rows.setdefault(f"{label}: {name}", []).append(run)
+            self.ratios.setdefault(f"{label}: {name}", []).append(
+                (run.wall / got[skopeo].wall, run.cpu / got[skopeo].cpu)
+            )
 
 
 @dataclass(frozen=True)
@@ -208,19 +318,9 @@ def pushed(reg: Registry, image: Image) -> Pushed:
     return Pushed(image.repository, tuple(layer.digest for layer in image.manifests[0].layers))
 
 
-def one_round(
-    label: str,
-    image: Pushed,
-    reg: Registry,
-    work: Path,
-    python: str,
-    dxf: str,
-    rows: dict[str, list[Run]],
-    ratios: dict[str, list[float]],
-    rnd: int,
-    baseline: tuple[str, Path] | None = None,
-) -> None:
+def one_round(bench: Bench, label: str, image: Pushed, work: Path, dxf: str, rnd: int) -> None:
     """Each tool once; the order turns round by round, so no tool always runs first."""
+    reg, python, baseline = bench.reg, bench.pypull.python, bench.baseline
     work.mkdir(parents=True, exist_ok=True)  # skopeo wants its destination's parent to exist
     ref = f"{reg.host}/{image.repository}:1"
     store = work / label.replace(" ", "") / "store"
@@ -259,13 +359,11 @@ def one_round(
             env={"PYPULL_EVENT_LOOP": "asyncio"},
         )
     if baseline is not None:
-        # Run from its own directory: ``python -m`` puts the current directory first on the path.
-        rev, tree = baseline
+        rev, old = baseline
         old_store = work / label.replace(" ", "") / "store-baseline"
-        old_argv = [python, "-m", "puller", "-q", "--store", str(old_store), ref]
-        old_env = {"PYTHONPATH": str(tree)}
-        runs[f"pypull cold @{rev}"] = lambda: timed(old_argv, old_env, tree)
-        runs[f"pypull up to date @{rev}"] = lambda: timed(old_argv, old_env, tree)
+        old_args = ["-q", "--store", str(old_store), ref]
+        runs[f"pypull cold @{rev}"] = lambda: old.timed(*old_args)
+        runs[f"pypull up to date @{rev}"] = lambda: old.timed(*old_args)
     # Units keep pypull's up-to-date run right after its cold one.
     units = [
         ["pypull cold", "pypull up to date"],
@@ -274,15 +372,109 @@ def one_round(
     if baseline is not None:
         units.append([f"pypull cold @{baseline[0]}", f"pypull up to date @{baseline[0]}"])
     units += [[name] for name in runs if name.startswith("pypull cold, ")]
+    bench.record(label, in_turns(runs, units, rnd), "skopeo copy")
+
+
+def in_turns(
+    runs: dict[str, Callable[[], Run]], units: list[list[str]], rnd: int
+) -> dict[str, Run]:
+    """Every run once, unit by unit, starting at a unit that turns round by round; the results
+    in the order of ``runs`` (rows in a fixed order)."""
     turn = rnd % len(units)
     got: dict[str, Run] = {}
     for unit in units[turn:] + units[:turn]:
         for name in unit:
             got[name] = runs[name]()
-    got = {name: got[name] for name in runs}  # rows in a fixed order
-    for name, run in got.items():
-        rows.setdefault(f"{label}: {name}", []).append(run)
-        ratios.setdefault(f"{label}: {name}", []).append(run.wall / got["skopeo copy"].wall)
+    return {name: got[name] for name in runs}
+
+
+@contextlib.contextmanager
+def fresh_registry(storage: Path) -> Iterator[Registry]:
+    """A target registry started on empty storage, removed after."""
+    shutil.rmtree(storage, ignore_errors=True)
+    try:
+        with running_registry(storage) as reg:
+            yield reg
+    finally:
+        shutil.rmtree(storage, ignore_errors=True)
+
+
+def copy_round(bench: Bench, label: str, image: Pushed, work: Path, rnd: int) -> None:
+    """Registry to registry: each tool once into a target registry of its own, started on
+    empty storage (its start is not timed); the order turns round by round."""
+    source = f"{bench.reg.host}/{image.repository}:1"
+
+    def into_fresh(copy: Callable[[str, Registry], Run]) -> Callable[[], Run]:
+        def run() -> Run:
+            with fresh_registry(work / "target") as target:
+                return copy(f"{target.host}/{image.repository}:1", target)
+
+        return run
+
+    def pypull_copy(tool: Pypull) -> Callable[[], Run]:
+        return into_fresh(
+            lambda dest, target: tool.timed(
+                "copy", *tool.copy_options, source, dest, registry=cpu_of(target), expect="copied"
+            )
+        )
+
+    runs: dict[str, Callable[[], Run]] = {
+        "pypull": pypull_copy(bench.pypull),
+        "skopeo": into_fresh(
+            lambda dest, target: timed(
+                [
+                    "skopeo",
+                    "copy",
+                    "-q",
+                    "--src-tls-verify=false",
+                    "--dest-tls-verify=false",
+                    f"docker://{source}",
+                    f"docker://{dest}",
+                ],
+                registry=cpu_of(target),
+            )
+        ),
+    }
+    if bench.baseline is not None:
+        rev, old = bench.baseline
+        runs[f"pypull @{rev}"] = pypull_copy(old)
+    bench.record(f"{label} copy", in_turns(runs, [[name] for name in runs], rnd), "skopeo")
+
+
+def sync_round(bench: Bench, work: Path, rnd: int) -> None:
+    """The second of two syncs of the source's ``bench/sync`` tags into a fresh target: nothing
+    has changed, so pypull must only ask HEADs. skopeo sync does the same work its way."""
+    reg, pypull = bench.reg, bench.pypull
+    images = [f"{reg.host}/bench/sync:{tag}" for tag in range(1, SYNC_TAGS + 1)]
+
+    def pypull_sync() -> Run:
+        with fresh_registry(work / "target") as target:
+            argv = ["sync", "--to", f"{target.host}/mirror", *images]
+            pypull.timed(*argv, expect=f"{SYNC_TAGS} images: {SYNC_TAGS} copied")
+            return pypull.timed(
+                *argv, registry=cpu_of(target), expect=f"{SYNC_TAGS} images: {SYNC_TAGS} up to date"
+            )
+
+    def skopeo_sync() -> Run:
+        with fresh_registry(work / "target") as target:
+            argv = [
+                "skopeo",
+                "sync",
+                "--src",
+                "docker",
+                "--dest",
+                "docker",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+                f"{reg.host}/bench/sync",
+                f"{target.host}/mirror",
+            ]
+            timed(argv)
+            return timed(argv, registry=cpu_of(target))
+
+    runs = {"pypull": pypull_sync, "skopeo sync": skopeo_sync}
+    got = in_turns(runs, [[name] for name in runs], rnd)
+    bench.record(f"{SYNC_TAGS} tags, unchanged sync", got, "skopeo sync")
 
 
 def mkdir(path: Path) -> Path:
@@ -290,18 +482,47 @@ def mkdir(path: Path) -> Path:
     return path
 
 
-def report(rows: dict[str, list[Run]], ratios: dict[str, list[float]]) -> None:
-    head = f"{'case':<34} {'wall s':>8} {'/skopeo':>8} {'RSS MB':>8} {'CPU s':>7} {'reg CPU':>8}"
+def report(rows: dict[str, list[Run]], ratios: dict[str, list[tuple[float, float]]]) -> None:
+    head = (
+        f"{'case':<38} {'wall s':>7} {'/skopeo':>8} {'RSS MB':>7} {'CPU s':>6} {'CPU/sk':>7}"
+        f" {'reg CPU':>8}"
+    )
     print()
     print(head)
     print("-" * len(head))
     for name, runs in rows.items():
-        ratio = f"{statistics.median(ratios[name]):.2f}" if name in ratios else "-"
-        print(
-            f"{name:<34} {statistics.median(r.wall for r in runs):>8.2f} {ratio:>8} "
-            f"{max(r.rss_mb for r in runs):>8.0f} {statistics.median(r.cpu for r in runs):>7.2f} "
-            f"{statistics.median(r.registry_cpu for r in runs):>8.2f}"
+        wall, cpu = (
+            (f"{statistics.median(r[i] for r in ratios[name]):.2f}" for i in (0, 1))
+            if name in ratios
+            else ("-", "-")
         )
+        print(
+            f"{name:<38} {statistics.median(r.wall for r in runs):>7.2f} {wall:>8} "
+            f"{max(r.rss_mb for r in runs):>7.0f} {statistics.median(r.cpu for r in runs):>6.2f} "
+            f"{cpu:>7} {statistics.median(r.registry_cpu for r in runs):>8.2f}"
+        )
+
+
+def check_targets(rows: dict[str, list[Run]], ratios: dict[str, list[tuple[float, float]]]) -> None:
+    """The issue's targets for the rows this run has: median ratios, median wall, peak RSS."""
+    lines = []
+    for name, what, limit in TARGETS:
+        if name not in rows:
+            continue
+        if what == "wall / skopeo's":
+            got = statistics.median(r[0] for r in ratios[name])
+        elif what == "client CPU / skopeo's":
+            got = statistics.median(r[1] for r in ratios[name])
+        elif what == "peak RSS MB":
+            got = max(r.rss_mb for r in rows[name])
+        else:
+            got = statistics.median(r.wall for r in rows[name])
+        verdict = "met" if got <= limit else "MISSED"
+        lines.append(f"{name}: {what} {got:.2f} (at most {limit}): {verdict}")
+    if lines:
+        print()
+        print("targets:")
+        print("\n".join(f"  {line}" for line in lines))
 
 
 if __name__ == "__main__":
