@@ -30,7 +30,10 @@ if TYPE_CHECKING:
     from .pulling import Puller, PullResult
 
 PROG = "pypull"
-COMMANDS = ("pull", "copy", "sync", "images", "verify", "config", "login", "logout")
+COMMANDS = ("pull", "copy", "push", "sync", "images", "verify", "config", "login", "logout")
+
+#: copying.DEFAULT_JOBS, not imported: `pypull --help` must not load the copy machinery
+DEFAULT_JOBS = 4
 
 DESCRIPTION = """\
 Pull container images from a registry into a local OCI image layout, like `docker pull`
@@ -39,13 +42,37 @@ concurrently and verified against their SHA-256 digest before they become visibl
 
 commands:
   pypull [pull] [options] IMAGE [IMAGE...]   pull images (the default command)
+  pypull copy SOURCE TARGET                  copy an image from a registry to a registry
+  pypull push IMAGE TARGET                   push an image from the store to a registry
+  pypull sync FILE | --to PREFIX IMAGE...    keep a registry stocked with images (mirroring)
   pypull images [REPOSITORY[:TAG]]           list the images in the store
   pypull verify                              re-hash every blob, check every image is whole
   pypull config                              show the effective configuration and its sources
   pypull login [-u USER] [--password-stdin] [REGISTRY]   store credentials as docker login does
   pypull logout [REGISTRY]                   remove them
 
-Run `pypull pull --help` or `pypull images --help` for the options of each.
+Run `pypull COMMAND --help` (e.g. `pypull sync --help`) for the options of each.
+"""
+
+SYNC_EPILOG = """\
+the sync file (TOML):
+  [[sync]]
+  source = "docker.io/library/redis"            # a repository: its tags, filtered below
+  target = "registry.internal:5000/mirror/redis"
+  tags = ["7\\\\..*", "latest"]                    # regexes, each matched against the whole tag
+  exclude = [".*-rc.*"]
+  platforms = ["linux/amd64", "linux/arm64"]    # default: all, digests unchanged
+  [[sync]]
+  source = "ghcr.io/org/app:1.4.2"              # one image; the target keeps its tag
+  target = "registry.internal:5000/mirror/app"
+
+statuses: copied, up-to-date (nothing fetched or written), would-copy (--dry-run), deferred (the
+source's pull quota is below rate_limit_reserve: not attempted), failed (exit status 1)
+
+examples:
+  pypull sync /etc/pypull/sync.toml --json
+  pypull sync --to registry.internal:5000/mirror redis:7 postgres:16
+  pypull sync --to registry.internal:5000/mirror -f images.txt
 """
 
 PULL_EPILOG = """\
@@ -173,11 +200,35 @@ def _add_settings(p: argparse.ArgumentParser, *, pulls: bool = True) -> None:
 
 
 def _add_copy_options(p: argparse.ArgumentParser, json_help: str) -> None:
-    """What `copy` and `sync` share."""
+    """What `copy`, `push` and `sync` share."""
     p.add_argument(
         "--dry-run", action="store_true", help="compare and say what would be done; write nothing"
     )
     p.add_argument("--json", action="store_true", help=json_help)
+    p.add_argument(
+        "--missing",
+        action="store_true",
+        help="list the target's tags once and leave those it has alone without asking the "
+        "source (for tags that never change)",
+    )
+    p.add_argument(
+        "--platform",
+        action="append",
+        type=_platform,
+        metavar="OS/ARCH[/VARIANT]",
+        help="copy only this platform of a multi-platform image (repeatable); the target's tag "
+        "is then an index of just those, recording the source's digest (default: every "
+        "platform, digests unchanged)",
+    )
+    p.add_argument(
+        "-j",
+        "--jobs",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help=f"blobs (and images) moved at once (default: {DEFAULT_JOBS})",
+    )
+    p.add_argument("--fail-fast", action="store_true", help="start no image after one has failed")
     _add_settings(p, pulls=False)
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
@@ -249,29 +300,54 @@ def build_parser() -> argparse.ArgumentParser:
         '{"summary": {"copied", "up-to-date", "would-copy", "failed"}}',
     )
 
-    sync = sub.add_parser(
-        "sync",
-        help="copy images into a registry under a prefix (keeping a mirror registry stocked)",
-        description="Copy each IMAGE to PREFIX plus its repository path (redis:7 -> "
-        "PREFIX/library/redis:7), as `pypull copy` does: unchanged images cost HEADs only, "
-        "blobs shared between images are sent once and mounted into the other repositories. "
-        "One line per image, then a summary; exit status 1 if any image failed.",
+    push = sub.add_parser(
+        "push",
+        help="push an image from the store to a registry",
+        description="Push an image from the local store to a registry (pull on one machine, "
+        "carry the store, push on another). The manifest bytes the source registry served go "
+        "out as they were (the store keeps them beside their OCI form), so the digest `pypull "
+        "pull` showed is the digest at the target. A multi-platform image needs every platform "
+        "in the store (pull each with --platform), or push the ones it has with --platform.",
         epilog="examples:\n"
-        "  pypull sync --to registry.internal:5000/mirror redis:7 postgres:16\n"
-        "  pypull sync --to registry.internal:5000/mirror -f images.txt --json",
+        "  pypull pull --store ./carry redis:7 && pypull push --store ./carry redis:7 "
+        "registry.internal:5000/mirror/redis",
         formatter_class=fmt,
     )
-    sync.add_argument("images", nargs="*", metavar="IMAGE", help="an image to copy")
-    sync.add_argument(
-        "--to", required=True, metavar="PREFIX", help="registry[/path] the images go under"
+    push.add_argument("image", metavar="IMAGE", help="an image in the store, as it was pulled")
+    push.add_argument("target", metavar="TARGET", help="where to push it; without a tag, IMAGE's")
+    push.add_argument(
+        "--store",
+        metavar="DIR",
+        help="the OCI image layout to read (default: $PYPULL_STORE, else $XDG_DATA_HOME/pypull, "
+        "else ~/.local/share/pypull)",
     )
+    _add_copy_options(push, "one JSON object, as `pypull copy --json`")
+
+    sync = sub.add_parser(
+        "sync",
+        help="keep a registry stocked with images: a sync file, or images under a prefix",
+        description="Copy everything FILE describes, as `pypull copy` does: unchanged images "
+        "cost HEADs only (no manifest GET at the source, nothing written), blobs shared between "
+        "images are sent once and mounted into the other repositories, and -j images move at "
+        "once. With --to, copy each IMAGE to PREFIX plus its repository path instead (redis:7 "
+        "-> PREFIX/library/redis:7). One line per image as it ends, then a summary; exit "
+        "status 1 if any image failed.",
+        epilog=SYNC_EPILOG,
+        formatter_class=fmt,
+    )
+    sync.add_argument(
+        "images",
+        nargs="*",
+        metavar="FILE | IMAGE",
+        help="the sync file (TOML, below); with --to, images to copy",
+    )
+    sync.add_argument("--to", metavar="PREFIX", help="registry[/path] the IMAGEs go under")
     sync.add_argument(
         "-f",
         "--file",
         metavar="LIST",
-        help="read images from LIST too: one a line, # comments; - for stdin",
+        help="with --to: read images from LIST too, one a line, # comments; - for stdin",
     )
-    sync.add_argument("--fail-fast", action="store_true", help="stop at the first image that fails")
     _add_copy_options(
         sync, 'one JSON object per image, as `pypull copy --json`, then {"summary": {...}}'
     )
@@ -669,9 +745,18 @@ def _cmd_pull(args: argparse.Namespace) -> int:
     return _run(_pull_all(args, refs))
 
 
-def _cmd_copy(args: argparse.Namespace) -> int:
-    import dataclasses
+def _copy_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The per-image options of copy, push and sync, for ``Copier.copy``."""
+    from .manifest import parse_platform
 
+    return {
+        "dry_run": args.dry_run,
+        "missing": args.missing,
+        "platforms": tuple(parse_platform(p) for p in args.platform or ()),
+    }
+
+
+def _cmd_copy(args: argparse.Namespace) -> int:
     source = parse(args.source)
     target = parse(args.target)
     if args.all_tags and (_explicit_tag(args.source) or _explicit_tag(args.target)):
@@ -681,20 +766,51 @@ def _cmd_copy(args: argparse.Namespace) -> int:
         )
         return 2
     if not _explicit_tag(args.target):  # the source's tag (or digest) goes with it
-        target = dataclasses.replace(target, tag=source.tag, digest=source.digest)
+        target = _with_identifier(target, source)
+    options = _copy_options(args)
 
     async def work(copier: Copier, report: Callable[[CopyResult], None]) -> list[CopyResult]:
         if args.all_tags:
-            return await copier.copy_tags(source, target, dry_run=args.dry_run, each=report)
-        result = await copier.copy(source, target, dry_run=args.dry_run)
-        report(result)
-        return [result]
+            return await copier.copy_tags(
+                source, target, each=report, fail_fast=args.fail_fast, **options
+            )
+        return await copier.copy_all([(source, target)], each=report, **options)
 
     return _copying(args, work, summary=args.all_tags)
 
 
+def _with_identifier(target: Reference, source: Reference) -> Reference:
+    import dataclasses
+
+    return dataclasses.replace(target, tag=source.tag, digest=source.digest)
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    source = parse(args.image)
+    target = parse(args.target)
+    if not _explicit_tag(args.target):
+        target = _with_identifier(target, source)
+    options = _copy_options(args)
+
+    async def work(copier: Copier, report: Callable[[CopyResult], None]) -> list[CopyResult]:
+        from .copying import StoreSource
+
+        origin = StoreSource(copier.store)
+        return await copier.copy_all([(source, target)], each=report, origin=origin, **options)
+
+    return _copying(args, work, summary=False)
+
+
 def _cmd_sync(args: argparse.Namespace) -> int:
-    """The short form: each IMAGE into PREFIX plus its repository path."""
+    """A sync file, or the short form: each IMAGE into PREFIX plus its repository path."""
+    if args.to is None:
+        if args.file or len(args.images) != 1:
+            print(
+                "Error: give one sync FILE, or --to PREFIX with images (IMAGE... or -f LIST)",
+                file=sys.stderr,
+            )
+            return 2
+        return _sync_file(args, args.images[0])
     texts = list(args.images)
     if args.file:
         texts += _image_list(args.file)
@@ -706,15 +822,49 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     for text in texts:
         source = parse(text)
         pairs.append((source, parse(f"{prefix}/{source.path}{source.suffix}")))
+    options = _copy_options(args)
 
     async def work(copier: Copier, report: Callable[[CopyResult], None]) -> list[CopyResult]:
-        results = []
-        for source, target in pairs:
-            result = await copier.copy(source, target, dry_run=args.dry_run)
-            report(result)
-            results.append(result)
-            if args.fail_fast and result.status == "failed":
+        return await copier.copy_all(pairs, each=report, fail_fast=args.fail_fast, **options)
+
+    return _copying(args, work, summary=True, total=len(pairs))
+
+
+def _sync_file(args: argparse.Namespace, path: str) -> int:
+    """Every [[sync]] entry of the file: a repository's tags that its filters select, or one
+    image; the entry's platforms, else --platform."""
+    from .syncfile import load_sync_file
+
+    entries = load_sync_file(path)
+    options = _copy_options(args)
+
+    async def work(copier: Copier, report: Callable[[CopyResult], None]) -> list[CopyResult]:
+        results: list[CopyResult] = []
+        for entry in entries:
+            own = {**options, "platforms": entry.platforms or options["platforms"]}
+            if results and args.fail_fast and any(r.status == "failed" for r in results):
                 break
+            if entry.is_repository:
+                try:
+                    results += await copier.copy_tags(
+                        entry.source,
+                        entry.target,
+                        each=report,
+                        select=entry.selects,
+                        fail_fast=args.fail_fast,
+                        **own,
+                    )
+                except PullError as e:
+                    failed = CopyResult(
+                        str(entry.source), str(entry.target), "failed", error=str(e)
+                    )
+                    report(failed)
+                    results.append(failed)
+            else:
+                target = entry.target
+                if target.tag is None and target.digest is None:
+                    target = _with_identifier(target, entry.source)
+                results += await copier.copy_all([(entry.source, target)], each=report, **own)
         return results
 
     return _copying(args, work, summary=True)
@@ -738,11 +888,36 @@ def _image_list(path: str) -> list[str]:
     return images
 
 
+class _CopyBar:
+    """On a terminal: one bar for the run (images done, bytes sent), lines above it."""
+
+    def __init__(self, total: int | None) -> None:
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self._bar = tqdm(
+            total=total, unit="image", file=sys.stderr, leave=False, dynamic_ncols=True
+        )
+        self._sent = 0
+
+    def line(self, text: str) -> None:
+        self._tqdm.write(text, file=sys.stdout)
+        self._bar.update(1)
+
+    def sent(self, n: int) -> None:
+        self._sent += n
+        self._bar.set_postfix_str(f"{_human_size(self._sent)} sent", refresh=False)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
 def _copying(
     args: argparse.Namespace,
     work: Callable[[Copier, Callable[[CopyResult], None]], Awaitable[list[CopyResult]]],
     *,
     summary: bool,
+    total: int | None = None,
 ) -> int:
     """Run copies with one Puller and one Copier (mounts across images), printing a line (or a
     JSON object) per image as it ends, and a summary; exit 1 if any failed."""
@@ -752,10 +927,14 @@ def _copying(
     from .pulling import Puller
 
     config = _config(args)
+    bar = _CopyBar(total) if not args.json and sys.stderr.isatty() else None
+    rate_limits: dict[str, int] = {}
 
     def report(result: CopyResult) -> None:
         if args.json:
             print(json.dumps(result.as_json()), flush=True)
+        elif bar is not None:
+            bar.line(shown(_copy_line(result), 1000))
         else:
             print(shown(_copy_line(result), 1000), flush=True)
 
@@ -769,16 +948,34 @@ def _copying(
             max_download_attempts=config.max_download_attempts,
             proxies=config.proxies,
         ) as puller:
-            return await work(Copier(puller), report)
+            copier = Copier(
+                puller,
+                jobs=args.jobs or DEFAULT_JOBS,
+                rate_limit_reserve=config.rate_limit_reserve,
+                on_bytes=bar.sent if bar is not None else None,
+            )
+            try:
+                return await work(copier, report)
+            finally:
+                rate_limits.update(copier.rate_limits)
 
-    results = _run(run())
+    try:
+        results = _run(run())
+    finally:
+        if bar is not None:
+            bar.close()
     if summary:
-        counts = {s: sum(r.status == s for r in results) for s in STATUSES}
+        counts: dict[str, Any] = {s: sum(r.status == s for r in results) for s in STATUSES}
         if args.json:
+            if rate_limits:
+                counts["ratelimit_remaining"] = rate_limits
             print(json.dumps({"summary": counts}), flush=True)
         else:
             said = ", ".join(f"{n} {s.replace('-', ' ')}" for s, n in counts.items() if n)
-            print(f"{_plural(len(results), 'image')}: {said or 'nothing to do'}", flush=True)
+            quota = "".join(
+                f"; {shown(host, 100)} ratelimit-remaining {n}" for host, n in rate_limits.items()
+            )
+            print(f"{_plural(len(results), 'image')}: {said or 'nothing to do'}{quota}", flush=True)
     return 1 if any(r.status == "failed" for r in results) else 0
 
 
@@ -966,6 +1163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_copy(args)
         if args.command == "sync":
             return _cmd_sync(args)
+        if args.command == "push":
+            return _cmd_push(args)
         if args.command == "images":
             return _cmd_images(args)
         if args.command == "verify":

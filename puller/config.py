@@ -7,6 +7,7 @@
     timeout = 30
     platform = "linux/amd64"
     mirror_only = false
+    rate_limit_reserve = 10                  # sync: defer images when fewer pulls are left
     proxy = "http://proxy.example:3128"      # for http:// and https:// (or http_proxy, https_proxy)
     no_proxy = ["internal.example", "10.0.0.0/8"]    # or "internal.example,10.0.0.0/8"
 
@@ -57,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "timeout": 30.0,
     "platform": None,
     "mirror_only": False,
+    "rate_limit_reserve": 10,
 }
 #: The proxy settings: ``proxy`` is both ``http_proxy`` and ``https_proxy``.
 _PROXY_KEYS = ("proxy", "http_proxy", "https_proxy", "no_proxy")
@@ -96,6 +98,8 @@ class Config:
     platform: str | None
     mirror_only: bool
     registries: dict[str, RegistryConfig]
+    #: copies: images not yet started are deferred when the source has fewer pulls left
+    rate_limit_reserve: int = 10
     #: where each setting came from: "default", "FILE:LINE", "$VAR", "--flag"
     sources: dict[str, str] = field(default_factory=dict)
     file: Path | None = None
@@ -188,6 +192,7 @@ def _check_type(
         "str": isinstance(value, str),
         "bool": isinstance(value, bool),
         "positive int": isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+        "whole number": isinstance(value, int) and not isinstance(value, bool) and value >= 0,
         "positive number": isinstance(value, (int, float))
         and not isinstance(value, bool)
         and value > 0,
@@ -289,6 +294,7 @@ def _from_file(
             "platform": "str",
             "mirror_only": "bool",
             "timeout": "positive number",
+            "rate_limit_reserve": "whole number",
         }.get(key, "positive int")
         _check_type(f, (), key, value, kind)
         if key == "platform":
@@ -362,6 +368,7 @@ _ENV = {
     "PYPULL_TIMEOUT": "timeout",
     "PYPULL_PLATFORM": "platform",
     "PYPULL_MIRROR_ONLY": "mirror_only",
+    "PYPULL_RATE_LIMIT_RESERVE": "rate_limit_reserve",
 }
 
 
@@ -379,6 +386,8 @@ def _parse_env(var: str, key: str, text: str) -> Any:
                 return False
             raise ValueError("expected true or false")
         number = float(text) if key == "timeout" else int(text)
+        if key == "rate_limit_reserve" and number == 0:
+            return 0
         if not number > 0:  # also rejects nan
             raise ValueError("expected a positive number")
         return number
@@ -460,6 +469,7 @@ def load(
         platform=values["platform"],
         mirror_only=bool(values["mirror_only"]),
         registries=registries,
+        rate_limit_reserve=int(values["rate_limit_reserve"]),
         sources=sources,
         file=file,
         file_found=parsed is not None,

@@ -1,12 +1,13 @@
-"""Copying an image from one registry to another, byte for byte: the index and every child keep
-their digests. The order is go-containerregistry's ``remote.Write``: blobs, then child manifests
-by digest, then the tag, so a target tag never points at content the target does not hold.
+"""Copying images into a registry, byte for byte: the index and every child keep their digests.
+The order is go-containerregistry's ``remote.Write``: blobs, then child manifests by digest, then
+the tag, so a target tag never points at content the target does not hold.
 
-A copy is a pull whose sink is a registry upload: the source side goes through the configured
-mirrors and credentials (``Puller``), blobs stream from the source to the target hashed on the
-way (bounded memory, no local copy), and a blob that does not verify fails before the upload
-completes. Nothing is written when both sides already agree, and that is found out by HEADs:
-a registry that counts pulls (Docker Hub) does not count them.
+Where the image comes from is a ``Source``: another registry (``RegistrySource``, through the
+configured mirrors and credentials, as a pull) or the local store (``StoreSource``: ``pypull
+push``), regclient's shape, so a copy and a push are one code path. Blobs stream from the source to
+the target hashed on the way (bounded memory, no local copy), and a blob that does not verify
+fails before its upload completes. Nothing is written when both sides already agree, and that is
+found out by HEADs: a registry that counts pulls (Docker Hub) does not count them.
 """
 
 from __future__ import annotations
@@ -14,17 +15,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .auth import push_scope
-from .digest import Digest, Verifier
-from .errors import ManifestError, NotFound, PullError
-from .manifest import Descriptor, Index, Manifest, parse_manifest
+from .digest import Digest, Verifier, digest_of, parse_digest, verify_bytes
+from .errors import ManifestError, NotFound, PullError, StoreError
+from .manifest import MAX_MANIFEST_SIZE, Descriptor, Index, Manifest, Platform, parse_manifest
 from .reference import Reference, valid_tag
-from .registry import Endpoint, ManifestHead, RegistryClient, try_in_turn
+from .registry import Endpoint, RegistryClient, try_in_turn
 from .retry import with_retries
+from .store import RESOLVED_ANNOTATION, Store
 from .text import shown
 
 if TYPE_CHECKING:
@@ -34,13 +37,30 @@ T = TypeVar("T")
 
 #: Pieces of a blob in flight between its download and its upload (1 MiB each).
 PIPE_DEPTH = 4
+#: Blobs moved at once, across every image of a run (``-j``).
+DEFAULT_JOBS = 4
+#: Images not yet started are deferred when the source's pull quota falls below this.
+DEFAULT_RATE_LIMIT_RESERVE = 10
+#: On a platform-filtered index: the digest of the source index it was made from, so that the
+#: next run can tell "unchanged" from a HEAD at the source and a GET at the target.
+SOURCE_DIGEST_ANNOTATION = "io.pypull.source.digest"
 #: What a copy can come to, in the order a summary lists them.
-STATUSES = ("copied", "up-to-date", "would-copy", "failed")
+STATUSES = ("copied", "up-to-date", "would-copy", "deferred", "failed")
+#: Layers a registry must not be sent: they live at the URLs their descriptor names.
+_FOREIGN = frozenset(
+    {
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+    }
+)
+_READ_SIZE = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
 class CopyResult:
-    """What one copy did: ``status`` is "copied", "up-to-date", "would-copy" or "failed"."""
+    """What one copy did: ``status`` is one of ``STATUSES``."""
 
     source: str
     target: str
@@ -68,6 +88,158 @@ class CopyResult:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A manifest as a source holds it: the bytes as served, their digest and parse, and
+    ``origin``, where its children and blobs are to be fetched from (source-specific)."""
+
+    digest: Digest
+    raw: bytes
+    media_type: str
+    parsed: Manifest | Index
+    origin: Any = None
+
+
+Content = Callable[[], AsyncIterator[bytes]]
+
+
+class Source(Protocol):
+    """Where a copy reads an image."""
+
+    async def head(self, ref: Reference) -> Digest | None:
+        """What ``ref`` points at, as cheaply as can be asked; None: unknown (fetch it)."""
+
+    async def manifest(self, ref: Reference) -> Found:
+        """The manifest ``ref`` points at, verified."""
+
+    async def child(self, found: Found, ref: Reference, desc: Descriptor) -> tuple[bytes, str]:
+        """A child manifest of the index ``found``, verified: its bytes and media type."""
+
+    def content(self, found: Found, ref: Reference, blob: Descriptor) -> Content:
+        """The blob's bytes from its start, verified on the way (callable again for a retry)."""
+
+    def remaining(self, ref: Reference) -> int | None:
+        """What is left of the source's pull quota, when it has said."""
+
+
+class RegistrySource:
+    """Images in a registry, asked through its mirrors in turn, as a pull asks. A blob already
+    in the local store is read from there, not fetched."""
+
+    def __init__(self, puller: Puller) -> None:
+        self._puller = puller
+        self._client = puller.client
+
+    async def head(self, ref: Reference) -> Digest | None:
+        sources = self._puller.endpoints(ref, resolve=ref.digest is None)
+        head = await _retried(
+            self._puller,
+            lambda: try_in_turn(sources, lambda e: self._client.head_manifest(e, ref)),
+        )
+        return None if head is None else head.digest
+
+    async def manifest(self, ref: Reference) -> Found:
+        sources = self._puller.endpoints(ref, resolve=ref.digest is None)
+        return await _retried(self._puller, lambda: try_in_turn(sources, self._at(ref)))
+
+    def _at(self, ref: Reference) -> Callable[[Endpoint], Awaitable[Found]]:
+        async def fetch(endpoint: Endpoint) -> Found:
+            digest, resp = await self._puller._fetch_verified(endpoint, ref)
+            parsed = parse_manifest(resp.raw, resp.content_type, str(ref))
+            media_type = resp.content_type or parsed.media_type
+            return Found(digest, resp.raw, media_type, parsed, endpoint)
+
+        return fetch
+
+    async def child(self, found: Found, ref: Reference, desc: Descriptor) -> tuple[bytes, str]:
+        child_ref = dataclasses.replace(ref, tag=None, digest=desc.digest)
+        fetch = functools.partial(self._puller._fetch_verified, found.origin, child_ref, desc)
+        _, resp = await _retried(self._puller, fetch)
+        return resp.raw, resp.content_type or desc.media_type
+
+    def content(self, found: Found, ref: Reference, blob: Descriptor) -> Content:
+        store = self._puller.store
+        try:
+            local = store.has(blob.digest)
+        except (OSError, StoreError):
+            local = False
+        if local:
+            return lambda: _from_store(store, blob)
+        return lambda: _piped(self._client, found.origin, ref.path, blob)
+
+    def remaining(self, ref: Reference) -> int | None:
+        seen = [self._client.rate_limits.get(e.host) for e in self._puller.endpoints(ref)]
+        known = [n for n in seen if n is not None]
+        return min(known) if known else None
+
+
+class StoreSource:
+    """Images in the local store (``pypull push``): the manifest bytes the registry served,
+    which the store keeps beside their OCI form, so the digest is the one the pull showed.
+    Every file is verified as it is read: the store may have been written by someone else."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def head(self, ref: Reference) -> Digest | None:
+        return await asyncio.get_running_loop().run_in_executor(None, self._resolved, ref)
+
+    def _resolved(self, ref: Reference) -> Digest:
+        if ref.digest is not None:
+            if not self._store.has(ref.digest):
+                raise NotFound(f"{ref}: not in the store {self._store.root}")
+            return ref.digest
+        entry = self._store.lookup(str(ref))
+        if entry is None:
+            raise NotFound(f"{ref}: not in the store {self._store.root} (pull it first)")
+        resolved = entry.annotations.get(RESOLVED_ANNOTATION)
+        return entry.digest if resolved is None else parse_digest(resolved)
+
+    async def manifest(self, ref: Reference) -> Found:
+        def read() -> Found:
+            digest = self._resolved(ref)
+            raw = self._manifest_bytes(digest, None, str(ref))
+            parsed = parse_manifest(raw, None, f"{ref} in the store")
+            return Found(digest, raw, parsed.media_type, parsed)
+
+        return await asyncio.get_running_loop().run_in_executor(None, read)
+
+    def _manifest_bytes(self, digest: Digest, size: int | None, what: str) -> bytes:
+        if not self._store.has(digest):
+            raise NotFound(f"{what}: the store {self._store.root} lacks its manifest {digest}")
+        with self._store.open_blob(digest) as f:
+            raw = f.read(MAX_MANIFEST_SIZE + 1)
+        if len(raw) > MAX_MANIFEST_SIZE:
+            raise ManifestError(f"{what}: manifest {digest} in the store is too large")
+        verify_bytes(raw, digest, size, f"{self._store.blob_path(digest)}")
+        return raw
+
+    async def child(self, found: Found, ref: Reference, desc: Descriptor) -> tuple[bytes, str]:
+        def read() -> bytes:
+            if not self._store.has(desc.digest):
+                platform = f" {desc.platform}" if desc.platform else ""
+                raise NotFound(
+                    f"{ref}: the store holds only some platforms of it; the{platform} manifest "
+                    f"{desc.digest} is missing (pull it with --platform"
+                    f"{platform or ' OS/ARCH'}, or push chosen platforms with --platform)"
+                )
+            return self._manifest_bytes(desc.digest, desc.size, str(ref))
+
+        raw = await asyncio.get_running_loop().run_in_executor(None, read)
+        return raw, desc.media_type
+
+    def content(self, found: Found, ref: Reference, blob: Descriptor) -> Content:
+        if not self._store.has(blob.digest):
+            raise NotFound(
+                f"{ref}: the store {self._store.root} lacks blob {blob.digest} (pull the image "
+                "again to fetch it)"
+            )
+        return lambda: _from_store(self._store, blob)
+
+    def remaining(self, ref: Reference) -> int | None:
+        return None
+
+
 @dataclass
 class _Tally:
     uploaded: int = 0
@@ -76,135 +248,271 @@ class _Tally:
     bytes_uploaded: int = 0
 
 
-class Copier:
-    """Copies images with one client: a blob placed in, or found in, a repository of a target
-    registry is mounted from there into the next repository that needs it, not sent again."""
+@dataclass
+class _Plan:
+    """What goes to the target: child manifests by digest, then the top manifest by tag."""
 
-    def __init__(self, puller: Puller) -> None:
-        """``puller`` gives the endpoints, verified manifest fetches, client and retries."""
+    digest: Digest
+    raw: bytes
+    media_type: str
+    children: list[Descriptor] = field(default_factory=list)
+
+
+class Copier:
+    """Copies images with one client. A blob placed in, or found in, a repository of a target
+    registry is mounted from there into the next repository that needs it, not sent again;
+    two images that need the same blob at once wait for one transfer."""
+
+    def __init__(
+        self,
+        puller: Puller,
+        *,
+        jobs: int = DEFAULT_JOBS,
+        rate_limit_reserve: int = DEFAULT_RATE_LIMIT_RESERVE,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> None:
+        """``puller`` gives the endpoints, verified manifest fetches, client and retries;
+        ``jobs`` blobs move at once; ``on_bytes`` hears of each piece uploaded."""
         self._puller = puller
         self._client: RegistryClient = puller.client
+        self.registry_source = RegistrySource(puller)
+        self.store = puller.store
+        self._jobs = jobs
+        self._slots = asyncio.Semaphore(jobs)
+        self._reserve = rate_limit_reserve
+        self._on_bytes = on_bytes
         self._placed: dict[tuple[str, Digest], str] = {}  # (target registry, blob) -> repository
+        self._moving: dict[tuple[str, Digest], asyncio.Event] = {}
+        self._target_tags: dict[tuple[str, str], asyncio.Task[frozenset[str]]] = {}
+
+    @property
+    def rate_limits(self) -> dict[str, int]:
+        """The last ``ratelimit-remaining`` each source host sent."""
+        return dict(self._client.rate_limits)
 
     async def copy(
-        self, source: Reference, target: Reference, *, dry_run: bool = False
+        self,
+        source: Reference,
+        target: Reference,
+        *,
+        dry_run: bool = False,
+        platforms: Sequence[Platform] = (),
+        missing: bool = False,
+        origin: Source | None = None,
     ) -> CopyResult:
-        """Copy ``source`` to ``target`` (every platform); errors become a "failed" result."""
+        """Copy ``source`` to ``target``: every platform, or only ``platforms`` (then the
+        target's tag is an index of just those, which records the source's digest). With
+        ``missing``, a tag the target already has is left alone without asking the source.
+        ``origin`` is where ``source`` is read (default: its registry). Errors become a
+        "failed" result."""
         src, dst = str(source), str(target)
         try:
-            return await self._copy(source, target, dry_run)
+            return await self._copy(
+                source, target, origin or self.registry_source, dry_run, platforms, missing
+            )
         except PullError as e:
             return CopyResult(src, dst, "failed", error=str(e))
+
+    async def copy_all(
+        self,
+        pairs: Iterable[tuple[Reference, Reference]],
+        *,
+        each: Callable[[CopyResult], None] = lambda _: None,
+        fail_fast: bool = False,
+        **options: Any,
+    ) -> list[CopyResult]:
+        """Copy each (source, target) pair, ``jobs`` images at once (their blobs share the
+        ``jobs`` transfer slots); ``each`` hears of each result as it ends. With ``fail_fast``,
+        no image starts after one has failed."""
+        pending = list(pairs)
+        results: list[CopyResult] = []
+        stop = False
+
+        async def worker() -> None:
+            nonlocal stop
+            while pending and not stop:
+                source, target = pending.pop(0)
+                result = await self.copy(source, target, **options)
+                results.append(result)
+                each(result)
+                if fail_fast and result.status == "failed":
+                    stop = True
+
+        await _all(worker() for _ in range(min(self._jobs, len(pending)) or 1))
+        return results
+
+    async def tags_of(self, source: Reference) -> list[str]:
+        """Every tag of ``source``'s repository, following the registry's ``Link`` pages."""
+        endpoints = self._puller.endpoints(source, resolve=True)
+        return await self._retried(
+            lambda: try_in_turn(endpoints, lambda e: self._client.list_tags(e, source.path))
+        )
 
     async def copy_tags(
         self,
         source: Reference,
         target: Reference,
         *,
-        dry_run: bool = False,
         each: Callable[[CopyResult], None] = lambda _: None,
+        select: Callable[[str], bool] = lambda _: True,
+        fail_fast: bool = False,
+        **options: Any,
     ) -> list[CopyResult]:
-        """Every tag of ``source``'s repository into ``target``'s, one after the other (a blob
-        the first image placed is mounted into the others); ``each`` hears of each result as
-        it comes. The tag listing follows the registry's ``Link`` pages."""
-        endpoints = self._puller.endpoints(source, resolve=True)
-        tags: list[str] = await self._retried(
-            lambda: try_in_turn(endpoints, lambda e: self._client.list_tags(e, source.path))
-        )
-        results = []
-        for tag in tags:
-            src = dataclasses.replace(source, tag=tag, digest=None)
-            dst = dataclasses.replace(target, tag=tag, digest=None)
-            if valid_tag(tag):
-                result = await self.copy(src, dst, dry_run=dry_run)
-            else:
+        """Every tag of ``source``'s repository that ``select`` takes, into ``target``'s."""
+        results: list[CopyResult] = []
+        pairs = []
+        for tag in await self.tags_of(source):
+            if not valid_tag(tag):
                 name = f"{source.name}:{shown(tag, 80)}"
                 result = CopyResult(name, str(target), "failed", error="not a valid tag name")
-            each(result)
-            results.append(result)
+                each(result)
+                results.append(result)
+            elif select(tag):
+                pairs.append(
+                    (
+                        dataclasses.replace(source, tag=tag, digest=None),
+                        dataclasses.replace(target, tag=tag, digest=None),
+                    )
+                )
+        results += await self.copy_all(pairs, each=each, fail_fast=fail_fast, **options)
         return results
 
-    async def _copy(self, source: Reference, target: Reference, dry_run: bool) -> CopyResult:
+    async def _copy(
+        self,
+        source: Reference,
+        target: Reference,
+        origin: Source,
+        dry_run: bool,
+        platforms: Sequence[Platform],
+        missing: bool,
+    ) -> CopyResult:
         src, dst = str(source), str(target)
-        puller = self._puller
-        to = puller.server(target)  # the target registry's own server, never a mirror
-        sources = puller.endpoints(source, resolve=source.digest is None)
+        to = self._puller.server(target)  # the target registry's own server, never a mirror
+        if missing and target.tag is not None and target.tag in await self._tags_at(to, target):
+            return CopyResult(src, dst, "up-to-date")
+        left = origin.remaining(source)
+        if left is not None and left < self._reserve:
+            return CopyResult(
+                src,
+                dst,
+                "deferred",
+                error=f"{left} pulls left at the source (rate_limit_reserve {self._reserve})",
+            )
         there = await self._head(to, target)
         if there is not None:
-            here = await self._retried(
-                lambda: try_in_turn(sources, lambda e: self._client.head_manifest(e, source))
-            )
-            if here is not None and here.digest == there.digest:
-                return CopyResult(src, dst, "up-to-date", str(there.digest))
-        endpoint, digest, raw, media_type, parsed = await self._retried(
-            lambda: try_in_turn(sources, lambda e: self._manifest_at(e, source))
-        )
-        if there is not None and there.digest == digest:
-            return CopyResult(src, dst, "up-to-date", str(digest))
+            here = await origin.head(source)
+            if here is not None and here == there:
+                return CopyResult(src, dst, "up-to-date", str(there))
+            if here is not None and platforms and await self._made_from(to, target) == here:
+                return CopyResult(src, dst, "up-to-date", str(there))
+        found = await origin.manifest(source)
+        plan = _plan(found, platforms, src)
+        if there is not None and there == plan.digest:
+            return CopyResult(src, dst, "up-to-date", str(plan.digest))
         if dry_run:
-            return CopyResult(src, dst, "would-copy", str(digest))
-        children: list[tuple[Descriptor, bytes, str]] = []
+            return CopyResult(src, dst, "would-copy", str(plan.digest))
+        children = await _gather(origin.child(found, source, d) for d in plan.children)
         manifests: list[Manifest] = []
-        if isinstance(parsed, Index):
-            for desc in parsed.manifests:
-                child_ref = dataclasses.replace(source, tag=None, digest=desc.digest)
-                _, child = await self._retried(
-                    functools.partial(puller._fetch_verified, endpoint, child_ref, desc)
-                )
-                manifest = parse_manifest(
-                    child.raw, child.content_type, f"{source} ({desc.digest})"
-                )
-                if isinstance(manifest, Index):
-                    raise ManifestError(f"{source} nests an index in an index: not supported")
-                children.append((desc, child.raw, child.content_type or desc.media_type))
-                manifests.append(manifest)
-        else:
-            manifests.append(parsed)
-        tally = _Tally()
-        seen: set[Digest] = set()
+        if isinstance(found.parsed, Manifest):
+            manifests.append(found.parsed)
+        for desc, (child_raw, child_type) in zip(plan.children, children, strict=True):
+            manifest = parse_manifest(child_raw, child_type, f"{source} ({desc.digest})")
+            if isinstance(manifest, Index):
+                raise ManifestError(f"{source} nests an index in an index: not supported")
+            manifests.append(manifest)
+        blobs: dict[Digest, Descriptor] = {}
         for manifest in manifests:
             for blob in (manifest.config, *manifest.layers):
-                if blob.digest not in seen:
-                    seen.add(blob.digest)
-                    await self._blob(endpoint, source, to, target, blob, tally)
+                if blob.media_type not in _FOREIGN:
+                    blobs.setdefault(blob.digest, blob)
+        tally = _Tally()
+        await _all(
+            self._blob(origin, found, source, to, target, blob, tally) for blob in blobs.values()
+        )
         put = self._client.put_manifest
-        for desc, child_raw, child_type in children:
-            await self._retried(
-                functools.partial(put, to, target.path, str(desc.digest), child_raw, child_type)
-            )
+        await _all(
+            self._retried(functools.partial(put, to, target.path, str(d.digest), raw, kind))
+            for d, (raw, kind) in zip(plan.children, children, strict=True)
+        )
         await self._retried(
-            lambda: self._client.put_manifest(to, target.path, target.identifier, raw, media_type)
+            functools.partial(put, to, target.path, target.identifier, plan.raw, plan.media_type)
         )
         return CopyResult(
             src,
             dst,
             "copied",
-            str(digest),
+            str(plan.digest),
             tally.uploaded,
             tally.mounted,
             tally.existing,
             tally.bytes_uploaded,
         )
 
-    async def _head(self, endpoint: Endpoint, ref: Reference) -> ManifestHead | None:
+    async def _head(self, endpoint: Endpoint, ref: Reference) -> Digest | None:
+        """What the target's tag points at (a GET when its HEAD does not say)."""
+        scope = push_scope(ref.path)
         try:
-            return await self._retried(
-                lambda: self._client.head_manifest(endpoint, ref, scope=push_scope(ref.path))
+            head = await self._retried(
+                lambda: self._client.head_manifest(endpoint, ref, scope=scope)
             )
+            if head is not None:
+                return head.digest
+            resp = await self._retried(lambda: self._client.get_manifest(endpoint, ref))
         except NotFound:
             return None
+        return digest_of(resp.raw)
 
-    async def _manifest_at(
-        self, endpoint: Endpoint, ref: Reference
-    ) -> tuple[Endpoint, Digest, bytes, str, Manifest | Index]:
-        digest, resp = await self._puller._fetch_verified(endpoint, ref)
-        parsed = parse_manifest(resp.raw, resp.content_type, str(ref))
-        media_type = resp.content_type or parsed.media_type
-        return endpoint, digest, resp.raw, media_type, parsed
+    async def _made_from(self, endpoint: Endpoint, ref: Reference) -> Digest | None:
+        """The source digest a platform-filtered index at the target records (a GET of the
+        small index, at the user's own registry)."""
+        try:
+            resp = await self._retried(lambda: self._client.get_manifest(endpoint, ref))
+            annotations = json.loads(resp.raw).get("annotations") or {}
+            return parse_digest(str(annotations.get(SOURCE_DIGEST_ANNOTATION, "")))
+        except (PullError, ValueError, AttributeError):
+            return None
+
+    async def _tags_at(self, endpoint: Endpoint, ref: Reference) -> frozenset[str]:
+        """The target repository's tags, listed once a run (a repository not there yet: none)."""
+        key = (endpoint.url, ref.path)
+        task = self._target_tags.get(key)
+        if task is None:
+
+            async def listing() -> frozenset[str]:
+                try:
+                    tags = await self._retried(lambda: self._client.list_tags(endpoint, ref.path))
+                except NotFound:
+                    return frozenset()
+                return frozenset(tags)
+
+            task = self._target_tags[key] = asyncio.ensure_future(listing())
+        return await asyncio.shield(task)
 
     async def _blob(
         self,
-        source_endpoint: Endpoint,
+        origin: Source,
+        found: Found,
+        source: Reference,
+        to: Endpoint,
+        target: Reference,
+        blob: Descriptor,
+        tally: _Tally,
+    ) -> None:
+        key = (to.url, blob.digest)
+        while (moving := self._moving.get(key)) is not None:
+            await moving.wait()  # another image is moving it: then a HEAD or mount does
+        done = self._moving[key] = asyncio.Event()
+        try:
+            async with self._slots:
+                await self._move(origin, found, source, to, target, blob, tally)
+        finally:
+            del self._moving[key]
+            done.set()
+
+    async def _move(
+        self,
+        origin: Source,
+        found: Found,
         source: Reference,
         to: Endpoint,
         target: Reference,
@@ -220,10 +528,11 @@ class Copier:
             self._placed.setdefault(key, target.path)
             return
         elsewhere = self._placed.get(key)
-
-        def content() -> AsyncIterator[bytes]:
-            return _piped(self._client, source_endpoint, source.path, blob)
-
+        if elsewhere is None and isinstance(found.origin, Endpoint) and found.origin.url == to.url:
+            elsewhere = source.path  # the same registry: the source repository has it
+        content = origin.content(found, source, blob)
+        if self._on_bytes is not None:
+            content = _counted(content, self._on_bytes)
         how = await self._retried(
             lambda: self._client.upload_blob(
                 to, target.path, blob.digest, blob.size, content, mount_from=elsewhere
@@ -237,7 +546,91 @@ class Copier:
             tally.bytes_uploaded += blob.size
 
     async def _retried(self, operation: Callable[[], Awaitable[T]]) -> T:
-        return await with_retries(self._puller.retry, operation)
+        return await _retried(self._puller, operation)
+
+
+def _plan(found: Found, platforms: Sequence[Platform], where: str) -> _Plan:
+    """The manifests to write: the source's as they are, or an index of only ``platforms``
+    that records the source index's digest (``SOURCE_DIGEST_ANNOTATION``)."""
+    parsed = found.parsed
+    if isinstance(parsed, Manifest):  # one platform already: copied as it is
+        return _Plan(found.digest, found.raw, found.media_type)
+    if not platforms:
+        return _Plan(found.digest, found.raw, found.media_type, list(parsed.manifests))
+    chosen = [
+        d
+        for d in parsed.manifests
+        if d.platform is not None and any(d.platform.matches(p) for p in platforms)
+    ]
+    if not chosen:
+        have = ", ".join(sorted({str(d.platform) for d in parsed.manifests if d.platform}))
+        wanted = ", ".join(str(p) for p in platforms)
+        raise ManifestError(f"{where} has no {wanted} (it has {have or 'no platforms named'})")
+    keep = {str(d.digest) for d in chosen}
+    doc = json.loads(found.raw)
+    doc["manifests"] = [m for m in doc["manifests"] if m.get("digest") in keep]
+    annotations = doc.get("annotations")
+    doc["annotations"] = {
+        **(annotations if isinstance(annotations, dict) else {}),
+        SOURCE_DIGEST_ANNOTATION: str(found.digest),
+    }
+    raw = json.dumps(doc, indent=3).encode()
+    return _Plan(digest_of(raw), raw, found.media_type, chosen)
+
+
+async def _retried(puller: Puller, operation: Callable[[], Awaitable[T]]) -> T:
+    return await with_retries(puller.retry, operation)
+
+
+async def _all(coroutines: Iterable[Awaitable[Any]]) -> None:
+    await _gather(coroutines)
+
+
+async def _gather(coroutines: Iterable[Awaitable[T]]) -> list[T]:
+    """All of them at once; the first failure cancels the rest (and is raised)."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+def _counted(content: Content, on_bytes: Callable[[int], None]) -> Content:
+    async def counted() -> AsyncIterator[bytes]:
+        async for piece in content():
+            on_bytes(len(piece))
+            yield piece
+
+    return counted
+
+
+async def _from_store(store: Store, blob: Descriptor) -> AsyncIterator[bytes]:
+    """The blob's file, verified on the way; the last piece is held back until it has."""
+    loop = asyncio.get_running_loop()
+    path = store.blob_path(blob.digest)
+    verifier = Verifier(blob.digest, blob.size, str(path))
+    f = await loop.run_in_executor(None, store.open_blob, blob.digest)
+    try:
+        held: bytes | None = None
+        while True:
+            try:
+                piece = await loop.run_in_executor(None, f.read, _READ_SIZE)
+            except OSError as e:
+                raise StoreError(f"cannot read {path}: {e.strerror or e}") from None
+            if not piece:
+                break
+            verifier.update(piece)
+            if held is not None:
+                yield held
+            held = piece
+        verifier.verify()
+        if held is not None:
+            yield held
+    finally:
+        f.close()
 
 
 async def _piped(

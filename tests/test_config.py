@@ -468,8 +468,8 @@ MIRROR = '[[registry."docker.io".mirror]]\n'
             2,
             "max_concurent_downloads",
             "unknown key (known: http_proxy, https_proxy, max_concurrent_downloads, "
-            "max_download_attempts, mirror_only, no_proxy, platform, proxy, registry, store, "
-            "timeout)",
+            "max_download_attempts, mirror_only, no_proxy, platform, proxy, rate_limit_reserve, "
+            "registry, store, timeout)",
         ),
         ('"tiemout" = 5\n', 1, "tiemout", "unknown key"),
         (
@@ -831,6 +831,7 @@ def test_render_of_the_defaults_round_trips(tmp_path: Path) -> None:
         "max_download_attempts": 5,
         "timeout": 30.0,
         "mirror_only": False,  # platform: not set, so not there
+        "rate_limit_reserve": 10,
     }
     assert effective(reload(config, tmp_path)) == effective(config)
 
@@ -844,6 +845,7 @@ def test_render_parses_to_the_effective_values(full: Path, ca: Path, tmp_path: P
         "timeout": 12.0,
         "platform": "linux/arm64/v8",
         "mirror_only": True,
+        "rate_limit_reserve": 10,
         "registry": {
             "docker.io": {
                 "mirror": [
@@ -894,12 +896,12 @@ def test_render_says_where_each_value_comes_from(full: Path) -> None:
 def test_render_every_setting_line_has_a_source(tmp_path: Path) -> None:
     lines = render(load({}, {}, tmp_path / "missing.toml")).splitlines()
     assert lines[0] == f"# configuration file: {tmp_path / 'missing.toml'} (not found)"
-    assert len(lines) == 9
+    assert len(lines) == 10
     for line in lines[1:]:
         assert line.endswith(" # default"), line
     assert lines[5].startswith("# platform is not set ")
-    assert lines[7].startswith("# proxy is not set ")
-    assert lines[8].startswith("# no_proxy is not set ")
+    assert lines[8].startswith("# proxy is not set ")
+    assert lines[9].startswith("# no_proxy is not set ")
 
 
 def test_render_quotes_strings(tmp_path: Path) -> None:

@@ -225,7 +225,9 @@ def test_all_tags_copies_each_with_a_line_and_a_summary(tagged: Registry, target
     assert again.returncode == 0, again.stderr
     docs = [json.loads(line) for line in again.stdout.splitlines()]
     assert [d["status"] for d in docs[:-1]] == ["up-to-date"] * 3
-    assert docs[-1] == {"summary": {"copied": 0, "up-to-date": 3, "would-copy": 0, "failed": 0}}
+    assert docs[-1] == {
+        "summary": {"copied": 0, "up-to-date": 3, "would-copy": 0, "deferred": 0, "failed": 0}
+    }
 
 
 def test_all_tags_takes_repositories_not_tags(tagged: Registry, target: Registry) -> None:
@@ -244,10 +246,21 @@ def test_sync_puts_each_image_under_the_prefix_and_mounts_what_they_share(
     a, b = f"{registry.host}/library/app-a:1", f"{registry.host}/library/app-b:1"
     run = run_pypull("sync", "--to", prefix, a, b)
     assert run.returncode == 0, run.stderr
-    first, second, summary = run.stdout.splitlines()
-    assert first.startswith(f"{a} -> {prefix}/library/app-a:1: copied (9 uploaded, 0 mounted")
-    assert second.startswith(f"{b} -> {prefix}/library/app-b:1: copied (4 uploaded, 5 mounted")
+    *lines, summary = run.stdout.splitlines()
     assert summary == "2 images: 2 copied"
+    # The two go at once, so either may send a shared blob; the other mounts it.
+    counts = {}
+    for line in lines:
+        m = re.fullmatch(
+            r"(\S+) -> (\S+): copied \((\d+) uploaded, (\d+) mounted, 0 existing, .*\)", line
+        )
+        assert m, line
+        counts[m[1]] = (m[2], int(m[3]), int(m[4]))
+    assert counts[a][0] == f"{prefix}/library/app-a:1"
+    assert counts[b][0] == f"{prefix}/library/app-b:1"
+    assert counts[a][1] + counts[a][2] == 9 and counts[b][1] + counts[b][2] == 9
+    assert counts[a][1] + counts[b][1] == 13  # the 5 shared blobs went once
+    assert counts[a][2] + counts[b][2] == 5
     _, second_image = shared_pair()
     assert raw(target, "sync/library/app-b:1", creds=True) == second_image.raw
 
@@ -264,12 +277,14 @@ def test_sync_reads_a_list_and_a_dry_run_writes_nothing(
     run = run_pypull("sync", "--to", f"{target.host}/dry", "-f", listing, "--dry-run", "--json")
     assert run.returncode == 0, run.stderr
     docs = [json.loads(line) for line in run.stdout.splitlines()]
-    assert [d["target"] for d in docs[:-1]] == [
-        f"{target.host}/dry/library/redis:latest",
+    assert sorted(d["target"] for d in docs[:-1]) == [
         f"{target.host}/dry/library/dockerimg:latest",
+        f"{target.host}/dry/library/redis:latest",
     ]
     assert [d["status"] for d in docs[:-1]] == ["would-copy", "would-copy"]
-    assert docs[-1] == {"summary": {"copied": 0, "up-to-date": 0, "would-copy": 2, "failed": 0}}
+    assert docs[-1] == {
+        "summary": {"copied": 0, "up-to-date": 0, "would-copy": 2, "deferred": 0, "failed": 0}
+    }
     assert [m for m, _ in log.requests() if m in ("PUT", "POST", "PATCH")] == []
 
 
@@ -278,9 +293,11 @@ def test_sync_goes_on_past_a_failure_unless_fail_fast(registry: Registry, target
     prefix = f"{target.host}/ff"
     run = run_pypull("sync", "--to", prefix, missing, good)
     assert run.returncode == 1
-    lines = run.stdout.splitlines()
-    assert ": failed: " in lines[0] and ": copied (" in lines[1]
-    assert lines[-1] == "2 images: 1 copied, 1 failed"
-    fast = run_pypull("sync", "--fail-fast", "--to", f"{prefix}2", missing, good)
+    lines = sorted(run.stdout.splitlines()[:-1])
+    assert lines[0].startswith(f"{missing} -> ") and ": failed: " in lines[0]
+    assert lines[1].startswith(f"{good}:latest -> ") and ": copied (" in lines[1]
+    assert run.stdout.splitlines()[-1] == "2 images: 1 copied, 1 failed"
+    # One image at a time, so that the failure comes first and the other is never started.
+    fast = run_pypull("sync", "--fail-fast", "-j", "1", "--to", f"{prefix}2", missing, good)
     assert fast.returncode == 1
     assert fast.stdout.splitlines()[-1] == "1 image: 1 failed"
