@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from fixtures.images import all_images
 from fixtures.registry import REGISTRY_BINARY, Registry, push, running_registry
+from tests.test_mirrors_credentials_e2e import PASSWORD, USER
 
 #: Tests that also run on uvloop: the command uses it when it is installed, and these drive
 #: wire's protocol (and the fault table through it) directly.
@@ -67,3 +69,33 @@ def no_user_configuration(
 def store(tmp_path: Path) -> Path:
     """Where a test's image store goes; not created, so the store's own setup is exercised."""
     return tmp_path / "store"
+
+
+#: alice's password at bcrypt cost 4: the registry checks it on every request, and a copy makes
+#: dozens (fixtures/htpasswd's cost 12 takes a quarter of a second each here).
+CHEAP_HTPASSWD = f"{USER}:$2b$04$abcdefghijklmnopqrstuujZkTwHUiJ9XdZPwKfcfDo7dMp5DjlTu\n"
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """An empty registry behind htpasswd, with its access log."""
+    work = tmp_path_factory.mktemp("copy-target")
+    htpasswd = work / "htpasswd"
+    htpasswd.write_text(CHEAP_HTPASSWD)
+    config = {
+        "auth": {"htpasswd": {"realm": "pypull-test", "path": str(htpasswd)}},
+        "log": {"accesslog": {"disabled": False}},
+    }
+    with running_registry(work / "storage", extra_config=config) as reg:
+        yield reg
+
+
+def raw(registry: Registry, name: str, *, creds: bool = False) -> bytes:
+    """What ``skopeo inspect --raw`` reads at ``registry``/``name``."""
+    argv = ["skopeo", "inspect", "--raw", "--tls-verify=false"]
+    if creds:
+        argv += ["--creds", f"{USER}:{PASSWORD}"]
+    done = subprocess.run(
+        [*argv, f"docker://{registry.host}/{name}"], capture_output=True, check=True, timeout=60
+    )
+    return done.stdout

@@ -21,6 +21,7 @@ from puller.manifest import Descriptor, Manifest, parse_manifest
 from puller.pulling import Puller
 from puller.reference import parse
 from puller.registry import Endpoint, RegistryClient
+from tests.conftest import raw
 from tests.fakeregistry import Corrupt, start_fake
 from tests.fakeregistry import run_pypull as run_pypull_async
 from tests.helpers import AccessLog, run_pypull
@@ -31,39 +32,10 @@ from tests.test_mirrors_credentials_e2e import (
     write_docker_config,
 )
 
-#: alice's password at bcrypt cost 4: the registry checks it on every request, and a copy makes
-#: dozens (fixtures/htpasswd's cost 12 takes a quarter of a second each here).
-CHEAP_HTPASSWD = f"{USER}:$2b$04$abcdefghijklmnopqrstuujZkTwHUiJ9XdZPwKfcfDo7dMp5DjlTu\n"
-
-
-@pytest.fixture(scope="module")
-def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    """An empty registry behind htpasswd, with its access log."""
-    work = tmp_path_factory.mktemp("copy-target")
-    htpasswd = work / "htpasswd"
-    htpasswd.write_text(CHEAP_HTPASSWD)
-    config = {
-        "auth": {"htpasswd": {"realm": "pypull-test", "path": str(htpasswd)}},
-        "log": {"accesslog": {"disabled": False}},
-    }
-    with running_registry(work / "storage", extra_config=config) as reg:
-        yield reg
-
 
 @pytest.fixture(autouse=True)
 def target_credentials(target: Registry) -> None:
     write_docker_config({"auths": {target.host: {"auth": basic_auth(USER, PASSWORD)}}})
-
-
-def raw(registry: Registry, name: str, *, creds: bool = False) -> bytes:
-    """What ``skopeo inspect --raw`` reads at ``registry``/``name``."""
-    argv = ["skopeo", "inspect", "--raw", "--tls-verify=false"]
-    if creds:
-        argv += ["--creds", f"{USER}:{PASSWORD}"]
-    done = subprocess.run(
-        [*argv, f"docker://{registry.host}/{name}"], capture_output=True, check=True, timeout=60
-    )
-    return done.stdout
 
 
 def test_an_image_is_copied_byte_for_byte_and_a_second_copy_only_asks(

@@ -1,0 +1,262 @@
+"""``pypull sync FILE`` and ``pypull push`` between two real registries, the target behind
+htpasswd with its credentials in docker's config.json: every tag and child byte for byte (read
+back by skopeo), each shared blob sent once, a second run that only asks (no manifest GET at the
+source, nothing written to the target), platform filters, ``--missing``, and pushes from the
+store of a Docker v2 image and of a multi-platform index."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fixtures.images import Image, docker_media, make_image, make_index, multiplatform, shared_pair
+from fixtures.registry import Registry, push, running_registry
+from puller.copying import SOURCE_DIGEST_ANNOTATION
+from tests.conftest import raw
+from tests.helpers import AccessLog, run_pypull
+from tests.test_mirrors_credentials_e2e import PASSWORD, USER, basic_auth, write_docker_config
+
+
+def docker_list() -> Image:
+    """A Docker manifest list over two Docker v2 manifests."""
+    children = [
+        make_image(
+            "library/dlist", "latest", layers=2, family="docker", seed=f"dlist/{arch}",
+            platform=("linux", arch, None),
+        ).manifests[0]
+        for arch in ("amd64", "386")
+    ]  # fmt: skip
+    return make_index("library/dlist", "latest", children, "docker")
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A source registry of its own (its log is read by these tests alone)."""
+    config = {"log": {"accesslog": {"disabled": False}}}
+    with running_registry(tmp_path_factory.mktemp("sync-source"), extra_config=config) as reg:
+        multi = multiplatform()
+        for tag in ("latest", "7.0", "7.0-rc1", "6.2"):
+            push(reg.url, multi, tag=tag)
+        push(reg.url, docker_list())
+        for image in (*shared_pair(), docker_media()):
+            push(reg.url, image)
+        yield reg
+
+
+@pytest.fixture(autouse=True)
+def target_credentials(target: Registry) -> None:
+    write_docker_config({"auths": {target.host: {"auth": basic_auth(USER, PASSWORD)}}})
+
+
+def write_sync_file(path: Path, source: Registry, target: Registry, prefix: str) -> Path:
+    path.write_text(
+        f"""# the team's mirror
+[[sync]]
+source = "{source.host}/library/multi"
+target = "{target.host}/{prefix}/multi"
+tags = ["7\\\\..*", "latest"]
+exclude = [".*-rc.*"]
+
+[[sync]]
+source = "{source.host}/library/dlist"
+target = "{target.host}/{prefix}/dlist"
+
+[[sync]]
+source = "{source.host}/library/app-a:1"
+target = "{target.host}/{prefix}/app-a"
+
+[[sync]]
+source = "{source.host}/library/app-b:1"
+target = "{target.host}/{prefix}/app-b"
+"""
+    )
+    return path
+
+
+def statuses(stdout: str) -> tuple[dict[str, str], dict[str, object]]:
+    docs = [json.loads(line) for line in stdout.splitlines()]
+    return {d["target"]: d["status"] for d in docs[:-1]}, docs[-1]["summary"]
+
+
+def writes(log: AccessLog) -> list[tuple[str, str]]:
+    return [(m, p) for m, p in log.requests() if m in ("PUT", "POST", "PATCH", "DELETE")]
+
+
+def manifest_gets(log: AccessLog) -> list[str]:
+    return [p for m, p in log.requests() if m == "GET" and "/manifests/" in p]
+
+
+def test_a_sync_file_copies_every_tag_and_child_byte_for_byte_and_a_second_run_only_asks(
+    source: Registry, target: Registry, tmp_path: Path
+) -> None:
+    sync = write_sync_file(tmp_path / "sync.toml", source, target, "m")
+    target_log = AccessLog(target)
+    run = run_pypull("sync", sync, "--json")
+    assert run.returncode == 0, run.stderr
+    status, summary = statuses(run.stdout)
+    t = target.host
+    assert status == {
+        f"{t}/m/multi:7.0": "copied",
+        f"{t}/m/multi:latest": "copied",
+        f"{t}/m/dlist:latest": "copied",
+        f"{t}/m/app-a:1": "copied",
+        f"{t}/m/app-b:1": "copied",
+    }  # 6.2 and 7.0-rc1 are filtered out
+    assert summary["copied"] == 5 and summary["failed"] == 0
+
+    uploads = Counter(
+        p.split("digest=")[1].split("&")[0].replace("%3A", ":")
+        for m, p in target_log.requests()
+        if m == "PUT" and "/blobs/uploads/" in p
+    )
+    assert uploads and max(uploads.values()) == 1, uploads  # a shared blob went once
+    a, b = shared_pair()
+    every_blob = {x.digest for image in (multiplatform(), docker_list(), a, b) for x in image.blobs}
+    assert set(uploads) <= every_blob
+    assert len(uploads) + sum(m == "POST" and "mount=" in p for m, p in target_log.requests()) >= (
+        len(every_blob)
+    )
+
+    for name, image in (
+        ("multi:7.0", multiplatform()),
+        ("multi:latest", multiplatform()),
+        ("dlist:latest", docker_list()),
+        ("app-a:1", a),
+        ("app-b:1", b),
+    ):
+        assert raw(target, f"m/{name}", creds=True) == raw(source, f"library/{name}") == image.raw
+        repo = name.split(":")[0]
+        for child in image.manifests if image.is_index else ():
+            at_target = raw(target, f"m/{repo}@{child.digest}", creds=True)
+            assert at_target == child.raw
+
+    source_log, target_log = AccessLog(source), AccessLog(target)
+    again = run_pypull("sync", sync, "--json")
+    assert again.returncode == 0, again.stderr
+    status, summary = statuses(again.stdout)
+    assert set(status.values()) == {"up-to-date"} and len(status) == 5
+    assert manifest_gets(source_log) == []  # Docker Hub would count none of it as a pull
+    assert writes(target_log) == []
+
+
+def test_a_platform_filter_writes_an_annotated_index_and_then_costs_no_source_get(
+    source: Registry, target: Registry, tmp_path: Path
+) -> None:
+    sync = tmp_path / "arm.toml"
+    sync.write_text(
+        f'[[sync]]\nsource = "{source.host}/library/multi:latest"\n'
+        f'target = "{target.host}/arm/multi"\nplatforms = ["linux/arm64"]\n'
+    )
+    run = run_pypull("sync", sync)
+    assert run.returncode == 0, run.stderr
+    assert ": copied (4 uploaded" in run.stdout  # the arm64 child's config and 3 layers only
+    index = json.loads(raw(target, "arm/multi:latest", creds=True))
+    arm = multiplatform().manifest_for("linux", "arm64")
+    assert [m["digest"] for m in index["manifests"]] == [arm.digest]
+    assert index["annotations"][SOURCE_DIGEST_ANNOTATION] == multiplatform().digest
+    assert raw(target, f"arm/multi@{arm.digest}", creds=True) == arm.raw
+
+    source_log, target_log = AccessLog(source), AccessLog(target)
+    again = run_pypull("sync", sync)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[0].endswith(": up to date")
+    assert manifest_gets(source_log) == []
+    assert writes(target_log) == []
+
+
+def test_missing_lists_the_target_once_and_never_asks_the_source(
+    source: Registry, target: Registry, tmp_path: Path
+) -> None:
+    sync = write_sync_file(tmp_path / "sync.toml", source, target, "miss")
+    assert run_pypull("sync", sync).returncode == 0
+    source_log, target_log = AccessLog(source), AccessLog(target)
+    again = run_pypull("sync", "--missing", sync, "--json")
+    assert again.returncode == 0, again.stderr
+    status, _ = statuses(again.stdout)
+    assert set(status.values()) == {"up-to-date"}
+    # The repositories' tags are listed at the source (which tags to copy), nothing else.
+    assert sorted(p for _, p in source_log.requests()) == [
+        "/v2/library/dlist/tags/list",
+        "/v2/library/multi/tags/list",
+    ]
+    lists = [
+        p for _, p, code, _ in target_log.entries() if p.endswith("/tags/list") and code == 200
+    ]
+    assert sorted(lists) == [
+        f"/v2/miss/{r}/tags/list" for r in ("app-a", "app-b", "dlist", "multi")
+    ]
+    assert writes(target_log) == []
+
+
+def test_a_dry_run_of_a_sync_file_writes_nothing(
+    source: Registry, target: Registry, tmp_path: Path
+) -> None:
+    sync = write_sync_file(tmp_path / "sync.toml", source, target, "dry")
+    target_log = AccessLog(target)
+    run = run_pypull("sync", sync, "--dry-run")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[-1] == "5 images: 5 would copy"
+    assert writes(target_log) == []
+
+
+def test_a_sync_file_error_names_its_line_and_key(tmp_path: Path) -> None:
+    sync = tmp_path / "bad.toml"
+    sync.write_text('[[sync]]\nsource = "redis"\ntarget = "r.example/redis"\ntag = ["7"]\n')
+    run = run_pypull("sync", sync)
+    assert run.returncode == 1
+    assert run.stderr.startswith(f"Error: {sync}:4: sync.tag: unknown key"), run.stderr
+    assert run.stdout == ""
+
+
+# -- pypull push ----------------------------------------------------------------------------------
+
+
+def test_push_sends_the_bytes_the_source_served_for_a_docker_v2_image(
+    source: Registry, target: Registry, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    name = f"{source.host}/library/dockerimg:latest"
+    assert run_pypull("pull", "--store", store, name).returncode == 0
+    run = run_pypull("push", "--store", store, name, f"{target.host}/pushed/dockerimg")
+    assert run.returncode == 0, run.stderr
+    assert ": copied (5 uploaded" in run.stdout
+    assert raw(target, "pushed/dockerimg:latest", creds=True) == docker_media().raw
+    assert raw(source, "library/dockerimg:latest") == docker_media().raw
+
+    target_log = AccessLog(target)
+    again = run_pypull("push", "--store", store, name, f"{target.host}/pushed/dockerimg")
+    assert again.stdout.rstrip().endswith(": up to date"), again.stdout + again.stderr
+    assert writes(target_log) == []
+
+
+def test_push_of_a_multi_platform_index_needs_every_platform_in_the_store(
+    source: Registry, target: Registry, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    name = f"{source.host}/library/multi:latest"
+    assert run_pypull("pull", "--store", store, "--platform", "linux/amd64", name).returncode == 0
+    half = run_pypull("push", "--store", store, name, f"{target.host}/pushed/multi")
+    assert half.returncode == 1
+    assert "the store holds only some platforms" in half.stdout
+    assert "--platform linux/arm64" in half.stdout
+    assert "Traceback" not in half.stderr
+
+    assert run_pypull("pull", "--store", store, "--platform", "linux/arm64", name).returncode == 0
+    run = run_pypull("push", "--store", store, name, f"{target.host}/pushed/multi")
+    assert run.returncode == 0, run.stdout + run.stderr
+    image = multiplatform()
+    assert raw(target, "pushed/multi:latest", creds=True) == image.raw
+    for child in image.manifests:
+        assert raw(target, f"pushed/multi@{child.digest}", creds=True) == child.raw
+
+
+def test_push_of_an_image_not_in_the_store_says_so(target: Registry, tmp_path: Path) -> None:
+    run = run_pypull(
+        "push", "--store", tmp_path / "empty", "redis:7", f"{target.host}/pushed/redis"
+    )
+    assert run.returncode == 1
+    assert "not in the store" in run.stdout and "pull it first" in run.stdout
