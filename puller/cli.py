@@ -895,9 +895,7 @@ class _CopyBar:
         from tqdm import tqdm
 
         self._tqdm = tqdm
-        self._bar = tqdm(
-            total=total, unit="image", file=sys.stderr, leave=False, dynamic_ncols=True
-        )
+        self._bar = tqdm(total=total, unit="image", file=sys.stderr, leave=False)
         self._sent = 0
 
     def line(self, text: str) -> None:

@@ -6,7 +6,14 @@ store of a Docker v2 image and of a multi-platform index."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import pty
+import struct
+import subprocess
+import sys
+import termios
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -260,3 +267,37 @@ def test_push_of_an_image_not_in_the_store_says_so(target: Registry, tmp_path: P
     )
     assert run.returncode == 1
     assert "not in the store" in run.stdout and "pull it first" in run.stdout
+
+
+def test_on_a_terminal_a_run_bar_counts_images_and_the_lines_remain(
+    source: Registry, target: Registry
+) -> None:
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "puller", "sync", "--to", f"{target.host}/tty"),
+            *(f"{source.host}/library/app-a:1", f"{source.host}/library/dockerimg"),
+        ],
+        stdout=child,
+        stderr=child,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "COLUMNS": "120"},
+    )
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(main)
+    assert proc.wait() == 0
+    screen = b"".join(chunks).decode(errors="replace")
+    assert "/2 [" in screen and "image" in screen  # the bar: images done of 2
+    assert f"-> {target.host}/tty/library/app-a:1: copied (" in screen
+    assert f"-> {target.host}/tty/library/dockerimg:latest: copied (" in screen
+    assert "2 images: 2 copied" in screen
