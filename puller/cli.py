@@ -136,13 +136,17 @@ def _creds(text: str) -> tuple[str, str]:
     return user, password
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def _add_store(p: argparse.ArgumentParser, what: str = "to pull into") -> None:
     p.add_argument(
         "--store",
         metavar="DIR",
-        help="the OCI image layout to pull into "
+        help=f"the OCI image layout {what} "
         "(default: $PYPULL_STORE, else $XDG_DATA_HOME/pypull, else ~/.local/share/pypull)",
     )
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    _add_store(p)
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
 
@@ -315,12 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     push.add_argument("image", metavar="IMAGE", help="an image in the store, as it was pulled")
     push.add_argument("target", metavar="TARGET", help="where to push it; without a tag, IMAGE's")
-    push.add_argument(
-        "--store",
-        metavar="DIR",
-        help="the OCI image layout to read (default: $PYPULL_STORE, else $XDG_DATA_HOME/pypull, "
-        "else ~/.local/share/pypull)",
-    )
+    _add_store(push, "to read")
     _add_copy_options(push, "one JSON object, as `pypull copy --json`")
 
     sync = sub.add_parser(

@@ -249,6 +249,18 @@ class _Tally:
 
 
 @dataclass
+class _Job:
+    """One image's copy: where from, what was found there, and where to."""
+
+    origin: Source
+    found: Found
+    source: Reference
+    to: Endpoint
+    target: Reference
+    tally: _Tally = field(default_factory=_Tally)
+
+
+@dataclass
 class _Plan:
     """What goes to the target: child manifests by digest, then the top manifest by tag."""
 
@@ -425,10 +437,9 @@ class Copier:
             for blob in (manifest.config, *manifest.layers):
                 if blob.media_type not in _FOREIGN:
                     blobs.setdefault(blob.digest, blob)
-        tally = _Tally()
-        await _all(
-            self._blob(origin, found, source, to, target, blob, tally) for blob in blobs.values()
-        )
+        job = _Job(origin, found, source, to, target)
+        await _all(self._blob(job, blob) for blob in blobs.values())
+        tally = job.tally
         put = self._client.put_manifest
         await _all(
             self._retried(functools.partial(put, to, target.path, str(d.digest), raw, kind))
@@ -488,57 +499,41 @@ class Copier:
             task = self._target_tags[key] = asyncio.ensure_future(listing())
         return await asyncio.shield(task)
 
-    async def _blob(
-        self,
-        origin: Source,
-        found: Found,
-        source: Reference,
-        to: Endpoint,
-        target: Reference,
-        blob: Descriptor,
-        tally: _Tally,
-    ) -> None:
-        key = (to.url, blob.digest)
+    async def _blob(self, job: _Job, blob: Descriptor) -> None:
+        key = (job.to.url, blob.digest)
         while (moving := self._moving.get(key)) is not None:
             await moving.wait()  # another image is moving it: then a HEAD or mount does
         done = self._moving[key] = asyncio.Event()
         try:
             async with self._slots:
-                await self._move(origin, found, source, to, target, blob, tally)
+                await self._move(job, blob)
         finally:
             del self._moving[key]
             done.set()
 
-    async def _move(
-        self,
-        origin: Source,
-        found: Found,
-        source: Reference,
-        to: Endpoint,
-        target: Reference,
-        blob: Descriptor,
-        tally: _Tally,
-    ) -> None:
+    async def _move(self, job: _Job, blob: Descriptor) -> None:
+        to, path, tally = job.to, job.target.path, job.tally
         key = (to.url, blob.digest)
-        scope = push_scope(target.path)
+        scope = push_scope(path)
         if await self._retried(
-            lambda: self._client.blob_exists(to, target.path, blob.digest, scope=scope)
+            lambda: self._client.blob_exists(to, path, blob.digest, scope=scope)
         ):
             tally.existing += 1
-            self._placed.setdefault(key, target.path)
+            self._placed.setdefault(key, path)
             return
         elsewhere = self._placed.get(key)
-        if elsewhere is None and isinstance(found.origin, Endpoint) and found.origin.url == to.url:
-            elsewhere = source.path  # the same registry: the source repository has it
-        content = origin.content(found, source, blob)
+        origin = job.found.origin
+        if elsewhere is None and isinstance(origin, Endpoint) and origin.url == to.url:
+            elsewhere = job.source.path  # the same registry: the source repository has it
+        content = job.origin.content(job.found, job.source, blob)
         if self._on_bytes is not None:
             content = _counted(content, self._on_bytes)
         how = await self._retried(
             lambda: self._client.upload_blob(
-                to, target.path, blob.digest, blob.size, content, mount_from=elsewhere
+                to, path, blob.digest, blob.size, content, mount_from=elsewhere
             )
         )
-        self._placed[key] = target.path
+        self._placed[key] = path
         if how == "mounted":
             tally.mounted += 1
         else:
