@@ -1,0 +1,348 @@
+"""The sync file of ``pypull sync FILE``: which images go where, as TOML.
+
+    [[sync]]
+    source = "docker.io/library/redis"           # a repository: its tags, filtered below
+    target = "registry.internal:5000/mirror/redis"
+    tags = ["7\\\\..*", "latest"]                  # regexes, each matched against the whole tag
+    exclude = [".*-rc.*"]
+    platforms = ["linux/amd64", "linux/arm64"]   # default: all, digests unchanged
+
+    [[sync]]
+    source = "ghcr.io/org/app:1.4.2"             # one image; the target keeps its tag
+    target = "registry.internal:5000/mirror/app"
+
+References are parsed as pulls parse them (``redis`` is ``docker.io/library/redis``). The rules
+of an entry, each broken one an error:
+
+* ``source`` without a tag or digest is a repository: the tags its registry lists, those that
+  some ``tags`` regex matches whole (no ``tags``: every tag) and no ``exclude`` regex matches
+  whole; ``target`` is then a repository too (no tag, no digest) and each tag keeps its name.
+* ``source`` with a tag or digest is one image, and ``tags``/``exclude`` have nothing to choose
+  from. ``target`` may give the image a tag of its own; without one the image keeps the
+  source's tag, or, when the source names only a digest, is pushed by that digest, untagged (as
+  ``pypull copy`` does). With ``platforms`` the copy is a new index of another digest, so a
+  digest-only source then needs a tag in ``target``.
+* ``target`` never names a digest (what is pushed decides it), and is not the source itself.
+
+``SyncEntry.source`` and ``.target`` of a repository entry have neither tag nor digest; those of
+a one-image entry say exactly what is read and what is written (``Reference.identifier``).
+
+Every mistake is one line in ``config.toml``'s style (``puller.config``), a ``SyncFileError``
+(a ``ConfigError``): ``FILE:LINE: sync.KEY: what is wrong``, the line that of the key, or of its
+``[[sync]]`` when the key is missing; text quoted from the file is escaped and bounded
+(``text.shown``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import sys
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, _File
+from .errors import InvalidReference
+from .manifest import Platform, parse_platform
+from .reference import Reference, parse
+from .text import shown
+
+__all__ = [
+    "MAX_FILE_SIZE",
+    "MAX_PATTERN_LENGTH",
+    "MAX_TAG_LENGTH",
+    "SyncEntry",
+    "SyncFileError",
+    "load_sync_file",
+    "parse_sync_text",
+]
+
+#: A sync file larger than this is refused unread: a list of images is kilobytes, not megabytes.
+MAX_FILE_SIZE = 1024 * 1024
+#: The longest ``tags``/``exclude`` regex accepted, in characters.
+MAX_PATTERN_LENGTH = 1000
+#: The distribution spec's bound on a tag; a longer "tag" from a registry is selected by nothing.
+MAX_TAG_LENGTH = 128
+
+_KEYS = ("source", "target", "tags", "exclude", "platforms")
+#: A table header, [name] or [[name]] (group 1: "[" for the latter), as config._File reads them.
+_HEADER = re.compile(r"\[(\[?)\s*(.*?)\s*\]\]?\s*(#.*)?")
+#: tomllib's (and tomli's) way of saying where: "... (at line 3, column 7)".
+_TOML_WHERE = re.compile(r"\(at line (\d+), column \d+\)")
+
+
+class SyncFileError(ConfigError):
+    """A sync file that cannot be used: unreadable, not TOML, or an entry that breaks a rule;
+    the message says where (``FILE:LINE: sync.KEY: ...``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SyncEntry:
+    """One ``[[sync]]``: ``source`` into ``target``, ``line`` where it starts in the file."""
+
+    source: Reference
+    target: Reference
+    #: a tag is copied if one of these matches it whole (none: every tag), ...
+    tags: tuple[re.Pattern[str], ...] = ()
+    #: ... and none of these does
+    exclude: tuple[re.Pattern[str], ...] = ()
+    #: the platforms copied (an index of these only); none: every platform, digests unchanged
+    platforms: tuple[Platform, ...] = ()
+    line: int = 0
+
+    @property
+    def is_repository(self) -> bool:
+        """Whether ``source`` is a repository (its tags, filtered), not one image."""
+        return self.source.tag is None and self.source.digest is None
+
+    def selects(self, tag: str) -> bool:
+        """Whether ``tag`` of the source repository is copied: some ``tags`` regex matches it
+        whole (or there are none) and no ``exclude`` regex does.
+
+        Python's ``re`` backtracks, so a regex such as ``(a+)+b`` takes time exponential in the
+        length of what it is matched against. The regexes come from the user's own file, not
+        from a registry, so they are trusted to be sane; what a registry controls, the tag, is
+        bounded: a tag longer than the spec's 128 characters is selected by nothing, unmatched.
+        """
+        if len(tag) > MAX_TAG_LENGTH:
+            return False
+        if self.tags and not any(p.fullmatch(tag) for p in self.tags):
+            return False
+        return not any(p.fullmatch(tag) for p in self.exclude)
+
+
+def load_sync_file(path: str | PathLike[str]) -> list[SyncEntry]:
+    """The entries of the sync file at ``path``, in file order; ``SyncFileError`` says what is
+    wrong, and where."""
+    name = str(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_SIZE + 1)
+    except OSError as e:
+        raise SyncFileError(f"{_name(name)}: cannot read: {shown(e.strerror or str(e))}") from None
+    if len(data) > MAX_FILE_SIZE:
+        raise SyncFileError(
+            f"{_name(name)}: larger than {MAX_FILE_SIZE >> 20} MiB: not a sync file"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SyncFileError(
+            f"{_name(name)}: cannot read: not UTF-8 (byte 0x{data[e.start]:02x} at offset"
+            f" {e.start})"
+        ) from None
+    return parse_sync_text(text, name)
+
+
+def parse_sync_text(text: str, name: str = "<sync file>") -> list[SyncEntry]:
+    """The entries of a sync file's ``text``; ``name`` is the file that errors name."""
+    # Imported here, as puller.config does: only the commands that read TOML pay for it.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        said = shown(str(e))
+        where = _TOML_WHERE.search(said)
+        line = where.group(1) if where else len(text.splitlines()) or 1  # "at end of document"
+        at = f"{_name(name)}:{line}"
+        raise SyncFileError(f"{at}: invalid TOML: {said}") from None
+    return _entries(_Lines(name, text), doc)
+
+
+# -- checking -------------------------------------------------------------------------------------
+
+
+class _Lines:
+    """Where things are in the file, for the errors: ``config._File`` finds a ``key =`` line,
+    the table headers here find where a table (``[[sync]]``, a stray ``[other]``) starts."""
+
+    def __init__(self, name: str, text: str) -> None:
+        self.name = _name(name)
+        self.file = _File(Path(name), text)
+        #: (line, dotted name without quotes) of each [table] and [[table]] header
+        self.headers: list[tuple[int, str]] = []
+        starts = []
+        for number, raw in enumerate(self.file.lines, 1):
+            header = _HEADER.fullmatch(raw.strip())
+            if header:
+                dotted = re.sub(r"\s*\.\s*", ".", re.sub("[\"']", "", header.group(2)))
+                self.headers.append((number, dotted))
+                if header.group(1) and dotted == "sync":
+                    starts.append(number)
+        # sync = [{...}, ...] (inline tables) has no headers: its entries start at "sync ="
+        self.starts = starts or [self.file.line_of((), "sync") or 1]
+
+    def start(self, nth: int) -> int:
+        return self.starts[min(nth, len(self.starts) - 1)]
+
+    def _table(self, dotted: str, after: int = 0) -> int | None:
+        """The first header at or after line ``after`` of table ``dotted`` or one inside it."""
+        for number, name in self.headers:
+            if number >= after and (name == dotted or name.startswith(dotted + ".")):
+                return number
+        return None
+
+    def error(self, nth: int | None, key: str, message: str) -> SyncFileError:
+        """``FILE:LINE: KEY: message``: the line of ``key`` (a ``key =`` or a ``[key]``) at the
+        top (``nth`` None) or in the ``nth`` entry, else that of the entry."""
+        if nth is None:
+            line = self.file.line_of((), key) or self._table(key)
+            name = shown(key, 80)
+        else:
+            start = self.start(nth)
+            line = self.file.line_of(("sync",), key, nth) or self._table(f"sync.{key}", start)
+            line = line or start
+            name = f"sync.{shown(key, 80)}"
+        at = f"{self.name}:{line}" if line else self.name
+        return SyncFileError(shown(f"{at}: {name}: {message}", None))
+
+
+def _entries(lines: _Lines, doc: dict[str, Any]) -> list[SyncEntry]:
+    for key in doc:
+        if key != "sync":
+            raise lines.error(None, key, _unknown(key, ("sync",)))
+    specs = doc.get("sync")
+    if specs is None:
+        raise SyncFileError(f"{lines.name}: no [[sync]] entries: nothing to sync")
+    if not isinstance(specs, list) or not all(isinstance(s, dict) for s in specs):
+        raise lines.error(None, "sync", "expected [[sync]] tables")
+    if not specs:
+        raise lines.error(None, "sync", "no entries: nothing to sync")
+    return [_entry(lines, nth, spec) for nth, spec in enumerate(specs)]
+
+
+def _entry(lines: _Lines, nth: int, spec: dict[str, Any]) -> SyncEntry:
+    for key in spec:
+        if key not in _KEYS:
+            raise lines.error(nth, key, _unknown(key, _KEYS))
+    for key in ("source", "target"):
+        if key not in spec:
+            raise lines.error(nth, key, "missing: every [[sync]] needs a source and a target")
+        if not isinstance(spec[key], str):
+            raise lines.error(nth, key, f"expected a string, got {_quoted(spec[key])}")
+    lists = {key: _strings(lines, nth, spec, key) for key in ("tags", "exclude", "platforms")}
+    source = _reference(lines, nth, spec, "source")
+    target = _reference(lines, nth, spec, "target")
+    one_image = _names_image(spec["source"])
+    if not one_image:
+        source = dataclasses.replace(source, tag=None)
+    if one_image:
+        for key in ("tags", "exclude"):
+            if key in spec:
+                raise lines.error(
+                    nth,
+                    key,
+                    "the source names one image (a tag or digest): there are no tags to choose"
+                    " from; give the source without its tag to sync a repository's tags",
+                )
+    platforms = tuple(_platform(lines, nth, text) for text in lists["platforms"])
+
+    if target.digest is not None:
+        raise lines.error(
+            nth, "target", "names a digest: a target is a repository, with a tag or without"
+        )
+    if _names_image(spec["target"]):
+        if not one_image:
+            raise lines.error(
+                nth,
+                "target",
+                f"has a tag, but the source is a repository whose tags keep their names:"
+                f" remove :{shown(str(target.tag), 130)}",
+            )
+    elif source.tag is not None:  # the image keeps its tag
+        target = dataclasses.replace(target, tag=source.tag)
+    elif source.digest is not None and not platforms:  # as pypull copy: pushed by its digest
+        target = dataclasses.replace(target, tag=None, digest=source.digest)
+    elif source.digest is not None:
+        raise lines.error(
+            nth,
+            "target",
+            "needs a tag: the source names only a digest, and choosing platforms makes a new"
+            " digest, so the copy would be left untagged",
+        )
+    else:
+        target = dataclasses.replace(target, tag=None)
+    if source.name == target.name and source.identifier == target.identifier:
+        what = "the same image" if one_image else "the same repository"
+        raise lines.error(nth, "target", f"is {what} as the source: {shown(str(source), 300)}")
+    return SyncEntry(
+        source=source,
+        target=target,
+        tags=tuple(_pattern(lines, nth, "tags", p) for p in lists["tags"]),
+        exclude=tuple(_pattern(lines, nth, "exclude", p) for p in lists["exclude"]),
+        platforms=platforms,
+        line=lines.start(nth),
+    )
+
+
+def _strings(lines: _Lines, nth: int, spec: dict[str, Any], key: str) -> list[str]:
+    """The list of strings ``spec[key]`` (absent: none); an empty ``tags`` or ``platforms`` is
+    refused, as it would mean "nothing" to some readers and "everything" to others."""
+    if key not in spec:
+        return []
+    value = spec[key]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise lines.error(nth, key, f"expected a list of strings, got {_quoted(value)}")
+    if not value and key != "exclude":
+        every = "every tag" if key == "tags" else "every platform"
+        raise lines.error(nth, key, f"is empty: leave {key} out to sync {every}")
+    return value
+
+
+def _reference(lines: _Lines, nth: int, spec: dict[str, Any], key: str) -> Reference:
+    try:
+        return parse(spec[key])
+    except InvalidReference as e:
+        raise lines.error(nth, key, shown(str(e), 400)) from None
+
+
+def _names_image(text: str) -> bool:
+    """Whether a reference as written gives a tag or a digest (``parse`` adds ``latest``)."""
+    last = text.rsplit("/", 1)[-1]
+    return ":" in last or "@" in last
+
+
+def _platform(lines: _Lines, nth: int, text: str) -> Platform:
+    try:
+        return parse_platform(text)
+    except ValueError as e:
+        raise lines.error(nth, "platforms", shown(str(e), 200)) from None
+
+
+def _pattern(lines: _Lines, nth: int, key: str, text: str) -> re.Pattern[str]:
+    if len(text) > MAX_PATTERN_LENGTH:
+        raise lines.error(
+            nth,
+            key,
+            f"regex {_quoted(text)} is {len(text)} characters long (at most"
+            f" {MAX_PATTERN_LENGTH}): one tag is at most {MAX_TAG_LENGTH}",
+        )
+    try:
+        return re.compile(text)
+    except re.error as e:
+        raise lines.error(nth, key, f"invalid regex {_quoted(text)}: {e}") from None
+
+
+def _unknown(key: str, known: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return f"unknown key ({hint}known: {', '.join(sorted(known))})"
+
+
+def _quoted(value: object) -> str:
+    """A value from the file, for a message: a string in quotes as written (a regex's
+    backslashes single), anything else as Python shows it; escaped and bounded."""
+    if isinstance(value, str):
+        return f"'{shown(value, 100)}'"
+    return shown(repr(value), 100)
+
+
+def _name(name: str) -> str:
+    """The file's name, escaped (a path may hold anything but NUL)."""
+    return shown(name, None)
