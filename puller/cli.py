@@ -779,9 +779,11 @@ def _cmd_copy(args: argparse.Namespace) -> int:
 
 
 def _with_identifier(target: Reference, source: Reference) -> Reference:
+    """The source's tag, else its digest: ``redis:7@sha256:...`` is read by digest and
+    written as ``:7``."""
     import dataclasses
 
-    return dataclasses.replace(target, tag=source.tag, digest=source.digest)
+    return dataclasses.replace(target, tag=source.tag, digest=None if source.tag else source.digest)
 
 
 def _cmd_push(args: argparse.Namespace) -> int:

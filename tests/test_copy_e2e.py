@@ -273,3 +273,14 @@ def test_sync_goes_on_past_a_failure_unless_fail_fast(registry: Registry, target
     fast = run_pypull("sync", "--fail-fast", "-j", "1", "--to", f"{prefix}2", missing, good)
     assert fast.returncode == 1
     assert fast.stdout.splitlines()[-1] == "1 image: 1 failed"
+
+
+def test_a_source_with_tag_and_digest_is_read_by_digest_and_written_under_its_tag(
+    registry: Registry, target: Registry
+) -> None:
+    image = redis()
+    src = f"{registry.host}/library/redis:latest@{image.digest}"
+    run = run_pypull("copy", src, f"{target.host}/pinned/redis")
+    assert run.returncode == 0, run.stderr
+    assert f"-> {target.host}/pinned/redis:latest: copied (" in run.stdout
+    assert raw(target, "pinned/redis:latest", creds=True) == image.raw
