@@ -1,0 +1,63 @@
+"""A sync against a source that counts pulls, as Docker Hub does: what is left of the quota is
+shown in the summary, images not yet started are ``deferred`` once it falls below
+``rate_limit_reserve``, and a quota already spent fails at once with the registry's message."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from fixtures.images import Image, make_image
+
+from .fakeregistry import run_pypull, start_fake
+
+
+def images(n: int) -> list[Image]:
+    return [make_image(f"library/img{i}", "1", layers=1, layer_size=2048) for i in range(n)]
+
+
+def config(text: str) -> None:
+    """config.toml where the command will look for it ($XDG_CONFIG_HOME, set per test)."""
+    path = Path(os.environ["XDG_CONFIG_HOME"]) / "pypull" / "config.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+async def test_images_not_started_are_deferred_below_the_reserve() -> None:
+    some = images(5)
+    async with start_fake(some, ratelimit_remaining=12) as source, start_fake() as target:
+        refs = [f"{source.host}/{image.reference}" for image in some]
+        run = await run_pypull("sync", "-j", "1", "--json", "--to", f"{target.host}/m", *refs)
+        assert run.returncode == 0, run.stderr  # deferred is not a failure
+        docs = [json.loads(line) for line in run.lines]
+        # Each copy GETs one manifest at the source: 12 -> 11 -> 10 -> 9, and 9 < 10.
+        assert [d["status"] for d in docs[:-1]] == ["copied"] * 3 + ["deferred"] * 2
+        assert "9 pulls left" in docs[-2]["error"]
+        assert docs[-1]["summary"]["deferred"] == 2
+        assert docs[-1]["summary"]["ratelimit_remaining"] == {source.host: 9}
+        assert source.ratelimit_remaining == 9  # nothing was spent on the deferred ones
+        assert sorted(
+            r.path for r in target.log if r.method == "PUT" and "/manifests/" in r.path
+        ) == [f"/v2/m/library/img{i}/manifests/1" for i in range(3)]
+
+
+async def test_the_summary_line_shows_what_is_left() -> None:
+    some = images(2)
+    async with start_fake(some, ratelimit_remaining=100) as source, start_fake() as target:
+        refs = [f"{source.host}/{image.reference}" for image in some]
+        run = await run_pypull("sync", "--to", f"{target.host}/m", *refs)
+        assert run.returncode == 0, run.stderr
+        assert run.lines[-1] == f"2 images: 2 copied; {source.host} ratelimit-remaining 98"
+
+
+async def test_a_reserve_of_zero_defers_nothing_and_a_spent_quota_fails_at_once() -> None:
+    config("rate_limit_reserve = 0\n")
+    some = images(1)
+    async with start_fake(some, ratelimit_remaining=0) as source, start_fake() as target:
+        run = await run_pypull("copy", f"{source.host}/{some[0].reference}", f"{target.host}/m")
+        assert run.returncode == 1
+        assert "You have reached your pull rate limit" in run.stdout
+        assert "ratelimit-remaining: 0" in run.stdout
+        gets = [r for r in source.log if r.method == "GET" and "/manifests/" in r.path]
+        assert len(gets) == 1, gets  # not retried: asking again cannot help
