@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .auth import Credentials
+    from .copying import Copier, CopyResult, RegistrySource, StoreSource
     from .digest import Digest, parse_digest
     from .errors import (
         DigestMismatch,
@@ -40,9 +41,14 @@ if TYPE_CHECKING:
     from .reference import Reference
     from .reference import parse as parse_reference
     from .store import Store
+    from .syncfile import SyncEntry, load_sync_file
 
 _EXPORTS = {
     "Credentials": "auth",
+    "Copier": "copying",
+    "CopyResult": "copying",
+    "RegistrySource": "copying",
+    "StoreSource": "copying",
     "Digest": "digest",
     "parse_digest": "digest",
     "DigestMismatch": "errors",
@@ -67,10 +73,14 @@ _EXPORTS = {
     "Reference": "reference",
     "parse_reference": "reference",
     "Store": "store",
+    "SyncEntry": "syncfile",
+    "load_sync_file": "syncfile",
 }
 _RENAMED = {"parse_reference": "parse"}
 
 __all__ = [
+    "Copier",
+    "CopyResult",
     "Credentials",
     "Descriptor",
     "Digest",
@@ -87,12 +97,16 @@ __all__ = [
     "QuotaExhausted",
     "Reference",
     "RegistryError",
+    "RegistrySource",
     "SizeMismatch",
     "Store",
     "StoreError",
+    "StoreSource",
+    "SyncEntry",
     "Unauthorized",
     "Unreachable",
     "VerificationError",
+    "load_sync_file",
     "parse_digest",
     "parse_reference",
     "pull",
