@@ -180,9 +180,9 @@ def main() -> int:
     parser.add_argument(
         "--copy-jobs",
         type=int,
-        default=3,
+        default=4,
         metavar="N",
-        help="pypull copy -j N, when its --help shows -j (default: 3, as pulls)",
+        help="pypull copy -j N, when its --help shows -j (default: 4, its own default)",
     )
     args = parser.parse_args()
     cases = set(args.cases.split(","))
@@ -246,12 +246,20 @@ def main() -> int:
                     store = str(where / "shared")
                     pypull.timed("-q", "--store", store, f"{reg.host}/{first.repository}:1")
                     bench.rows.setdefault("shared: pypull 2nd image", []).append(
-                        pypull.timed("-q", "--store", store, f"{reg.host}/{second.repository}:1")
+                        pypull.timed(
+                            "-q",
+                            "--store",
+                            store,
+                            f"{reg.host}/{second.repository}:1",
+                            registry=cpu_of(reg),
+                        )
                     )
                 shutil.rmtree(where, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report(bench.rows, bench.ratios)
+    # Another busy process on the machine slows every tool, but not alike: say so.
+    print(f"\nload average at the end (1, 5, 15 min): {os.getloadavg()}")
     check_targets(bench.rows, bench.ratios)
     return 0
 
@@ -321,15 +329,18 @@ def pushed(reg: Registry, image: Image) -> Pushed:
 def one_round(bench: Bench, label: str, image: Pushed, work: Path, dxf: str, rnd: int) -> None:
     """Each tool once; the order turns round by round, so no tool always runs first."""
     reg, python, baseline = bench.reg, bench.pypull.python, bench.baseline
+    # The source registry's own CPU: other docker-registry processes on the machine (a test
+    # suite's) are none of this run's business.
+    measured = functools.partial(timed, registry=cpu_of(reg))
     work.mkdir(parents=True, exist_ok=True)  # skopeo wants its destination's parent to exist
     ref = f"{reg.host}/{image.repository}:1"
     store = work / label.replace(" ", "") / "store"
     runs: dict[str, Callable[[], Run]] = {
-        "pypull cold": lambda: timed([python, "-m", "puller", "-q", "--store", str(store), ref]),
-        "pypull up to date": lambda: timed(
+        "pypull cold": lambda: measured([python, "-m", "puller", "-q", "--store", str(store), ref]),
+        "pypull up to date": lambda: measured(
             [python, "-m", "puller", "-q", "--store", str(store), ref]
         ),
-        "skopeo copy": lambda: timed(
+        "skopeo copy": lambda: measured(
             [
                 "skopeo",
                 "copy",
@@ -339,7 +350,7 @@ def one_round(bench: Bench, label: str, image: Pushed, work: Path, dxf: str, rnd
                 f"oci:{work}/{label.replace(' ', '')}-skopeo:x",
             ]
         ),
-        "python-dxf 1 MiB": lambda: timed(
+        "python-dxf 1 MiB": lambda: measured(
             [
                 dxf,
                 "-c",
@@ -354,7 +365,7 @@ def one_round(bench: Bench, label: str, image: Pushed, work: Path, dxf: str, rnd
     # pypull's asyncio-loop run: what uvloop (used when installed) is worth, on the big image.
     asyncio_store = work / label.replace(" ", "") / "store-asyncio"
     if label != "20 MB":
-        runs["pypull cold, asyncio loop"] = lambda: timed(
+        runs["pypull cold, asyncio loop"] = lambda: measured(
             [python, "-m", "puller", "-q", "--store", str(asyncio_store), ref],
             env={"PYPULL_EVENT_LOOP": "asyncio"},
         )
@@ -362,8 +373,8 @@ def one_round(bench: Bench, label: str, image: Pushed, work: Path, dxf: str, rnd
         rev, old = baseline
         old_store = work / label.replace(" ", "") / "store-baseline"
         old_args = ["-q", "--store", str(old_store), ref]
-        runs[f"pypull cold @{rev}"] = lambda: old.timed(*old_args)
-        runs[f"pypull up to date @{rev}"] = lambda: old.timed(*old_args)
+        runs[f"pypull cold @{rev}"] = lambda: old.timed(*old_args, registry=cpu_of(reg))
+        runs[f"pypull up to date @{rev}"] = lambda: old.timed(*old_args, registry=cpu_of(reg))
     # Units keep pypull's up-to-date run right after its cold one.
     units = [
         ["pypull cold", "pypull up to date"],
