@@ -184,6 +184,7 @@ def main() -> int:
         metavar="N",
         help="pypull copy -j N, when its --help shows -j (default: 4, its own default)",
     )
+    parser.add_argument("-v", "--verbose", action="store_true", help="every run as it ends")
     args = parser.parse_args()
     cases = set(args.cases.split(","))
     if cases - set(CASES):
@@ -231,7 +232,7 @@ def main() -> int:
                     push(reg.url, tagged)
                 del tagged
             gc.collect()
-            bench = Bench(reg, pypull, baseline)
+            bench = Bench(reg, pypull, baseline, args.verbose)
             for rnd in range(args.rounds):
                 print(f"round {rnd + 1}/{args.rounds}", flush=True)
                 where = work / f"r{rnd}"
@@ -302,6 +303,7 @@ class Bench:
     reg: Registry
     pypull: Pypull
     baseline: tuple[str, Pypull] | None
+    verbose: bool = False
     rows: dict[str, list[Run]] = field(default_factory=dict)
     #: Per row, per round: (wall time, client CPU seconds) over skopeo's in the same round.
     ratios: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
@@ -309,6 +311,12 @@ class Bench:
     def record(self, label: str, got: dict[str, Run], skopeo: str) -> None:
         """One round's runs as rows, with their ratios to skopeo's run ``got[skopeo]``."""
         for name, run in got.items():
+            if self.verbose:
+                print(
+                    f"  {label}: {name}: {run.wall:.2f} s, {run.cpu:.2f} CPU s,"
+                    f" {run.rss_mb:.0f} MB, registry {run.registry_cpu:.2f} CPU s",
+                    flush=True,
+                )
             self.rows.setdefault(f"{label}: {name}", []).append(run)
             self.ratios.setdefault(f"{label}: {name}", []).append(
                 (run.wall / got[skopeo].wall, run.cpu / got[skopeo].cpu)
