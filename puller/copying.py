@@ -16,6 +16,7 @@ import asyncio
 import dataclasses
 import functools
 import json
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-#: Pieces of a blob in flight between its download and its upload (1 MiB each).
-PIPE_DEPTH = 4
 #: Blobs moved at once, across every image of a run (``-j``).
 DEFAULT_JOBS = 4
 #: Images not yet started are deferred when the source's pull quota falls below this.
@@ -631,19 +630,31 @@ async def _from_store(store: Store, blob: Descriptor) -> AsyncIterator[bytes]:
 async def _piped(
     client: RegistryClient, endpoint: Endpoint, path: str, blob: Descriptor
 ) -> AsyncIterator[bytes]:
-    """The blob's bytes from the source, verified on the way. The last piece is held back
-    until the whole blob has verified, so a blob that does not never completes its upload."""
+    """The blob's bytes from the source, verified on the way, without a copy: each piece is a
+    view of the source connection's buffer, handed on and sent before that buffer is filled
+    again (the wire hands a streamed body's piece to the kernel before it asks for the next).
+    The last piece alone is copied and held back until the whole blob has verified, so a blob
+    that does not never completes its upload."""
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(PIPE_DEPTH)
+    queue: asyncio.Queue[tuple[memoryview, threading.Event] | bytes | BaseException | None]
+    queue = asyncio.Queue()
     verifier = Verifier(blob.digest, blob.size, endpoint.url)
     stopped = False
+    waiting: threading.Event | None = None
 
-    def write(view: memoryview) -> None:  # in a worker thread
+    def write(view: memoryview) -> None:  # in a worker thread, one call at a time
+        nonlocal waiting
         if stopped:
             raise asyncio.CancelledError
-        data = bytes(view)
-        verifier.update(data)
-        asyncio.run_coroutine_threadsafe(queue.put(data), loop).result()
+        verifier.update(view)
+        if verifier.size >= blob.size:  # the last piece (or too many bytes: verify says so)
+            loop.call_soon_threadsafe(queue.put_nowait, bytes(view))
+            return
+        sent = waiting = threading.Event()
+        loop.call_soon_threadsafe(queue.put_nowait, (view, sent))
+        sent.wait()
+        if stopped:
+            raise asyncio.CancelledError
 
     async def produce() -> None:
         try:
@@ -651,11 +662,11 @@ async def _piped(
                 await body.pour(write, _ignore)
             verifier.verify()
         except BaseException as e:
-            await queue.put(e)
+            queue.put_nowait(e)
             if not isinstance(e, Exception):
                 raise
         else:
-            await queue.put(None)
+            queue.put_nowait(None)
 
     task = asyncio.ensure_future(produce())
     held: bytes | None = None
@@ -664,18 +675,24 @@ async def _piped(
             item = await queue.get()
             if isinstance(item, BaseException):
                 raise item
-            if held is not None:
-                yield held
             if item is None:
+                if held is not None:
+                    yield held
                 return
-            held = item
+            if isinstance(item, bytes):
+                held = item
+                continue
+            view, sent = item
+            try:
+                yield view  # type: ignore[misc]
+            finally:
+                sent.set()
     finally:
         stopped = True
+        if waiting is not None:
+            waiting.set()  # a writer waiting for its piece to go: let it go
         task.cancel()
-        while not task.done():  # let a writer blocked on a full queue go
-            while not queue.empty():
-                queue.get_nowait()
-            await asyncio.wait({task}, timeout=0.05)
+        await asyncio.wait({task})
 
 
 def _ignore(_: int) -> None:

@@ -1019,22 +1019,31 @@ class _Connection(asyncio.BufferedProtocol):
     async def send_body(self, body: RequestBody, length: int) -> None:
         """Write a request body, waiting while the kernel's buffer is full. A server that
         answers before the body is all sent (a 401, a 413) ends the sending; the connection is
-        then not reused."""
+        then not reused.
+
+        A streamed body's piece is wholly in the kernel's hands before the next is asked for,
+        so a piece may be a view of a buffer its producer fills again (a blob copied from one
+        registry to another goes through without a copy): the transport keeps no piece."""
         if isinstance(body, bytes):
             self.transport.write(body)
             await self._drain()
             return
         sent = 0
-        async for chunk in body:
-            if self._head.done() or self._lost:
-                self._broken = True
-                return
-            sent += len(chunk)
-            if sent > length:
-                self._broken = True
-                raise BadRequest(f"the request body is longer than its length ({length})")
-            self.transport.write(chunk)
-            await self._drain()
+        self.transport.set_write_buffer_limits(high=0)
+        try:
+            async for chunk in body:
+                if self._head.done() or self._lost:
+                    self._broken = True
+                    return
+                sent += len(chunk)
+                if sent > length:
+                    self._broken = True
+                    raise BadRequest(f"the request body is longer than its length ({length})")
+                self.transport.write(chunk)
+                await self._drain()
+        finally:
+            if not self._lost:
+                self.transport.set_write_buffer_limits()
         if sent != length:
             self._broken = True
             raise BadRequest(f"the request body ended at {sent} of {length} bytes")
