@@ -220,9 +220,9 @@ def _add_copy_options(p: argparse.ArgumentParser, json_help: str) -> None:
         action="append",
         type=_platform,
         metavar="OS/ARCH[/VARIANT]",
-        help="copy only this platform of a multi-platform image (repeatable); the target's tag "
-        "is then an index of just those, recording the source's digest (default: every "
-        "platform, digests unchanged)",
+        help="copy only this platform of a multi-platform image: the target's tag is then its "
+        "manifest; repeated, an index of just those, recording the source's digest (default: "
+        "every platform, digests unchanged)",
     )
     p.add_argument(
         "-j",
@@ -234,6 +234,7 @@ def _add_copy_options(p: argparse.ArgumentParser, json_help: str) -> None:
     )
     p.add_argument("--fail-fast", action="store_true", help="start no image after one has failed")
     _add_settings(p, pulls=False)
+    _add_store(p, "blobs are read from when it has them (and push reads images from)")
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
 
@@ -319,7 +320,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     push.add_argument("image", metavar="IMAGE", help="an image in the store, as it was pulled")
     push.add_argument("target", metavar="TARGET", help="where to push it; without a tag, IMAGE's")
-    _add_store(push, "to read")
     _add_copy_options(push, "one JSON object, as `pypull copy --json`")
 
     sync = sub.add_parser(

@@ -18,13 +18,22 @@ import functools
 import json
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .auth import push_scope
 from .digest import Digest, Verifier, digest_of, parse_digest, verify_bytes
 from .errors import ManifestError, NotFound, PullError, StoreError
-from .manifest import MAX_MANIFEST_SIZE, Descriptor, Index, Manifest, Platform, parse_manifest
+from .manifest import (
+    MAX_MANIFEST_SIZE,
+    Descriptor,
+    Index,
+    Manifest,
+    Platform,
+    parse_manifest,
+    select_platform,
+)
 from .reference import Reference, valid_tag
 from .registry import Endpoint, RegistryClient, try_in_turn
 from .retry import with_retries
@@ -120,6 +129,12 @@ class Source(Protocol):
     def remaining(self, ref: Reference) -> int | None:
         """What is left of the source's pull quota, when it has said."""
 
+    async def known(self, digest: Digest) -> bytes | None:
+        """The index ``digest`` if it is at hand without asking the source (the store)."""
+
+    async def remember(self, found: Found) -> None:
+        """Keep the index ``found`` at hand for ``known`` (the next run's comparison)."""
+
 
 class RegistrySource:
     """Images in a registry, asked through its mirrors in turn, as a pull asks. A blob already
@@ -170,6 +185,19 @@ class RegistrySource:
         seen = [self._client.rate_limits.get(e.host) for e in self._puller.endpoints(ref)]
         known = [n for n in seen if n is not None]
         return min(known) if known else None
+
+    async def known(self, digest: Digest) -> bytes | None:
+        stored = await self._puller._stored_manifest(digest, None, str(self._puller.store.root))
+        return None if stored is None else stored.raw
+
+    async def remember(self, found: Found) -> None:
+        """Into the store, as a pull keeps an index: content-addressed and verified, so a
+        later run can tell the platform's manifest from a HEAD alone."""
+        where = found.origin.url if isinstance(found.origin, Endpoint) else ""
+        with suppress(OSError, PullError):  # no store to keep it in: the next run GETs it
+            await asyncio.get_running_loop().run_in_executor(
+                None, self._puller.store.put_bytes, found.digest, found.raw, where
+            )
 
 
 class StoreSource:
@@ -238,6 +266,18 @@ class StoreSource:
     def remaining(self, ref: Reference) -> int | None:
         return None
 
+    async def known(self, digest: Digest) -> bytes | None:
+        def read() -> bytes | None:
+            try:
+                return self._manifest_bytes(digest, None, str(digest))
+            except PullError:
+                return None
+
+        return await asyncio.get_running_loop().run_in_executor(None, read)
+
+    async def remember(self, found: Found) -> None:
+        pass  # it is in the store already
+
 
 @dataclass
 class _Tally:
@@ -267,6 +307,7 @@ class _Plan:
     raw: bytes
     media_type: str
     children: list[Descriptor] = field(default_factory=list)
+    single: Descriptor | None = None  # one platform of an index: the tag is its manifest
 
 
 class Copier:
@@ -311,8 +352,9 @@ class Copier:
         missing: bool = False,
         origin: Source | None = None,
     ) -> CopyResult:
-        """Copy ``source`` to ``target``: every platform, or only ``platforms`` (then the
-        target's tag is an index of just those, which records the source's digest). With
+        """Copy ``source`` to ``target``: every platform, or only ``platforms`` (one: the
+        target's tag is its manifest; several: an index of just those, which records the
+        source's digest). With
         ``missing``, a tag the target already has is left alone without asking the source.
         ``origin`` is where ``source`` is read (default: its registry). Errors become a
         "failed" result."""
@@ -414,7 +456,10 @@ class Copier:
             here = await origin.head(source)
             if here is not None and here == there:
                 return CopyResult(src, dst, "up-to-date", str(there))
-            if here is not None and platforms and await self._made_from(to, target) == here:
+            if here is not None and len(platforms) == 1:
+                if await _platform_of(origin, here, platforms[0]) == there:
+                    return CopyResult(src, dst, "up-to-date", str(there))
+            elif here is not None and platforms and await self._made_from(to, target) == here:
                 return CopyResult(src, dst, "up-to-date", str(there))
         found = await origin.manifest(source)
         plan = _plan(found, platforms, src)
@@ -424,13 +469,14 @@ class Copier:
             return CopyResult(src, dst, "would-copy", str(plan.digest))
         children = await _gather(origin.child(found, source, d) for d in plan.children)
         manifests: list[Manifest] = []
-        if isinstance(found.parsed, Manifest):
+        if plan.single is not None:  # one platform: its manifest is the tag's
+            plan.raw, plan.media_type = await origin.child(found, source, plan.single)
+            manifests.append(_single(plan.raw, plan.media_type, f"{source} ({plan.digest})"))
+            await origin.remember(found)
+        elif isinstance(found.parsed, Manifest):
             manifests.append(found.parsed)
         for desc, (child_raw, child_type) in zip(plan.children, children, strict=True):
-            manifest = parse_manifest(child_raw, child_type, f"{source} ({desc.digest})")
-            if isinstance(manifest, Index):
-                raise ManifestError(f"{source} nests an index in an index: not supported")
-            manifests.append(manifest)
+            manifests.append(_single(child_raw, child_type, f"{source} ({desc.digest})"))
         blobs: dict[Digest, Descriptor] = {}
         for manifest in manifests:
             for blob in (manifest.config, *manifest.layers):
@@ -544,13 +590,17 @@ class Copier:
 
 
 def _plan(found: Found, platforms: Sequence[Platform], where: str) -> _Plan:
-    """The manifests to write: the source's as they are, or an index of only ``platforms``
-    that records the source index's digest (``SOURCE_DIGEST_ANNOTATION``)."""
+    """The manifests to write: the source's as they are; for one platform, its manifest; for
+    several, an index of only those that records the source index's digest
+    (``SOURCE_DIGEST_ANNOTATION``)."""
     parsed = found.parsed
     if isinstance(parsed, Manifest):  # one platform already: copied as it is
         return _Plan(found.digest, found.raw, found.media_type)
     if not platforms:
         return _Plan(found.digest, found.raw, found.media_type, list(parsed.manifests))
+    if len(platforms) == 1:
+        desc = select_platform(parsed, platforms[0], where)
+        return _Plan(desc.digest, b"", desc.media_type, single=desc)
     chosen = [
         d
         for d in parsed.manifests
@@ -570,6 +620,28 @@ def _plan(found: Found, platforms: Sequence[Platform], where: str) -> _Plan:
     }
     raw = json.dumps(doc, indent=3).encode()
     return _Plan(digest_of(raw), raw, found.media_type, chosen)
+
+
+def _single(raw: bytes, media_type: str, where: str) -> Manifest:
+    manifest = parse_manifest(raw, media_type, where)
+    if isinstance(manifest, Index):
+        raise ManifestError(f"{where} nests an index in an index: not supported")
+    return manifest
+
+
+async def _platform_of(origin: Source, digest: Digest, platform: Platform) -> Digest | None:
+    """The digest of ``platform``'s manifest in the index ``digest``, when the index is at
+    hand without asking the source (a single-platform copy's next run: no GET at the source)."""
+    raw = await origin.known(digest)
+    if raw is None:
+        return None
+    try:
+        parsed = parse_manifest(raw, None, str(digest))
+        if isinstance(parsed, Index):
+            return select_platform(parsed, platform).digest
+    except PullError:
+        pass
+    return None
 
 
 async def _retried(puller: Puller, operation: Callable[[], Awaitable[T]]) -> T:

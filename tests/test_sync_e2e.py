@@ -40,6 +40,17 @@ def docker_list() -> Image:
     return make_index("library/dlist", "latest", children, "docker")
 
 
+def three() -> Image:
+    """An OCI index of three platforms, 2 layers each."""
+    children = [
+        make_image(
+            "library/three", "1", layers=2, seed=f"three/{arch}", platform=("linux", arch, None)
+        ).manifests[0]
+        for arch in ("amd64", "arm64", "s390x")
+    ]
+    return make_index("library/three", "1", children, "oci")
+
+
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """A source registry of its own (its log is read by these tests alone)."""
@@ -49,6 +60,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
         for tag in ("latest", "7.0", "7.0-rc1", "6.2"):
             push(reg.url, multi, tag=tag)
         push(reg.url, docker_list())
+        push(reg.url, three())
         for image in (*shared_pair(), docker_media()):
             push(reg.url, image)
         yield reg
@@ -150,22 +162,23 @@ def test_a_sync_file_copies_every_tag_and_child_byte_for_byte_and_a_second_run_o
     assert writes(target_log) == []
 
 
-def test_a_platform_filter_writes_an_annotated_index_and_then_costs_no_source_get(
+def test_platforms_write_an_annotated_index_and_then_cost_no_source_get(
     source: Registry, target: Registry, tmp_path: Path
 ) -> None:
-    sync = tmp_path / "arm.toml"
+    sync = tmp_path / "two.toml"
     sync.write_text(
-        f'[[sync]]\nsource = "{source.host}/library/multi:latest"\n'
-        f'target = "{target.host}/arm/multi"\nplatforms = ["linux/arm64"]\n'
+        f'[[sync]]\nsource = "{source.host}/library/three:1"\n'
+        f'target = "{target.host}/two/three"\nplatforms = ["linux/arm64", "linux/s390x"]\n'
     )
     run = run_pypull("sync", sync)
     assert run.returncode == 0, run.stderr
-    assert ": copied (4 uploaded" in run.stdout  # the arm64 child's config and 3 layers only
-    index = json.loads(raw(target, "arm/multi:latest", creds=True))
-    arm = multiplatform().manifest_for("linux", "arm64")
-    assert [m["digest"] for m in index["manifests"]] == [arm.digest]
-    assert index["annotations"][SOURCE_DIGEST_ANNOTATION] == multiplatform().digest
-    assert raw(target, f"arm/multi@{arm.digest}", creds=True) == arm.raw
+    assert ": copied (6 uploaded" in run.stdout  # two children's configs and layers only
+    index = json.loads(raw(target, "two/three:1", creds=True))
+    chosen = [three().manifest_for("linux", arch) for arch in ("arm64", "s390x")]
+    assert [m["digest"] for m in index["manifests"]] == [c.digest for c in chosen]
+    assert index["annotations"][SOURCE_DIGEST_ANNOTATION] == three().digest
+    for child in chosen:
+        assert raw(target, f"two/three@{child.digest}", creds=True) == child.raw
 
     source_log, target_log = AccessLog(source), AccessLog(target)
     again = run_pypull("sync", sync)
@@ -301,3 +314,27 @@ def test_on_a_terminal_a_run_bar_counts_images_and_the_lines_remain(
     assert f"-> {target.host}/tty/library/app-a:1: copied (" in screen
     assert f"-> {target.host}/tty/library/dockerimg:latest: copied (" in screen
     assert "2 images: 2 copied" in screen
+
+
+def test_one_platform_is_tagged_as_its_manifest_and_then_costs_no_source_get(
+    source: Registry, target: Registry, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    src, dst = f"{source.host}/library/multi:latest", f"{target.host}/one/multi"
+    run = run_pypull("copy", "--store", store, "--platform", "linux/arm64", src, dst)
+    assert run.returncode == 0, run.stderr
+    arm = multiplatform().manifest_for("linux", "arm64")
+    assert run.stdout.startswith(f"{src} -> {dst}:latest: copied (4 uploaded"), run.stdout
+    assert raw(target, "one/multi:latest", creds=True) == arm.raw
+
+    source_log, target_log = AccessLog(source), AccessLog(target)
+    again = run_pypull("copy", "--store", store, "--platform", "linux/arm64", src, dst)
+    assert again.stdout == f"{src} -> {dst}:latest: up to date\n", again.stdout + again.stderr
+    assert manifest_gets(source_log) == []  # the index the first run kept says which child
+    assert writes(target_log) == []
+    # Without the index at hand (another machine), the comparison costs one GET, no write.
+    elsewhere = run_pypull(
+        "copy", "--store", tmp_path / "other", "--platform", "linux/arm64", src, dst
+    )
+    assert elsewhere.stdout.endswith(": up to date\n"), elsewhere.stdout + elsewhere.stderr
+    assert writes(target_log) == []
