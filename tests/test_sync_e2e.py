@@ -264,6 +264,12 @@ def test_push_of_a_multi_platform_index_needs_every_platform_in_the_store(
     assert "the store holds only some platforms" in half.stdout
     assert "--platform linux/arm64" in half.stdout
     assert "Traceback" not in half.stderr
+    amd = run_pypull(
+        "push", "--store", store, "--platform", "linux/amd64", name, f"{target.host}/pushed/amd"
+    )
+    assert amd.returncode == 0, amd.stdout + amd.stderr
+    amd64 = multiplatform().manifest_for("linux", "amd64")
+    assert raw(target, "pushed/amd:latest", creds=True) == amd64.raw
 
     assert run_pypull("pull", "--store", store, "--platform", "linux/arm64", name).returncode == 0
     run = run_pypull("push", "--store", store, name, f"{target.host}/pushed/multi")
