@@ -1,4 +1,4 @@
-"""A fault-injecting fake registry: the read side of the OCI distribution API, in-process.
+"""A fault-injecting fake registry: the OCI distribution API, pulls and pushes, in-process.
 
 The real ``docker-registry`` (``fixtures.registry``) is the reference for what a registry says; this
 fake is for what a real registry will not do on demand: ask for Basic or Bearer auth, revoke tokens
@@ -37,6 +37,19 @@ default token realm say ``https://``.
 The server cancels a handler when its client disconnects (aiohttp's ``handler_cancellation``), so a
 stalled or gated answer ends as soon as the client gives up, and never delays anything after it.
 
+The push side: ``POST /v2/<name>/blobs/uploads/`` (202 and a session; ``?mount=&from=`` 201
+when the other repository holds the blob, else a session; ``?digest=`` with a body: 201),
+``PATCH`` (``Content-Range: START-END`` must start where the session ends: else 416), ``PUT
+?digest=`` (the rest of the body, if any; the digest is checked: 201 + Docker-Content-Digest),
+``GET`` of a session (204 + ``Range: 0-N``), ``DELETE`` of a session, ``PUT`` of manifests
+(every blob or child they name must be in the repository: else 400 ``MANIFEST_BLOB_UNKNOWN``)
+and ``GET /v2/<name>/tags/list`` (``n``, and a ``Link`` with an opaque token when there is more).
+Every session ``Location`` carries ``?_state=<opaque>``, and a session request without it is
+refused (400 ``BLOB_UPLOAD_INVALID``), as distribution does. Request bodies are read as they
+arrive and a session keeps what arrived, so :class:`CutRequestBody` can end a connection
+mid-upload and leave the bytes before the cut in the session. :meth:`FakeRegistry.blob`,
+:meth:`FakeRegistry.manifest` and :meth:`FakeRegistry.tags` show what was pushed.
+
 A fault is any ``async (request, handler) -> response`` callable, where ``handler`` produces the
 normal answer; it may answer instead (an error status), alter the normal answer (wrong bytes),
 act around it (revoke tokens once a manifest is served), or never answer (drop the connection).
@@ -48,7 +61,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
+import hashlib
 import itertools
+import json
 import os
 import re
 import socket
@@ -59,6 +75,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Collection,
     Iterable,
     Iterator,
     Mapping,
@@ -68,6 +85,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeAlias, TypeVar
+from urllib.parse import quote
 
 from aiohttp import web
 from multidict import CIMultiDict, MultiDict
@@ -80,11 +98,14 @@ __all__ = [
     "CompletedRun",
     "Corrupt",
     "CountedFault",
+    "CutRequestBody",
+    "DropAnswer",
     "DropConnection",
     "FakeRegistry",
     "Fault",
     "Handler",
     "IgnoreRange",
+    "Later",
     "LoggedRequest",
     "Oversize",
     "RedirectTo",
@@ -108,15 +129,24 @@ Handler: TypeAlias = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _MANIFEST_PATH = re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<reference>[^/]+)$")
 _BLOB_PATH = re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<digest>[^/]+)$")
+_UPLOAD_PATH = re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/(?P<session>[^/]*)$")
+_TAGS_PATH = re.compile(r"^/v2/(?P<name>.+)/tags/list$")
+_CONTENT_RANGE = re.compile(r"^(?P<start>\d{1,20})-(?P<end>\d{1,20})$")
 _RANGE = re.compile(r"^bytes=(?P<start>\d*)-(?P<end>\d*)$")
 _OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+#: The largest manifest a PUT may carry (distribution's limit).
+_MAX_MANIFEST = 4 << 20
 #: set while the server shuts down, so stalled answers end instead of holding the shutdown up
 _CLOSING = web.AppKey("closing", asyncio.Event)
+#: set by CutRequestBody: how many request body bytes to take in before ending the connection
+_CUT_AFTER = web.RequestKey("cut_after", int)
 
 
-def error_body(code: str, message: str, status: int, **headers: str) -> web.Response:
-    """A registry-style JSON error: ``{"errors":[{"code":..., "message":...}]}``."""
-    doc = {"errors": [{"code": code, "message": message, "detail": None}]}
+def error_body(
+    code: str, message: str, status: int, *, detail: object = None, **headers: str
+) -> web.Response:
+    """A registry-style JSON error: ``{"errors":[{"code":..., "message":..., "detail":...}]}``."""
+    doc = {"errors": [{"code": code, "message": message, "detail": detail}]}
     return web.json_response(doc, status=status, headers=headers or None)
 
 
@@ -359,6 +389,12 @@ class LoggedRequest:
     #: body bytes written for a streamed answer (a blob, or an answer a mid-body fault cut);
     #: None for other answers
     sent: int | None = None
+    #: request body bytes an upload (PATCH, PUT, POST) took in, cut or not; None for others
+    received: int | None = None
+    #: path and query exactly as sent (still percent-encoded)
+    raw_path: str = ""
+    #: the headers of the answer (None: no answer was sent)
+    answer_headers: CIMultiDict[str] | None = None
 
     @property
     def authorization(self) -> str | None:
@@ -372,11 +408,16 @@ class LoggedRequest:
         return int(m["start"]) if m and m["start"] else None
 
     @property
-    def kind(self) -> Literal["ping", "manifest", "blob", "token", "other"]:
+    def kind(self) -> Literal["ping", "manifest", "blob", "upload", "tags", "token", "other"]:
+        """``upload``: a blob upload's POST and its session's requests."""
         if self.path in ("/v2", "/v2/"):
             return "ping"
         if self.path == "/token":
             return "token"
+        if _UPLOAD_PATH.match(self.path):
+            return "upload"
+        if _TAGS_PATH.match(self.path):
+            return "tags"
         if _MANIFEST_PATH.match(self.path):
             return "manifest"
         if _BLOB_PATH.match(self.path):
@@ -388,6 +429,10 @@ class LoggedRequest:
         """The blob digest, or the manifest tag or digest, that the path names."""
         m = _BLOB_PATH.match(self.path) or _MANIFEST_PATH.match(self.path)
         return m.group(m.lastindex or 0) if m else None
+
+
+#: the request's log entry, for handlers that record what they received
+_ENTRY = web.RequestKey("entry", LoggedRequest)
 
 
 class RequestLog:
@@ -438,6 +483,9 @@ class RequestLog:
 
     def token_requests(self, status: int | None = None) -> list[LoggedRequest]:
         return self.select("token", status=status)
+
+    def uploads(self, method: str | None = None, status: int | None = None) -> list[LoggedRequest]:
+        return self.select("upload", method=method, status=status)
 
 
 # -- faults ----------------------------------------------------------------------------------------
@@ -540,6 +588,55 @@ class DropConnection(CountedFault):
             transport.abort()
         # Nothing can be sent on an aborted transport; aiohttp treats this as a client going away.
         raise asyncio.CancelledError
+
+
+class DropAnswer(CountedFault):
+    """Let the request do what it does (a blob committed, a manifest stored), then close the
+    connection without sending the answer: the client cannot know it went through."""
+
+    async def inject(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        await handler(request)
+        if request.transport is not None:
+            request.transport.abort()
+        raise asyncio.CancelledError
+
+
+class CutRequestBody(CountedFault):
+    """Take in the first ``after`` bytes of an upload's request body (PATCH, PUT, POST), keep them
+    in the session as a registry keeps what arrived, then end the connection without an answer.
+    A body of ``after`` bytes or fewer is taken in whole before the cut: the answer is what is
+    lost. Only for upload requests; others pass through (and are not counted)."""
+
+    def __init__(self, after: int, times: int | None = 1) -> None:
+        super().__init__(times)
+        if after < 0:
+            raise ValueError("after must be >= 0")
+        self.after = after
+
+    async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not _UPLOAD_PATH.match(request.path):
+            return await handler(request)
+        return await super().__call__(request, handler)
+
+    async def inject(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        request[_CUT_AFTER] = self.after
+        return await handler(request)
+
+
+class Later:
+    """Let the first ``skip`` requests that reach it through untouched, then apply ``fault``:
+    say, a 416 to the second PATCH of an upload, not the first."""
+
+    def __init__(self, fault: Fault, skip: int = 1) -> None:
+        self.fault = fault
+        self.skip = skip
+        self.seen = 0
+
+    async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self.seen += 1
+        if self.seen <= self.skip:
+            return await handler(request)
+        return await self.fault(request, handler)
 
 
 class After:
@@ -724,6 +821,14 @@ class _Rule:
     pattern: re.Pattern[str]
     method: str | None
     fault: Fault
+    query: re.Pattern[str] | None = None
+
+    def applies(self, request: web.Request) -> bool:
+        return (
+            (self.method is None or self.method == request.method)
+            and self.pattern.search(request.path) is not None
+            and (self.query is None or self.query.search(request.query_string) is not None)
+        )
 
 
 # -- the registry ----------------------------------------------------------------------------------
@@ -734,6 +839,63 @@ class _Repo:
     #: tag or digest -> (media type, raw bytes, digest)
     manifests: dict[str, tuple[str, bytes, str]] = field(default_factory=dict)
     blobs: dict[str, bytes] = field(default_factory=dict)
+
+
+@dataclass
+class _Upload:
+    """An open upload session: what arrived so far."""
+
+    name: str
+    data: bytearray = field(default_factory=bytearray)
+    #: a PATCH chunk shorter than the stated minimum arrived: only a closing PUT may follow
+    short_chunk: bool = False
+
+
+def _sha256(data: bytes | bytearray) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _state_token(session: str, offset: int) -> str:
+    """An opaque ``_state`` (distribution's is a signed blob of JSON): base64 with ``+/=``, so a
+    client that does not keep the query exactly as given breaks it."""
+    doc = json.dumps({"session": session, "offset": offset}).encode()
+    return base64.b64encode(b"\xfb\xff" + doc).decode()
+
+
+def _state_session(token: str) -> str | None:
+    try:
+        raw = base64.b64decode(token, validate=True)
+        session = json.loads(raw[2:])["session"]
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        return None
+    return session if isinstance(session, str) else None
+
+
+def _granted(scopes: Iterable[str], name: str, actions: Iterable[str]) -> bool:
+    """Whether ``scopes`` (``repository:NAME:ACTIONS`` strings) allow every one of ``actions``
+    on repository ``name``."""
+    have: set[str] = set()
+    for scope in scopes:
+        kind, _, rest = scope.partition(":")
+        repo, _, allowed = rest.rpartition(":")
+        if kind == "repository" and repo == name:
+            have.update(allowed.split(","))
+    return set(actions) <= have
+
+
+def _referenced(doc: Any) -> tuple[list[str], list[str]]:
+    """The blobs (config, layers) and child manifests a manifest or index names."""
+    if not isinstance(doc, dict):
+        return [], []
+
+    def digests(entries: Any) -> list[str]:
+        if not isinstance(entries, list):
+            return []
+        return [str(e.get("digest")) for e in entries if isinstance(e, dict)]
+
+    layers = doc.get("layers")
+    blobs = digests([doc.get("config"), *(layers if isinstance(layers, list) else [])])
+    return blobs, digests(doc.get("manifests"))
 
 
 class FakeRegistry:
@@ -753,6 +915,30 @@ class FakeRegistry:
       as the storage a registry redirects blob requests to; see :func:`start_origin`.
     - ``tls``: serve HTTPS with this server-side ``ssl.SSLContext`` (None: plain HTTP); fixed
       once started.
+
+    Pushes (a push needs ``pull`` and ``push`` on the repository, and a mount ``pull`` on the
+    ``from`` repository too, as distribution asks):
+
+    - ``pushers``: the users who may push (None: everyone, anonymous included). With
+      ``"bearer"`` the token endpoint grants the others ``pull`` only and a push answers 401
+      ``DENIED`` with an ``insufficient_scope`` challenge; with ``"basic"`` it answers 403
+      ``DENIED``.
+    - ``upload_location``: session ``Location`` headers are ``"relative"`` (``/v2/...``) or
+      ``"absolute"`` (``http://127.0.0.1:PORT/v2/...``); either way with ``?_state=``.
+    - ``mounts``: False answers every mount with a plain upload session (202), as a registry
+      without cross-repository mounts.
+    - ``max_put``: a PUT whose body is larger is answered 413 (None: no limit).
+    - ``chunk_min_length``: stated as ``OCI-Chunk-Min-Length`` on sessions; a PATCH after a
+      chunk shorter than that is refused (400 ``BLOB_UPLOAD_INVALID``).
+    - ``tags_page``: the page size of a tag listing that asks for none (None: every tag).
+
+    Docker Hub's pull quota:
+
+    - ``ratelimit_remaining``: when not None, manifest HEAD and GET answers carry
+      ``ratelimit-limit: <ratelimit_limit>;w=21600`` and ``ratelimit-remaining: <N>;w=21600``;
+      each manifest GET answered 200 takes one off (a HEAD does not, as on Docker Hub), and
+      once it is 0 manifest GETs are answered 429 ``TOOMANYREQUESTS`` (with the headers).
+    - ``ratelimit_limit``: the quota announced (default 100).
     """
 
     def __init__(
@@ -768,6 +954,14 @@ class FakeRegistry:
         realm: str | None = None,
         origin: bool = False,
         tls: ssl.SSLContext | None = None,
+        pushers: Collection[str] | None = None,
+        upload_location: Literal["relative", "absolute"] = "relative",
+        mounts: bool = True,
+        max_put: int | None = None,
+        chunk_min_length: int | None = None,
+        tags_page: int | None = None,
+        ratelimit_remaining: int | None = None,
+        ratelimit_limit: int = 100,
     ) -> None:
         self.auth: AuthMode = auth
         self.origin = origin
@@ -778,6 +972,14 @@ class FakeRegistry:
         self.expires_in = expires_in
         self.service = service
         self._realm = realm
+        self.pushers = pushers
+        self.upload_location = upload_location
+        self.mounts = mounts
+        self.max_put = max_put
+        self.chunk_min_length = chunk_min_length
+        self.tags_page = tags_page
+        self.ratelimit_remaining = ratelimit_remaining
+        self.ratelimit_limit = ratelimit_limit
         self.log = RequestLog()
         #: token -> the scopes it grants; only tokens in here are accepted
         self.tokens: dict[str, frozenset[str]] = {}
@@ -785,6 +987,9 @@ class FakeRegistry:
         self.issued: list[str] = []
         self._token_ids = itertools.count(1)
         self._repos: dict[str, _Repo] = {}
+        #: open upload sessions by id
+        self.uploads: dict[str, _Upload] = {}
+        self._upload_ids = itertools.count(1)
         self._rules: list[_Rule] = []
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
@@ -805,6 +1010,24 @@ class FakeRegistry:
             for blob in manifest.blobs:
                 repo.blobs[blob.digest] = blob.data
 
+    def blob(self, repository: str, digest: str) -> bytes | None:
+        """The blob ``repository`` holds under ``digest`` (pushed or served), or None."""
+        repo = self._repos.get(repository)
+        return repo.blobs.get(digest) if repo is not None else None
+
+    def manifest(self, repository: str, reference: str) -> bytes | None:
+        """The raw manifest ``repository`` holds under a tag or digest, or None."""
+        repo = self._repos.get(repository)
+        found = repo.manifests.get(reference) if repo is not None else None
+        return found[1] if found is not None else None
+
+    def tags(self, repository: str) -> list[str]:
+        """The repository's tags, sorted (what ``GET .../tags/list`` lists)."""
+        repo = self._repos.get(repository)
+        if repo is None:
+            return []
+        return sorted(ref for ref in repo.manifests if not ref.startswith("sha256:"))
+
     # -- auth knobs -------------------------------------------------------------------------------
 
     @property
@@ -823,11 +1046,16 @@ class FakeRegistry:
 
     # -- faults -----------------------------------------------------------------------------------
 
-    def inject(self, path: str, fault: F, *, method: str | None = "GET") -> F:
-        """Apply ``fault`` to requests whose path matches the regex ``path`` (``re.search``) and
-        whose method is ``method`` (None: any). Several faults on one request nest in the order
-        they were injected, the first outermost. Returns ``fault`` so a test can read ``hits``."""
-        self._rules.append(_Rule(re.compile(path), method, fault))
+    def inject(
+        self, path: str, fault: F, *, method: str | None = "GET", query: str | None = None
+    ) -> F:
+        """Apply ``fault`` to requests whose path matches the regex ``path`` (``re.search``),
+        whose method is ``method`` (None: any) and, if ``query`` is given, whose query string
+        (as sent, still percent-encoded) matches that regex. Several faults on one request nest
+        in the order they were injected, the first outermost. Returns ``fault`` so a test can
+        read ``hits``."""
+        compiled = re.compile(query) if query is not None else None
+        self._rules.append(_Rule(re.compile(path), method, fault, compiled))
         return fault
 
     def clear_faults(self) -> None:
@@ -856,6 +1084,14 @@ class FakeRegistry:
             app.router.add_get("/v2", self._ping)
             app.router.add_get("/token", self._token)
             app.router.add_get(r"/v2/{name:.+}/manifests/{reference}", self._manifest)
+            app.router.add_put(r"/v2/{name:.+}/manifests/{reference}", self._put_manifest)
+            app.router.add_get(r"/v2/{name:.+}/tags/list", self._tags)
+            app.router.add_post(r"/v2/{name:.+}/blobs/uploads/", self._start_upload)
+            session = r"/v2/{name:.+}/blobs/uploads/{session}"
+            app.router.add_patch(session, self._patch_upload)
+            app.router.add_put(session, self._finish_upload)
+            app.router.add_get(session, self._upload_status)
+            app.router.add_delete(session, self._cancel_upload)
         app.router.add_get(r"/v2/{name:.+}/blobs/{digest}", self._blob)
         return app
 
@@ -882,15 +1118,22 @@ class FakeRegistry:
     @web.middleware
     async def _log_mw(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         entry = LoggedRequest(
-            request.method, request.path, MultiDict(request.query), CIMultiDict(request.headers)
+            request.method,
+            request.path,
+            MultiDict(request.query),
+            CIMultiDict(request.headers),
+            raw_path=request.raw_path,
         )
         self.log.append(entry)
+        request[_ENTRY] = entry
         try:
             resp = await handler(request)
         except web.HTTPException as e:
             entry.status = e.status
+            entry.answer_headers = CIMultiDict(e.headers)
             raise
         entry.status = resp.status
+        entry.answer_headers = CIMultiDict(resp.headers)
         if isinstance(resp, StreamedBody) and not resp.prepared:
             entry.sent = 0
 
@@ -909,49 +1152,70 @@ class FakeRegistry:
         if self.auth is None or request.path == "/token":
             return await handler(request)
         name = request.match_info.get("name")
-        scope = f"repository:{name}:pull" if name else None
+        pushing = request.method not in ("GET", "HEAD")
+        # (repository, actions) this request needs, as distribution asks: a mount also reads
+        # the repository it mounts from.
+        needs: list[tuple[str, tuple[str, ...]]] = []
+        if name:
+            needs.append((name, ("pull", "push") if pushing else ("pull",)))
+            source = request.query.get("from") if request.query.get("mount") else None
+            if pushing and source and source != name:
+                needs.append((source, ("pull",)))
         header = request.headers.get("Authorization", "")
         if self.auth == "basic":
-            if self._basic_ok(header):
-                return await handler(request)
-            return error_body(
-                "UNAUTHORIZED",
-                "authentication required",
-                401,
-                **{"WWW-Authenticate": 'Basic realm="fake"'},
-            )
+            user = self._basic_user(header)
+            if user is None:
+                return error_body(
+                    "UNAUTHORIZED",
+                    "authentication required",
+                    401,
+                    **{"WWW-Authenticate": 'Basic realm="fake"'},
+                )
+            if pushing and name and not self._may_push(user):
+                return error_body("DENIED", "requested access to the resource is denied", 403)
+            return await handler(request)
         scheme, _, token = header.partition(" ")
         granted = self.tokens.get(token) if scheme.lower() == "bearer" else None
-        if granted is not None and (scope is None or scope in granted):
+        if granted is not None and all(_granted(granted, n, a) for n, a in needs):
             return await handler(request)
+        scope = " ".join(f"repository:{n}:{','.join(a)}" for n, a in needs)
         challenge = f'Bearer realm="{self.realm}",service="{self.service}"'
         if scope:
             challenge += f',scope="{scope}"'
         if granted is not None:
             challenge += ',error="insufficient_scope"'
-        return error_body(
-            "UNAUTHORIZED", "authentication required", 401, **{"WWW-Authenticate": challenge}
-        )
+        if granted is not None and pushing:
+            code, message = "DENIED", "requested access to the resource is denied"
+        else:
+            code, message = "UNAUTHORIZED", "authentication required"
+        return error_body(code, message, 401, **{"WWW-Authenticate": challenge})
 
     @web.middleware
     async def _fault_mw(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         chain = handler
         for rule in reversed(self._rules):
-            if (rule.method is None or rule.method == request.method) and rule.pattern.search(
-                request.path
-            ):
+            if rule.applies(request):
                 chain = _bind(rule.fault, chain)
         return await chain(request)
 
     def _basic_ok(self, header: str) -> bool:
+        return self._basic_user(header) is not None
+
+    def _basic_user(self, header: str) -> str | None:
+        """The user whose valid Basic credentials ``header`` carries, else None."""
         scheme, _, encoded = header.partition(" ")
         if scheme.lower() != "basic":
-            return False
+            return None
         try:
             user, sep, password = base64.b64decode(encoded, validate=True).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
-            return False
-        return bool(sep) and user in self.users and self.users[user] == password
+            return None
+        if sep and user in self.users and self.users[user] == password:
+            return user
+        return None
+
+    def _may_push(self, user: str | None) -> bool:
+        return self.pushers is None or (user is not None and user in self.pushers)
 
     # -- routes -----------------------------------------------------------------------------------
 
@@ -966,7 +1230,15 @@ class FakeRegistry:
                 "UNAUTHORIZED", "incorrect username or password", 401
             )  # Docker Hub's auth server also answers 401 here
         token = f"fake-token-{next(self._token_ids)}"
-        self.tokens[token] = frozenset(request.query.getall("scope", []))
+        may_push = self._may_push(self._basic_user(request.headers.get("Authorization", "")))
+        scopes = set()
+        for scope in (s for param in request.query.getall("scope", []) for s in param.split()):
+            if not may_push and scope.startswith("repository:"):
+                head, _, actions = scope.rpartition(":")
+                kept = [a for a in actions.split(",") if a != "push"]
+                scope = f"{head}:{','.join(kept)}"
+            scopes.add(scope)
+        self.tokens[token] = frozenset(scopes)
         self.issued.append(token)
         doc: dict[str, Any] = {}
         if self.token_field in ("token", "both"):
@@ -979,6 +1251,23 @@ class FakeRegistry:
         return web.json_response(doc)
 
     async def _manifest(self, request: web.Request) -> web.StreamResponse:
+        resp = await self._manifest_answer(request)
+        if self.ratelimit_remaining is not None:
+            counted = request.method == "GET" and resp.status == 200
+            if counted and self.ratelimit_remaining <= 0:
+                resp = error_body(
+                    "TOOMANYREQUESTS",
+                    "You have reached your pull rate limit. You may increase the limit by "
+                    "authenticating and upgrading: https://www.docker.com/increase-rate-limit",
+                    429,
+                )
+            elif counted:
+                self.ratelimit_remaining -= 1
+            resp.headers["ratelimit-limit"] = f"{self.ratelimit_limit};w=21600"
+            resp.headers["ratelimit-remaining"] = f"{max(self.ratelimit_remaining, 0)};w=21600"
+        return resp
+
+    async def _manifest_answer(self, request: web.Request) -> web.Response:
         repo = self._repos.get(request.match_info["name"])
         if repo is None:
             return error_body("NAME_UNKNOWN", "repository name not known to registry", 404)
@@ -1009,6 +1298,203 @@ class FakeRegistry:
         start, stop = wanted
         headers["Content-Range"] = f"bytes {start}-{stop - 1}/{total}"
         return StreamedBody(data[start:stop], status=206, headers=headers)
+
+    # -- the push side ----------------------------------------------------------------------------
+
+    async def _put_manifest(self, request: web.Request) -> web.StreamResponse:
+        name, reference = request.match_info["name"], request.match_info["reference"]
+        if (request.content_length or 0) > _MAX_MANIFEST:
+            return error_body("SIZE_INVALID", "manifest too large", 413)
+        raw = await request.content.read(_MAX_MANIFEST + 1)
+        if len(raw) > _MAX_MANIFEST:
+            return error_body("SIZE_INVALID", "manifest too large", 413)
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            return error_body("MANIFEST_INVALID", "manifest invalid", 400)
+        digest = _sha256(raw)
+        if reference.startswith("sha256:") and reference != digest:
+            return error_body("DIGEST_INVALID", "provided digest did not match", 400)
+        repo = self._repos.setdefault(name, _Repo())
+        blobs, children = _referenced(doc)
+        for wanted, held in ((blobs, repo.blobs), (children, repo.manifests)):
+            missing = [d for d in wanted if d not in held]
+            if missing:
+                return error_body(
+                    "MANIFEST_BLOB_UNKNOWN", "blob unknown to registry", 400, detail=missing[0]
+                )
+        media_type = request.headers.get("Content-Type") or str(doc.get("mediaType") or "")
+        repo.manifests[reference] = repo.manifests[digest] = (media_type, raw, digest)
+        return web.Response(
+            status=201,
+            headers={
+                "Location": self._location(f"/v2/{name}/manifests/{digest}"),
+                "Docker-Content-Digest": digest,
+            },
+        )
+
+    async def _tags(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name not in self._repos:
+            return error_body("NAME_UNKNOWN", "repository name not known to registry", 404)
+        tags = self.tags(name)
+        after = request.query.get("last")
+        token = request.query.get("next")
+        if token is not None:  # the opaque token of our own Link
+            try:
+                after = base64.b64decode(token, validate=True)[2:].decode()[len("after:") :]
+            except (binascii.Error, UnicodeDecodeError):
+                return error_body("PAGINATION_NUMBER_INVALID", "invalid pagination token", 400)
+        if after is not None:
+            tags = [t for t in tags if t > after]
+        n = request.query.get("n")
+        size = int(n) if n and n.isdigit() else self.tags_page
+        headers = {}
+        if size is not None and len(tags) > size:
+            tags = tags[:size]
+            token = base64.b64encode(b"\xfb\xff" + f"after:{tags[-1]}".encode()).decode()
+            page = f"n={size}&next={quote(token, safe='')}"
+            headers["Link"] = f'</v2/{name}/tags/list?{page}>; rel="next"'
+        return web.json_response({"name": name, "tags": tags}, headers=headers)
+
+    def _location(self, path: str) -> str:
+        return path if self.upload_location == "relative" else self.url + path
+
+    def _session_answer(self, session: str, status: int) -> web.Response:
+        """A session's state: where it goes on (``Location`` with a fresh ``_state``) and what
+        it holds (``Range: 0-N``, distribution's ``0-0`` when empty)."""
+        upload = self.uploads[session]
+        size = len(upload.data)
+        state = quote(_state_token(session, size), safe="")
+        headers = {
+            "Location": self._location(f"/v2/{upload.name}/blobs/uploads/{session}?_state={state}"),
+            "Range": f"0-{max(size - 1, 0)}",
+            "Docker-Upload-UUID": session,
+        }
+        if self.chunk_min_length is not None:
+            headers["OCI-Chunk-Min-Length"] = str(self.chunk_min_length)
+        return web.Response(status=status, headers=headers)
+
+    def _stored(self, name: str, digest: str) -> web.Response:
+        return web.Response(
+            status=201,
+            headers={
+                "Location": self._location(f"/v2/{name}/blobs/{digest}"),
+                "Docker-Content-Digest": digest,
+            },
+        )
+
+    def _commit(self, name: str, digest: str, data: bytes | bytearray) -> web.Response:
+        if _sha256(data) != digest:
+            return error_body(
+                "DIGEST_INVALID", "provided digest did not match uploaded content", 400
+            )
+        self._repos.setdefault(name, _Repo()).blobs[digest] = bytes(data)
+        return self._stored(name, digest)
+
+    async def _start_upload(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        mount, source = request.query.get("mount"), request.query.get("from")
+        if mount and source and self.mounts:
+            data = self.blob(source, mount)
+            if data is not None:
+                self._repos.setdefault(name, _Repo()).blobs[mount] = data
+                return self._stored(name, mount)
+        session = f"session-{next(self._upload_ids)}"
+        upload = self.uploads[session] = _Upload(name)
+        digest = request.query.get("digest")
+        if digest and not mount:  # a monolithic POST: the whole blob in this request
+            await self._receive(request, upload)
+            del self.uploads[session]
+            return self._commit(name, digest, upload.data)
+        return self._session_answer(session, 202)
+
+    def _session(self, request: web.Request) -> tuple[str, _Upload] | web.Response:
+        """The session a request names, or the error answer: unknown (404), another
+        repository's or without its ``_state`` (400)."""
+        session = request.match_info["session"]
+        upload = self.uploads.get(session)
+        if upload is None or upload.name != request.match_info["name"]:
+            return error_body("BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry", 404)
+        if _state_session(request.query.get("_state", "")) != session:
+            return error_body("BLOB_UPLOAD_INVALID", "blob upload invalid: bad _state", 400)
+        return session, upload
+
+    async def _receive(self, request: web.Request, upload: _Upload) -> int:
+        """Append the request body to ``upload`` as it arrives; returns how many bytes. With a
+        :class:`CutRequestBody` on the request, end the connection after its bytes instead."""
+        entry = request.get(_ENTRY)
+        cut = request.get(_CUT_AFTER)
+        received = 0
+        if entry is not None:
+            entry.received = 0
+        async for data in request.content.iter_any():
+            if cut is not None:
+                data = data[: cut - received]
+            upload.data += data
+            received += len(data)
+            if entry is not None:
+                entry.received = received
+            if cut is not None and received >= cut:
+                break
+        if cut is not None:
+            if request.transport is not None:
+                request.transport.abort()
+            raise asyncio.CancelledError
+        return received
+
+    async def _patch_upload(self, request: web.Request) -> web.StreamResponse:
+        found = self._session(request)
+        if isinstance(found, web.Response):
+            return found
+        session, upload = found
+        value = request.headers.get("Content-Range")
+        if value is not None:
+            m = _CONTENT_RANGE.match(value.strip())
+            if m is None:
+                return error_body("BLOB_UPLOAD_INVALID", f"bad Content-Range {value!r}", 400)
+            start, end = int(m["start"]), int(m["end"])
+            if start != len(upload.data) or end < start:
+                return self._session_answer(session, 416)
+            if request.content_length is not None and request.content_length != end - start + 1:
+                return error_body("BLOB_UPLOAD_INVALID", "Content-Range and length differ", 400)
+        if upload.short_chunk:
+            return error_body(
+                "BLOB_UPLOAD_INVALID",
+                f"a chunk before this one was under OCI-Chunk-Min-Length {self.chunk_min_length}",
+                400,
+            )
+        received = await self._receive(request, upload)
+        if self.chunk_min_length is not None and received < self.chunk_min_length:
+            upload.short_chunk = True  # only the last chunk may be short
+        return self._session_answer(session, 202)
+
+    async def _finish_upload(self, request: web.Request) -> web.StreamResponse:
+        found = self._session(request)
+        if isinstance(found, web.Response):
+            return found
+        session, upload = found
+        digest = request.query.get("digest")
+        if not digest:
+            return error_body("DIGEST_INVALID", "digest missing", 400)
+        if self.max_put is not None and (request.content_length or 0) > self.max_put:
+            return error_body("SIZE_INVALID", "request entity too large", 413)
+        await self._receive(request, upload)
+        del self.uploads[session]
+        return self._commit(upload.name, digest, upload.data)
+
+    async def _upload_status(self, request: web.Request) -> web.StreamResponse:
+        found = self._session(request)
+        if isinstance(found, web.Response):
+            return found
+        return self._session_answer(found[0], 204)
+
+    async def _cancel_upload(self, request: web.Request) -> web.StreamResponse:
+        found = self._session(request)
+        if isinstance(found, web.Response):
+            return found
+        del self.uploads[found[0]]
+        return web.Response(status=204)
 
 
 def _bind(fault: Fault, handler: Handler) -> Handler:
