@@ -283,8 +283,12 @@ class RegistryClient:
             if self._tokens.get(endpoint.host, scope) is not None:
                 return  # another request fetched it while we waited
             params = {}
-            if challenge.params.get("scope") or scope:  # a login check asks for no scope
-                params["scope"] = challenge.params.get("scope") or scope
+            asked = challenge.params.get("scope")
+            if asked and not _covers(scope, asked):
+                params["scope"] = asked
+            elif scope:  # (a login check asks for none)
+                # A HEAD before a push is challenged for pull: ask for pull,push at once.
+                params["scope"] = scope
             if "service" in challenge.params:
                 params["service"] = challenge.params["service"]
             # No redirects: the realm was vetted, a Location it answers with was not, and a
@@ -813,6 +817,20 @@ class ManifestHead:
 class _Session:
     url: str  # where the upload goes on
     min_chunk: int  # OCI-Chunk-Min-Length, or 0
+
+
+def _covers(ours: str, asked: str) -> bool:
+    """Whether the scope we want (``repository:NAME:pull,push``) grants every action of each
+    scope a challenge asks for, so that one token serves both."""
+    kind, _, rest = ours.partition(":")
+    name, _, actions = rest.rpartition(":")
+    have = set(actions.split(","))
+    for scope in asked.split():
+        k, _, r = scope.partition(":")
+        n, _, a = r.rpartition(":")
+        if (k, n) != (kind, name) or not set(a.split(",")) <= have:
+            return False
+    return bool(ours)
 
 
 def _upload_session(resp: wire.Response, request_url: str) -> _Session:
