@@ -724,8 +724,12 @@ async def _piped(
             return
         sent = waiting = threading.Event()
         loop.call_soon_threadsafe(queue.put_nowait, (view, sent))
-        sent.wait()
-        if stopped:
+        # Until the piece is sent, or nobody will send it: the consumer went away, or the
+        # download is being cancelled (at the end of asyncio.run, before generators close).
+        while not sent.wait(0.25):
+            if stopped or getattr(task, "cancelling", lambda: 0)():  # 3.11+
+                break
+        if stopped or not sent.is_set():
             raise asyncio.CancelledError
 
     async def produce() -> None:
