@@ -39,6 +39,7 @@ from .registry import Endpoint, RegistryClient, try_in_turn
 from .retry import with_retries
 from .store import RESOLVED_ANNOTATION, Store
 from .text import shown
+from .wire import Chunk
 
 if TYPE_CHECKING:
     from .pulling import Puller
@@ -108,7 +109,7 @@ class Found:
     origin: Any = None
 
 
-Content = Callable[[], AsyncIterator[bytes]]
+Content = Callable[[], AsyncIterator[Chunk]]
 
 
 class Source(Protocol):
@@ -665,7 +666,7 @@ async def _gather(coroutines: Iterable[Awaitable[T]]) -> list[T]:
 
 
 def _counted(content: Content, on_bytes: Callable[[int], None]) -> Content:
-    async def counted() -> AsyncIterator[bytes]:
+    async def counted() -> AsyncIterator[Chunk]:
         async for piece in content():
             on_bytes(len(piece))
             yield piece
@@ -701,7 +702,7 @@ async def _from_store(store: Store, blob: Descriptor) -> AsyncIterator[bytes]:
 
 async def _piped(
     client: RegistryClient, endpoint: Endpoint, path: str, blob: Descriptor
-) -> AsyncIterator[bytes]:
+) -> AsyncIterator[Chunk]:
     """The blob's bytes from the source, verified on the way, without a copy: each piece is a
     view of the source connection's buffer, handed on and sent before that buffer is filled
     again (the wire hands a streamed body's piece to the kernel before it asks for the next).
@@ -760,7 +761,7 @@ async def _piped(
                 continue
             view, sent = item
             try:
-                yield view  # type: ignore[misc]
+                yield view
             finally:
                 sent.set()
     finally:

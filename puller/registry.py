@@ -674,7 +674,7 @@ class RegistryClient:
         path: str,
         digest: Digest,
         size: int,
-        content: Callable[[], AsyncIterable[bytes]],
+        content: Callable[[], AsyncIterable[wire.Chunk]],
         *,
         mount_from: str | None = None,
         chunk_size: int | None = None,
@@ -730,7 +730,7 @@ class RegistryClient:
         path: str,
         digest: Digest,
         size: int,
-        content: Callable[[], AsyncIterable[bytes]],
+        content: Callable[[], AsyncIterable[wire.Chunk]],
         session: _Session,
         chunk_size: int | None,
     ) -> str:
@@ -771,9 +771,9 @@ class RegistryClient:
         chunks (413)."""
         url = _with_digest(up.url, up.digest)
         theirs: list[BaseException] = []  # what content() raised: the source's, not the target's
-        bodies: list[AsyncIterator[bytes]] = []  # (a second after a 401)
+        bodies: list[AsyncIterator[wire.Chunk]] = []  # (a second after a 401)
 
-        def body() -> AsyncIterator[bytes]:
+        def body() -> AsyncIterator[wire.Chunk]:
             bodies.append(_counted(up, theirs))
             return bodies[-1]
 
@@ -950,7 +950,7 @@ class _Upload:
     path: str
     digest: Digest
     size: int
-    content: Callable[[], AsyncIterable[bytes]]  # the blob from its start, each time called
+    content: Callable[[], AsyncIterable[wire.Chunk]]  # the blob from its start, each time called
     url: str = ""  # the session's latest Location
     min_chunk: int = 0
     offset: int = 0  # bytes the session holds, as far as we know
@@ -1028,7 +1028,7 @@ def _constant(data: bytes) -> Callable[[], bytes]:
     return lambda: data
 
 
-async def _counted(up: _Upload, raised: list[BaseException]) -> AsyncIterator[bytes]:
+async def _counted(up: _Upload, raised: list[BaseException]) -> AsyncIterator[wire.Chunk]:
     """The blob from its start as a request body, raising ``up.reached`` by each piece before
     it goes out, and noting in ``raised`` what ``up.content()`` raised."""
     n = 0
@@ -1045,7 +1045,7 @@ async def _counted(up: _Upload, raised: list[BaseException]) -> AsyncIterator[by
         await _close(source)
 
 
-async def _skipped(source: AsyncIterable[bytes], skip: int) -> AsyncIterator[bytes]:
+async def _skipped(source: AsyncIterable[wire.Chunk], skip: int) -> AsyncIterator[wire.Chunk]:
     """``source`` without its first ``skip`` bytes."""
     async for data in source:
         if skip >= len(data):
@@ -1055,14 +1055,14 @@ async def _skipped(source: AsyncIterable[bytes], skip: int) -> AsyncIterator[byt
         skip = 0
 
 
-async def _close(source: AsyncIterable[bytes]) -> None:
+async def _close(source: AsyncIterable[wire.Chunk]) -> None:
     """End an async generator now (its cleanup runs), not when it is collected."""
     aclose = getattr(source, "aclose", None)
     if aclose is not None:
         await aclose()
 
 
-async def _rechunked(source: AsyncIterable[bytes], size: int) -> AsyncIterator[bytes]:
+async def _rechunked(source: AsyncIterable[wire.Chunk], size: int) -> AsyncIterator[bytes]:
     """``source`` in pieces of ``size`` bytes (the last may be shorter); memory: one piece."""
     pending = bytearray()
     async for data in source:
