@@ -336,6 +336,8 @@ class Copier:
         self._on_bytes = on_bytes
         self._placed: dict[tuple[str, Digest], str] = {}  # (target registry, blob) -> repository
         self._moving: dict[tuple[str, Digest], asyncio.Event] = {}
+        self._manifest_locks: dict[tuple[str, str, Digest], asyncio.Lock] = {}
+        self._manifests_placed: set[tuple[str, str, Digest]] = set()
         self._target_tags: dict[tuple[str, str], asyncio.Task[frozenset[str]]] = {}
 
     @property
@@ -486,14 +488,11 @@ class Copier:
         job = _Job(origin, found, source, to, target)
         await _all(self._blob(job, blob) for blob in blobs.values())
         tally = job.tally
-        put = self._client.put_manifest
         await _all(
-            self._retried(functools.partial(put, to, target.path, str(d.digest), raw, kind))
+            self._put(to, target.path, str(d.digest), raw, kind)
             for d, (raw, kind) in zip(plan.children, children, strict=True)
         )
-        await self._retried(
-            functools.partial(put, to, target.path, target.identifier, plan.raw, plan.media_type)
-        )
+        await self._put(to, target.path, target.identifier, plan.raw, plan.media_type)
         return CopyResult(
             src,
             dst,
@@ -504,6 +503,22 @@ class Copier:
             tally.existing,
             tally.bytes_uploaded,
         )
+
+    async def _put(
+        self, to: Endpoint, path: str, reference: str, raw: bytes, media_type: str
+    ) -> None:
+        """PUT a manifest, one PUT of the same bytes into a repository at a time: two tags of
+        one image copied at once write the same children, and the distribution registry
+        answers concurrent writes of one manifest with DIGEST_INVALID. A child already
+        placed by this run is not sent again."""
+        key = (to.url, path, digest_of(raw))
+        by_digest = reference == str(key[2])
+        async with self._manifest_locks.setdefault(key, asyncio.Lock()):
+            if by_digest and key in self._manifests_placed:
+                return
+            put = self._client.put_manifest
+            await self._retried(functools.partial(put, to, path, reference, raw, media_type))
+            self._manifests_placed.add(key)
 
     async def _head(self, endpoint: Endpoint, ref: Reference) -> Digest | None:
         """What the target's tag points at (a GET when its HEAD does not say)."""
