@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .copying import Copier, CopyResult
     from .events import Event
     from .pulling import Puller, PullResult
+    from .syncfile import SyncEntry
 
 PROG = "pypull"
 COMMANDS = ("pull", "copy", "push", "sync", "images", "verify", "config", "login", "logout")
@@ -840,32 +841,34 @@ def _sync_file(args: argparse.Namespace, path: str) -> int:
     options = _copy_options(args)
 
     async def work(copier: Copier, report: Callable[[CopyResult], None]) -> list[CopyResult]:
-        results: list[CopyResult] = []
-        for entry in entries:
-            own = {**options, "platforms": entry.platforms or options["platforms"]}
-            if results and args.fail_fast and any(r.status == "failed" for r in results):
-                break
-            if entry.is_repository:
-                try:
-                    results += await copier.copy_tags(
-                        entry.source,
-                        entry.target,
-                        each=report,
-                        select=entry.selects,
-                        fail_fast=args.fail_fast,
-                        **own,
-                    )
-                except PullError as e:
-                    failed = CopyResult(
-                        str(entry.source), str(entry.target), "failed", error=str(e)
-                    )
-                    report(failed)
-                    results.append(failed)
-            else:
+        """Every entry's images in one run, ``-j`` at once (not entry after entry)."""
+        from .copying import CopyResult, Pair
+
+        async def pairs_of(entry: SyncEntry) -> tuple[list[Pair], list[CopyResult]]:
+            own = {"platforms": entry.platforms or options["platforms"]}
+            if not entry.is_repository:
                 target = entry.target
                 if target.tag is None and target.digest is None:
                     target = _with_identifier(target, entry.source)
-                results += await copier.copy_all([(entry.source, target)], each=report, **own)
+                return [(entry.source, target, own)], []
+            try:
+                pairs, failed = await copier.tag_pairs(entry.source, entry.target, entry.selects)
+            except PullError as e:
+                return [], [
+                    CopyResult(str(entry.source), str(entry.target), "failed", error=str(e))
+                ]
+            return [(source, target, own) for source, target, *_ in pairs], failed
+
+        pairs: list[Pair] = []
+        results: list[CopyResult] = []
+        for found, failed in await asyncio.gather(*(pairs_of(e) for e in entries)):
+            pairs += found
+            for result in failed:
+                report(result)
+            results += failed
+        if args.fail_fast and results:
+            return results
+        results += await copier.copy_all(pairs, each=report, fail_fast=args.fail_fast, **options)
         return results
 
     return _copying(args, work, summary=True)

@@ -110,6 +110,8 @@ class Found:
 
 
 Content = Callable[[], AsyncIterator[Chunk]]
+#: (source, target), or (source, target, options of its own for ``Copier.copy``)
+Pair = tuple[Reference, Reference] | tuple[Reference, Reference, dict[str, Any]]
 
 
 class Source(Protocol):
@@ -371,15 +373,16 @@ class Copier:
 
     async def copy_all(
         self,
-        pairs: Iterable[tuple[Reference, Reference]],
+        pairs: Iterable[Pair],
         *,
         each: Callable[[CopyResult], None] = lambda _: None,
         fail_fast: bool = False,
         **options: Any,
     ) -> list[CopyResult]:
         """Copy each (source, target) pair, ``jobs`` images at once (their blobs share the
-        ``jobs`` transfer slots); ``each`` hears of each result as it ends. With ``fail_fast``,
-        no image starts after one has failed."""
+        ``jobs`` transfer slots); ``each`` hears of each result as it ends. A pair may carry
+        its own options, over ``options`` (a sync file entry's platforms). With
+        ``fail_fast``, no image starts after one has failed."""
         pending = list(pairs)
         results: list[CopyResult] = []
         stop = False
@@ -387,8 +390,8 @@ class Copier:
         async def worker() -> None:
             nonlocal stop
             while pending and not stop:
-                source, target = pending.pop(0)
-                result = await self.copy(source, target, **options)
+                source, target, *own = pending.pop(0)
+                result = await self.copy(source, target, **{**options, **(own[0] if own else {})})
                 results.append(result)
                 each(result)
                 if fail_fast and result.status == "failed":
@@ -415,14 +418,23 @@ class Copier:
         **options: Any,
     ) -> list[CopyResult]:
         """Every tag of ``source``'s repository that ``select`` takes, into ``target``'s."""
-        results: list[CopyResult] = []
-        pairs = []
+        pairs, results = await self.tag_pairs(source, target, select)
+        for result in results:
+            each(result)
+        results += await self.copy_all(pairs, each=each, fail_fast=fail_fast, **options)
+        return results
+
+    async def tag_pairs(
+        self, source: Reference, target: Reference, select: Callable[[str], bool] = lambda _: True
+    ) -> tuple[list[Pair], list[CopyResult]]:
+        """A (source, target) pair for each tag of ``source``'s repository that ``select``
+        takes, and a "failed" result for each listed tag that is not a valid tag name."""
+        pairs: list[Pair] = []
+        failed: list[CopyResult] = []
         for tag in await self.tags_of(source):
             if not valid_tag(tag):
                 name = f"{source.name}:{shown(tag, 80)}"
-                result = CopyResult(name, str(target), "failed", error="not a valid tag name")
-                each(result)
-                results.append(result)
+                failed.append(CopyResult(name, str(target), "failed", error="not a valid tag name"))
             elif select(tag):
                 pairs.append(
                     (
@@ -430,8 +442,7 @@ class Copier:
                         dataclasses.replace(target, tag=tag, digest=None),
                     )
                 )
-        results += await self.copy_all(pairs, each=each, fail_fast=fail_fast, **options)
-        return results
+        return pairs, failed
 
     async def _copy(
         self,

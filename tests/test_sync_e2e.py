@@ -350,3 +350,23 @@ def test_one_platform_is_tagged_as_its_manifest_and_then_costs_no_source_get(
     )
     assert elsewhere.stdout.endswith(": up to date\n"), elsewhere.stdout + elsewhere.stderr
     assert writes(target_log) == []
+
+
+def test_an_entry_that_fails_does_not_stop_the_others(
+    source: Registry, target: Registry, tmp_path: Path
+) -> None:
+    sync = tmp_path / "mixed.toml"
+    sync.write_text(
+        f'[[sync]]\nsource = "{source.host}/library/nothing"\n'
+        f'target = "{target.host}/mixed/nothing"\n\n'
+        f'[[sync]]\nsource = "{source.host}/library/app-a:1"\n'
+        f'target = "{target.host}/mixed/app-a"\n'
+    )
+    run = run_pypull("sync", sync)
+    assert run.returncode == 1
+    *lines, summary = run.stdout.splitlines()
+    copied, failed = sorted(lines)
+    assert failed.startswith(f"{source.host}/library/nothing") and ": failed: " in failed
+    assert "not found" in failed or "unknown" in failed, failed
+    assert copied.startswith(f"{source.host}/library/app-a:1 -> ") and ": copied (" in copied
+    assert summary == "2 images: 1 copied, 1 failed"
