@@ -16,7 +16,6 @@ import asyncio
 import dataclasses
 import functools
 import json
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -729,40 +728,32 @@ async def _from_store(store: Store, blob: Descriptor) -> AsyncIterator[bytes]:
 async def _piped(
     client: RegistryClient, endpoint: Endpoint, path: str, blob: Descriptor
 ) -> AsyncIterator[Chunk]:
-    """The blob's bytes from the source, verified on the way, without a copy: each piece is a
-    view of the source connection's buffer, handed on and sent before that buffer is filled
-    again (the wire hands a streamed body's piece to the kernel before it asks for the next).
-    The last piece alone is copied and held back until the whole blob has verified, so a blob
-    that does not never completes its upload."""
+    """The blob's bytes from the source, verified on the way, without a copy or a thread hop:
+    each piece is a view of the source connection's buffer, hashed on the loop and handed on;
+    the buffer goes back to the source connection once the piece is sent (the wire hands a
+    streamed body's piece to the kernel before it asks for the next). The last piece alone is
+    copied and held back until the whole blob has verified, so a blob that does not never
+    completes its upload."""
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[memoryview, threading.Event] | bytes | BaseException | None]
+    queue: asyncio.Queue[tuple[memoryview, asyncio.Future[None]] | bytes | BaseException | None]
     queue = asyncio.Queue()
     verifier = Verifier(blob.digest, blob.size, endpoint.url)
-    stopped = False
-    waiting: threading.Event | None = None
+    holding: list[asyncio.Future[None]] = []
 
-    def write(view: memoryview) -> None:  # in a worker thread, one call at a time
-        nonlocal waiting
-        if stopped:
-            raise asyncio.CancelledError
+    def write(view: memoryview) -> asyncio.Future[None] | None:
         verifier.update(view)
         if verifier.size >= blob.size:  # the last piece (or too many bytes: verify says so)
-            loop.call_soon_threadsafe(queue.put_nowait, bytes(view))
-            return
-        sent = waiting = threading.Event()
-        loop.call_soon_threadsafe(queue.put_nowait, (view, sent))
-        # Until the piece is sent, or nobody will send it: the consumer went away, or the
-        # download is being cancelled (at the end of asyncio.run, before generators close).
-        while not sent.wait(0.25):
-            if stopped or getattr(task, "cancelling", lambda: 0)():  # 3.11+
-                break
-        if stopped or not sent.is_set():
-            raise asyncio.CancelledError
+            queue.put_nowait(bytes(view))
+            return None
+        sent: asyncio.Future[None] = loop.create_future()
+        holding.append(sent)
+        queue.put_nowait((view, sent))
+        return sent
 
     async def produce() -> None:
         try:
             async with client.open_blob(endpoint, path, blob.digest) as body:
-                await body.pour(write, _ignore)
+                await body.pour_on_loop(write)
             verifier.verify()
         except BaseException as e:
             queue.put_nowait(e)
@@ -789,14 +780,11 @@ async def _piped(
             try:
                 yield view
             finally:
-                sent.set()
+                holding.remove(sent)
+                sent.set_result(None)
     finally:
-        stopped = True
-        if waiting is not None:
-            waiting.set()  # a writer waiting for its piece to go: let it go
+        for sent in holding:  # nobody will send these: the buffers may go
+            if not sent.done():
+                sent.cancel()
         task.cancel()
         await asyncio.wait({task})
-
-
-def _ignore(_: int) -> None:
-    pass

@@ -48,6 +48,7 @@ from .wire import ProxyFor, Write
 
 T = TypeVar("T")
 A = TypeVar("A")
+R = TypeVar("R")
 
 
 #: Where Docker Hub's registry API lives; ``docker.io`` is only its name.
@@ -1161,27 +1162,43 @@ class BlobStream:
         Every ``write`` has returned before this returns or raises, so the caller may close the
         file afterwards; what arrived before a transport failure has been written."""
         ours: list[BaseException] = []  # what write or progress raised: not the network's fault
+        await self._mapped(
+            self._resp.pour(_recording(write, ours), _recording(progress, ours), self._chunk_size),
+            ours,
+        )
+
+    async def pour_on_loop(self, write: wire.LoopWrite) -> None:
+        """``pour`` with a writer on the loop that may hold each piece until the future it
+        returns is done (``wire.Response.pour_on_loop``)."""
+        ours: list[BaseException] = []
+        await self._mapped(
+            self._resp.pour_on_loop(_recording(write, ours), _ignore, self._chunk_size), ours
+        )
+
+    async def _mapped(self, pouring: Awaitable[None], ours: list[BaseException]) -> None:
         try:
-            await self._resp.pour(
-                _recording(write, ours), _recording(progress, ours), self._chunk_size
-            )
+            await pouring
         except (asyncio.TimeoutError, OSError, wire.WireError) as e:
             if any(e is mine for mine in ours):
                 raise
             raise _transport_error(f"download from {self.url} failed", self.url, e) from e
 
 
-def _recording(call: Callable[[A], None], raised: list[BaseException]) -> Callable[[A], None]:
+def _recording(call: Callable[[A], R], raised: list[BaseException]) -> Callable[[A], R]:
     """``call``, noting in ``raised`` what it raises (the caller's failure, not the peer's)."""
 
-    def recorded(arg: A) -> None:
+    def recorded(arg: A) -> R:
         try:
-            call(arg)
+            return call(arg)
         except BaseException as e:
             raised.append(e)
             raise
 
     return recorded
+
+
+def _ignore(_: int) -> None:
+    pass
 
 
 def _permanent(e: BaseException) -> bool:

@@ -54,6 +54,9 @@ HAPPY_EYEBALLS_DELAY = 0.25
 
 Chunk = bytes | bytearray | memoryview
 Write = Callable[[memoryview], None]
+#: A writer on the event loop: it may keep the view until the future it returns is done (the
+#: piece is then passed on without a copy); None: done with it already.
+LoopWrite = Callable[[memoryview], "asyncio.Future[None] | None"]
 RequestBody = bytes | AsyncIterable[Chunk]
 
 
@@ -277,6 +280,15 @@ class Response:
         stops early, what arrived is written before the error is raised (for a resume). A body
         slower than ``MIN_RATE`` over the read timeout is a ``BodyTimeout``."""
         await self._conn.pour(self._head, write, progress, chunk_size)
+
+    async def pour_on_loop(
+        self, write: LoopWrite, progress: Callable[[int], None], chunk_size: int = 1 << 20
+    ) -> None:
+        """``pour``, but ``write`` runs on the loop, and a buffer goes back to the socket only
+        when the future ``write`` returned for it is done: for a writer that hands each piece
+        on (a copy to another registry) rather than blocking on a disk. No thread hop per
+        piece: that cost a copy more CPU than anything but hashing and the kernel."""
+        await self._conn.pour(self._head, write, progress, chunk_size, on_loop=True)
 
     async def read(self, limit: int) -> bytes:
         """At most ``limit`` bytes of the body (a manifest, a token, an error message), read on
@@ -835,9 +847,10 @@ class _Connection(asyncio.BufferedProtocol):
         self._pos = 0
         self._queue: deque[Chunk] = deque()
         self._busy: asyncio.Future[None] | None = None
-        self._write: Write = _discard
+        self._write: Write | LoopWrite = _discard
         self._progress: Callable[[int], None] = _ignore
         self._inline = False
+        self._on_loop = False
         self._done: asyncio.Future[None] | None = None
         self._failure: BaseException | None = None  # a write failed: stop, raise this
         self._peer_error: BaseException | None = None  # the peer failed: raise after the writes
@@ -1114,13 +1127,17 @@ class _Connection(asyncio.BufferedProtocol):
     async def pour(
         self,
         head: Head,
-        write: Write,
+        write: Write | LoopWrite,
         progress: Callable[[int], None],
         chunk_size: int,
         inline: bool = False,
         cap: int | None = None,
+        *,
+        on_loop: bool = False,
     ) -> None:
-        """The body to ``write``; with ``cap``, stop after that many bytes."""
+        """The body to ``write``; with ``cap``, stop after that many bytes. ``inline``: on the
+        loop, within a deadline (a small body); ``on_loop``: on the loop, ``write`` maybe
+        returning a future that holds the buffer (see ``Response.pour_on_loop``)."""
         if self._reading_body:
             raise RuntimeError("the body is being read already")
         chunked = head.framing == "chunked"
@@ -1140,7 +1157,8 @@ class _Connection(asyncio.BufferedProtocol):
         if self._remaining is None and not chunked:
             self._remaining = cap  # reached, or the connection ends first: both are the end
         self._chunk_size = max(1, chunk_size)
-        self._write, self._progress, self._inline = write, progress, inline
+        self._write, self._progress = write, progress
+        self._inline, self._on_loop = inline, on_loop
         self._done = self._loop.create_future()
         leftover, self._leftover = self._leftover, b""
         if chunked:
@@ -1179,7 +1197,8 @@ class _Connection(asyncio.BufferedProtocol):
             self._backlog.clear()
             if not self._complete:
                 self.close()
-            while self._busy is not None and not self._busy.done():
+            # A loop-side writer holds no file: its piece keeps its own buffer alive.
+            while self._busy is not None and not self._busy.done() and not self._on_loop:
                 with suppress(BaseException):
                     await asyncio.shield(self._busy)
 
@@ -1285,15 +1304,19 @@ class _Connection(asyncio.BufferedProtocol):
             return
         chunk = self._queue.popleft()
         view = chunk if isinstance(chunk, memoryview) else memoryview(chunk)
-        if self._inline:
+        if self._inline or self._on_loop:
             busy: asyncio.Future[None] = self._loop.create_future()
             try:
-                self._write(view)
-                busy.set_result(None)
+                held = self._write(view)
             except Exception as e:  # handed on like a worker thread's exception
                 busy.set_exception(e)
+            else:
+                if isinstance(held, asyncio.Future):
+                    busy = held  # the buffer is the writer's until then
+                else:
+                    busy.set_result(None)
         else:
-            busy = self._loop.run_in_executor(None, self._write, view)
+            busy = self._loop.run_in_executor(None, cast(Write, self._write), view)
         self._busy = busy
         busy.add_done_callback(lambda f: self._written(f, chunk))
 
