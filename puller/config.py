@@ -22,6 +22,7 @@
     skip_verify = false
     proxy = ""                               # its own proxy ("": none), for its mirrors too
     no_proxy = "cache.internal.example"      # its own NO_PROXY list
+    upload_chunk_mib = 16                    # pushes to it in PATCH chunks of 16 MiB
 
 Proxies follow docker's rules (``puller.proxy``): ``$HTTP_PROXY``, ``$HTTPS_PROXY`` and
 ``$NO_PROXY`` (upper case first) override the file's ``proxy``/``http_proxy``/``https_proxy`` and
@@ -69,7 +70,18 @@ _PROXY_ENV = {
     "no_proxy": ("NO_PROXY", "no_proxy"),
 }
 _TOP_KEYS = {"store", *DEFAULTS, "registry", *_PROXY_KEYS}
-_REGISTRY_KEYS = {"server", "insecure", "ca_file", "skip_verify", "mirror", "proxy", "no_proxy"}
+_REGISTRY_KEYS = {
+    "server",
+    "insecure",
+    "ca_file",
+    "skip_verify",
+    "mirror",
+    "proxy",
+    "no_proxy",
+    "upload_chunk_mib",
+}
+#: A PATCH chunk is held in memory whole: at most this (the wire's MAX_CHUNK).
+_MAX_UPLOAD_CHUNK_MIB = 64
 _MIRROR_KEYS = {"url", "capabilities", "insecure", "ca_file", "skip_verify"}
 
 
@@ -87,6 +99,9 @@ class RegistryConfig:
     #: its own proxy for http:// and https:// ("": none) and NO_PROXY list; None: the global one
     proxy: str | None = None
     no_proxy: str | None = None
+    #: uploads to it go in PATCH chunks of this many MiB (a proxy in front of it that limits
+    #: request bodies); None: one streamed PUT, chunks only when it refuses that (413)
+    upload_chunk_mib: int | None = None
 
 
 @dataclass(frozen=True)
@@ -342,10 +357,22 @@ def _from_file(
             mirrors.append(_endpoint(f, mtable, m, m["url"], True, nth))
             sources[f"registry.{name}.mirror.{nth}"] = f.where(mtable, "url", nth)
         server = None
+        chunk_mib = None
+        if "upload_chunk_mib" in spec:
+            chunk_mib = _check_type(
+                f, table, "upload_chunk_mib", spec["upload_chunk_mib"], "positive int"
+            )
+            if chunk_mib > _MAX_UPLOAD_CHUNK_MIB:
+                raise f.error(table, "upload_chunk_mib", f"at most {_MAX_UPLOAD_CHUNK_MIB}")
+            sources[f"registry.{name}.upload_chunk_mib"] = f.where(table, "upload_chunk_mib")
         if any(k in spec for k in ("server", "insecure", "ca_file", "skip_verify")):
             default = endpoint_for_domain(name).url if name == "docker.io" else name
             url: str = _check_type(f, table, "server", spec.get("server", default), "str")
-            options = {k: v for k, v in spec.items() if k not in ("mirror", *_PROXY_KEYS)}
+            options = {
+                k: v
+                for k, v in spec.items()
+                if k not in ("mirror", "upload_chunk_mib", *_PROXY_KEYS)
+            }
             server = _endpoint(f, table, options, url, False)
             key = "server" if "server" in spec else next(k for k in options if k != "server")
             sources[f"registry.{name}.server"] = f.where(table, key)
@@ -355,7 +382,12 @@ def _from_file(
                 proxy[key] = _proxy_setting(f, table, key, spec[key])
                 sources[f"registry.{name}.{key}"] = f.where(table, key)
         registries[name] = RegistryConfig(
-            name, tuple(mirrors), server, proxy=proxy["proxy"], no_proxy=proxy["no_proxy"]
+            name,
+            tuple(mirrors),
+            server,
+            proxy=proxy["proxy"],
+            no_proxy=proxy["no_proxy"],
+            upload_chunk_mib=chunk_mib,
         )
 
 
@@ -505,7 +537,8 @@ def render(config: Config) -> str:
         out.append(line(text, config.sources.get(key, "default")))
     out.extend(_render_proxies(config, line))
     for name, reg in sorted(config.registries.items()):
-        if reg.server is not None or reg.proxy is not None or reg.no_proxy is not None:
+        own = (reg.server, reg.proxy, reg.no_proxy, reg.upload_chunk_mib)
+        if any(v is not None for v in own):
             out.append("")
             out.append(f'[registry."{name}"]')
         if reg.server is not None:
@@ -521,6 +554,9 @@ def render(config: Config) -> str:
             if value is not None:
                 shown = f"{key} = {_quote(redact(value) if key == 'proxy' else value)}"
                 out.append(line(shown, config.sources.get(f"registry.{name}.{key}", "")))
+        if reg.upload_chunk_mib is not None:
+            source = config.sources.get(f"registry.{name}.upload_chunk_mib", "")
+            out.append(line(f"upload_chunk_mib = {reg.upload_chunk_mib}", source))
         for i, m in enumerate(reg.mirrors):
             out.append("")
             out.append(

@@ -599,9 +599,16 @@ class Copier:
         content = job.origin.content(job.found, job.source, blob)
         if self._on_bytes is not None:
             content = _counted(content, self._on_bytes)
+        mib = self._puller.registry(job.target.domain).upload_chunk_mib
         how = await self._retried(
             lambda: self._client.upload_blob(
-                to, path, blob.digest, blob.size, content, mount_from=elsewhere
+                to,
+                path,
+                blob.digest,
+                blob.size,
+                content,
+                mount_from=elsewhere,
+                chunk_size=mib << 20 if mib else None,
             )
         )
         self._placed[key] = path

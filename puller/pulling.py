@@ -176,6 +176,10 @@ class Puller:
     async def __aexit__(self, *exc: object) -> None:
         await self._client.close()
 
+    def registry(self, domain: str) -> RegistryConfig:
+        """How ``domain`` is configured (its defaults when it is not)."""
+        return self._registries.get(domain, RegistryConfig(domain))
+
     def server(self, ref: Reference) -> Endpoint:
         """The registry's own server, never a mirror: where logins and copies write."""
         reg = self._registries.get(ref.domain, RegistryConfig(ref.domain))

@@ -99,6 +99,7 @@ def full(tmp_path: Path, ca: Path) -> Path:
         [registry."registry.example:5000"]
         server = "registry.example:5000"
         insecure = true
+        upload_chunk_mib = 8
         """,
     )
 
@@ -477,7 +478,8 @@ MIRROR = '[[registry."docker.io".mirror]]\n'
             "insecur = true\n",
             3,
             "registry.registry.example:5000.insecur",
-            "unknown key (known: ca_file, insecure, mirror, no_proxy, proxy, server, skip_verify)",
+            "unknown key (known: ca_file, insecure, mirror, no_proxy, proxy, server, skip_verify, "
+            "upload_chunk_mib)",
         ),
         (
             '[registry."docker.io"]\ncapabilities = ["pull"]\n',
@@ -862,7 +864,11 @@ def test_render_parses_to_the_effective_values(full: Path, ca: Path, tmp_path: P
                     },
                 ]
             },
-            "registry.example:5000": {"server": "http://registry.example:5000", "insecure": True},
+            "registry.example:5000": {
+                "server": "http://registry.example:5000",
+                "insecure": True,
+                "upload_chunk_mib": 8,
+            },
         },
     }
 
@@ -1175,7 +1181,8 @@ def test_mirror_variable_keeps_the_docker_hub_proxy(tmp_path: Path) -> None:
             '[registry."ghcr.io"]\nhttps_proxy = "http://p:1"\n',
             2,
             "registry.ghcr.io.https_proxy",
-            "unknown key (known: ca_file, insecure, mirror, no_proxy, proxy, server, skip_verify)",
+            "unknown key (known: ca_file, insecure, mirror, no_proxy, proxy, server, skip_verify, "
+            "upload_chunk_mib)",
         ),
     ],
 )

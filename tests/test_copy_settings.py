@@ -1,6 +1,7 @@
-"""A sync against a source that counts pulls, as Docker Hub does: what is left of the quota is
-shown in the summary, images not yet started are ``deferred`` once it falls below
-``rate_limit_reserve``, and a quota already spent fails at once with the registry's message."""
+"""Settings a copy reads from config.toml, against the fault-injecting registry: a source that
+counts pulls, as Docker Hub does (what is left of the quota is shown in the summary, images not
+yet started are ``deferred`` once it falls below ``rate_limit_reserve``, a quota already spent
+fails at once with the registry's message), and a target configured for chunked uploads."""
 
 from __future__ import annotations
 
@@ -61,3 +62,28 @@ async def test_a_reserve_of_zero_defers_nothing_and_a_spent_quota_fails_at_once(
         assert "ratelimit-remaining: 0" in run.stdout
         gets = [r for r in source.log if r.method == "GET" and "/manifests/" in r.path]
         assert len(gets) == 1, gets  # not retried: asking again cannot help
+
+
+async def test_a_registry_configured_for_chunks_gets_patch_chunks_and_no_large_put() -> None:
+    image = make_image("library/big", "1", layers=1, layer_size=3 * (1 << 20) + 5)
+    async with start_fake([image]) as source, start_fake() as target:
+        config(f'[registry."{target.host}"]\nupload_chunk_mib = 1\n')
+        run = await run_pypull("copy", f"{source.host}/{image.reference}", f"{target.host}/m")
+        assert run.returncode == 0, run.stdout + run.stderr
+        layer = image.manifests[0].layers[-1]
+        sizes = [r.received or 0 for r in target.log.uploads("PATCH")]
+        # The config (570 bytes) in one chunk; the layer in 1 MiB chunks and the rest.
+        assert sorted(sizes) == sorted(
+            [len(image.manifests[0].config.data), *[1 << 20] * 3, len(layer.data) - (3 << 20)]
+        ), sizes
+        puts = target.log.uploads("PUT")
+        assert puts and max(r.received or 0 for r in puts) == 0  # closing PUTs, no body
+        assert target.blob("m", layer.digest) == layer.data
+
+
+async def test_a_chunk_size_over_what_pypull_holds_is_a_config_error() -> None:
+    config('[registry."r.example"]\nupload_chunk_mib = 65\n')
+    run = await run_pypull("copy", "r.example/a:1", "r.example/b")
+    assert run.returncode == 1
+    assert run.stderr.startswith("Error: ") and "registry.r.example.upload_chunk_mib" in run.stderr
+    assert "at most 64" in run.stderr
