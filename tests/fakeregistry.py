@@ -93,6 +93,7 @@ from multidict import CIMultiDict, MultiDict
 from fixtures.images import Image
 
 __all__ = [
+    "FOREIGN_LAYER_TYPES",
     "After",
     "AuthMode",
     "CompletedRun",
@@ -883,6 +884,13 @@ def _granted(scopes: Iterable[str], name: str, actions: Iterable[str]) -> bool:
     return set(actions) <= have
 
 
+#: Layers a registry is not sent (Windows base layers): docker's and OCI's media types.
+FOREIGN_LAYER_TYPES = (
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+)
+
+
 def _referenced(doc: Any) -> tuple[list[str], list[str]]:
     """The blobs (config, layers) and child manifests a manifest or index names."""
     if not isinstance(doc, dict):
@@ -893,8 +901,13 @@ def _referenced(doc: Any) -> tuple[list[str], list[str]]:
             return []
         return [str(e.get("digest")) for e in entries if isinstance(e, dict)]
 
-    layers = doc.get("layers")
-    blobs = digests([doc.get("config"), *(layers if isinstance(layers, list) else [])])
+    layers = [
+        layer
+        for layer in (doc.get("layers") if isinstance(doc.get("layers"), list) else [])
+        # Foreign layers live at their URLs: distribution does not look for them.
+        if not (isinstance(layer, dict) and layer.get("mediaType") in FOREIGN_LAYER_TYPES)
+    ]
+    blobs = digests([doc.get("config"), *layers])
     return blobs, digests(doc.get("manifests"))
 
 

@@ -5,13 +5,14 @@ fails at once with the registry's message), and a target configured for chunked 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
 
 from fixtures.images import Image, make_image
 
-from .fakeregistry import run_pypull, start_fake
+from .fakeregistry import FOREIGN_LAYER_TYPES, run_pypull, start_fake
 
 
 def images(n: int) -> list[Image]:
@@ -87,3 +88,31 @@ async def test_a_chunk_size_over_what_pypull_holds_is_a_config_error() -> None:
     assert run.returncode == 1
     assert run.stderr.startswith("Error: ") and "registry.r.example.upload_chunk_mib" in run.stderr
     assert "at most 64" in run.stderr
+
+
+def with_foreign_layer(image: Image) -> Image:
+    """``image`` with a Windows-style foreign layer added: named by URL, held by no registry."""
+    manifest = image.manifests[0]
+    doc = json.loads(manifest.raw)
+    doc["layers"].insert(
+        0,
+        {
+            "mediaType": FOREIGN_LAYER_TYPES[0],
+            "digest": "sha256:" + "ab" * 32,
+            "size": 1234,
+            "urls": ["https://foreign.invalid/layer.tar.gz"],
+        },
+    )
+    raw = json.dumps(doc).encode()
+    child = dataclasses.replace(manifest, raw=raw)
+    return dataclasses.replace(image, raw=raw, manifests=(child,))
+
+
+async def test_a_foreign_layer_is_neither_fetched_nor_uploaded() -> None:
+    image = with_foreign_layer(make_image("library/win", "1", layers=2, family="docker"))
+    async with start_fake([image]) as source, start_fake() as target:
+        run = await run_pypull("copy", f"{source.host}/{image.reference}", f"{target.host}/m")
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert ": copied (3 uploaded" in run.stdout  # the config and two layers
+        assert not any("ab" * 32 in r.path for r in [*source.log, *target.log])
+        assert target.manifest("m", "1") is not None
