@@ -44,7 +44,10 @@ if TYPE_CHECKING:
     from .pulling import Puller
 
 T = TypeVar("T")
+A = TypeVar("A")
 
+#: Child manifests of one index held in memory at once, in bytes (their descriptors' sizes).
+MAX_CHILDREN_BYTES = 64 << 20
 #: Blobs moved at once, across every image of a run (``-j``).
 DEFAULT_JOBS = 4
 #: Images not yet started are deferred when the source's pull quota falls below this.
@@ -480,7 +483,13 @@ class Copier:
             return CopyResult(src, dst, "up-to-date", str(plan.digest))
         if dry_run:
             return CopyResult(src, dst, "would-copy", str(plan.digest))
-        children = await _gather(origin.child(found, source, d) for d in plan.children)
+        held = sum(d.size for d in plan.children)
+        if held > MAX_CHILDREN_BYTES:
+            raise ManifestError(
+                f"{src}: its index names {len(plan.children)} manifests of {held} bytes in all, "
+                f"over the {MAX_CHILDREN_BYTES >> 20} MiB pypull holds at once"
+            )
+        children = await _each(self._jobs, plan.children, lambda d: origin.child(found, source, d))
         manifests: list[Manifest] = []
         if plan.single is not None:  # one platform: its manifest is the tag's
             plan.raw, plan.media_type = await origin.child(found, source, plan.single)
@@ -496,11 +505,12 @@ class Copier:
                 if blob.media_type not in _FOREIGN:
                     blobs.setdefault(blob.digest, blob)
         job = _Job(origin, found, source, to, target)
-        await _all(self._blob(job, blob) for blob in blobs.values())
+        await _each(self._jobs, list(blobs.values()), lambda blob: self._blob(job, blob))
         tally = job.tally
-        await _all(
-            self._put(to, target.path, str(d.digest), raw, kind)
-            for d, (raw, kind) in zip(plan.children, children, strict=True)
+        await _each(
+            self._jobs,
+            list(zip(plan.children, children, strict=True)),
+            lambda child: self._put(to, target.path, str(child[0].digest), *child[1]),
         )
         await self._put(to, target.path, target.identifier, plan.raw, plan.media_type)
         return CopyResult(
@@ -681,15 +691,25 @@ async def _retried(puller: Puller, operation: Callable[[], Awaitable[T]]) -> T:
     return await with_retries(puller.retry, operation)
 
 
+async def _each(limit: int, items: Sequence[A], work: Callable[[A], Awaitable[T]]) -> list[T]:
+    """``work`` on each item, at most ``limit`` at a time (a hostile manifest may name
+    thousands), the results in order; the first failure cancels the rest (and is raised)."""
+    results: dict[int, T] = {}
+    todo = iter(enumerate(items))
+
+    async def worker() -> None:
+        for i, item in todo:
+            results[i] = await work(item)
+
+    await _all(worker() for _ in range(min(limit, len(items))))
+    return [results[i] for i in range(len(items))]
+
+
 async def _all(coroutines: Iterable[Awaitable[Any]]) -> None:
-    await _gather(coroutines)
-
-
-async def _gather(coroutines: Iterable[Awaitable[T]]) -> list[T]:
     """All of them at once; the first failure cancels the rest (and is raised)."""
     tasks = [asyncio.ensure_future(c) for c in coroutines]
     try:
-        return list(await asyncio.gather(*tasks))
+        await asyncio.gather(*tasks)
     except BaseException:
         for task in tasks:
             task.cancel()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import random
 import re
 from collections.abc import AsyncIterator, Callable
@@ -543,3 +544,27 @@ async def test_the_quota_knob_counts_gets_not_heads_and_says_so_in_docker_hubs_h
             "0;w=21600",
         ]
         assert {a["ratelimit-limit"] for a in answers if a} == {"100;w=21600"}
+
+
+async def test_an_index_naming_more_manifest_bytes_than_pypull_holds_fails_before_fetching() -> (
+    None
+):
+    """A hostile index: 20 children that say they are 4 MiB each (80 MiB to hold at once)."""
+    children = [
+        {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": f"sha256:{i:064x}",
+            "size": 4 << 20,
+            "platform": {"os": "linux", "architecture": f"arch{i}"},
+        }
+        for i in range(20)
+    ]
+    raw = json.dumps({"schemaVersion": 2, "manifests": children}).encode()
+    index = Image("library/huge", "1", "application/vnd.oci.image.index.v1+json", raw, ())
+    async with start_fake([index]) as source, start_fake() as target:
+        code, lines = await copy(f"{source.host}/library/huge:1", f"{target.host}/m")
+        assert code == 1
+        assert len(lines) == 1 and "20 manifests of 83886080 bytes" in lines[0], lines
+        assert "64 MiB" in lines[0]
+        assert [r.path for r in source.log if "/manifests/sha256:" in r.path] == []
+        assert [r for r in target.log if r.method in ("PUT", "POST", "PATCH")] == []
