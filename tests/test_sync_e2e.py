@@ -14,6 +14,8 @@ import struct
 import subprocess
 import sys
 import termios
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -370,3 +372,40 @@ def test_an_entry_that_fails_does_not_stop_the_others(
     assert "not found" in failed or "unknown" in failed, failed
     assert copied.startswith(f"{source.host}/library/app-a:1 -> ") and ": copied (" in copied
     assert summary == "2 images: 1 copied, 1 failed"
+
+
+def test_blobs_already_in_the_store_are_uploaded_from_it(
+    source: Registry, target: Registry, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    name = f"{source.host}/library/app-a:1"
+    assert run_pypull("pull", "--store", store, name).returncode == 0
+    source_log = AccessLog(source)
+    run = run_pypull("copy", "--store", store, name, f"{target.host}/fromstore/app-a")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert ": copied (9 uploaded" in run.stdout
+    assert source_log.blob_requests() == []  # every blob came from the store
+    assert raw(target, "fromstore/app-a:1", creds=True) == shared_pair()[0].raw
+
+
+def test_a_corrupt_blob_in_the_store_is_never_completed_at_the_target(
+    source: Registry, target: Registry, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    name = f"{source.host}/library/app-b:1"
+    assert run_pypull("pull", "--store", store, name).returncode == 0
+    layer = shared_pair()[1].manifests[0].layers[-1]
+    path = store / "blobs" / "sha256" / layer.digest.removeprefix("sha256:")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.chmod(0o644)
+    path.write_bytes(bytes(data))
+    run = run_pypull("copy", "--store", store, name, f"{target.host}/corrupt/app-b")
+    assert run.returncode == 1
+    assert ": failed: " in run.stdout and str(path) in run.stdout, run.stdout
+    blob = f"{target.url}/v2/corrupt/app-b/blobs/{layer.digest}"
+    request = urllib.request.Request(blob, method="HEAD")
+    request.add_header("Authorization", f"Basic {basic_auth(USER, PASSWORD)}")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 404  # the upload never completed
