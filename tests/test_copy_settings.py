@@ -12,7 +12,7 @@ from pathlib import Path
 
 from fixtures.images import Image, make_image
 
-from .fakeregistry import FOREIGN_LAYER_TYPES, run_pypull, start_fake
+from .fakeregistry import FOREIGN_LAYER_TYPES, Status, run_pypull, start_fake
 
 
 def images(n: int) -> list[Image]:
@@ -116,3 +116,20 @@ async def test_a_foreign_layer_is_neither_fetched_nor_uploaded() -> None:
         assert ": copied (3 uploaded" in run.stdout  # the config and two layers
         assert not any("ab" * 32 in r.path for r in [*source.log, *target.log])
         assert target.manifest("m", "1") is not None
+
+
+async def test_registries_whose_head_cannot_say_are_asked_by_get_and_nothing_is_written() -> None:
+    """A HEAD answered 405 (or without Docker-Content-Digest) gets a GET, as containerd does."""
+    image = make_image("library/app", "1", layers=1, layer_size=2048)
+    async with start_fake([image]) as source, start_fake() as target:
+        ref, dst = f"{source.host}/{image.reference}", f"{target.host}/m"
+        first = await run_pypull("copy", ref, dst)
+        assert first.returncode == 0, first.stdout + first.stderr
+        target.inject("/manifests/", Status(405, times=None), method="HEAD")
+        source.inject("/manifests/", Status(405, times=None), method="HEAD")
+        seen = len(list(target.log))
+        again = await run_pypull("copy", ref, dst)
+        assert again.stdout == f"{ref} -> {dst}:1: up to date\n", again.stdout + again.stderr
+        later = list(target.log)[seen:]
+        assert [r.method for r in later if "/manifests/" in r.path] == ["HEAD", "GET"]
+        assert [r for r in later if r.method in ("PUT", "POST", "PATCH")] == []
