@@ -829,7 +829,7 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     async def work(copier: Copier, report: Callable[[CopyResult], None]) -> list[CopyResult]:
         return await copier.copy_all(pairs, each=report, fail_fast=args.fail_fast, **options)
 
-    return _copying(args, work, summary=True, total=len(pairs))
+    return _copying(args, work, summary=True)
 
 
 def _sync_file(args: argparse.Namespace, path: str) -> int:
@@ -895,16 +895,22 @@ def _image_list(path: str) -> list[str]:
 class _CopyBar:
     """On a terminal: one bar for the run (images done, bytes sent), lines above it."""
 
-    def __init__(self, total: int | None) -> None:
+    def __init__(self) -> None:
         from tqdm import tqdm
 
         self._tqdm = tqdm
-        self._bar = tqdm(total=total, unit="image", file=sys.stderr, leave=False)
+        self._bar = tqdm(total=None, unit="image", file=sys.stderr, leave=False)
         self._sent = 0
 
     def line(self, text: str) -> None:
         self._tqdm.write(text, file=sys.stdout)
+        if self._bar.total is not None and self._bar.n >= self._bar.total:
+            self._bar.total = self._bar.n + 1  # a failure before any copy was planned
         self._bar.update(1)
+
+    def planned(self, n: int) -> None:
+        self._bar.total = (self._bar.total or 0) + n
+        self._bar.refresh()
 
     def sent(self, n: int) -> None:
         self._sent += n
@@ -919,7 +925,6 @@ def _copying(
     work: Callable[[Copier, Callable[[CopyResult], None]], Awaitable[list[CopyResult]]],
     *,
     summary: bool,
-    total: int | None = None,
 ) -> int:
     """Run copies with one Puller and one Copier (mounts across images), printing a line (or a
     JSON object) per image as it ends, and a summary; exit 1 if any failed."""
@@ -929,7 +934,7 @@ def _copying(
     from .pulling import Puller
 
     config = _config(args)
-    bar = _CopyBar(total) if not args.json and sys.stderr.isatty() else None
+    bar = _CopyBar() if not args.json and sys.stderr.isatty() else None
     rate_limits: dict[str, int] = {}
 
     def report(result: CopyResult) -> None:
@@ -955,6 +960,7 @@ def _copying(
                 jobs=args.jobs or DEFAULT_JOBS,
                 rate_limit_reserve=config.rate_limit_reserve,
                 on_bytes=bar.sent if bar is not None else None,
+                on_planned=bar.planned if bar is not None else None,
             )
             try:
                 return await work(copier, report)

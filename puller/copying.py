@@ -327,9 +327,12 @@ class Copier:
         jobs: int = DEFAULT_JOBS,
         rate_limit_reserve: int = DEFAULT_RATE_LIMIT_RESERVE,
         on_bytes: Callable[[int], None] | None = None,
+        on_planned: Callable[[int], None] | None = None,
     ) -> None:
         """``puller`` gives the endpoints, verified manifest fetches, client and retries;
-        ``jobs`` blobs move at once; ``on_bytes`` hears of each piece uploaded."""
+        ``jobs`` blobs move at once; ``on_bytes`` hears of each piece uploaded, and
+        ``on_planned`` of how many images a ``copy_all`` is about to copy (a progress bar's
+        total)."""
         self._puller = puller
         self._client: RegistryClient = puller.client
         self.registry_source = RegistrySource(puller)
@@ -338,6 +341,7 @@ class Copier:
         self._slots = asyncio.Semaphore(jobs)
         self._reserve = rate_limit_reserve
         self._on_bytes = on_bytes
+        self._on_planned = on_planned
         self._placed: dict[tuple[str, Digest], str] = {}  # (target registry, blob) -> repository
         self._moving: dict[tuple[str, Digest], asyncio.Event] = {}
         self._manifest_locks: dict[tuple[str, str, Digest], asyncio.Lock] = {}
@@ -388,6 +392,8 @@ class Copier:
         pending = list(pairs)
         results: list[CopyResult] = []
         stop = False
+        if self._on_planned is not None:
+            self._on_planned(len(pending))
 
         async def worker() -> None:
             nonlocal stop

@@ -296,20 +296,16 @@ def test_push_of_an_image_not_in_the_store_says_so(target: Registry, tmp_path: P
     assert "not in the store" in run.stdout and "pull it first" in run.stdout
 
 
-def test_on_a_terminal_a_run_bar_counts_images_and_the_lines_remain(
-    source: Registry, target: Registry
-) -> None:
+def on_a_terminal(*args: str) -> str:
+    """What ``pypull ARGS`` shows on a 160-column terminal (its exit status must be 0)."""
     main, child = pty.openpty()
     fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
     proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "puller", "sync", "--to", f"{target.host}/tty"),
-            *(f"{source.host}/library/app-a:1", f"{source.host}/library/dockerimg"),
-        ],
+        [sys.executable, "-m", "puller", *args],
         stdout=child,
         stderr=child,
         stdin=subprocess.DEVNULL,
-        env={**os.environ, "COLUMNS": "120"},
+        env={**os.environ, "COLUMNS": "160"},
     )
     os.close(child)
     chunks = []
@@ -323,11 +319,24 @@ def test_on_a_terminal_a_run_bar_counts_images_and_the_lines_remain(
         chunks.append(data)
     os.close(main)
     assert proc.wait() == 0
-    screen = b"".join(chunks).decode(errors="replace")
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_on_a_terminal_a_run_bar_counts_images_and_the_lines_remain(
+    source: Registry, target: Registry, tmp_path: Path
+) -> None:
+    screen = on_a_terminal(
+        *("sync", "--to", f"{target.host}/tty"),
+        *(f"{source.host}/library/app-a:1", f"{source.host}/library/dockerimg"),
+    )
     assert "/2 [" in screen and "image" in screen  # the bar: images done of 2
     assert f"-> {target.host}/tty/library/app-a:1: copied (" in screen
     assert f"-> {target.host}/tty/library/dockerimg:latest: copied (" in screen
     assert "2 images: 2 copied" in screen
+    # A sync file's total is known once its repositories' tags are listed.
+    sync = write_sync_file(tmp_path / "sync.toml", source, target, "ttyfile")
+    screen = on_a_terminal("sync", str(sync))
+    assert "/5 [" in screen and "5 images: 5 copied" in screen
 
 
 def test_one_platform_is_tagged_as_its_manifest_and_then_costs_no_source_get(
