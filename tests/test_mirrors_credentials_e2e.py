@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.certs import self_signed
 from fixtures.images import make_image, redis
-from fixtures.registry import Registry, free_port, push, running_registry
+from fixtures.registry import Registry, free_port, push, running_registry, running_tls_registry
 
 from .fakeregistry import Status, start_fake
 from .fakeregistry import run_pypull as run_pypull_async
@@ -337,13 +336,7 @@ def test_a_pull_through_cache_serves_while_the_upstream_is_down_and_falls_back_w
 @pytest.fixture(scope="module")
 def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, Path]]:
     """The real registry over HTTPS with a self-signed certificate for 127.0.0.1."""
-    work = tmp_path_factory.mktemp("tls")
-    cert, key = self_signed(work)
-    storage = work / "storage"
-    with running_registry(storage) as plain:
-        push(plain.url, redis())
-    tls = {"http": {"tls": {"certificate": str(cert), "key": str(key)}}}
-    with running_registry(storage, extra_config=tls) as registry:
+    with running_tls_registry(tmp_path_factory.mktemp("tls"), redis()) as (registry, cert):
         yield registry, cert
 
 

@@ -47,7 +47,6 @@ from __future__ import annotations
 import base64
 import os
 import re
-import shutil
 import socket
 import subprocess
 from collections import Counter
@@ -58,7 +57,7 @@ import pytest
 
 from fixtures.images import Image, make_image, redis
 from fixtures.proxy import RunningProxy, running_proxy
-from fixtures.registry import Registry, push, running_registry
+from fixtures.registry import Registry, running_tls_registry
 from puller.proxy import ProxyConfig
 
 from .fakeregistry import run_pypull as run_pypull_async
@@ -330,26 +329,8 @@ async def test_the_registry_never_sees_proxy_authorization_nor_the_proxy_passwor
 @pytest.fixture(scope="module")
 def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, Path]]:
     """The real registry over HTTPS with a self-signed certificate for the name ``127.1``."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.fail("openssl is not installed: it makes the test certificate", pytrace=False)
     work = tmp_path_factory.mktemp("proxy-tls")
-    cert, key = work / "cert.pem", work / "key.pem"
-    subprocess.run(
-        [
-            *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
-            *("-subj", f"/CN={NAME}", "-addext", f"subjectAltName=DNS:{NAME}"),
-            *("-keyout", str(key), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    storage = work / "storage"
-    with running_registry(storage) as plain:
-        push(plain.url, redis())
-    tls = {"http": {"tls": {"certificate": str(cert), "key": str(key)}}}
-    with running_registry(storage, extra_config=tls) as registry:
+    with running_tls_registry(work, redis(), NAME) as (registry, cert):
         yield registry, cert
 
 
