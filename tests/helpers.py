@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
+import pty
 import re
+import struct
 import subprocess
 import sys
+import termios
 import time
 import urllib.error
 import urllib.request
@@ -93,3 +98,39 @@ def partials(store: Path) -> set[str]:
     stray = {n for n in names if not (n.startswith("sha256-") and n.endswith(".partial"))}
     assert not stray, f"unexpected files in {ingest}: {sorted(stray)}"
     return {"sha256:" + n[len("sha256-") : -len(".partial")] for n in names}
+
+
+def refs(store: Path) -> list[str]:
+    """The references index.json names (none when the store has no index.json)."""
+    index = store / "index.json"
+    if not index.exists():
+        return []
+    doc = json.loads(index.read_text())
+    return [m["annotations"]["org.opencontainers.image.ref.name"] for m in doc["manifests"]]
+
+
+def on_a_terminal(*args: str | Path) -> str:
+    """What ``python -m puller ARGS`` shows on a 160-column terminal (a pty); its exit status
+    must be 0."""
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "puller", *map(str, args)],
+        stdout=child,
+        stderr=child,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "COLUMNS": "160"},
+    )
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(main)
+    assert proc.wait() == 0
+    return b"".join(chunks).decode(errors="replace")

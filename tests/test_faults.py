@@ -4,7 +4,6 @@ keeps. Each failure must be one `Error:` line, exit 1, and no partial file left 
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import puller
 from fixtures.images import Image, make_image, make_layer, make_manifest
 
 from .fakeregistry import Answer, CountedFault, Handler, Replace, Status, run_pypull, start_fake
-from .helpers import partials
+from .helpers import partials, refs
 
 
 def one_error_line(stderr: str) -> str:
@@ -30,13 +29,6 @@ def nothing_partial(store: Path, *, except_of: Image | None = None) -> None:
     that were cut short because another layer failed)."""
     allowed = {b.digest for b in except_of.blobs} if except_of else set()
     assert partials(store) <= allowed
-
-
-def refs_in(store: Path) -> list[str]:
-    if not (store / "index.json").exists():
-        return []
-    doc = json.loads((store / "index.json").read_text())
-    return [m["annotations"]["org.opencontainers.image.ref.name"] for m in doc["manifests"]]
 
 
 class Gate(CountedFault):
@@ -74,7 +66,7 @@ async def test_a_missing_later_layer_fails_cleanly_and_leaves_no_partial_file(
     assert line.startswith(f"Error: blob {missing.digest} not found")
     nothing_partial(store, except_of=image)
     assert missing.digest not in partials(store)
-    assert refs_in(store) == []
+    assert refs(store) == []
     assert missing.digest[7:] not in {p.name for p in (store / "blobs" / "sha256").glob("*")}
 
 
@@ -171,7 +163,7 @@ async def test_a_pull_joining_a_shared_download_survives_the_other_pull_being_ca
         result = await pull_b
     assert str(result.digest) == b.digest
     assert [r.target for r in fake.log.blob_gets()].count(shared) == 1  # B used A's download
-    assert refs_in(store) == [fake.ref(b)]
+    assert refs(store) == [fake.ref(b)]
     nothing_partial(store, except_of=a)  # A's own layer, cut short, may be resumed later
 
 

@@ -11,7 +11,6 @@ is the hostile one, the pull served by the next endpoint.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 import ssl
@@ -38,6 +37,7 @@ from .fakeregistry import (
     start_fake,
     start_origin,
 )
+from .helpers import refs
 from .helpers import run_pypull as run_pypull_sync
 
 KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
@@ -56,14 +56,6 @@ def one_error_line(run: CompletedRun) -> str:
     assert lines[0].startswith("Error: "), run.stderr
     assert "bug in pypull" not in run.stderr
     return lines[0]
-
-
-def refs(store: Path) -> list[str]:
-    index = store / "index.json"
-    if not index.exists():
-        return []
-    doc = json.loads(index.read_text())
-    return [m["annotations"]["org.opencontainers.image.ref.name"] for m in doc["manifests"]]
 
 
 def stored(store: Path) -> set[str]:

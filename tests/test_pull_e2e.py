@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import pty
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -31,7 +28,7 @@ from fixtures.images import (
 )
 from fixtures.registry import Registry, free_port, push
 
-from .helpers import AccessLog, partials, run_pypull
+from .helpers import AccessLog, on_a_terminal, partials, run_pypull
 
 OCI_REF_NAME = "org.opencontainers.image.ref.name"
 
@@ -505,27 +502,7 @@ def test_python_m_puller_is_the_same_command() -> None:
 
 def test_terminal_output_shows_bars_and_final_lines(registry: Registry, store: Path) -> None:
     """On a TTY the intermediate lines become bars; the Pull complete lines remain."""
-    main, child = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "puller", *hub_args(registry), "--store", str(store), "redis"],
-        stdout=child,
-        stderr=child,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "COLUMNS": "100"},
-    )
-    os.close(child)
-    chunks = []
-    while True:
-        try:
-            data = os.read(main, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(main)
-    assert proc.wait() == 0
-    screen = b"".join(chunks).decode(errors="replace")
+    screen = on_a_terminal(*hub_args(registry), "--store", store, "redis")
     for i in layer_ids(redis()):
         assert f"{i}: Pull complete" in screen
         assert f"{i}: Pulling fs layer" not in screen

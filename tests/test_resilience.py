@@ -39,7 +39,7 @@ from .fakeregistry import (
     start_fake,
     start_origin,
 )
-from .helpers import partials
+from .helpers import partials, refs
 
 LAYER = 512 * 1024  # big enough that a fault can land mid-body
 CUT = 200 * 1024
@@ -48,14 +48,6 @@ CUT = 200 * 1024
 def stored(store: Path) -> set[str]:
     blobs = store / "blobs" / "sha256"
     return {f"sha256:{p.name}" for p in blobs.iterdir()} if blobs.exists() else set()
-
-
-def refs(store: Path) -> list[str]:
-    index = store / "index.json"
-    if not index.exists():
-        return []
-    doc = json.loads(index.read_text())
-    return [m["annotations"]["org.opencontainers.image.ref.name"] for m in doc["manifests"]]
 
 
 @dataclass

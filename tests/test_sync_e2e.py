@@ -6,14 +6,7 @@ store of a Docker v2 image and of a multi-platform index."""
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import pty
-import struct
-import subprocess
-import sys
-import termios
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -26,7 +19,7 @@ from fixtures.images import Image, docker_media, make_image, make_index, multipl
 from fixtures.registry import Registry, push, running_registry
 from puller.copying import SOURCE_DIGEST_ANNOTATION
 from tests.conftest import raw
-from tests.helpers import AccessLog, run_pypull
+from tests.helpers import AccessLog, on_a_terminal, run_pypull
 from tests.test_mirrors_credentials_e2e import PASSWORD, USER, basic_auth, write_docker_config
 
 
@@ -294,32 +287,6 @@ def test_push_of_an_image_not_in_the_store_says_so(target: Registry, tmp_path: P
     )
     assert run.returncode == 1
     assert "not in the store" in run.stdout and "pull it first" in run.stdout
-
-
-def on_a_terminal(*args: str) -> str:
-    """What ``pypull ARGS`` shows on a 160-column terminal (its exit status must be 0)."""
-    main, child = pty.openpty()
-    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "puller", *args],
-        stdout=child,
-        stderr=child,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "COLUMNS": "160"},
-    )
-    os.close(child)
-    chunks = []
-    while True:
-        try:
-            data = os.read(main, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(main)
-    assert proc.wait() == 0
-    return b"".join(chunks).decode(errors="replace")
 
 
 def test_on_a_terminal_a_run_bar_counts_images_and_the_lines_remain(
