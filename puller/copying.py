@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .auth import push_scope
-from .digest import Digest, Verifier, digest_of, parse_digest, verify_bytes
+from .digest import Digest, Verifier, digest_of, parse_digest
 from .errors import ManifestError, NotFound, PullError, StoreError
 from .manifest import (
-    MAX_MANIFEST_SIZE,
     Descriptor,
     Index,
     Manifest,
@@ -239,12 +238,7 @@ class StoreSource:
     def _manifest_bytes(self, digest: Digest, size: int | None, what: str) -> bytes:
         if not self._store.has(digest):
             raise NotFound(f"{what}: the store {self._store.root} lacks its manifest {digest}")
-        with self._store.open_blob(digest) as f:
-            raw = f.read(MAX_MANIFEST_SIZE + 1)
-        if len(raw) > MAX_MANIFEST_SIZE:
-            raise ManifestError(f"{what}: manifest {digest} in the store is too large")
-        verify_bytes(raw, digest, size, f"{self._store.blob_path(digest)}")
-        return raw
+        return self._store.read_manifest(digest, size)
 
     async def child(self, found: Found, ref: Reference, desc: Descriptor) -> tuple[bytes, str]:
         def read() -> bytes:

@@ -40,7 +40,6 @@ from .events import (
 )
 from .manifest import (
     DOCKER_MANIFEST,
-    MAX_MANIFEST_SIZE,
     Descriptor,
     Index,
     Manifest,
@@ -229,13 +228,9 @@ class Puller:
             if not self.store.has(digest):
                 return None
             try:
-                if self.store.blob_path(digest).lstat().st_size > MAX_MANIFEST_SIZE:
-                    return None
-                raw = self.store.read_blob(digest)
-                verify_bytes(raw, digest)
+                return self.store.read_manifest(digest)
             except (OSError, PullError):
                 return None
-            return raw
 
         raw = await loop.run_in_executor(None, read)
         return None if raw is None else ManifestResponse(raw, content_type, str(digest), url)

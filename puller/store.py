@@ -56,7 +56,7 @@ from typing import IO, Any, BinaryIO
 
 from .digest import Digest, Verifier, verify_bytes
 from .errors import ManifestError, StoreError
-from .manifest import REF_NAME_ANNOTATION, Descriptor, parse_descriptor
+from .manifest import MAX_MANIFEST_SIZE, REF_NAME_ANNOTATION, Descriptor, parse_descriptor
 
 OCI_LAYOUT = {"imageLayoutVersion": "1.0.0"}
 #: A lock file replaced this many times in a row while we try to take it is a bug, not a race.
@@ -550,12 +550,24 @@ class Store:
         except OSError as e:
             raise _store_error("read", path, e) from e
 
-    def read_blob(self, digest: Digest) -> bytes:
+    def read_blob(self, digest: Digest, limit: int = -1) -> bytes:
+        """The blob's bytes (at most ``limit`` of them, when given)."""
         with self.open_blob(digest) as f:
             try:
-                return f.read()
+                return f.read(limit)
             except OSError as e:
                 raise _store_error("read", self.blob_path(digest), e) from e
+
+    def read_manifest(self, digest: Digest, size: int | None = None) -> bytes:
+        """The manifest ``digest``, verified (and of ``size`` bytes, when given): a file in the
+        store may have been written by someone else, so it is read to at most
+        ``MAX_MANIFEST_SIZE`` and checked before anyone parses it."""
+        path = self.blob_path(digest)
+        raw = self.read_blob(digest, MAX_MANIFEST_SIZE + 1)
+        if len(raw) > MAX_MANIFEST_SIZE:
+            raise ManifestError(f"{path}: a manifest over {MAX_MANIFEST_SIZE >> 20} MiB")
+        verify_bytes(raw, digest, size, str(path))
+        return raw
 
     # -- index.json -------------------------------------------------------------------------------
 
