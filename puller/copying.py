@@ -380,27 +380,27 @@ class Copier:
         **options: Any,
     ) -> list[CopyResult]:
         """Copy each (source, target) pair, ``jobs`` images at once (their blobs share the
-        ``jobs`` transfer slots); ``each`` hears of each result as it ends. A pair may carry
+        ``jobs`` transfer slots); ``each`` hears of each result as it ends, and the results
+        come back in the pairs' order. A pair may carry
         its own options, over ``options`` (a sync file entry's platforms). With
         ``fail_fast``, no image starts after one has failed."""
         pending = list(pairs)
-        results: list[CopyResult] = []
         stop = False
         if self._on_planned is not None:
             self._on_planned(len(pending))
 
-        async def worker() -> None:
+        async def one(pair: Pair) -> CopyResult | None:
             nonlocal stop
-            while pending and not stop:
-                source, target, *own = pending.pop(0)
-                result = await self.copy(source, target, **{**options, **(own[0] if own else {})})
-                results.append(result)
-                each(result)
-                if fail_fast and result.status == "failed":
-                    stop = True
+            if stop:
+                return None  # not started: an earlier image failed under fail_fast
+            source, target, *own = pair
+            result = await self.copy(source, target, **{**options, **(own[0] if own else {})})
+            each(result)
+            if fail_fast and result.status == "failed":
+                stop = True
+            return result
 
-        await _all(worker() for _ in range(min(self._jobs, len(pending)) or 1))
-        return results
+        return [r for r in await _each(self._jobs, pending, one) if r is not None]
 
     async def tags_of(self, source: Reference) -> list[str]:
         """Every tag of ``source``'s repository, following the registry's ``Link`` pages."""
