@@ -17,7 +17,7 @@ from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from .errors import PullError
-from .reference import Reference, parse
+from .reference import Reference, names_image, parse
 from .text import shown
 
 if TYPE_CHECKING:
@@ -474,11 +474,6 @@ def _one_line(e: BaseException) -> str:
     return shown(text, _ERROR_LIMIT, tail=_ERROR_TAIL) if text else type(e).__name__
 
 
-def _explicit_tag(text: str) -> bool:
-    last = text.rsplit("/", 1)[-1]
-    return ":" in last or "@" in last
-
-
 # -- rendering ------------------------------------------------------------------------------------
 
 
@@ -646,7 +641,7 @@ async def _pull_one(puller: Puller, args: argparse.Namespace, text: str, ref: Re
     renderer: PlainRenderer | None = None
     if not args.quiet:
         renderer = TtyRenderer(out) if out.isatty() else PlainRenderer(out)
-        if not _explicit_tag(text):
+        if not names_image(text):
             renderer.line(f"Using default tag: {ref.tag}")
     result: PullResult | None = None
     try:
@@ -759,13 +754,13 @@ def _copy_options(args: argparse.Namespace) -> dict[str, Any]:
 def _cmd_copy(args: argparse.Namespace) -> int:
     source = parse(args.source)
     target = parse(args.target)
-    if args.all_tags and (_explicit_tag(args.source) or _explicit_tag(args.target)):
+    if args.all_tags and (names_image(args.source) or names_image(args.target)):
         print(
             "Error: --all-tags copies repositories: give SOURCE and TARGET without a tag",
             file=sys.stderr,
         )
         return 2
-    if not _explicit_tag(args.target):  # the source's tag (or digest) goes with it
+    if not names_image(args.target):  # the source's tag (or digest) goes with it
         target = _with_identifier(target, source)
     options = _copy_options(args)
 
@@ -790,7 +785,7 @@ def _with_identifier(target: Reference, source: Reference) -> Reference:
 def _cmd_push(args: argparse.Namespace) -> int:
     source = parse(args.image)
     target = parse(args.target)
-    if not _explicit_tag(args.target):
+    if not names_image(args.target):
         target = _with_identifier(target, source)
     options = _copy_options(args)
 
@@ -847,10 +842,7 @@ def _sync_file(args: argparse.Namespace, path: str) -> int:
         async def pairs_of(entry: SyncEntry) -> tuple[list[Pair], list[CopyResult]]:
             own = {"platforms": entry.platforms or options["platforms"]}
             if not entry.is_repository:
-                target = entry.target
-                if target.tag is None and target.digest is None:
-                    target = _with_identifier(target, entry.source)
-                return [(entry.source, target, own)], []
+                return [(entry.source, entry.target, own)], []  # its target says what to write
             try:
                 pairs, failed = await copier.tag_pairs(entry.source, entry.target, entry.selects)
             except PullError as e:
@@ -1023,7 +1015,7 @@ def _cmd_images(args: argparse.Namespace) -> int:
         except PullError as e:
             _error(e, args.debug)
             return 1
-        want_tag = _explicit_tag(args.repository)
+        want_tag = names_image(args.repository)
     rows = []
     for entry in store.entries():
         name = entry.annotations.get(REF_NAME_ANNOTATION)

@@ -115,6 +115,13 @@ class Reference:
         return self.domain == _DEFAULT_DOMAIN
 
 
+def names_image(text: str) -> bool:
+    """Whether a reference as written gives a tag or a digest (``parse`` adds ``latest``
+    where it gives neither)."""
+    last = text.rsplit("/", 1)[-1]
+    return ":" in last or "@" in last
+
+
 def parse(text: str) -> Reference:
     """Parse and normalize a reference as ``docker pull`` would; raise ``InvalidReference``.
 

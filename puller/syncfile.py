@@ -47,7 +47,7 @@ from typing import Any
 from .config import ConfigError, _File
 from .errors import InvalidReference
 from .manifest import Platform, parse_platform
-from .reference import Reference, parse
+from .reference import Reference, names_image, parse
 from .text import shown
 
 __all__ = [
@@ -229,7 +229,7 @@ def _entry(lines: _Lines, nth: int, spec: dict[str, Any]) -> SyncEntry:
     lists = {key: _strings(lines, nth, spec, key) for key in ("tags", "exclude", "platforms")}
     source = _reference(lines, nth, spec, "source")
     target = _reference(lines, nth, spec, "target")
-    one_image = _names_image(spec["source"])
+    one_image = names_image(spec["source"])
     if not one_image:
         source = dataclasses.replace(source, tag=None)
     if one_image:
@@ -247,7 +247,7 @@ def _entry(lines: _Lines, nth: int, spec: dict[str, Any]) -> SyncEntry:
         raise lines.error(
             nth, "target", "names a digest: a target is a repository, with a tag or without"
         )
-    if _names_image(spec["target"]):
+    if names_image(spec["target"]):
         if not one_image:
             raise lines.error(
                 nth,
@@ -300,12 +300,6 @@ def _reference(lines: _Lines, nth: int, spec: dict[str, Any], key: str) -> Refer
         return parse(spec[key])
     except InvalidReference as e:
         raise lines.error(nth, key, shown(str(e), 400)) from None
-
-
-def _names_image(text: str) -> bool:
-    """Whether a reference as written gives a tag or a digest (``parse`` adds ``latest``)."""
-    last = text.rsplit("/", 1)[-1]
-    return ":" in last or "@" in last
 
 
 def _platform(lines: _Lines, nth: int, text: str) -> Platform:
