@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         VerificationError,
     )
     from .manifest import Descriptor, Platform
+    from .pruning import Pruned, PruneResult, prune, rmi
     from .pulling import Puller, PullResult, pull
     from .reference import Reference
     from .reference import parse as parse_reference
@@ -67,6 +68,10 @@ _EXPORTS = {
     "VerificationError": "errors",
     "Descriptor": "manifest",
     "Platform": "manifest",
+    "Pruned": "pruning",
+    "PruneResult": "pruning",
+    "prune": "pruning",
+    "rmi": "pruning",
     "Puller": "pulling",
     "PullResult": "pulling",
     "pull": "pulling",
@@ -91,6 +96,8 @@ __all__ = [
     "NotFound",
     "Platform",
     "PlatformNotFound",
+    "PruneResult",
+    "Pruned",
     "PullError",
     "PullResult",
     "Puller",
@@ -109,7 +116,9 @@ __all__ = [
     "load_sync_file",
     "parse_digest",
     "parse_reference",
+    "prune",
     "pull",
+    "rmi",
 ]
 
 

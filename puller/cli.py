@@ -1214,7 +1214,7 @@ def _cmd_rmi(args: argparse.Namespace) -> int:
 def _cmd_prune(args: argparse.Namespace) -> int:
     import json
 
-    from .prune import prune
+    from .pruning import prune
     from .store import Store
 
     age = args.partials_older_than

@@ -185,3 +185,23 @@ def test_prune_refuses_a_store_it_cannot_be_sure_of(
     assert "does not match its digest" in run.stderr and "nothing pruned" in run.stderr
     assert len(run.stderr.splitlines()) == 1
     assert stray.exists()
+
+
+def test_the_python_api_removes_and_prunes_with_typed_records(
+    source: tuple[Registry, tuple[Image, ...]], store: Path
+) -> None:
+    import puller
+
+    reg, (a, _, c, _) = source
+    pulled(reg, store, a, c)
+    missing = puller.rmi([f"{reg.host}/prune/c:1", f"{reg.host}/prune/zzz"], store=store)
+    assert missing == [f"{reg.host}/prune/zzz:latest"]
+    dry = puller.prune(store, dry_run=True)
+    assert isinstance(dry, puller.PruneResult) and dry.dry_run
+    only_c = image_blobs(c) - image_blobs(a)
+    assert {str(p.digest) for p in dry.removed} == only_c
+    assert all(isinstance(p, puller.Pruned) and p.kind == "blob" for p in dry.removed)
+    assert dry.reclaimed == sum(p.size for p in dry.removed) > 0
+    done = puller.prune(store)
+    assert done.removed == dry.removed and not done.dry_run
+    assert blobs(store) == image_blobs(a)

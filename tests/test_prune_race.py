@@ -15,7 +15,7 @@ import pytest
 from fixtures.images import Image, make_image, make_layer
 from fixtures.registry import Registry, push, running_registry
 from puller.digest import digest_of
-from puller.prune import prune
+from puller.pruning import prune
 from puller.store import Store
 
 from .helpers import run_pypull
@@ -26,7 +26,7 @@ ROUNDS = int(os.environ.get("PYPULL_STRESS_ROUNDS", "12"))
 PRUNE_LOOP = textwrap.dedent(
     """
     import sys, pathlib
-    from puller.prune import prune
+    from puller.pruning import prune
     store, stop = sys.argv[1], pathlib.Path(sys.argv[2])
     runs = 0
     while not stop.exists():
