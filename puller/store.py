@@ -428,6 +428,17 @@ class BlobWriter:
             os.unlink(self.path.name, dir_fd=ingest)
 
 
+#: A lease that cannot be created for these reasons is done without: see ``_Lease.hold``.
+_READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+class _Everything(set[Digest]):
+    """The held set of a lease that could not be made: asks nothing more."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
 class _Lease:
     """What one ``Store`` object relies on (see the module's docstring): ``leases/<pid>-<hex>``,
     a digest a line, locked by us from creation until ``release``. Created on the first digest
@@ -458,6 +469,11 @@ class _Lease:
                     if os.write(self._fd, line) != len(line):  # a short write to a tiny file:
                         raise OSError(errno.ENOSPC, "no space left on device")  # a full disk
             except OSError as e:
+                if self._fd is None and e.errno in _READ_ONLY:
+                    # A store we cannot write (a carried store on read-only media, someone
+                    # else's): we only read it, and cannot stop its owner's prune anyway.
+                    self._held = _Everything()
+                    return
                 raise _store_error("record a lease in", self._store.root / ".pypull", e) from e
             self._held.add(digest)
 

@@ -3,6 +3,7 @@ and the store verifies, however the two interleave."""
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -137,3 +138,26 @@ def test_a_lease_in_a_store_that_does_not_exist_creates_nothing(tmp_path: Path) 
     with store.lease():
         assert not store.has(digest_of(b"x"))
     assert not root.exists()
+
+
+def test_a_store_that_cannot_take_a_lease_is_still_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A carried store on read-only media: pushing from it must not fail for want of a lease."""
+    root = tmp_path / "store"
+    data = b"carried"
+    digest = digest_of(data)
+    Store(root).put_bytes(digest, data)
+    original = Store._open_dir
+
+    def read_only(self: Store, parts: tuple[str, ...], create: bool = False) -> int:
+        if create and parts[-1] == "leases":
+            raise OSError(errno.EROFS, "Read-only file system")
+        return original(self, parts, create)
+
+    monkeypatch.setattr(Store, "_open_dir", read_only)
+    store = Store(root)
+    with store.lease():
+        assert store.has(digest)
+        assert store.read_blob(digest) == data
+    assert not (root / ".pypull" / "leases").exists()
