@@ -32,7 +32,7 @@ from pathlib import Path
 
 from .digest import Digest, digest_of, parse_digest
 from .errors import InvalidDigest, StoreError
-from .manifest import INDEX_TYPES, MANIFEST_TYPES, MAX_MANIFEST_SIZE
+from .manifest import INDEX_TYPES, MANIFEST_TYPES, MAX_MANIFEST_SIZE, OCI_CONFIG
 from .store import (
     _FILE_FLAGS,
     _INGEST,
@@ -54,6 +54,8 @@ MAX_LEASE_SIZE = 72 << 20
 _DESCRIPTOR_KEYS = ("config", "subject")
 _DESCRIPTOR_LIST_KEYS = ("layers", "manifests", "blobs")
 _READABLE = (*MANIFEST_TYPES, *INDEX_TYPES)
+_CONFIG_TYPES = (OCI_CONFIG, "application/vnd.docker.container.image.v1+json")
+_ARCHIVES = ("tar", "gzip", "zstd")
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,25 +196,13 @@ def _roots(store: Store) -> list[tuple[Digest, str | None]]:
     """Every entry of index.json, named or not (another tool's entries count too), and the
     digest each was resolved from."""
     roots: list[tuple[Digest, str | None]] = []
-    for i, entry in enumerate(store._read_index_doc()["manifests"]):
-        where = f"{store.index_path} entry {i}"
-        if not isinstance(entry, dict):
-            raise StoreError(f"{where} is not a descriptor; nothing pruned")
-        media_type = entry.get("mediaType")
-        roots.append(
-            (_digest_in(entry, where), media_type if isinstance(media_type, str) else None)
-        )
-        annotations = entry.get("annotations")
-        if isinstance(annotations, dict) and isinstance(annotations.get(RESOLVED_ANNOTATION), str):
-            roots.append((_digest_in({"digest": annotations[RESOLVED_ANNOTATION]}, where), None))
+    for entry in store._read_index_doc()["manifests"]:
+        roots += _descriptors([entry])
+        annotations = entry.get("annotations") if isinstance(entry, dict) else None
+        if isinstance(annotations, dict):
+            served = _descriptors([{"digest": annotations.get(RESOLVED_ANNOTATION)}])
+            roots += [(digest, None) for digest, _ in served]
     return roots
-
-
-def _digest_in(descriptor: dict[str, object], where: str) -> Digest:
-    try:
-        return parse_digest(str(descriptor.get("digest")))
-    except InvalidDigest as e:
-        raise StoreError(f"{where}: {e}; nothing pruned") from None
 
 
 def _reachable(store: Store, roots: list[tuple[Digest, str | None]]) -> set[Digest]:
@@ -224,63 +214,73 @@ def _reachable(store: Store, roots: list[tuple[Digest, str | None]]) -> set[Dige
         if digest in marked:
             continue
         marked.add(digest)
-        if media_type is not None and media_type not in _READABLE:
-            continue  # a config, a layer, or a kind of blob that lists nothing
-        doc = _manifest_doc(store, digest, media_type)
+        if media_type is not None and _opaque(media_type):
+            continue  # a config or a layer: lists nothing
+        doc = _manifest_doc(store, digest, media_type in _READABLE)
         if doc is not None:
-            todo += _children(doc, f"{store.blob_path(digest)}")
+            todo += _children(doc)
     return marked
 
 
-def _manifest_doc(store: Store, digest: Digest, media_type: str | None) -> dict[str, object] | None:
+def _opaque(media_type: str) -> bool:
+    """A config or a layer (of any image format): blobs that list no other blob."""
+    return media_type in _CONFIG_TYPES or "layer" in media_type or media_type.endswith(_ARCHIVES)
+
+
+def _manifest_doc(store: Store, digest: Digest, strict: bool) -> dict[str, object] | None:
     """The JSON of a manifest or index, or None if the blob is absent (an index's other
-    platforms) or, reached with no media type, is not one. A manifest that does not match its
-    digest stops the prune: what it really lists is unknown."""
+    platforms) or, not ``strict`` (a root's served form, an artifact of a kind pypull does not
+    know), is not one. A manifest of a kind pypull reads that does not match its digest or
+    does not parse stops the prune: what it really lists is unknown."""
     path = store.blob_path(digest)
     st = store._lstat(("blobs", digest.algorithm), digest.hex)
     if st is None or not stat.S_ISREG(st.st_mode):
         return None
     if st.st_size > MAX_MANIFEST_SIZE:
-        if media_type is None:
-            return None  # a layer served as such: not a manifest
-        raise StoreError(f"{path}: a manifest over {MAX_MANIFEST_SIZE >> 20} MiB; nothing pruned")
-    try:
-        raw = store.read_blob(digest, MAX_MANIFEST_SIZE + 1)
-    except StoreError as e:
-        raise StoreError(f"{e}; nothing pruned", path=str(path)) from None
-    if digest_of(raw, digest.algorithm) != digest:
-        raise StoreError(
-            f"{path} does not match its digest; run pypull verify; nothing pruned", path=str(path)
-        )
-    try:
-        doc = json.loads(raw)
-    except (ValueError, RecursionError):
-        doc = None
-    if not isinstance(doc, dict):
-        if media_type is None:
-            return None
-        raise StoreError(f"{path} is not a {media_type}; nothing pruned", path=str(path))
-    return doc
+        problem = f"a manifest over {MAX_MANIFEST_SIZE >> 20} MiB"
+    else:
+        try:
+            raw = store.read_blob(digest, MAX_MANIFEST_SIZE + 1)
+        except StoreError as e:
+            raise StoreError(f"{e}; nothing pruned", path=str(path)) from None
+        try:
+            doc = json.loads(raw)
+        except (ValueError, RecursionError):
+            doc = None
+        if digest_of(raw, digest.algorithm) != digest:
+            problem = "does not match its digest; run pypull verify"
+        elif isinstance(doc, dict):
+            return doc
+        else:
+            problem = "is not a manifest"
+    if strict:
+        raise StoreError(f"{path} {problem}; nothing pruned", path=str(path))
+    return None
 
 
-def _children(doc: dict[str, object], where: str) -> list[tuple[Digest, str | None]]:
-    found: list[dict[str, object]] = []
-    for key in _DESCRIPTOR_KEYS:
-        if isinstance(doc.get(key), dict):
-            found.append(doc[key])  # type: ignore[arg-type]
+def _children(doc: dict[str, object]) -> list[tuple[Digest, str | None]]:
+    found: list[object] = [doc.get(key) for key in _DESCRIPTOR_KEYS]
     for key in _DESCRIPTOR_LIST_KEYS:
         value = doc.get(key)
         if isinstance(value, list):
-            found += [d for d in value if isinstance(d, dict)]
-    children = []
+            found += value
+    return _descriptors(found)
+
+
+def _descriptors(found: list[object]) -> list[tuple[Digest, str | None]]:
+    """The digest and media type of each descriptor in ``found``. Anything without a valid
+    digest names nothing that could be in ``blobs/``, so it is passed over, not an error."""
+    out = []
     for d in found:
-        media_type = d.get("mediaType")
+        if not isinstance(d, dict) or not isinstance(d.get("digest"), str):
+            continue
         try:
-            digest = parse_digest(str(d.get("digest")))
+            digest = parse_digest(d["digest"])
         except InvalidDigest:
-            continue  # names nothing that could be in blobs/
-        children.append((digest, media_type if isinstance(media_type, str) else None))
-    return children
+            continue
+        media_type = d.get("mediaType")
+        out.append((digest, media_type if isinstance(media_type, str) else None))
+    return out
 
 
 # -- sweep -----------------------------------------------------------------------------------------
