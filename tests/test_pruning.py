@@ -71,7 +71,7 @@ def test_an_index_json_that_does_not_parse_stops_the_prune(tmp_path: Path) -> No
     store = Store(tmp_path)
     blob = put(store, b"some blob")
     (tmp_path / "index.json").write_text("{ not json")
-    with pytest.raises(StoreError, match="index.json is not valid JSON"):
+    with pytest.raises(StoreError, match=r"index\.json is not valid JSON"):
         prune(store)
     assert store.has(blob)
 
