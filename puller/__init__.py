@@ -3,6 +3,8 @@
     import asyncio, puller
     result = asyncio.run(puller.pull("redis:latest", store="./store"))
     print(result.digest, [str(layer.digest) for layer in result.layers])
+    info = asyncio.run(puller.inspect("redis:latest", store="./store"))   # ImageInfo
+    print(info.architecture, info.to_json()["Layers"], [r.id for r in puller.images("./store")])
 
 (The orchestration lives in ``puller.pulling``, not ``puller.pull``: importing a submodule binds
 its name on the package, which would hide the ``pull`` function.)
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
         Unreachable,
         VerificationError,
     )
+    from .inspecting import ImageInfo, ImageRecord, images, inspect, tags
     from .manifest import Descriptor, Platform
     from .pruning import Pruned, PruneResult, prune, rmi
     from .pulling import Puller, PullResult, pull
@@ -66,6 +69,11 @@ _EXPORTS = {
     "Unauthorized": "errors",
     "Unreachable": "errors",
     "VerificationError": "errors",
+    "ImageInfo": "inspecting",
+    "ImageRecord": "inspecting",
+    "images": "inspecting",
+    "inspect": "inspecting",
+    "tags": "inspecting",
     "Descriptor": "manifest",
     "Platform": "manifest",
     "Pruned": "pruning",
@@ -90,6 +98,8 @@ __all__ = [
     "Descriptor",
     "Digest",
     "DigestMismatch",
+    "ImageInfo",
+    "ImageRecord",
     "InvalidDigest",
     "InvalidReference",
     "ManifestError",
@@ -113,12 +123,15 @@ __all__ = [
     "Unauthorized",
     "Unreachable",
     "VerificationError",
+    "images",
+    "inspect",
     "load_sync_file",
     "parse_digest",
     "parse_reference",
     "prune",
     "pull",
     "rmi",
+    "tags",
 ]
 
 

@@ -1,0 +1,507 @@
+"""The store as a tool for scripts: what an image is (``inspect``), which tags a repository has
+(``tags``), which images the store holds (``images``). Each answer is a typed record; only the CLI
+turns it into text.
+
+    info = await puller.inspect("redis:7", store="./store")
+    print(info.digest, info.architecture, info.to_json()["Env"])
+
+``ImageInfo.to_json()`` has the shape ``skopeo inspect`` prints (``Name``, ``Digest``,
+``RepoTags``, ``Created``, ``DockerVersion``, ``Labels``, ``Architecture``, ``Variant`` when set,
+``Os``, ``Layers``, ``LayersData``, ``Env``), plus ``Entrypoint``, ``Cmd``, ``WorkingDir`` and
+``User`` from the config, so a script written against skopeo reads it unchanged.
+
+Everything read here may have been written by someone else (a registry, another user of a shared
+store): manifests are read through ``Store.read_manifest`` (bounded, verified), configs to at most
+``MAX_CONFIG_SIZE`` and checked against their digest, and every blob through the ``Store`` API, so
+whatever protects the store's blobs (locks, leases) covers these reads too. ``inspect`` with
+``remote`` asks the registry through the mirrors and credentials a pull uses and writes nothing:
+it asks for the manifest (and the platform's manifest, for an index) and the config blob, no layer.
+
+The network stack is imported only by ``remote`` and ``tags``: ``images`` and a local ``inspect``
+read files only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .digest import Digest, parse_digest, verify_bytes
+from .errors import InvalidDigest, ManifestError, NotFound, PlatformNotFound, PullError
+from .manifest import (
+    MANIFEST_TYPES,
+    REF_NAME_ANNOTATION,
+    Descriptor,
+    Index,
+    Manifest,
+    Platform,
+    host_platform,
+    parse_manifest,
+    parse_platform,
+    select_platform,
+)
+from .reference import Reference, parse
+from .store import RESOLVED_ANNOTATION, Store, default_store_path
+
+if TYPE_CHECKING:
+    from .pulling import Puller
+    from .registry import Endpoint
+
+__all__ = ["MAX_CONFIG_SIZE", "ImageInfo", "ImageRecord", "images", "inspect", "tags"]
+
+#: An image config is a few KiB (tens with a long history); a larger one is a mistake or an
+#: attack, and is never read into memory.
+MAX_CONFIG_SIZE = 8 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    """One image, as ``pypull inspect`` describes it.
+
+    ``digest`` is what the reference resolved to when it was pulled (an index, for a
+    multi-platform image); ``manifest`` and ``raw`` are the platform's manifest as the registry
+    served it when that is known (a Docker v2 manifest stays Docker), else as stored.
+    """
+
+    reference: Reference
+    digest: Digest
+    repo_tags: tuple[str, ...]
+    manifest_digest: Digest
+    manifest: Manifest
+    created: str | None
+    docker_version: str
+    labels: dict[str, str] | None
+    architecture: str
+    os: str
+    variant: str | None
+    env: tuple[str, ...] | None
+    entrypoint: tuple[str, ...] | None
+    cmd: tuple[str, ...] | None
+    working_dir: str
+    user: str
+    raw: bytes = field(repr=False)
+    raw_config: bytes = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        """The repository, normalized: ``docker.io/library/redis``."""
+        return self.reference.name
+
+    @property
+    def config(self) -> Descriptor:
+        return self.manifest.config
+
+    @property
+    def layers(self) -> tuple[Descriptor, ...]:
+        return self.manifest.layers
+
+    def to_json(self) -> dict[str, Any]:
+        """skopeo's field names and types: ``null`` for absent lists and maps, ``""`` for
+        absent strings, ``Variant`` left out when empty (as skopeo's ``omitempty``)."""
+        out: dict[str, Any] = {
+            "Name": self.name,
+            "Digest": str(self.digest),
+            "RepoTags": list(self.repo_tags),
+            "Created": self.created,
+            "DockerVersion": self.docker_version,
+            "Labels": None if self.labels is None else dict(self.labels),
+            "Architecture": self.architecture,
+        }
+        if self.variant:
+            out["Variant"] = self.variant
+        out["Os"] = self.os
+        out["Layers"] = [str(d.digest) for d in self.layers]
+        out["LayersData"] = [
+            {
+                "MIMEType": d.media_type,
+                "Digest": str(d.digest),
+                "Size": d.size,
+                "Annotations": dict(d.annotations) if d.annotations else None,
+            }
+            for d in self.layers
+        ]
+        out["Env"] = _list(self.env)
+        out["Entrypoint"] = _list(self.entrypoint)
+        out["Cmd"] = _list(self.cmd)
+        out["WorkingDir"] = self.working_dir
+        out["User"] = self.user
+        return out
+
+
+def _list(value: tuple[str, ...] | None) -> list[str] | None:
+    return None if value is None else list(value)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRecord:
+    """One image of the store (one ``index.json`` entry), as ``pypull images`` lists it.
+
+    ``id`` is the config's digest (docker's image ID) and ``size`` the bytes of config and
+    layers as stored, compressed: what the image takes on disk and on the wire, not its
+    unpacked size (which no manifest records). For an entry that is an index (``pull
+    --all-platforms``) both are those of this machine's platform (of its first platform when it
+    has none for this machine); ``platforms`` lists what it holds. Both are None when the store
+    lacks the image's manifest or it cannot be read.
+    """
+
+    reference: Reference
+    digest: Digest
+    id: Digest | None
+    size: int | None
+    platforms: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """One line of ``pypull images --format json``."""
+        return {
+            "Name": str(self.reference),
+            "Repository": self.reference.familiar_name,
+            "Tag": self.reference.tag,
+            "Digest": str(self.digest),
+            "ID": None if self.id is None else str(self.id),
+            "Size": self.size,
+            "Platforms": list(self.platforms),
+        }
+
+
+# -- reading the store ----------------------------------------------------------------------------
+
+
+def _manifest_at(store: Store, desc: Descriptor, what: str) -> tuple[bytes, Manifest | Index]:
+    if not store.has(desc.digest):
+        raise NotFound(f"{what}: the store {store.root} lacks its manifest {desc.digest}")
+    raw = store.read_manifest(desc.digest, desc.size)
+    return raw, parse_manifest(raw, desc.media_type, f"{what} in the store")
+
+
+def _platform_manifest(
+    store: Store, entry: Descriptor, want: Platform | None, what: str
+) -> tuple[Descriptor, bytes, Manifest]:
+    """The image manifest an entry stands for: itself, or for an index the child of ``want``
+    (default: this machine's platform), as stored."""
+    raw, parsed = _manifest_at(store, entry, what)
+    if isinstance(parsed, Manifest):
+        return entry, raw, parsed
+    chosen = select_platform(parsed, want or host_platform(), what)
+    raw, child = _manifest_at(store, chosen, what)
+    if isinstance(child, Index):
+        raise ManifestError(f"{what}: an index in an index; nested indexes are not supported")
+    return chosen, raw, child
+
+
+def _read_config(store: Store, desc: Descriptor, what: str) -> bytes:
+    """The config blob, read to at most ``MAX_CONFIG_SIZE`` and verified."""
+    _check_config_size(desc, what)
+    if not store.has(desc.digest):
+        raise NotFound(f"{what}: the store {store.root} lacks its config {desc.digest}")
+    raw = store.read_blob(desc.digest, desc.size + 1)
+    verify_bytes(raw, desc.digest, desc.size, str(store.blob_path(desc.digest)))
+    return raw
+
+
+def _check_config_size(desc: Descriptor, what: str) -> None:
+    if desc.size > MAX_CONFIG_SIZE:
+        raise ManifestError(
+            f"{what}: its config {desc.digest} is {desc.size} bytes, over the "
+            f"{MAX_CONFIG_SIZE >> 20} MiB pypull reads"
+        )
+
+
+def _same_image(a: Manifest, b: Manifest) -> bool:
+    return a.config.digest == b.config.digest and [d.digest for d in a.layers] == [
+        d.digest for d in b.layers
+    ]
+
+
+def _served(
+    store: Store, entry: Descriptor, stored: Manifest, platform: Platform, what: str
+) -> tuple[Digest, bytes, Manifest] | None:
+    """The platform's manifest as the registry served it, when the store keeps it: the
+    resolved digest itself (a Docker v2 image, stored in OCI form), or that index's child for
+    ``platform``. Only a manifest of the same config and layers counts."""
+    try:
+        resolved = parse_digest(entry.annotations.get(RESOLVED_ANNOTATION, ""))
+    except InvalidDigest:
+        return None
+    try:
+        if not store.has(resolved):
+            return None
+        raw = store.read_manifest(resolved)
+        parsed = parse_manifest(raw, None, what)
+        digest = resolved
+        if isinstance(parsed, Index):
+            child = select_platform(parsed, platform, what)
+            if not store.has(child.digest):
+                return None
+            raw = store.read_manifest(child.digest, child.size)
+            parsed = parse_manifest(raw, child.media_type, what)
+            digest = child.digest
+    except PullError:
+        return None  # not what we thought it was: the stored form is the answer
+    if isinstance(parsed, Manifest) and _same_image(parsed, stored):
+        return digest, raw, parsed
+    return None
+
+
+def _find(store: Store, ref: Reference) -> Descriptor | None:
+    """The entry for ``ref``; by digest, also an entry of its repository pulled by tag that
+    resolved to (or is) that digest."""
+    entry = store.lookup(str(ref))
+    if entry is not None or ref.digest is None:
+        return entry
+    for candidate in store.entries():
+        name = candidate.annotations.get(REF_NAME_ANNOTATION, "")
+        try:
+            if parse(name).name != ref.name:
+                continue
+        except PullError:
+            continue
+        resolved = candidate.annotations.get(RESOLVED_ANNOTATION)
+        if ref.digest == candidate.digest or resolved == str(ref.digest):
+            return candidate
+    return None
+
+
+def _repo_tags(store: Store, ref: Reference) -> tuple[str, ...]:
+    """The tags the store holds for ``ref``'s repository, sorted."""
+    found: set[str] = set()
+    for entry in store.entries():
+        try:
+            other = parse(entry.annotations.get(REF_NAME_ANNOTATION, ""))
+        except PullError:
+            continue
+        if other.name == ref.name and other.tag is not None:
+            found.add(other.tag)
+    return tuple(sorted(found))
+
+
+def _local(store: Store, ref: Reference, platform: Platform | None) -> ImageInfo:
+    what = str(ref)
+    entry = _find(store, ref)
+    if entry is None:
+        raise NotFound(f"{what}: not in the store {store.root} (pull it first, or use --remote)")
+    chosen, raw, manifest = _platform_manifest(store, entry, platform, what)
+    config_raw = _read_config(store, manifest.config, what)
+    info = _from_config(config_raw, what)
+    actual = Platform(info["os"], info["architecture"], info["variant"])
+    if platform is not None and chosen is entry and not actual.matches(platform):
+        # one platform only: the question cannot have the answer asked for
+        raise PlatformNotFound(str(platform), [str(actual)], what)
+    digest = chosen.digest
+    served = _served(store, entry, manifest, chosen.platform or actual, what)
+    if served is not None:
+        digest, raw, manifest = served
+    try:
+        resolved = parse_digest(entry.annotations.get(RESOLVED_ANNOTATION, str(entry.digest)))
+    except InvalidDigest:
+        resolved = entry.digest
+    return ImageInfo(
+        reference=ref,
+        digest=resolved,
+        repo_tags=_repo_tags(store, ref),
+        manifest_digest=digest,
+        manifest=manifest,
+        raw=raw,
+        raw_config=config_raw,
+        **info,
+    )
+
+
+# -- the config -----------------------------------------------------------------------------------
+
+
+def _from_config(raw: bytes, what: str) -> dict[str, Any]:
+    """The fields of ``ImageInfo`` a config gives; values of the wrong type count as absent
+    (another tool's config may carry anything)."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ManifestError(f"{what}: its config is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise ManifestError(f"{what}: its config is not a JSON object")
+    inner = doc.get("config")
+    if not isinstance(inner, dict):
+        inner = {}
+    labels = inner.get("Labels")
+    return {
+        "created": _string(doc.get("created")) or None,
+        "docker_version": _string(doc.get("docker_version")),
+        "labels": (
+            {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else None
+        ),
+        "architecture": _string(doc.get("architecture")),
+        "os": _string(doc.get("os")),
+        "variant": _string(doc.get("variant")) or None,
+        "env": _strings(inner.get("Env")),
+        "entrypoint": _strings(inner.get("Entrypoint")),
+        "cmd": _strings(inner.get("Cmd")),
+        "working_dir": _string(inner.get("WorkingDir")),
+        "user": _string(inner.get("User")),
+    }
+
+
+def _string(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _strings(value: Any) -> tuple[str, ...] | None:
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    return None
+
+
+# -- the registry ---------------------------------------------------------------------------------
+
+
+async def _remote(puller: Puller, ref: Reference, platform: Platform | None) -> ImageInfo:
+    """As a pull resolves (``Puller.resolve``: HEAD first when the store knows the tag, then
+    the manifest and the platform's child), and the config as a copy reads a blob
+    (``RegistrySource.content``: verified, from the store when it has it). No layer is asked
+    for and nothing is written."""
+    from .copying import Found, RegistrySource
+    from .registry import try_in_turn
+    from .retry import with_retries
+
+    what = str(ref)
+    resolved = await puller.resolve(ref, platform or host_platform())
+    manifest = resolved.manifest
+    raw = resolved.raws[0][1]
+    config = manifest.config
+    _check_config_size(config, what)
+    source = RegistrySource(puller)
+    others = [e for e in puller.endpoints(ref) if e != resolved.endpoint]
+    endpoints = (resolved.endpoint, *others)
+
+    async def read(endpoint: Endpoint) -> bytes:
+        found = Found(resolved.digest, raw, manifest.media_type, manifest, endpoint)
+        pieces = [bytes(piece) async for piece in source.content(found, ref, config)()]
+        return b"".join(pieces)
+
+    config_raw = await with_retries(puller.retry, lambda: try_in_turn(endpoints, read))
+    return ImageInfo(
+        reference=ref,
+        digest=resolved.digest,
+        repo_tags=(),
+        manifest_digest=resolved.manifest_digest,
+        manifest=manifest,
+        raw=raw,
+        raw_config=config_raw,
+        **_from_config(config_raw, what),
+    )
+
+
+# -- the public functions -------------------------------------------------------------------------
+
+
+def _reference(image: str | Reference) -> Reference:
+    return image if isinstance(image, Reference) else parse(image)
+
+
+def _platform(platform: str | Platform | None) -> Platform | None:
+    return parse_platform(platform) if isinstance(platform, str) else platform
+
+
+async def inspect(
+    image: str | Reference,
+    *,
+    store: str | os.PathLike[str] | Store | None = None,
+    platform: str | Platform | None = None,
+    remote: bool = False,
+    puller: Puller | None = None,
+    **options: Any,
+) -> ImageInfo:
+    """Describe ``image``: from the store (default), or with ``remote`` from its registry,
+    through ``puller`` (or a ``Puller(store, **options)`` made for the call: ``mirrors``,
+    ``registries``, ``credentials``...). ``platform`` picks the child of a multi-platform
+    image (default: this machine's). An image the store lacks raises ``NotFound``."""
+    ref = _reference(image)
+    want = _platform(platform)
+    if remote:
+        if puller is not None:
+            return await _remote(puller, ref, want)
+        from .pulling import Puller
+
+        async with Puller(store, **options) as made:
+            return await _remote(made, ref, want)
+    held = puller.store if puller is not None else _store(store)
+    return await asyncio.get_running_loop().run_in_executor(None, _local, held, ref, want)
+
+
+async def tags(
+    repository: str | Reference,
+    *,
+    puller: Puller | None = None,
+    store: str | os.PathLike[str] | Store | None = None,
+    **options: Any,
+) -> list[str]:
+    """The registry's tags of ``repository``, in the order it lists them, every ``Link`` page
+    followed; asked through its mirrors and credentials as a pull is. A tag or digest in
+    ``repository`` is ignored (``InvalidReference`` for one the CLI was given is the CLI's
+    business)."""
+    from .copying import Copier
+
+    ref = _reference(repository)
+    if puller is not None:
+        return await Copier(puller).tags_of(ref)
+    from .pulling import Puller
+
+    async with Puller(store, **options) as made:
+        return await Copier(made).tags_of(ref)
+
+
+def images(store: str | os.PathLike[str] | Store | None = None) -> list[ImageRecord]:
+    """Every named image of the store, sorted by repository and tag. Blocking: it reads each
+    image's manifest (bounded and verified), never a layer."""
+    held = _store(store)
+    records = []
+    for entry in held.entries():
+        try:
+            ref = parse(entry.annotations.get(REF_NAME_ANNOTATION, ""))
+        except PullError:
+            continue  # unnamed, or a name that is no reference: not one of ours to list
+        try:
+            resolved = parse_digest(entry.annotations.get(RESOLVED_ANNOTATION, str(entry.digest)))
+        except InvalidDigest:
+            resolved = entry.digest
+        records.append(_record(held, entry, ref, resolved))
+    records.sort(key=lambda r: (r.reference.familiar_name, r.reference.tag or "", str(r.digest)))
+    return records
+
+
+def _record(store: Store, entry: Descriptor, ref: Reference, resolved: Digest) -> ImageRecord:
+    what = str(ref)
+    try:
+        _, parsed = _manifest_at(store, entry, what)
+        platforms: tuple[str, ...] = ()
+        if isinstance(parsed, Index):
+            platforms = tuple(
+                str(d.platform)
+                for d in parsed.manifests
+                if d.platform is not None and d.platform.os != "unknown"
+            )
+            _, _, manifest = _platform_manifest(store, _default_child(parsed, what), None, what)
+        else:
+            manifest = parsed
+    except PullError:
+        return ImageRecord(ref, resolved, None, None)
+    size = manifest.config.size + sum(d.size for d in manifest.layers)
+    return ImageRecord(ref, resolved, manifest.config.digest, size, platforms)
+
+
+def _default_child(index: Index, what: str) -> Descriptor:
+    """This machine's platform in ``index``, else its first image manifest."""
+    try:
+        return select_platform(index, host_platform(), what)
+    except PlatformNotFound:
+        for d in index.manifests:
+            if d.media_type in MANIFEST_TYPES:
+                return d
+        raise
+
+
+def _store(store: str | os.PathLike[str] | Store | None) -> Store:
+    if isinstance(store, Store):
+        return store
+    return Store(default_store_path() if store is None else store)
