@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .config import Config
     from .copying import Copier, CopyResult
     from .events import Event
+    from .inspecting import ImageInfo, ImageRecord
     from .pulling import Puller, PullResult
     from .syncfile import SyncEntry
 
@@ -39,6 +40,8 @@ COMMANDS = (
     "images",
     "rmi",
     "prune",
+    "inspect",
+    "tags",
     "verify",
     "config",
     "login",
@@ -58,7 +61,9 @@ commands:
   pypull copy SOURCE TARGET                  copy an image from a registry to a registry
   pypull push IMAGE TARGET                   push an image from the store to a registry
   pypull sync FILE | --to PREFIX IMAGE...    keep a registry stocked with images (mirroring)
-  pypull images [REPOSITORY[:TAG]]           list the images in the store
+  pypull images [REPOSITORY[:TAG]]           list the images in the store (-q, --format json)
+  pypull inspect [--remote] IMAGE            an image's digest, platform, layers, config as JSON
+  pypull tags REPOSITORY                     list a repository's tags at its registry
   pypull verify                              re-hash every blob, check every image is whole
   pypull config                              show the effective configuration and its sources
   pypull login [-u USER] [--password-stdin] [REGISTRY]   store credentials as docker login does
@@ -99,6 +104,30 @@ The store is an OCI image layout (oci-layout, index.json, blobs/sha256/...) that
 and other OCI tools read: skopeo copy oci:STORE:docker.io/library/redis:latest dir:/tmp/redis
 
 exit status: 0 when every image was pulled, 1 when any pull failed, 2 on a usage error.
+"""
+
+
+IMAGES_EPILOG = """\
+examples:
+  pypull images redis
+  pypull images -q                       # image IDs, one per image
+  pypull images --format json | jq -r 'select(.Size > 100000000) | .Name'
+
+--format json prints one object per line: {"Name": "docker.io/library/redis:7", "Repository":
+"redis", "Tag": "7", "Digest": "sha256:...", "ID": "sha256:...", "Size": 41234567,
+"Platforms": []}; ID and Size are null when the store lacks the image's manifest, Platforms
+lists the platforms of an image pulled with every platform.
+"""
+
+INSPECT_EPILOG = """\
+examples:
+  pypull inspect redis:7
+  pypull inspect --platform linux/arm64 redis:7 | jq .Layers
+  pypull inspect --raw redis:7 | sha256sum
+  pypull inspect --remote --mirror http://127.0.0.1:5000 redis:7
+
+An image the store does not hold is an error (exit status 1). --remote lists no tags (RepoTags
+is [], as skopeo inspect --no-tags): `pypull tags REPOSITORY` does.
 """
 
 
@@ -213,6 +242,17 @@ def _add_settings(p: argparse.ArgumentParser, *, pulls: bool = True) -> None:
         help="a connection that cannot be made, or goes silent, for this long is dropped and "
         "the download retried where it stopped; an answer's head, a manifest or a token must "
         "come within twice this, a layer at 1 KiB/s or more over this (default: 30)",
+    )
+
+
+def _add_query_options(p: argparse.ArgumentParser) -> None:
+    """What `inspect --remote` and `tags` need to reach a registry as a pull does."""
+    _add_settings(p, pulls=False)
+    p.add_argument(
+        "--creds",
+        type=_creds,
+        metavar="USERNAME:PASSWORD",
+        help="credentials for the image's registry (not sent to mirrors)",
     )
 
 
@@ -367,7 +407,12 @@ def build_parser() -> argparse.ArgumentParser:
     images = sub.add_parser(
         "images",
         help="list the images in the store",
-        description="List the images in the store, like `docker images`.",
+        description="List the images in the store, like `docker images`. IMAGE ID is the "
+        "config's digest. SIZE (COMPRESSED) counts the config and layers as stored and sent, "
+        "compressed: docker shows the unpacked size, which no manifest records. An image pulled "
+        "with every platform is one row, with the ID and size of this machine's platform (of "
+        "its first platform when it has none for this machine).",
+        epilog=IMAGES_EPILOG,
         formatter_class=fmt,
     )
     images.add_argument(
@@ -377,7 +422,76 @@ def build_parser() -> argparse.ArgumentParser:
         help="show only this repository (and tag)",
     )
     images.add_argument("--digests", action="store_true", help="show the digest of each image")
-    _add_common(images)
+    images.add_argument(
+        "-q", "--quiet", action="store_true", help="print only image IDs, one per image"
+    )
+    images.add_argument(
+        "--no-trunc", action="store_true", help="print whole image IDs (sha256:...), not 12 digits"
+    )
+    images.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="json: one JSON object per image per line (JSON Lines), sizes in bytes",
+    )
+    _add_store(images, "to list")
+    images.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+
+    inspect = sub.add_parser(
+        "inspect",
+        help="describe an image (from the store, or --remote from its registry) as JSON",
+        description="Print what an image is as JSON, in the shape `skopeo inspect` prints: "
+        "Name, Digest (what the reference resolved to when pulled: an index for a "
+        "multi-platform image), RepoTags (the tags the store holds for the repository), "
+        "Created, DockerVersion, Labels, Architecture, Variant (when set), Os, Layers, "
+        "LayersData, Env, and the config's Entrypoint, Cmd, WorkingDir and User. An image "
+        "pulled with every platform is described for this machine's platform, or --platform's.",
+        epilog=INSPECT_EPILOG,
+        formatter_class=fmt,
+    )
+    inspect.add_argument("image", metavar="IMAGE", help="an image in the store, as it was pulled")
+    inspect.add_argument(
+        "--raw",
+        action="store_true",
+        help="print the platform's manifest, byte for byte as the registry served it (as "
+        "stored when the store does not keep the served form)",
+    )
+    inspect.add_argument(
+        "--config", action="store_true", help="print the image's config, byte for byte"
+    )
+    inspect.add_argument(
+        "--platform",
+        type=_platform,
+        metavar="OS/ARCH[/VARIANT]",
+        help="the platform of a multi-platform image to describe (default: linux/<this machine>)",
+    )
+    inspect.add_argument(
+        "--remote",
+        action="store_true",
+        help="ask the registry (through the configured mirrors and credentials, as a pull) "
+        "instead of the store: the manifest and the config only, no layer; nothing is written",
+    )
+    _add_query_options(inspect)
+    _add_store(inspect, "to read (with --remote: only for what it already holds; never written)")
+    inspect.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+
+    tags = sub.add_parser(
+        "tags",
+        help="list the tags of a repository at its registry",
+        description="List the tags of REPOSITORY at its registry, one per line, in the order "
+        "the registry lists them, following every page it links to. Asked through the "
+        "configured mirrors and credentials, as a pull.",
+        epilog="examples:\n"
+        "  pypull tags redis\n"
+        "  pypull tags --json registry.internal:5000/team/app",
+        formatter_class=fmt,
+    )
+    tags.add_argument(
+        "repository", metavar="REPOSITORY", help="a repository, without a tag or digest"
+    )
+    tags.add_argument("--json", action="store_true", help="print one JSON list of the tags")
+    _add_query_options(tags)
+    tags.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
     rmi = sub.add_parser(
         "rmi",
@@ -1052,49 +1166,124 @@ def _human_size(n: float) -> str:
 
 
 def _cmd_images(args: argparse.Namespace) -> int:
-    from .manifest import REF_NAME_ANNOTATION, Manifest, parse_manifest
-    from .store import RESOLVED_ANNOTATION, Store
+    from .inspecting import images
 
-    store = Store(_config(args).store)
     want: Reference | None = None
     want_tag = False
     if args.repository:
-        try:
-            want = parse(args.repository)
-        except PullError as e:
-            _error(e, args.debug)
-            return 1
+        want = parse(args.repository)
         want_tag = names_image(args.repository)
-    rows = []
-    for entry in store.entries():
-        name = entry.annotations.get(REF_NAME_ANNOTATION)
-        if not name:
-            continue
-        try:
-            ref = parse(name)
-        except PullError:
-            continue
-        if want is not None and (
-            ref.name != want.name or (want_tag and (ref.tag, ref.digest) != (want.tag, want.digest))
-        ):
-            continue
-        image_id, size = "<missing>", "<missing>"
-        try:
-            m = parse_manifest(store.read_blob(entry.digest), entry.media_type)
-            if isinstance(m, Manifest):
-                image_id = m.config.digest.short
-                size = _human_size(m.config.size + sum(d.size for d in m.layers))
-        except PullError:
-            pass
-        digest = shown(entry.annotations.get(RESOLVED_ANNOTATION, str(entry.digest)), 100)
-        rows.append((ref.familiar_name, ref.tag or "<none>", digest, image_id, size))
+    records = [
+        r
+        for r in images(_config(args).store)
+        if want is None
+        or (
+            r.reference.name == want.name
+            and (not want_tag or (r.reference.tag, r.reference.digest) == (want.tag, want.digest))
+        )
+    ]
+    if args.format == "json":
+        for record in records:
+            print(_json_text(record.to_json()))
+        return 0
 
-    header = ["REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "SIZE"]
+    def image_id(record: ImageRecord) -> str:
+        if record.id is None:
+            return "<missing>"
+        return str(record.id) if args.no_trunc else record.id.short
+
+    if args.quiet:
+        for record in records:
+            print(image_id(record))
+        return 0
+    rows = [
+        (
+            r.reference.familiar_name,
+            r.reference.tag or "<none>",
+            str(r.digest),
+            image_id(r),
+            "<missing>" if r.size is None else _human_size(r.size),
+        )
+        for r in records
+    ]
+    header = ["REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "SIZE (COMPRESSED)"]
     cols = [0, 1, 2, 3, 4] if args.digests else [0, 1, 3, 4]
-    table = [[header[c] for c in cols]] + [[r[c] for c in cols] for r in sorted(rows)]
+    table = [[header[c] for c in cols]] + [[r[c] for c in cols] for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
     for row in table:
         print("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _json_text(value: object, indent: int | None = None) -> str:
+    """JSON of outside text, safe on a terminal: json escapes every control character and
+    everything outside ASCII (bidi overrides, C1 controls) but DEL, escaped here."""
+    import json
+
+    return json.dumps(value, indent=indent).replace("\x7f", "\\u007f")
+
+
+def _query_puller(args: argparse.Namespace, ref: Reference) -> Puller:
+    """A Puller configured as a pull's, for `inspect --remote` and `tags`."""
+    from .auth import Credentials
+    from .pulling import Puller
+
+    config = _config(args)
+    return Puller(
+        config.store,
+        registries=config.registries,
+        mirror_only=config.mirror_only,
+        credentials={ref.domain: Credentials(*args.creds)} if args.creds else None,
+        credential_lookup=_credential_lookup(),
+        timeout=config.timeout,
+        max_download_attempts=config.max_download_attempts,
+        proxies=config.proxies,
+    )
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from .inspecting import inspect
+
+    ref = parse(args.image)
+    config = _config(args)
+
+    async def describe() -> ImageInfo:
+        if not args.remote:
+            return await inspect(ref, store=config.store, platform=config.platform)
+        async with _query_puller(args, ref) as puller:
+            return await inspect(ref, remote=True, platform=config.platform, puller=puller)
+
+    info = _run(describe())
+    if args.config or args.raw:
+        # The bytes themselves, as skopeo --raw prints them: data for a pipe, not text.
+        sys.stdout.buffer.write(info.raw_config if args.config else info.raw)
+        sys.stdout.buffer.flush()
+        return 0
+    print(_json_text(info.to_json(), indent=4))
+    return 0
+
+
+def _cmd_tags(args: argparse.Namespace) -> int:
+    from .inspecting import tags
+
+    if names_image(args.repository):
+        print(
+            f"Error: {shown(args.repository)}: give a repository, without a tag or digest",
+            file=sys.stderr,
+        )
+        return 2
+    ref = parse(args.repository)
+
+    async def listing() -> list[str]:
+        async with _query_puller(args, ref) as puller:
+            return await tags(ref, puller=puller)
+
+    found = _run(listing())
+    if args.json:
+        print(_json_text(found))
+    else:
+        for tag in found:  # a registry's list may hold anything: one escaped line each
+            print(shown(tag, None))
     return 0
 
 
@@ -1279,6 +1468,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_rmi(args)
         if args.command == "prune":
             return _cmd_prune(args)
+        if args.command == "inspect":
+            return _cmd_inspect(args)
+        if args.command == "tags":
+            return _cmd_tags(args)
         if args.command == "verify":
             return _cmd_verify(args)
         if args.command == "config":

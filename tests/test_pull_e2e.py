@@ -183,7 +183,7 @@ def test_images_lists_what_the_store_holds(registry: Registry, store: Path) -> N
     run = run_pypull("images", "--digests", "--store", store)
     assert run.returncode == 0, run.stderr
     header, row = run.stdout.splitlines()
-    assert header.split() == ["REPOSITORY", "TAG", "DIGEST", "IMAGE", "ID", "SIZE"]
+    assert header.split() == ["REPOSITORY", "TAG", "DIGEST", "IMAGE", "ID", "SIZE", "(COMPRESSED)"]
     assert row.split()[:4] == ["redis", "latest", image.digest, config.digest[7:19]]
     plain = run_pypull("images", "redis", "--store", store).stdout.splitlines()
     assert plain[1].split()[:3] == ["redis", "latest", config.digest[7:19]]
