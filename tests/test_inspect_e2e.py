@@ -234,6 +234,22 @@ def test_remote_asks_for_the_manifests_and_the_config_only_and_writes_nothing(
     assert {**local, "RepoTags": []} == remote
 
 
+def test_remote_of_an_image_the_store_holds_costs_one_head(registry: Registry, store: Path) -> None:
+    image = multiplatform()
+    name = pulled(registry, store, image)
+    before = sorted(p.name for p in (store / "blobs" / "sha256").iterdir())
+    index = (store / "index.json").read_bytes()
+    log = AccessLog(registry)
+    remote = inspect_json("--remote", "--store", store, name)
+
+    # What the tag points at is asked by HEAD (not counted as a pull by Docker Hub); what the
+    # store holds by that digest is the same bytes, so nothing else is asked for.
+    assert log.requests() == [("HEAD", f"/v2/{image.repository}/manifests/{image.tag}")]
+    assert {**inspect_json("--store", store, name), "RepoTags": []} == remote
+    assert sorted(p.name for p in (store / "blobs" / "sha256").iterdir()) == before
+    assert (store / "index.json").read_bytes() == index
+
+
 def test_remote_raw_is_the_platform_manifest_the_registry_serves(registry: Registry) -> None:
     image = docker_media()
     name = f"{registry.host}/{image.reference}"
