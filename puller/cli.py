@@ -463,7 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--platform",
         type=_platform,
         metavar="OS/ARCH[/VARIANT]",
-        help="the platform of a multi-platform image to describe (default: linux/<this machine>)",
+        help="the platform of a multi-platform image to describe (default: linux/<this "
+        "machine>); an image of one other platform is an error",
     )
     inspect.add_argument(
         "--remote",
@@ -1247,11 +1248,13 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     ref = parse(args.image)
     config = _config(args)
 
+    # --platform only, not the configuration's: a platform asked for must be there (the
+    # configured one is what to pull, and would make every single-platform image an error).
     async def describe() -> ImageInfo:
         if not args.remote:
-            return await inspect(ref, store=config.store, platform=config.platform)
+            return await inspect(ref, store=config.store, platform=args.platform)
         async with _query_puller(args, ref) as puller:
-            return await inspect(ref, remote=True, platform=config.platform, puller=puller)
+            return await inspect(ref, remote=True, platform=args.platform, puller=puller)
 
     info = _run(describe())
     if args.config or args.raw:

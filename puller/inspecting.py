@@ -286,9 +286,8 @@ def _local(store: Store, ref: Reference, platform: Platform | None) -> ImageInfo
     config_raw = _read_config(store, manifest.config, what)
     info = _from_config(config_raw, what)
     actual = Platform(info["os"], info["architecture"], info["variant"])
-    if platform is not None and chosen is entry and not actual.matches(platform):
-        # one platform only: the question cannot have the answer asked for
-        raise PlatformNotFound(str(platform), [str(actual)], what)
+    if chosen is entry:
+        _check_platform(platform, actual, what)
     digest = chosen.digest
     served = _served(store, entry, manifest, chosen.platform or actual, what)
     if served is not None:
@@ -310,6 +309,13 @@ def _local(store: Store, ref: Reference, platform: Platform | None) -> ImageInfo
 
 
 # -- the config -----------------------------------------------------------------------------------
+
+
+def _check_platform(wanted: Platform | None, actual: Platform, what: str) -> None:
+    """A platform asked of a single-platform image must be its own: describing another one
+    instead would answer a different question (a pull, which has to pull something, does)."""
+    if wanted is not None and not actual.matches(wanted):
+        raise PlatformNotFound(str(wanted), [str(actual)], what)
 
 
 def _from_config(raw: bytes, what: str) -> dict[str, Any]:
@@ -380,6 +386,9 @@ async def _remote(puller: Puller, ref: Reference, platform: Platform | None) -> 
         return b"".join(pieces)
 
     config_raw = await with_retries(puller.retry, lambda: try_in_turn(endpoints, read))
+    info = _from_config(config_raw, what)
+    if resolved.platform is None:  # not chosen from an index
+        _check_platform(platform, Platform(info["os"], info["architecture"], info["variant"]), what)
     return ImageInfo(
         reference=ref,
         digest=resolved.digest,
@@ -388,7 +397,7 @@ async def _remote(puller: Puller, ref: Reference, platform: Platform | None) -> 
         manifest=manifest,
         raw=raw,
         raw_config=config_raw,
-        **_from_config(config_raw, what),
+        **info,
     )
 
 

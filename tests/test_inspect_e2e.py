@@ -417,3 +417,65 @@ def test_the_python_api_returns_records(registry: Registry, store: Path) -> None
     assert [str(r.reference) for r in records] == [name]
     assert isinstance(records[0], puller.ImageRecord)
     assert str(records[0].id) == image.manifests[0].config.digest
+
+
+# -- a store written by someone else --------------------------------------------------------------
+
+
+def store_one(store: Path, name: str, config: bytes, *, config_size: int | None = None) -> None:
+    """An image of ``config`` and no layer, written by hand; ``config_size`` is what its
+    manifest claims (default: the truth)."""
+    held = Store(store)
+    held.put_bytes(digest_of(config), config)
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": str(digest_of(config)),
+            "size": len(config) if config_size is None else config_size,
+        },
+        "layers": [],
+    }
+    manifest = json.dumps(doc).encode()
+    held.put_bytes(digest_of(manifest), manifest)
+    held.tag(name, Descriptor(OCI_MANIFEST, digest_of(manifest), len(manifest)))
+
+
+def test_text_from_a_config_reaches_the_terminal_escaped(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    hostile = "\x1b]0;owned\x07\x1b[2J\u202e\x7f\x9b"
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "created": 12,  # not a string: absent, as a field of the wrong type
+        "config": {"Labels": {"evil": hostile}, "Env": ["A=1", 2], "User": hostile},
+    }
+    store_one(store, "registry.example/team/evil:1", json.dumps(config).encode())
+    run = run_pypull("inspect", "--store", store, "registry.example/team/evil:1")
+
+    assert run.returncode == 0, run.stderr
+    assert all(ch == "\n" or 0x20 <= ord(ch) < 0x7F for ch in run.stdout)
+    doc = json.loads(run.stdout)
+    assert doc["Labels"] == {"evil": hostile} and doc["User"] == hostile  # the data, intact
+    assert doc["Created"] is None and doc["Env"] is None
+
+
+def test_a_config_the_manifest_says_is_huge_is_not_read(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store_one(store, "registry.example/team/big:1", b"{}", config_size=1 << 40)
+    run = run_pypull("inspect", "--store", store, "registry.example/team/big:1")
+    assert run.returncode == 1 and run.stdout == ""
+    assert run.stderr.splitlines() == [
+        f"Error: registry.example/team/big:1: its config {digest_of(b'{}')} is {1 << 40} bytes, "
+        "over the 8 MiB pypull reads"
+    ]
+
+
+def test_remote_platform_of_a_single_platform_image_must_be_its_own(registry: Registry) -> None:
+    name = f"{registry.host}/{redis().reference}"
+    run = run_pypull("inspect", "--remote", "--platform", "linux/arm64", name)
+    assert run.returncode == 1 and run.stdout == ""
+    assert run.stderr == (
+        f"Error: no manifest for platform linux/arm64 in {name} (available: linux/amd64)\n"
+    )
