@@ -424,7 +424,9 @@ async def inspect(
     """Describe ``image``: from the store (default), or with ``remote`` from its registry,
     through ``puller`` (or a ``Puller(store, **options)`` made for the call: ``mirrors``,
     ``registries``, ``credentials``...). ``platform`` picks the child of a multi-platform
-    image (default: this machine's). An image the store lacks raises ``NotFound``."""
+    image (default: this machine's); a single-platform image of another platform raises
+    ``PlatformNotFound``. The store read is ``puller``'s when it is given. An image the store
+    lacks raises ``NotFound``."""
     ref = _reference(image)
     want = _platform(platform)
     if remote:
@@ -446,9 +448,9 @@ async def tags(
     **options: Any,
 ) -> list[str]:
     """The registry's tags of ``repository``, in the order it lists them, every ``Link`` page
-    followed; asked through its mirrors and credentials as a pull is. A tag or digest in
-    ``repository`` is ignored (``InvalidReference`` for one the CLI was given is the CLI's
-    business)."""
+    followed; asked through its mirrors and credentials as a pull is (``puller``, or a
+    ``Puller(store, **options)`` made for the call). A tag or digest in ``repository`` is
+    ignored here; the CLI refuses one, as ``skopeo list-tags`` does."""
     from .copying import Copier
 
     ref = _reference(repository)
@@ -490,11 +492,12 @@ def _record(store: Store, entry: Descriptor, ref: Reference, resolved: Digest) -
                 for d in parsed.manifests
                 if d.platform is not None and d.platform.os != "unknown"
             )
-            _, _, manifest = _platform_manifest(store, _default_child(parsed, what), None, what)
-        else:
-            manifest = parsed
+            _, parsed = _manifest_at(store, _default_child(parsed, what), what)
     except PullError:
         return ImageRecord(ref, resolved, None, None)
+    if not isinstance(parsed, Manifest):  # an index in an index: not an image pypull reads
+        return ImageRecord(ref, resolved, None, None, platforms)
+    manifest = parsed
     size = manifest.config.size + sum(d.size for d in manifest.layers)
     return ImageRecord(ref, resolved, manifest.config.digest, size, platforms)
 
