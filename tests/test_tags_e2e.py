@@ -1,14 +1,17 @@
 """``pypull tags``: a repository's tags at the real registry and at the fake one, whose listing
-comes in pages linked by opaque tokens; through a mirror as a pull goes; a reference with a tag
-is refused."""
+comes in pages linked by opaque tokens; through a mirror and with credentials as a pull goes (and
+``inspect --remote`` with them too); a reference with a tag is refused."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import itertools
 import json
+import os
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -111,3 +114,29 @@ async def test_a_hostile_tag_is_printed_escaped_on_its_own_line() -> None:
         as_json = await run_pypull_async("tags", "--json", f"{fake.host}/team/app")
         assert json.loads(as_json.stdout) == ["evil\n\x1b[2Jtag", "v0"]
         assert "\x1b" not in as_json.stdout
+
+
+async def test_tags_and_remote_inspect_send_credentials_as_a_pull_does(tmp_path: Path) -> None:
+    image = make_image("team/private", "1", layers=1, seed="tags-auth")
+    users = {"alice": "s3cr3t"}
+    async with start_fake([image], auth="bearer", users=users, token_requires_auth=True) as fake:
+        repo = f"{fake.host}/team/private"
+        refused = await run_pypull_async("tags", repo)
+        assert refused.returncode == 1 and len(refused.error_lines) == 1
+
+        listed = await run_pypull_async("tags", "--creds", "alice:s3cr3t", repo)
+        assert listed.returncode == 0, listed.stderr
+        assert listed.lines == ["1"]
+
+        # docker's config.json, as `pypull login` writes it, serves inspect --remote too.
+        auth = base64.b64encode(b"alice:s3cr3t").decode()
+        config = Path(os.environ["DOCKER_CONFIG"]) / "config.json"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(json.dumps({"auths": {fake.host: {"auth": auth}}}))
+        store = tmp_path / "store"
+        fake.log.clear()
+        run = await run_pypull_async("inspect", "--remote", f"{repo}:1", store=store)
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout)["Digest"] == image.digest
+        assert [r.target for r in fake.log.blob_gets()] == [image.manifests[0].config.digest]
+        assert not store.exists()
