@@ -12,8 +12,9 @@ turns it into text.
 
 Everything read here may have been written by someone else (a registry, another user of a shared
 store): manifests are read through ``Store.read_manifest`` (bounded, verified), configs to at most
-``MAX_CONFIG_SIZE`` and checked against their digest, and every blob through the ``Store`` API, so
-whatever protects the store's blobs (locks, leases) covers these reads too. ``inspect`` with
+``MAX_CONFIG_SIZE`` and checked against their digest, and every blob through the ``Store`` API
+under a lease (``Store.lease``), so a concurrent ``pypull prune`` never takes a blob between the
+look and the read. ``inspect`` with
 ``remote`` asks the registry through the mirrors and credentials a pull uses and writes nothing:
 it asks for the manifest (and the platform's manifest, for an index) and the config blob, no layer.
 
@@ -278,6 +279,11 @@ def _repo_tags(store: Store, ref: Reference) -> tuple[str, ...]:
 
 
 def _local(store: Store, ref: Reference, platform: Platform | None) -> ImageInfo:
+    with store.lease():  # what has() found stays until it is read, whatever a prune decides
+        return _described(store, ref, platform)
+
+
+def _described(store: Store, ref: Reference, platform: Platform | None) -> ImageInfo:
     what = str(ref)
     entry = _find(store, ref)
     if entry is None:
@@ -467,16 +473,19 @@ def images(store: str | os.PathLike[str] | Store | None = None) -> list[ImageRec
     image's manifest (bounded and verified), never a layer."""
     held = _store(store)
     records = []
-    for entry in held.entries():
-        try:
-            ref = parse(entry.annotations.get(REF_NAME_ANNOTATION, ""))
-        except PullError:
-            continue  # unnamed, or a name that is no reference: not one of ours to list
-        try:
-            resolved = parse_digest(entry.annotations.get(RESOLVED_ANNOTATION, str(entry.digest)))
-        except InvalidDigest:
-            resolved = entry.digest
-        records.append(_record(held, entry, ref, resolved))
+    with held.lease():  # as _local: a concurrent prune leaves what is being read
+        for entry in held.entries():
+            try:
+                ref = parse(entry.annotations.get(REF_NAME_ANNOTATION, ""))
+            except PullError:
+                continue  # unnamed, or a name that is no reference: not one of ours to list
+            try:
+                resolved = parse_digest(
+                    entry.annotations.get(RESOLVED_ANNOTATION, str(entry.digest))
+                )
+            except InvalidDigest:
+                resolved = entry.digest
+            records.append(_record(held, entry, ref, resolved))
     records.sort(key=lambda r: (r.reference.familiar_name, r.reference.tag or "", str(r.digest)))
     return records
 

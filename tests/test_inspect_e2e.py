@@ -248,6 +248,7 @@ def test_remote_of_an_image_the_store_holds_costs_one_head(registry: Registry, s
     assert {**inspect_json("--store", store, name), "RepoTags": []} == remote
     assert sorted(p.name for p in (store / "blobs" / "sha256").iterdir()) == before
     assert (store / "index.json").read_bytes() == index
+    assert list((store / ".pypull" / "leases").iterdir()) == []  # given back on the way out
 
 
 def test_remote_raw_is_the_platform_manifest_the_registry_serves(registry: Registry) -> None:
