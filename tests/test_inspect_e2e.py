@@ -480,3 +480,34 @@ def test_remote_platform_of_a_single_platform_image_must_be_its_own(registry: Re
     assert run.stderr == (
         f"Error: no manifest for platform linux/arm64 in {name} (available: linux/amd64)\n"
     )
+
+
+def test_images_lists_an_image_whose_manifest_is_missing_without_id_or_size(
+    tmp_path: Path,
+) -> None:
+    store = tmp_path / "store"
+    store_one(store, "registry.example/team/whole:1", json.dumps({"os": "linux"}).encode())
+    gone = digest_of(b"a manifest that is not there")
+    Store(store).tag("registry.example/team/gone:1", Descriptor(OCI_MANIFEST, gone, 28))
+
+    rows = [
+        json.loads(line)
+        for line in run_pypull("images", "--format", "json", "--store", store).stdout.splitlines()
+    ]
+    assert [(r["Name"], r["ID"] is None, r["Size"] is None) for r in rows] == [
+        ("registry.example/team/gone:1", True, True),
+        ("registry.example/team/whole:1", False, False),
+    ]
+    table = run_pypull("images", "--store", store)
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[1].split() == [
+        "registry.example/team/gone",
+        "1",
+        "<missing>",
+        "<missing>",
+    ]
+    missing = run_pypull("inspect", "--store", store, "registry.example/team/gone:1")
+    assert missing.returncode == 1
+    assert missing.stderr == (
+        f"Error: registry.example/team/gone:1: the store {store} lacks its manifest {gone}\n"
+    )
