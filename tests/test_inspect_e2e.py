@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +68,12 @@ def skopeo_inspect(location: str) -> dict[str, Any]:
 
 
 def raw_bytes(*args: str | Path) -> bytes:
+    """What ``pypull inspect ARGS`` writes, as bytes (``--raw``, ``--config``)."""
     done = subprocess.run(
-        ["python3", "-m", "puller", "inspect", *map(str, args)], capture_output=True, timeout=60
+        [sys.executable, "-m", "puller", "inspect", *map(str, args)],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
