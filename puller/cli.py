@@ -1224,12 +1224,11 @@ def _json_text(value: object, indent: int | None = None) -> str:
     return json.dumps(value, indent=indent).replace("\x7f", "\\u007f")
 
 
-def _query_puller(args: argparse.Namespace, ref: Reference) -> Puller:
+def _query_puller(args: argparse.Namespace, config: Config, ref: Reference) -> Puller:
     """A Puller configured as a pull's, for `inspect --remote` and `tags`."""
     from .auth import Credentials
     from .pulling import Puller
 
-    config = _config(args)
     return Puller(
         config.store,
         registries=config.registries,
@@ -1253,7 +1252,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     async def describe() -> ImageInfo:
         if not args.remote:
             return await inspect(ref, store=config.store, platform=args.platform)
-        async with _query_puller(args, ref) as puller:
+        async with _query_puller(args, config, ref) as puller:
             return await inspect(ref, remote=True, platform=args.platform, puller=puller)
 
     info = _run(describe())
@@ -1278,7 +1277,7 @@ def _cmd_tags(args: argparse.Namespace) -> int:
     ref = parse(args.repository)
 
     async def listing() -> list[str]:
-        async with _query_puller(args, ref) as puller:
+        async with _query_puller(args, _config(args), ref) as puller:
             return await tags(ref, puller=puller)
 
     found = _run(listing())
