@@ -64,6 +64,8 @@ commands:
   pypull images [REPOSITORY[:TAG]]           list the images in the store (-q, --format json)
   pypull inspect [--remote] IMAGE            an image's digest, platform, layers, config as JSON
   pypull tags REPOSITORY                     list a repository's tags at its registry
+  pypull rmi IMAGE...                        remove images from the store's index
+  pypull prune [--dry-run]                   delete blobs no image uses, old partials
   pypull verify                              re-hash every blob, check every image is whole
   pypull config                              show the effective configuration and its sources
   pypull login [-u USER] [--password-stdin] [REGISTRY]   store credentials as docker login does
