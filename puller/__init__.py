@@ -37,7 +37,7 @@ if TYPE_CHECKING:
         VerificationError,
     )
     from .manifest import Descriptor, Platform
-    from .pulling import Puller, PullResult, pull
+    from .pulling import AllPlatformsResult, PlatformImage, Puller, PullResult, pull
     from .reference import Reference
     from .reference import parse as parse_reference
     from .store import Store
@@ -67,6 +67,8 @@ _EXPORTS = {
     "VerificationError": "errors",
     "Descriptor": "manifest",
     "Platform": "manifest",
+    "AllPlatformsResult": "pulling",
+    "PlatformImage": "pulling",
     "Puller": "pulling",
     "PullResult": "pulling",
     "pull": "pulling",
@@ -79,6 +81,7 @@ _EXPORTS = {
 _RENAMED = {"parse_reference": "parse"}
 
 __all__ = [
+    "AllPlatformsResult",
     "Copier",
     "CopyResult",
     "Credentials",
@@ -90,6 +93,7 @@ __all__ = [
     "ManifestError",
     "NotFound",
     "Platform",
+    "PlatformImage",
     "PlatformNotFound",
     "PullError",
     "PullResult",
