@@ -42,7 +42,7 @@ without a daemon: layers already in the store are skipped, the rest are download
 concurrently and verified against their SHA-256 digest before they become visible.
 
 commands:
-  pypull [pull] [options] IMAGE [IMAGE...]   pull images (the default command)
+  pypull [pull] [options] IMAGE... | -f FILE pull images (the default command)
   pypull copy SOURCE TARGET                  copy an image from a registry to a registry
   pypull push IMAGE TARGET                   push an image from the store to a registry
   pypull sync FILE | --to PREFIX IMAGE...    keep a registry stocked with images (mirroring)

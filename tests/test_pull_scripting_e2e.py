@@ -493,3 +493,17 @@ def test_all_platforms_of_a_single_manifest_stores_it_as_a_plain_pull_does(
     assert run.returncode == 0, run.stderr
     entry = index_entry(store, "docker.io/library/redis:latest")
     assert (entry["mediaType"], entry["digest"]) == (OCI_MANIFEST, redis().digest)
+
+
+def test_help_shows_each_new_option_with_an_example() -> None:
+    run = run_pypull("pull", "--help")
+    assert run.returncode == 0
+    for option in ("-f FILE", "--all-tags", "--all-platforms", "--format {text,json}"):
+        assert option in run.stdout
+    for example in (
+        "pypull -f images.txt",
+        "pypull -a ",
+        "pypull --all-platforms ",
+        "--format json",
+    ):
+        assert example in run.stdout.split("examples:")[1]
