@@ -777,11 +777,9 @@ def _pull_failed(args: argparse.Namespace, reference: str, e: PullError) -> None
     """An image that failed: the error line on stderr, and with --format json its event."""
     _error(e, args.debug)
     if args.format == "json":
-        JsonRenderer(sys.stdout).error(reference, " ".join(str(e).split())[:_JSON_MESSAGE_LIMIT])
+        from .events import message
 
-
-#: A JSON error message's bound, in characters: a registry's error body may be 64 kB.
-_JSON_MESSAGE_LIMIT = 2000
+        JsonRenderer(sys.stdout).error(reference, message(e))
 
 
 async def _pull_one(puller: Puller, args: argparse.Namespace, text: str, ref: Reference) -> str:

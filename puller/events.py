@@ -137,6 +137,13 @@ def ignore(_: Event) -> None:
 #: The ``"v"`` of every JSON event: raised only when a field changes meaning or goes away
 #: (fields may be added within a version).
 SCHEMA_VERSION = 1
+#: A JSON message's bound, in characters: a registry's error body may be 64 kB.
+MESSAGE_LIMIT = 2000
+
+
+def message(error: BaseException) -> str:
+    """An error as a JSON message: one line, at most ``MESSAGE_LIMIT`` characters."""
+    return " ".join(str(error).split())[:MESSAGE_LIMIT]
 
 
 def as_json(event: Event) -> dict[str, Any] | None:
@@ -159,7 +166,7 @@ def as_json(event: Event) -> dict[str, Any] | None:
             "reference": str(event.reference),
             "delay": event.delay,
             "attempt": event.attempt,
-            "message": str(event.error),
+            "message": message(event.error),
         }
     elif isinstance(event, LayerRetrying):
         kind = "retrying"
@@ -167,7 +174,7 @@ def as_json(event: Event) -> dict[str, Any] | None:
             "layer": str(event.digest),
             "delay": event.delay,
             "attempt": event.attempt,
-            "message": str(event.error),
+            "message": message(event.error),
         }
     elif isinstance(event, LayerExists):
         kind, fields = "exists", {"layer": str(event.digest)}

@@ -31,9 +31,11 @@ from fixtures.images import (
 )
 from fixtures.registry import Registry, push
 
+from .conftest import raw
 from .fakeregistry import Answer, Status, start_fake
 from .fakeregistry import run_pypull as run_against_fake
 from .helpers import AccessLog, refs, run_pypull
+from .test_mirrors_credentials_e2e import PASSWORD, USER, basic_auth, write_docker_config
 
 OCI_REF_NAME = "org.opencontainers.image.ref.name"
 RESOLVED = "io.pypull.resolved.digest"
@@ -194,6 +196,23 @@ async def test_a_hostile_error_message_is_one_parsable_ascii_line(store: Path) -
     assert error["reference"] == fake.ref(image)
     assert hostile in error["message"]  # the script gets the text itself, escaped as JSON
     assert run.stderr.startswith("Error: ") and "\x1b" not in run.stderr
+
+
+async def test_a_retry_is_an_event_with_a_bounded_message(store: Path) -> None:
+    image = make_image("test/retry-json", "1", layers=1)
+    async with start_fake([image]) as fake:
+        fake.inject(
+            "/manifests/",
+            Status(503, code="UNAVAILABLE", message="\x1b[2J" * 3000, headers={"Retry-After": "0"}),
+        )
+        run = await run_against_fake("--format", "json", fake.ref(image), store=store)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.isascii()
+    docs = events(run.stdout)
+    (retrying,) = of_kind(docs, "retrying")
+    assert retrying["reference"] == fake.ref(image) and retrying["attempt"] == 1
+    assert "\x1b[2J" in retrying["message"] and len(retrying["message"]) <= 2000
+    assert docs[-1]["event"] == "done"
 
 
 # -- several images: -f FILE, the summary, the exit status ----------------------------------------
@@ -507,3 +526,22 @@ def test_help_shows_each_new_option_with_an_example() -> None:
         "--format json",
     ):
         assert example in run.stdout.split("examples:")[1]
+
+
+def test_push_of_an_all_platforms_pull_sends_the_index_the_registry_served(
+    registry: Registry, target: Registry, store: Path
+) -> None:
+    """The store keeps the served list and children beside their OCI forms, so the whole
+    image goes to another registry under the digest the pull showed."""
+    write_docker_config({"auths": {target.host: {"auth": basic_auth(USER, PASSWORD)}}})
+    repository = f"test/carried-{uuid.uuid4().hex[:8]}"
+    image = docker_list_with_shared_base(repository)
+    push(registry.url, image)
+    ref = f"{registry.host}/{image.reference}"
+    assert run_pypull("--store", store, "--all-platforms", ref).returncode == 0
+
+    run = run_pypull("push", "--store", store, ref, f"{target.host}/{repository}")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert raw(target, image.reference, creds=True) == image.raw
+    for child in image.manifests:
+        assert raw(target, f"{repository}@{child.digest}", creds=True) == child.raw
