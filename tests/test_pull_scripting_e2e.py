@@ -262,6 +262,15 @@ def test_a_bad_line_names_its_file_and_line_and_nothing_is_pulled(
     assert stdin.stderr.startswith("Error: <stdin>:3: invalid reference 'UPPER'")
 
 
+def test_a_bad_line_of_a_sync_list_names_its_file_and_line_too(tmp_path: Path) -> None:
+    listing = tmp_path / "mirror.txt"
+    listing.write_text("redis:7\n\nNope!\n")
+    run = run_pypull("sync", "--to", "127.0.0.1:1/mirror", "-f", listing)
+    assert run.returncode == 1
+    assert run.stderr.startswith(f"Error: {listing}:3: invalid reference 'Nope!'")
+    assert len(run.stderr.splitlines()) == 1
+
+
 def test_an_unreadable_or_empty_list_is_a_one_line_error(store: Path, tmp_path: Path) -> None:
     missing = run_pypull("--store", store, "-f", tmp_path / "nope.txt")
     assert missing.returncode == 1
