@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         VerificationError,
     )
     from .manifest import Descriptor, Platform
+    from .pruning import Pruned, PruneResult, prune, rmi
     from .pulling import AllPlatformsResult, PlatformImage, Puller, PullResult, pull
     from .reference import Reference
     from .reference import parse as parse_reference
@@ -67,6 +68,10 @@ _EXPORTS = {
     "VerificationError": "errors",
     "Descriptor": "manifest",
     "Platform": "manifest",
+    "Pruned": "pruning",
+    "PruneResult": "pruning",
+    "prune": "pruning",
+    "rmi": "pruning",
     "AllPlatformsResult": "pulling",
     "PlatformImage": "pulling",
     "Puller": "pulling",
@@ -95,6 +100,8 @@ __all__ = [
     "Platform",
     "PlatformImage",
     "PlatformNotFound",
+    "PruneResult",
+    "Pruned",
     "PullError",
     "PullResult",
     "Puller",
@@ -113,7 +120,9 @@ __all__ = [
     "load_sync_file",
     "parse_digest",
     "parse_reference",
+    "prune",
     "pull",
+    "rmi",
 ]
 
 

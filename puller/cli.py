@@ -31,7 +31,19 @@ if TYPE_CHECKING:
     from .syncfile import SyncEntry
 
 PROG = "pypull"
-COMMANDS = ("pull", "copy", "push", "sync", "images", "verify", "config", "login", "logout")
+COMMANDS = (
+    "pull",
+    "copy",
+    "push",
+    "sync",
+    "images",
+    "rmi",
+    "prune",
+    "verify",
+    "config",
+    "login",
+    "logout",
+)
 
 #: copying.DEFAULT_JOBS, not imported: `pypull --help` must not load the copy machinery
 DEFAULT_JOBS = 4
@@ -403,6 +415,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     images.add_argument("--digests", action="store_true", help="show the digest of each image")
     _add_common(images)
+
+    rmi = sub.add_parser(
+        "rmi",
+        help="remove images from the store's index (their blobs go at the next prune)",
+        description="Remove each IMAGE's name from the store, as `docker rmi` does: "
+        "`pypull rmi redis` removes docker.io/library/redis:latest. Its blobs stay until "
+        "`pypull prune`, which deletes those no other image uses. A name not in the store is "
+        "an error (exit status 1); the others are still removed.",
+        epilog="example:\n  pypull rmi redis:7 127.0.0.1:5000/team/app:1.4 && pypull prune",
+        formatter_class=fmt,
+    )
+    rmi.add_argument("images", nargs="+", metavar="IMAGE")
+    _add_common(rmi)
+
+    prune = sub.add_parser(
+        "prune",
+        help="delete blobs no image uses, and old partial downloads",
+        description="Delete every blob that no image in the store's index.json reaches "
+        "(through indexes, manifests, configs and layers, every platform), and partial "
+        "downloads not written to for --partials-older-than. Safe while other pypull "
+        "processes pull, copy or push with the same store: what they rely on is kept. "
+        "Prints each deletion and the space reclaimed.",
+        epilog="examples:\n  pypull prune --dry-run\n  pypull prune --partials-older-than 1h",
+        formatter_class=fmt,
+    )
+    prune.add_argument(
+        "-n", "--dry-run", action="store_true", help="list what would be deleted; delete nothing"
+    )
+    prune.add_argument(
+        "--partials-older-than",
+        type=_duration,
+        metavar="AGE",
+        help="partial downloads untouched for AGE go: 30m, 24h (default), 7d, 0 for all",
+    )
+    prune.add_argument("--json", action="store_true", help="print one JSON object instead")
+    prune.add_argument("-q", "--quiet", action="store_true", help="print only the total reclaimed")
+    _add_common(prune)
 
     verify = sub.add_parser(
         "verify",
@@ -1304,6 +1353,65 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _duration(text: str) -> float:
+    """``90``, ``90s``, ``30m``, ``24h``, ``7d``: seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if not (0 <= value < math.inf):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30m, 24h or 7d")
+    return value * units[unit]
+
+
+def _cmd_rmi(args: argparse.Namespace) -> int:
+    from .store import Store
+
+    store = Store(_config(args).store)
+    status = 0
+    for text in args.images:
+        try:
+            ref = parse(text)
+            removed = store.untag(str(ref))
+        except PullError as e:
+            _error(e, args.debug)
+            status = 1
+            continue
+        if removed:
+            print(f"Untagged: {ref.familiar}")
+        else:
+            print(f"Error: No such image: {shown(text)}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    import json
+
+    from .pruning import prune
+    from .store import Store
+
+    age = args.partials_older_than
+    result = prune(
+        Store(_config(args).store),
+        dry_run=args.dry_run,
+        **({} if age is None else {"partials_older_than": age}),
+    )
+    if args.json:
+        print(json.dumps(result.to_json()))
+        return 0
+    verb = "Would delete" if result.dry_run else "Deleted"
+    if not args.quiet:
+        for item in result.removed:
+            what = "partial download " if item.kind == "partial" else ""
+            print(f"{verb}: {what}{item.digest} ({_human_size(item.size)})")
+    total = "Total reclaimable space" if result.dry_run else "Total reclaimed space"
+    print(f"{total}: {_human_size(result.reclaimed)}")
+    return 0
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from .store import Store
     from .verify import verify_store
@@ -1343,6 +1451,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_push(args)
         if args.command == "images":
             return _cmd_images(args)
+        if args.command == "rmi":
+            return _cmd_rmi(args)
+        if args.command == "prune":
+            return _cmd_prune(args)
         if args.command == "verify":
             return _cmd_verify(args)
         if args.command == "config":

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -198,6 +199,7 @@ class Puller:
             proxies=self._proxy_rule,
         )
         self._retry = RetryPolicy(attempts=max_download_attempts, base_delay=retry_delay)
+        self._lease: AbstractContextManager[None] | None = None
         self._downloader = Downloader(
             self._client,
             self.store,
@@ -207,6 +209,10 @@ class Puller:
         )
 
     async def __aenter__(self) -> Puller:
+        # What these pulls find in the store or put there stays, whatever a prune in another
+        # process decides, until they are over (``Store.lease``).
+        self._lease = self.store.lease()
+        self._lease.__enter__()
         return self
 
     @property
@@ -227,7 +233,12 @@ class Puller:
         return self._proxies(name).for_url
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._client.close()
+        try:
+            await self._client.close()
+        finally:
+            lease, self._lease = self._lease, None
+            if lease is not None:
+                lease.__exit__(None, None, None)
 
     def registry(self, domain: str) -> RegistryConfig:
         """How ``domain`` is configured (its defaults when it is not)."""

@@ -6,6 +6,8 @@
     STORE/.pypull/ingest/       partial downloads (one per digest, resumable) and their locks,
                                 renamed into blobs/ only after verification
     STORE/.pypull/index.lock    serialises read-modify-write of index.json between processes
+    STORE/.pypull/leases/       one file per process using the store: the digests it relies on
+    STORE/.pypull/gc.lock       taken shared to add to a lease, exclusively by ``pypull prune``
 
 The only way into ``blobs/`` is ``BlobWriter.commit`` or ``put_bytes``, and both verify size and
 digest first, so nothing unverified ever becomes visible. ``index.json`` is rewritten atomically
@@ -37,6 +39,15 @@ able to turn it against its owner. Hence:
   are made with ``O_CREAT | O_EXCL`` rather than ``mkstemp`` (which makes them 0600), so no
   ``fchmod`` and no reading of the process-global umask is needed.
 
+Blobs that no image in ``index.json`` reaches are garbage to ``pypull prune``, yet a pull
+relies on blobs before it tags them (a layer it found present, one it is downloading). So a
+process using the store holds a *lease*, as containerd's clients do: a file in
+``.pypull/leases/`` that it keeps ``flock``-ed for as long as it runs, listing every digest it
+has asked about, read or written. It adds a digest before it looks (holding ``gc.lock`` shared);
+prune holds ``gc.lock`` exclusively from reading the leases to its last deletion, so whatever a
+pull saw present stays present until that pull ends, and a lease nobody holds any more (its
+process died) is stale and removed.
+
 Who can write to a shared store can still write wrong content into it, as with any shared
 directory: ``pypull verify`` re-hashes every blob and reports that.
 """
@@ -49,6 +60,7 @@ import json
 import os
 import stat
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -122,6 +134,8 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
 #: the open; it is then refused as not a regular file (on a regular file the flag does nothing).
 _FILE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
 _INGEST = (".pypull", "ingest")
+_LEASES = (".pypull", "leases")
+GC_LOCK = "gc.lock"
 #: A scratch name that is a link again after we removed one this many times in a row is an attack.
 _LINK_RETRIES = 10
 
@@ -414,6 +428,92 @@ class BlobWriter:
             os.unlink(self.path.name, dir_fd=ingest)
 
 
+#: A lease that cannot be created for these reasons is done without: see ``_Lease.hold``.
+_READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+class _Everything(set[Digest]):
+    """The held set of a lease that could not be made: asks nothing more."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+class _Lease:
+    """What one ``Store`` object relies on (see the module's docstring): ``leases/<pid>-<hex>``,
+    a digest a line, locked by us from creation until ``release``. Created on the first digest
+    held in a store that exists: a store that is not there has nothing to protect."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._dir_fd: int | None = None
+        self._fd: int | None = None
+        self._name = ""
+        self._held: set[Digest] = set()
+        self._mutex = threading.Lock()  # the store is used from the loop and worker threads
+
+    def hold(self, digest: Digest) -> None:
+        if digest in self._held:
+            return
+        with self._mutex:
+            if digest in self._held:
+                return
+            if self._fd is None and self._store._lstat((), ".pypull") is None:
+                return
+            line = f"{digest}\n".encode()
+            try:
+                with self._store._gc_lock(shared=True):
+                    if self._fd is None:
+                        self._open()  # under gc.lock: prune never sees it unlocked
+                    assert self._fd is not None
+                    if os.write(self._fd, line) != len(line):  # a short write to a tiny file:
+                        raise OSError(errno.ENOSPC, "no space left on device")  # a full disk
+            except OSError as e:
+                if self._fd is None and e.errno in _READ_ONLY:
+                    # A store we cannot write (a carried store on read-only media, someone
+                    # else's): we only read it, and cannot stop its owner's prune anyway.
+                    self._held = _Everything()
+                    return
+                raise _store_error("record a lease in", self._store.root / ".pypull", e) from e
+            self._held.add(digest)
+
+    def _open(self) -> None:
+        dir_fd = self._store._open_dir(_LEASES, create=True)
+        try:
+            for _ in range(100):
+                name = f"{os.getpid()}-{os.urandom(6).hex()}"
+                try:
+                    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | _FILE_FLAGS
+                    fd = os.open(name, flags, FILE_MODE, dir_fd=dir_fd)
+                    break
+                except FileExistsError:
+                    continue
+            else:
+                raise OSError(errno.EEXIST, "no free lease name")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else has it
+            except BaseException:
+                os.close(fd)
+                with suppress(OSError):
+                    os.unlink(name, dir_fd=dir_fd)
+                raise
+        except BaseException:
+            os.close(dir_fd)
+            raise
+        self._dir_fd, self._fd, self._name = dir_fd, fd, name
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._fd is None or self._dir_fd is None:
+                return
+            with suppress(OSError):
+                os.unlink(self._name, dir_fd=self._dir_fd)  # while still locked: never stale
+            os.close(self._fd)
+            os.close(self._dir_fd)
+            self._fd = self._dir_fd = None
+            self._held.clear()
+
+
 class Store:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
@@ -422,6 +522,9 @@ class Store:
         self.index_path = self.root / "index.json"
         self._lock_path = self.root / ".pypull" / "index.lock"
         self._layout_ready = False
+        self._lease: _Lease | None = None
+        self._lease_users = 0
+        self._lease_mutex = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -483,6 +586,43 @@ class Store:
             raise _store_error("create store at", self.root, e) from e
         self._layout_ready = True
 
+    # -- leases (see the module's docstring) ------------------------------------------------------
+
+    @contextmanager
+    def lease(self) -> Iterator[None]:
+        """While held (re-entrant), every blob this object asks about, reads or writes stays in
+        the store, whatever a concurrent ``pypull prune`` decides, until the last holder
+        leaves. A ``Puller`` holds one for its lifetime."""
+        with self._lease_mutex:
+            if self._lease is None:
+                self._lease = _Lease(self)
+            self._lease_users += 1
+        try:
+            yield
+        finally:
+            with self._lease_mutex:
+                self._lease_users -= 1
+                if not self._lease_users and self._lease is not None:
+                    self._lease.release()
+                    self._lease = None
+
+    def _hold(self, digest: Digest) -> None:
+        lease = self._lease
+        if lease is not None:
+            lease.hold(digest)
+
+    @contextmanager
+    def _gc_lock(self, shared: bool) -> Iterator[None]:
+        """``gc.lock``: shared to add to a lease, exclusive to prune."""
+        path = self.root / ".pypull" / GC_LOCK
+        with self._dir((".pypull",), create=not shared) as pypull:
+            fd = _open_scratch(pypull, GC_LOCK, path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
     # -- blobs -----------------------------------------------------------------------------------
 
     def blob_path(self, digest: Digest) -> Path:
@@ -499,7 +639,8 @@ class Store:
 
     def has(self, digest: Digest) -> bool:
         """Whether the blob is stored: a regular file, reached through no link (a link at its
-        name, or at a directory above it, is not a blob)."""
+        name, or at a directory above it, is not a blob). Under a lease, the answer holds."""
+        self._hold(digest)
         st = self._lstat(("blobs", digest.algorithm), digest.hex)
         return st is not None and stat.S_ISREG(st.st_mode)
 
@@ -518,6 +659,8 @@ class Store:
     def writer(
         self, digest: Digest, size: int | None, where: str = "", resume: bool = True
     ) -> BlobWriter:
+        self.ensure_layout()
+        self._hold(digest)  # before the blob exists: a prune must not take it once it does
         return BlobWriter(self, digest, size, where, resume)
 
     def put_bytes(self, digest: Digest, data: bytes, where: str = "") -> None:
@@ -530,6 +673,7 @@ class Store:
             return
         verify_bytes(data, digest, len(data), where)  # before the layout is created, not after
         self.ensure_layout()
+        self._hold(digest)
         target = self.blob_path(digest)
         try:
             with (
@@ -542,6 +686,7 @@ class Store:
 
     def open_blob(self, digest: Digest) -> BinaryIO:
         """The blob's file for reading: a regular file, reached through no link."""
+        self._hold(digest)
         path = self.blob_path(digest)
         try:
             with self._dir(("blobs", digest.algorithm)) as blobs:
@@ -628,24 +773,39 @@ class Store:
     def tag(self, name: str, descriptor: Descriptor) -> None:
         """Point ``name`` at ``descriptor`` in index.json, replacing what it pointed at."""
         self.ensure_layout()
+        entry = descriptor.to_json()
+        entry.setdefault("annotations", {})[REF_NAME_ANNOTATION] = name
+        self._rewrite_index(name, entry)
+
+    def untag(self, name: str) -> bool:
+        """Remove ``name`` from index.json (its blobs stay until a prune); False if it was not
+        there. A store that does not exist is left so."""
+        if self._lstat((), self.index_path.name) is None:
+            return False
+        return self._rewrite_index(name, None)
+
+    def _rewrite_index(self, name: str, entry: dict[str, Any] | None) -> bool:
+        """Drop the entries named ``name`` and add ``entry``, under the index lock; whether
+        any was dropped."""
         try:
             with self._index_lock():
                 doc = self._read_index_doc()
-                kept = [
-                    e
-                    for e in doc["manifests"]
-                    if not (
-                        isinstance(e, dict)
-                        and isinstance(e.get("annotations"), dict)
-                        and e["annotations"].get(REF_NAME_ANNOTATION) == name
-                    )
-                ]
-                entry = descriptor.to_json()
-                entry.setdefault("annotations", {})[REF_NAME_ANNOTATION] = name
-                kept.append(entry)
-                self._write_index(kept)
+                kept = [e for e in doc["manifests"] if _ref_name(e) != name]
+                dropped = len(kept) != len(doc["manifests"])
+                if entry is not None:
+                    kept.append(entry)
+                if dropped or entry is not None:
+                    self._write_index(kept)
+                return dropped
         except OSError as e:
             raise _store_error("update", self.index_path, e) from e
+
+
+def _ref_name(entry: object) -> object:
+    """An index.json entry's reference name, if it has one (other tools' entries may not)."""
+    if isinstance(entry, dict) and isinstance(entry.get("annotations"), dict):
+        return entry["annotations"].get(REF_NAME_ANNOTATION)
+    return None
 
 
 def _atomic_write(dir_fd: int, name: str, data: bytes, tmp_dir_fd: int | None = None) -> None:

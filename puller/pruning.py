@@ -1,0 +1,370 @@
+"""``pypull rmi`` and ``pypull prune``: take names out of the store, then reclaim the space of
+blobs no name reaches.
+
+Prune is a mark and sweep, as containerd's garbage collector is. The roots are every entry of
+``index.json`` (the digest it points at, and the digest the registry served when that differs:
+the Docker form kept beside its OCI form, the index a platform was chosen from) and every digest
+in a live lease (``store``'s docstring: what running pulls, copies and pushes rely on). From the
+roots, manifests and indexes are read to their children, configs, layers and subjects; nothing
+else is parsed. Everything in ``blobs/`` that is neither marked nor leased is deleted.
+
+The whole mark and sweep runs under ``gc.lock`` held exclusively, leases read first and
+``index.json`` second: a pull tags its image before it gives up its lease, so whatever finished
+in between is seen in one or the other.
+
+A prune that cannot be sure does nothing: an ``index.json`` it cannot read, a lease it cannot
+read, or a manifest a root reaches that does not match its digest (what it lists is then
+unknown) stops it with an error before anything is deleted.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import stat
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+from .digest import Digest, digest_of, parse_digest
+from .errors import InvalidDigest, StoreError
+from .manifest import INDEX_TYPES, MANIFEST_TYPES, MAX_MANIFEST_SIZE, OCI_CONFIG
+from .store import (
+    _FILE_FLAGS,
+    _INGEST,
+    _LEASES,
+    RESOLVED_ANNOTATION,
+    Store,
+    _store_error,
+    default_store_path,
+)
+
+__all__ = ["PruneResult", "Pruned", "prune", "rmi"]
+
+#: Partial downloads untouched this long belong to pulls nobody is going to finish.
+DEFAULT_PARTIALS_AGE = 24 * 3600.0
+#: A lease holds one digest a line (72 bytes for sha256): this is a million of them. A larger
+#: file is not ours, and a prune that cannot read all of a live lease must not go on.
+MAX_LEASE_SIZE = 72 << 20
+#: Keys of a manifest or index whose values are descriptors, or lists of them.
+_DESCRIPTOR_KEYS = ("config", "subject")
+_DESCRIPTOR_LIST_KEYS = ("layers", "manifests", "blobs")
+_READABLE = (*MANIFEST_TYPES, *INDEX_TYPES)
+_CONFIG_TYPES = (OCI_CONFIG, "application/vnd.docker.container.image.v1+json")
+_ARCHIVES = ("tar", "gzip", "zstd")
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """One thing deleted (or, in a dry run, that would be): a blob, or a partial download."""
+
+    kind: str  # "blob" or "partial"
+    digest: Digest
+    size: int
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    removed: tuple[Pruned, ...]
+    dry_run: bool
+
+    @property
+    def reclaimed(self) -> int:
+        """Bytes freed (or that would be): the files' sizes."""
+        return sum(p.size for p in self.removed)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "dry_run": self.dry_run,
+            "removed": [
+                {"kind": p.kind, "digest": str(p.digest), "size": p.size} for p in self.removed
+            ],
+            "reclaimed": self.reclaimed,
+        }
+
+
+def rmi(names: Iterable[str], store: Store | str | os.PathLike[str] | None = None) -> list[str]:
+    """Remove each reference (as written: ``redis`` is ``docker.io/library/redis:latest``) from
+    the store's ``index.json``; the normalized names that were not there. Blobs stay until a
+    prune."""
+    from .reference import parse
+
+    store = _store(store)
+    missing = []
+    for text in names:
+        name = str(parse(text))
+        if not store.untag(name):
+            missing.append(name)
+    return missing
+
+
+def prune(
+    store: Store | str | os.PathLike[str] | None = None,
+    *,
+    dry_run: bool = False,
+    partials_older_than: float = DEFAULT_PARTIALS_AGE,
+    now: float | None = None,
+) -> PruneResult:
+    """Delete the blobs no image in ``index.json`` reaches and no running pypull relies on, and
+    partial downloads not touched for ``partials_older_than`` seconds that no pull is
+    writing. ``dry_run``: the same answer, nothing deleted."""
+    store = _store(store)
+    if store._lstat((), "blobs") is None:
+        return PruneResult((), dry_run)  # no store: nothing to reclaim
+    removed: list[Pruned] = []
+    with _exclusive(store):
+        keep = _leased(store, dry_run)
+        keep |= _reachable(store, _roots(store))
+        removed += _sweep(store, keep, dry_run)
+    removed += _old_partials(
+        store, partials_older_than, time.time() if now is None else now, dry_run
+    )
+    return PruneResult(tuple(removed), dry_run)
+
+
+def _store(store: Store | str | os.PathLike[str] | None) -> Store:
+    if isinstance(store, Store):
+        return store
+    return Store(default_store_path() if store is None else store)
+
+
+@contextmanager
+def _exclusive(store: Store) -> Iterator[None]:
+    try:
+        with store._gc_lock(shared=False):
+            yield
+    except OSError as e:
+        raise _store_error("lock", store.root / ".pypull", e) from e
+
+
+# -- mark ------------------------------------------------------------------------------------------
+
+
+def _leased(store: Store, dry_run: bool) -> set[Digest]:
+    """The digests of every live lease; a lease whose holder is gone (we can lock it) is
+    removed."""
+    path = store.root.joinpath(*_LEASES)
+    held: set[Digest] = set()
+    try:
+        with store._dir(_LEASES) as leases:
+            for name in os.listdir(leases):
+                held |= _read_lease(leases, name, path / name, dry_run)
+    except FileNotFoundError:
+        return held  # no process has ever held a lease here
+    except OSError as e:
+        raise _store_error("read", path, e) from e
+    return held
+
+
+def _read_lease(leases: int, name: str, path: Path, dry_run: bool) -> set[Digest]:
+    try:
+        fd = os.open(name, os.O_RDONLY | _FILE_FLAGS, dir_fd=leases)
+    except FileNotFoundError:
+        return set()  # released meanwhile
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return set()  # a link is no lease of ours (verify reports links)
+        raise
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return set()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # held: its process is running
+        else:
+            if not dry_run:
+                with suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=leases)
+            return set()
+        raw = f.read(MAX_LEASE_SIZE + 1)
+    if len(raw) > MAX_LEASE_SIZE:
+        raise StoreError(f"{path}: a lease over {MAX_LEASE_SIZE >> 20} MiB; nothing pruned")
+    held = set()
+    for line in raw.decode("ascii", "replace").splitlines():
+        with suppress(InvalidDigest):
+            held.add(parse_digest(line))
+    return held
+
+
+def _roots(store: Store) -> list[tuple[Digest, str | None]]:
+    """Every entry of index.json, named or not (another tool's entries count too), and the
+    digest each was resolved from."""
+    roots: list[tuple[Digest, str | None]] = []
+    for entry in store._read_index_doc()["manifests"]:
+        roots += _descriptors([entry])
+        annotations = entry.get("annotations") if isinstance(entry, dict) else None
+        if isinstance(annotations, dict):
+            served = _descriptors([{"digest": annotations.get(RESOLVED_ANNOTATION)}])
+            roots += [(digest, None) for digest, _ in served]
+    return roots
+
+
+def _reachable(store: Store, roots: list[tuple[Digest, str | None]]) -> set[Digest]:
+    """The roots and everything their manifests reach, present or not."""
+    marked: set[Digest] = set()
+    todo = list(roots)
+    while todo:
+        digest, media_type = todo.pop()
+        if digest in marked:
+            continue
+        marked.add(digest)
+        if media_type is not None and _opaque(media_type):
+            continue  # a config or a layer: lists nothing
+        doc = _manifest_doc(store, digest, media_type in _READABLE)
+        if doc is not None:
+            todo += _children(doc)
+    return marked
+
+
+def _opaque(media_type: str) -> bool:
+    """A config or a layer (of any image format): blobs that list no other blob."""
+    return media_type in _CONFIG_TYPES or "layer" in media_type or media_type.endswith(_ARCHIVES)
+
+
+def _manifest_doc(store: Store, digest: Digest, strict: bool) -> dict[str, object] | None:
+    """The JSON of a manifest or index, or None if the blob is absent (an index's other
+    platforms) or, not ``strict`` (a root's served form, an artifact of a kind pypull does not
+    know), is not one. A manifest of a kind pypull reads that does not match its digest or
+    does not parse stops the prune: what it really lists is unknown."""
+    path = store.blob_path(digest)
+    st = store._lstat(("blobs", digest.algorithm), digest.hex)
+    if st is None or not stat.S_ISREG(st.st_mode):
+        return None
+    if st.st_size > MAX_MANIFEST_SIZE:
+        problem = f"a manifest over {MAX_MANIFEST_SIZE >> 20} MiB"
+    else:
+        try:
+            raw = store.read_blob(digest, MAX_MANIFEST_SIZE + 1)
+        except StoreError as e:
+            raise StoreError(f"{e}; nothing pruned", path=str(path)) from None
+        try:
+            doc = json.loads(raw)
+        except (ValueError, RecursionError):
+            doc = None
+        if digest_of(raw, digest.algorithm) != digest:
+            problem = "does not match its digest; run pypull verify"
+        elif isinstance(doc, dict):
+            return doc
+        else:
+            problem = "is not a manifest"
+    if strict:
+        raise StoreError(f"{path} {problem}; nothing pruned", path=str(path))
+    return None
+
+
+def _children(doc: dict[str, object]) -> list[tuple[Digest, str | None]]:
+    found: list[object] = [doc.get(key) for key in _DESCRIPTOR_KEYS]
+    for key in _DESCRIPTOR_LIST_KEYS:
+        value = doc.get(key)
+        if isinstance(value, list):
+            found += value
+    return _descriptors(found)
+
+
+def _descriptors(found: list[object]) -> list[tuple[Digest, str | None]]:
+    """The digest and media type of each descriptor in ``found``. Anything without a valid
+    digest names nothing that could be in ``blobs/``, so it is passed over, not an error."""
+    out = []
+    for d in found:
+        if not isinstance(d, dict) or not isinstance(d.get("digest"), str):
+            continue
+        try:
+            digest = parse_digest(d["digest"])
+        except InvalidDigest:
+            continue
+        media_type = d.get("mediaType")
+        out.append((digest, media_type if isinstance(media_type, str) else None))
+    return out
+
+
+# -- sweep -----------------------------------------------------------------------------------------
+
+
+def _sweep(store: Store, keep: set[Digest], dry_run: bool) -> list[Pruned]:
+    """Every regular file of ``blobs/<algorithm>/`` named by a digest not in ``keep``. Other
+    names (links, strays) are left for ``pypull verify`` to report."""
+    removed = []
+    try:
+        with store._dir(("blobs",)) as blobs:
+            algorithms = sorted(os.listdir(blobs))
+    except OSError as e:
+        raise _store_error("read", store.blobs_dir, e) from e
+    for algorithm in algorithms:
+        try:
+            with store._dir(("blobs", algorithm)) as fd:
+                for name in sorted(os.listdir(fd)):
+                    try:
+                        digest = parse_digest(f"{algorithm}:{name}")
+                    except InvalidDigest:
+                        continue
+                    if digest in keep:
+                        continue
+                    try:
+                        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue  # another prune took it
+                    if not stat.S_ISREG(st.st_mode):
+                        continue
+                    if not dry_run:
+                        with suppress(FileNotFoundError):
+                            os.unlink(name, dir_fd=fd)
+                    removed.append(Pruned("blob", digest, st.st_size, str(store.blob_path(digest))))
+        except StoreError:
+            continue  # a link, or not a directory: not ours to walk (verify reports it)
+        except OSError as e:
+            raise _store_error("prune", store.blobs_dir / algorithm, e) from e
+    return removed
+
+
+def _old_partials(store: Store, older_than: float, now: float, dry_run: bool) -> list[Pruned]:
+    """Partial downloads last written before ``now - older_than`` whose download lock is free
+    (a pull writing one holds it)."""
+    removed = []
+    try:
+        with store._dir(_INGEST) as ingest:
+            names = sorted(os.listdir(ingest))
+            for name in names:
+                if not name.endswith(".partial"):
+                    continue
+                algorithm, _, rest = name[: -len(".partial")].partition("-")
+                try:
+                    digest = parse_digest(f"{algorithm}:{rest}")
+                except InvalidDigest:
+                    continue
+                try:
+                    st = os.stat(name, dir_fd=ingest, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # completed or dropped meanwhile
+                if not stat.S_ISREG(st.st_mode) or st.st_mtime > now - older_than:
+                    continue
+                lock = store.blob_lock(digest)
+                if not lock.try_acquire():
+                    continue  # being downloaded right now
+                try:
+                    try:  # again, now that no pull can write it: one may have just now
+                        st = os.stat(name, dir_fd=ingest, follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    if st.st_mtime > now - older_than:
+                        continue
+                    if not dry_run:
+                        with suppress(FileNotFoundError):
+                            os.unlink(name, dir_fd=ingest)
+                finally:
+                    lock.release()
+                removed.append(
+                    Pruned("partial", digest, st.st_size, str(store.partial_path(digest)))
+                )
+    except FileNotFoundError:
+        return removed
+    except StoreError:
+        return removed  # a link where ingest should be: verify reports it
+    except OSError as e:
+        raise _store_error("prune", store.ingest_dir, e) from e
+    return removed
