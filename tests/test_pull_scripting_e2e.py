@@ -554,3 +554,22 @@ def test_push_of_an_all_platforms_pull_sends_the_index_the_registry_served(
     assert raw(target, image.reference, creds=True) == image.raw
     for child in image.manifests:
         assert raw(target, f"{repository}@{child.digest}", creds=True) == child.raw
+
+
+def test_prune_keeps_everything_an_all_platforms_pull_stored(
+    registry: Registry, store: Path
+) -> None:
+    """The served list and its children are reached only through io.pypull.resolved.digest,
+    the converted children through the OCI index: prune must keep both, and push needs them."""
+    repository = f"test/pruned-{uuid.uuid4().hex[:8]}"
+    image = docker_list_with_shared_base(repository)
+    push(registry.url, image)
+    ref = f"{registry.host}/{image.reference}"
+    assert run_pypull("--store", store, "--all-platforms", ref).returncode == 0
+    before = blob_files(store)
+    assert image.digest in before and all(m.digest in before for m in image.manifests)
+
+    run = run_pypull("prune", "--store", store)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert blob_files(store) == before
+    verify(store)
