@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from .inspecting import ImageInfo, ImageRecord, images, inspect, tags
     from .manifest import Descriptor, Platform
     from .pruning import Pruned, PruneResult, prune, rmi
-    from .pulling import Puller, PullResult, pull
+    from .pulling import AllPlatformsResult, PlatformImage, Puller, PullResult, pull
     from .reference import Reference
     from .reference import parse as parse_reference
     from .store import Store
@@ -80,6 +80,8 @@ _EXPORTS = {
     "PruneResult": "pruning",
     "prune": "pruning",
     "rmi": "pruning",
+    "AllPlatformsResult": "pulling",
+    "PlatformImage": "pulling",
     "Puller": "pulling",
     "PullResult": "pulling",
     "pull": "pulling",
@@ -92,6 +94,7 @@ _EXPORTS = {
 _RENAMED = {"parse_reference": "parse"}
 
 __all__ = [
+    "AllPlatformsResult",
     "Copier",
     "CopyResult",
     "Credentials",
@@ -105,6 +108,7 @@ __all__ = [
     "ManifestError",
     "NotFound",
     "Platform",
+    "PlatformImage",
     "PlatformNotFound",
     "PruneResult",
     "Pruned",

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .copying import Copier, CopyResult
     from .events import Event
     from .inspecting import ImageInfo, ImageRecord
-    from .pulling import Puller, PullResult
+    from .pulling import AllPlatformsResult, Puller, PullResult
     from .syncfile import SyncEntry
 
 PROG = "pypull"
@@ -57,7 +57,7 @@ without a daemon: layers already in the store are skipped, the rest are download
 concurrently and verified against their SHA-256 digest before they become visible.
 
 commands:
-  pypull [pull] [options] IMAGE [IMAGE...]   pull images (the default command)
+  pypull [pull] [options] IMAGE... | -f FILE pull images (the default command)
   pypull copy SOURCE TARGET                  copy an image from a registry to a registry
   pypull push IMAGE TARGET                   push an image from the store to a registry
   pypull sync FILE | --to PREFIX IMAGE...    keep a registry stocked with images (mirroring)
@@ -101,11 +101,21 @@ examples:
   pypull --mirror http://127.0.0.1:5000 redis            # Docker Hub images via a mirror
   pypull --platform linux/arm64/v8 alpine:3.20
   pypull localhost:5000/team/app@sha256:<64 hex digits>
+  pypull --all-platforms alpine:3.20                     # the index and every platform
+  pypull -a localhost:5000/team/app                      # every tag of the repository
+  pypull -f images.txt                                   # one image a line, # comments
+  printf 'redis:7\\nalpine:3.20\\n' | pypull -f -
+  pypull --format json redis | jq -c 'select(.event == "done")'
+
+--format json prints one JSON object a line on stdout and nothing else: {"event": KIND,
+"v": 1, ...} with KIND one of resolved, exists, progress, complete, retrying, done, error,
+summary; layers are named by their full digest (the README lists every field).
 
 The store is an OCI image layout (oci-layout, index.json, blobs/sha256/...) that skopeo, umoci
 and other OCI tools read: skopeo copy oci:STORE:docker.io/library/redis:latest dir:/tmp/redis
 
-exit status: 0 when every image was pulled, 1 when any pull failed, 2 on a usage error.
+exit status: 0 when every image was pulled, 1 when any pull failed (the others are still
+pulled; several images end with a summary line), 2 on a usage error.
 """
 
 
@@ -308,9 +318,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pull.add_argument(
         "images",
-        nargs="+",
+        nargs="*",
         metavar="IMAGE",
         help="image reference: NAME[:TAG] or NAME@sha256:DIGEST",
+    )
+    pull.add_argument(
+        "-f",
+        "--file",
+        metavar="FILE",
+        help="read images from FILE too: one a line, # comments and blank lines ignored; "
+        "- for stdin",
+    )
+    pull.add_argument(
+        "-a",
+        "--all-tags",
+        action="store_true",
+        help="pull every tag of each IMAGE's repository (IMAGE given without a tag or digest), "
+        "as docker pull -a",
+    )
+    pull.add_argument(
+        "--all-platforms",
+        action="store_true",
+        help="store the index and every platform's image with its layers (as skopeo copy "
+        "--all), not one platform; attestations are left out",
+    )
+    pull.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text: docker's lines (default); json: one JSON object per event a line on "
+        "stdout, nothing else there",
     )
     _add_settings(pull)
     pull.add_argument(
@@ -771,20 +808,70 @@ class TtyRenderer(PlainRenderer):
         self._active.clear()
 
 
+class JsonRenderer(PlainRenderer):
+    """``--format json``: one JSON object per event a line (``events.as_json``), nothing else
+    on stdout. Progress is thinned to one line per layer every ``EVERY`` seconds (and
+    the last); ``ensure_ascii`` escapes every character outside ASCII, so text from a registry
+    reaches a terminal only as ``\\uXXXX``."""
+
+    EVERY = 0.25  # seconds between two progress lines of one layer
+
+    def __init__(self, out: TextIO) -> None:
+        super().__init__(out)
+        self._shown_at: dict[object, float] = {}  # layer digest -> when its progress was printed
+
+    def emit(self, obj: dict[str, Any]) -> None:
+        import json
+
+        self.out.write(json.dumps(obj, ensure_ascii=True) + "\n")
+        self.out.flush()
+
+    def line(self, text: str) -> None:
+        """Human words ("Using default tag") have no place among the JSON lines."""
+
+    def __call__(self, event: Event) -> None:
+        import time
+
+        from . import events as ev
+
+        if isinstance(event, ev.LayerProgress):
+            now = time.monotonic()
+            last = self._shown_at.get(event.digest)
+            if event.current < event.total and last is not None and now - last < self.EVERY:
+                return
+            self._shown_at[event.digest] = now
+        obj = ev.as_json(event)
+        if obj is not None:
+            self.emit(obj)
+
+    def error(self, reference: str, message: str) -> None:
+        from .events import SCHEMA_VERSION
+
+        self.emit(
+            {"event": "error", "v": SCHEMA_VERSION, "reference": reference, "message": message}
+        )
+
+
 # -- commands -------------------------------------------------------------------------------------
 
 
+#: What one image of a pull came to, in the order the summary counts them.
+_OUTCOMES = ("downloaded", "up to date", "failed")
+
+
 async def _pull_all(args: argparse.Namespace, refs: list[tuple[str, Reference]]) -> int:
+    """Each image in turn (with ``--all-tags``, each tag of each repository), through one
+    Puller; a summary when there were several; exit 1 if any failed."""
     from .auth import Credentials
     from .pulling import Puller
 
     credentials = {}
     if args.creds:
-        credentials[refs[0][1].domain] = Credentials(*args.creds)  # one registry: see main()
+        credentials[refs[0][1].domain] = Credentials(*args.creds)  # one registry: _cmd_pull
     config = _config(args)
     args.platform = config.platform
 
-    failed = 0
+    outcomes: list[str] = []
     async with Puller(
         config.store,
         registries=config.registries,
@@ -797,32 +884,97 @@ async def _pull_all(args: argparse.Namespace, refs: list[tuple[str, Reference]])
         proxies=config.proxies,
     ) as puller:
         for text, ref in refs:
-            if not await _pull_one(puller, args, text, ref):
-                failed += 1
-    return 1 if failed else 0
+            if not args.all_tags:
+                outcomes.append(await _pull_one(puller, args, text, ref))
+                continue
+            for tagged in await _tags_to_pull(puller, args, ref, outcomes):
+                outcomes.append(await _pull_one(puller, args, str(tagged), tagged))
+    if len(outcomes) > 1:
+        _summary(args, outcomes)
+    return 1 if "failed" in outcomes else 0
 
 
-async def _pull_one(puller: Puller, args: argparse.Namespace, text: str, ref: Reference) -> bool:
+async def _tags_to_pull(
+    puller: Puller, args: argparse.Namespace, ref: Reference, outcomes: list[str]
+) -> list[Reference]:
+    """``--all-tags``: the repository's tags as references; a listing that fails, or a listed
+    tag that is not a tag, counts as a failed image."""
+    import dataclasses
+
+    from .reference import valid_tag
+
+    try:
+        tags = await puller.tags(ref)
+    except PullError as e:
+        _pull_failed(args, ref.name, e)
+        outcomes.append("failed")
+        return []
+    out = []
+    for tag in tags:
+        if valid_tag(tag):
+            out.append(dataclasses.replace(ref, tag=tag, digest=None))
+        else:  # anything a registry lists: shown escaped and cut, in JSON too
+            name = f"{ref.name}:{shown(tag, 80)}"
+            _pull_failed(args, name, PullError(f"{name}: not a valid tag name"))
+            outcomes.append("failed")
+    return out
+
+
+def _summary(args: argparse.Namespace, outcomes: list[str]) -> None:
+    """``3 images pulled: 2 downloaded, 1 up to date, 0 failed`` (or its JSON object)."""
+    counts = {o: outcomes.count(o) for o in _OUTCOMES}
+    if args.format == "json":
+        from .events import SCHEMA_VERSION
+
+        JsonRenderer(sys.stdout).emit(
+            {
+                "event": "summary",
+                "v": SCHEMA_VERSION,
+                "images": len(outcomes),
+                **{o.replace(" ", "_"): n for o, n in counts.items()},
+            }
+        )
+    elif not args.quiet:
+        said = ", ".join(f"{n} {o}" for o, n in counts.items())
+        print(f"{_plural(len(outcomes), 'image')} pulled: {said}", flush=True)
+
+
+def _pull_failed(args: argparse.Namespace, reference: str, e: PullError) -> None:
+    """An image that failed: the error line on stderr, and with --format json its event."""
+    _error(e, args.debug)
+    if args.format == "json":
+        from .events import message
+
+        JsonRenderer(sys.stdout).error(reference, message(e))
+
+
+async def _pull_one(puller: Puller, args: argparse.Namespace, text: str, ref: Reference) -> str:
+    """Pull one image, rendering its events; what it came to (one of ``_OUTCOMES``)."""
     out = sys.stdout
     renderer: PlainRenderer | None = None
-    if not args.quiet:
+    if args.format == "json":
+        renderer = JsonRenderer(out)
+    elif not args.quiet:
         renderer = TtyRenderer(out) if out.isatty() else PlainRenderer(out)
-        if not names_image(text):
-            renderer.line(f"Using default tag: {ref.tag}")
-    result: PullResult | None = None
+    if renderer and not names_image(text):
+        renderer.line(f"Using default tag: {ref.tag}")
+    result: PullResult | AllPlatformsResult | None = None
+    on_event = renderer or (lambda _: None)
     try:
-        result = await puller.pull(
-            ref, platform=args.platform, on_event=renderer or (lambda _: None)
-        )
+        if args.all_platforms:
+            result = await puller.pull_all_platforms(ref, on_event=on_event)
+        else:
+            result = await puller.pull(ref, platform=args.platform, on_event=on_event)
     except PullError as e:
         if renderer:
             renderer.close()
-        _error(e, args.debug)
-        return False
+        _pull_failed(args, str(ref), e)
+        return "failed"
     if renderer:
         renderer.close()
-    print(str(result.reference), flush=True)
-    return True
+    if args.format != "json":
+        print(str(result.reference), flush=True)
+    return "up to date" if result.up_to_date else "downloaded"
 
 
 def _error(e: BaseException, debug: bool) -> None:
@@ -879,31 +1031,53 @@ def _any_configured_mirror() -> bool:
 
 def _check_pull_args(top: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Combinations argparse cannot express; a violation is a usage error (exit 2)."""
+    if not args.images and not args.file:
+        top.error("no image to pull: give IMAGE arguments or -f FILE")
     if args.mirror_only and not args.mirror and not _any_configured_mirror():
         top.error("--mirror-only needs at least one --mirror (or a mirror in the configuration)")
+    if args.all_platforms and args.platform:
+        top.error("--all-platforms pulls every platform: leave out --platform")
+    if args.quiet and args.format == "json":
+        top.error("--quiet and --format json cannot be combined")
+
+
+def _cmd_pull(args: argparse.Namespace, top: argparse.ArgumentParser) -> int:
+    """The IMAGE arguments, then FILE's (an error names its FILE:LINE), parsed before any is
+    pulled."""
+    listed: list[tuple[str | None, str]] = [(None, text) for text in args.images]
+    if args.file:
+        listed += _image_list(args.file)
+    if not listed:
+        top.error(f"{shown(args.file, 200)} names no image")
+    refs: list[tuple[str, Reference]] = []
+    for where, text in listed:
+        try:
+            ref = _parsed(where, text)
+        except PullError as e:
+            _error(e, args.debug)
+            return 1
+        if args.all_tags and names_image(text):
+            at = f"{shown(where, 200)}: " if where else ""
+            top.error(f"{at}{shown(text, 200)}: a tag can't be used with --all-tags/-a")
+        refs.append((text, ref))
     if args.creds:
-        registries = set()
-        for text in args.images:
-            try:
-                registries.add(parse(text).domain)
-            except PullError:
-                continue  # reported as the pull's own error
+        registries = {ref.domain for _, ref in refs}
         if len(registries) > 1:
             top.error(
                 "--creds applies to one registry, but the images name several: "
                 + ", ".join(sorted(registries))
             )
-
-
-def _cmd_pull(args: argparse.Namespace) -> int:
-    refs: list[tuple[str, Reference]] = []
-    for text in args.images:
-        try:
-            refs.append((text, parse(text)))
-        except PullError as e:
-            _error(e, args.debug)
-            return 1
     return _run(_pull_all(args, refs))
+
+
+def _parsed(where: str | None, text: str) -> Reference:
+    """``parse``, its error prefixed with ``where`` the reference was read (FILE:LINE)."""
+    try:
+        return parse(text)
+    except PullError as e:
+        if where is None:
+            raise
+        raise PullError(f"{where}: {e}") from None
 
 
 def _copy_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -974,7 +1148,7 @@ def _cmd_sync(args: argparse.Namespace) -> int:
             )
             return 2
         return _sync_file(args, args.images[0])
-    texts = list(args.images)
+    texts: list[tuple[str | None, str]] = [(None, text) for text in args.images]
     if args.file:
         texts += _image_list(args.file)
     if not texts:
@@ -982,8 +1156,8 @@ def _cmd_sync(args: argparse.Namespace) -> int:
         return 2
     prefix = args.to.rstrip("/")
     pairs = []
-    for text in texts:
-        source = parse(text)
+    for where, text in texts:
+        source = _parsed(where, text)
         pairs.append((source, parse(f"{prefix}/{source.path}{source.suffix}")))
     options = _copy_options(args)
 
@@ -1032,8 +1206,9 @@ def _sync_file(args: argparse.Namespace, path: str) -> int:
     return _copying(args, work, summary=True)
 
 
-def _image_list(path: str) -> list[str]:
-    """One image a line, ``#`` comments and blank lines skipped; ``-`` is stdin."""
+def _image_list(path: str) -> list[tuple[str | None, str]]:
+    """``(FILE:LINE, image)`` for each image of a list: one a line, ``#`` comments and blank
+    lines skipped; ``-`` is stdin (named ``<stdin>``)."""
     try:
         if path == "-":
             text = sys.stdin.read()
@@ -1042,11 +1217,12 @@ def _image_list(path: str) -> list[str]:
                 text = f.read()
     except (OSError, UnicodeDecodeError) as e:
         raise PullError(f"cannot read the image list {path}: {e}") from None
-    images = []
-    for line in text.splitlines():
+    name = "<stdin>" if path == "-" else path
+    images: list[tuple[str | None, str]] = []
+    for number, line in enumerate(text.split("\n"), 1):  # numbered as an editor numbers them
         line = line.split("#", 1)[0].strip()
         if line:
-            images.append(line)
+            images.append((f"{name}:{number}", line))
     return images
 
 
@@ -1484,7 +1660,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_login(args)
         if args.command == "logout":
             return _cmd_logout(args)
-        return _cmd_pull(args)
+        return _cmd_pull(args, top)
     except KeyboardInterrupt:
         print("Error: interrupted", file=sys.stderr)
         return 130

@@ -403,11 +403,9 @@ class Copier:
         return [r for r in await _each(self._jobs, pending, one) if r is not None]
 
     async def tags_of(self, source: Reference) -> list[str]:
-        """Every tag of ``source``'s repository, following the registry's ``Link`` pages."""
-        endpoints = self._puller.endpoints(source, resolve=True)
-        return await self._retried(
-            lambda: try_in_turn(endpoints, lambda e: self._client.list_tags(e, source.path))
-        )
+        """Every tag of ``source``'s repository, following the registry's ``Link`` pages (the
+        listing pulls use too: ``Puller.tags``)."""
+        return await self._puller.tags(source)
 
     async def copy_tags(
         self,

@@ -1,12 +1,14 @@
 """Typed progress events: the library reports, the CLI (or a script) decides what to show.
 
 Events arrive on the pulling task's event loop, in order, through a plain callback.
+:func:`as_json` gives the stable JSON form that ``pypull pull --format json`` prints.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .digest import Digest
 from .reference import Reference
@@ -108,6 +110,7 @@ class Finished:
     reference: Reference
     digest: Digest
     up_to_date: bool
+    downloaded: tuple[Digest, ...] = ()  # blobs this pull fetched (layers and configs)
 
 
 Event = (
@@ -129,3 +132,65 @@ EventCallback = Callable[[Event], None]
 
 def ignore(_: Event) -> None:
     """The default callback."""
+
+
+#: The ``"v"`` of every JSON event: raised only when a field changes meaning or goes away
+#: (fields may be added within a version).
+SCHEMA_VERSION = 1
+#: A JSON message's bound, in characters: a registry's error body may be 64 kB.
+MESSAGE_LIMIT = 2000
+
+
+def message(error: BaseException) -> str:
+    """An error as a JSON message: one line, at most ``MESSAGE_LIMIT`` characters."""
+    return " ".join(str(error).split())[:MESSAGE_LIMIT]
+
+
+def as_json(event: Event) -> dict[str, Any] | None:
+    """The event as ``pypull pull --format json`` prints it, or None for the kinds that form
+    leaves out (the steps of a download between "pulling" and "complete": progress says more).
+    Layers are named by their full digest."""
+    kind: str
+    fields: dict[str, Any]
+    if isinstance(event, Resolved):
+        kind = "resolved"
+        fields = {
+            "reference": str(event.reference),
+            "digest": str(event.digest),
+            "endpoint": event.endpoint,
+            "layers": [str(d) for d in event.layers],
+        }
+    elif isinstance(event, Retrying):
+        kind = "retrying"
+        fields = {
+            "reference": str(event.reference),
+            "delay": event.delay,
+            "attempt": event.attempt,
+            "message": message(event.error),
+        }
+    elif isinstance(event, LayerRetrying):
+        kind = "retrying"
+        fields = {
+            "layer": str(event.digest),
+            "delay": event.delay,
+            "attempt": event.attempt,
+            "message": message(event.error),
+        }
+    elif isinstance(event, LayerExists):
+        kind, fields = "exists", {"layer": str(event.digest)}
+    elif isinstance(event, LayerProgress):
+        kind = "progress"
+        fields = {"layer": str(event.digest), "current": event.current, "total": event.total}
+    elif isinstance(event, LayerComplete):
+        kind, fields = "complete", {"layer": str(event.digest)}
+    elif isinstance(event, Finished):
+        kind = "done"
+        fields = {
+            "reference": str(event.reference),
+            "digest": str(event.digest),
+            "up_to_date": event.up_to_date,
+            "downloaded": [str(d) for d in event.downloaded],
+        }
+    else:
+        return None
+    return {"event": kind, "v": SCHEMA_VERSION, **fields}

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 from .auth import Credentials
 from .config import RegistryConfig
@@ -41,6 +43,8 @@ from .events import (
 )
 from .manifest import (
     DOCKER_MANIFEST,
+    OCI_INDEX,
+    OCI_MANIFEST,
     Descriptor,
     Index,
     Manifest,
@@ -66,6 +70,13 @@ from .store import RESOLVED_ANNOTATION, Store, default_store_path
 from .wire import ProxyFor
 
 DEFAULT_CONCURRENCY = 3
+#: Child manifests of one index held in memory at once, in bytes (their descriptors' sizes), as
+#: copies bound them: a hostile index may name thousands.
+MAX_CHILDREN_BYTES = 64 << 20
+#: Child manifests of one index fetched at once.
+CHILD_FETCHES = 4
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +89,49 @@ class PullResult:
     downloaded: tuple[Digest, ...]  # blobs this pull fetched (layers and config)
     up_to_date: bool  # the store already had this reference at this digest
     endpoint: str  # base URL that served the manifest
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformImage:
+    """One platform's image of an index pulled whole."""
+
+    platform: Platform | None  # as the index names it (None: the reference named one manifest)
+    manifest_digest: Digest  # the manifest as served
+    config: Descriptor
+    layers: tuple[Descriptor, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AllPlatformsResult:
+    """What ``Puller.pull_all_platforms`` stored: every platform of the image."""
+
+    reference: Reference
+    digest: Digest  # what the reference resolved to: the index as served
+    stored_digest: Digest  # what index.json's entry points at (an OCI index, or the manifest)
+    images: tuple[PlatformImage, ...]  # attestations (platform unknown/unknown) left out
+    downloaded: tuple[Digest, ...]  # blobs this pull fetched (layers and configs)
+    up_to_date: bool
+    endpoint: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Child:
+    """A child manifest of an index pulled whole: its place in the served index, its descriptor
+    there, and its bytes as served."""
+
+    position: int
+    descriptor: Descriptor
+    raw: bytes
+    manifest: Manifest
+
+
+@dataclass(frozen=True, slots=True)
+class _ResolvedAll:
+    digest: Digest
+    raw: bytes
+    parsed: Manifest | Index
+    children: tuple[_Child, ...]  # empty when ``parsed`` is a Manifest
+    endpoint: Endpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,20 +351,73 @@ class Puller:
             endpoint,
         )
 
+    async def _resolve_all_at(self, endpoint: Endpoint, ref: Reference) -> _ResolvedAll:
+        """The reference's manifest and, for an index, every child but attestations (platform
+        ``unknown/unknown``, which docker does not pull either); children the store holds are
+        read from it, the rest fetched ``CHILD_FETCHES`` at a time and verified."""
+        stored = await self._head_first(endpoint, ref)
+        if stored is not None:
+            digest, resp = parse_digest(stored.digest or ""), stored
+        else:
+            digest, resp = await self._fetch_verified(endpoint, ref)
+        parsed = parse_manifest(resp.raw, resp.content_type, str(ref))
+        if isinstance(parsed, Manifest):
+            return _ResolvedAll(digest, resp.raw, parsed, (), endpoint)
+        wanted = [(i, d) for i, d in enumerate(parsed.manifests) if not _is_attestation(d)]
+        if not wanted:
+            raise ManifestError(f"index {ref} lists no image but attestations")
+        if sum(d.size for _, d in wanted) > MAX_CHILDREN_BYTES:
+            raise ManifestError(
+                f"index {ref} lists {len(wanted)} manifests of over "
+                f"{MAX_CHILDREN_BYTES >> 20} MiB in all: refused"
+            )
+        slots = asyncio.Semaphore(CHILD_FETCHES)
+
+        async def child(position: int, desc: Descriptor) -> _Child:
+            where = f"{ref} ({desc.platform or desc.digest})"
+            async with slots:
+                held = await self._stored_manifest(desc.digest, desc.media_type, endpoint.url)
+                if held is None:
+                    child_ref = dataclasses.replace(ref, tag=None, digest=desc.digest)
+                    _, held = await self._fetch_verified(endpoint, child_ref, desc)
+            manifest = parse_manifest(held.raw, held.content_type, where)
+            if isinstance(manifest, Index):
+                raise ManifestError(
+                    f"index {ref} lists another index ({desc.digest}); nested indexes are not "
+                    "supported"
+                )
+            return _Child(position, desc, held.raw, manifest)
+
+        children = await _all_of(child(i, d) for i, d in wanted)
+        return _ResolvedAll(digest, resp.raw, parsed, tuple(children), endpoint)
+
     async def resolve(
         self, ref: Reference, want: Platform, on_event: EventCallback = ignore
     ) -> _Resolved:
         """Try each endpoint in order, and all of them again after a temporary failure; an
         index without the platform is the same everywhere."""
+        resolved, failed = await self._resolving(
+            ref, lambda endpoint: self._resolve_at(endpoint, ref, want), on_event
+        )
+        return dataclasses.replace(resolved, failed=failed)
+
+    async def _resolving(
+        self,
+        ref: Reference,
+        at: Callable[[Endpoint], Awaitable[R]],
+        on_event: EventCallback,
+    ) -> tuple[R, tuple[Endpoint, ...]]:
+        """``at`` each endpoint in turn, and all again after a temporary failure; with the
+        endpoints that failed before the one that answered."""
         failed: list[Endpoint] = []
 
-        async def attempt(endpoint: Endpoint) -> _Resolved:
+        async def attempt(endpoint: Endpoint) -> tuple[R, tuple[Endpoint, ...]]:
             try:
-                resolved = await self._resolve_at(endpoint, ref, want)
+                resolved = await at(endpoint)
             except PullError:
                 failed.append(endpoint)
                 raise
-            return dataclasses.replace(resolved, failed=tuple(failed))
+            return resolved, tuple(failed)
 
         # a tag is only asked of endpoints that may resolve; a digest of any of them
         endpoints = self.endpoints(ref, resolve=ref.digest is None)
@@ -325,6 +432,22 @@ class Puller:
             lambda attempt, delay, error: on_event(Retrying(ref, delay, attempt, error)),
         )
 
+    async def tags(self, reference: str | Reference) -> list[str]:
+        """Every tag of the reference's repository, as the registry lists them (following its
+        ``Link`` pages), asked of the endpoints that may resolve tags. A registry may list
+        anything: check each with ``reference.valid_tag`` before use."""
+        ref = reference if isinstance(reference, Reference) else parse(reference)
+        endpoints = self.endpoints(ref, resolve=True)
+        if not endpoints:
+            raise RegistryError(
+                f"no endpoint may list the tags of {ref.name}: the mirrors of {ref.domain} are "
+                "pull-only and mirror_only is set"
+            )
+        return await with_retries(
+            self._retry,
+            lambda: try_in_turn(endpoints, lambda e: self._client.list_tags(e, ref.path)),
+        )
+
     # -- pull ------------------------------------------------------------------------------------
 
     async def pull(
@@ -334,78 +457,152 @@ class Puller:
         platform: str | Platform | None = None,
         on_event: EventCallback = ignore,
     ) -> PullResult:
+        """One platform of the image (default: linux/<this machine>); index.json's entry
+        points at its manifest in OCI form."""
         ref = reference if isinstance(reference, Reference) else parse(reference)
         if isinstance(platform, str):
             platform = parse_platform(platform)
         want = platform or host_platform()
+        return await self._pull_resolved(ref, await self.resolve(ref, want, on_event), on_event)
 
-        resolved = await self.resolve(ref, want, on_event)
+    async def pull_all_platforms(
+        self, reference: str | Reference, *, on_event: EventCallback = ignore
+    ) -> AllPlatformsResult:
+        """Every platform of the image, as ``skopeo copy --all`` stores it: the index and
+        each child with its config and layers (a layer two platforms share is fetched once).
+
+        index.json's entry points at an OCI index whose children are each platform's manifest
+        in OCI form (a Docker child converted, an OCI one unchanged), each keeping its
+        platform; when nothing needed converting, at the served index itself. Attestations
+        (platform ``unknown/unknown``) are not pulled. A reference that names one manifest is
+        stored as ``pull`` stores it."""
+        ref = reference if isinstance(reference, Reference) else parse(reference)
+        found, failed = await self._resolving(
+            ref, lambda endpoint: self._resolve_all_at(endpoint, ref), on_event
+        )
+        if isinstance(found.parsed, Manifest):
+            one = _Resolved(
+                found.digest,
+                found.digest,
+                found.parsed,
+                ((found.digest, found.raw),),
+                None,
+                found.endpoint,
+                failed,
+            )
+            single = await self._pull_resolved(ref, one, on_event)
+            return AllPlatformsResult(
+                ref,
+                single.digest,
+                _stored_form(found.parsed, found.digest, found.raw)[0],
+                (PlatformImage(None, found.digest, single.config, single.layers),),
+                single.downloaded,
+                single.up_to_date,
+                single.endpoint,
+            )
+
+        children = found.children
+        # by digest: two children may name one layer under a Docker and an OCI media type
+        layers = _unique(d for c in children for d in c.manifest.layers)
+        self._announce(ref, found.digest, found.endpoint, layers, on_event)
+        missing = self._missing(layers, on_event)
+        downloaded = await self._fetch_blobs(
+            ref,
+            _unique(c.manifest.config for c in children),
+            layers,
+            missing,
+            self._blob_endpoints(ref, failed),
+            on_event,
+        )
+
+        raws: list[tuple[Digest, bytes]] = [(found.digest, found.raw)]
+        entries: list[dict[str, Any]] = []
+        served = json.loads(found.raw)["manifests"]  # parse_manifest read it: a list
+        converted = found.parsed.media_type != OCI_INDEX
+        for child in children:
+            raws.append((child.descriptor.digest, child.raw))
+            digest, raw = _stored_form(child.manifest, child.descriptor.digest, child.raw)
+            if digest != child.descriptor.digest:
+                raws.append((digest, raw))
+                converted = True
+            entry: dict[str, Any] = {
+                "mediaType": OCI_MANIFEST,
+                "digest": str(digest),
+                "size": len(raw),
+            }
+            source = served[child.position]
+            for key in ("platform", "annotations"):  # as served: os.version, os.features too
+                if isinstance(source.get(key), dict):
+                    entry[key] = source[key]
+            entries.append(entry)
+        top_digest, top_raw = found.digest, found.raw
+        if converted:
+            doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": OCI_INDEX}
+            doc["manifests"] = entries
+            top_raw = json.dumps(doc, separators=(",", ":")).encode()
+            top_digest = digest_of(top_raw)
+            raws.append((top_digest, top_raw))
+        up_to_date = await self._record(
+            ref,
+            raws,
+            Descriptor(OCI_INDEX, top_digest, len(top_raw)),
+            found.digest,
+            found.endpoint,
+            downloaded,
+        )
+        on_event(Finished(ref, found.digest, up_to_date, tuple(downloaded)))
+        images = tuple(
+            PlatformImage(
+                c.descriptor.platform,
+                c.descriptor.digest,
+                c.manifest.config,
+                c.manifest.layers,
+            )
+            for c in children
+        )
+        return AllPlatformsResult(
+            ref,
+            found.digest,
+            top_digest,
+            images,
+            tuple(downloaded),
+            up_to_date,
+            found.endpoint.url,
+        )
+
+    async def _pull_resolved(
+        self, ref: Reference, resolved: _Resolved, on_event: EventCallback
+    ) -> PullResult:
+        """Fetch what one platform's image lacks, store its manifests, point the name at it."""
         manifest = resolved.manifest
         layers = manifest.layers
-        first = self.endpoints(ref, resolve=ref.digest is None)[0].url  # resolve() checked
-        on_event(
-            Resolved(
-                ref,
-                resolved.digest,
-                resolved.endpoint.url,
-                tuple(d.digest for d in layers),
-                first if first != resolved.endpoint.url else "",
-            )
+        self._announce(ref, resolved.digest, resolved.endpoint, layers, on_event)
+        missing = self._missing(layers, on_event)
+        downloaded = await self._fetch_blobs(
+            ref,
+            (manifest.config,),
+            layers,
+            missing,
+            self._blob_endpoints(ref, resolved.failed),
+            on_event,
         )
-
-        # Blobs: mirrors first (a pull-only mirror was never asked for the manifest), and
-        # endpoints that already failed us last.
-        endpoints = tuple(e for e in self.endpoints(ref) if e not in resolved.failed) + tuple(
-            e for e in self.endpoints(ref) if e in resolved.failed
-        )
-        missing: dict[Digest, Descriptor] = {}
-        for d in layers:
-            if self.store.has(d.digest) and d.digest not in missing:
-                on_event(LayerExists(d.digest))
-            elif d.digest not in missing:
-                missing[d.digest] = d
-                on_event(LayerPulling(d.digest))
-
-        downloaded = await self._fetch_blobs(ref, manifest, missing, endpoints, on_event)
-
-        loop = asyncio.get_running_loop()
-        name = str(ref)
-        previous = await loop.run_in_executor(None, self.store.lookup, name)
         raws = list(resolved.raws)
         # What index.json points at: the manifest as served, or its OCI form for a Docker one.
-        stored_type, stored_digest, stored_size = (
-            manifest.media_type,
-            resolved.manifest_digest,
-            len(resolved.raws[0][1]),
+        stored_digest, stored_raw = _stored_form(
+            manifest, resolved.manifest_digest, resolved.raws[0][1]
         )
-        if manifest.media_type == DOCKER_MANIFEST:
-            oci, oci_raw = to_oci(manifest)
-            stored_type, stored_digest, stored_size = (
-                oci.media_type,
-                digest_of(oci_raw),
-                len(oci_raw),
-            )
-            raws.append((stored_digest, oci_raw))
-        for mdigest, raw in raws:
-            await loop.run_in_executor(
-                None, self.store.put_bytes, mdigest, raw, resolved.endpoint.url
-            )
+        if stored_digest != resolved.manifest_digest:
+            raws.append((stored_digest, stored_raw))
         entry = Descriptor(
-            stored_type,
+            OCI_MANIFEST if stored_digest != resolved.manifest_digest else manifest.media_type,
             stored_digest,
-            stored_size,
+            len(stored_raw),
             resolved.platform,
-            {RESOLVED_ANNOTATION: str(resolved.digest)} if resolved.digest != stored_digest else {},
         )
-        up_to_date = (
-            not downloaded
-            and previous is not None
-            and previous.digest == entry.digest
-            and previous.annotations.get(RESOLVED_ANNOTATION, str(previous.digest))
-            == str(resolved.digest)
+        up_to_date = await self._record(
+            ref, raws, entry, resolved.digest, resolved.endpoint, downloaded
         )
-        await loop.run_in_executor(None, self.store.tag, name, entry)
-        on_event(Finished(ref, resolved.digest, up_to_date))
+        on_event(Finished(ref, resolved.digest, up_to_date, tuple(downloaded)))
         return PullResult(
             ref,
             resolved.digest,
@@ -417,16 +614,84 @@ class Puller:
             resolved.endpoint.url,
         )
 
+    def _announce(
+        self,
+        ref: Reference,
+        digest: Digest,
+        endpoint: Endpoint,
+        layers: Sequence[Descriptor],
+        on_event: EventCallback,
+    ) -> None:
+        first = self.endpoints(ref, resolve=ref.digest is None)[0].url  # resolving checked
+        on_event(
+            Resolved(
+                ref,
+                digest,
+                endpoint.url,
+                tuple(d.digest for d in layers),
+                first if first != endpoint.url else "",
+            )
+        )
+
+    def _blob_endpoints(self, ref: Reference, failed: Sequence[Endpoint]) -> tuple[Endpoint, ...]:
+        """Mirrors first (a pull-only mirror was never asked for the manifest), and endpoints
+        that already failed us last."""
+        every = self.endpoints(ref)
+        return tuple(e for e in every if e not in failed) + tuple(e for e in every if e in failed)
+
+    def _missing(
+        self, layers: Sequence[Descriptor], on_event: EventCallback
+    ) -> dict[Digest, Descriptor]:
+        """The layers the store lacks, each reported once: "exists" or "pulling"."""
+        missing: dict[Digest, Descriptor] = {}
+        for d in layers:
+            if self.store.has(d.digest) and d.digest not in missing:
+                on_event(LayerExists(d.digest))
+            elif d.digest not in missing:
+                missing[d.digest] = d
+                on_event(LayerPulling(d.digest))
+        return missing
+
+    async def _record(
+        self,
+        ref: Reference,
+        raws: Sequence[tuple[Digest, bytes]],
+        entry: Descriptor,
+        resolved: Digest,
+        endpoint: Endpoint,
+        downloaded: Sequence[Digest],
+    ) -> bool:
+        """Store the manifests, then point the name at ``entry`` (annotated with the digest the
+        reference resolved to when that differs); True if the name already pointed there and
+        nothing was downloaded."""
+        loop = asyncio.get_running_loop()
+        name = str(ref)
+        previous = await loop.run_in_executor(None, self.store.lookup, name)
+        for mdigest, raw in dict(raws).items():
+            await loop.run_in_executor(None, self.store.put_bytes, mdigest, raw, endpoint.url)
+        if resolved != entry.digest:
+            entry = replace(entry, annotations={RESOLVED_ANNOTATION: str(resolved)})
+        up_to_date = (
+            not downloaded
+            and previous is not None
+            and previous.digest == entry.digest
+            and previous.annotations.get(RESOLVED_ANNOTATION, str(previous.digest)) == str(resolved)
+        )
+        await loop.run_in_executor(None, self.store.tag, name, entry)
+        return up_to_date
+
     async def _fetch_blobs(
         self,
         ref: Reference,
-        manifest: Manifest,
+        configs: Sequence[Descriptor],
+        layers: Sequence[Descriptor],
         missing: Mapping[Digest, Descriptor],
         endpoints: Sequence[Endpoint],
         on_event: EventCallback,
     ) -> list[Digest]:
-        """Download config and missing layers concurrently; report ``Pull complete`` bottom first,
-        as each layer and all below it are in the store. The first failure cancels the rest."""
+        """Download configs and missing layers concurrently; report ``Pull complete`` in
+        ``layers``' order (bottom first), as each layer and all before it are in the store. The
+        first failure cancels the rest."""
         started: dict[Digest, asyncio.Task[bool]] = {}
         # Largest first: they take the download slots in the order they start, and the pull
         # lasts at least as long as its largest layer, so that one must not start last.
@@ -435,13 +700,13 @@ class Puller:
                 self._downloader.fetch(desc, ref.path, endpoints, on_event)
             )
         tasks = {digest: started[digest] for digest in missing}
-        config = manifest.config
-        if config.digest not in tasks:
-            tasks[config.digest] = asyncio.ensure_future(
-                self._downloader.fetch(config, ref.path, endpoints, limited=False)
-            )
+        for config in configs:
+            if config.digest not in tasks:
+                tasks[config.digest] = asyncio.ensure_future(
+                    self._downloader.fetch(config, ref.path, endpoints, limited=False)
+                )
 
-        order = list(dict.fromkeys(d.digest for d in manifest.layers if d.digest in missing))
+        order = list(dict.fromkeys(d.digest for d in layers if d.digest in missing))
         reported = 0
 
         def report(_: object = None) -> None:
@@ -464,6 +729,43 @@ class Puller:
             raise
         report()
         return [d for d, t in tasks.items() if t.result()]
+
+
+def _is_attestation(d: Descriptor) -> bool:
+    """An index entry that is no platform's image (buildkit's provenance and SBOMs)."""
+    return d.platform is not None and (d.platform.os, d.platform.architecture) == (
+        "unknown",
+        "unknown",
+    )
+
+
+def _unique(descriptors: Iterable[Descriptor]) -> tuple[Descriptor, ...]:
+    """The first descriptor of each digest, in order."""
+    first: dict[Digest, Descriptor] = {}
+    for d in descriptors:
+        first.setdefault(d.digest, d)
+    return tuple(first.values())
+
+
+def _stored_form(manifest: Manifest, digest: Digest, raw: bytes) -> tuple[Digest, bytes]:
+    """The manifest as the store records it: as served, or its OCI form for a Docker one
+    (skopeo and umoci read only OCI manifests from a layout)."""
+    if manifest.media_type != DOCKER_MANIFEST:
+        return digest, raw
+    _, oci_raw = to_oci(manifest)
+    return digest_of(oci_raw), oci_raw
+
+
+async def _all_of(coroutines: Iterable[Awaitable[R]]) -> list[R]:
+    """All of them at once, results in order; the first failure cancels the rest."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 async def pull(
