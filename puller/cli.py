@@ -340,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--all-platforms",
         action="store_true",
         help="store the index and every platform's image with its layers (as skopeo copy "
-        "--all), not one platform; attestations are left out",
+        "--all), not one platform; attestation manifests too",
     )
     pull.add_argument(
         "--format",

@@ -108,7 +108,7 @@ class AllPlatformsResult:
     reference: Reference
     digest: Digest  # what the reference resolved to: the index as served
     stored_digest: Digest  # what index.json's entry points at (an OCI index, or the manifest)
-    images: tuple[PlatformImage, ...]  # attestations (platform unknown/unknown) left out
+    images: tuple[PlatformImage, ...]  # attestations (platform unknown/unknown) included
     downloaded: tuple[Digest, ...]  # blobs this pull fetched (layers and configs)
     up_to_date: bool
     endpoint: str
@@ -352,9 +352,10 @@ class Puller:
         )
 
     async def _resolve_all_at(self, endpoint: Endpoint, ref: Reference) -> _ResolvedAll:
-        """The reference's manifest and, for an index, every child but attestations (platform
-        ``unknown/unknown``, which docker does not pull either); children the store holds are
-        read from it, the rest fetched ``CHILD_FETCHES`` at a time and verified."""
+        """The reference's manifest and, for an index, every child, attestations (platform
+        ``unknown/unknown``) included: the stored index names them, so a push of it needs them;
+        children the store holds are read from it, the rest fetched ``CHILD_FETCHES`` at a time
+        and verified."""
         stored = await self._head_first(endpoint, ref)
         if stored is not None:
             digest, resp = parse_digest(stored.digest or ""), stored
@@ -363,9 +364,7 @@ class Puller:
         parsed = parse_manifest(resp.raw, resp.content_type, str(ref))
         if isinstance(parsed, Manifest):
             return _ResolvedAll(digest, resp.raw, parsed, (), endpoint)
-        wanted = [(i, d) for i, d in enumerate(parsed.manifests) if not _is_attestation(d)]
-        if not wanted:
-            raise ManifestError(f"index {ref} lists no image but attestations")
+        wanted = list(enumerate(parsed.manifests))
         if sum(d.size for _, d in wanted) > MAX_CHILDREN_BYTES:
             raise ManifestError(
                 f"index {ref} lists {len(wanted)} manifests of over "
@@ -474,8 +473,8 @@ class Puller:
         index.json's entry points at an OCI index whose children are each platform's manifest
         in OCI form (a Docker child converted, an OCI one unchanged), each keeping its
         platform; when nothing needed converting, at the served index itself. Attestations
-        (platform ``unknown/unknown``) are not pulled. A reference that names one manifest is
-        stored as ``pull`` stores it."""
+        (platform ``unknown/unknown``) are pulled too, as skopeo does. A reference that names
+        one manifest is stored as ``pull`` stores it."""
         ref = reference if isinstance(reference, Reference) else parse(reference)
         found, failed = await self._resolving(
             ref, lambda endpoint: self._resolve_all_at(endpoint, ref), on_event
@@ -729,14 +728,6 @@ class Puller:
             raise
         report()
         return [d for d, t in tasks.items() if t.result()]
-
-
-def _is_attestation(d: Descriptor) -> bool:
-    """An index entry that is no platform's image (buildkit's provenance and SBOMs)."""
-    return d.platform is not None and (d.platform.os, d.platform.architecture) == (
-        "unknown",
-        "unknown",
-    )
 
 
 def _unique(descriptors: Iterable[Descriptor]) -> tuple[Descriptor, ...]:
