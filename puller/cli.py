@@ -862,26 +862,15 @@ _OUTCOMES = ("downloaded", "up to date", "failed")
 async def _pull_all(args: argparse.Namespace, refs: list[tuple[str, Reference]]) -> int:
     """Each image in turn (with ``--all-tags``, each tag of each repository), through one
     Puller; a summary when there were several; exit 1 if any failed."""
-    from .auth import Credentials
-    from .pulling import Puller
-
-    credentials = {}
-    if args.creds:
-        credentials[refs[0][1].domain] = Credentials(*args.creds)  # one registry: _cmd_pull
     config = _config(args)
     args.platform = config.platform
 
     outcomes: list[str] = []
-    async with Puller(
-        config.store,
-        registries=config.registries,
-        mirror_only=config.mirror_only,
-        credentials=credentials,
-        credential_lookup=_credential_lookup(),
+    async with _puller(
+        config,
+        args.creds,
+        refs[0][1].domain,  # --creds: one registry, checked by _cmd_pull
         max_concurrent_downloads=config.max_concurrent_downloads,
-        timeout=config.timeout,
-        max_download_attempts=config.max_download_attempts,
-        proxies=config.proxies,
     ) as puller:
         for text, ref in refs:
             if not args.all_tags:
@@ -1265,7 +1254,6 @@ def _copying(
     import json
 
     from .copying import STATUSES, Copier
-    from .pulling import Puller
 
     config = _config(args)
     bar = _CopyBar() if not args.json and sys.stderr.isatty() else None
@@ -1280,15 +1268,7 @@ def _copying(
             print(shown(_copy_line(result), 1000), flush=True)
 
     async def run() -> list[CopyResult]:
-        async with Puller(
-            config.store,
-            registries=config.registries,
-            mirror_only=config.mirror_only,
-            credential_lookup=_credential_lookup(),
-            timeout=config.timeout,
-            max_download_attempts=config.max_download_attempts,
-            proxies=config.proxies,
-        ) as puller:
+        async with _puller(config) as puller:
             copier = Copier(
                 puller,
                 jobs=args.jobs or DEFAULT_JOBS,
@@ -1402,8 +1382,11 @@ def _json_text(value: object, indent: int | None = None) -> str:
     return json.dumps(value, indent=indent).replace("\x7f", "\\u007f")
 
 
-def _query_puller(args: argparse.Namespace, config: Config, ref: Reference) -> Puller:
-    """A Puller configured as a pull's, for `inspect --remote` and `tags`."""
+def _puller(
+    config: Config, creds: tuple[str, str] | None = None, domain: str = "", **more: Any
+) -> Puller:
+    """A Puller with the configuration's mirrors, proxies, timeouts and docker's credentials,
+    and ``creds`` (--creds) for ``domain``'s registry alone: one for every command."""
     from .auth import Credentials
     from .pulling import Puller
 
@@ -1411,11 +1394,12 @@ def _query_puller(args: argparse.Namespace, config: Config, ref: Reference) -> P
         config.store,
         registries=config.registries,
         mirror_only=config.mirror_only,
-        credentials={ref.domain: Credentials(*args.creds)} if args.creds else None,
+        credentials={domain: Credentials(*creds)} if creds else None,
         credential_lookup=_credential_lookup(),
         timeout=config.timeout,
         max_download_attempts=config.max_download_attempts,
         proxies=config.proxies,
+        **more,
     )
 
 
@@ -1430,7 +1414,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     async def describe() -> ImageInfo:
         if not args.remote:
             return await inspect(ref, store=config.store, platform=args.platform)
-        async with _query_puller(args, config, ref) as puller:
+        async with _puller(config, args.creds, ref.domain) as puller:
             return await inspect(ref, remote=True, platform=args.platform, puller=puller)
 
     info = _run(describe())
@@ -1455,7 +1439,7 @@ def _cmd_tags(args: argparse.Namespace) -> int:
     ref = parse(args.repository)
 
     async def listing() -> list[str]:
-        async with _query_puller(args, _config(args), ref) as puller:
+        async with _puller(_config(args), args.creds, ref.domain) as puller:
             return await tags(ref, puller=puller)
 
     found = _run(listing())
