@@ -45,7 +45,7 @@ from .manifest import (
     select_platform,
 )
 from .reference import Reference, parse
-from .store import RESOLVED_ANNOTATION, Store, default_store_path
+from .store import RESOLVED_ANNOTATION, Store, as_store
 
 if TYPE_CHECKING:
     from .pulling import Puller
@@ -442,7 +442,7 @@ async def inspect(
 
         async with Puller(store, **options) as made:
             return await _remote(made, ref, want)
-    held = puller.store if puller is not None else _store(store)
+    held = puller.store if puller is not None else as_store(store)
     return await asyncio.get_running_loop().run_in_executor(None, _local, held, ref, want)
 
 
@@ -471,7 +471,7 @@ async def tags(
 def images(store: str | os.PathLike[str] | Store | None = None) -> list[ImageRecord]:
     """Every named image of the store, sorted by repository and tag. Blocking: it reads each
     image's manifest (bounded and verified), never a layer."""
-    held = _store(store)
+    held = as_store(store)
     records = []
     with held.lease():  # as _local: a concurrent prune leaves what is being read
         for entry in held.entries():
@@ -520,9 +520,3 @@ def _default_child(index: Index, what: str) -> Descriptor:
             if d.media_type in MANIFEST_TYPES:
                 return d
         raise
-
-
-def _store(store: str | os.PathLike[str] | Store | None) -> Store:
-    if isinstance(store, Store):
-        return store
-    return Store(default_store_path() if store is None else store)

@@ -40,7 +40,7 @@ from .store import (
     RESOLVED_ANNOTATION,
     Store,
     _store_error,
-    default_store_path,
+    as_store,
 )
 
 __all__ = ["PruneResult", "Pruned", "prune", "rmi"]
@@ -94,7 +94,7 @@ def rmi(names: Iterable[str], store: Store | str | os.PathLike[str] | None = Non
     prune."""
     from .reference import parse
 
-    store = _store(store)
+    store = as_store(store)
     missing = []
     for text in names:
         name = str(parse(text))
@@ -113,7 +113,7 @@ def prune(
     """Delete the blobs no image in ``index.json`` reaches and no running pypull relies on, and
     partial downloads not touched for ``partials_older_than`` seconds that no pull is
     writing. ``dry_run``: the same answer, nothing deleted."""
-    store = _store(store)
+    store = as_store(store)
     if store._lstat((), "blobs") is None:
         return PruneResult((), dry_run)  # no store: nothing to reclaim
     removed: list[Pruned] = []
@@ -125,12 +125,6 @@ def prune(
         store, partials_older_than, time.time() if now is None else now, dry_run
     )
     return PruneResult(tuple(removed), dry_run)
-
-
-def _store(store: Store | str | os.PathLike[str] | None) -> Store:
-    if isinstance(store, Store):
-        return store
-    return Store(default_store_path() if store is None else store)
 
 
 @contextmanager

@@ -66,7 +66,7 @@ from .registry import (
     try_in_turn,
 )
 from .retry import RetryPolicy, with_retries
-from .store import RESOLVED_ANNOTATION, Store, default_store_path
+from .store import RESOLVED_ANNOTATION, Store, as_store
 from .wire import ProxyFor
 
 DEFAULT_CONCURRENCY = 3
@@ -170,9 +170,7 @@ class Puller:
         registry's server URL. ``credentials`` (by registry name) win over
         ``credential_lookup`` (e.g. docker's config.json); both go only to the endpoint that
         registry name is for, never to a mirror of it."""
-        if store is None:
-            store = default_store_path()
-        self.store = store if isinstance(store, Store) else Store(store)
+        self.store = as_store(store)
         self._registries = dict(registries or {})
         if mirrors:
             hub = self._registries.get("docker.io", RegistryConfig("docker.io"))

@@ -90,6 +90,13 @@ def default_store_path() -> Path:
     return base / "pypull"
 
 
+def as_store(store: Store | str | os.PathLike[str] | None) -> Store:
+    """What the API's ``store=`` arguments take: a Store, a path, or None for the default."""
+    if isinstance(store, Store):
+        return store
+    return Store(default_store_path() if store is None else store)
+
+
 def _store_error(action: str, path: Path, e: OSError) -> StoreError:
     reason = e.strerror or str(e)
     if e.errno == errno.ENOSPC:
