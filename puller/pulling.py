@@ -317,19 +317,31 @@ class Puller:
             return None
         return await self._stored_manifest(head.digest, head.media_type, endpoint.url)
 
-    async def _resolve_at(self, endpoint: Endpoint, ref: Reference, want: Platform) -> _Resolved:
+    async def _top(
+        self, endpoint: Endpoint, ref: Reference
+    ) -> tuple[Digest, ManifestResponse, Manifest | Index, bool]:
+        """What the reference names, parsed: from the store when a HEAD says it holds it (the
+        last item says so), else fetched and verified."""
         stored = await self._head_first(endpoint, ref)
         if stored is not None:
             digest, resp = parse_digest(stored.digest or ""), stored
         else:
             digest, resp = await self._fetch_verified(endpoint, ref)
-        parsed = parse_manifest(resp.raw, resp.content_type, str(ref))
+        return (
+            digest,
+            resp,
+            parse_manifest(resp.raw, resp.content_type, str(ref)),
+            stored is not None,
+        )
+
+    async def _resolve_at(self, endpoint: Endpoint, ref: Reference, want: Platform) -> _Resolved:
+        digest, resp, parsed, from_store = await self._top(endpoint, ref)
         if isinstance(parsed, Manifest):
             return _Resolved(digest, digest, parsed, ((digest, resp.raw),), None, endpoint)
         chosen = select_platform(parsed, want, str(ref))
         child_ref = dataclasses.replace(ref, tag=None, digest=chosen.digest)
         held = None
-        if stored is not None:  # the index came from the store: its child may too
+        if from_store:  # the index came from the store: its child may too
             held = await self._stored_manifest(chosen.digest, chosen.media_type, endpoint.url)
         if held is not None:
             child_digest, child = chosen.digest, held
@@ -354,12 +366,7 @@ class Puller:
         ``unknown/unknown``) included: the stored index names them, so a push of it needs them;
         children the store holds are read from it, the rest fetched ``CHILD_FETCHES`` at a time
         and verified."""
-        stored = await self._head_first(endpoint, ref)
-        if stored is not None:
-            digest, resp = parse_digest(stored.digest or ""), stored
-        else:
-            digest, resp = await self._fetch_verified(endpoint, ref)
-        parsed = parse_manifest(resp.raw, resp.content_type, str(ref))
+        digest, resp, parsed, _ = await self._top(endpoint, ref)
         if isinstance(parsed, Manifest):
             return _ResolvedAll(digest, resp.raw, parsed, (), endpoint)
         wanted = list(enumerate(parsed.manifests))
