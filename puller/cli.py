@@ -199,8 +199,8 @@ def _add_store(p: argparse.ArgumentParser, what: str = "to pull into") -> None:
     )
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    _add_store(p)
+def _add_common(p: argparse.ArgumentParser, what: str = "to pull into") -> None:
+    _add_store(p, what)
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
 
@@ -544,7 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     rmi.add_argument("images", nargs="+", metavar="IMAGE")
-    _add_common(rmi)
+    _add_common(rmi, "to remove the names from")
 
     prune = sub.add_parser(
         "prune",
@@ -568,7 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prune.add_argument("--json", action="store_true", help="print one JSON object instead")
     prune.add_argument("-q", "--quiet", action="store_true", help="print only the total reclaimed")
-    _add_common(prune)
+    _add_common(prune, "to prune")
 
     verify = sub.add_parser(
         "verify",
@@ -578,7 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
         "there is any. Partial downloads are counted, not problems: a later pull resumes them.",
         formatter_class=fmt,
     )
-    _add_common(verify)
+    _add_common(verify, "to check")
 
     config = sub.add_parser(
         "config",
