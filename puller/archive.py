@@ -383,7 +383,7 @@ class _Loader:
                 self.files[name] = self._stage(tar, name, member.size)
 
     def _stage(self, tar: TarReader, name: str, size: int) -> _Blob:
-        expected = _named_digest(name)
+        expected = _named_digest(name, self.where)
         if expected is not None and self.store.has(expected):
             return _Blob(expected, size)  # what the store has is verified: these bytes unused
         with StagedBlob(self.store, expected, f"{self.where}: {shown(name, 200)}") as staged:
@@ -401,9 +401,9 @@ class _Loader:
             if name in self.files:
                 return self.files[name]
             if name not in self.links:
-                raise ArchiveError(f"{self.where}: {what} names {shown(path, 200)!r}, not in it")
+                raise ArchiveError(f"{self.where}: {what} names '{shown(path, 200)}', not in it")
             name = self.links[name]
-        raise ArchiveError(f"{self.where}: {what}: links to {shown(path, 200)!r} go round")
+        raise ArchiveError(f"{self.where}: {what}: links to '{shown(path, 200)}' go round")
 
     # -- the images
 
@@ -592,7 +592,7 @@ def _gunzipped_digest(f: IO[bytes], where: str) -> Digest:
     return Digest("sha256", hasher.hexdigest())
 
 
-def _named_digest(name: str) -> Digest | None:
+def _named_digest(name: str, where: str) -> Digest | None:
     """The digest a member's name claims: ``blobs/<algorithm>/<hex>``, or a legacy config's
     ``<hex>.json``."""
     m = _BLOB_NAME.fullmatch(name) or _CONFIG_NAME.fullmatch(name)
@@ -601,7 +601,7 @@ def _named_digest(name: str) -> Digest | None:
     try:
         return Digest(m.group(1), m.group(2)) if m.re is _BLOB_NAME else Digest("sha256", m[1])
     except InvalidDigest:
-        raise ArchiveError(f"member {shown(name, 200)!r} names no valid digest") from None
+        raise ArchiveError(f"{where}: member '{shown(name, 200)}' names no valid digest") from None
 
 
 def _read_all(tar: TarReader) -> bytes:

@@ -53,10 +53,10 @@ class Member:
 def clean_name(name: str, where: str) -> str:
     """``name`` normalized, or ``ArchiveError`` for an absolute name or one with ``..``."""
     if name.startswith("/") or "\0" in name:
-        raise ArchiveError(f"{where}: member {shown(name, 200)!r} has an absolute name")
+        raise ArchiveError(f"{where}: member '{shown(name, 200)}' has an absolute name")
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise ArchiveError(f"{where}: member {shown(name, 200)!r} has '..' in its name")
+        raise ArchiveError(f"{where}: member '{shown(name, 200)}' has '..' in its name")
     return "/".join(parts)
 
 
@@ -208,18 +208,18 @@ class TarReader:
                 base = posixpath.dirname(clean) if kind == b"2" else ""
                 if link.startswith("/"):
                     raise ArchiveError(
-                        f"{self.where}: link {shown(clean, 200)!r} points at an absolute path"
+                        f"{self.where}: link '{shown(clean, 200)}' points at an absolute path"
                     )
                 joined = posixpath.normpath(posixpath.join(base, link)) if link else ""
                 if not link or joined == ".." or joined.startswith("../"):
                     raise ArchiveError(
-                        f"{self.where}: link {shown(clean, 200)!r} points out of the archive"
+                        f"{self.where}: link '{shown(clean, 200)}' points out of the archive"
                     )
                 yield Member(clean, LINK, 0, joined)
             else:
                 raise ArchiveError(
-                    f"{self.where}: member {shown(clean, 200)!r} is a special file "
-                    f"(type {shown(kind.decode('latin-1'))!r}), not part of an image archive"
+                    f"{self.where}: member '{shown(clean, 200)}' is a special file "
+                    f"(type '{shown(kind.decode('latin-1'))}'), not part of an image archive"
                 )
 
 
