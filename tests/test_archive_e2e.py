@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import pty
 import subprocess
 import sys
 import tarfile
@@ -274,3 +276,24 @@ def test_umoci_unpacks_a_loaded_store(
         timeout=120,
     )
     assert umoci.returncode == 0, umoci.stderr
+
+
+def test_save_refuses_a_terminal_as_stdout(registry: Registry, store: Path) -> None:
+    (name,) = pulled(registry, store, redis())
+    main, child = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "puller", "save", "--store", str(store), "-o", "-", name],
+            stdout=child,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(child)
+        os.close(main)
+    assert done.returncode == 1
+    assert done.stderr == (
+        "Error: refusing to write an archive to a terminal: use -o FILE, or redirect\n"
+    )
