@@ -7,6 +7,8 @@ skopeo writes in docker's older layout loaded as docker would."""
 from __future__ import annotations
 
 import gzip
+import hashlib
+import io
 import json
 import os
 import pty
@@ -297,3 +299,151 @@ def test_save_refuses_a_terminal_as_stdout(registry: Registry, store: Path) -> N
     assert done.stderr == (
         "Error: refusing to write an archive to a terminal: use -o FILE, or redirect\n"
     )
+
+
+def _tar(members: list[tuple[str, bytes | str]]) -> bytes:
+    """A tar of regular files (bytes) and symbolic links (str: the target), in this order."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, content in members:
+            info = tarfile.TarInfo(name)
+            if isinstance(content, str):
+                info.type, info.linkname = tarfile.SYMTYPE, content
+                tar.addfile(info)
+            else:
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+    return out.getvalue()
+
+
+def _layer(text: str) -> bytes:
+    return _tar([(f"etc/{text}.txt", text.encode())])
+
+
+def _config(*layers: bytes) -> bytes:
+    diff_ids = ["sha256:" + hashlib.sha256(layer).hexdigest() for layer in layers]
+    doc = {
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }
+    return json.dumps(doc).encode()
+
+
+def _hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_load_of_docker_save_before_docker_25(tmp_path: Path, store: Path) -> None:
+    """The layout docker save wrote from 1.10 to 24: ``<id>/layer.tar`` (a layer two images
+    share is a link to the first copy), ``<id>/json``, ``<config>.json``, ``manifest.json``
+    last."""
+    base, top_a, top_b = _layer("base"), _layer("a"), _layer("b")
+    config_a, config_b = _config(base, top_a), _config(base, top_b)
+    manifest = [
+        {
+            "Config": f"{_hex(config_a)}.json",
+            "RepoTags": ["a:1"],
+            "Layers": ["1/layer.tar", "2/layer.tar"],
+        },
+        {
+            "Config": f"{_hex(config_b)}.json",
+            "RepoTags": ["b:1", "quay.io/x/b:2"],
+            "Layers": ["3/layer.tar", "4/layer.tar"],
+        },
+    ]
+    archive = tmp_path / "old.tar"
+    archive.write_bytes(
+        _tar(
+            [
+                ("1/VERSION", b"1.0"),
+                ("1/json", b"{}"),
+                ("1/layer.tar", base),
+                ("2/layer.tar", top_a),
+                ("3/layer.tar", "../1/layer.tar"),
+                ("4/layer.tar", top_b),
+                (f"{_hex(config_a)}.json", config_a),
+                (f"{_hex(config_b)}.json", config_b),
+                ("manifest.json", json.dumps(manifest).encode()),
+                ("repositories", b"{}"),
+            ]
+        )
+    )
+    run = run_pypull("load", "--store", store, archive)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [
+        "Loaded image: a:1",
+        "Loaded image: b:1",
+        "Loaded image: quay.io/x/b:2",
+    ]
+    assert run_pypull("verify", "--store", store).returncode == 0
+    info = json.loads(run_pypull("inspect", "--store", store, "quay.io/x/b:2").stdout)
+    assert info["Layers"] == ["sha256:" + _hex(base), "sha256:" + _hex(top_b)]
+    assert [d["MIMEType"] for d in info["LayersData"]] == [
+        "application/vnd.oci.image.layer.v1.tar"
+    ] * 2
+
+
+def test_load_of_docker_25_save(tmp_path: Path, store: Path) -> None:
+    """Docker 25+: an OCI layout whose ref.name is a bare tag and whose name is containerd's
+    annotation, or only in manifest.json's RepoTags."""
+    layer = _layer("only")
+    config = _config(layer)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": "sha256:" + _hex(config),
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": "sha256:" + _hex(layer),
+                    "size": len(layer),
+                }
+            ],
+        }
+    ).encode()
+    entry = {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": "sha256:" + _hex(manifest),
+        "size": len(manifest),
+    }
+    named = {
+        **entry,
+        "annotations": {
+            "io.containerd.image.name": "docker.io/library/busy:1",
+            "org.opencontainers.image.ref.name": "1",
+        },
+    }
+    bare = {**entry, "annotations": {"org.opencontainers.image.ref.name": "2"}}
+    docker = [
+        {
+            "Config": f"blobs/sha256/{_hex(config)}",
+            "RepoTags": ["busy:2"],
+            "Layers": [f"blobs/sha256/{_hex(layer)}"],
+        }
+    ]
+    archive = tmp_path / "d25.tar"
+    archive.write_bytes(
+        _tar(
+            [
+                (f"blobs/sha256/{_hex(layer)}", layer),
+                (f"blobs/sha256/{_hex(config)}", config),
+                (f"blobs/sha256/{_hex(manifest)}", manifest),
+                (
+                    "index.json",
+                    json.dumps({"schemaVersion": 2, "manifests": [named, bare]}).encode(),
+                ),
+                ("manifest.json", json.dumps(docker).encode()),
+                ("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
+            ]
+        )
+    )
+    run = run_pypull("load", "--store", store, archive)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["Loaded image: busy:1", "Loaded image: busy:2"]
+    assert run_pypull("verify", "--store", store).returncode == 0
