@@ -892,6 +892,28 @@ class Store:
         entry.setdefault("annotations", {})[REF_NAME_ANNOTATION] = name
         self._rewrite_index(name, entry)
 
+    def tag_many(self, named: list[tuple[str, Descriptor]]) -> None:
+        """``tag`` for each pair, in one rewrite of index.json: all of the names or none (an
+        archive's images), and the time of one rewrite, not of one per name."""
+        self.ensure_layout()
+        entries: dict[str, dict[str, Any]] = {}
+        for name, descriptor in named:
+            entry = descriptor.to_json()
+            entry.setdefault("annotations", {})[REF_NAME_ANNOTATION] = name
+            entries.pop(name, None)  # the last one given wins, as with tag() in turn
+            entries[name] = entry
+        try:
+            with self._index_lock():
+                doc = self._read_index_doc()
+                kept = [
+                    e
+                    for e in doc["manifests"]
+                    if not (isinstance(ref := _ref_name(e), str) and ref in entries)
+                ]
+                self._write_index([*kept, *entries.values()])
+        except OSError as e:
+            raise _store_error("update", self.index_path, e) from e
+
     def untag(self, name: str) -> bool:
         """Remove ``name`` from index.json (its blobs stay until a prune); False if it was not
         there. A store that does not exist is left so."""
