@@ -356,6 +356,11 @@ class _Loader:
         self.links: dict[str, str] = {}
         self.docs: dict[str, bytes] = {}
         self.written = 0
+        # What was read of the store once, by digest: a 4 MiB manifest.json or index.json can
+        # name one config or manifest of megabytes tens of thousands of times.
+        self._walked: dict[tuple[Digest, int, str], Manifest | Index] = {}
+        self._configs: dict[Digest, list[Digest]] = {}
+        self._layers: dict[Digest, tuple[str, Digest]] = {}
 
     # -- reading the archive
 
@@ -487,6 +492,12 @@ class _Loader:
 
     def _complete(self, desc: Descriptor, what: str) -> Manifest | Index:
         """The manifest or index ``desc`` names, with everything it needs in the store."""
+        key = (desc.digest, desc.size, desc.media_type)  # all three checked by the walk
+        if key not in self._walked:
+            self._walked[key] = self._walk(desc, what)
+        return self._walked[key]
+
+    def _walk(self, desc: Descriptor, what: str) -> Manifest | Index:
         if desc.media_type not in MANIFEST_TYPES and desc.media_type not in INDEX_TYPES:
             raise ArchiveError(f"{self.where}: {what} is a {shown(desc.media_type)}, no image")
         try:
@@ -539,6 +550,11 @@ class _Loader:
         return named, untagged
 
     def _diff_ids(self, config: _Blob, what: str) -> list[Digest]:
+        if config.digest not in self._configs:
+            self._configs[config.digest] = self._read_diff_ids(config, what)
+        return self._configs[config.digest]
+
+    def _read_diff_ids(self, config: _Blob, what: str) -> list[Digest]:
         if config.size > MAX_CONFIG_SIZE:
             raise ArchiveError(
                 f"{self.where}: {what}: its config is {config.size} bytes, over the "
@@ -558,6 +574,11 @@ class _Loader:
     def _uncompressed(self, blob: _Blob) -> tuple[str, Digest]:
         """A layer's media type and digest uncompressed (its diff_id): docker's loader takes
         a layer.tar gzipped too (crane writes them so), so a gzipped one is hashed inflated."""
+        if blob.digest not in self._layers:
+            self._layers[blob.digest] = self._inflated(blob)
+        return self._layers[blob.digest]
+
+    def _inflated(self, blob: _Blob) -> tuple[str, Digest]:
         with self.store.open_blob(blob.digest) as f:
             head = f.read(2)
             if head != b"\x1f\x8b":
@@ -653,8 +674,8 @@ def load(
             reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
             raise ArchiveError(f"cannot read {shown(where)}: {reason}") from None
         named, untagged, kind = loader.images()
-        for ref, entry in named:
-            held.tag(str(ref), entry)
+        if named:
+            held.tag_many([(str(ref), entry) for ref, entry in named])
     return LoadResult(
         tuple(LoadedImage(ref, entry.digest) for ref, entry in named),
         tuple(untagged),
