@@ -279,3 +279,27 @@ def test_multi_member_gzip_is_hashed_whole() -> None:
     data = gzip.compress(content[:1_000_000]) + gzip.compress(content[1_000_000:])
     got = _gunzipped_digest(io.BytesIO(data), "test")
     assert str(got) == "sha256:" + sha(content)
+
+
+def test_many_names_of_one_image_are_read_once_and_written_in_one_rewrite(
+    store: Path, tmp_path: Path
+) -> None:
+    """A manifest.json naming one config thousands of times costs one read of it, and the
+    names one rewrite of index.json, all of them or none."""
+    layer = b"layer"
+    cfg = json.dumps({"rootfs": {"type": "layers", "diff_ids": ["sha256:" + sha(layer)]}}).encode()
+    items = [
+        {"Config": f"{sha(cfg)}.json", "RepoTags": [f"many:{n}"], "Layers": ["l.tar"]}
+        for n in range(3000)
+    ]
+    path = tmp_path / "many.tar"
+    path.write_bytes(
+        tar_of(
+            regular("l.tar", layer),
+            regular(f"{sha(cfg)}.json", cfg),
+            regular("manifest.json", json.dumps(items).encode()),
+        )
+    )
+    result = puller.load(path, store=store)
+    assert len(result.images) == 3000 == len({i.digest for i in result.images}) * 3000
+    assert len(json.loads((store / "index.json").read_text())["manifests"]) == 3000
