@@ -460,7 +460,7 @@ class StagedBlob:
             self._dir_fd: int | None = store._open_dir(_INGEST, create=True)
             flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | _FILE_FLAGS
             for _ in range(100):
-                self.name = f"staged-{os.urandom(8).hex()}.partial"
+                self.name = f".staged-{os.urandom(8).hex()}"  # hidden: a temporary, no download
                 try:
                     fd = os.open(self.name, flags, FILE_MODE, dir_fd=self._dir_fd)
                     break

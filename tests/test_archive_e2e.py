@@ -87,6 +87,7 @@ def test_save_is_read_by_skopeo_as_an_oci_archive_and_as_a_docker_archive(
     oci = f"oci-archive:{archive}:{parse(name)}"
     assert skopeo_inspect(oci)["Digest"] == entry["digest"]
     assert skopeo_inspect(oci)["Layers"] == [d["digest"] for d in manifest["layers"]]
+    assert skopeo_inspect(f"oci-archive:{archive}")["Digest"] == entry["digest"]  # the only one
     # docker view: layers named by their uncompressed digests, as docker load names them.
     config = blob_json(store, manifest["config"]["digest"])
     docker = skopeo_inspect(f"docker-archive:{archive}")

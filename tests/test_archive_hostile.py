@@ -103,7 +103,7 @@ def load_refused(store: Path, archive: bytes, tmp_path: Path) -> str:
     after = (store / "index.json").read_bytes() if (store / "index.json").exists() else None
     assert after == before or (before is None and json.loads(after or b"{}")["manifests"] == [])
     ingest = store / ".pypull" / "ingest"
-    assert not ingest.exists() or not [p for p in ingest.iterdir() if p.name.startswith("staged")]
+    assert not ingest.exists() or not [p for p in ingest.iterdir() if p.name.startswith(".staged")]
     return run.stderr
 
 
