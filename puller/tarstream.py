@@ -235,11 +235,6 @@ class TarWriter:
         self._out.write(data)
         self.size += len(data)
 
-    @staticmethod
-    def member_size(size: int) -> int:
-        """What a regular member of ``size`` bytes (whose name needs no pax record) takes."""
-        return BLOCK + size + (-size % BLOCK)
-
     def directory(self, name: str) -> None:
         info = tarfile.TarInfo(name.rstrip("/") + "/")
         info.type = tarfile.DIRTYPE
