@@ -448,3 +448,58 @@ def test_load_of_docker_25_save(tmp_path: Path, store: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == ["Loaded image: busy:1", "Loaded image: busy:2"]
     assert run_pypull("verify", "--store", store).returncode == 0
+
+
+@pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_long_member_names_are_read(tmp_path: Path, store: Path, fmt: int) -> None:
+    """Names past the 100 bytes of a tar header, as GNU tar and pax write them."""
+    layer = _layer("long")
+    config = _config(layer)
+    long = "d" * 150 + "/layer.tar"
+    item = {"Config": f"{_hex(config)}.json", "RepoTags": ["long:1"], "Layers": [long]}
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=fmt) as tar:
+        for name, data in (
+            (long, layer),
+            (f"{_hex(config)}.json", config),
+            ("manifest.json", json.dumps([item]).encode()),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    archive = tmp_path / "long.tar"
+    archive.write_bytes(out.getvalue())
+    run = run_pypull("load", "--store", store, archive)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "Loaded image: long:1\n"
+
+
+def test_a_failed_save_keeps_the_file_it_would_have_replaced(
+    registry: Registry, store: Path, tmp_path: Path
+) -> None:
+    (name,) = pulled(registry, store, redis())
+    archive = tmp_path / "redis.tar"
+    archive.write_bytes(b"the old archive")
+    run = run_pypull("save", "--store", store, "-o", archive, name, "not-pulled:1")
+    assert run.returncode == 1
+    assert archive.read_bytes() == b"the old archive"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["redis.tar", "store"]
+
+
+def test_an_image_saved_by_digest_is_loaded_by_digest(
+    registry: Registry, store: Path, tmp_path: Path
+) -> None:
+    image = redis()
+    by_digest = f"{registry.host}/{image.repository}@{image.digest}"
+    run = run_pypull("--store", store, "-q", by_digest)
+    assert run.returncode == 0, run.stderr
+    archive = tmp_path / "pinned.tar"
+    assert run_pypull("save", "--store", store, "-o", archive, by_digest).returncode == 0
+    assert docker_items(archive)[0]["RepoTags"] == []  # docker loads it without a name
+    other = tmp_path / "other"
+    loaded = run_pypull("load", "--store", other, archive)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout == f"Loaded image: {parse(by_digest).familiar}\n"
+    info = run_pypull("inspect", "--store", other, by_digest)
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["Digest"] == image.digest
