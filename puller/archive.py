@@ -385,19 +385,22 @@ class _Loader:
             elif name in _IGNORED or name.rpartition("/")[2] in _IGNORED_BASENAMES:
                 continue
             else:
-                self.files[name] = self._stage(tar, name, member.size)
+                self.files[name] = self._stage(tar, name)
 
-    def _stage(self, tar: TarReader, name: str, size: int) -> _Blob:
+    def _stage(self, tar: TarReader, name: str) -> _Blob:
         expected = _named_digest(name, self.where)
         if expected is not None and self.store.has(expected):
-            return _Blob(expected, size)  # what the store has is verified: these bytes unused
+            # The store's copy is verified, and these bytes go unused; its size is the one
+            # to trust, not the member's.
+            with self.store.open_blob(expected) as f:
+                return _Blob(expected, os.fstat(f.fileno()).st_size)
         with StagedBlob(self.store, expected, f"{self.where}: {shown(name, 200)}") as staged:
             while chunk := tar.read():
                 staged.write(chunk)
             new = not self.store.has(staged.content_digest())
             digest = staged.commit()
         self.written += new
-        return _Blob(digest, size)
+        return _Blob(digest, staged.size)
 
     def resolve(self, path: str, what: str) -> _Blob:
         """The member ``path`` names, through links (clean, relative to the archive's root)."""

@@ -303,3 +303,36 @@ def test_many_names_of_one_image_are_read_once_and_written_in_one_rewrite(
     result = puller.load(path, store=store)
     assert len(result.images) == 3000 == len({i.digest for i in result.images}) * 3000
     assert len(json.loads((store / "index.json").read_text())["manifests"]) == 3000
+
+
+def test_a_member_naming_a_blob_the_store_has_is_not_trusted_for_its_size(
+    store: Path, tmp_path: Path
+) -> None:
+    """The store's verified copy is used, whatever bytes (and length) the member has."""
+    layer = b"layer bytes"
+    cfg = json.dumps({"rootfs": {"type": "layers", "diff_ids": ["sha256:" + sha(layer)]}}).encode()
+    item = {
+        "Config": f"blobs/sha256/{sha(cfg)}",
+        "RepoTags": ["sized:1"],
+        "Layers": [f"blobs/sha256/{sha(layer)}"],
+    }
+    first = tmp_path / "first.tar"
+    first.write_bytes(
+        tar_of(
+            regular(f"blobs/sha256/{sha(layer)}", layer),
+            regular(f"blobs/sha256/{sha(cfg)}", cfg),
+            regular("manifest.json", json.dumps([item]).encode()),
+        )
+    )
+    puller.load(first, store=store)
+    second = tmp_path / "second.tar"
+    second.write_bytes(
+        tar_of(
+            regular(f"blobs/sha256/{sha(layer)}", b"something else, and longer"),
+            regular(f"blobs/sha256/{sha(cfg)}", cfg),
+            regular("manifest.json", json.dumps([{**item, "RepoTags": ["sized:2"]}]).encode()),
+        )
+    )
+    puller.load(second, store=store)
+    run = run_pypull("verify", "--store", store)
+    assert run.returncode == 0, run.stdout
