@@ -5,6 +5,8 @@
     print(result.digest, [str(layer.digest) for layer in result.layers])
     info = asyncio.run(puller.inspect("redis:latest", store="./store"))   # ImageInfo
     print(info.architecture, info.to_json()["Layers"], [r.id for r in puller.images("./store")])
+    puller.save(["redis:latest"], "redis.tar", store="./store")          # SaveResult
+    print([str(i.reference) for i in puller.load("redis.tar", store="./other").images])
 
 (The orchestration lives in ``puller.pulling``, not ``puller.pull``: importing a submodule binds
 its name on the package, which would hide the ``pull`` function.)
@@ -19,6 +21,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .archive import ArchiveError, LoadedImage, LoadResult, SavedImage, SaveResult, load, save
     from .auth import Credentials
     from .copying import Copier, CopyResult, RegistrySource, StoreSource
     from .digest import Digest, parse_digest
@@ -48,6 +51,13 @@ if TYPE_CHECKING:
     from .syncfile import SyncEntry, load_sync_file
 
 _EXPORTS = {
+    "ArchiveError": "archive",
+    "LoadResult": "archive",
+    "LoadedImage": "archive",
+    "SaveResult": "archive",
+    "SavedImage": "archive",
+    "load": "archive",
+    "save": "archive",
     "Credentials": "auth",
     "Copier": "copying",
     "CopyResult": "copying",
@@ -95,6 +105,7 @@ _RENAMED = {"parse_reference": "parse"}
 
 __all__ = [
     "AllPlatformsResult",
+    "ArchiveError",
     "Copier",
     "CopyResult",
     "Credentials",
@@ -105,6 +116,8 @@ __all__ = [
     "ImageRecord",
     "InvalidDigest",
     "InvalidReference",
+    "LoadResult",
+    "LoadedImage",
     "ManifestError",
     "NotFound",
     "Platform",
@@ -119,6 +132,8 @@ __all__ = [
     "Reference",
     "RegistryError",
     "RegistrySource",
+    "SaveResult",
+    "SavedImage",
     "SizeMismatch",
     "Store",
     "StoreError",
@@ -129,12 +144,14 @@ __all__ = [
     "VerificationError",
     "images",
     "inspect",
+    "load",
     "load_sync_file",
     "parse_digest",
     "parse_reference",
     "prune",
     "pull",
     "rmi",
+    "save",
     "tags",
 ]
 

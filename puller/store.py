@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import stat
@@ -67,7 +68,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from .digest import Digest, Verifier, verify_bytes
-from .errors import ManifestError, StoreError
+from .errors import DigestMismatch, ManifestError, StoreError
 from .manifest import MAX_MANIFEST_SIZE, REF_NAME_ANNOTATION, Descriptor, parse_descriptor
 
 OCI_LAYOUT = {"imageLayoutVersion": "1.0.0"}
@@ -435,6 +436,113 @@ class BlobWriter:
             os.unlink(self.path.name, dir_fd=ingest)
 
 
+class StagedBlob:
+    """Content whose digest is known only once all of it has been read (a layer of an archive
+    given to ``pypull load``, named by a path, not a digest): written to a fresh scratch file of
+    ``ingest/``, hashed as it goes, and renamed into ``blobs/`` by ``commit`` under the digest
+    its bytes have, so what lands there is verified by construction. ``expected`` (a name
+    that claims a digest) makes any other digest an error. No ``BlobLock`` is needed, as for
+    ``put_bytes``: the name is unique, and writers of one digest write the same bytes.
+
+    Blocking, as ``BlobWriter`` is. Use it as a context manager: leaving without ``commit``
+    removes the scratch file.
+    """
+
+    def __init__(self, store: Store, expected: Digest | None = None, where: str = "") -> None:
+        self._store = store
+        self.expected = expected
+        self._where = where
+        self._hash = expected.hasher() if expected else hashlib.sha256()
+        self.size = 0
+        self.digest: Digest | None = None
+        store.ensure_layout()
+        try:
+            self._dir_fd: int | None = store._open_dir(_INGEST, create=True)
+            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | _FILE_FLAGS
+            for _ in range(100):
+                self.name = f".staged-{os.urandom(8).hex()}"  # hidden: a temporary, no download
+                try:
+                    fd = os.open(self.name, flags, FILE_MODE, dir_fd=self._dir_fd)
+                    break
+                except FileExistsError:
+                    continue
+            else:
+                raise OSError(errno.EEXIST, "no free name for a staged blob")
+        except OSError as e:
+            self._close_dir()
+            raise _store_error("write to", store.ingest_dir, e) from e
+        self._file: IO[bytes] = os.fdopen(fd, "wb", buffering=0)
+
+    def __enter__(self) -> StagedBlob:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._dir_fd is not None:
+            self.abort()
+
+    def _close_dir(self) -> None:
+        if getattr(self, "_dir_fd", None) is not None:
+            assert self._dir_fd is not None
+            os.close(self._dir_fd)
+            self._dir_fd = None
+
+    def write(self, chunk: bytes | memoryview) -> None:
+        self._hash.update(chunk)
+        self.size += len(chunk)
+        view = memoryview(chunk)
+        try:
+            while view:  # an unbuffered write may write less than asked: see BlobWriter.write
+                written = self._file.write(view)
+                if not written:
+                    raise OSError(errno.ENOSPC, "no space left on device")
+                view = view[written:]
+        except OSError as e:
+            raise _store_error("write", self._store.ingest_dir / self.name, e) from e
+
+    def content_digest(self) -> Digest:
+        """The digest of what was written so far."""
+        algorithm = self.expected.algorithm if self.expected else "sha256"
+        return Digest(algorithm, self._hash.copy().hexdigest())
+
+    def commit(self) -> Digest:
+        """Name the content by its digest in ``blobs/`` (checked against ``expected``)."""
+        try:
+            got = self.content_digest()
+            if self.expected is not None and got != self.expected:
+                at = f" from {self._where}" if self._where else ""
+                raise DigestMismatch(
+                    f"digest mismatch for {self.expected}{at}: got {got}",
+                    expected=str(self.expected),
+                    got=str(got),
+                    url=self._where,
+                )
+            self._store._hold(got)  # before it is visible: a prune must not take it
+            target = self._store.blob_path(got)
+            try:
+                os.fsync(self._file.fileno())
+                self._file.close()
+                assert self._dir_fd is not None
+                with self._store._dir(("blobs", got.algorithm), create=True) as blobs:
+                    os.replace(self.name, target.name, src_dir_fd=self._dir_fd, dst_dir_fd=blobs)
+                    os.fsync(blobs)
+            except OSError as e:
+                raise _store_error("store blob", target, e) from e
+            self._close_dir()
+            self.digest = got
+            return got
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        with suppress(OSError):
+            self._file.close()
+        if self._dir_fd is not None:
+            with suppress(OSError):
+                os.unlink(self.name, dir_fd=self._dir_fd)
+        self._close_dir()
+
+
 #: A lease that cannot be created for these reasons is done without: see ``_Lease.hold``.
 _READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
 
@@ -783,6 +891,28 @@ class Store:
         entry = descriptor.to_json()
         entry.setdefault("annotations", {})[REF_NAME_ANNOTATION] = name
         self._rewrite_index(name, entry)
+
+    def tag_many(self, named: list[tuple[str, Descriptor]]) -> None:
+        """``tag`` for each pair, in one rewrite of index.json: all of the names or none (an
+        archive's images), and the time of one rewrite, not of one per name."""
+        self.ensure_layout()
+        entries: dict[str, dict[str, Any]] = {}
+        for name, descriptor in named:
+            entry = descriptor.to_json()
+            entry.setdefault("annotations", {})[REF_NAME_ANNOTATION] = name
+            entries.pop(name, None)  # the last one given wins, as with tag() in turn
+            entries[name] = entry
+        try:
+            with self._index_lock():
+                doc = self._read_index_doc()
+                kept = [
+                    e
+                    for e in doc["manifests"]
+                    if not (isinstance(ref := _ref_name(e), str) and ref in entries)
+                ]
+                self._write_index([*kept, *entries.values()])
+        except OSError as e:
+            raise _store_error("update", self.index_path, e) from e
 
     def untag(self, name: str) -> bool:
         """Remove ``name`` from index.json (its blobs stay until a prune); False if it was not

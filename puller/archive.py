@@ -1,0 +1,687 @@
+"""``pypull save`` and ``pypull load``: images of the store as one tar archive, and back.
+
+The archive is the one ``docker save`` has written since Docker 25: an OCI image layout
+(``oci-layout``, ``index.json``, ``blobs/sha256/<hex>``) with docker's ``manifest.json`` and
+``repositories`` beside it, so ``docker load``, ``skopeo copy docker-archive:FILE`` and
+``skopeo copy oci-archive:FILE`` all read it::
+
+    oci-layout  index.json  manifest.json  repositories  blobs/sha256/<hex>...
+
+The metadata comes first (a reader that streams learns what follows before it arrives), then
+every blob once, however many images share it, copied from the store in chunks and checked
+against its digest on the way: the archive's size is known from the manifests, so nothing is
+staged in a temporary copy.
+
+``index.json`` names each image as the store does (``org.opencontainers.image.ref.name`` and
+containerd's ``io.containerd.image.name`` both the full reference, ``docker.io/library/redis:7``),
+so ``skopeo copy oci-archive:FILE:docker.io/library/redis:7 ...`` finds it by the name the
+store's own layout answers to. An entry keeps ``io.pypull.resolved.digest`` and the manifest the
+registry served, so a store loaded from the archive describes the image as the first one did.
+
+``manifest.json`` is docker's view: one item per single-platform image, whose ``Layers`` are the
+layer blobs as the store holds them, compressed. Docker's loader (moby ``image/tarexport``,
+``loadLayer``: ``archive.DecompressStream`` before the layer is registered and its diff_id
+checked) and skopeo's ``docker-archive:`` reader (containers/image ``docker/internal/tarfile``:
+``GetBlob`` auto-decompresses, and the manifest it makes names layers by the config's diff_ids)
+both decompress what they read, and Docker 25 with the containerd store writes its compressed
+blobs there the same way. So one blob serves both views; uncompressed copies would double the
+archive and the time to write it. A multi-platform image (``pull --all-platforms``) is saved
+whole in the OCI view (its index and every platform the store holds) but has no
+``manifest.json`` item: docker's view is one image per item, and only a containerd-backed
+docker reads the index.
+
+``load`` reads such an archive, or the older ``docker save`` layout (``manifest.json`` naming
+``<id>/layer.tar`` or ``<hex>.tar`` layers and a ``<hex>.json`` config, no ``index.json``),
+streamed: members arrive in any order, so each blob is written to the store's ingest area as it
+comes and renamed into ``blobs/`` only under the digest its bytes have (``StagedBlob``); a
+member named by a digest (``blobs/sha256/<hex>``, ``<hex>.json``) must have that digest. Only
+when the whole archive is read, and every image it names is complete in the store, are the
+names added to ``index.json``: a bad archive leaves the store's images as they were (some
+verified blobs more, for ``pypull prune``). A legacy image gets an OCI manifest made here
+(layers ``application/vnd.oci.image.layer.v1.tar``, or ``+gzip``, named by their own digest),
+checked against the config's ``rootfs.diff_ids`` as docker checks them.
+
+An archive may be written by an attacker: member names are never paths on this machine (no
+file is made outside the store), names with ``..`` or a leading ``/`` and links out of the
+archive are refused, ``index.json`` and ``manifest.json`` are read to at most
+``MAX_MANIFEST_SIZE``, configs to ``MAX_CONFIG_SIZE``, headers as ``tarstream`` bounds them,
+and every name printed goes through ``text.shown``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+from .digest import Digest, Verifier, digest_of, parse_digest, verify_bytes
+from .errors import InvalidDigest, ManifestError, NotFound, PullError, StoreError
+from .inspecting import MAX_CONFIG_SIZE, _find, _manifest_at
+from .manifest import (
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    MAX_MANIFEST_SIZE,
+    OCI_CONFIG,
+    OCI_MANIFEST,
+    REF_NAME_ANNOTATION,
+    Descriptor,
+    Index,
+    Manifest,
+    parse_descriptor,
+)
+from .reference import Reference, parse
+from .store import OCI_LAYOUT, RESOLVED_ANNOTATION, StagedBlob, Store, as_store
+from .tarstream import CHUNK, DIRECTORY, LINK, ArchiveError, TarReader, TarWriter
+from .text import shown
+
+__all__ = ["ArchiveError", "LoadResult", "LoadedImage", "SaveResult", "SavedImage", "load", "save"]
+
+#: containerd's name for an image, which docker 25+ writes and its containerd store reads.
+CONTAINERD_NAME = "io.containerd.image.name"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+#: Links followed to find a member (a legacy layer.tar links to another's); more is a loop.
+_MAX_HOPS = 40
+_BLOB_NAME = re.compile(r"blobs/([a-z0-9]+)/([a-f0-9]+)")
+_CONFIG_NAME = re.compile(r"([a-f0-9]{64})\.json")
+#: Members of a docker archive that nothing reads any more (the pre-1.10 image format).
+_IGNORED = ("oci-layout", "repositories")
+_IGNORED_BASENAMES = ("VERSION", "json")
+
+
+# -- save -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SavedImage:
+    """One image written: its name, and the digest ``index.json`` points at (an index, for a
+    multi-platform image). ``docker`` says whether ``manifest.json`` lists it."""
+
+    reference: Reference
+    digest: Digest
+    docker: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SaveResult:
+    images: tuple[SavedImage, ...]
+    blobs: int  # distinct blobs written, each once
+    size: int  # bytes of the archive
+
+
+@dataclass
+class _Plan:
+    """What an archive holds, known before its first byte is written."""
+
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    saved: list[SavedImage] = field(default_factory=list)
+    # digest -> (size, bytes when already read and verified: a manifest)
+    blobs: dict[Digest, tuple[int, bytes | None]] = field(default_factory=dict)
+    docker: dict[tuple[Digest, tuple[Digest, ...]], list[str]] = field(default_factory=dict)
+
+
+def _walk(
+    store: Store, desc: Descriptor, what: str, into: dict[Digest, tuple[int, bytes | None]]
+) -> Manifest | Index:
+    """Add ``desc`` and everything it needs to ``into``: a manifest's config and layers (all
+    required), an index's children that the store holds (at least one)."""
+    raw, parsed = _manifest_at(store, desc, what)
+    into[desc.digest] = (len(raw), raw)
+    if isinstance(parsed, Manifest):
+        for kind, d in (("config", parsed.config), *(("layer", d) for d in parsed.layers)):
+            if not store.has(d.digest):
+                raise NotFound(f"{what}: the store {store.root} lacks its {kind} {d.digest}")
+            into.setdefault(d.digest, (d.size, None))
+        return parsed
+    present = [
+        c
+        for c in parsed.manifests
+        if (c.media_type in MANIFEST_TYPES or c.media_type in INDEX_TYPES) and store.has(c.digest)
+    ]
+    if not present:
+        raise NotFound(f"{what}: the store {store.root} holds none of the manifests of its index")
+    for child in present:
+        if child.digest not in into:
+            _walk(store, child, what, into)
+    return parsed
+
+
+def _plan(store: Store, refs: Sequence[Reference]) -> _Plan:
+    plan = _Plan()
+    for ref in refs:
+        what = str(ref)
+        entry = _find(store, ref)
+        if entry is None:
+            raise NotFound(f"{what}: not in the store {store.root} (pull it first)")
+        top = _walk(store, entry, what, plan.blobs)
+        annotations = {REF_NAME_ANNOTATION: str(ref), CONTAINERD_NAME: str(ref)}
+        served = _served(store, entry, what)
+        if served is not None:
+            digest, blobs = served
+            plan.blobs.update((d, v) for d, v in blobs.items() if d not in plan.blobs)
+            annotations[RESOLVED_ANNOTATION] = str(digest)
+        desc = Descriptor(entry.media_type, entry.digest, entry.size, entry.platform, annotations)
+        plan.entries.append(desc.to_json())
+        if isinstance(top, Manifest):
+            key = (top.config.digest, tuple(d.digest for d in top.layers))
+            tags = plan.docker.setdefault(key, [])
+            tag = f"{ref.familiar_name}:{ref.tag}"
+            if ref.tag is not None and tag not in tags:
+                tags.append(tag)
+        plan.saved.append(SavedImage(ref, entry.digest, isinstance(top, Manifest)))
+    return plan
+
+
+def _served(
+    store: Store, entry: Descriptor, what: str
+) -> tuple[Digest, dict[Digest, tuple[int, bytes | None]]] | None:
+    """The manifest the registry served (``io.pypull.resolved.digest``) and what it reaches,
+    when the store holds all of it; else None, and the archive carries the stored form only."""
+    try:
+        resolved = parse_digest(entry.annotations.get(RESOLVED_ANNOTATION, ""))
+    except InvalidDigest:
+        return None
+    if resolved == entry.digest or not store.has(resolved):
+        return None
+    found: dict[Digest, tuple[int, bytes | None]] = {}
+    try:
+        raw = store.read_manifest(resolved)
+        desc = Descriptor(_media_type(raw), resolved, len(raw))
+        _walk(store, desc, what, found)
+    except PullError:
+        return None
+    return resolved, found
+
+
+def _media_type(raw: bytes) -> str:
+    """A stored manifest's own ``mediaType`` (already verified and bounded by the caller)."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ManifestError("the served manifest is not JSON") from None
+    value = doc.get("mediaType") if isinstance(doc, dict) else None
+    if isinstance(value, str):
+        return value
+    return "application/vnd.oci.image.index.v1+json" if "manifests" in doc else OCI_MANIFEST
+
+
+def _metadata(plan: _Plan) -> list[tuple[str, bytes]]:
+    index = {"schemaVersion": 2, "mediaType": INDEX_TYPES[0], "manifests": plan.entries}
+    manifest = []
+    repositories: dict[str, dict[str, str]] = {}
+    for (config, layers), tags in plan.docker.items():
+        manifest.append(
+            {
+                "Config": f"blobs/{config.algorithm}/{config.hex}",
+                "RepoTags": tags,
+                "Layers": [f"blobs/{d.algorithm}/{d.hex}" for d in layers],
+            }
+        )
+        for tag in tags:
+            name, _, t = tag.rpartition(":")
+            # docker's legacy "top layer ID"; nothing reads it but the pre-1.10 loader.
+            repositories.setdefault(name, {})[t] = layers[-1].hex if layers else config.hex
+    return [
+        ("oci-layout", json.dumps(OCI_LAYOUT).encode()),
+        ("index.json", json.dumps(index).encode()),
+        ("manifest.json", json.dumps(manifest).encode()),
+        ("repositories", json.dumps(repositories).encode()),
+    ]
+
+
+def _write(store: Store, plan: _Plan, out: BinaryIO) -> int:
+    tar = TarWriter(out)
+    for name, doc in _metadata(plan):
+        tar.file(name, doc)
+    tar.directory("blobs")
+    tar.directory("blobs/sha256")
+    for digest, (size, content) in plan.blobs.items():
+        name = f"blobs/{digest.algorithm}/{digest.hex}"
+        if content is not None:
+            tar.file(name, content)
+            continue
+        tar.header(name, size)
+        path = str(store.blob_path(digest))
+        verifier = Verifier(digest, size, path)
+        with store.open_blob(digest) as f:
+            left = size
+            while left:
+                try:
+                    chunk = f.read(min(CHUNK, left))
+                except OSError as e:
+                    raise StoreError(f"cannot read {path}: {e.strerror or e}", path=path) from e
+                if not chunk:
+                    break
+                verifier.update(chunk)
+                tar.data(chunk)
+                left -= len(chunk)
+        verifier.verify()  # a blob changed in the store since it was pulled: run pypull verify
+        tar.end_member(size)
+    tar.close()
+    return tar.size
+
+
+def _to_file(store: Store, plan: _Plan, path: Path) -> int:
+    """Written beside ``path`` under a temporary name and renamed at the end: a failed save
+    leaves no partial archive, and an old one stays whole until the new one is."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    try:
+        for _ in range(100):
+            tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
+            try:
+                fd = os.open(tmp, flags, 0o666)
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise OSError(errno.EEXIST, "no free temporary name")
+    except OSError as e:
+        raise PullError(f"cannot write {shown(str(path))}: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            size = _write(store, plan, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise PullError(f"cannot write {shown(str(path))}: {e.strerror or e}") from None
+        raise
+    return size
+
+
+def save(
+    images: Sequence[str | Reference],
+    output: str | os.PathLike[str] | BinaryIO,
+    *,
+    store: str | os.PathLike[str] | Store | None = None,
+) -> SaveResult:
+    """Write ``images`` from the store to ``output`` (a path, or a binary stream such as
+    ``sys.stdout.buffer``) as one archive (see the module's docstring). Blocking. An image the
+    store lacks, or lacks part of, raises ``NotFound`` before anything is written; a blob that
+    no longer matches its digest raises ``DigestMismatch`` and, for a path, leaves no file."""
+    held = as_store(store)
+    refs = list(dict.fromkeys(r if isinstance(r, Reference) else parse(r) for r in images))
+    with held.lease():  # a concurrent prune leaves what is being saved
+        plan = _plan(held, refs)
+        if isinstance(output, (str, os.PathLike)):
+            size = _to_file(held, plan, Path(output))
+        else:
+            size = _write(held, plan, output)
+    return SaveResult(tuple(plan.saved), len(plan.blobs), size)
+
+
+# -- load -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedImage:
+    """One name added to the store, and the digest its ``index.json`` entry points at."""
+
+    reference: Reference
+    digest: Digest
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    images: tuple[LoadedImage, ...]
+    untagged: tuple[Digest, ...]  # images without a name (their config digest, docker's ID)
+    blobs: int  # blobs the store did not have before
+    format: str  # "oci" (index.json) or "docker" (manifest.json only)
+
+
+@dataclass(frozen=True, slots=True)
+class _Blob:
+    digest: Digest
+    size: int
+
+
+class _Loader:
+    def __init__(self, store: Store, where: str) -> None:
+        self.store = store
+        self.where = where
+        self.files: dict[str, _Blob] = {}
+        self.links: dict[str, str] = {}
+        self.docs: dict[str, bytes] = {}
+        self.written = 0
+        # What was read of the store once, by digest: a 4 MiB manifest.json or index.json can
+        # name one config or manifest of megabytes tens of thousands of times.
+        self._walked: dict[tuple[Digest, int, str], Manifest | Index] = {}
+        self._configs: dict[Digest, list[Digest]] = {}
+        self._layers: dict[Digest, tuple[str, Digest]] = {}
+
+    # -- reading the archive
+
+    def read(self, stream: BinaryIO) -> None:
+        tar = TarReader(stream, self.where)
+        for member in tar.members():
+            if member.kind == DIRECTORY:
+                continue
+            if member.kind == LINK:
+                self.links[member.name] = member.target
+                continue
+            name = member.name
+            if name in ("index.json", "manifest.json"):
+                if name in self.docs:
+                    raise ArchiveError(f"{self.where}: {name} appears twice")
+                if member.size > MAX_MANIFEST_SIZE:
+                    raise ArchiveError(
+                        f"{self.where}: its {name} is {member.size} bytes, over the "
+                        f"{MAX_MANIFEST_SIZE >> 20} MiB pypull reads"
+                    )
+                self.docs[name] = _read_all(tar)
+            elif name in _IGNORED or name.rpartition("/")[2] in _IGNORED_BASENAMES:
+                continue
+            else:
+                self.files[name] = self._stage(tar, name)
+
+    def _stage(self, tar: TarReader, name: str) -> _Blob:
+        expected = _named_digest(name, self.where)
+        if expected is not None and self.store.has(expected):
+            # The store's copy is verified, and these bytes go unused; its size is the one
+            # to trust, not the member's.
+            with self.store.open_blob(expected) as f:
+                return _Blob(expected, os.fstat(f.fileno()).st_size)
+        with StagedBlob(self.store, expected, f"{self.where}: {shown(name, 200)}") as staged:
+            while chunk := tar.read():
+                staged.write(chunk)
+            new = not self.store.has(staged.content_digest())
+            digest = staged.commit()
+        self.written += new
+        return _Blob(digest, staged.size)
+
+    def resolve(self, path: str, what: str) -> _Blob:
+        """The member ``path`` names, through links (clean, relative to the archive's root)."""
+        name = "/".join(p for p in path.split("/") if p not in ("", "."))
+        for _ in range(_MAX_HOPS):
+            if name in self.files:
+                return self.files[name]
+            if name not in self.links:
+                raise ArchiveError(f"{self.where}: {what} names '{shown(path, 200)}', not in it")
+            name = self.links[name]
+        raise ArchiveError(f"{self.where}: {what}: links to '{shown(path, 200)}' go round")
+
+    # -- the images
+
+    def images(self) -> tuple[list[tuple[Reference, Descriptor]], list[Digest], str]:
+        if "index.json" in self.docs:
+            return (*self._oci(), "oci")
+        if "manifest.json" in self.docs:
+            return (*self._legacy(), "docker")
+        raise ArchiveError(
+            f"{self.where}: neither index.json nor manifest.json: not an image archive"
+        )
+
+    def _json(self, name: str) -> Any:
+        try:
+            return json.loads(self.docs[name])
+        except (ValueError, RecursionError):
+            raise ArchiveError(f"{self.where}: its {name} is not valid JSON") from None
+
+    def _docker_items(self) -> list[dict[str, Any]]:
+        if "manifest.json" not in self.docs:
+            return []
+        doc = self._json("manifest.json")
+        if not isinstance(doc, list) or not all(isinstance(i, dict) for i in doc):
+            raise ArchiveError(f"{self.where}: its manifest.json is not a list of images")
+        return doc
+
+    def _repo_tags(self, item: dict[str, Any], what: str) -> list[Reference]:
+        tags = item.get("RepoTags") or []
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise ArchiveError(f"{self.where}: {what}: RepoTags is not a list of names")
+        return [self._reference(t, what) for t in tags]
+
+    def _reference(self, text: str, what: str) -> Reference:
+        try:
+            return parse(text)
+        except PullError as e:
+            raise ArchiveError(f"{self.where}: {what}: {e}") from None
+
+    def _oci(self) -> tuple[list[tuple[Reference, Descriptor]], list[Digest]]:
+        doc = self._json("index.json")
+        entries = doc.get("manifests") if isinstance(doc, dict) else None
+        if not isinstance(entries, list):
+            raise ArchiveError(f"{self.where}: its index.json has no manifests list")
+        # Names docker's view gives a config, for an entry index.json leaves unnamed.
+        by_config: dict[str, list[dict[str, Any]]] = {}
+        for item in self._docker_items():
+            if isinstance(item.get("Config"), str):
+                by_config.setdefault(item["Config"], []).append(item)
+        named: list[tuple[Reference, Descriptor]] = []
+        untagged: list[Digest] = []
+        for i, raw_entry in enumerate(entries):
+            what = f"index.json entry {i}"
+            try:
+                entry = parse_descriptor(raw_entry, what)
+            except ManifestError as e:
+                raise ArchiveError(f"{self.where}: {e}") from None
+            top = self._complete(entry, what)
+            names = self._names(entry, what)
+            if not names and isinstance(top, Manifest):
+                for item in by_config.get(f"blobs/sha256/{top.config.digest.hex}", []):
+                    names += self._repo_tags(item, f"manifest.json for {what}")
+            kept = {}
+            with contextlib.suppress(InvalidDigest):
+                resolved = parse_digest(entry.annotations.get(RESOLVED_ANNOTATION, ""))
+                if resolved != entry.digest:
+                    kept[RESOLVED_ANNOTATION] = str(resolved)
+            stored = Descriptor(entry.media_type, entry.digest, entry.size, entry.platform, kept)
+            named += [(ref, stored) for ref in names]
+            if not names:
+                untagged.append(top.config.digest if isinstance(top, Manifest) else entry.digest)
+        return named, untagged
+
+    def _names(self, entry: Descriptor, what: str) -> list[Reference]:
+        """containerd's name, else the OCI ref name when it is a reference (``redis:7``), not a
+        bare tag (``7``, which is all docker writes there)."""
+        name = entry.annotations.get(CONTAINERD_NAME)
+        if name is None:
+            ref_name = entry.annotations.get(REF_NAME_ANNOTATION, "")
+            name = ref_name if ("/" in ref_name or ":" in ref_name) else None
+        return [] if name is None else [self._reference(name, what)]
+
+    def _complete(self, desc: Descriptor, what: str) -> Manifest | Index:
+        """The manifest or index ``desc`` names, with everything it needs in the store."""
+        key = (desc.digest, desc.size, desc.media_type)  # all three checked by the walk
+        if key not in self._walked:
+            self._walked[key] = self._walk(desc, what)
+        return self._walked[key]
+
+    def _walk(self, desc: Descriptor, what: str) -> Manifest | Index:
+        if desc.media_type not in MANIFEST_TYPES and desc.media_type not in INDEX_TYPES:
+            raise ArchiveError(f"{self.where}: {what} is a {shown(desc.media_type)}, no image")
+        try:
+            return _walk(self.store, desc, f"{self.where}: {what}", {})
+        except NotFound as e:
+            message = str(e).replace(f"the store {self.store.root}", "the archive")
+            raise ArchiveError(message) from None
+
+    def _legacy(self) -> tuple[list[tuple[Reference, Descriptor]], list[Digest]]:
+        named: list[tuple[Reference, Descriptor]] = []
+        untagged: list[Digest] = []
+        for i, item in enumerate(self._docker_items()):
+            what = f"manifest.json image {i}"
+            config_path, layer_paths = item.get("Config"), item.get("Layers")
+            if not isinstance(config_path, str) or not isinstance(layer_paths, list):
+                raise ArchiveError(f"{self.where}: {what} has no Config or no Layers")
+            if not all(isinstance(p, str) for p in layer_paths):
+                raise ArchiveError(f"{self.where}: {what}: Layers is not a list of paths")
+            config = self.resolve(config_path, what)
+            diff_ids = self._diff_ids(config, what)
+            if len(diff_ids) != len(layer_paths):
+                raise ArchiveError(
+                    f"{self.where}: {what} has {len(layer_paths)} layers, its config "
+                    f"{len(diff_ids)} diff_ids"
+                )
+            layers = []
+            for n, (path, diff_id) in enumerate(zip(layer_paths, diff_ids, strict=True)):
+                blob = self.resolve(path, what)
+                media_type, got = self._uncompressed(blob)
+                if got != diff_id:
+                    raise ArchiveError(
+                        f"{self.where}: {what}: layer {n} ({shown(path, 200)}) is {got} "
+                        f"uncompressed; its config says {diff_id}"
+                    )
+                layers.append(Descriptor(media_type, blob.digest, blob.size))
+            doc = {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": Descriptor(OCI_CONFIG, config.digest, config.size).to_json(),
+                "layers": [d.to_json() for d in layers],
+            }
+            raw = json.dumps(doc, separators=(",", ":")).encode()
+            digest = digest_of(raw)
+            self.store.put_bytes(digest, raw, self.where)
+            entry = Descriptor(OCI_MANIFEST, digest, len(raw))
+            refs = self._repo_tags(item, what)
+            named += [(ref, entry) for ref in refs]
+            if not refs:
+                untagged.append(config.digest)
+        return named, untagged
+
+    def _diff_ids(self, config: _Blob, what: str) -> list[Digest]:
+        if config.digest not in self._configs:
+            self._configs[config.digest] = self._read_diff_ids(config, what)
+        return self._configs[config.digest]
+
+    def _read_diff_ids(self, config: _Blob, what: str) -> list[Digest]:
+        if config.size > MAX_CONFIG_SIZE:
+            raise ArchiveError(
+                f"{self.where}: {what}: its config is {config.size} bytes, over the "
+                f"{MAX_CONFIG_SIZE >> 20} MiB pypull reads"
+            )
+        raw = self.store.read_blob(config.digest, MAX_CONFIG_SIZE + 1)
+        verify_bytes(raw, config.digest, config.size, str(self.store.blob_path(config.digest)))
+        try:
+            doc = json.loads(raw)
+            ids = doc["rootfs"]["diff_ids"]
+            if not isinstance(ids, list):
+                raise TypeError
+            return [parse_digest(d) for d in ids]
+        except (ValueError, RecursionError, KeyError, TypeError):
+            raise ArchiveError(f"{self.where}: {what}: its config has no rootfs.diff_ids") from None
+
+    def _uncompressed(self, blob: _Blob) -> tuple[str, Digest]:
+        """A layer's media type and digest uncompressed (its diff_id): docker's loader takes
+        a layer.tar gzipped too (crane writes them so), so a gzipped one is hashed inflated."""
+        if blob.digest not in self._layers:
+            self._layers[blob.digest] = self._inflated(blob)
+        return self._layers[blob.digest]
+
+    def _inflated(self, blob: _Blob) -> tuple[str, Digest]:
+        with self.store.open_blob(blob.digest) as f:
+            head = f.read(2)
+            if head != b"\x1f\x8b":
+                return OCI_LAYER, blob.digest
+            f.seek(0)
+            return OCI_LAYER_GZIP, _gunzipped_digest(f, f"{self.where}: {blob.digest}")
+
+
+def _gunzipped_digest(f: IO[bytes], where: str) -> Digest:
+    """sha256 of a gzip stream's content (every member), inflated a bounded piece at a time:
+    a small layer that inflates to gigabytes costs time, never memory."""
+    hasher = hashlib.sha256()
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        while chunk := f.read(CHUNK):
+            data = chunk
+            while True:
+                if inflater.eof:  # the next gzip member
+                    data = inflater.unused_data + data
+                    if not data:
+                        break
+                    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                out = inflater.decompress(data, CHUNK)
+                hasher.update(out)
+                data = inflater.unconsumed_tail
+                if not data and len(out) < CHUNK and not inflater.unused_data:
+                    break
+        if not inflater.eof:
+            raise ArchiveError(f"{where}: a gzip layer cut short")
+    except zlib.error as e:
+        raise ArchiveError(f"{where}: a corrupt gzip layer ({e})") from None
+    return Digest("sha256", hasher.hexdigest())
+
+
+def _named_digest(name: str, where: str) -> Digest | None:
+    """The digest a member's name claims: ``blobs/<algorithm>/<hex>``, or a legacy config's
+    ``<hex>.json``."""
+    m = _BLOB_NAME.fullmatch(name) or _CONFIG_NAME.fullmatch(name)
+    if m is None:
+        return None
+    try:
+        return Digest(m.group(1), m.group(2)) if m.re is _BLOB_NAME else Digest("sha256", m[1])
+    except InvalidDigest:
+        raise ArchiveError(f"{where}: member '{shown(name, 200)}' names no valid digest") from None
+
+
+def _read_all(tar: TarReader) -> bytes:
+    parts = []
+    while chunk := tar.read():
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+@contextlib.contextmanager
+def _opened(source: str | os.PathLike[str] | BinaryIO) -> Iterator[tuple[BinaryIO, str]]:
+    """The archive as a stream, inflated when it is gzipped (as ``docker load`` takes it)."""
+    if isinstance(source, (str, os.PathLike)):
+        where = str(source)
+        try:
+            raw: BinaryIO = open(source, "rb")  # noqa: SIM115 (closed below)
+        except OSError as e:
+            raise PullError(f"cannot read {shown(where)}: {e.strerror or e}") from None
+    else:
+        where = str(getattr(source, "name", "the archive"))
+        raw = source
+    try:
+        buffered: Any = raw if hasattr(raw, "peek") else io.BufferedReader(raw)  # type: ignore[type-var,unused-ignore]
+        if buffered.peek(2)[:2] == b"\x1f\x8b":
+            inflated: Any = gzip.GzipFile(fileobj=buffered, mode="rb")
+            yield inflated, where
+        else:
+            yield buffered, where
+    finally:
+        if isinstance(source, (str, os.PathLike)):
+            raw.close()
+
+
+def load(
+    source: str | os.PathLike[str] | BinaryIO,
+    *,
+    store: str | os.PathLike[str] | Store | None = None,
+) -> LoadResult:
+    """Read an archive (``pypull save``'s, ``docker save``'s of any version; see the module's
+    docstring) from ``source`` (a path or a binary stream) into the store, every blob
+    verified, and name its images there. Blocking. A bad archive raises ``ArchiveError`` (or
+    a ``VerificationError`` for a blob that does not match its name) and names nothing."""
+    held = as_store(store)
+    with _opened(source) as (stream, where), held.lease():
+        loader = _Loader(held, shown(where))
+        try:
+            loader.read(stream)
+        except (OSError, EOFError, zlib.error) as e:
+            reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
+            raise ArchiveError(f"cannot read {shown(where)}: {reason}") from None
+        named, untagged, kind = loader.images()
+        if named:
+            held.tag_many([(str(ref), entry) for ref, entry in named])
+    return LoadResult(
+        tuple(LoadedImage(ref, entry.digest) for ref, entry in named),
+        tuple(untagged),
+        loader.written,
+        kind,
+    )
