@@ -1634,8 +1634,11 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     verb = "Would delete" if result.dry_run else "Deleted"
     if not args.quiet:
         for item in result.removed:
-            what = "partial download " if item.kind == "partial" else ""
-            print(f"{verb}: {what}{item.digest} ({_human_size(item.size)})")
+            if item.digest is None:
+                what = f"temporary file {shown(item.path)}"
+            else:
+                what = ("partial download " if item.kind == "partial" else "") + str(item.digest)
+            print(f"{verb}: {what} ({_human_size(item.size)})")
     total = "Total reclaimable space" if result.dry_run else "Total reclaimed space"
     print(f"{total}: {_human_size(result.reclaimed)}")
     return 0

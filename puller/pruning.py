@@ -47,6 +47,8 @@ __all__ = ["PruneResult", "Pruned", "prune", "rmi"]
 
 #: Partial downloads untouched this long belong to pulls nobody is going to finish.
 DEFAULT_PARTIALS_AGE = 24 * 3600.0
+#: A hidden temporary of ``ingest/`` untouched this long has no writer (see ``_old_temporary``).
+TEMPORARY_AGE = 3600.0
 #: A lease holds one digest a line (72 bytes for sha256): this is a million of them. A larger
 #: file is not ours, and a prune that cannot read all of a live lease must not go on.
 MAX_LEASE_SIZE = 72 << 20
@@ -60,10 +62,11 @@ _ARCHIVES = ("tar", "gzip", "zstd")
 
 @dataclass(frozen=True, slots=True)
 class Pruned:
-    """One thing deleted (or, in a dry run, that would be): a blob, or a partial download."""
+    """One thing deleted (or, in a dry run, that would be): a blob, a partial download, or a
+    temporary file a killed process left in ``ingest/`` (no digest)."""
 
-    kind: str  # "blob" or "partial"
-    digest: Digest
+    kind: str  # "blob", "partial" or "temporary"
+    digest: Digest | None
     size: int
     path: str
 
@@ -82,7 +85,8 @@ class PruneResult:
         return {
             "dry_run": self.dry_run,
             "removed": [
-                {"kind": p.kind, "digest": str(p.digest), "size": p.size} for p in self.removed
+                {"kind": p.kind, "digest": p.digest and str(p.digest), "size": p.size}
+                for p in self.removed
             ],
             "reclaimed": self.reclaimed,
         }
@@ -316,6 +320,24 @@ def _sweep(store: Store, keep: set[Digest], dry_run: bool) -> list[Pruned]:
     return removed
 
 
+def _old_temporary(
+    store: Store, ingest: int, name: str, older_than: float, now: float, dry_run: bool
+) -> list[Pruned]:
+    """A hidden scratch file (a small write's, a blob a load was staging) of a process killed
+    before it renamed or removed it. Nothing locks those, but a writer keeps touching its
+    file, so one untouched for ``TEMPORARY_AGE`` (or the partials' age, if longer) is dead."""
+    try:
+        st = os.stat(name, dir_fd=ingest, follow_symlinks=False)
+    except FileNotFoundError:
+        return []
+    if not stat.S_ISREG(st.st_mode) or st.st_mtime > now - max(older_than, TEMPORARY_AGE):
+        return []
+    if not dry_run:
+        with suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=ingest)
+    return [Pruned("temporary", None, st.st_size, str(store.ingest_dir / name))]
+
+
 def _old_partials(store: Store, older_than: float, now: float, dry_run: bool) -> list[Pruned]:
     """Partial downloads last written before ``now - older_than`` whose download lock is free
     (a pull writing one holds it)."""
@@ -324,6 +346,9 @@ def _old_partials(store: Store, older_than: float, now: float, dry_run: bool) ->
         with store._dir(_INGEST) as ingest:
             names = sorted(os.listdir(ingest))
             for name in names:
+                if name.startswith(".") and not name.endswith(".lock"):
+                    removed += _old_temporary(store, ingest, name, older_than, now, dry_run)
+                    continue
                 if not name.endswith(".partial"):
                     continue
                 algorithm, _, rest = name[: -len(".partial")].partition("-")

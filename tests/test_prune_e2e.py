@@ -205,3 +205,23 @@ def test_the_python_api_removes_and_prunes_with_typed_records(
     done = puller.prune(store)
     assert done.removed == dry.removed and not done.dry_run
     assert blobs(store) == image_blobs(a)
+
+
+def test_prune_takes_temporaries_a_killed_process_left_once_nobody_writes_them(
+    source: tuple[Registry, tuple[Image, ...]], store: Path
+) -> None:
+    reg, (a, *_) = source
+    pulled(reg, store, a)
+    ingest = store / ".pypull" / "ingest"
+    dead, live = ingest / ".staged-0123456789abcdef", ingest / ".index.json.fedcba9876543210"
+    dead.write_bytes(b"z" * 2000)
+    live.write_bytes(b"being written")
+    for path, age in ((dead, 2 * 86400), (live, 600)):
+        os.utime(path, (time.time() - age, time.time() - age))
+    run = run_pypull("prune", "--store", store, "--partials-older-than", "0", "--json")
+    removed = json.loads(run.stdout)["removed"]
+    assert removed == [{"kind": "temporary", "digest": None, "size": 2000}]
+    assert not dead.exists()
+    assert live.exists()  # ten minutes old: its writer may still be at it
+    text = run_pypull("prune", "--store", store, "--dry-run")
+    assert text.stdout == "Total reclaimable space: 0B\n"
