@@ -58,7 +58,7 @@ from .reference import Reference, parse
 from .store import Store, as_store
 from .text import shown
 
-__all__ = ["UnpackError", "Unpacked", "unpack"]
+__all__ = ["Exported", "UnpackError", "Unpacked", "export", "unpack"]
 
 #: Bytes per piece of the pipeline: large enough that hashing and inflating release the GIL for
 #: long stretches, small enough that the queues hold a few MiB at most.
@@ -267,10 +267,14 @@ class _Pipeline:
     """Every layer's uncompressed bytes, in order, with an ``_End`` after each; the digests are
     computed in threads while the caller writes."""
 
-    def __init__(self, store: Store, layers: list[_Layer], what: str) -> None:
+    def __init__(
+        self, store: Store, layers: list[_Layer], what: str, numbers: list[int] | None = None
+    ) -> None:
         self._store = store
         self._layers = layers
         self._what = what
+        #: Each layer's number in the image, for messages (export reads them top first).
+        self._numbers = numbers or list(range(1, len(layers) + 1))
         self.stop = threading.Event()
         self._raw = _Pipe(self.stop)  # compressed chunks, then _End(compressed=...)
         self.out = _Pipe(self.stop)  # uncompressed chunks, then _End (to the writer)
@@ -283,7 +287,7 @@ class _Pipeline:
         ]
 
     def where(self, i: int) -> str:
-        return f"{self._what}: layer {i + 1} ({self._layers[i].descriptor.digest})"
+        return f"{self._what}: layer {self._numbers[i]} ({self._layers[i].descriptor.digest})"
 
     def __enter__(self) -> _Pipeline:
         for t in self._threads:
@@ -1102,3 +1106,170 @@ def unpack(
     held = as_store(store)
     with held.lease():  # a concurrent prune leaves every blob read here
         return _unpack_image(held, ref, Path(dest), want)
+
+
+# -- export: the flattened filesystem as one tar, streamed ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Exported:
+    """What an export wrote: layers read, entries written, bytes of file content."""
+
+    layers: int
+    files: int
+    bytes: int
+
+
+class _Flattener:
+    """The union of the layers, read top layer first (as crane's ``mutate.Extract`` does): an
+    entry is written unless an upper layer wrote the same path, whited it out, made one of its
+    directories opaque, or replaced one of its directories by something else. What grows with
+    the entry count: the paths written so far, as an unpacker's tree would hold them.
+
+    A hard link written before its target (the target is in a lower layer) waits until the
+    target comes; a target that an upper layer hid is written under the link's own name."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self.seen: dict[str, bool] = {}  # path -> is a directory
+        self.gone: set[str] = set()
+        self.opaque: set[str] = set()
+        self._pending_gone: set[str] = set()
+        self._pending_opaque: set[str] = set()
+        self._waiting: dict[str, list[_Entry]] = {}  # link target -> links to it
+        self.files = 0
+        self.bytes = 0
+
+    def end_layer(self) -> None:
+        """A layer's whiteouts and opaque markers hide only what lies below it."""
+        self.gone |= self._pending_gone
+        self.opaque |= self._pending_opaque
+        self._pending_gone, self._pending_opaque = set(), set()
+
+    def _hidden(self, parts: list[str]) -> bool:
+        path = _join(parts)
+        if path in self.seen or path in self.gone:
+            return True
+        for depth in range(1, len(parts)):
+            above = _join(parts[:depth])
+            if above in self.gone or above in self.opaque or self.seen.get(above) is False:
+                return True
+        return False
+
+    def add(self, entry: _Entry, src: _Input, where: str) -> None:
+        parts = _clean(entry.name, where)
+        if not parts:
+            return  # the root: a tar of a filesystem names what is in it
+        base = parts[-1]
+        if base.startswith(_WHITEOUT):
+            if base == _OPAQUE:
+                self._pending_opaque.add(_join(parts[:-1]))
+            elif not base.startswith(_WHITEOUT + _WHITEOUT):
+                self._pending_gone.add(_join([*parts[:-1], base[len(_WHITEOUT) :]]))
+            return
+        path = _join(parts)
+        hidden = self._hidden(parts)
+        if hidden and entry.kind != b"5":
+            # Not a directory in this layer: whatever lower layers hold under it is gone too.
+            self._pending_gone.add(path)
+        if entry.kind == b"1":
+            target = _join(_clean(entry.linkname, where))
+            entry.linkname = target
+            if not hidden:
+                self.seen[path] = False
+                entry.name = path
+                if target in self.seen:
+                    self._write(entry, src)
+                else:
+                    self._waiting.setdefault(target, []).append(entry)
+            return
+        links = self._waiting.pop(path, [])
+        if hidden:
+            if not links:
+                return
+            # Hidden here, yet linked from above: the first link carries the content.
+            first, links = links[0], links[1:]
+            entry.name = first.name
+            path = first.name
+        else:
+            self.seen[path] = entry.kind == b"5"
+            entry.name = path
+        self._write(entry, src)
+        for link in links:
+            link.linkname = path
+            self._write(link, src)
+
+    def _write(self, entry: _Entry, src: _Input) -> None:
+        import tarfile
+
+        info = tarfile.TarInfo(entry.name + ("/" if entry.kind == b"5" else ""))
+        info.type = entry.kind if entry.kind != b"\0" else tarfile.REGTYPE
+        info.mode = entry.mode
+        info.uid, info.gid = entry.uid, entry.gid
+        info.size = entry.size if entry.kind in _REGULAR else 0
+        info.mtime = entry.mtime_ns // 1_000_000_000
+        info.linkname = entry.linkname
+        info.devmajor, info.devminor = entry.devmajor, entry.devminor
+        info.pax_headers = {
+            "SCHILY.xattr." + k: v.decode("utf-8", "surrogateescape")
+            for k, v in entry.xattrs.items()
+        }
+        self._out.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        if info.size:
+            for piece in src.chunks(info.size):
+                self._out.write(piece)
+            self._out.write(bytes(-info.size % 512))
+            self.bytes += info.size
+        self.files += 1
+
+    def finish(self) -> None:
+        """The end-of-archive blocks. Links whose target no layer held are left out, as an
+        unpack would refuse them."""
+        self._out.write(bytes(1024))
+
+
+def _export_image(
+    store: Store, ref: Reference, out: BinaryIO, platform: Platform | None
+) -> Exported:
+    what = str(ref)
+    manifest, config = local_image(store, ref, platform)
+    layers = _layers(manifest.layers, config, what)
+    top_first = list(reversed(layers))
+    numbers = list(range(len(layers), 0, -1))
+    flat = _Flattener(out)
+    with _Pipeline(store, top_first, what, numbers) as pipeline:
+        for i in range(len(layers)):
+            where = pipeline.where(i)
+            src = _Input(pipeline.out)
+            try:
+                for entry in _entries(src, where):
+                    flat.add(entry, src, where)
+            except (UnpackError, _Truncated) as e:
+                if src.failed:
+                    raise
+                pipeline.verify(src.drain())
+                if isinstance(e, _Truncated):
+                    raise UnpackError(f"{where}: the tar ends inside an entry") from None
+                raise
+            pipeline.verify(src.drain())
+            flat.end_layer()
+    flat.finish()
+    return Exported(len(layers), flat.files, flat.bytes)
+
+
+def export(
+    image: str | Reference,
+    out: BinaryIO,
+    *,
+    store: str | os.PathLike[str] | Store | None = None,
+    platform: str | Platform | None = None,
+) -> Exported:
+    """Write the flattened filesystem of ``image`` to ``out`` as one tar, streamed: top layer
+    first, each entry once, no whiteouts. Blocking. Every layer is verified as it is read; an
+    error raised after some entries were written leaves a partial tar in ``out`` (the CLI's
+    ``-o FILE`` writes beside FILE and renames, so it leaves none)."""
+    ref = image if isinstance(image, Reference) else parse(image)
+    want = parse_platform(platform) if isinstance(platform, str) else platform
+    held = as_store(store)
+    with held.lease():
+        return _export_image(held, ref, out, want)
