@@ -332,3 +332,52 @@ def test_device_nodes_are_made_as_root_and_skipped_with_a_count_otherwise(
     assert done.returncode == 0, done.stderr
     assert "skipped as not root: 1 device node" in done.stdout
     assert sorted(p.name for p in (out / "rootfs").iterdir()) == ["plain"]
+
+
+def test_export_writes_the_tree_unpack_makes_as_one_tar(registry: Registry, work: Path) -> None:
+    store = work / "store"
+    name = pulled(registry, store, unpack_image("gzip"))
+    assert run_pypull("unpack", "--store", store, name, work / "rootfs").returncode == 0
+    done = run_pypull("export", "--store", store, name, "-o", work / "flat.tar")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Exported 3 layers to ")
+    assert sorted(p.name for p in work.iterdir()) == ["flat.tar", "rootfs", "store"]
+    streamed = subprocess.run(
+        [sys.executable, "-m", "puller", "unpack", "--store", str(store), name, "-"],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+    assert streamed.returncode == 0, streamed.stderr
+    assert streamed.stdout == (work / "flat.tar").read_bytes()
+    extracted = work / "extracted"
+    extracted.mkdir()
+    subprocess.run(
+        ["tar", "-x", "-p", "-f", str(work / "flat.tar"), "-C", str(extracted)], check=True
+    )
+    assert tree(extracted) == tree(work / "rootfs")
+    names = subprocess.run(
+        ["tar", "-t", "-f", str(work / "flat.tar")], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert len(names) == len(set(names)) and not any(".wh." in n for n in names)
+
+
+def test_export_of_a_layer_that_does_not_match_its_diff_id_leaves_no_file(
+    registry: Registry, work: Path
+) -> None:
+    good = layer([E("a", data=b"a\n")])
+    wrong = layer([E("a", data=b"A\n")])
+    image = image_of_layers("pypull-test/diffid-export", "1", [good])
+    from fixtures.images import Manifest
+
+    manifest = image.manifests[0]
+    doc = json.loads(manifest.raw)
+    doc["layers"][0] = wrong.descriptor()
+    raw = json.dumps(doc, indent=2).encode() + b"\n"
+    bad = Manifest(manifest.media_type, raw, manifest.config, (wrong,), manifest.platform)
+    store = work / "store"
+    name = pulled(registry, store, Image(image.repository, "1", bad.media_type, raw, (bad,)))
+    done = run_pypull("export", "--store", store, name, "-o", work / "flat.tar")
+    assert done.returncode == 1
+    assert len(done.stderr.strip().splitlines()) == 1 and good.diff_id in done.stderr
+    assert sorted(p.name for p in work.iterdir()) == ["store"]
