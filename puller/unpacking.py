@@ -484,7 +484,7 @@ def _text(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
 
-def _number(raw: bytes, what: str) -> int:
+def _number(raw: bytes, what: str, where: str = "") -> int:
     if raw and raw[0] & 0x80:  # GNU base-256: big numbers (sizes over 8 GiB, negative times)
         value = int.from_bytes(raw[1:], "big")
         if raw[0] == 0xFF:
@@ -496,11 +496,16 @@ def _number(raw: bytes, what: str) -> int:
     try:
         return int(text, 8)
     except ValueError:
-        raise UnpackError(f"bad {what} field in a tar header: {shown(repr(text))}") from None
+        raise UnpackError(
+            f"{where}: not a tar archive (bad {what} field {shown(repr(text))} in a header)"
+        ) from None
 
 
 def _checksum_ok(block: bytes) -> bool:
-    stored = _number(block[148:156], "checksum")
+    try:
+        stored = _number(block[148:156], "checksum")
+    except UnpackError:
+        return False
     unsigned = sum(block[:148]) + 8 * 32 + sum(block[156:])
     signed = unsigned - 2 * sum(b for b in block[:148] + block[156:] if b > 127)
     return stored in (unsigned, signed)
@@ -555,7 +560,7 @@ def _entries(src: _Input, where: str) -> Iterator[_Entry]:
             raise UnpackError(f"{where}: not a tar archive (a header's checksum is wrong)")
         first = False
         kind = block[156:157]
-        size = _number(block[124:136], "size")
+        size = _number(block[124:136], "size", where)
         if size < 0:
             raise UnpackError(f"{where}: a tar header with a negative size")
         padded = -size % 512
@@ -592,18 +597,18 @@ def _entries(src: _Input, where: str) -> Iterator[_Entry]:
             name = records["path"].decode("utf-8", "surrogateescape")
         if "linkpath" in records:
             linkname = records["linkpath"].decode("utf-8", "surrogateescape")
-        mtime_ns = _number(block[136:148], "mtime") * 1_000_000_000
+        mtime_ns = _number(block[136:148], "mtime", where) * 1_000_000_000
         entry = _Entry(
             name=name,
             kind=kind,
-            mode=_number(block[100:108], "mode") & 0o7777,
-            uid=_number(block[108:116], "uid"),
-            gid=_number(block[116:124], "gid"),
+            mode=_number(block[100:108], "mode", where) & 0o7777,
+            uid=_number(block[108:116], "uid", where),
+            gid=_number(block[116:124], "gid", where),
             size=size,
             mtime_ns=mtime_ns,
             linkname=linkname,
-            devmajor=_number(block[329:337], "devmajor"),
-            devminor=_number(block[337:345], "devminor"),
+            devmajor=_number(block[329:337], "devmajor", where),
+            devminor=_number(block[337:345], "devminor", where),
         )
         try:
             if "size" in records:
@@ -814,19 +819,20 @@ class _Tree:
             self.dir_times[""] = entry.mtime_ns
             return
         base = parts[-1]
-        if base.startswith(_WHITEOUT):
-            self.whiteout(parts, at)
-            return
-        found = self.parent(parts, at, create=True)
-        assert found is not None
-        fd, resolved = found
-        path = _join([*resolved, base])
         try:
-            self._apply(fd, base, path, entry, src, at)
-        except OSError as e:
+            if base.startswith(_WHITEOUT):
+                self.whiteout(parts, at)
+                return
+            found = self.parent(parts, at, create=True)
+            assert found is not None
+            fd, resolved = found
+            path = _join([*resolved, base])
+            try:
+                self._apply(fd, base, path, entry, src, at)
+            finally:
+                os.close(fd)
+        except OSError as e:  # the disk's answer (no space, a name too long): one line
             raise UnpackError(f"{at}: {e.strerror or e}") from None
-        finally:
-            os.close(fd)
         self.this_layer.add(path)
         self.files += 1
 
@@ -1066,7 +1072,10 @@ def _unpack_image(store: Store, ref: Reference, dest: Path, platform: Platform |
             try:
                 with _Pipeline(store, layers, what) as pipeline:
                     _apply_layers(pipeline, tree, len(layers))
-                tree.finish()
+                try:
+                    tree.finish()
+                except OSError as e:
+                    raise UnpackError(f"{what}: setting directory modes: {e.strerror}") from None
             finally:
                 os.close(root_fd)
             try:
