@@ -19,7 +19,15 @@ from pathlib import Path
 import pytest
 
 from fixtures.images import Image
-from fixtures.layers import E, image_of_layers, layer, unpack_image
+from fixtures.layers import (
+    Compression,
+    E,
+    TarBlob,
+    image_of_layers,
+    layer,
+    tar_of,
+    unpack_image,
+)
 from fixtures.registry import Registry, push
 from tests.helpers import run_pypull
 
@@ -381,3 +389,94 @@ def test_export_of_a_layer_that_does_not_match_its_diff_id_leaves_no_file(
     assert done.returncode == 1
     assert len(done.stderr.strip().splitlines()) == 1 and good.diff_id in done.stderr
     assert sorted(p.name for p in work.iterdir()) == ["store"]
+
+
+def failed_unpack(registry: Registry, work: Path, tag: str, layers: list[TarBlob]) -> str:
+    """Unpack an image of ``layers``, which must fail: its one error line (no DIR left)."""
+    store = work / "store"
+    name = pulled(registry, store, image_of_layers("pypull-test/bad", tag, layers))
+    done = run_pypull("unpack", "--store", store, name, work / "rootfs")
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert sorted(p.name for p in work.iterdir()) == ["store"]
+    return lines[0]
+
+
+def test_an_extended_header_over_the_bound_is_refused_unread(
+    registry: Registry, work: Path
+) -> None:
+    huge = layer([E("f", data=b"x", pax=(("comment", "x" * (2 << 20)),))])
+    line = failed_unpack(registry, work, "pax", [huge])
+    assert "extended tar header of" in line and "over the 1 MiB pypull reads" in line
+
+
+def test_bytes_that_are_not_what_the_media_type_says_are_refused(
+    registry: Registry, work: Path
+) -> None:
+    tar = tar_of([E("f", data=b"x")])
+    mislabelled = TarBlob("application/vnd.oci.image.layer.v1.tar+gzip", tar, tar)
+    line = failed_unpack(registry, work, "magic", [mislabelled])
+    assert "layer 1" in line and "media type says gzip, but its bytes are not compressed" in line
+
+
+def test_a_layer_that_is_no_tar_is_refused(registry: Registry, work: Path) -> None:
+    junk = b"this is not a tar archive at all" * 40
+    line = failed_unpack(
+        registry, work, "junk", [TarBlob("application/vnd.oci.image.layer.v1.tar", junk, junk)]
+    )
+    assert "layer 1" in line and "not a tar archive" in line
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+def test_content_that_inflates_far_beyond_its_size_unpacks_whole(
+    registry: Registry, work: Path, compression: Compression
+) -> None:
+    """64 MiB of zeros compress to a few KiB: inflated piece by piece, never all at once."""
+    zeros = bytes(64 << 20)
+    blob = layer([E("zeros", data=zeros), E("after", data=b"after\n")], compression)
+    assert blob.size < 1 << 20
+    store = work / "store"
+    name = pulled(registry, store, image_of_layers("pypull-test/zeros", compression, [blob]))
+    done = run_pypull("unpack", "--store", store, name, work / "rootfs")
+    assert done.returncode == 0, done.stderr
+    assert (work / "rootfs" / "zeros").stat().st_size == 64 << 20
+    assert sha256(work / "rootfs" / "zeros") == hashlib.sha256(zeros).hexdigest()
+    assert (work / "rootfs" / "after").read_bytes() == b"after\n"
+
+
+def test_security_xattrs_are_skipped_with_a_count_when_not_root(
+    registry: Registry, work: Path
+) -> None:
+    if not as_nobody_possible():
+        pytest.skip("not root, or no setpriv: cannot switch to nobody")
+    cap = E("cap", data=b"x", pax=(("SCHILY.xattr.security.capability", "\x01"),))
+    store = work / "store"
+    name = pulled(registry, store, image_of_layers("pypull-test/xattr", "1", [layer([cap])]))
+    out = work / "out"
+    out.mkdir()
+    share(store)
+    share(out)
+    done = pypull_unpack(store, name, out / "rootfs", nobody=True)
+    assert done.returncode == 0, done.stderr
+    assert "1 xattr" in done.stdout
+    assert (out / "rootfs" / "cap").read_bytes() == b"x"
+
+
+def test_platform_picks_the_child_of_an_all_platforms_pull(registry: Registry, work: Path) -> None:
+    from fixtures.images import multiplatform
+
+    image = multiplatform()
+    store = work / "store"
+    name = f"{registry.host}/{image.reference}"
+    pulled_all = run_pypull("pull", "-q", "--all-platforms", "--store", store, name)
+    assert pulled_all.returncode == 0, pulled_all.stderr
+    done = run_pypull(
+        "unpack", "--platform", "linux/arm64/v8", "--store", store, name, work / "arm"
+    )
+    assert done.returncode == 0, done.stderr
+    conf = (work / "arm" / "etc/pypull/layer-0.conf").read_text()
+    assert "linux/arm64/v8" in conf
+    missing = run_pypull("unpack", "--platform", "linux/s390x", "--store", store, name, work / "x")
+    assert missing.returncode == 1 and "no manifest for platform linux/s390x" in missing.stderr
+    assert not (work / "x").exists()
