@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from .reference import parse as parse_reference
     from .store import Store
     from .syncfile import SyncEntry, load_sync_file
+    from .unpacking import Exported, Unpacked, UnpackError, export, unpack
 
 _EXPORTS = {
     "Credentials": "auth",
@@ -90,6 +91,11 @@ _EXPORTS = {
     "Store": "store",
     "SyncEntry": "syncfile",
     "load_sync_file": "syncfile",
+    "Exported": "unpacking",
+    "UnpackError": "unpacking",
+    "Unpacked": "unpacking",
+    "export": "unpacking",
+    "unpack": "unpacking",
 }
 _RENAMED = {"parse_reference": "parse"}
 
@@ -101,6 +107,7 @@ __all__ = [
     "Descriptor",
     "Digest",
     "DigestMismatch",
+    "Exported",
     "ImageInfo",
     "ImageRecord",
     "InvalidDigest",
@@ -125,8 +132,11 @@ __all__ = [
     "StoreSource",
     "SyncEntry",
     "Unauthorized",
+    "UnpackError",
+    "Unpacked",
     "Unreachable",
     "VerificationError",
+    "export",
     "images",
     "inspect",
     "load_sync_file",
@@ -136,6 +146,7 @@ __all__ = [
     "pull",
     "rmi",
     "tags",
+    "unpack",
 ]
 
 
