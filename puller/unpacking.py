@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
 from .digest import Digest, parse_digest
-from .errors import DigestMismatch, InvalidDigest, ManifestError, PullError
+from .errors import DigestMismatch, InvalidDigest, ManifestError, NotFound, PullError
 from .inspecting import local_image
 from .manifest import Descriptor, Platform, parse_platform
 from .reference import Reference, parse
@@ -121,6 +121,20 @@ def _compression(media_type: str, what: str) -> str:
     if media_type.endswith((".tar", "tar")):
         return ""
     raise UnpackError(f"{what}: layer media type {shown(media_type)} is not a tar pypull reads")
+
+
+def _image_layers(store: Store, ref: Reference, platform: Platform | None) -> list[_Layer]:
+    """The image's layers, each with its diff_id, all in the store (and held by its lease)."""
+    what = str(ref)
+    manifest, config = local_image(store, ref, platform)
+    layers = _layers(manifest.layers, config, what)
+    for i, layer in enumerate(layers):
+        if not store.has(layer.descriptor.digest):
+            raise NotFound(
+                f"{what}: the store {store.root} lacks its layer {i + 1} "
+                f"{layer.descriptor.digest} (pull it again)"
+            )
+    return layers
 
 
 def _layers(manifest_layers: tuple[Descriptor, ...], config: bytes, what: str) -> list[_Layer]:
@@ -547,18 +561,16 @@ def _entries(src: _Input, where: str) -> Iterator[_Entry]:
     pax: dict[str, bytes] = {}
     long_name: str | None = None
     long_link: str | None = None
-    first = True
     while True:
         block = src.read(512)
         if len(block) < 512:
-            if first or block:
+            if block:
                 raise UnpackError(f"{where}: not a tar archive (it ends inside a header)")
-            return  # no end-of-archive blocks: accepted, as GNU tar does
+            return  # no end-of-archive blocks (or no bytes at all): accepted, as Go's tar does
         if block == bytes(512):
             return
         if not _checksum_ok(block):
             raise UnpackError(f"{where}: not a tar archive (a header's checksum is wrong)")
-        first = False
         kind = block[156:157]
         size = _number(block[124:136], "size", where)
         if size < 0:
@@ -634,8 +646,9 @@ def _entries(src: _Input, where: str) -> Iterator[_Entry]:
                 "unpacks"
             )
         if kind not in _REGULAR:
-            entry.size, padded = 0, 0  # only regular files have content (a link's size is 0)
-            src.skip(size + -size % 512)  # ... unless a writer says otherwise: not ours to read
+            # Only regular files have content; what another kind carries is skipped unread.
+            src.skip(entry.size + -entry.size % 512)
+            entry.size, padded = 0, 0
         pax, long_name, long_link = {}, None, None
         before = src.taken
         yield entry
@@ -747,6 +760,9 @@ class _Tree:
         self.skipped_xattrs = 0
         #: Paths this layer wrote: a whiteout or opaque marker hides lower layers' files only.
         self.this_layer: set[str] = set()
+        #: Directories whose lower content this layer already removed: a marker repeated a
+        #: million times must not walk the same directory a million times.
+        self.cleared: set[str] = set()
         #: Directories whose mode lacks u+rwx, and every directory's mtime: set at the end.
         self.dir_modes: dict[str, int] = {}
         self.dir_times: dict[str, int] = {}
@@ -980,6 +996,10 @@ class _Tree:
 
     def _hide_lower(self, fd: int, resolved: list[str]) -> None:
         """Remove what lower layers put in the directory ``fd``, keeping this layer's."""
+        here = _join(resolved)
+        if here in self.cleared:
+            return
+        self.cleared.add(here)
         for child in list(_names(fd)):
             path = _join([*resolved, child.name])
             if path not in self.this_layer:
@@ -1032,7 +1052,7 @@ def _apply_layers(pipeline: _Pipeline, tree: _Tree, count: int) -> None:
     for i in range(count):
         where = pipeline.where(i)
         src = _Input(pipeline.out)
-        tree.this_layer = set()
+        tree.this_layer, tree.cleared = set(), set()
         try:
             for entry in _entries(src, where):
                 tree.apply(entry, src, where)
@@ -1045,13 +1065,12 @@ def _apply_layers(pipeline: _Pipeline, tree: _Tree, count: int) -> None:
                 raise UnpackError(f"{where}: the tar ends inside an entry") from None
             raise
         pipeline.verify(src.drain())
-    tree.this_layer = set()
+    tree.this_layer, tree.cleared = set(), set()
 
 
 def _unpack_image(store: Store, ref: Reference, dest: Path, platform: Platform | None) -> Unpacked:
     what = str(ref)
-    manifest, config = local_image(store, ref, platform)
-    layers = _layers(manifest.layers, config, what)
+    layers = _image_layers(store, ref, platform)
     dest = Path(os.path.abspath(dest))
     if os.path.lexists(dest):
         raise UnpackError(f"{shown(str(dest))} exists: unpack makes a new directory")
@@ -1241,8 +1260,7 @@ def _export_image(
     store: Store, ref: Reference, out: BinaryIO, platform: Platform | None
 ) -> Exported:
     what = str(ref)
-    manifest, config = local_image(store, ref, platform)
-    layers = _layers(manifest.layers, config, what)
+    layers = _image_layers(store, ref, platform)
     top_first = list(reversed(layers))
     numbers = list(range(len(layers), 0, -1))
     flat = _Flattener(out)

@@ -480,3 +480,43 @@ def test_platform_picks_the_child_of_an_all_platforms_pull(registry: Registry, w
     missing = run_pypull("unpack", "--platform", "linux/s390x", "--store", store, name, work / "x")
     assert missing.returncode == 1 and "no manifest for platform linux/s390x" in missing.stderr
     assert not (work / "x").exists()
+
+
+def test_a_layer_missing_from_the_store_is_named_and_leaves_no_dir(
+    registry: Registry, work: Path
+) -> None:
+    image = unpack_image("gzip")
+    store = work / "store"
+    name = pulled(registry, store, image)
+    missing = image.manifests[0].layers[1]
+    (store / "blobs" / "sha256" / missing.digest.removeprefix("sha256:")).unlink()
+    done = run_pypull("unpack", "--store", store, name, work / "rootfs")
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"Error: {name}: the store {store} lacks its layer 2 {missing.digest} (pull it again)"
+    )
+    assert sorted(p.name for p in work.iterdir()) == ["store"]
+
+
+def test_an_empty_plain_layer_and_repeated_markers_unpack(registry: Registry, work: Path) -> None:
+    empty = TarBlob("application/vnd.oci.image.layer.v1.tar", b"", b"")
+    lower = layer([E("d", "dir", 0o755), E("d/old", data=b"old\n"), E("f", data=b"f\n")])
+    upper = layer(
+        [
+            E("d", "dir", 0o755),
+            *(E("d/.wh..wh..opq") for _ in range(3)),
+            E("d/new", data=b"new\n"),
+            E("d/.wh..wh..opq"),
+            *(E(".wh.f") for _ in range(3)),
+        ]
+    )
+    store = work / "store"
+    name = pulled(
+        registry, store, image_of_layers("pypull-test/markers", "1", [empty, lower, upper])
+    )
+    done = run_pypull("unpack", "--store", store, name, work / "rootfs")
+    assert done.returncode == 0, done.stderr
+    assert tree(work / "rootfs") == {
+        "d": ("dir", 0o755, ""),
+        "d/new": ("file", 0o644, hashlib.sha256(b"new\n").hexdigest()),
+    }
