@@ -362,12 +362,17 @@ class _Pipeline:
                 chunks = _inflate_gzip(chunks, self.where(i))
             elif layer.compression == "zstd":
                 chunks = _inflate_zstd(chunks, self.where(i))
-            for out in chunks:
-                self._hash_in.put(out)
-                self.out.put(out)
-            for _ in chunks:  # zstd may stop before the source's end marker: drain to it
-                pass
-            if not ends:
+            try:
+                for out in chunks:
+                    self._hash_in.put(out)
+                    self.out.put(out)
+            except UnpackError:
+                # Bytes that do not inflate: a blob changed in the store says more, if it was.
+                for _ in self._compressed_of(i, ends) if not ends else ():
+                    pass
+                self._check_compressed(ends[0])
+                raise
+            if not ends:  # zstd may stop before the source's end marker: drain to it
                 for _ in self._compressed_of(i, ends):
                     pass
             self._hash_in.put(ends[0])
@@ -385,17 +390,22 @@ class _Pipeline:
                     break
                 h.update(item)
 
-    def verify(self, end: _End) -> None:
-        """Raise ``DigestMismatch`` unless layer ``end.layer`` was what the image says."""
+    def _check_compressed(self, end: _End) -> None:
         layer = self._layers[end.layer]
-        where = self.where(end.layer)
         if end.compressed != layer.descriptor.digest:
+            where = self.where(end.layer)
             raise DigestMismatch(
                 f"{where}: the stored blob's digest is {end.compressed}",
                 expected=str(layer.descriptor.digest),
                 got=str(end.compressed),
                 url=where,
             )
+
+    def verify(self, end: _End) -> None:
+        """Raise ``DigestMismatch`` unless layer ``end.layer`` was what the image says."""
+        layer = self._layers[end.layer]
+        where = self.where(end.layer)
+        self._check_compressed(end)
         if end.uncompressed != layer.diff_id:
             raise DigestMismatch(
                 f"{where}: its uncompressed digest is {end.uncompressed}, but the config's "

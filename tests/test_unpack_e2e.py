@@ -520,3 +520,25 @@ def test_an_empty_plain_layer_and_repeated_markers_unpack(registry: Registry, wo
         "d": ("dir", 0o755, ""),
         "d/new": ("file", 0o644, hashlib.sha256(b"new\n").hexdigest()),
     }
+
+
+@pytest.mark.parametrize("where", ["header", "middle"])
+def test_a_blob_changed_in_the_store_is_a_digest_mismatch_and_leaves_no_dir(
+    registry: Registry, work: Path, where: str
+) -> None:
+    """Whatever the changed bytes break first (gzip, the tar), the digest is what is reported."""
+    image = unpack_image("gzip")
+    store = work / "store"
+    name = pulled(registry, store, image)
+    blob = image.manifests[0].layers[0]
+    path = store / "blobs" / "sha256" / blob.digest.removeprefix("sha256:")
+    data = bytearray(path.read_bytes())
+    at = 12 if where == "header" else len(data) // 2
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+    done = run_pypull("unpack", "--store", store, name, work / "rootfs")
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert f"layer 1 ({blob.digest}): the stored blob's digest is sha256:" in lines[0]
+    assert sorted(p.name for p in work.iterdir()) == ["store"]
