@@ -330,21 +330,27 @@ class _Pipeline:
             desc = layer.descriptor
             h = hashlib.new(desc.digest.algorithm)
             size = 0
+            wrong: UnpackError | None = None
             f: BinaryIO = self._store.open_blob(desc.digest)
             with f:
                 while True:
                     chunk = f.read(CHUNK)
+                    if size == 0:
+                        try:
+                            _check_magic(chunk, layer.compression, self.where(i))
+                        except UnpackError as e:
+                            wrong = e  # unless the blob itself was changed: see below
                     if not chunk:
                         break
-                    if size == 0:
-                        _check_magic(chunk, layer.compression, self.where(i))
                     size += len(chunk)
                     h.update(chunk)
-                    self._raw.put(chunk)
-            if size == 0:
-                _check_magic(b"", layer.compression, self.where(i))
-            got = Digest(desc.digest.algorithm, h.hexdigest())
-            self._raw.put(_End(i, compressed=got))
+                    if wrong is None:
+                        self._raw.put(chunk)
+            end = _End(i, compressed=Digest(desc.digest.algorithm, h.hexdigest()))
+            if wrong is not None:
+                self._check_compressed(end)
+                raise wrong
+            self._raw.put(end)
 
     def _compressed_of(self, i: int, ends: list[_End]) -> Iterator[bytes]:
         while True:

@@ -522,7 +522,7 @@ def test_an_empty_plain_layer_and_repeated_markers_unpack(registry: Registry, wo
     }
 
 
-@pytest.mark.parametrize("where", ["header", "middle"])
+@pytest.mark.parametrize("where", ["magic", "header", "middle"])
 def test_a_blob_changed_in_the_store_is_a_digest_mismatch_and_leaves_no_dir(
     registry: Registry, work: Path, where: str
 ) -> None:
@@ -533,7 +533,7 @@ def test_a_blob_changed_in_the_store_is_a_digest_mismatch_and_leaves_no_dir(
     blob = image.manifests[0].layers[0]
     path = store / "blobs" / "sha256" / blob.digest.removeprefix("sha256:")
     data = bytearray(path.read_bytes())
-    at = 12 if where == "header" else len(data) // 2
+    at = {"magic": 0, "header": 12, "middle": len(data) // 2}[where]
     data[at] ^= 0xFF
     path.write_bytes(bytes(data))
     done = run_pypull("unpack", "--store", store, name, work / "rootfs")
