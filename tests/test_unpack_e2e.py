@@ -252,18 +252,23 @@ def test_hostile_names_and_links_write_nothing_outside_dir(
     assert (inside / "through-chain").read_text() == "chain\n"
 
 
+@pytest.mark.parametrize("via", ["dotdot", "symlink"])
 def test_a_hard_link_to_an_outside_file_is_refused_and_leaves_no_dir(
-    registry: Registry, work: Path
+    registry: Registry, work: Path, via: str
 ) -> None:
     outside = work / "outside"
     outside.mkdir()
     (outside / "secret").write_text("keep me\n")
     before = snapshot(outside)
-    layers = [
-        layer([E("up", "hardlink", target="../../../../../../../../" + str(outside / "secret"))])
-    ]
+    if via == "dotdot":
+        entries = [E("up", "hardlink", target="../../../../../../../../" + str(outside / "secret"))]
+    else:  # through a symlink to the outside directory
+        entries = [
+            E("out", "symlink", target=str(outside)),
+            E("up", "hardlink", target="out/secret"),
+        ]
     store = work / "store"
-    name = pulled(registry, store, image_of_layers("pypull-test/hardlink", "1", layers))
+    name = pulled(registry, store, image_of_layers("pypull-test/hardlink", via, [layer(entries)]))
     done = run_pypull("unpack", "--store", store, name, work / "rootfs")
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
