@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.images import Image
+from fixtures.images import EPOCH, Image
 from fixtures.layers import (
     Compression,
     E,
@@ -160,6 +160,10 @@ def test_unpack_equals_umoci_rootless_file_by_file(
     su = (out / "rootfs/usr/bin/su").stat()
     assert su.st_nlink == 3 and (out / "rootfs/usr/bin/ln2-su").stat().st_ino == su.st_ino
     assert (out / "rootfs/etc/conf").stat().st_mtime == 1_500_000_000
+    # A directory keeps its layer's mtime, though later layers wrote into it.
+    assert (out / "rootfs/etc/app").stat().st_mtime == EPOCH
+    assert (out / "rootfs/ro").stat().st_mtime == EPOCH
+    assert (out / "rootfs/usr/bin/sh").lstat().st_mtime == EPOCH
     assert any(len(p) > 300 for p in ours)
     summary = done.stdout.strip()
     assert summary.startswith("Unpacked 3 layers into ")
