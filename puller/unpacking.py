@@ -729,7 +729,7 @@ def _remove(parent: int, name: str) -> None:
         fd = os.open(n, _DIR_FLAGS, dir_fd=p)
         try:
             os.fchmod(fd, 0o700)  # we may not remove what a 0555 directory holds otherwise
-            stack.append((p, n, fd, iter(list(_names(fd)))))
+            stack.append((p, n, fd, _names(fd)))
         except BaseException:
             os.close(fd)
             raise
@@ -754,6 +754,9 @@ def _remove(parent: int, name: str) -> None:
 
 
 def _names(fd: int) -> Iterator[os.DirEntry[str]]:
+    """A directory's entries, read as they are needed: never the whole of a huge directory in
+    memory. Removing entries already seen is safe while reading (POSIX: every entry neither
+    added nor removed is still returned, once)."""
     with os.scandir(fd) as it:
         yield from it
 
@@ -1016,7 +1019,7 @@ class _Tree:
         if here in self.cleared:
             return
         self.cleared.add(here)
-        for child in list(_names(fd)):
+        for child in _names(fd):
             path = _join([*resolved, child.name])
             if path not in self.this_layer:
                 _remove(fd, child.name)
