@@ -551,3 +551,27 @@ def test_a_blob_changed_in_the_store_is_a_digest_mismatch_and_leaves_no_dir(
     assert len(lines) == 1, done.stderr
     assert f"layer 1 ({blob.digest}): the stored blob's digest is sha256:" in lines[0]
     assert sorted(p.name for p in work.iterdir()) == ["store"]
+
+
+def test_gnu_long_names_and_base_256_numbers_unpack(registry: Registry, work: Path) -> None:
+    import tarfile
+
+    deep = "/".join(["d" * 60] * 3)
+    entries = [
+        E(deep, "dir", 0o755),
+        E(f"{deep}/{'f' * 150}", data=b"long\n", mtime=1_234_567_890),
+        E("link", "symlink", target=f"{deep}/{'f' * 150}"),
+        E("big-uid", data=b"u\n", uid=3_000_000, gid=3_000_000),  # over 7 octal digits
+    ]
+    blob = layer(entries, tar_format=tarfile.GNU_FORMAT)
+    assert b"././@LongLink" in blob.tar
+    store = work / "store"
+    name = pulled(registry, store, image_of_layers("pypull-test/gnu", "1", [blob]))
+    done = run_pypull("unpack", "--store", store, name, work / "rootfs")
+    assert done.returncode == 0, done.stderr
+    root = work / "rootfs"
+    assert (root / deep / ("f" * 150)).read_bytes() == b"long\n"
+    assert (root / deep / ("f" * 150)).stat().st_mtime == 1_234_567_890
+    assert os.readlink(root / "link") == f"{deep}/{'f' * 150}"
+    if os.geteuid() == 0:
+        assert (root / "big-uid").stat().st_uid == 3_000_000
