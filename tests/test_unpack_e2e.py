@@ -575,3 +575,22 @@ def test_gnu_long_names_and_base_256_numbers_unpack(registry: Registry, work: Pa
     assert os.readlink(root / "link") == f"{deep}/{'f' * 150}"
     if os.geteuid() == 0:
         assert (root / "big-uid").stat().st_uid == 3_000_000
+
+
+@needs_umoci
+def test_a_docker_media_type_image_unpacks_as_umoci_unpacks_it(
+    registry: Registry, work: Path
+) -> None:
+    """Docker's layer media type (``...diff.tar.gzip``), each layer whiting out a file of the
+    one below; the image is in the registry from the session's start."""
+    from fixtures.images import docker_media
+
+    image = docker_media()
+    store = work / "store"
+    name = f"{registry.host}/{image.reference}"
+    assert run_pypull("pull", "-q", "--store", store, name).returncode == 0
+    done = run_pypull("unpack", "--store", store, name, work / "rootfs")
+    assert done.returncode == 0, done.stderr
+    ours = tree(work / "rootfs")
+    assert ours == tree(umoci_unpack(store, name, work / "bundle"))
+    assert "tmp/scratch-3.txt" in ours and "tmp/scratch-2.txt" not in ours
