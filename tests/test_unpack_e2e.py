@@ -5,6 +5,7 @@ unpacked by pypull and by ``umoci unpack --rootless`` from the same store, as ro
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -34,10 +35,21 @@ from tests.helpers import run_pypull
 UMOCI = shutil.which("umoci")
 #: Runs a command as nobody: the tests run as root in CI.
 AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+NO_NOBODY = "needs root, setpriv, and a checkout and interpreter that nobody can read"
 
 
+@functools.cache
 def as_nobody_possible() -> bool:
-    return os.geteuid() == 0 and shutil.which("setpriv") is not None
+    """Root, setpriv, and a nobody who can run this interpreter and import this checkout's
+    puller (a checkout under a 0700 home could not be read)."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        return False
+    probe = subprocess.run(
+        [*AS_NOBODY, sys.executable, "-c", "import puller.unpacking"],
+        capture_output=True,
+        timeout=60,
+    )
+    return probe.returncode == 0
 
 
 @pytest.fixture
@@ -125,7 +137,7 @@ def test_unpack_equals_umoci_rootless_file_by_file(
     registry: Registry, work: Path, user: str
 ) -> None:
     if user == "nobody" and not as_nobody_possible():
-        pytest.skip("not root, or no setpriv: cannot switch to nobody")
+        pytest.skip(NO_NOBODY)
     if user == "root" and os.geteuid() != 0:
         pytest.skip("not running as root")
     nobody = user == "nobody"
@@ -224,7 +236,7 @@ def test_hostile_names_and_links_write_nothing_outside_dir(
     registry: Registry, work: Path, user: str
 ) -> None:
     if user == "nobody" and not as_nobody_possible():
-        pytest.skip("not root, or no setpriv: cannot switch to nobody")
+        pytest.skip(NO_NOBODY)
     outside = work / "outside"
     outside.mkdir()
     (outside / "secret").write_text("keep me\n")
@@ -334,7 +346,7 @@ def test_device_nodes_are_made_as_root_and_skipped_with_a_count_otherwise(
     registry: Registry, work: Path
 ) -> None:
     if not as_nobody_possible():
-        pytest.skip("not root, or no setpriv: cannot switch to nobody")
+        pytest.skip(NO_NOBODY)
     layers = [layer([E("null", "char", mode=0o666), E("plain", data=b"p")])]
     store = work / "store"
     name = pulled(registry, store, image_of_layers("pypull-test/devices", "1", layers))
@@ -458,7 +470,7 @@ def test_security_xattrs_are_skipped_with_a_count_when_not_root(
     registry: Registry, work: Path
 ) -> None:
     if not as_nobody_possible():
-        pytest.skip("not root, or no setpriv: cannot switch to nobody")
+        pytest.skip(NO_NOBODY)
     cap = E("cap", data=b"x", pax=(("SCHILY.xattr.security.capability", "\x01"),))
     store = work / "store"
     name = pulled(registry, store, image_of_layers("pypull-test/xattr", "1", [layer([cap])]))
