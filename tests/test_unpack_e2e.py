@@ -606,3 +606,27 @@ def test_a_docker_media_type_image_unpacks_as_umoci_unpacks_it(
     ours = tree(work / "rootfs")
     assert ours == tree(umoci_unpack(store, name, work / "bundle"))
     assert "tmp/scratch-3.txt" in ours and "tmp/scratch-2.txt" not in ours
+
+
+def test_export_keeps_a_hard_link_whose_lower_target_was_whited_out(
+    registry: Registry, work: Path
+) -> None:
+    """The link's content must survive in both forms; and a name that is not UTF-8 too."""
+    import tarfile
+
+    lower = layer(
+        [E("target", data=b"content\n"), E("caf\udce9", data=b"latin-1\n")],
+        tar_format=tarfile.GNU_FORMAT,
+    )
+    upper = layer([E("link", "hardlink", target="target"), E(".wh.target")])
+    store = work / "store"
+    name = pulled(registry, store, image_of_layers("pypull-test/link-export", "1", [lower, upper]))
+    assert run_pypull("unpack", "--store", store, name, work / "rootfs").returncode == 0
+    done = run_pypull("export", "--store", store, name, "-o", work / "flat.tar")
+    assert done.returncode == 0, done.stderr
+    extracted = work / "extracted"
+    extracted.mkdir()
+    subprocess.run(["tar", "-x", "-f", str(work / "flat.tar"), "-C", str(extracted)], check=True)
+    for root in (work / "rootfs", extracted):
+        assert sorted(os.listdir(os.fsencode(root))) == [b"caf\xe9", b"link"]
+        assert (root / "link").read_bytes() == b"content\n"
