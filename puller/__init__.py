@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from .reference import parse as parse_reference
     from .store import Store
     from .syncfile import SyncEntry, load_sync_file
+    from .unpacking import Exported, Unpacked, UnpackError, export, unpack
 
 _EXPORTS = {
     "ArchiveError": "archive",
@@ -100,6 +101,11 @@ _EXPORTS = {
     "Store": "store",
     "SyncEntry": "syncfile",
     "load_sync_file": "syncfile",
+    "Exported": "unpacking",
+    "UnpackError": "unpacking",
+    "Unpacked": "unpacking",
+    "export": "unpacking",
+    "unpack": "unpacking",
 }
 _RENAMED = {"parse_reference": "parse"}
 
@@ -112,6 +118,7 @@ __all__ = [
     "Descriptor",
     "Digest",
     "DigestMismatch",
+    "Exported",
     "ImageInfo",
     "ImageRecord",
     "InvalidDigest",
@@ -140,8 +147,11 @@ __all__ = [
     "StoreSource",
     "SyncEntry",
     "Unauthorized",
+    "UnpackError",
+    "Unpacked",
     "Unreachable",
     "VerificationError",
+    "export",
     "images",
     "inspect",
     "load",
@@ -153,6 +163,7 @@ __all__ = [
     "rmi",
     "save",
     "tags",
+    "unpack",
 ]
 
 

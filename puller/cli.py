@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import os
 import shutil
@@ -42,6 +43,8 @@ COMMANDS = (
     "prune",
     "inspect",
     "tags",
+    "unpack",
+    "export",
     "verify",
     "save",
     "load",
@@ -66,6 +69,8 @@ commands:
   pypull images [REPOSITORY[:TAG]]           list the images in the store (-q, --format json)
   pypull inspect [--remote] IMAGE            an image's digest, platform, layers, config as JSON
   pypull tags REPOSITORY                     list a repository's tags at its registry
+  pypull unpack IMAGE DIR | -                the image's files: its layers applied to a new DIR
+  pypull export IMAGE [-o FILE]              the image's files as one tar, streamed
   pypull rmi IMAGE...                        remove images from the store's index
   pypull prune [--dry-run]                   delete blobs no image uses, old partials
   pypull verify                              re-hash every blob, check every image is whole
@@ -536,6 +541,58 @@ def build_parser() -> argparse.ArgumentParser:
     tags.add_argument("--json", action="store_true", help="print one JSON list of the tags")
     _add_query_options(tags)
     tags.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+
+    unpack = sub.add_parser(
+        "unpack",
+        help="apply an image's layers to a new directory: its root filesystem",
+        description="Apply IMAGE's layers (gzip, zstd or plain tar) in order to DIR, with "
+        "whiteouts and opaque directories as the OCI image spec says; each layer is checked "
+        "against its digest and the config's diff_id while it is written. DIR must not exist: "
+        "the files go to a new directory beside it, renamed to DIR once every layer verified, "
+        "so a failure leaves no DIR. Nothing is written outside DIR, whatever a layer holds. "
+        "As a non-root user, device nodes, ownership other than yours and security.* xattrs "
+        "are skipped, and counted in the summary.",
+        epilog="example:\n  pypull redis:7 && pypull unpack redis:7 ./rootfs",
+        formatter_class=fmt,
+    )
+    unpack.add_argument("image", metavar="IMAGE", help="an image in the store, as it was pulled")
+    unpack.add_argument(
+        "dest",
+        metavar="DIR",
+        help="the directory to create; - writes the flattened filesystem to stdout as one tar "
+        "instead (as pypull export does)",
+    )
+    unpack.add_argument(
+        "--platform",
+        type=_platform,
+        metavar="OS/ARCH[/VARIANT]",
+        help="the platform of a multi-platform image (default: linux/<this machine>)",
+    )
+    _add_store(unpack, "to read")
+    unpack.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+
+    export = sub.add_parser(
+        "export",
+        help="write an image's flattened filesystem as one tar",
+        description="Write the files IMAGE's layers make, flattened (each path once, no "
+        "whiteouts), as one tar, streamed: to FILE, or to stdout when it is not a terminal. "
+        "Every layer is checked against its digest and diff_id as it is read. With -o, the tar "
+        "is written beside FILE and renamed once complete, so a failure leaves no FILE; on "
+        "stdout a failure ends the stream early, with an error and exit status 1.",
+        epilog="examples:\n  pypull export redis:7 -o redis.tar\n"
+        "  pypull export redis:7 | tar -t | head",
+        formatter_class=fmt,
+    )
+    export.add_argument("image", metavar="IMAGE", help="an image in the store, as it was pulled")
+    export.add_argument("-o", "--output", metavar="FILE", help="the tar to write")
+    export.add_argument(
+        "--platform",
+        type=_platform,
+        metavar="OS/ARCH[/VARIANT]",
+        help="the platform of a multi-platform image (default: linux/<this machine>)",
+    )
+    _add_store(export, "to read")
+    export.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
     rmi = sub.add_parser(
         "rmi",
@@ -1616,6 +1673,65 @@ def _cmd_rmi(args: argparse.Namespace) -> int:
     return status
 
 
+def _cmd_export(args: argparse.Namespace, output: str | None) -> int:
+    from .unpacking import export
+
+    store = _config(args).store
+    if output is None or output == "-":
+        if sys.stdout.isatty():
+            print("Error: refusing to write a tar to a terminal: use -o FILE", file=sys.stderr)
+            return 2
+        export(args.image, sys.stdout.buffer, store=store, platform=args.platform)
+        sys.stdout.buffer.flush()
+        return 0
+    target = os.path.abspath(output)
+    tmp = os.path.join(
+        os.path.dirname(target), f".{os.path.basename(target)}.pypull-{os.urandom(6).hex()}"
+    )
+    try:
+        f = open(tmp, "xb")  # noqa: SIM115 (closed below, before the rename)
+    except OSError as e:
+        print(f"Error: cannot write {shown(output)}: {e.strerror}", file=sys.stderr)
+        return 1
+    try:
+        with f:
+            done = export(args.image, f, store=store, platform=args.platform)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    print(
+        f"Exported {_plural(done.layers, 'layer')} to {shown(output)}: "
+        f"{_plural(done.files, 'file')}, {_human_size(done.bytes)}"
+    )
+    return 0
+
+
+def _cmd_unpack(args: argparse.Namespace) -> int:
+    from .unpacking import unpack
+
+    if args.dest == "-":
+        return _cmd_export(args, None)
+
+    done = unpack(args.image, args.dest, store=_config(args).store, platform=args.platform)
+    skipped = [
+        _plural(n, word)
+        for n, word in (
+            (done.skipped_devices, "device node"),
+            (done.skipped_owners, "ownership"),
+            (done.skipped_xattrs, "xattr"),
+        )
+        if n
+    ]
+    note = f"; skipped as not root: {', '.join(skipped)}" if skipped else ""
+    print(
+        f"Unpacked {_plural(done.layers, 'layer')} into {shown(str(done.path))}: "
+        f"{_plural(done.files, 'file')}, {_human_size(done.bytes)}{note}"
+    )
+    return 0
+
+
 def _cmd_prune(args: argparse.Namespace) -> int:
     import json
 
@@ -1726,6 +1842,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_inspect(args)
         if args.command == "tags":
             return _cmd_tags(args)
+        if args.command == "unpack":
+            return _cmd_unpack(args)
+        if args.command == "export":
+            return _cmd_export(args, args.output)
         if args.command == "verify":
             return _cmd_verify(args)
         if args.command == "save":

@@ -51,7 +51,15 @@ if TYPE_CHECKING:
     from .pulling import Puller
     from .registry import Endpoint
 
-__all__ = ["MAX_CONFIG_SIZE", "ImageInfo", "ImageRecord", "images", "inspect", "tags"]
+__all__ = [
+    "MAX_CONFIG_SIZE",
+    "ImageInfo",
+    "ImageRecord",
+    "images",
+    "inspect",
+    "local_image",
+    "tags",
+]
 
 #: An image config is a few KiB (tens with a long history); a larger one is a mistake or an
 #: attack, and is never read into memory.
@@ -281,6 +289,22 @@ def _repo_tags(store: Store, ref: Reference) -> tuple[str, ...]:
 def _local(store: Store, ref: Reference, platform: Platform | None) -> ImageInfo:
     with store.lease():  # what has() found stays until it is read, whatever a prune decides
         return _described(store, ref, platform)
+
+
+def local_image(store: Store, ref: Reference, platform: Platform | None) -> tuple[Manifest, bytes]:
+    """The platform's manifest of ``ref`` in ``store`` and its config's bytes (bounded and
+    verified), as ``inspect`` finds them: for what reads the image's layers (unpack). The
+    caller holds the store's lease, so the blobs stay for the reads that follow."""
+    what = str(ref)
+    entry = _find(store, ref)
+    if entry is None:
+        raise NotFound(f"{what}: not in the store {store.root} (pull it first)")
+    chosen, _, manifest = _platform_manifest(store, entry, platform, what)
+    config_raw = _read_config(store, manifest.config, what)
+    if chosen is entry:
+        info = _from_config(config_raw, what)
+        _check_platform(platform, Platform(info["os"], info["architecture"], info["variant"]), what)
+    return manifest, config_raw
 
 
 def _described(store: Store, ref: Reference, platform: Platform | None) -> ImageInfo:

@@ -55,6 +55,8 @@ TARGETS = [
     ("1 GB copy: pypull", "client CPU / skopeo's", 0.40),
     ("1 GB copy: pypull", "peak RSS MB", 64),
     (f"{SYNC_TAGS} tags, unchanged sync: pypull", "wall s", 1.0),
+    ("1 GB unpack: pypull", "wall / umoci's", 0.30),
+    ("1 GB unpack: pypull", "peak RSS MB", 64),
 ]
 
 DXF_PULL = """
@@ -162,7 +164,7 @@ def dxf_python() -> str:
     return str(python)
 
 
-CASES = ("pull", "copy", "sync")
+CASES = ("pull", "copy", "sync", "unpack")
 
 
 def main() -> int:
@@ -189,9 +191,9 @@ def main() -> int:
     cases = set(args.cases.split(","))
     if cases - set(CASES):
         parser.error(f"--cases: unknown {','.join(sorted(cases - set(CASES)))}")
-    for tool in ("skopeo", "/usr/bin/docker-registry"):
+    for tool in ("skopeo", "/usr/bin/docker-registry", "umoci"):
         if not shutil.which(tool):
-            raise SystemExit(f"{tool} is missing: apt-get install -y skopeo docker-registry")
+            raise SystemExit(f"{tool} is missing: apt-get install -y skopeo docker-registry umoci")
 
     big_sizes = [s // 10 or 1 for s in BIG_LAYERS] if args.quick else BIG_LAYERS
     python = sys.executable
@@ -243,6 +245,8 @@ def main() -> int:
                         copy_round(bench, label, image, where, rnd)
                 if "sync" in cases:
                     sync_round(bench, where, rnd)
+                if "unpack" in cases:
+                    unpack_round(bench, big_label, big, where, rnd)
                 if "pull" in cases:
                     store = str(where / "shared")
                     pypull.timed("-q", "--store", store, f"{reg.host}/{first.repository}:1")
@@ -496,6 +500,46 @@ def sync_round(bench: Bench, work: Path, rnd: int) -> None:
     bench.record(f"{SYNC_TAGS} tags, unchanged sync", got, "skopeo sync")
 
 
+def unpack_round(bench: Bench, label: str, image: Pushed, work: Path, rnd: int) -> None:
+    """The image pulled into a store (not timed), then unpacked from it by each tool into a new
+    directory; the order turns round by round. Ratios are to umoci's run."""
+    ref = f"{bench.reg.host}/{image.repository}:1"
+    store = work / "unpack-store"
+    bench.pypull.timed("-q", "--store", str(store), ref)
+    out = work / "unpacked"
+
+    def fresh(run: Callable[[Path], Run]) -> Callable[[], Run]:
+        def go() -> Run:
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True)
+            try:
+                return run(out)
+            finally:
+                shutil.rmtree(out, ignore_errors=True)
+
+        return go
+
+    runs: dict[str, Callable[[], Run]] = {
+        "pypull": fresh(
+            lambda o: bench.pypull.timed(
+                "unpack", "--store", str(store), ref, str(o / "rootfs"), expect="Unpacked"
+            )
+        ),
+        "umoci --rootless": fresh(
+            lambda o: timed(
+                ["umoci", "unpack", "--rootless", "--image", f"{store}:{ref}", str(o / "bundle")]
+            )
+        ),
+    }
+    if bench.baseline is not None:
+        rev, old = bench.baseline
+        runs[f"pypull @{rev}"] = fresh(
+            lambda o: old.timed("unpack", "--store", str(store), ref, str(o / "rootfs"))
+        )
+    got = in_turns(runs, [[name] for name in runs], rnd)
+    bench.record(f"{label} unpack", got, "umoci --rootless")
+
+
 def mkdir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -503,10 +547,11 @@ def mkdir(path: Path) -> Path:
 
 def report(rows: dict[str, list[Run]], ratios: dict[str, list[tuple[float, float]]]) -> None:
     head = (
-        f"{'case':<38} {'wall s':>7} {'/skopeo':>8} {'RSS MB':>7} {'CPU s':>6} {'CPU/sk':>7}"
+        f"{'case':<38} {'wall s':>7} {'/ref':>8} {'RSS MB':>7} {'CPU s':>6} {'CPU/ref':>7}"
         f" {'reg CPU':>8}"
     )
     print()
+    print("/ref, CPU/ref: over skopeo's run in the same round (the unpack rows: over umoci's)")
     print(head)
     print("-" * len(head))
     for name, runs in rows.items():
@@ -528,7 +573,7 @@ def check_targets(rows: dict[str, list[Run]], ratios: dict[str, list[tuple[float
     for name, what, limit in TARGETS:
         if name not in rows:
             continue
-        if what == "wall / skopeo's":
+        if what in ("wall / skopeo's", "wall / umoci's"):
             got = statistics.median(r[0] for r in ratios[name])
         elif what == "client CPU / skopeo's":
             got = statistics.median(r[1] for r in ratios[name])
