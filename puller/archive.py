@@ -66,7 +66,7 @@ from typing import IO, Any, BinaryIO
 
 from .digest import Digest, Verifier, digest_of, parse_digest, verify_bytes
 from .errors import InvalidDigest, ManifestError, NotFound, PullError, StoreError
-from .inspecting import MAX_CONFIG_SIZE, _find, _manifest_at
+from .inspecting import MAX_CONFIG_SIZE, find_entry, stored_manifest
 from .manifest import (
     INDEX_TYPES,
     MANIFEST_TYPES,
@@ -135,7 +135,7 @@ def _walk(
 ) -> Manifest | Index:
     """Add ``desc`` and everything it needs to ``into``: a manifest's config and layers (all
     required), an index's children that the store holds (at least one)."""
-    raw, parsed = _manifest_at(store, desc, what)
+    raw, parsed = stored_manifest(store, desc, what)
     into[desc.digest] = (len(raw), raw)
     if isinstance(parsed, Manifest):
         for kind, d in (("config", parsed.config), *(("layer", d) for d in parsed.layers)):
@@ -160,7 +160,7 @@ def _plan(store: Store, refs: Sequence[Reference]) -> _Plan:
     plan = _Plan()
     for ref in refs:
         what = str(ref)
-        entry = _find(store, ref)
+        entry = find_entry(store, ref)
         if entry is None:
             raise NotFound(f"{what}: not in the store {store.root} (pull it first)")
         top = _walk(store, entry, what, plan.blobs)

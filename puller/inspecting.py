@@ -178,7 +178,9 @@ class ImageRecord:
 # -- reading the store ----------------------------------------------------------------------------
 
 
-def _manifest_at(store: Store, desc: Descriptor, what: str) -> tuple[bytes, Manifest | Index]:
+def stored_manifest(store: Store, desc: Descriptor, what: str) -> tuple[bytes, Manifest | Index]:
+    """The manifest ``desc`` names, read from the store (bounded, verified) and parsed; for
+    every command that reads an image out of the store."""
     if not store.has(desc.digest):
         raise NotFound(f"{what}: the store {store.root} lacks its manifest {desc.digest}")
     raw = store.read_manifest(desc.digest, desc.size)
@@ -190,11 +192,11 @@ def _platform_manifest(
 ) -> tuple[Descriptor, bytes, Manifest]:
     """The image manifest an entry stands for: itself, or for an index the child of ``want``
     (default: this machine's platform), as stored."""
-    raw, parsed = _manifest_at(store, entry, what)
+    raw, parsed = stored_manifest(store, entry, what)
     if isinstance(parsed, Manifest):
         return entry, raw, parsed
     chosen = select_platform(parsed, want or host_platform(), what)
-    raw, child = _manifest_at(store, chosen, what)
+    raw, child = stored_manifest(store, chosen, what)
     if isinstance(child, Index):
         raise ManifestError(f"{what}: an index in an index; nested indexes are not supported")
     return chosen, raw, child
@@ -254,7 +256,7 @@ def _served(
     return None
 
 
-def _find(store: Store, ref: Reference) -> Descriptor | None:
+def find_entry(store: Store, ref: Reference) -> Descriptor | None:
     """The entry for ``ref``; by digest, also an entry of its repository pulled by tag that
     resolved to (or is) that digest."""
     entry = store.lookup(str(ref))
@@ -296,7 +298,7 @@ def local_image(store: Store, ref: Reference, platform: Platform | None) -> tupl
     verified), as ``inspect`` finds them: for what reads the image's layers (unpack). The
     caller holds the store's lease, so the blobs stay for the reads that follow."""
     what = str(ref)
-    entry = _find(store, ref)
+    entry = find_entry(store, ref)
     if entry is None:
         raise NotFound(f"{what}: not in the store {store.root} (pull it first)")
     chosen, _, manifest = _platform_manifest(store, entry, platform, what)
@@ -309,7 +311,7 @@ def local_image(store: Store, ref: Reference, platform: Platform | None) -> tupl
 
 def _described(store: Store, ref: Reference, platform: Platform | None) -> ImageInfo:
     what = str(ref)
-    entry = _find(store, ref)
+    entry = find_entry(store, ref)
     if entry is None:
         raise NotFound(f"{what}: not in the store {store.root} (pull it first, or use --remote)")
     chosen, raw, manifest = _platform_manifest(store, entry, platform, what)
@@ -517,7 +519,7 @@ def images(store: str | os.PathLike[str] | Store | None = None) -> list[ImageRec
 def _record(store: Store, entry: Descriptor, ref: Reference, resolved: Digest) -> ImageRecord:
     what = str(ref)
     try:
-        _, parsed = _manifest_at(store, entry, what)
+        _, parsed = stored_manifest(store, entry, what)
         platforms: tuple[str, ...] = ()
         if isinstance(parsed, Index):
             platforms = tuple(
@@ -525,7 +527,7 @@ def _record(store: Store, entry: Descriptor, ref: Reference, resolved: Digest) -
                 for d in parsed.manifests
                 if d.platform is not None and d.platform.os != "unknown"
             )
-            _, parsed = _manifest_at(store, _default_child(parsed, what), what)
+            _, parsed = stored_manifest(store, _default_child(parsed, what), what)
     except PullError:
         return ImageRecord(ref, resolved, None, None)
     if not isinstance(parsed, Manifest):  # an index in an index: not an image pypull reads
