@@ -1095,24 +1095,29 @@ class _Tree:
 
 def _apply_layers(pipeline: _Pipeline, tree: _Tree, count: int) -> None:
     for i in range(count):
-        where = pipeline.where(i)
-        src = _Input(pipeline.out)
         tree.this_layer, tree.cleared = set(), set()
         tree.forget()
-        try:
-            for entry in _entries(src, where):
-                tree.apply(entry, src, where)
-        except (UnpackError, _Truncated) as e:
-            if src.failed:
-                raise
-            # A digest that does not match says more than the tar error it caused.
-            pipeline.verify(src.drain())
-            if isinstance(e, _Truncated):
-                raise UnpackError(f"{where}: the tar ends inside an entry") from None
-            raise
-        pipeline.verify(src.drain())
+        _each_entry(pipeline, i, tree.apply)
     tree.this_layer, tree.cleared = set(), set()
     tree.forget()
+
+
+def _each_entry(pipeline: _Pipeline, i: int, handle: Callable[[_Entry, _Input, str], None]) -> None:
+    """``handle`` each entry of the pipeline's layer ``i``, then check the layer's digests."""
+    where = pipeline.where(i)
+    src = _Input(pipeline.out)
+    try:
+        for entry in _entries(src, where):
+            handle(entry, src, where)
+    except (UnpackError, _Truncated) as e:
+        if src.failed:
+            raise
+        # A digest that does not match says more than the tar error it caused.
+        pipeline.verify(src.drain())
+        if isinstance(e, _Truncated):
+            raise UnpackError(f"{where}: the tar ends inside an entry") from None
+        raise
+    pipeline.verify(src.drain())
 
 
 def _unpack_image(store: Store, ref: Reference, dest: Path, platform: Platform | None) -> Unpacked:
@@ -1314,19 +1319,7 @@ def _export_image(
     flat = _Flattener(out)
     with _Pipeline(store, top_first, what, numbers) as pipeline:
         for i in range(len(layers)):
-            where = pipeline.where(i)
-            src = _Input(pipeline.out)
-            try:
-                for entry in _entries(src, where):
-                    flat.add(entry, src, where)
-            except (UnpackError, _Truncated) as e:
-                if src.failed:
-                    raise
-                pipeline.verify(src.drain())
-                if isinstance(e, _Truncated):
-                    raise UnpackError(f"{where}: the tar ends inside an entry") from None
-                raise
-            pipeline.verify(src.drain())
+            _each_entry(pipeline, i, flat.add)
             flat.end_layer()
     flat.finish()
     return Exported(len(layers), flat.files, flat.bytes)
