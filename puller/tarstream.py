@@ -195,6 +195,8 @@ class TarReader:
                     size = int(pax["size"])
                 except ValueError:
                     raise ArchiveError(f"{at}: a malformed pax size") from None
+                if size < 0:  # a negative size would be "read" forever
+                    raise ArchiveError(f"{at}: a malformed pax size")
             pax, long_name, long_link = {}, None, None
             clean = clean_name(text_name, self.where)
             self._left = size if kind not in (b"1", b"2", b"5") else 0

@@ -336,3 +336,12 @@ def test_a_member_naming_a_blob_the_store_has_is_not_trusted_for_its_size(
     puller.load(second, store=store)
     run = run_pypull("verify", "--store", store)
     assert run.returncode == 0, run.stdout
+
+
+def test_a_negative_pax_size_is_refused_not_looped_on(store: Path, tmp_path: Path) -> None:
+    """A pax ``size=-1`` made the reader skip "the rest" of a member forever (a hang)."""
+    info, _ = regular("x", b"")
+    info.pax_headers = {"size": "-1"}
+    archive = tar_of((info, None), regular("y", b""))
+    message = load_refused(store, archive, tmp_path)
+    assert "a malformed pax size" in message
