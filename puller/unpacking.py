@@ -67,6 +67,8 @@ CHUNK = 1 << 20
 QUEUE_DEPTH = 4
 #: A PAX header or GNU long name/link larger than this is refused, never read into memory.
 MAX_META = 1 << 20
+#: Records of global PAX headers (git archive writes one): each applies to every later entry.
+MAX_GLOBAL_RECORDS = 64
 #: Longest name or link target, cleaned, in bytes (Linux's PATH_MAX).
 MAX_NAME = 4096
 #: Deepest path, in directories: bounds the work of one entry and the descriptors held open.
@@ -600,11 +602,20 @@ def _entries(src: _Input, where: str) -> Iterator[_Entry]:
                 )
             data = b"".join(bytes(c) for c in src.chunks(size + padded))[:size]
             if kind == b"x":
+                # Several may come one after another: together they are one entry's header.
                 pax.update(_pax(data))
+                if _meta_size(pax) > MAX_META:
+                    raise UnpackError(
+                        f"{where}: PAX headers of one entry over {MAX_META >> 20} MiB"
+                    )
             elif kind == b"g":
+                # Merged into every later entry's records: few, or each entry costs them all.
                 global_pax.update(_pax(data))
-                if sum(map(len, global_pax.values())) > MAX_META:
-                    raise UnpackError(f"{where}: global PAX headers over {MAX_META >> 20} MiB")
+                if _meta_size(global_pax) > MAX_META or len(global_pax) > MAX_GLOBAL_RECORDS:
+                    raise UnpackError(
+                        f"{where}: global PAX headers over {MAX_META >> 20} MiB or "
+                        f"{MAX_GLOBAL_RECORDS} records"
+                    )
             elif kind == b"L":
                 long_name = _text(data)
             else:
@@ -669,6 +680,10 @@ def _entries(src: _Input, where: str) -> Iterator[_Entry]:
         before = src.taken
         yield entry
         src.skip(entry.size - (src.taken - before) + padded)  # what the consumer left
+
+
+def _meta_size(records: dict[str, bytes]) -> int:
+    return sum(len(k) + len(v) for k, v in records.items())
 
 
 def _pax_time(raw: bytes) -> int:
