@@ -568,6 +568,10 @@ def _pax(data: bytes) -> dict[str, bytes]:
     return out
 
 
+#: Times beyond what nanoseconds in 64 bits hold are clamped (the year 2262); ids and device
+#: numbers are 32 bits, and (uid_t)-1 means "unchanged" to chown.
+_MAX_NS = (1 << 63) - 1
+_MAX_ID = (1 << 32) - 1
 _REGULAR = (b"0", b"\0", b"7")
 _KNOWN = (*_REGULAR, b"1", b"2", b"3", b"4", b"5", b"6")
 
@@ -663,6 +667,13 @@ def _entries(src: _Input, where: str) -> Iterator[_Entry]:
             raise UnpackError(f"{where}: a PAX header with a bad number") from None
         if entry.size < 0:
             raise UnpackError(f"{where}: a tar header with a negative size")
+        # What the system cannot hold: an error here, not an OverflowError from chown or utime.
+        entry.mtime_ns = max(-_MAX_NS, min(entry.mtime_ns, _MAX_NS))
+        numbers = {"uid": entry.uid, "gid": entry.gid}
+        numbers |= {"devmajor": entry.devmajor, "devminor": entry.devminor}
+        for what, number in numbers.items():
+            if not 0 <= number < _MAX_ID:
+                raise UnpackError(f"{where}: {shown(name)}: {what} {number} out of range")
         for key, value in records.items():
             for prefix in ("SCHILY.xattr.", "LIBARCHIVE.xattr."):
                 if key.startswith(prefix):
@@ -1271,6 +1282,9 @@ class _Flattener:
         if entry.kind == b"1":
             target = _join(_clean(entry.linkname, where))
             entry.linkname = target
+            # A link is its target's inode: unpack ignores its xattrs, and a link waiting for
+            # its target must not hold a MiB of them each.
+            entry.xattrs = {}
             if not hidden:
                 self.seen[path] = False
                 entry.name = path

@@ -4,9 +4,13 @@ filesystem."""
 
 from __future__ import annotations
 
+import io
+import os
 import tarfile
 import time
+import tracemalloc
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +82,63 @@ def test_a_few_global_records_still_apply() -> None:
     data = extended(tarfile.XGLTYPE, [(b"comment", b"git archive"), (b"uid", b"7")])
     got = list(entries(data + tar_of([E("f"), E("g")])))
     assert [(e.name, e.uid) for e in got] == [("f", 7), ("g", 7)]
+
+
+def test_export_holds_no_xattrs_of_hard_links_waiting_for_their_target() -> None:
+    """A hard link waits for a target in a lower layer; its 1 MiB of xattrs (a few KiB of gzip)
+    was held with it: a thousand such links held a GiB. Unpack ignores a link's xattrs (the
+    link is its target's inode), and so does export now."""
+    xattr = (("SCHILY.xattr.user.x", "a" * (MAX_META - 100)),)
+    data = tar_of([E(f"l{i}", "hardlink", target="below", pax=xattr) for i in range(40)])
+    out = io.BytesIO()
+    flat = unpacking._Flattener(out)
+    src = unpacking._Input(_Feed(data))  # type: ignore[arg-type]
+    tracemalloc.start()
+    try:
+        for entry in unpacking._entries(src, "layer"):
+            flat.add(entry, src, "layer")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * MAX_META, peak
+    below = tar_of([E("below", data=b"content")])
+    src = unpacking._Input(_Feed(below))  # type: ignore[arg-type]
+    for entry in unpacking._entries(src, "layer"):
+        flat.add(entry, src, "layer")
+    flat.finish()
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+        links = [m for m in tar.getmembers() if m.islnk()]
+    assert len(links) == 40 and all(not m.pax_headers for m in links)
+
+
+def apply_all(root: Path, data: bytes) -> None:
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    tree = unpacking._Tree(fd, as_root=os.geteuid() == 0)
+    src = unpacking._Input(_Feed(data))  # type: ignore[arg-type]
+    try:
+        for entry in unpacking._entries(src, "layer"):
+            tree.apply(entry, src, "layer")
+        tree.finish()
+    finally:
+        tree.forget()
+        os.close(fd)
+
+
+@pytest.mark.parametrize("kind", ["file", "dir", "symlink"])
+def test_times_out_of_range_are_clamped_not_a_crash(tmp_path: Path, kind: str) -> None:
+    """An mtime of 10**23 seconds was an OverflowError out of utime: a traceback."""
+    target = "t" if kind == "symlink" else ""
+    for sign in ("", "-"):
+        root = tmp_path / f"root{sign}"
+        root.mkdir()
+        pax = (("mtime", sign + "99999999999999999999999"),)
+        apply_all(root, tar_of([E("x", kind, target=target, pax=pax)]))
+        assert os.lstat(root / "x").st_mtime_ns != 0
+
+
+@pytest.mark.parametrize("key", ["uid", "gid"])
+def test_ids_out_of_range_are_an_unpack_error_not_a_crash(tmp_path: Path, key: str) -> None:
+    """A uid of 10**23 was an OverflowError out of chown (as root): a traceback."""
+    data = tar_of([E("x", pax=((key, "99999999999999999999999"),))])
+    with pytest.raises(UnpackError, match=f"{key} 99999999999999999999999 out of range"):
+        apply_all(tmp_path, data)
