@@ -21,7 +21,15 @@ from typing import BinaryIO
 from .errors import PullError
 from .text import shown
 
-__all__ = ["MAX_EXTENDED", "MAX_MEMBERS", "ArchiveError", "Member", "TarReader", "TarWriter"]
+__all__ = [
+    "MAX_EXTENDED",
+    "MAX_MEMBERS",
+    "MAX_NAME",
+    "ArchiveError",
+    "Member",
+    "TarReader",
+    "TarWriter",
+]
 
 BLOCK = 512
 #: A pax header or GNU long name larger than this is no docker or OCI archive's: refused.
@@ -29,6 +37,9 @@ MAX_EXTENDED = 1 << 20
 #: An image archive holds a few files per blob; a million members is no image archive.
 MAX_MEMBERS = 1_000_000
 CHUNK = 1 << 20
+#: Longest member name or link target (Linux's PATH_MAX): the loader keeps every name it
+#: reads, and a 1 MiB pax path per member (a few KiB of gzip each) held gigabytes.
+MAX_NAME = 4096
 
 REGULAR = "file"
 DIRECTORY = "dir"
@@ -51,7 +62,10 @@ class Member:
 
 
 def clean_name(name: str, where: str) -> str:
-    """``name`` normalized, or ``ArchiveError`` for an absolute name or one with ``..``."""
+    """``name`` normalized, or ``ArchiveError`` for an absolute name, one with ``..``, or one
+    longer than ``MAX_NAME``."""
+    if len(name) > MAX_NAME:
+        raise ArchiveError(f"{where}: a member name of {len(name)} characters, over {MAX_NAME}")
     if name.startswith("/") or "\0" in name:
         raise ArchiveError(f"{where}: member '{shown(name, 200)}' has an absolute name")
     parts = [p for p in name.split("/") if p not in ("", ".")]
@@ -208,6 +222,11 @@ class TarReader:
             elif kind in _LINK_TYPES:
                 # A symbolic link is relative to its own directory, a hard link to the root.
                 base = posixpath.dirname(clean) if kind == b"2" else ""
+                if len(link) > MAX_NAME:
+                    raise ArchiveError(
+                        f"{self.where}: link '{shown(clean, 200)}' has a target of "
+                        f"{len(link)} characters, over {MAX_NAME}"
+                    )
                 if link.startswith("/"):
                     raise ArchiveError(
                         f"{self.where}: link '{shown(clean, 200)}' points at an absolute path"

@@ -345,3 +345,18 @@ def test_a_negative_pax_size_is_refused_not_looped_on(store: Path, tmp_path: Pat
     archive = tar_of((info, None), regular("y", b""))
     message = load_refused(store, archive, tmp_path)
     assert "a malformed pax size" in message
+
+
+@pytest.mark.parametrize("kind", ["name", "link"])
+def test_names_of_a_mebibyte_are_refused(store: Path, tmp_path: Path, kind: str) -> None:
+    """Every name read is kept until the end: 1 MiB pax paths (a few KiB of gzip each) held
+    gigabytes. Names and link targets are at most PATH_MAX."""
+    long = "a" * ((1 << 20) - 100)
+    if kind == "name":
+        info, data = regular(long, b"x")
+        members = [(info, data) for _ in range(2)]
+        archive = tar_of(*members)
+    else:
+        archive = tar_of(special("l", tarfile.SYMTYPE, long))
+    message = load_refused(store, gzip.compress(archive), tmp_path)
+    assert "over 4096" in message
