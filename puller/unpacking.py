@@ -678,6 +678,9 @@ def _entries(src: _Input, where: str) -> Iterator[_Entry]:
             for prefix in ("SCHILY.xattr.", "LIBARCHIVE.xattr."):
                 if key.startswith(prefix):
                     entry.xattrs[key[len(prefix) :]] = value
+        if "\0" in entry.linkname or any("\0" in k for k in entry.xattrs):
+            # The system takes neither: a ValueError out of symlink or setxattr otherwise.
+            raise UnpackError(f"{where}: {shown(name)}: a link target or xattr name with a NUL")
         if kind not in _KNOWN:
             raise UnpackError(
                 f"{where}: {shown(name)}: tar entry type {shown(repr(kind))} is not one pypull "

@@ -195,3 +195,18 @@ def test_memory_per_entry_does_not_grow_with_the_length_of_its_name(tmp_path: Pa
         tree.forget()
         os.close(fd)
     assert held < 2000 * 1024, held
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        E("s", "symlink", target="x", pax=(("linkpath", "a\0b"),)),
+        E("f", pax=(("SCHILY.xattr.user.a\0b", "v"),)),
+    ],
+)
+def test_a_nul_in_a_link_target_or_xattr_name_is_an_unpack_error_not_a_crash(
+    tmp_path: Path, entry: E
+) -> None:
+    """A ValueError ("embedded null byte") out of symlink or setxattr: reported as a bug."""
+    with pytest.raises(UnpackError, match="a link target or xattr name with a NUL"):
+        apply_all(tmp_path, tar_of([entry]))
