@@ -20,10 +20,14 @@ A layer is a tar written by someone else, so everything here is built for hostil
   of ``CHUNK``; the decompressors are asked for at most ``CHUNK`` at a time (no bomb fills
   memory); a PAX or GNU long-name header is read only up to ``MAX_META``; names and link
   targets are at most ``MAX_NAME`` bytes and ``MAX_DEPTH`` directories deep. What grows with
-  a layer's entry count (not its size) is what containerd and umoci keep too: the paths this
-  layer created (a whiteout applies to lower layers only), and the mtime of each directory and
-  the mode of each directory that is not ``u+rwx`` (both applied at the end, so that a later
-  layer can write into a 0555 directory as a non-root user).
+  a layer's entries is what containerd and umoci keep too: the paths this layer created (a
+  whiteout applies to lower layers only), and the mtime of each directory and the mode of each
+  directory that is not ``u+rwx`` (both applied at the end, so that a later layer can write
+  into a 0555 directory as a non-root user); those paths together are refused past
+  ``MAX_TRACKED``.
+* Time is linear in the layer: resolving names costs a layer at most ``LOOKUP_BASE`` directory
+  lookups plus ``LOOKUPS_PER_ENTRY`` an entry, so entries sent one by one through chains of
+  deep symlinks are refused rather than resolved for hours.
 * Device nodes and ownership other than the caller's are applied only as root; otherwise they
   are skipped and counted, as umoci's rootless mode does, and so are ``security.*`` xattrs.
 
@@ -75,6 +79,17 @@ MAX_NAME = 4096
 MAX_DEPTH = 512
 #: Symlinks expanded while resolving one name (Linux's own limit).
 MAX_LINKS = 40
+#: Directory lookups one layer may spend resolving names: a base, and this much more per entry.
+#: An ordinary entry costs its depth at most (none when it shares the last entry's directory);
+#: a hostile layer that sends every entry through a chain of deep symlinks runs out instead of
+#: running for hours.
+LOOKUP_BASE = 1 << 16
+LOOKUPS_PER_ENTRY = 256
+#: What the paths the tree remembers may take (this layer's names, directories' modes and
+#: times), counting each path's bytes plus ``PATH_OVERHEAD`` for the str and its slot: long
+#: names that compress 150:1 must not turn a small layer into gigabytes of memory.
+MAX_TRACKED = 256 << 20
+PATH_OVERHEAD = 128
 #: zstd's own default: a frame asking for a larger window is refused rather than allocated.
 ZSTD_MAX_WINDOW = 1 << 27
 
@@ -816,6 +831,24 @@ class _Tree:
         self.dir_times: dict[str, int] = {}
         self.root_mode = 0o755
         self._kept: tuple[tuple[str, ...], int, list[str]] | None = None
+        self.lookups = LOOKUP_BASE  # left for this layer (see LOOKUP_BASE)
+        self.tracked = 0  # bytes the remembered paths take (see MAX_TRACKED)
+
+    def new_layer(self, where: str = "") -> None:
+        """Forget what was only this layer's; the layer's lookup budget starts again."""
+        self.this_layer, self.cleared = set(), set()
+        self.forget()
+        self.lookups = LOOKUP_BASE
+        self.tracked = 0
+        for path in {*self.dir_times, *self.dir_modes}:
+            self._track(path, where)
+
+    def _track(self, path: str, where: str) -> None:
+        self.tracked += len(path) + PATH_OVERHEAD
+        if self.tracked > MAX_TRACKED:
+            raise UnpackError(
+                f"{where}: the names to remember pass {MAX_TRACKED >> 20} MiB; refused"
+            )
 
     # -- resolving names inside DIR
 
@@ -858,6 +891,12 @@ class _Tree:
             try:
                 restart = None
                 for i, part in enumerate(todo):
+                    self.lookups -= 1
+                    if self.lookups < 0:
+                        raise UnpackError(
+                            f"{where}: the layer's names resolve through too many directories "
+                            "and symbolic links; refused"
+                        )
                     try:
                         sub = os.open(part, _DIR_FLAGS, dir_fd=fd)
                     except FileNotFoundError:
@@ -899,6 +938,7 @@ class _Tree:
     # -- applying one entry
 
     def apply(self, entry: _Entry, src: _Input, where: str) -> None:
+        self.lookups += LOOKUPS_PER_ENTRY
         parts = _clean(entry.name, where)
         at = f"{where}: {shown(entry.name)}"
         if not parts:  # the root itself: only its mode and time are the layer's to set
@@ -922,7 +962,9 @@ class _Tree:
                 os.close(fd)
         except OSError as e:  # the disk's answer (no space, a name too long): one line
             raise UnpackError(f"{at}: {e.strerror or e}") from None
-        self.this_layer.add(path)
+        if path not in self.this_layer:
+            self._track(path, at)
+            self.this_layer.add(path)
         self.files += 1
 
     def _apply(self, parent: int, base: str, path: str, e: _Entry, src: _Input, at: str) -> None:
@@ -941,7 +983,11 @@ class _Tree:
             finally:
                 os.close(fd)
             if e.mode & 0o700 != 0o700:
+                if path not in self.dir_modes:
+                    self._track(path, at)
                 self.dir_modes[path] = e.mode
+            if path not in self.dir_times:
+                self._track(path, at)
             self.dir_times[path] = e.mtime_ns
             return
         if e.kind == b"1":
@@ -1124,11 +1170,9 @@ class _Tree:
 
 def _apply_layers(pipeline: _Pipeline, tree: _Tree, count: int) -> None:
     for i in range(count):
-        tree.this_layer, tree.cleared = set(), set()
-        tree.forget()
+        tree.new_layer(pipeline.where(i))
         _each_entry(pipeline, i, tree.apply)
-    tree.this_layer, tree.cleared = set(), set()
-    tree.forget()
+    tree.new_layer()
 
 
 def _each_entry(pipeline: _Pipeline, i: int, handle: Callable[[_Entry, _Input, str], None]) -> None:
