@@ -272,3 +272,36 @@ def to_oci(manifest: Manifest) -> tuple[Manifest, bytes]:
         "layers": [d.to_json() for d in oci.layers],
     }
     return oci, json.dumps(doc, separators=(",", ":")).encode()
+
+
+#: Keys of a manifest or index whose values are descriptors, or lists of them.
+_DESCRIPTOR_KEYS = ("config", "subject")
+_DESCRIPTOR_LIST_KEYS = ("layers", "manifests", "blobs")
+
+
+def listed(doc: dict[str, object]) -> list[tuple[Digest, str | None]]:
+    """What a manifest or index of any kind (an artifact's too) refers to, by digest and media
+    type: its config, subject, layers, manifests and blobs. Read leniently, for keeping blobs
+    (prune, leases), never for pulling."""
+    found: list[object] = [doc.get(key) for key in _DESCRIPTOR_KEYS]
+    for key in _DESCRIPTOR_LIST_KEYS:
+        value = doc.get(key)
+        if isinstance(value, list):
+            found += value
+    return descriptors_in(found)
+
+
+def descriptors_in(found: list[object]) -> list[tuple[Digest, str | None]]:
+    """The digest and media type of each descriptor in ``found``. Anything without a valid
+    digest names nothing that could be in ``blobs/``, so it is passed over, not an error."""
+    out = []
+    for d in found:
+        if not isinstance(d, dict) or not isinstance(d.get("digest"), str):
+            continue
+        try:
+            digest = parse_digest(d["digest"])
+        except InvalidDigest:
+            continue
+        media_type = d.get("mediaType")
+        out.append((digest, media_type if isinstance(media_type, str) else None))
+    return out

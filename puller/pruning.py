@@ -32,7 +32,14 @@ from pathlib import Path
 
 from .digest import Digest, digest_of, parse_digest
 from .errors import InvalidDigest, StoreError
-from .manifest import INDEX_TYPES, MANIFEST_TYPES, MAX_MANIFEST_SIZE, OCI_CONFIG
+from .manifest import (
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    MAX_MANIFEST_SIZE,
+    OCI_CONFIG,
+    descriptors_in,
+    listed,
+)
 from .store import (
     _FILE_FLAGS,
     _INGEST,
@@ -52,9 +59,6 @@ TEMPORARY_AGE = 3600.0
 #: A lease holds one digest a line (72 bytes for sha256): this is a million of them. A larger
 #: file is not ours, and a prune that cannot read all of a live lease must not go on.
 MAX_LEASE_SIZE = 72 << 20
-#: Keys of a manifest or index whose values are descriptors, or lists of them.
-_DESCRIPTOR_KEYS = ("config", "subject")
-_DESCRIPTOR_LIST_KEYS = ("layers", "manifests", "blobs")
 _READABLE = (*MANIFEST_TYPES, *INDEX_TYPES)
 _CONFIG_TYPES = (OCI_CONFIG, "application/vnd.docker.container.image.v1+json")
 _ARCHIVES = ("tar", "gzip", "zstd")
@@ -195,10 +199,10 @@ def _roots(store: Store) -> list[tuple[Digest, str | None]]:
     digest each was resolved from."""
     roots: list[tuple[Digest, str | None]] = []
     for entry in store._read_index_doc()["manifests"]:
-        roots += _descriptors([entry])
+        roots += descriptors_in([entry])
         annotations = entry.get("annotations") if isinstance(entry, dict) else None
         if isinstance(annotations, dict):
-            served = _descriptors([{"digest": annotations.get(RESOLVED_ANNOTATION)}])
+            served = descriptors_in([{"digest": annotations.get(RESOLVED_ANNOTATION)}])
             roots += [(digest, None) for digest, _ in served]
     return roots
 
@@ -216,7 +220,7 @@ def _reachable(store: Store, roots: list[tuple[Digest, str | None]]) -> set[Dige
             continue  # a config or a layer: lists nothing
         doc = _manifest_doc(store, digest, media_type in _READABLE)
         if doc is not None:
-            todo += _children(doc)
+            todo += listed(doc)
     return marked
 
 
@@ -254,31 +258,6 @@ def _manifest_doc(store: Store, digest: Digest, strict: bool) -> dict[str, objec
     if strict:
         raise StoreError(f"{path} {problem}; nothing pruned", path=str(path))
     return None
-
-
-def _children(doc: dict[str, object]) -> list[tuple[Digest, str | None]]:
-    found: list[object] = [doc.get(key) for key in _DESCRIPTOR_KEYS]
-    for key in _DESCRIPTOR_LIST_KEYS:
-        value = doc.get(key)
-        if isinstance(value, list):
-            found += value
-    return _descriptors(found)
-
-
-def _descriptors(found: list[object]) -> list[tuple[Digest, str | None]]:
-    """The digest and media type of each descriptor in ``found``. Anything without a valid
-    digest names nothing that could be in ``blobs/``, so it is passed over, not an error."""
-    out = []
-    for d in found:
-        if not isinstance(d, dict) or not isinstance(d.get("digest"), str):
-            continue
-        try:
-            digest = parse_digest(d["digest"])
-        except InvalidDigest:
-            continue
-        media_type = d.get("mediaType")
-        out.append((digest, media_type if isinstance(media_type, str) else None))
-    return out
 
 
 # -- sweep -----------------------------------------------------------------------------------------

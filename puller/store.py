@@ -62,14 +62,14 @@ import os
 import stat
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from .digest import Digest, Verifier, verify_bytes
 from .errors import DigestMismatch, ManifestError, StoreError
-from .manifest import MAX_MANIFEST_SIZE, REF_NAME_ANNOTATION, Descriptor, parse_descriptor
+from .manifest import MAX_MANIFEST_SIZE, REF_NAME_ANNOTATION, Descriptor, listed, parse_descriptor
 
 OCI_LAYOUT = {"imageLayoutVersion": "1.0.0"}
 #: A lock file replaced this many times in a row while we try to take it is a bug, not a race.
@@ -567,15 +567,17 @@ class _Lease:
         self._held: set[Digest] = set()
         self._mutex = threading.Lock()  # the store is used from the loop and worker threads
 
-    def hold(self, digest: Digest) -> None:
-        if digest in self._held:
+    def hold(self, digests: Iterable[Digest]) -> None:
+        new = [d for d in dict.fromkeys(digests) if d not in self._held]
+        if not new:
             return
         with self._mutex:
-            if digest in self._held:
+            new = [d for d in new if d not in self._held]
+            if not new:
                 return
             if self._fd is None and self._store._lstat((), ".pypull") is None:
                 return
-            line = f"{digest}\n".encode()
+            line = "".join(f"{d}\n" for d in new).encode()
             try:
                 with self._store._gc_lock(shared=True):
                     if self._fd is None:
@@ -590,7 +592,7 @@ class _Lease:
                     self._held = _Everything()
                     return
                 raise _store_error("record a lease in", self._store.root / ".pypull", e) from e
-            self._held.add(digest)
+            self._held.update(new)
 
     def _open(self) -> None:
         dir_fd = self._store._open_dir(_LEASES, create=True)
@@ -721,10 +723,10 @@ class Store:
                     self._lease.release()
                     self._lease = None
 
-    def _hold(self, digest: Digest) -> None:
+    def _hold(self, *digests: Digest) -> None:
         lease = self._lease
         if lease is not None:
-            lease.hold(digest)
+            lease.hold(digests)
 
     @contextmanager
     def _gc_lock(self, shared: bool) -> Iterator[None]:
@@ -827,6 +829,15 @@ class Store:
         if len(raw) > MAX_MANIFEST_SIZE:
             raise ManifestError(f"{path}: a manifest over {MAX_MANIFEST_SIZE >> 20} MiB")
         verify_bytes(raw, digest, size, str(path))
+        if self._lease is not None:
+            # Whoever reads a manifest goes on to what it lists (unpack, save, push): held from
+            # now, those stay even if the image is removed and pruned while they are read.
+            try:
+                doc = json.loads(raw)
+            except (ValueError, RecursionError):
+                doc = None
+            if isinstance(doc, dict):
+                self._hold(*(d for d, _ in listed(doc)))
         return raw
 
     # -- index.json -------------------------------------------------------------------------------

@@ -161,3 +161,29 @@ def test_a_store_that_cannot_take_a_lease_is_still_read(
         assert store.has(digest)
         assert store.read_blob(digest) == data
     assert not (root / ".pypull" / "leases").exists()
+
+
+def test_a_manifest_read_under_a_lease_keeps_what_it_lists(tmp_path: Path) -> None:
+    """unpack, save and push read an image's manifest, then its blobs one by one: an rmi and
+    a prune in between must not take the blobs they have not reached yet."""
+    root = tmp_path / "store"
+    writer = Store(root)
+    layer, config = b"layer bytes", b"{}"
+    for data in (layer, config):
+        writer.put_bytes(digest_of(data), data)
+    manifest = (
+        '{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",'
+        f' "config": {{"mediaType": "application/vnd.oci.image.config.v1+json",'
+        f' "digest": "{digest_of(config)}", "size": 2}},'
+        f' "layers": [{{"mediaType": "application/vnd.oci.image.layer.v1.tar",'
+        f' "digest": "{digest_of(layer)}", "size": 11}}]}}'
+    ).encode()
+    writer.put_bytes(digest_of(manifest), manifest)  # no index.json entry: all garbage
+
+    reader = Store(root)
+    with reader.lease():
+        assert reader.read_manifest(digest_of(manifest)) == manifest
+        assert prune(root).removed == ()  # the layer and config were not touched yet
+        assert reader.read_blob(digest_of(layer)) == layer
+    gone = {p.digest for p in prune(root).removed}
+    assert gone == {digest_of(manifest), digest_of(layer), digest_of(config)}
