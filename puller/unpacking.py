@@ -904,6 +904,11 @@ class _Tree:
                             os.close(fd)
                             return None
                         os.mkdir(part, 0o755, dir_fd=fd)
+                        # A new directory, not one a lower layer made and a whiteout removed:
+                        # that one's mode and time are not this one's.
+                        created = _join([*done, part])
+                        self.dir_modes.pop(created, None)
+                        self.dir_times.pop(created, None)
                         sub = os.open(part, _DIR_FLAGS, dir_fd=fd)
                     except OSError as e:
                         if e.errno not in (errno.ELOOP, errno.ENOTDIR):

@@ -216,3 +216,28 @@ def test_a_nul_in_a_link_target_or_xattr_name_is_an_unpack_error_not_a_crash(
     """A ValueError ("embedded null byte") out of symlink or setxattr: reported as a bug."""
     with pytest.raises(UnpackError, match="a link target or xattr name with a NUL"):
         apply_all(tmp_path, tar_of([entry]))
+
+
+def test_a_directory_made_again_after_a_whiteout_does_not_take_the_old_ones_mode(
+    tmp_path: Path,
+) -> None:
+    """Layer 1 makes a 0555 ``a``; layer 2 whites it out and writes ``a/f``, which makes a new
+    ``a`` (0755): the removed directory's mode, applied at the end, made it 0555."""
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    tree = unpacking._Tree(fd, as_root=os.geteuid() == 0)
+    try:
+        for layer in (
+            [E("a", "dir", mode=0o555), E("a/old", data=b"lower")],
+            [E(".wh.a"), E("a/f", data=b"upper")],
+        ):
+            tree.new_layer("layer")
+            src = unpacking._Input(_Feed(tar_of(layer)))  # type: ignore[arg-type]
+            for entry in unpacking._entries(src, "layer"):
+                tree.apply(entry, src, "layer")
+        tree.finish()
+    finally:
+        tree.forget()
+        os.close(fd)
+    assert (tmp_path / "a" / "f").read_bytes() == b"upper"
+    assert not (tmp_path / "a" / "old").exists()
+    assert (tmp_path / "a").stat().st_mode & 0o7777 == 0o755
