@@ -112,13 +112,16 @@ def test_export_holds_no_xattrs_of_hard_links_waiting_for_their_target() -> None
     assert len(links) == 40 and all(not m.pax_headers for m in links)
 
 
-def apply_all(root: Path, data: bytes) -> None:
+def apply_all(root: Path, *layers: bytes) -> None:
+    """The layers' tars applied in order into ``root`` through one tree, as unpack does."""
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     tree = unpacking._Tree(fd, as_root=os.geteuid() == 0)
-    src = unpacking._Input(_Feed(data))  # type: ignore[arg-type]
     try:
-        for entry in unpacking._entries(src, "layer"):
-            tree.apply(entry, src, "layer")
+        for data in layers:
+            tree.new_layer("layer")
+            src = unpacking._Input(_Feed(data))  # type: ignore[arg-type]
+            for entry in unpacking._entries(src, "layer"):
+                tree.apply(entry, src, "layer")
         tree.finish()
     finally:
         tree.forget()
@@ -223,21 +226,11 @@ def test_a_directory_made_again_after_a_whiteout_does_not_take_the_old_ones_mode
 ) -> None:
     """Layer 1 makes a 0555 ``a``; layer 2 whites it out and writes ``a/f``, which makes a new
     ``a`` (0755): the removed directory's mode, applied at the end, made it 0555."""
-    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
-    tree = unpacking._Tree(fd, as_root=os.geteuid() == 0)
-    try:
-        for layer in (
-            [E("a", "dir", mode=0o555), E("a/old", data=b"lower")],
-            [E(".wh.a"), E("a/f", data=b"upper")],
-        ):
-            tree.new_layer("layer")
-            src = unpacking._Input(_Feed(tar_of(layer)))  # type: ignore[arg-type]
-            for entry in unpacking._entries(src, "layer"):
-                tree.apply(entry, src, "layer")
-        tree.finish()
-    finally:
-        tree.forget()
-        os.close(fd)
+    apply_all(
+        tmp_path,
+        tar_of([E("a", "dir", mode=0o555), E("a/old", data=b"lower")]),
+        tar_of([E(".wh.a"), E("a/f", data=b"upper")]),
+    )
     assert (tmp_path / "a" / "f").read_bytes() == b"upper"
     assert not (tmp_path / "a" / "old").exists()
     assert (tmp_path / "a").stat().st_mode & 0o7777 == 0o755
