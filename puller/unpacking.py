@@ -833,22 +833,30 @@ class _Tree:
         self._kept: tuple[tuple[str, ...], int, list[str]] | None = None
         self.lookups = LOOKUP_BASE  # left for this layer (see LOOKUP_BASE)
         self.tracked = 0  # bytes the remembered paths take (see MAX_TRACKED)
+        self.layer_tracked = 0  # of which this_layer's, given back when the layer ends
 
-    def new_layer(self, where: str = "") -> None:
+    def new_layer(self) -> None:
         """Forget what was only this layer's; the layer's lookup budget starts again."""
         self.this_layer, self.cleared = set(), set()
         self.forget()
         self.lookups = LOOKUP_BASE
-        self.tracked = 0
-        for path in {*self.dir_times, *self.dir_modes}:
-            self._track(path, where)
+        self.tracked -= self.layer_tracked
+        self.layer_tracked = 0
 
-    def _track(self, path: str, where: str) -> None:
-        self.tracked += len(path) + PATH_OVERHEAD
+    def _track(self, path: str, where: str) -> int:
+        """Count ``path`` as remembered; what it costs."""
+        cost = len(path) + PATH_OVERHEAD
+        self.tracked += cost
         if self.tracked > MAX_TRACKED:
             raise UnpackError(
                 f"{where}: the names to remember pass {MAX_TRACKED >> 20} MiB; refused"
             )
+        return cost
+
+    def _drop(self, remembered: dict[str, int], path: str) -> None:
+        """Forget a directory's saved mode or time, and what it counted."""
+        if remembered.pop(path, None) is not None:
+            self.tracked -= len(path) + PATH_OVERHEAD
 
     # -- resolving names inside DIR
 
@@ -907,8 +915,8 @@ class _Tree:
                         # A new directory, not one a lower layer made and a whiteout removed:
                         # that one's mode and time are not this one's.
                         created = _join([*done, part])
-                        self.dir_modes.pop(created, None)
-                        self.dir_times.pop(created, None)
+                        self._drop(self.dir_modes, created)
+                        self._drop(self.dir_times, created)
                         sub = os.open(part, _DIR_FLAGS, dir_fd=fd)
                     except OSError as e:
                         if e.errno not in (errno.ELOOP, errno.ENOTDIR):
@@ -968,13 +976,13 @@ class _Tree:
         except OSError as e:  # the disk's answer (no space, a name too long): one line
             raise UnpackError(f"{at}: {e.strerror or e}") from None
         if path not in self.this_layer:
-            self._track(path, at)
+            self.layer_tracked += self._track(path, at)
             self.this_layer.add(path)
         self.files += 1
 
     def _apply(self, parent: int, base: str, path: str, e: _Entry, src: _Input, at: str) -> None:
         existing = _lstat(parent, base)
-        self.dir_modes.pop(path, None)
+        self._drop(self.dir_modes, path)
         if e.kind == b"5":
             if not _is_dir(existing):
                 if existing is not None:
@@ -1175,7 +1183,7 @@ class _Tree:
 
 def _apply_layers(pipeline: _Pipeline, tree: _Tree, count: int) -> None:
     for i in range(count):
-        tree.new_layer(pipeline.where(i))
+        tree.new_layer()
         _each_entry(pipeline, i, tree.apply)
     tree.new_layer()
 

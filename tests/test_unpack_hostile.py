@@ -118,7 +118,7 @@ def apply_all(root: Path, *layers: bytes) -> None:
     tree = unpacking._Tree(fd, as_root=os.geteuid() == 0)
     try:
         for data in layers:
-            tree.new_layer("layer")
+            tree.new_layer()
             src = unpacking._Input(_Feed(data))  # type: ignore[arg-type]
             for entry in unpacking._entries(src, "layer"):
                 tree.apply(entry, src, "layer")
