@@ -160,22 +160,14 @@ def as_json(event: Event) -> dict[str, Any] | None:
             "endpoint": event.endpoint,
             "layers": [str(d) for d in event.layers],
         }
-    elif isinstance(event, Retrying):
+    elif isinstance(event, (Retrying, LayerRetrying)):
         kind = "retrying"
-        fields = {
-            "reference": str(event.reference),
-            "delay": event.delay,
-            "attempt": event.attempt,
-            "message": message(event.error),
-        }
-    elif isinstance(event, LayerRetrying):
-        kind = "retrying"
-        fields = {
-            "layer": str(event.digest),
-            "delay": event.delay,
-            "attempt": event.attempt,
-            "message": message(event.error),
-        }
+        fields = (
+            {"reference": str(event.reference)}
+            if isinstance(event, Retrying)
+            else {"layer": str(event.digest)}
+        )
+        fields |= {"delay": event.delay, "attempt": event.attempt, "message": message(event.error)}
     elif isinstance(event, LayerExists):
         kind, fields = "exists", {"layer": str(event.digest)}
     elif isinstance(event, LayerProgress):
