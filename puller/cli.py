@@ -308,8 +308,7 @@ def _add_copy_options(p: argparse.ArgumentParser, json_help: str) -> None:
     )
     p.add_argument("--fail-fast", action="store_true", help="start no image after one has failed")
     _add_settings(p, pulls=False)
-    _add_store(p, "blobs are read from when it has them (and push reads images from)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    _add_common(p, "blobs are read from when it has them (and push reads images from)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -482,8 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="table",
         help="json: one JSON object per image per line (JSON Lines), sizes in bytes",
     )
-    _add_store(images, "to list")
-    images.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    _add_common(images, "to list")
 
     inspect = sub.add_parser(
         "inspect",
@@ -521,8 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
         "instead of the store: the manifest and the config only, no layer; nothing is written",
     )
     _add_query_options(inspect)
-    _add_store(inspect, "to read (with --remote: only for what it already holds; never written)")
-    inspect.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    _add_common(inspect, "to read (with --remote: only for what it already holds; never written)")
 
     tags = sub.add_parser(
         "tags",
@@ -568,8 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OS/ARCH[/VARIANT]",
         help="the platform of a multi-platform image (default: linux/<this machine>)",
     )
-    _add_store(unpack, "to read")
-    unpack.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    _add_common(unpack, "to read")
 
     export = sub.add_parser(
         "export",
@@ -591,8 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OS/ARCH[/VARIANT]",
         help="the platform of a multi-platform image (default: linux/<this machine>)",
     )
-    _add_store(export, "to read")
-    export.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    _add_common(export, "to read")
 
     rmi = sub.add_parser(
         "rmi",
@@ -666,8 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="the archive to write (default, or -: stdout, which must not be a terminal)",
     )
-    _add_store(save, "to save from")
-    save.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    _add_common(save, "to save from")
 
     load = sub.add_parser(
         "load",
@@ -686,8 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("file", nargs="?", metavar="FILE", help="the archive (default: stdin)")
     load.add_argument("-i", "--input", metavar="FILE", help="the archive, as docker load takes it")
     load.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
-    _add_store(load, "to load into")
-    load.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    _add_common(load, "to load into")
 
     config = sub.add_parser(
         "config",
