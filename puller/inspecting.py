@@ -293,16 +293,25 @@ def _local(store: Store, ref: Reference, platform: Platform | None) -> ImageInfo
         return _described(store, ref, platform)
 
 
+def _in_store(
+    store: Store, ref: Reference, platform: Platform | None, advice: str
+) -> tuple[Descriptor, Descriptor, bytes, Manifest, bytes]:
+    """``ref``'s index.json entry, the descriptor of its platform's manifest (the entry itself
+    for a single-platform image), that manifest's bytes and parse, and its config's bytes."""
+    what = str(ref)
+    entry = find_entry(store, ref)
+    if entry is None:
+        raise NotFound(f"{what}: not in the store {store.root} (pull it first{advice})")
+    chosen, raw, manifest = _platform_manifest(store, entry, platform, what)
+    return entry, chosen, raw, manifest, _read_config(store, manifest.config, what)
+
+
 def local_image(store: Store, ref: Reference, platform: Platform | None) -> tuple[Manifest, bytes]:
     """The platform's manifest of ``ref`` in ``store`` and its config's bytes (bounded and
     verified), as ``inspect`` finds them: for what reads the image's layers (unpack). The
     caller holds the store's lease, so the blobs stay for the reads that follow."""
     what = str(ref)
-    entry = find_entry(store, ref)
-    if entry is None:
-        raise NotFound(f"{what}: not in the store {store.root} (pull it first)")
-    chosen, _, manifest = _platform_manifest(store, entry, platform, what)
-    config_raw = _read_config(store, manifest.config, what)
+    entry, chosen, _, manifest, config_raw = _in_store(store, ref, platform, "")
     if chosen is entry:
         info = _from_config(config_raw, what)
         _check_platform(platform, Platform(info["os"], info["architecture"], info["variant"]), what)
@@ -311,11 +320,7 @@ def local_image(store: Store, ref: Reference, platform: Platform | None) -> tupl
 
 def _described(store: Store, ref: Reference, platform: Platform | None) -> ImageInfo:
     what = str(ref)
-    entry = find_entry(store, ref)
-    if entry is None:
-        raise NotFound(f"{what}: not in the store {store.root} (pull it first, or use --remote)")
-    chosen, raw, manifest = _platform_manifest(store, entry, platform, what)
-    config_raw = _read_config(store, manifest.config, what)
+    entry, chosen, raw, manifest, config_raw = _in_store(store, ref, platform, ", or use --remote")
     info = _from_config(config_raw, what)
     actual = Platform(info["os"], info["architecture"], info["variant"])
     if chosen is entry:
