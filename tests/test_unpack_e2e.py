@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.images import EPOCH, Image
+from fixtures.images import EPOCH, Blob, Image
 from fixtures.layers import (
     Compression,
     E,
@@ -295,22 +295,26 @@ def test_a_hard_link_to_an_outside_file_is_refused_and_leaves_no_dir(
     assert (outside / "secret").stat().st_nlink == 1
 
 
+def wrong_layer_of(repository: str, good: Blob, wrong: Blob) -> Image:
+    """A one-layer image whose manifest names the ``wrong`` layer's blob while its config
+    carries the ``good`` layer's diff_id."""
+    from fixtures.images import Manifest
+
+    manifest = image_of_layers(repository, "1", [good]).manifests[0]
+    doc = json.loads(manifest.raw)
+    doc["layers"][0] = wrong.descriptor()
+    raw = json.dumps(doc, indent=2).encode() + b"\n"
+    bad = Manifest(manifest.media_type, raw, manifest.config, (wrong,), manifest.platform)
+    return Image(repository, "1", bad.media_type, raw, (bad,))
+
+
 def test_a_layer_that_does_not_match_its_diff_id_is_an_error_and_leaves_no_dir(
     registry: Registry, work: Path
 ) -> None:
     good = layer([E("a", data=b"a\n"), E("b", data=b"b\n")])
     wrong = layer([E("a", data=b"a\n"), E("b", data=b"B\n")])
-    image = image_of_layers("pypull-test/diffid", "1", [good])
-    # The manifest names the wrong layer's blob, the config the good layer's diff_id.
-    manifest = image.manifests[0]
-    doc = json.loads(manifest.raw)
-    doc["layers"][0] = wrong.descriptor()
-    from fixtures.images import Manifest
-
-    raw = json.dumps(doc, indent=2).encode() + b"\n"
-    bad = Manifest(manifest.media_type, raw, manifest.config, (wrong,), manifest.platform)
     store = work / "store"
-    name = pulled(registry, store, Image("pypull-test/diffid", "1", bad.media_type, raw, (bad,)))
+    name = pulled(registry, store, wrong_layer_of("pypull-test/diffid", good, wrong))
     done = run_pypull("unpack", "--store", store, name, work / "rootfs")
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
@@ -396,16 +400,8 @@ def test_export_of_a_layer_that_does_not_match_its_diff_id_leaves_no_file(
 ) -> None:
     good = layer([E("a", data=b"a\n")])
     wrong = layer([E("a", data=b"A\n")])
-    image = image_of_layers("pypull-test/diffid-export", "1", [good])
-    from fixtures.images import Manifest
-
-    manifest = image.manifests[0]
-    doc = json.loads(manifest.raw)
-    doc["layers"][0] = wrong.descriptor()
-    raw = json.dumps(doc, indent=2).encode() + b"\n"
-    bad = Manifest(manifest.media_type, raw, manifest.config, (wrong,), manifest.platform)
     store = work / "store"
-    name = pulled(registry, store, Image(image.repository, "1", bad.media_type, raw, (bad,)))
+    name = pulled(registry, store, wrong_layer_of("pypull-test/diffid-export", good, wrong))
     done = run_pypull("export", "--store", store, name, "-o", work / "flat.tar")
     assert done.returncode == 1
     assert len(done.stderr.strip().splitlines()) == 1 and good.diff_id in done.stderr
