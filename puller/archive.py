@@ -51,7 +51,6 @@ and every name printed goes through ``text.shown``.
 from __future__ import annotations
 
 import contextlib
-import errno
 import gzip
 import hashlib
 import io
@@ -80,7 +79,7 @@ from .manifest import (
     parse_descriptor,
 )
 from .reference import Reference, parse
-from .store import OCI_LAYOUT, RESOLVED_ANNOTATION, StagedBlob, Store, as_store
+from .store import OCI_LAYOUT, RESOLVED_ANNOTATION, StagedBlob, Store, as_store, new_file
 from .tarstream import CHUNK, DIRECTORY, LINK, ArchiveError, TarReader, TarWriter
 from .text import shown
 
@@ -274,17 +273,10 @@ def _write(store: Store, plan: _Plan, out: BinaryIO) -> int:
 def _to_file(store: Store, plan: _Plan, path: Path) -> int:
     """Written beside ``path`` under a temporary name and renamed at the end: a failed save
     leaves no partial archive, and an old one stays whole until the new one is."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     try:
-        for _ in range(100):
-            tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
-            try:
-                fd = os.open(tmp, flags, 0o666)
-                break
-            except FileExistsError:
-                continue
-        else:
-            raise OSError(errno.EEXIST, "no free temporary name")
+        fd, tmp = new_file(
+            lambda: str(path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")), os.O_WRONLY
+        )
     except OSError as e:
         raise PullError(f"cannot write {shown(str(path))}: {e.strerror or e}") from None
     try:

@@ -62,7 +62,7 @@ import os
 import stat
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any, BinaryIO
@@ -215,6 +215,20 @@ def _open_scratch(dir_fd: int, name: str, path: Path) -> int:
             continue
         return _check_regular(fd, path)
     raise StoreError(f"{path} keeps being replaced by a symbolic link", path=str(path))
+
+
+def new_file(name_of: Callable[[], str], flags: int, dir_fd: int | None = None) -> tuple[int, str]:
+    """A new file of ours, under the first fresh name ``name_of`` gives: ``O_CREAT | O_EXCL |
+    O_NOFOLLOW``, so never someone else's file nor one reached through a link; 0666 minus the
+    umask. Temporaries, leases, archives being written."""
+    flags |= os.O_CREAT | os.O_EXCL | _FILE_FLAGS
+    for _ in range(100):
+        name = name_of()
+        try:
+            return os.open(name, flags, FILE_MODE, dir_fd=dir_fd), name
+        except FileExistsError:
+            continue
+    raise OSError(errno.EEXIST, "no free name for a new file")
 
 
 class BlobLock:
@@ -458,16 +472,9 @@ class StagedBlob:
         store.ensure_layout()
         try:
             self._dir_fd: int | None = store._open_dir(_INGEST, create=True)
-            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | _FILE_FLAGS
-            for _ in range(100):
-                self.name = f".staged-{os.urandom(8).hex()}"  # hidden: a temporary, no download
-                try:
-                    fd = os.open(self.name, flags, FILE_MODE, dir_fd=self._dir_fd)
-                    break
-                except FileExistsError:
-                    continue
-            else:
-                raise OSError(errno.EEXIST, "no free name for a staged blob")
+            fd, self.name = new_file(  # hidden: a temporary, no download
+                lambda: f".staged-{os.urandom(8).hex()}", os.O_RDWR, self._dir_fd
+            )
         except OSError as e:
             self._close_dir()
             raise _store_error("write to", store.ingest_dir, e) from e
@@ -597,16 +604,9 @@ class _Lease:
     def _open(self) -> None:
         dir_fd = self._store._open_dir(_LEASES, create=True)
         try:
-            for _ in range(100):
-                name = f"{os.getpid()}-{os.urandom(6).hex()}"
-                try:
-                    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | _FILE_FLAGS
-                    fd = os.open(name, flags, FILE_MODE, dir_fd=dir_fd)
-                    break
-                except FileExistsError:
-                    continue
-            else:
-                raise OSError(errno.EEXIST, "no free lease name")
+            fd, name = new_file(
+                lambda: f"{os.getpid()}-{os.urandom(6).hex()}", os.O_WRONLY | os.O_APPEND, dir_fd
+            )
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else has it
             except BaseException:
@@ -962,16 +962,7 @@ def _atomic_write(dir_fd: int, name: str, data: bytes, tmp_dir_fd: int | None = 
     with ``O_CREAT | O_EXCL | O_NOFOLLOW``, so it is a new file of ours (0666 minus the umask),
     and the rename replaces a link at ``name`` instead of following it."""
     tmp_dir = dir_fd if tmp_dir_fd is None else tmp_dir_fd
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FILE_FLAGS
-    for _ in range(100):
-        tmp = f".{name}.{os.urandom(8).hex()}"
-        try:
-            fd = os.open(tmp, flags, FILE_MODE, dir_fd=tmp_dir)
-            break
-        except FileExistsError:
-            continue
-    else:
-        raise OSError(errno.EEXIST, f"no free temporary name for {name}")
+    fd, tmp = new_file(lambda: f".{name}.{os.urandom(8).hex()}", os.O_WRONLY, tmp_dir)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
