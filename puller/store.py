@@ -231,6 +231,20 @@ def new_file(name_of: Callable[[], str], flags: int, dir_fd: int | None = None) 
     raise OSError(errno.EEXIST, "no free name for a new file")
 
 
+def _write_all(file: IO[bytes], chunk: bytes | memoryview, path: Path) -> None:
+    """All of ``chunk``: an unbuffered write may write less than asked (a nearly full disk, a
+    file size limit), and the hash beside it covers every byte, so the file must too."""
+    view = memoryview(chunk)
+    try:
+        while view:
+            written = file.write(view)
+            if not written:
+                raise OSError(errno.ENOSPC, "no space left on device")
+            view = view[written:]
+    except OSError as e:
+        raise _store_error("write", path, e) from e
+
+
 class BlobLock:
     """One digest's download, locked across processes (``flock`` on ``ingest/<digest>.lock``).
 
@@ -372,17 +386,7 @@ class BlobWriter:
 
     def write(self, chunk: bytes | memoryview) -> None:
         self._verifier.update(chunk)  # raises SizeMismatch as soon as the body runs long
-        view = memoryview(chunk)
-        try:
-            # An unbuffered write may write less than asked (a nearly full disk, a file size
-            # limit): the hash covers every byte, so the file must too.
-            while view:
-                written = self._file.write(view)
-                if not written:
-                    raise OSError(errno.ENOSPC, "no space left on device")
-                view = view[written:]
-        except OSError as e:
-            raise _store_error("write", self.path, e) from e
+        _write_all(self._file, chunk, self.path)
         if self._verifier.size - self._written_back >= WRITEBACK_STEP:
             _start_writeback(
                 self._file.fileno(), self._written_back, self._verifier.size - self._written_back
@@ -496,15 +500,7 @@ class StagedBlob:
     def write(self, chunk: bytes | memoryview) -> None:
         self._hash.update(chunk)
         self.size += len(chunk)
-        view = memoryview(chunk)
-        try:
-            while view:  # an unbuffered write may write less than asked: see BlobWriter.write
-                written = self._file.write(view)
-                if not written:
-                    raise OSError(errno.ENOSPC, "no space left on device")
-                view = view[written:]
-        except OSError as e:
-            raise _store_error("write", self._store.ingest_dir / self.name, e) from e
+        _write_all(self._file, chunk, self._store.ingest_dir / self.name)
 
     def content_digest(self) -> Digest:
         """The digest of what was written so far."""
