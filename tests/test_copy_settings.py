@@ -10,7 +10,10 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from fixtures.images import Image, make_image
+from puller.copying import default_jobs
 
 from .fakeregistry import FOREIGN_LAYER_TYPES, Status, run_pypull, start_fake
 
@@ -24,6 +27,14 @@ def config(text: str) -> None:
     path = Path(os.environ["XDG_CONFIG_HOME"]) / "pypull" / "config.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+@pytest.mark.parametrize(("cpus", "jobs"), [(1, 2), (2, 2), (3, 3), (64, 4)])
+def test_blobs_at_once_default_to_the_cpus_this_process_may_use_from_2_to_4(
+    monkeypatch: pytest.MonkeyPatch, cpus: int, jobs: int
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cpus)))
+    assert default_jobs() == jobs
 
 
 async def test_images_not_started_are_deferred_below_the_reserve() -> None:

@@ -182,9 +182,9 @@ def main() -> int:
     parser.add_argument(
         "--copy-jobs",
         type=int,
-        default=4,
+        default=None,
         metavar="N",
-        help="pypull copy -j N, when its --help shows -j (default: 4, its own default)",
+        help="pypull copy -j N, when its --help shows -j (default: none given, its own default)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="every run as it ends")
     args = parser.parse_args()
@@ -276,7 +276,7 @@ class Pypull:
     python: str
     env: dict[str, str]
     cwd: Path | None
-    copy_jobs: int
+    copy_jobs: int | None
 
     def argv(self, *args: str) -> list[str]:
         return [self.python, "-m", "puller", *args]
@@ -288,7 +288,10 @@ class Pypull:
 
     @functools.cached_property
     def copy_options(self) -> list[str]:
-        """``-j N`` when this pypull's copy takes it (blobs at once), else nothing."""
+        """``-j N`` when asked for and this pypull's copy takes it (blobs at once), else
+        nothing: its own default."""
+        if self.copy_jobs is None:
+            return []
         done = subprocess.run(
             self.argv("copy", "--help"),
             capture_output=True,
