@@ -1169,11 +1169,9 @@ class BlobStream:
 
     async def pour_on_loop(self, write: wire.LoopWrite) -> None:
         """``pour`` with a writer on the loop that may hold each piece until the future it
-        returns is done (``wire.Response.pour_on_loop``)."""
+        returns is done (``wire.Response.pour_on_loop``, in pieces of its size)."""
         ours: list[BaseException] = []
-        await self._mapped(
-            self._resp.pour_on_loop(_recording(write, ours), _ignore, self._chunk_size), ours
-        )
+        await self._mapped(self._resp.pour_on_loop(_recording(write, ours), _ignore), ours)
 
     async def _mapped(self, pouring: Awaitable[None], ours: list[BaseException]) -> None:
         try:

@@ -37,6 +37,13 @@ MAX_LENGTH_DIGITS = 20
 MAX_REDIRECTS = 10
 #: Buffers per body: one filling, one queued, one being hashed and written.
 BUFFERS = 3
+#: For a writer on the loop (``Response.pour_on_loop``: a blob copied to another registry), a
+#: buffer is held until the kernel has taken it for the upload: one filling, one being sent, of
+#: 2 MiB. On 2 cores, a 1 GB copy between loopback registries took 1.19 CPU s against 1.30
+#: with three of 1 MiB (8 rounds); three of 2 MiB, or two of 4 MiB, cost as much as the old
+#: way: the fewer bytes in flight, the more of them the hashing finds in the cache.
+LOOP_BUFFERS = 2
+LOOP_CHUNK = 2 << 20
 #: A blob body slower than this, averaged over the read timeout, is stalled (bytes per second).
 MIN_RATE = 1024
 #: How many times the read timeout a head or a small body may take in all, however it trickles.
@@ -282,13 +289,15 @@ class Response:
         await self._conn.pour(self._head, write, progress, chunk_size)
 
     async def pour_on_loop(
-        self, write: LoopWrite, progress: Callable[[int], None], chunk_size: int = 1 << 20
+        self, write: LoopWrite, progress: Callable[[int], None], chunk_size: int = LOOP_CHUNK
     ) -> None:
         """``pour``, but ``write`` runs on the loop, and a buffer goes back to the socket only
         when the future ``write`` returned for it is done: for a writer that hands each piece
         on (a copy to another registry) rather than blocking on a disk. No thread hop per
         piece: that cost a copy more CPU than anything but hashing and the kernel."""
-        await self._conn.pour(self._head, write, progress, chunk_size, on_loop=True)
+        await self._conn.pour(
+            self._head, write, progress, chunk_size, on_loop=True, buffers=LOOP_BUFFERS
+        )
 
     async def read(self, limit: int) -> bytes:
         """At most ``limit`` bytes of the body (a manifest, a token, an error message), read on
@@ -841,6 +850,7 @@ class _Connection(asyncio.BufferedProtocol):
         self._until_eof = False  # no length, not chunked: the body ends with the connection
         self._dechunker: _Dechunker | None = None
         self._chunk_size = 0
+        self._buffers = BUFFERS
         self._free: list[bytearray] = []
         self._allocated = 0
         self._buf: bytearray | None = None
@@ -1134,10 +1144,12 @@ class _Connection(asyncio.BufferedProtocol):
         cap: int | None = None,
         *,
         on_loop: bool = False,
+        buffers: int = BUFFERS,
     ) -> None:
         """The body to ``write``; with ``cap``, stop after that many bytes. ``inline``: on the
         loop, within a deadline (a small body); ``on_loop``: on the loop, ``write`` maybe
-        returning a future that holds the buffer (see ``Response.pour_on_loop``)."""
+        returning a future that holds the buffer (see ``Response.pour_on_loop``); ``buffers``
+        of ``chunk_size`` at most."""
         if self._reading_body:
             raise RuntimeError("the body is being read already")
         chunked = head.framing == "chunked"
@@ -1157,6 +1169,7 @@ class _Connection(asyncio.BufferedProtocol):
         if self._remaining is None and not chunked:
             self._remaining = cap  # reached, or the connection ends first: both are the end
         self._chunk_size = max(1, chunk_size)
+        self._buffers = max(1, buffers)
         self._write, self._progress = write, progress
         self._inline, self._on_loop = inline, on_loop
         self._done = self._loop.create_future()
@@ -1271,7 +1284,7 @@ class _Connection(asyncio.BufferedProtocol):
     def _take_buffer(self) -> bytearray | None:
         if self._free:
             return self._free.pop()
-        if self._allocated < BUFFERS:
+        if self._allocated < self._buffers:
             self._allocated += 1
             return bytearray(self._chunk_size)
         return None
@@ -1369,7 +1382,7 @@ class _Connection(asyncio.BufferedProtocol):
             self._remaining = 0
             self._disarm()
             self._pause()
-        elif len(self._queue) >= BUFFERS:
+        elif len(self._queue) >= self._buffers:
             self._pause()  # the disk is behind: let the queue drain
             self._held = True
         self._submit()
