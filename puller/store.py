@@ -63,7 +63,7 @@ import stat
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -723,6 +723,27 @@ class Store:
         lease = self._lease
         if lease is not None:
             lease.hold(digests)
+
+    @contextmanager
+    def unpruned(self) -> Iterator[None]:
+        """While held, no ``pypull prune`` deletes anything here: ``gc.lock`` is held shared,
+        and a prune holds it exclusive from its first read to its last unlink, so it waits.
+        For reading the whole store as of one moment (``verify``), where a lease per blob would
+        be a line per blob. Nothing is created: a store without ``.pypull/`` has had no prune
+        (a first one, started now, is not waited for). A store we cannot write gets nothing,
+        its owner's prune not being ours to stop; nor does one whose ``.pypull/`` or
+        ``gc.lock`` is a link or no regular file, which no prune gets past either."""
+        with ExitStack() as stack:
+            st = self._lstat((), ".pypull")
+            if st is not None and stat.S_ISDIR(st.st_mode):
+                try:
+                    stack.enter_context(self._gc_lock(shared=True))
+                except StoreError:
+                    pass
+                except OSError as e:
+                    if e.errno not in _READ_ONLY:
+                        raise _store_error("lock", self.root / ".pypull" / GC_LOCK, e) from e
+            yield
 
     @contextmanager
     def _gc_lock(self, shared: bool) -> Iterator[None]:
