@@ -63,7 +63,7 @@ import stat
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -394,12 +394,8 @@ class BlobWriter:
             self._written_back = self._verifier.size
 
     def commit(self, durable: bool = True) -> Path:
-        """Verify, fsync, rename into ``blobs/``; a partial that fails to verify is removed.
-
-        The rename goes from the ingest directory's descriptor to that of ``blobs/<algorithm>``,
-        opened without following links, and a rename replaces a link at its target name rather
-        than following it: the blob cannot land anywhere but in the store.
-        """
+        """Verify, fsync, rename into ``blobs/`` (``Store._place``); a partial that fails to
+        verify is removed."""
         try:
             self._verifier.verify()
             target = self._store.blob_path(self.digest)
@@ -411,17 +407,7 @@ class BlobWriter:
                     raise OSError(
                         errno.EIO, f"{on_disk} bytes on disk, {self._verifier.size} received"
                     )
-                if durable:
-                    os.fsync(self._file.fileno())
-                self._file.close()
-                if self._dir_fd is None:
-                    raise OSError(errno.EBADF, "the partial download was closed")
-                with self._store._dir(("blobs", self.digest.algorithm), create=True) as blobs:
-                    os.replace(
-                        self.path.name, target.name, src_dir_fd=self._dir_fd, dst_dir_fd=blobs
-                    )
-                    if durable:
-                        os.fsync(blobs)
+                self._store._place(self._file, self._dir_fd, self.path.name, self.digest, durable)
             except OSError as e:
                 raise _store_error("store blob", target, e) from e
             self._close_dir()
@@ -522,12 +508,7 @@ class StagedBlob:
             self._store._hold(got)  # before it is visible: a prune must not take it
             target = self._store.blob_path(got)
             try:
-                os.fsync(self._file.fileno())
-                self._file.close()
-                assert self._dir_fd is not None
-                with self._store._dir(("blobs", got.algorithm), create=True) as blobs:
-                    os.replace(self.name, target.name, src_dir_fd=self._dir_fd, dst_dir_fd=blobs)
-                    os.fsync(blobs)
+                self._store._place(self._file, self._dir_fd, self.name, got)
             except OSError as e:
                 raise _store_error("store blob", target, e) from e
             self._close_dir()
@@ -671,6 +652,25 @@ class Store:
             raise
         return fd
 
+    def _place(
+        self, file: IO[bytes], dir_fd: int | None, name: str, digest: Digest, durable: bool = True
+    ) -> None:
+        """Close the verified temporary ``name`` (in the directory ``dir_fd``) and rename it into
+        ``blobs/`` as ``digest``; ``durable``: fsync the file before and the directory after.
+
+        The rename goes to the descriptor of ``blobs/<algorithm>``, opened without following
+        links, and a rename replaces a link at its target name rather than following it: the
+        blob cannot land anywhere but in the store."""
+        if durable:
+            os.fsync(file.fileno())
+        file.close()
+        if dir_fd is None:
+            raise OSError(errno.EBADF, "the temporary file's directory was closed")
+        with self._dir(("blobs", digest.algorithm), create=True) as blobs:
+            os.replace(name, self.blob_path(digest).name, src_dir_fd=dir_fd, dst_dir_fd=blobs)
+            if durable:
+                os.fsync(blobs)
+
     @contextmanager
     def _dir(self, parts: tuple[str, ...], create: bool = False) -> Iterator[int]:
         fd = self._open_dir(parts, create)
@@ -723,6 +723,27 @@ class Store:
         lease = self._lease
         if lease is not None:
             lease.hold(digests)
+
+    @contextmanager
+    def unpruned(self) -> Iterator[None]:
+        """While held, no ``pypull prune`` deletes anything here: ``gc.lock`` is held shared,
+        and a prune holds it exclusive from its first read to its last unlink, so it waits.
+        For reading the whole store as of one moment (``verify``), where a lease per blob would
+        be a line per blob. Nothing is created: a store without ``.pypull/`` has had no prune
+        (a first one, started now, is not waited for). A store we cannot write gets nothing,
+        its owner's prune not being ours to stop; nor does one whose ``.pypull/`` or
+        ``gc.lock`` is a link or no regular file, which no prune gets past either."""
+        with ExitStack() as stack:
+            st = self._lstat((), ".pypull")
+            if st is not None and stat.S_ISDIR(st.st_mode):
+                try:
+                    stack.enter_context(self._gc_lock(shared=True))
+                except StoreError:
+                    pass
+                except OSError as e:
+                    if e.errno not in _READ_ONLY:
+                        raise _store_error("lock", self.root / ".pypull" / GC_LOCK, e) from e
+            yield
 
     @contextmanager
     def _gc_lock(self, shared: bool) -> Iterator[None]:

@@ -1,15 +1,6 @@
-"""The sync file of ``pypull sync FILE``: which images go where, as TOML.
-
-    [[sync]]
-    source = "docker.io/library/redis"           # a repository: its tags, filtered below
-    target = "registry.internal:5000/mirror/redis"
-    tags = ["7\\\\..*", "latest"]                  # regexes, each matched against the whole tag
-    exclude = [".*-rc.*"]
-    platforms = ["linux/amd64", "linux/arm64"]   # default: all, digests unchanged
-
-    [[sync]]
-    source = "ghcr.io/org/app:1.4.2"             # one image; the target keeps its tag
-    target = "registry.internal:5000/mirror/app"
+"""The sync file of ``pypull sync FILE``: which images go where, as TOML. Its example is
+``pypull sync --help``'s (``cli.SYNC_EPILOG``), kept there alone so that the help shows it
+without importing this module.
 
 References are parsed as pulls parse them (``redis`` is ``docker.io/library/redis``). The rules
 of an entry, each broken one an error:

@@ -1317,8 +1317,10 @@ class _Flattener:
         path = _join(parts)
         if path in self.seen or path in self.gone:
             return True
-        for depth in range(1, len(parts)):
-            above = _join(parts[:depth])
+        end = -1
+        for _ in range(len(parts) - 1):  # each directory above, as a slice of ``path``
+            end = path.index("/", end + 1)
+            above = path[:end]
             if above in self.gone or above in self.opaque or self.seen.get(above) is False:
                 return True
         return False

@@ -11,6 +11,9 @@ Before both, every symbolic link below the root is reported, wherever it is (``b
 store. Nothing is read through a link: a linked blob is not hashed, and an image whose blob is a
 link is also reported incomplete, as a pull would see it.
 
+A prune started during a verify waits for it (``Store.unpruned``): blobs vanishing mid-run
+would be reported as damage.
+
 Findings are returned as ``Problem`` values, never raised: a user wants every problem of a store
 in one run, not the first. Only a store that is not there at all is an error.
 """
@@ -86,14 +89,15 @@ def verify_store(store: Store, *, on_blob: Callable[[Digest], None] | None = Non
     if not store.root.is_dir():
         raise StoreError(f"no store at {store.root}", path=str(store.root))
     problems: list[Problem] = []
-    problems += _find_links(store.root)
-    problems += _check_layout_file(store)
-    hashed, corrupt, found = _check_blobs(store, on_blob)
-    problems += found
-    entries, found = _index_entries(store)
-    problems += found
-    for label, entry in entries:
-        problems += _check_descriptor(store, label, "manifest", entry, corrupt, set())
+    with store.unpruned():  # a prune meanwhile would make blobs seem to vanish
+        problems += _find_links(store.root)
+        problems += _check_layout_file(store)
+        hashed, corrupt, found = _check_blobs(store, on_blob)
+        problems += found
+        entries, found = _index_entries(store)
+        problems += found
+        for label, entry in entries:
+            problems += _check_descriptor(store, label, "manifest", entry, corrupt, set())
     # A manifest may list a blob twice (empty layers): say each thing once.
     unique = tuple(dict.fromkeys(problems))
     return Report(hashed, len(entries), _count_partials(store), unique)

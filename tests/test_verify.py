@@ -407,3 +407,29 @@ def test_pypull_verify_prints_the_link_and_exits_1(app: Store, tmp_path: Path) -
         f"{REF}: layer {L1} is missing",
         "4 blobs, 1 image, 0 partial downloads: 2 problems",
     ]
+
+
+# --- at the same time as a prune ---------------------------------------------------------------
+
+
+def test_a_prune_started_during_a_verify_waits_for_it_and_the_verify_sees_every_blob(
+    app: Store,
+) -> None:
+    import threading
+
+    from puller.pruning import prune, rmi
+
+    pruned: list[object] = []
+    pruner = threading.Thread(target=lambda: pruned.append(prune(app.root)))
+
+    def first_hashed(_: Digest) -> None:
+        if pruner.ident is None:  # the image goes away mid-verify: every blob is now garbage
+            assert rmi([REF], app) == []
+            pruner.start()
+            pruner.join(0.5)
+            assert pruner.is_alive(), "prune did not wait for the verify"
+
+    report = verify_store(app, on_blob=first_hashed)
+    assert (lines(report), report.blobs) == ([], 5)  # as the store was when verify began
+    pruner.join(10)
+    assert pruned and not any((app.root / "blobs" / "sha256").iterdir())
