@@ -38,7 +38,8 @@ member named by a digest (``blobs/sha256/<hex>``, ``<hex>.json``) must have that
 when the whole archive is read, and every image it names is complete in the store, are the
 names added to ``index.json``: a bad archive leaves the store's images as they were (some
 verified blobs more, for ``pypull prune``). A legacy image gets an OCI manifest made here
-(layers ``application/vnd.oci.image.layer.v1.tar``, or ``+gzip``, named by their own digest),
+(layers ``application/vnd.oci.image.layer.v1.tar``, ``+gzip`` or ``+zstd`` by their first
+bytes, named by their own digest),
 checked against the config's ``rootfs.diff_ids`` as docker checks them.
 
 An archive may be written by an attacker: member names are never paths on this machine (no
@@ -61,7 +62,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import Any, BinaryIO
 
 from .digest import Digest, Verifier, digest_of, parse_digest, verify_bytes
 from .errors import InvalidDigest, ManifestError, NotFound, PullError, StoreError
@@ -88,7 +89,6 @@ __all__ = ["ArchiveError", "LoadResult", "LoadedImage", "SaveResult", "SavedImag
 #: containerd's name for an image, which docker 25+ writes and its containerd store reads.
 CONTAINERD_NAME = "io.containerd.image.name"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
-OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 #: Links followed to find a member (a legacy layer.tar links to another's); more is a loop.
 _MAX_HOPS = 40
 _BLOB_NAME = re.compile(r"blobs/([a-z0-9]+)/([a-f0-9]+)")
@@ -568,44 +568,28 @@ class _Loader:
 
     def _uncompressed(self, blob: _Blob) -> tuple[str, Digest]:
         """A layer's media type and digest uncompressed (its diff_id): docker's loader takes
-        a layer.tar gzipped too (crane writes them so), so a gzipped one is hashed inflated."""
+        a layer.tar compressed too (crane writes them gzipped), so a gzip or zstd one is
+        hashed inflated and keeps its compression in its media type."""
         if blob.digest not in self._layers:
             self._layers[blob.digest] = self._inflated(blob)
         return self._layers[blob.digest]
 
     def _inflated(self, blob: _Blob) -> tuple[str, Digest]:
+        from .unpacking import UnpackError, compression_of, inflated
+
         with self.store.open_blob(blob.digest) as f:
-            head = f.read(2)
-            if head != b"\x1f\x8b":
+            compression = compression_of(f.read(4))
+            if not compression:
                 return OCI_LAYER, blob.digest
             f.seek(0)
-            return OCI_LAYER_GZIP, _gunzipped_digest(f, f"{self.where}: {blob.digest}")
-
-
-def _gunzipped_digest(f: IO[bytes], where: str) -> Digest:
-    """sha256 of a gzip stream's content (every member), inflated a bounded piece at a time:
-    a small layer that inflates to gigabytes costs time, never memory."""
-    hasher = hashlib.sha256()
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        while chunk := f.read(CHUNK):
-            data = chunk
-            while True:
-                if inflater.eof:  # the next gzip member
-                    data = inflater.unused_data + data
-                    if not data:
-                        break
-                    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                out = inflater.decompress(data, CHUNK)
-                hasher.update(out)
-                data = inflater.unconsumed_tail
-                if not data and len(out) < CHUNK and not inflater.unused_data:
-                    break
-        if not inflater.eof:
-            raise ArchiveError(f"{where}: a gzip layer cut short")
-    except zlib.error as e:
-        raise ArchiveError(f"{where}: a corrupt gzip layer ({e})") from None
-    return Digest("sha256", hasher.hexdigest())
+            hasher = hashlib.sha256()
+            try:
+                where = f"{self.where}: {blob.digest}"
+                for piece in inflated(iter(lambda: f.read(CHUNK), b""), compression, where):
+                    hasher.update(piece)
+            except UnpackError as e:
+                raise ArchiveError(str(e)) from None
+            return f"{OCI_LAYER}+{compression}", Digest("sha256", hasher.hexdigest())
 
 
 def _named_digest(name: str, where: str) -> Digest | None:

@@ -222,9 +222,26 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
+def compression_of(head: bytes) -> str:
+    """ "gzip" or "zstd" from a layer's first bytes, or "" (a plain tar, as far as they say)."""
+    if head.startswith(_GZIP_MAGIC):
+        return "gzip"
+    return "zstd" if head.startswith(_ZSTD_MAGIC) else ""
+
+
+def inflated(chunks: Iterator[bytes], compression: str, where: str) -> Iterator[bytes]:
+    """The bytes of ``chunks`` uncompressed (``compression`` as ``compression_of`` names it),
+    at most ``CHUNK`` out per step whatever goes in: a small layer that inflates to gigabytes
+    costs time, never memory. ``UnpackError`` naming ``where`` when they are not valid."""
+    if compression == "gzip":
+        return _inflate_gzip(chunks, where)
+    if compression == "zstd":
+        return _inflate_zstd(chunks, where)
+    return chunks
+
+
 def _check_magic(head: bytes, compression: str, where: str) -> None:
-    found = "gzip" if head.startswith(_GZIP_MAGIC) else ""
-    found = "zstd" if head.startswith(_ZSTD_MAGIC) else found
+    found = compression_of(head)
     if found != compression:
         said = compression or "an uncompressed tar"
         got = found or "not compressed"
@@ -380,11 +397,7 @@ class _Pipeline:
     def _inflate(self) -> None:
         for i, layer in enumerate(self._layers):
             ends: list[_End] = []
-            chunks = self._compressed_of(i, ends)
-            if layer.compression == "gzip":
-                chunks = _inflate_gzip(chunks, self.where(i))
-            elif layer.compression == "zstd":
-                chunks = _inflate_zstd(chunks, self.where(i))
+            chunks = inflated(self._compressed_of(i, ends), layer.compression, self.where(i))
             try:
                 for out in chunks:
                     self._hash_in.put(out)

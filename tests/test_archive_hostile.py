@@ -16,8 +16,8 @@ import pytest
 import puller
 from fixtures.images import redis
 from fixtures.registry import Registry
-from puller.archive import _gunzipped_digest
 from puller.reference import parse
+from puller.unpacking import inflated
 from tests.helpers import run_pypull
 
 
@@ -277,8 +277,53 @@ def test_gzipped_legacy_layers_are_checked_inflated(
 def test_multi_member_gzip_is_hashed_whole() -> None:
     content = b"a" * 3_000_000 + b"b" * 10
     data = gzip.compress(content[:1_000_000]) + gzip.compress(content[1_000_000:])
-    got = _gunzipped_digest(io.BytesIO(data), "test")
-    assert str(got) == "sha256:" + sha(content)
+    pieces = [data[i : i + 4096] for i in range(0, len(data), 4096)]
+    assert sha(b"".join(inflated(iter(pieces), "gzip", "test"))) == sha(content)
+
+
+def legacy_archive(layer_tar: bytes, layer: bytes) -> bytes:
+    """A legacy (manifest.json only) archive of one image whose one layer is ``layer_tar``,
+    its config's diff_id that of ``layer``."""
+    cfg = json.dumps({"rootfs": {"type": "layers", "diff_ids": ["sha256:" + sha(layer)]}}).encode()
+    manifest = json.dumps(
+        [{"Config": f"{sha(cfg)}.json", "RepoTags": ["z:1"], "Layers": ["l/layer.tar"]}]
+    ).encode()
+    return tar_of(
+        regular("l/layer.tar", layer_tar),
+        regular(f"{sha(cfg)}.json", cfg),
+        regular("manifest.json", manifest),
+    )
+
+
+def test_a_zstd_legacy_layer_is_checked_inflated_and_kept_as_zstd(
+    store: Path, tmp_path: Path
+) -> None:
+    """docker's loader takes a zstd layer.tar (it detects the compression); so does load."""
+    import zstandard
+
+    layer = tar_of(regular("etc/hello.txt", b"hello from zstd\n"))
+    path = tmp_path / "z.tar"
+    path.write_bytes(legacy_archive(zstandard.ZstdCompressor().compress(layer), layer))
+    run = run_pypull("load", "--store", store, "-i", path)
+    assert (run.returncode, run.stdout) == (0, "Loaded image: z:1\n"), run.stderr
+    assert run_pypull("verify", "--store", store).returncode == 0
+    info = json.loads(run_pypull("inspect", "--store", store, "z:1").stdout)
+    assert [d["MIMEType"] for d in info["LayersData"]] == [
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    ]
+    out = tmp_path / "rootfs"
+    assert run_pypull("unpack", "--store", store, "z:1", out).returncode == 0
+    assert (out / "etc" / "hello.txt").read_bytes() == b"hello from zstd\n"
+
+
+def test_a_corrupt_zstd_legacy_layer_is_refused_in_one_line(store: Path, tmp_path: Path) -> None:
+    import zstandard
+
+    layer = tar_of(regular("etc/hello.txt", b"hello"))
+    packed = bytearray(zstandard.ZstdCompressor().compress(layer))
+    packed[len(packed) // 2] ^= 0xFF
+    message = load_refused(store, legacy_archive(bytes(packed), layer), tmp_path)
+    assert "not valid zstd" in message or "is sha256:" in message, message
 
 
 def test_many_names_of_one_image_are_read_once_and_written_in_one_rewrite(
