@@ -223,7 +223,8 @@ _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 def compression_of(head: bytes) -> str:
-    """ "gzip" or "zstd" from a layer's first bytes, or "" (a plain tar, as far as they say)."""
+    """The compression a layer's first bytes show: "gzip", "zstd", or "" (a plain tar, as far
+    as they say)."""
     if head.startswith(_GZIP_MAGIC):
         return "gzip"
     return "zstd" if head.startswith(_ZSTD_MAGIC) else ""
