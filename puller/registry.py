@@ -1169,7 +1169,7 @@ class BlobStream:
 
     async def pour_on_loop(self, write: wire.LoopWrite) -> None:
         """``pour`` with a writer on the loop that may hold each piece until the future it
-        returns is done (``wire.Response.pour_on_loop``, in pieces of its size)."""
+        returns is done (``wire.Response.pour_on_loop``, in pieces of ``wire.LOOP_CHUNK``)."""
         ours: list[BaseException] = []
         await self._mapped(self._resp.pour_on_loop(_recording(write, ours), _ignore), ours)
 

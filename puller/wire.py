@@ -288,15 +288,14 @@ class Response:
         slower than ``MIN_RATE`` over the read timeout is a ``BodyTimeout``."""
         await self._conn.pour(self._head, write, progress, chunk_size)
 
-    async def pour_on_loop(
-        self, write: LoopWrite, progress: Callable[[int], None], chunk_size: int = LOOP_CHUNK
-    ) -> None:
-        """``pour``, but ``write`` runs on the loop, and a buffer goes back to the socket only
-        when the future ``write`` returned for it is done: for a writer that hands each piece
-        on (a copy to another registry) rather than blocking on a disk. No thread hop per
-        piece: that cost a copy more CPU than anything but hashing and the kernel."""
+    async def pour_on_loop(self, write: LoopWrite, progress: Callable[[int], None]) -> None:
+        """``pour``, but ``write`` runs on the loop, and a buffer (``LOOP_CHUNK``) goes back to
+        the socket only when the future ``write`` returned for it is done: for a writer that
+        hands each piece on (a copy to another registry) rather than blocking on a disk. No
+        thread hop per piece: that cost a copy more CPU than anything but hashing and the
+        kernel."""
         await self._conn.pour(
-            self._head, write, progress, chunk_size, on_loop=True, buffers=LOOP_BUFFERS
+            self._head, write, progress, LOOP_CHUNK, on_loop=True, buffers=LOOP_BUFFERS
         )
 
     async def read(self, limit: int) -> bytes:
