@@ -205,6 +205,14 @@ def _add_store(p: argparse.ArgumentParser, what: str = "to pull into") -> None:
     )
 
 
+def _add_platform(
+    p: argparse.ArgumentParser,
+    text: str = "the platform of a multi-platform image (default: linux/<this machine>)",
+) -> None:
+    """``--platform``, one platform (copy's, which repeats, is its own)."""
+    p.add_argument("--platform", type=_platform, metavar="OS/ARCH[/VARIANT]", help=text)
+
+
 def _add_common(p: argparse.ArgumentParser, what: str = "to pull into") -> None:
     _add_store(p, what)
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
@@ -230,11 +238,8 @@ def _add_settings(p: argparse.ArgumentParser, *, pulls: bool = True) -> None:
         "(--no-mirror-only undoes mirror_only from the configuration)",
     )
     if pulls:
-        p.add_argument(
-            "--platform",
-            type=_platform,
-            metavar="OS/ARCH[/VARIANT]",
-            help="platform to pull from a multi-platform image (default: linux/<this machine>)",
+        _add_platform(
+            p, "platform to pull from a multi-platform image (default: linux/<this machine>)"
         )
         p.add_argument(
             "-j",
@@ -502,12 +507,10 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument(
         "--config", action="store_true", help="print the image's config, byte for byte"
     )
-    inspect.add_argument(
-        "--platform",
-        type=_platform,
-        metavar="OS/ARCH[/VARIANT]",
-        help="the platform of a multi-platform image to describe (default: linux/<this "
-        "machine>); an image of one other platform is an error",
+    _add_platform(
+        inspect,
+        "the platform of a multi-platform image to describe (default: linux/<this machine>); "
+        "an image of one other platform is an error",
     )
     inspect.add_argument(
         "--remote",
@@ -556,12 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the directory to create; - writes the flattened filesystem to stdout as one tar "
         "instead (as pypull export does)",
     )
-    unpack.add_argument(
-        "--platform",
-        type=_platform,
-        metavar="OS/ARCH[/VARIANT]",
-        help="the platform of a multi-platform image (default: linux/<this machine>)",
-    )
+    _add_platform(unpack)
     _add_common(unpack, "to read")
 
     export = sub.add_parser(
@@ -578,12 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("image", metavar="IMAGE", help="an image in the store, as it was pulled")
     export.add_argument("-o", "--output", metavar="FILE", help="the tar to write")
-    export.add_argument(
-        "--platform",
-        type=_platform,
-        metavar="OS/ARCH[/VARIANT]",
-        help="the platform of a multi-platform image (default: linux/<this machine>)",
-    )
+    _add_platform(export)
     _add_common(export, "to read")
 
     rmi = sub.add_parser(
