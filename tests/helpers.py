@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from fixtures.registry import Registry
@@ -134,3 +135,12 @@ def on_a_terminal(*args: str | Path) -> str:
     os.close(main)
     assert proc.wait() == 0
     return b"".join(chunks).decode(errors="replace")
+
+
+def umoci_unpack(image: str, bundle: Path, *, prefix: Sequence[str] = ()) -> Path:
+    """``umoci unpack --rootless --image IMAGE BUNDLE`` (IMAGE is ``LAYOUT:REF``), run after
+    ``prefix`` (another user's, say); it must succeed. The bundle's rootfs."""
+    argv = [*prefix, "umoci", "unpack", "--rootless", "--image", image, str(bundle)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return bundle / "rootfs"

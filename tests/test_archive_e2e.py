@@ -24,7 +24,7 @@ import puller
 from fixtures.images import Image, docker_media, multiplatform, redis, shared_pair
 from fixtures.registry import Registry
 from puller.reference import parse
-from tests.helpers import run_pypull
+from tests.helpers import run_pypull, umoci_unpack
 
 
 def pulled(
@@ -231,22 +231,8 @@ def test_load_of_a_legacy_docker_archive_written_by_skopeo(
         store, blob_json(store, store_entry(store, name)["digest"])["config"]["digest"]
     )
     assert loaded["Layers"] == config["rootfs"]["diff_ids"]
-    bundle = tmp_path / "bundle"
-    umoci = subprocess.run(
-        [
-            "umoci",
-            "unpack",
-            "--rootless",
-            "--image",
-            f"{other}:docker.io/library/dockerimg:v1",
-            str(bundle),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert umoci.returncode == 0, umoci.stderr
-    assert (bundle / "rootfs").is_dir()
+    rootfs = umoci_unpack(f"{other}:docker.io/library/dockerimg:v1", tmp_path / "bundle")
+    assert rootfs.is_dir()
 
 
 def test_python_api(registry: Registry, store: Path, tmp_path: Path) -> None:
@@ -271,14 +257,7 @@ def test_umoci_unpacks_a_loaded_store(
     assert run_pypull("save", "--store", store, "-o", archive, name).returncode == 0
     other = tmp_path / "other"
     assert run_pypull("load", "--store", other, *flag, archive).returncode == 0
-    bundle = tmp_path / "bundle"
-    umoci = subprocess.run(
-        ["umoci", "unpack", "--rootless", "--image", f"{other}:{parse(name)}", str(bundle)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert umoci.returncode == 0, umoci.stderr
+    umoci_unpack(f"{other}:{parse(name)}", tmp_path / "bundle")
 
 
 def test_save_refuses_a_terminal_as_stdout(registry: Registry, store: Path) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from fixtures import images
 from fixtures.registry import Registry, push, render_config
+from tests.helpers import umoci_unpack
 
 
 def _get(registry: Registry, path: str, accept: str = "") -> http.client.HTTPResponse:
@@ -174,11 +175,6 @@ def test_pulled_index_unpacks_with_umoci(registry: Registry, tmp_path: Path) -> 
         capture_output=True,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
-    subprocess.run(
-        ["umoci", "unpack", "--rootless", "--image", f"{layout}:multi", str(tmp_path / "b")],
-        check=True,
-        capture_output=True,
-    )
-    rootfs = tmp_path / "b" / "rootfs"
+    rootfs = umoci_unpack(f"{layout}:multi", tmp_path / "b")
     assert (rootfs / "opt/layer-2/current").is_symlink()
     assert sorted(p.name for p in (rootfs / "tmp").iterdir()) == ["scratch-2.txt"]

@@ -15,7 +15,7 @@ import pytest
 from fixtures.images import Image, docker_media, make_image, make_layer
 from fixtures.registry import Registry, push, running_registry
 
-from .helpers import run_pypull
+from .helpers import run_pypull, umoci_unpack
 
 
 def three_images() -> tuple[Image, Image, Image]:
@@ -97,13 +97,8 @@ def test_rmi_then_prune_deletes_exactly_what_only_that_image_used(
             layer.digest for layer in image.manifests[0].layers
         ]
         bundle = tmp_path / image.repository.replace("/", "-")
-        unpack = subprocess.run(
-            ["umoci", "unpack", "--rootless", "--image", f"{store}:{ref}", str(bundle)],
-            capture_output=True,
-            text=True,
-        )
-        assert unpack.returncode == 0, unpack.stderr
-        assert (bundle / "rootfs" / "opt" / f"layer-{len(image.manifests[0].layers) - 1}").is_dir()
+        rootfs = umoci_unpack(f"{store}:{ref}", bundle)
+        assert (rootfs / "opt" / f"layer-{len(image.manifests[0].layers) - 1}").is_dir()
     verify = run_pypull("verify", "--store", store)
     assert verify.returncode == 0, verify.stdout
     again = run_pypull("prune", "--store", store)

@@ -34,7 +34,7 @@ from fixtures.registry import Registry, push
 from .conftest import raw
 from .fakeregistry import Answer, Status, start_fake
 from .fakeregistry import run_pypull as run_against_fake
-from .helpers import AccessLog, refs, run_pypull
+from .helpers import AccessLog, refs, run_pypull, umoci_unpack
 from .test_mirrors_credentials_e2e import PASSWORD, USER, basic_auth, write_docker_config
 
 OCI_REF_NAME = "org.opencontainers.image.ref.name"
@@ -98,15 +98,7 @@ def unpack_child(store: Path, descriptor: dict[str, Any], work: Path) -> Path:
     named = {**descriptor, "annotations": {OCI_REF_NAME: "child"}}
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [named]}
     (layout / "index.json").write_text(json.dumps(index))
-    bundle = work / f"bundle-{descriptor['digest'][7:19]}"
-    done = subprocess.run(
-        ["umoci", "unpack", "--rootless", "--image", f"{layout}:child", str(bundle)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return bundle / "rootfs"
+    return umoci_unpack(f"{layout}:child", work / f"bundle-{descriptor['digest'][7:19]}")
 
 
 def verify(store: Path) -> None:

@@ -30,6 +30,7 @@ from fixtures.layers import (
     unpack_image,
 )
 from fixtures.registry import Registry, push
+from tests import helpers
 from tests.helpers import run_pypull
 
 UMOCI = shutil.which("umoci")
@@ -88,12 +89,7 @@ def pypull_unpack(
 
 
 def umoci_unpack(store: Path, name: str, bundle: Path, *, nobody: bool = False) -> Path:
-    argv = [str(UMOCI), "unpack", "--rootless", "--image", f"{store}:{name}", str(bundle)]
-    if nobody:
-        argv = [*AS_NOBODY, *argv]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return bundle / "rootfs"
+    return helpers.umoci_unpack(f"{store}:{name}", bundle, prefix=AS_NOBODY if nobody else ())
 
 
 def tree(root: Path) -> dict[str, tuple[str, int, str]]:
