@@ -124,6 +124,16 @@ def share(path: Path) -> None:
     subprocess.run(["chown", "-R", "nobody:nogroup", str(path)], check=True)
 
 
+def out_dir(work: Path, store: Path, *, nobody: bool) -> Path:
+    """``work/out``, made; handed to nobody with the store when nobody unpacks into it."""
+    out = work / "out"
+    out.mkdir()
+    if nobody:
+        share(store)
+        share(out)
+    return out
+
+
 needs_umoci = pytest.mark.skipif(UMOCI is None, reason="umoci is not installed")
 
 
@@ -139,11 +149,7 @@ def test_unpack_equals_umoci_rootless_file_by_file(
     nobody = user == "nobody"
     store = work / "store"
     name = pulled(registry, store, unpack_image("gzip"))
-    out = work / "out"
-    out.mkdir()
-    if nobody:
-        share(store)
-        share(out)
+    out = out_dir(work, store, nobody=nobody)
     done = pypull_unpack(store, name, out / "rootfs", nobody=nobody)
     assert done.returncode == 0, done.stderr
     ours = tree(out / "rootfs")
@@ -239,11 +245,7 @@ def test_hostile_names_and_links_write_nothing_outside_dir(
     layers = [layer(entries) for entries in hostile_layers(outside)]
     store = work / "store"
     name = pulled(registry, store, image_of_layers("pypull-test/hostile", user, layers))
-    out = work / "out"
-    out.mkdir()
-    if user == "nobody":
-        share(store)
-        share(out)
+    out = out_dir(work, store, nobody=user == "nobody")
     before = snapshot(work)
     before_outside = snapshot(outside)
     done = pypull_unpack(store, name, out / "rootfs", nobody=user == "nobody")
@@ -353,10 +355,7 @@ def test_device_nodes_are_made_as_root_and_skipped_with_a_count_otherwise(
     as_root = pypull_unpack(store, name, work / "root")
     assert as_root.returncode == 0, as_root.stderr
     assert stat.S_ISCHR((work / "root" / "null").lstat().st_mode)
-    out = work / "out"
-    out.mkdir()
-    share(store)
-    share(out)
+    out = out_dir(work, store, nobody=True)
     done = pypull_unpack(store, name, out / "rootfs", nobody=True)
     assert done.returncode == 0, done.stderr
     assert "skipped as not root: 1 device node" in done.stdout
@@ -466,10 +465,7 @@ def test_security_xattrs_are_skipped_with_a_count_when_not_root(
     cap = E("cap", data=b"x", pax=(("SCHILY.xattr.security.capability", "\x01"),))
     store = work / "store"
     name = pulled(registry, store, image_of_layers("pypull-test/xattr", "1", [layer([cap])]))
-    out = work / "out"
-    out.mkdir()
-    share(store)
-    share(out)
+    out = out_dir(work, store, nobody=True)
     done = pypull_unpack(store, name, out / "rootfs", nobody=True)
     assert done.returncode == 0, done.stderr
     assert "1 xattr" in done.stdout
