@@ -17,10 +17,13 @@ Only ``registry`` uses this module; it keeps auth, errors and retries in one pla
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import re
 import select
 import socket
 import ssl
+import sys
+import termios
 from collections import deque
 from collections.abc import AsyncIterable, Callable, Mapping
 from contextlib import suppress
@@ -843,6 +846,7 @@ class _Connection(asyncio.BufferedProtocol):
         self._deadline_span = DEADLINE_FACTOR * self._timeout  # for the message
         self._rate_window: tuple[float, int] | None = None  # (start, bytes then): a blob body
         self._received = 0  # bytes received in this exchange
+        self._queued = 0  # our bytes in the kernel's send queue at the watchdog's last look
         self._reading_body = False
         # pour's state
         self._remaining: int | None = None  # bytes of the body still to come, if known
@@ -1039,19 +1043,21 @@ class _Connection(asyncio.BufferedProtocol):
         self.transport.write(data)
 
     async def send_body(self, body: RequestBody, length: int) -> None:
-        """Write a request body, waiting while the kernel's buffer is full. A server that
-        answers before the body is all sent (a 401, a 413) ends the sending; the connection is
-        then not reused.
+        """Write a request body, waiting while the transport holds what it cannot hand to the
+        kernel yet. A server that answers before the body is all sent (a 401, a 413) ends the
+        sending; the connection is then not reused.
 
-        A streamed body's piece is wholly in the kernel's hands before the next is asked for,
-        so a piece may be a view of a buffer its producer fills again (a blob copied from one
-        registry to another goes through without a copy): the transport keeps no piece."""
+        A streamed body's piece is wholly out of the transport's hands (in the kernel's, or
+        encrypted by TLS) before the next is asked for, so a piece may be a view of a buffer its
+        producer fills again (a blob copied from one registry to another goes through without a
+        copy). The kernel's send buffer, full behind it, keeps the line busy meanwhile; TLS
+        bounds what it holds by its own TCP transport's marks."""
         if isinstance(body, bytes):
             self.transport.write(body)
             await self._drain()
             return
         sent = 0
-        self.transport.set_write_buffer_limits(high=0)
+        self._pause_while_held()
         try:
             async for chunk in body:
                 if self._head.done() or self._lost:
@@ -1070,15 +1076,56 @@ class _Connection(asyncio.BufferedProtocol):
             self._broken = True
             raise BadRequest(f"the request body ended at {sent} of {length} bytes")
 
+    def _pause_while_held(self) -> None:
+        """Marks at which writing pauses once the transport holds a byte and resumes once it
+        holds none. TCP transports (asyncio's, uvloop's) pause at ``size > high``, their TLS
+        transports at ``size >= high``: ``high=0`` would pause TLS for good with nothing
+        buffered (uploads over TLS stalled a timeout per piece), ``high=1`` would let TCP keep a
+        byte of a piece unnoticed. Each checks its marks when they are set, so an empty
+        transport that pauses at once tells which kind it is."""
+        transport = self.transport
+        for high in (0, 1):
+            transport.set_write_buffer_limits(high=high, low=0)
+            if self._write_ready is None or transport.get_write_buffer_size():
+                return
+
+    def _unsent(self) -> tuple[int, int, int]:
+        """Where the request's bytes wait: in the transport (TLS: not yet encrypted or passed
+        down), in the TCP transport below TLS, and in the kernel's send queue (sent, not yet
+        acknowledged). The kernel's moves most finely: a reader slower than half the send
+        buffer per timeout leaves the transports' alone for longer than that."""
+        tcp = self._tcp if self._tcp is not None else self.transport
+        below = tcp.get_write_buffer_size() if tcp is not self._transport else 0
+        queued = 0
+        sock = tcp.get_extra_info("socket")
+        if sock is not None:
+            with suppress(OSError, ValueError):
+                buf = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+                queued = int.from_bytes(buf, sys.byteorder, signed=True)
+        return self.transport.get_write_buffer_size(), below, queued
+
     async def _drain(self) -> None:
-        ready = self._write_ready
-        if ready is None:
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(ready), self._timeout or None)
-        except asyncio.TimeoutError:
-            self._broken = True
-            raise BodyTimeout("the server stopped reading the request body") from None
+        """Wait while writing is paused and the transport holds something (a transport that
+        pauses with nothing held has nothing to wait for). Only a whole read timeout in which
+        nothing moved on is the server's fault: a slow line still drains."""
+        transport = self.transport
+        seen: tuple[int, int, int] | None = None
+        while (ready := self._write_ready) is not None and transport.get_write_buffer_size():
+            if seen is None:
+                seen = self._unsent()
+            try:
+                await asyncio.wait_for(asyncio.shield(ready), self._timeout or None)
+            except asyncio.TimeoutError:
+                now = self._unsent()
+                if now == seen:
+                    self._broken = True
+                    raise BodyTimeout(
+                        f"the server stopped reading the request body (nothing taken for "
+                        f"{self._timeout:g} s)"
+                    ) from None
+                seen = now
+            else:
+                seen = None
 
     async def head(self, deadline: float | None = None) -> Head:
         """The answer's head, within ``DEADLINE_FACTOR`` read timeouts of asking for it, and by
@@ -1440,6 +1487,15 @@ class _Connection(asyncio.BufferedProtocol):
             self._last_read = now  # waiting for our disk, not for the peer
             if self._rate_window is not None:
                 self._rate_window = (now, self._received)
+        if not self._head.done():
+            queued = self._unsent()[2]
+            if queued and queued != self._queued:
+                # Our request is still leaving on a slow line: the answer cannot have come
+                # yet, so neither its silence nor its deadline counts from before.
+                self._last_read = now
+                if self._deadline is not None:
+                    self._deadline = now + self._deadline_span
+            self._queued = queued
         idle = now - self._last_read
         error = None
         next_check = self._timeout - idle

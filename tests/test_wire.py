@@ -4,6 +4,7 @@ head (and records it), then writes exactly the bytes a test chose, when it chose
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import socket
 import ssl
@@ -1455,3 +1456,154 @@ async def test_a_redirect_to_a_host_name_the_lookup_refuses_is_bad_url(host: str
     async with RawServer(reply(raw)) as server:
         with pytest.raises(wire.BadURL):
             await fetch(server.url())
+
+
+# -- streamed request bodies over TCP and TLS: flow control -----------------------------------
+
+
+class UploadSink:
+    """A blocking server in a thread of its own (so that it reads at its pace whatever the test's
+    loop does): per connection it reads a request with a Content-Length body, ``per_read`` bytes
+    every ``pause`` seconds, up to ``read_limit`` body bytes (then it stops reading and holds the
+    connection), and answers 201 with the body's sha256 in ``X-Sha256``. ``rcvbuf`` bounds what
+    its kernel takes in ahead of it."""
+
+    def __init__(
+        self,
+        cert: tuple[Path, Path] | None,
+        *,
+        per_read: int = 1 << 20,
+        pause: float = 0.0,
+        read_limit: int | None = None,
+        rcvbuf: int | None = None,
+    ) -> None:
+        self.per_read, self.pause, self.read_limit = per_read, pause, read_limit
+        self.errors: list[BaseException] = []
+        self._context: ssl.SSLContext | None = None
+        if cert is not None:
+            self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self._context.load_cert_chain(*cert)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        if rcvbuf is not None:  # before listen's handshakes: accepted sockets inherit it
+            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self._listener.settimeout(0.05)  # to see _stop
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> UploadSink:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(HANG)
+        self._listener.close()
+
+    def url(self) -> str:
+        scheme = "https" if self._context is not None else "http"
+        return f"{scheme}://127.0.0.1:{self._listener.getsockname()[1]}/upload"
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                raw, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            raw.settimeout(HANG * 4)
+            try:
+                conn = self._context.wrap_socket(raw, server_side=True) if self._context else raw
+                with conn:
+                    self._serve(conn)
+            except (OSError, ssl.SSLError) as e:
+                self.errors.append(e)
+
+    def _serve(self, conn: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(64 * 1024)
+        head, _, body = data.partition(b"\r\n\r\n")
+        fields = dict(line.split(b":", 1) for line in head.split(b"\r\n")[1:])
+        length = int(next(v for k, v in fields.items() if k.lower() == b"content-length"))
+        digest = hashlib.sha256(body)
+        got = len(body)
+        while got < length:
+            if self.read_limit is not None and got >= self.read_limit:
+                self._stop.wait()  # a server that stopped reading, connection held open
+                return
+            piece = conn.recv(min(self.per_read, length - got))
+            if not piece:
+                return
+            digest.update(piece)
+            got += len(piece)
+            if self.pause:
+                time.sleep(self.pause)  # the server's pace, not a synchronisation
+        conn.sendall(http(201, [f"X-Sha256: {digest.hexdigest()}"], body=b""))
+
+
+PIECE = 2 << 20
+
+
+async def reused_buffer_pieces(data: bytes) -> Any:
+    """``data`` in ``PIECE``-sized views of one buffer, refilled as soon as the next piece is
+    asked for (as a blob copied between registries goes): a piece the transport still held when
+    it was refilled would go out wrong."""
+    buffer = bytearray(PIECE)
+    for start in range(0, len(data), PIECE):
+        piece = data[start : start + PIECE]
+        buffer[: len(piece)] = piece
+        yield memoryview(buffer)[: len(piece)]
+        buffer[:] = bytes(len(buffer))  # what the producer's next fill would do
+
+
+async def upload(sink: UploadSink, data: bytes, tls: ssl.SSLContext | None, timeout: float) -> str:
+    client = wire.Client(timeout=timeout, pool=False)
+    resp = await client.request(
+        "PUT", sink.url(), {}, body=reused_buffer_pieces(data), length=len(data), tls=tls
+    )
+    try:
+        assert resp.status == 201
+        return resp.headers.get("X-Sha256") or ""
+    finally:
+        resp.release()
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("secure", [True, False], ids=["tls", "tcp"])
+async def test_a_streamed_body_of_reused_pieces_arrives_intact_without_waiting_out_timeouts(
+    tls_cert: tuple[Path, Path], secure: bool
+) -> None:
+    # TLS paused the writer after every piece with nothing buffered and resumed it only on the
+    # next event: each piece waited out the timeout (the whole 20 MB, 10 of them).
+    data = body_bytes(10 * PIECE + 12345)
+    with UploadSink(tls_cert if secure else None) as sink:
+        tls = trusting(tls_cert[0]) if secure else None
+        assert await within(upload(sink, data, tls, timeout=3.0), 20) == sha256_hex(data)
+    assert sink.errors == []
+
+
+@pytest.mark.parametrize("secure", [True, False], ids=["tls", "tcp"])
+async def test_a_slow_reader_is_not_a_server_that_stopped_reading(
+    tls_cert: tuple[Path, Path], secure: bool
+) -> None:
+    # 16 KiB (a TLS record) every 5 ms into a small receive buffer: a 2 MiB piece takes over
+    # half a second to go, longer than the 0.5 s timeout, while the server never stops taking
+    # bytes; and the last bytes are still on their way when the answer is awaited.
+    data = body_bytes(6 * PIECE)
+    slow = UploadSink(tls_cert if secure else None, per_read=1 << 14, pause=0.005, rcvbuf=1 << 16)
+    with slow as sink:
+        tls = trusting(tls_cert[0]) if secure else None
+        assert await within(upload(sink, data, tls, timeout=0.5), 60) == sha256_hex(data)
+
+
+@pytest.mark.parametrize("secure", [True, False], ids=["tls", "tcp"])
+async def test_a_server_that_stops_reading_the_body_is_named_after_a_timeout_of_no_progress(
+    tls_cert: tuple[Path, Path], secure: bool
+) -> None:
+    data = body_bytes(24 * PIECE)  # more than the kernel's buffers on both sides hold
+    with UploadSink(tls_cert if secure else None, read_limit=PIECE) as sink:
+        tls = trusting(tls_cert[0]) if secure else None
+        with pytest.raises(wire.BodyTimeout, match="stopped reading the request body"):
+            await within(upload(sink, data, tls, timeout=0.5), 30)
