@@ -63,7 +63,8 @@ def default_jobs() -> int:
     return min(4, max(2, cpus))
 
 
-#: Images not yet started are deferred when the source's pull quota falls below this.
+#: An image whose manifests are still to be fetched from the source (what its pull quota counts)
+#: is deferred when that quota has fallen below this.
 DEFAULT_RATE_LIMIT_RESERVE = 10
 #: On a platform-filtered index: the digest of the source index it was made from, so that the
 #: next run can tell "unchanged" from a HEAD at the source and a GET at the target.
@@ -471,14 +472,6 @@ class Copier:
         to = self._puller.server(target)  # the target registry's own server, never a mirror
         if missing and target.tag is not None and target.tag in await self._tags_at(to, target):
             return CopyResult(src, dst, "up-to-date")
-        left = origin.remaining(source)
-        if left is not None and left < self._reserve:
-            return CopyResult(
-                src,
-                dst,
-                "deferred",
-                error=f"{left} pulls left at the source (rate_limit_reserve {self._reserve})",
-            )
         there = await self._head(to, target)
         if there is not None:
             here = await origin.head(source)
@@ -489,6 +482,16 @@ class Copier:
                     return CopyResult(src, dst, "up-to-date", str(there))
             elif here is not None and platforms and await self._made_from(to, target) == here:
                 return CopyResult(src, dst, "up-to-date", str(there))
+        # Only now does the copy cost quota (manifest GETs at the source): the HEADs above cost
+        # none, so an image already in sync is up to date however little is left.
+        left = origin.remaining(source)
+        if left is not None and left < self._reserve:
+            return CopyResult(
+                src,
+                dst,
+                "deferred",
+                error=f"{left} pulls left at the source (rate_limit_reserve {self._reserve})",
+            )
         found = await origin.manifest(source)
         plan = _plan(found, platforms, src)
         if there is not None and there == plan.digest:
