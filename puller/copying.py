@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .auth import push_scope
 from .digest import Digest, Verifier, digest_of, parse_digest
-from .errors import ManifestError, NotFound, PullError, StoreError
+from .errors import ManifestError, NotFound, PullError, RegistryError, StoreError
 from .manifest import (
     Descriptor,
     Index,
@@ -610,10 +610,7 @@ class Copier:
     async def _move(self, job: _Job, blob: Descriptor) -> None:
         to, path, tally = job.to, job.target.path, job.tally
         key = (to.url, blob.digest)
-        scope = push_scope(path)
-        if await self._retried(
-            lambda: self._client.blob_exists(to, path, blob.digest, scope=scope)
-        ):
+        if await self._target_has(to, path, blob.digest):
             tally.existing += 1
             self._placed.setdefault(key, path)
             return
@@ -642,6 +639,21 @@ class Copier:
         else:
             tally.uploaded += 1
             tally.bytes_uploaded += blob.size
+
+    async def _target_has(self, to: Endpoint, path: str, digest: Digest) -> bool:
+        """Whether the target's repository holds the blob, by HEAD. A 5xx that outlasts the
+        retries counts as "no": distribution, after a full disk, leaves empty link files and
+        answers 500 to a HEAD of those blobs for good, and only an upload mends them (its
+        closing PUT's digest check still guards the bytes). Other refusals keep their meaning."""
+        scope = push_scope(path)
+        try:
+            return await self._retried(
+                lambda: self._client.blob_exists(to, path, digest, scope=scope)
+            )
+        except RegistryError as e:
+            if e.status is not None and 500 <= e.status <= 599:
+                return False
+            raise
 
     async def _retried(self, operation: Callable[[], Awaitable[T]]) -> T:
         return await _retried(self._puller, operation)
