@@ -80,7 +80,18 @@ commands:
 Run `pypull COMMAND --help` (e.g. `pypull sync --help`) for the options of each.
 """
 
-SYNC_EPILOG = """\
+#: A copy or sync run that failed nothing but deferred some images: "come back later", which
+#: cron can tell from done (0) and from failed (1).
+EXIT_DEFERRED = 3
+#: The exit statuses of copy and sync, as _copying decides them.
+COPY_EXIT = """\
+exit status: 0 when no image failed or was deferred, 1 when any failed (the others are still
+copied), 3 when none failed but some were deferred (come back later: cron can tell a run that
+is done from one that is not), 2 on a usage error.
+"""
+
+SYNC_EPILOG = (
+    """\
 the sync file (TOML):
   [[sync]]
   source = "docker.io/library/redis"            # a repository: its tags, filtered below
@@ -93,13 +104,18 @@ the sync file (TOML):
   target = "registry.internal:5000/mirror/app"
 
 statuses: copied, up-to-date (nothing fetched or written), would-copy (--dry-run), deferred (the
-source's pull quota is below rate_limit_reserve: not attempted), failed (exit status 1)
+source's pull quota is below rate_limit_reserve: not fetched; images found up to date by HEADs,
+which cost no quota, are up-to-date however little is left), failed
 
+"""
+    + COPY_EXIT
+    + """
 examples:
   pypull sync /etc/pypull/sync.toml --json
   pypull sync --to registry.internal:5000/mirror redis:7 postgres:16
   pypull sync --to registry.internal:5000/mirror -f images.txt
 """
+)
 
 PULL_EPILOG = """\
 examples:
@@ -384,7 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
         "config.json.",
         epilog="examples:\n"
         "  pypull copy redis:7 registry.internal:5000/mirror/redis\n"
-        "  pypull copy --json --dry-run ghcr.io/org/app:1.4.2 registry.internal:5000/app:1.4.2",
+        "  pypull copy --json --dry-run ghcr.io/org/app:1.4.2 registry.internal:5000/app:1.4.2\n"
+        "\nstatuses: copied, up-to-date, would-copy (--dry-run), deferred (the source's pull quota "
+        "is\nbelow rate_limit_reserve: see `pypull sync --help`), failed\n\n" + COPY_EXIT,
         formatter_class=fmt,
     )
     copy.add_argument("source", metavar="SOURCE", help="the image to copy")
@@ -404,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
         copy,
         'one JSON object: {"source", "target", "digest", "status", "blobs": {"uploaded", '
         '"mounted", "existing"}, "bytes_uploaded", "error"} per image; with --all-tags, then '
-        '{"summary": {"copied", "up-to-date", "would-copy", "failed"}}',
+        '{"summary": {"copied", "up-to-date", "would-copy", "deferred", "failed"}}',
     )
 
     push = sub.add_parser(
@@ -432,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
         "images are sent once and mounted into the other repositories, and -j images move at "
         "once. With --to, copy each IMAGE to PREFIX plus its repository path instead (redis:7 "
         "-> PREFIX/library/redis:7). One line per image as it ends, then a summary; exit "
-        "status 1 if any image failed.",
+        "status 1 if any image failed, 3 if none failed but some were deferred (below).",
         epilog=SYNC_EPILOG,
         formatter_class=fmt,
     )
@@ -1342,7 +1360,7 @@ def _copying(
     summary: bool,
 ) -> int:
     """Run copies with one Puller and one Copier (mounts across images), printing a line (or a
-    JSON object) per image as it ends, and a summary; exit 1 if any failed."""
+    JSON object) per image as it ends, and a summary; the exit status ``COPY_EXIT`` says."""
     import json
 
     from .copying import STATUSES, Copier
@@ -1390,14 +1408,17 @@ def _copying(
                 f"; {shown(host, 100)} ratelimit-remaining {n}" for host, n in rate_limits.items()
             )
             print(f"{_plural(len(results), 'image')}: {said or 'nothing to do'}{quota}", flush=True)
-    return 1 if any(r.status == "failed" for r in results) else 0
+    statuses = {r.status for r in results}
+    if "failed" in statuses:
+        return 1
+    return EXIT_DEFERRED if "deferred" in statuses else 0
 
 
 def _copy_line(result: CopyResult) -> str:
     """``SOURCE -> TARGET: copied (5 uploaded, 3 mounted, 2 existing, 41.2 MB)``."""
     head = f"{result.source} -> {result.target}"
-    if result.status == "failed":
-        return f"{head}: failed: {result.error}"
+    if result.status in ("failed", "deferred") and result.error:
+        return f"{head}: {result.status}: {result.error}"
     if result.status != "copied":
         return f"{head}: {result.status.replace('-', ' ')}"
     size = _human_size(result.bytes_uploaded)

@@ -113,7 +113,7 @@ class Config:
     platform: str | None
     mirror_only: bool
     registries: dict[str, RegistryConfig]
-    #: copies: images not yet started are deferred when the source has fewer pulls left
+    #: copies: images still to be fetched are deferred when the source has fewer pulls left
     rate_limit_reserve: int = 10
     #: where each setting came from: "default", "FILE:LINE", "$VAR", "--flag"
     sources: dict[str, str] = field(default_factory=dict)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .auth import push_scope
 from .digest import Digest, Verifier, digest_of, parse_digest
-from .errors import ManifestError, NotFound, PullError, StoreError
+from .errors import ManifestError, NotFound, PullError, RegistryError, StoreError
 from .manifest import (
     Descriptor,
     Index,
@@ -63,7 +63,8 @@ def default_jobs() -> int:
     return min(4, max(2, cpus))
 
 
-#: Images not yet started are deferred when the source's pull quota falls below this.
+#: An image whose manifests are still to be fetched from the source (what its pull quota counts)
+#: is deferred when that quota has fallen below this.
 DEFAULT_RATE_LIMIT_RESERVE = 10
 #: On a platform-filtered index: the digest of the source index it was made from, so that the
 #: next run can tell "unchanged" from a HEAD at the source and a GET at the target.
@@ -471,14 +472,6 @@ class Copier:
         to = self._puller.server(target)  # the target registry's own server, never a mirror
         if missing and target.tag is not None and target.tag in await self._tags_at(to, target):
             return CopyResult(src, dst, "up-to-date")
-        left = origin.remaining(source)
-        if left is not None and left < self._reserve:
-            return CopyResult(
-                src,
-                dst,
-                "deferred",
-                error=f"{left} pulls left at the source (rate_limit_reserve {self._reserve})",
-            )
         there = await self._head(to, target)
         if there is not None:
             here = await origin.head(source)
@@ -489,6 +482,16 @@ class Copier:
                     return CopyResult(src, dst, "up-to-date", str(there))
             elif here is not None and platforms and await self._made_from(to, target) == here:
                 return CopyResult(src, dst, "up-to-date", str(there))
+        # Only now does the copy cost quota (manifest GETs at the source): the HEADs above cost
+        # none, so an image already in sync is up to date however little is left.
+        left = origin.remaining(source)
+        if left is not None and left < self._reserve:
+            return CopyResult(
+                src,
+                dst,
+                "deferred",
+                error=f"{left} pulls left at the source (rate_limit_reserve {self._reserve})",
+            )
         found = await origin.manifest(source)
         plan = _plan(found, platforms, src)
         if there is not None and there == plan.digest:
@@ -607,10 +610,7 @@ class Copier:
     async def _move(self, job: _Job, blob: Descriptor) -> None:
         to, path, tally = job.to, job.target.path, job.tally
         key = (to.url, blob.digest)
-        scope = push_scope(path)
-        if await self._retried(
-            lambda: self._client.blob_exists(to, path, blob.digest, scope=scope)
-        ):
+        if await self._target_has(to, path, blob.digest):
             tally.existing += 1
             self._placed.setdefault(key, path)
             return
@@ -639,6 +639,21 @@ class Copier:
         else:
             tally.uploaded += 1
             tally.bytes_uploaded += blob.size
+
+    async def _target_has(self, to: Endpoint, path: str, digest: Digest) -> bool:
+        """Whether the target's repository holds the blob, by HEAD. A 5xx that outlasts the
+        retries counts as "no": distribution, after a full disk, leaves empty link files and
+        answers 500 to a HEAD of those blobs for good, and only an upload mends them (its
+        closing PUT's digest check still guards the bytes). Other refusals keep their meaning."""
+        scope = push_scope(path)
+        try:
+            return await self._retried(
+                lambda: self._client.blob_exists(to, path, digest, scope=scope)
+            )
+        except RegistryError as e:
+            if e.status is not None and 500 <= e.status <= 599:
+                return False
+            raise
 
     async def _retried(self, operation: Callable[[], Awaitable[T]]) -> T:
         return await _retried(self._puller, operation)

@@ -1,10 +1,10 @@
 """Copies into a registry that does what real ones do on the push side: token auth with push
 scopes, mounts answered with a session or a 401, a 413 to one large PUT with a minimum chunk
 length, relative and absolute session URLs with an opaque ``_state``, uploads cut off or refused
-mid-way (resumed where the session stands, or started anew), manifests naming blobs the registry
-lacks, 429s, paginated tag lists, and a registry that does not let us push. Asserted on what a
-user sees: the exit status, the one line of a failure, the bytes at the target, and what the
-fake registry was asked."""
+mid-way (resumed where the session stands, or started anew), a blob HEAD answered 500 for good
+(the blob is uploaded), manifests naming blobs the registry lacks, 429s, paginated tag lists, and
+a registry that does not let us push. Asserted on what a user sees: the exit status, the one
+line of a failure, the bytes at the target, and what the fake registry was asked."""
 
 from __future__ import annotations
 
@@ -458,6 +458,52 @@ async def test_a_copy_whose_upload_is_cut_off_completes_without_sending_it_again
         patches = [r for r in to_layer if r.method == "PATCH"]
         assert [r.headers["Content-Range"] for r in patches] == [f"{cut}-{layer.size - 1}"]
         assert len(target.log.uploads("POST")) == len(image.blobs)  # no upload started twice
+
+
+# -- blob HEADs at the target -------------------------------------------------------------------
+
+
+async def test_a_blob_head_answered_500_for_good_is_not_known_there_and_the_blob_is_uploaded() -> (
+    None
+):
+    """After a full disk, distribution leaves 0-byte link files and answers 500 to a HEAD of
+    those blobs on every run: after its retries the HEAD means "not there", and an upload (its
+    closing PUT checked against the digest) mends the repository."""
+    image = redis()
+    layer = image.manifests[0].layers[2]
+    async with start_fake([image]) as source, start_fake() as target:
+        broken = Status(500, times=None, code="UNKNOWN", headers={"Retry-After": "0"})
+        target.inject(f"/blobs/{layer.digest}$", broken, method="HEAD")
+        dst = f"{target.host}/mirror/redis"
+        status, lines = await copy("--json", "--max-download-attempts", "3", source.ref(image), dst)
+
+        assert status == 0, lines
+        (doc,) = [json.loads(line) for line in lines]
+        assert (doc["status"], doc["error"]) == ("copied", None)
+        assert doc["blobs"] == {"uploaded": len(image.blobs), "mounted": 0, "existing": 0}
+        assert_copied(target, "mirror/redis", image)
+        heads = target.log.select("blob", method="HEAD", path=f"/blobs/{layer.digest}$")
+        assert [r.status for r in heads] == [500] * 3  # its usual retries, no more
+        # A normal upload: one session, closed by a PUT with the digest, answered 201.
+        puts = target.log.uploads("PUT")
+        assert [r.status for r in puts if r.query.get("digest") == layer.digest] == [201]
+        assert len(target.log.uploads("POST")) == len(image.blobs)
+
+
+async def test_a_blob_head_refused_403_still_fails_the_copy_and_uploads_nothing_of_it() -> None:
+    image = redis()
+    layer = image.manifests[0].layers[2]
+    async with start_fake([image]) as source, start_fake() as target:
+        target.inject(f"/blobs/{layer.digest}$", Status(403, times=None), method="HEAD")
+        status, lines = await copy(source.ref(image), f"{target.host}/mirror/redis")
+
+        assert status == 1, lines
+        (line,) = lines
+        assert line.endswith(f"/blobs/{layer.digest}: unauthorized: HTTP 403"), line
+        heads = target.log.select("blob", method="HEAD", path=f"/blobs/{layer.digest}$")
+        assert [r.status for r in heads] == [403]  # not retried
+        assert target.blob("mirror/redis", layer.digest) is None
+        assert target.manifest("mirror/redis", "latest") is None
 
 
 # -- manifests -----------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Settings a copy reads from config.toml, against the fault-injecting registry: a source that
-counts pulls, as Docker Hub does (what is left of the quota is shown in the summary, images not
-yet started are ``deferred`` once it falls below ``rate_limit_reserve``, a quota already spent
-fails at once with the registry's message), and a target configured for chunked uploads."""
+counts pulls, as Docker Hub does (what is left of the quota is shown in the summary, images whose
+manifests are still to be fetched are ``deferred`` once it falls below ``rate_limit_reserve``
+while images the HEADs find in sync stay ``up-to-date``, a run that deferred any exits 3, a
+quota already spent fails at once with the registry's message), and a target configured for
+chunked uploads."""
 
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ async def test_images_not_started_are_deferred_below_the_reserve() -> None:
     async with start_fake(some, ratelimit_remaining=12) as source, start_fake() as target:
         refs = [f"{source.host}/{image.reference}" for image in some]
         run = await run_pypull("sync", "-j", "1", "--json", "--to", f"{target.host}/m", *refs)
-        assert run.returncode == 0, run.stderr  # deferred is not a failure
+        assert run.returncode == 3, run.stderr  # deferred: not a failure, not done either
         docs = [json.loads(line) for line in run.lines]
         # Each copy GETs one manifest at the source: 12 -> 11 -> 10 -> 9, and 9 < 10.
         assert [d["status"] for d in docs[:-1]] == ["copied"] * 3 + ["deferred"] * 2
@@ -53,6 +55,91 @@ async def test_images_not_started_are_deferred_below_the_reserve() -> None:
         assert sorted(
             r.path for r in target.log if r.method == "PUT" and "/manifests/" in r.path
         ) == [f"/v2/m/library/img{i}/manifests/1" for i in range(3)]
+
+
+async def test_images_in_sync_stay_up_to_date_below_the_reserve_with_no_manifest_get() -> None:
+    """HEADs cost no quota: images the HEADs find in sync are up to date however little is
+    left; only those still to be fetched are deferred, and then the run exits 3."""
+    some = images(4)
+    async with start_fake(some, ratelimit_remaining=100) as source, start_fake() as target:
+        refs = [f"{source.host}/{image.reference}" for image in some]
+        dst = f"{target.host}/m"
+        first = await run_pypull("sync", "--to", dst, *refs[:2])
+        assert first.returncode == 0, first.stdout + first.stderr
+        source.ratelimit_remaining = 5
+        source.log.clear()
+
+        done = await run_pypull("sync", "--json", "--to", dst, *refs[:2])
+        assert done.returncode == 0, done.stdout + done.stderr  # all in sync: done
+        assert [json.loads(line)["status"] for line in done.lines[:-1]] == ["up-to-date"] * 2
+
+        run = await run_pypull("sync", "-j", "1", "--json", "--to", dst, *refs)
+        assert run.returncode == 3, run.stdout + run.stderr
+        docs = [json.loads(line) for line in run.lines]
+        assert [(d["source"], d["status"]) for d in docs[:-1]] == [
+            (refs[0], "up-to-date"),
+            (refs[1], "up-to-date"),
+            (refs[2], "deferred"),
+            (refs[3], "deferred"),
+        ]
+        assert docs[2]["error"] == "5 pulls left at the source (rate_limit_reserve 10)"
+        assert docs[-1]["summary"] == {
+            "copied": 0,
+            "up-to-date": 2,
+            "would-copy": 0,
+            "deferred": 2,
+            "failed": 0,
+            "ratelimit_remaining": {source.host: 5},
+        }
+        assert source.log.manifest_gets() == []  # the HEADs said it all: no pull counted
+        assert source.ratelimit_remaining == 5
+        assert [target.manifest(f"m/library/img{i}", "1") is None for i in range(4)] == [
+            False,
+            False,
+            True,
+            True,
+        ]
+
+
+async def test_an_image_changed_at_the_source_is_deferred_by_copy_with_exit_status_3() -> None:
+    """The HEADs differ, so the copy would need the manifest: that GET is what is deferred."""
+    image = images(1)[0]
+    old = make_image("library/img0", "1", layers=1, layer_size=2048, seed="old")
+    async with start_fake([image], ratelimit_remaining=5) as source, start_fake() as target:
+        target.add_image(old, "m/library/img0")
+        ref, dst = f"{source.host}/{image.reference}", f"{target.host}/m/library/img0"
+        run = await run_pypull("copy", ref, dst)
+        assert run.returncode == 3, run.stdout + run.stderr
+        assert run.lines == [
+            f"{ref} -> {dst}:1: deferred: 5 pulls left at the source (rate_limit_reserve 10)"
+        ]
+        assert [r.method for r in source.log if r.kind == "manifest"] == ["HEAD"]
+        assert target.manifest("m/library/img0", "1") == old.raw
+
+
+async def test_a_run_that_deferred_some_and_failed_one_exits_1() -> None:
+    some = images(3)
+    async with start_fake(some, ratelimit_remaining=100) as source, start_fake() as target:
+        refs = [f"{source.host}/{image.reference}" for image in some]
+        dst = f"{target.host}/m"
+        first = await run_pypull("sync", "--to", dst, refs[0])
+        assert first.returncode == 0, first.stdout + first.stderr
+        source.ratelimit_remaining = 5
+        refused = Status(403, times=None, code="DENIED", message="requested access is denied")
+        target.inject("^/v2/m/library/img1/", refused, method=None)
+
+        run = await run_pypull("sync", "-j", "1", "--to", dst, *refs)
+        assert run.returncode == 1, run.stdout + run.stderr  # a failure outranks a deferral
+        assert run.lines[0] == f"{refs[0]} -> {dst}/library/img0:1: up to date"
+        assert run.lines[1].startswith(f"{refs[1]} -> {dst}/library/img1:1: failed: ")
+        assert run.lines[2] == (
+            f"{refs[2]} -> {dst}/library/img2:1: deferred: 5 pulls left at the source "
+            "(rate_limit_reserve 10)"
+        )
+        assert run.lines[3] == (
+            f"3 images: 1 up to date, 1 deferred, 1 failed; {source.host} ratelimit-remaining 5"
+        )
+        assert len(run.lines) == 4
 
 
 async def test_the_summary_line_shows_what_is_left() -> None:
