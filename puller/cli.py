@@ -1261,7 +1261,10 @@ def _sync_file(args: argparse.Namespace, path: str) -> int:
         from .copying import CopyResult, Pair
 
         async def pairs_of(entry: SyncEntry) -> tuple[list[Pair], list[CopyResult]]:
-            own = {"platforms": entry.platforms or options["platforms"]}
+            own = {
+                "platforms": entry.platforms or options["platforms"],
+                "by": f"the entry at {path}:{entry.line}",  # named if another writes its tag
+            }
             if not entry.is_repository:
                 return [(entry.source, entry.target, own)], []  # its target says what to write
             try:

@@ -233,6 +233,41 @@ def test_a_sync_file_error_names_its_line_and_key(tmp_path: Path) -> None:
     assert run.stdout == ""
 
 
+def test_two_entries_whose_regexes_meet_at_one_tag_the_later_fails_and_the_tag_stays(
+    source: Registry, target: Registry, tmp_path: Path
+) -> None:
+    # Two regexes: the file alone cannot tell that both select 7.0; the run can.
+    sync = tmp_path / "clash.toml"
+    sync.write_text(
+        f'[[sync]]\nsource = "{source.host}/library/multi"\ntarget = "{target.host}/clash/multi"\n'
+        'tags = ["7\\\\..*"]\nexclude = [".*-rc.*"]\n\n'
+        f'[[sync]]\nsource = "{source.host}/library/multi"\ntarget = "{target.host}/clash/multi"\n'
+        'tags = ["[0-9.]+"]\nplatforms = ["linux/arm64"]\n'
+    )
+    multi, arm = f"{source.host}/library/multi", multiplatform().manifest_for("linux", "arm64")
+    clash = f"{target.host}/clash/multi"
+    for run_number in (1, 2):
+        target_log = AccessLog(target)
+        run = run_pypull("sync", sync)
+        assert run.returncode == 1, run.stdout + run.stderr
+        *lines, summary = run.stdout.splitlines()
+        refused = (
+            f"{multi}:7.0 -> {clash}:7.0: failed: tag 7.0 is written by the entry at {sync}:1"
+            " in this run already: one writer per tag"
+        )
+        assert refused in lines, lines
+        done = "copied (" if run_number == 1 else "up to date"
+        assert any(line.startswith(f"{multi}:7.0 -> {clash}:7.0: {done}") for line in lines)
+        assert any(line.startswith(f"{multi}:6.2 -> {clash}:6.2: {done}") for line in lines)
+        assert len(lines) == 3
+        # The first entry's image stands, and stays: the second run writes nothing.
+        assert raw(target, "clash/multi:7.0", creds=True) == multiplatform().raw
+        assert raw(target, "clash/multi:6.2", creds=True) == arm.raw
+        if run_number == 2:
+            assert writes(target_log) == []
+            assert summary == "3 images: 2 up to date, 1 failed"
+
+
 # -- pypull push ----------------------------------------------------------------------------------
 
 
