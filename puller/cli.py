@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
-from .errors import PullError
+from .errors import PullError, TargetBusy
 from .reference import Reference, names_image, parse
 from .text import shown
 
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from .syncfile import SyncEntry
 
 PROG = "pypull"
+#: sysexits.h: a temporary failure, to be tried again later (--no-wait met a busy target).
+EX_TEMPFAIL = 75
 COMMANDS = (
     "pull",
     "copy",
@@ -87,7 +89,8 @@ EXIT_DEFERRED = 3
 COPY_EXIT = """\
 exit status: 0 when no image failed or was deferred, 1 when any failed (the others are still
 copied), 3 when none failed but some were deferred (come back later: cron can tell a run that
-is done from one that is not), 2 on a usage error.
+is done from one that is not), 75 when --no-wait met a target repository another pypull is
+writing to, 2 on a usage error.
 """
 
 SYNC_EPILOG = (
@@ -106,6 +109,15 @@ the sync file (TOML):
 statuses: copied, up-to-date (nothing fetched or written), would-copy (--dry-run), deferred (the
 source's pull quota is below rate_limit_reserve: not fetched; images found up to date by HEADs,
 which cost no quota, are up-to-date however little is left), failed
+
+Two entries that write one target tag are refused when the file is read, with both lines, where
+the file alone tells (a tag either names that both select, every tag twice, the same regexes);
+otherwise, when two regexes meet at a tag the sources list, the later entry's copy of it fails.
+
+One run at a time writes to a target repository: each is locked for the run, a dry run aside
+(flock on a file in $XDG_RUNTIME_DIR/pypull, else /run/user/UID/pypull, else /tmp/pypull-UID;
+a killed run lets go). Another run waits, saying so in one line on stderr, and then finds what
+the first copied up to date; with --no-wait it exits 75 at once. copy and push lock alike.
 
 """
     + COPY_EXIT
@@ -325,6 +337,12 @@ def _add_copy_options(p: argparse.ArgumentParser, json_help: str) -> None:
         help="blobs (and images) moved at once (default: this machine's CPUs, 2 to 4)",
     )
     p.add_argument("--fail-fast", action="store_true", help="start no image after one has failed")
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="when another pypull is writing to a target repository, exit at once with status "
+        "75 instead of waiting for it to finish",
+    )
     _add_settings(p, pulls=False)
     _add_common(p, "blobs are read from when it has them (and push reads images from)")
 
@@ -450,7 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
         "images are sent once and mounted into the other repositories, and -j images move at "
         "once. With --to, copy each IMAGE to PREFIX plus its repository path instead (redis:7 "
         "-> PREFIX/library/redis:7). One line per image as it ends, then a summary; exit "
-        "status 1 if any image failed, 3 if none failed but some were deferred (below).",
+        "status 1 if any image failed, 3 if none failed but some were deferred, 75 if "
+        "--no-wait met a target repository another pypull is writing to (below).",
         epilog=SYNC_EPILOG,
         formatter_class=fmt,
     )
@@ -1210,7 +1229,7 @@ def _cmd_copy(args: argparse.Namespace) -> int:
             )
         return await copier.copy_all([(source, target)], each=report, **options)
 
-    return _copying(args, work, summary=args.all_tags)
+    return _copying(args, work, [target], summary=args.all_tags)
 
 
 def _with_identifier(target: Reference, source: Reference) -> Reference:
@@ -1234,7 +1253,7 @@ def _cmd_push(args: argparse.Namespace) -> int:
         origin = StoreSource(copier.store)
         return await copier.copy_all([(source, target)], each=report, origin=origin, **options)
 
-    return _copying(args, work, summary=False)
+    return _copying(args, work, [target], summary=False)
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
@@ -1263,7 +1282,7 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     async def work(copier: Copier, report: Callable[[CopyResult], None]) -> list[CopyResult]:
         return await copier.copy_all(pairs, each=report, fail_fast=args.fail_fast, **options)
 
-    return _copying(args, work, summary=True)
+    return _copying(args, work, [target for _, target in pairs], summary=True)
 
 
 def _sync_file(args: argparse.Namespace, path: str) -> int:
@@ -1279,7 +1298,10 @@ def _sync_file(args: argparse.Namespace, path: str) -> int:
         from .copying import CopyResult, Pair
 
         async def pairs_of(entry: SyncEntry) -> tuple[list[Pair], list[CopyResult]]:
-            own = {"platforms": entry.platforms or options["platforms"]}
+            own = {
+                "platforms": entry.platforms or options["platforms"],
+                "by": f"the entry at {path}:{entry.line}",  # named if another writes its tag
+            }
             if not entry.is_repository:
                 return [(entry.source, entry.target, own)], []  # its target says what to write
             try:
@@ -1302,7 +1324,7 @@ def _sync_file(args: argparse.Namespace, path: str) -> int:
         results += await copier.copy_all(pairs, each=report, fail_fast=args.fail_fast, **options)
         return results
 
-    return _copying(args, work, summary=True)
+    return _copying(args, work, [entry.target for entry in entries], summary=True)
 
 
 def _image_list(path: str) -> list[tuple[str | None, str]]:
@@ -1356,16 +1378,41 @@ class _CopyBar:
 def _copying(
     args: argparse.Namespace,
     work: Callable[[Copier, Callable[[CopyResult], None]], Awaitable[list[CopyResult]]],
+    targets: Sequence[Reference],
     *,
     summary: bool,
 ) -> int:
     """Run copies with one Puller and one Copier (mounts across images), printing a line (or a
-    JSON object) per image as it ends, and a summary; the exit status ``COPY_EXIT`` says."""
+    JSON object) per image as it ends, and a summary; exit 1 if any failed. The ``targets``'
+    repositories are locked for the run (not for a dry run, which writes nothing): another
+    pypull writing to one is waited for, or with --no-wait, ``TargetBusy``."""
+    config = _config(args)
+    if args.dry_run:
+        return _copies(args, config, work, summary=summary)
+    from .targetlock import hold
+
+    def waiting(repository: str) -> None:
+        print(
+            f"Waiting for another pypull to finish writing to {shown(repository)}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    with hold((t.name for t in targets), wait=not args.no_wait, on_wait=waiting):
+        return _copies(args, config, work, summary=summary)
+
+
+def _copies(
+    args: argparse.Namespace,
+    config: Config,
+    work: Callable[[Copier, Callable[[CopyResult], None]], Awaitable[list[CopyResult]]],
+    *,
+    summary: bool,
+) -> int:
     import json
 
     from .copying import STATUSES, Copier
 
-    config = _config(args)
     bar = _CopyBar() if not args.json and sys.stderr.isatty() else None
     rate_limits: dict[str, int] = {}
 
@@ -1866,6 +1913,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Error: interrupted", file=sys.stderr)
         return 130
+    except TargetBusy as e:  # --no-wait: "try again later", as sysexits' EX_TEMPFAIL says
+        _error(e, args.debug)
+        return EX_TEMPFAIL
     except BrokenPipeError:
         # The reader went away (`pypull ... | head -1`): nothing to say, and nowhere to say it.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -398,9 +398,15 @@ class Copier:
         ``jobs`` transfer slots); ``each`` hears of each result as it ends, and the results
         come back in the pairs' order. A pair may carry
         its own options, over ``options`` (a sync file entry's platforms). With
-        ``fail_fast``, no image starts after one has failed."""
+        ``fail_fast``, no image starts after one has failed.
+
+        One target tag is written once: a later pair to a tag an earlier pair writes fails
+        without a request, unless both come from the same ``by`` (an option of a pair: who asks
+        for it, such as a sync file entry's "the entry at FILE:LINE"; default: its source), so
+        two writers cannot leave the tag to whichever ends last."""
         pending = list(pairs)
         stop = False
+        writers: dict[str, str] = {}  # target tag -> its first writer's by
         if self._on_planned is not None:
             self._on_planned(len(pending))
 
@@ -409,7 +415,20 @@ class Copier:
             if stop:
                 return None  # not started: an earlier image failed under fail_fast
             source, target, *own = pair
-            result = await self.copy(source, target, **{**options, **(own[0] if own else {})})
+            mine = {**options, **(own[0] if own else {})}
+            by = str(mine.pop("by", None) or f"the copy of {source}")
+            # Claimed before the first await: pairs start in order, so the earlier pair wins.
+            first = writers.setdefault(str(target), by) if target.tag is not None else by
+            if first != by:
+                result = CopyResult(
+                    str(source),
+                    str(target),
+                    "failed",
+                    error=f"tag {target.tag} is written by {first} in this run already: one"
+                    " writer per tag",
+                )
+            else:
+                result = await self.copy(source, target, **mine)
             each(result)
             if fail_fast and result.status == "failed":
                 stop = True

@@ -15,7 +15,9 @@ Every error the library raises on purpose is a ``PullError``; the CLI prints it 
     ├── VerificationError       content that is not what its descriptor promised
     │   ├── DigestMismatch      expected, got
     │   └── SizeMismatch        expected, got
-    └── StoreError              the local store cannot be read or written (path)
+    ├── StoreError              the local store cannot be read or written (path)
+    └── LockError               a target repository's lock cannot be taken (path)
+        └── TargetBusy          another process holds it, and waiting was not wanted (repository)
 
 Messages quote outside text (a registry's platform names, a helper's words) through
 ``text.shown``: escaped and bounded, so that ``str(e)`` is one printable line.
@@ -141,6 +143,23 @@ class StoreError(PullError):
     def __init__(self, message: str, *, path: str = "") -> None:
         self.path = path
         super().__init__(message)
+
+
+class LockError(PullError):
+    """The lock of a target repository cannot be taken (its directory is unusable)."""
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        self.path = path
+        super().__init__(message)
+
+
+class TargetBusy(LockError):
+    """Another process holds the lock of the target repository ``repository``, and the caller
+    asked not to wait for it."""
+
+    def __init__(self, repository: str, *, path: str = "") -> None:
+        self.repository = repository
+        super().__init__(f"{shown(repository)} is busy: another pypull is writing to it", path=path)
 
 
 def most_relevant(errors: list[PullError]) -> PullError:

@@ -14,6 +14,12 @@ of an entry, each broken one an error:
   ``pypull copy`` does). With ``platforms`` the copy is a new index of another digest, so a
   digest-only source then needs a tag in ``target``.
 * ``target`` never names a digest (what is pushed decides it), and is not the source itself.
+* No two entries may write one target tag, or each run would write it twice, in turn: the
+  later entry is refused where that can be decided without the source's tag lists, which is
+  when a tag can be named that both select (an image's tag; a repository's ``tags`` regex that
+  is a plain name such as ``latest`` or ``7\\.0`` and not excluded), or both select every tag
+  (no ``tags``, no ``exclude``), or the same regexes. Two other regex selections are left to
+  the run, which fails the later of two copies to one tag (``Copier.copy_all``).
 
 ``SyncEntry.source`` and ``.target`` of a repository entry have neither tag nor digest; those of
 a one-image entry say exactly what is read and what is written (``Reference.identifier``).
@@ -38,7 +44,7 @@ from typing import Any
 from .config import ConfigError, _File
 from .errors import InvalidReference
 from .manifest import Platform, parse_platform
-from .reference import Reference, names_image, parse
+from .reference import Reference, names_image, parse, valid_tag
 from .text import shown
 
 __all__ = [
@@ -63,6 +69,9 @@ _KEYS = ("source", "target", "tags", "exclude", "platforms")
 _HEADER = re.compile(r"\[(\[?)\s*(.*?)\s*\]\]?\s*(#.*)?")
 #: tomllib's (and tomli's) way of saying where: "... (at line 3, column 7)".
 _TOML_WHERE = re.compile(r"\(at line (\d+), column \d+\)")
+#: A ``tags`` regex that matches one tag only: letters, digits, ``_`` and ``-``, and ``.`` or
+#: ``-`` escaped (as ``re.escape`` writes a tag).
+_PLAIN_NAME = re.compile(r"(?:[A-Za-z0-9_-]|\\[.-])+")
 
 
 class SyncFileError(ConfigError):
@@ -103,6 +112,21 @@ class SyncEntry:
         if self.tags and not any(p.fullmatch(tag) for p in self.tags):
             return False
         return not any(p.fullmatch(tag) for p in self.exclude)
+
+    def writes(self, tag: str) -> bool:
+        """Whether this entry may write ``tag`` of its target repository: the tag of its one
+        image, or a tag of the source repository it selects (if the source has it)."""
+        if not self.is_repository:
+            return tag == self.target.tag
+        return valid_tag(tag) and self.selects(tag)
+
+    def named_tags(self) -> tuple[str, ...]:
+        """The tags of the target this entry names outright: its image's tag, or the ``tags``
+        regexes that are plain names (``latest``, ``7\\.0``)."""
+        if not self.is_repository:
+            return () if self.target.tag is None else (self.target.tag,)
+        plain = (p.pattern for p in self.tags if _PLAIN_NAME.fullmatch(p.pattern))
+        return tuple(re.sub(r"\\(.)", r"\1", pattern) for pattern in plain)
 
 
 def load_sync_file(path: str | PathLike[str]) -> list[SyncEntry]:
@@ -205,7 +229,49 @@ def _entries(lines: _Lines, doc: dict[str, Any]) -> list[SyncEntry]:
         raise lines.error(None, "sync", "expected [[sync]] tables")
     if not specs:
         raise lines.error(None, "sync", "no entries: nothing to sync")
-    return [_entry(lines, nth, spec) for nth, spec in enumerate(specs)]
+    entries = [_entry(lines, nth, spec) for nth, spec in enumerate(specs)]
+    _refuse_collisions(lines, entries)
+    return entries
+
+
+def _refuse_collisions(lines: _Lines, entries: list[SyncEntry]) -> None:
+    """Refuse the first entry that writes a target tag an earlier entry writes, where that can
+    be told from the file alone (``_collision``); the message names both entries' lines."""
+    earlier: dict[str, list[tuple[int, SyncEntry]]] = {}
+    for nth, entry in enumerate(entries):
+        same_repository = earlier.setdefault(entry.target.name, [])
+        for first_nth, first in same_repository:
+            what = _collision(first, entry)
+            if what is not None:
+                at = f"{lines.name}:{lines.start(first_nth)}"
+                raise lines.error(
+                    nth,
+                    "target",
+                    f"writes {what}, as the entry at {at} does: one tag, one entry (two would"
+                    " overwrite each other on every run)",
+                )
+        same_repository.append((nth, entry))
+
+
+def _collision(a: SyncEntry, b: SyncEntry) -> str | None:
+    """What two entries to one target repository both write, when that can be told without the
+    source's tag lists: a tag one of them names that both write, or every tag, or the tags of
+    the same regexes. None: they cannot collide, or only their sources' tag lists can tell."""
+    for tag in (*a.named_tags(), *b.named_tags()):
+        if a.writes(tag) and b.writes(tag):
+            return f"{a.target.name}:{tag}"
+    if not (a.is_repository and b.is_repository):
+        return None  # an image writes its one named tag: checked above
+    if not (a.tags or a.exclude or b.tags or b.exclude):
+        return f"every tag of {a.target.name}"
+    if _selection(a) == _selection(b):
+        return f"the same tags of {a.target.name} (the same tags and exclude)"
+    return None
+
+
+def _selection(entry: SyncEntry) -> tuple[frozenset[str], frozenset[str]]:
+    """The ``tags`` and ``exclude`` regexes as written: equal ones select the same tags."""
+    return frozenset(p.pattern for p in entry.tags), frozenset(p.pattern for p in entry.exclude)
 
 
 def _entry(lines: _Lines, nth: int, spec: dict[str, Any]) -> SyncEntry:

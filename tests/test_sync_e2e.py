@@ -6,7 +6,12 @@ store of a Docker v2 image and of a multi-platform index."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import select
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -14,11 +19,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from fixtures.images import Image, docker_media, make_image, make_index, multiplatform, shared_pair
 from fixtures.registry import Registry, push, running_registry
 from puller.copying import SOURCE_DIGEST_ANNOTATION
+from puller.syncfile import load_sync_file
+from puller.targetlock import hold
+from tests import fakeregistry
 from tests.conftest import raw
+from tests.fakeregistry import CountedFault, Handler, start_fake
 from tests.helpers import AccessLog, on_a_terminal, run_pypull
 from tests.test_mirrors_credentials_e2e import PASSWORD, USER, basic_auth, write_docker_config
 
@@ -233,6 +243,41 @@ def test_a_sync_file_error_names_its_line_and_key(tmp_path: Path) -> None:
     assert run.stdout == ""
 
 
+def test_two_entries_whose_regexes_meet_at_one_tag_the_later_fails_and_the_tag_stays(
+    source: Registry, target: Registry, tmp_path: Path
+) -> None:
+    # Two regexes: the file alone cannot tell that both select 7.0; the run can.
+    sync = tmp_path / "clash.toml"
+    sync.write_text(
+        f'[[sync]]\nsource = "{source.host}/library/multi"\ntarget = "{target.host}/clash/multi"\n'
+        'tags = ["7\\\\..*"]\nexclude = [".*-rc.*"]\n\n'
+        f'[[sync]]\nsource = "{source.host}/library/multi"\ntarget = "{target.host}/clash/multi"\n'
+        'tags = ["[0-9.]+"]\nplatforms = ["linux/arm64"]\n'
+    )
+    multi, arm = f"{source.host}/library/multi", multiplatform().manifest_for("linux", "arm64")
+    clash = f"{target.host}/clash/multi"
+    for run_number in (1, 2):
+        target_log = AccessLog(target)
+        run = run_pypull("sync", sync)
+        assert run.returncode == 1, run.stdout + run.stderr
+        *lines, summary = run.stdout.splitlines()
+        refused = (
+            f"{multi}:7.0 -> {clash}:7.0: failed: tag 7.0 is written by the entry at {sync}:1"
+            " in this run already: one writer per tag"
+        )
+        assert refused in lines, lines
+        done = "copied (" if run_number == 1 else "up to date"
+        assert any(line.startswith(f"{multi}:7.0 -> {clash}:7.0: {done}") for line in lines)
+        assert any(line.startswith(f"{multi}:6.2 -> {clash}:6.2: {done}") for line in lines)
+        assert len(lines) == 3
+        # The first entry's image stands, and stays: the second run writes nothing.
+        assert raw(target, "clash/multi:7.0", creds=True) == multiplatform().raw
+        assert raw(target, "clash/multi:6.2", creds=True) == arm.raw
+        if run_number == 2:
+            assert writes(target_log) == []
+            assert summary == "3 images: 2 up to date, 1 failed"
+
+
 # -- pypull push ----------------------------------------------------------------------------------
 
 
@@ -385,3 +430,129 @@ def test_a_corrupt_blob_in_the_store_is_never_completed_at_the_target(
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=30)
     assert refused.value.code == 404  # the upload never completed
+
+
+# -- one run at a time per target repository ------------------------------------------------------
+
+
+def started(*args: str | Path) -> subprocess.Popen[bytes]:
+    """``python -m puller ARGS`` started, not waited for, as ``run_pypull`` runs it; its pipes
+    unbuffered, so that a line read off stderr leaves the rest for ``communicate``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYPULL_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "puller", *map(str, args)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=0,
+        env=env,
+    )
+
+
+def first_line(proc: subprocess.Popen[bytes]) -> str:
+    """The first line ``proc`` writes on stderr (a minute at most, not to hang the suite)."""
+    assert proc.stderr is not None
+    ready, _, _ = select.select([proc.stderr], [], [], 60)
+    assert ready, "nothing on stderr within a minute"
+    return proc.stderr.readline().decode()
+
+
+def test_a_second_run_waits_for_the_first_and_then_uploads_no_blob(
+    source: Registry, target: Registry, tmp_path: Path
+) -> None:
+    sync = write_sync_file(tmp_path / "sync.toml", source, target, "overlap")
+    repositories = sorted({entry.target.name for entry in load_sync_file(sync)})
+    waiting = f"Waiting for another pypull to finish writing to {repositories[0]}\n"
+    target_log = AccessLog(target)
+    # The test holds the locks as a run in progress would, so that both runs surely start while
+    # they are held: the one that takes them next runs first, and the other waits for it.
+    with hold(repositories):
+        runs = [started("sync", sync, "--json") for _ in range(2)]
+        assert [first_line(run) for run in runs] == [waiting, waiting]
+    outcomes = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outcomes
+    assert [err.decode() for _, err in outcomes] == ["", ""]  # the one line, read above
+    images = [[json.loads(line) for line in out.splitlines()[:-1]] for out, _ in outcomes]
+    first, second = sorted(images, key=lambda run: run[0]["status"])  # "copied" < "up-to-date"
+    assert [image["status"] for image in first] == ["copied"] * 5
+    assert [image["status"] for image in second] == ["up-to-date"] * 5
+    # Every blob upload and mount the target saw is one the first run reports: the second, once
+    # it had the locks, found the target up to date and only asked.
+    requests = target_log.requests()
+    uploads = [p for m, p in requests if m == "PUT" and "/blobs/uploads/" in p]
+    mounts = [p for m, p in requests if m == "POST" and "mount=" in p]
+    assert len(uploads) == sum(image["blobs"]["uploaded"] for image in first) > 0
+    assert len(mounts) == sum(image["blobs"]["mounted"] for image in first)
+    assert sum(image["blobs"]["uploaded"] for image in second) == 0
+
+
+def test_no_wait_exits_75_naming_the_busy_repository_and_asks_nothing(
+    source: Registry, target: Registry, tmp_path: Path
+) -> None:
+    sync = write_sync_file(tmp_path / "sync.toml", source, target, "busy")
+    busy = f"{target.host}/busy/dlist"
+    target_log = AccessLog(target)
+    with hold([busy]):
+        runs = [
+            run_pypull("sync", sync, "--no-wait", "--json"),
+            run_pypull("copy", "--no-wait", f"{source.host}/library/dlist:latest", busy),
+        ]
+    for run in runs:
+        assert run.returncode == 75, run.stdout + run.stderr
+        assert run.stderr == f"Error: {busy} is busy: another pypull is writing to it\n"
+        assert run.stdout == ""
+    assert target_log.requests() == []
+    # The locks it took before it met the busy one were let go: a run now has them all.
+    again = run_pypull("sync", sync, "--no-wait")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.splitlines()[-1] == "5 images: 5 copied"
+
+
+def test_a_dry_run_neither_waits_nor_locks(
+    source: Registry, target: Registry, tmp_path: Path
+) -> None:
+    sync = write_sync_file(tmp_path / "sync.toml", source, target, "dryheld")
+    with hold(entry.target.name for entry in load_sync_file(sync)):
+        run = run_pypull("sync", sync, "--dry-run", "--no-wait")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[-1] == "5 images: 5 would copy"
+
+
+class Held(CountedFault):
+    """Holds the first matching request unanswered until its client goes; ``reached`` is set
+    once it has one."""
+
+    def __init__(self) -> None:
+        super().__init__(times=1)
+        self.reached = asyncio.Event()
+
+    async def inject(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self.reached.set()
+        await asyncio.Event().wait()  # the server cancels this when the client goes
+        raise AssertionError("unreachable")
+
+
+async def test_a_run_killed_while_it_writes_leaves_the_repository_free(
+    target: Registry, tmp_path: Path
+) -> None:
+    image = make_image("library/killed", "1", layers=2, seed="killed")
+    async with start_fake([image]) as fake:
+        held = fake.inject("/manifests/", Held(), method=None)
+        dst = f"{target.host}/killed/app"
+        proc = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "puller", "copy", fake.ref(image), dst),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            await asyncio.wait_for(held.reached.wait(), 60)  # it holds the lock: it is copying
+            busy = await fakeregistry.run_pypull("copy", "--no-wait", fake.ref(image), dst)
+            assert busy.returncode == 75, busy.stdout + busy.stderr
+            assert busy.stderr == f"Error: {dst} is busy: another pypull is writing to it\n"
+        finally:
+            proc.kill()  # SIGKILL: nothing of pypull's runs to let go of anything
+            await proc.wait()
+        after = await fakeregistry.run_pypull("copy", "--no-wait", fake.ref(image), dst)
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert after.stdout.startswith(f"{fake.ref(image)} -> {dst}:1: copied ("), after.stdout

@@ -538,3 +538,109 @@ def test_any_text_gives_entries_or_one_printable_line(text: list[str] | str) -> 
     for e in result:
         assert e.target.digest is None or e.source.digest == e.target.digest
         assert (e.target.tag is None and e.target.digest is None) == e.is_repository
+
+
+# -- two entries, one target tag ------------------------------------------------------------------
+
+
+def entry_text(source: str, target: str, extra: str = "") -> str:
+    return f'[[sync]]\nsource = "{source}"\ntarget = "{target}"\n{extra}\n'
+
+
+REPO = "r.example/m/redis"
+SEVENS = 'tags = ["7\\\\..*"]'
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "writes"),
+    [
+        # every tag twice: two whole repositories (one source or two)
+        (entry_text("redis", REPO), entry_text("valkey", REPO), f"every tag of {REPO}"),
+        (entry_text("redis", REPO), entry_text("redis", REPO), f"every tag of {REPO}"),
+        # one image's tag twice, the tag kept or given
+        (entry_text("redis:7", REPO), entry_text("valkey:7", REPO), f"{REPO}:7"),
+        (entry_text("redis:7", REPO), entry_text("valkey:8", f"{REPO}:7"), f"{REPO}:7"),
+        (entry_text(f"redis@{DIGEST}", f"{REPO}:7"), entry_text("redis:7", REPO), f"{REPO}:7"),
+        # an image's tag that a repository's regex selects, either way round
+        (entry_text("redis", REPO, SEVENS), entry_text("x:7.2", REPO), f"{REPO}:7.2"),
+        (entry_text("x:7.2", REPO), entry_text("redis", REPO, SEVENS), f"{REPO}:7.2"),
+        (entry_text("redis", REPO, 'exclude = ["rc.*"]'), entry_text("x:7", REPO), f"{REPO}:7"),
+        # a plain-name regex (escaped as re.escape writes it) that the other selects
+        (
+            entry_text("redis", REPO, 'tags = ["7\\\\.0", "8\\\\..*"]'),
+            entry_text("valkey", REPO, 'tags = ["[0-9.]+"]'),
+            f"{REPO}:7.0",
+        ),
+        (
+            entry_text("redis", REPO, 'tags = ["latest"]'),
+            entry_text("valkey", REPO, 'tags = ["latest", "9"]'),
+            f"{REPO}:latest",
+        ),
+        # the same regexes, in another order
+        (
+            entry_text("redis", REPO, 'tags = ["7\\\\..*", "6\\\\..*"]\nexclude = ["rc.*"]'),
+            entry_text("redis", REPO, 'tags = ["6\\\\..*", "7\\\\..*"]\nexclude = ["rc.*"]'),
+            f"the same tags of {REPO}",
+        ),
+        # normalised as pulls are: docker.io/library/x is x
+        (
+            entry_text("a.example/redis:7", "mirror/redis"),
+            entry_text("b.example/redis:7", "docker.io/mirror/redis"),
+            "docker.io/mirror/redis:7",
+        ),
+    ],
+)
+def test_two_entries_that_write_one_tag_are_refused_naming_both_lines(
+    first: str, second: str, writes: str
+) -> None:
+    text = "# mirror\n\n" + first + "\n" + entry_text("other", "r.example/other") + second
+    second_target = text.count("\n", 0, text.index("target", text.rindex("[[sync]]"))) + 1
+    message = error(text)
+    assert message.startswith(f"sync.toml:{second_target}: sync.target: writes {writes}"), message
+    assert "as the entry at sync.toml:3 does: one tag, one entry" in message
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        # other repositories, other registries
+        (entry_text("redis", REPO), entry_text("redis", "r.example/m/valkey")),
+        (entry_text("redis", REPO), entry_text("redis", "s.example/m/redis")),
+        # other tags, named
+        (entry_text("redis:7", REPO), entry_text("redis:6", REPO)),
+        (entry_text("redis:7", REPO), entry_text("valkey:7", f"{REPO}:valkey-7")),
+        (entry_text("redis", REPO, 'tags = ["7"]'), entry_text("redis", REPO, 'tags = ["6"]')),
+        # a tag the regex does not select, or excludes
+        (entry_text("redis", REPO, SEVENS), entry_text("x:8.0", REPO)),
+        (entry_text("redis", REPO, 'exclude = ["7"]'), entry_text("x:7", REPO)),
+        (
+            entry_text("redis", REPO, 'tags = ["latest"]'),
+            entry_text("redis", REPO, 'exclude = ["latest"]'),
+        ),
+        # a named tag that is no valid tag is never listed, so never written
+        (entry_text("redis", REPO, 'tags = ["-x"]'), entry_text("redis", REPO, 'tags = [".*"]')),
+        # pushed by digest: no tag written at all
+        (entry_text(f"redis@{DIGEST}", REPO), entry_text(f"valkey@{DIGEST}", REPO)),
+        (entry_text(f"redis@{DIGEST}", REPO), entry_text("valkey", REPO)),
+        # two regex selections: only the sources' tag lists can tell (the run does)
+        (
+            entry_text("redis", REPO, SEVENS),
+            entry_text("redis", REPO, 'tags = ["6\\\\..*"]'),
+        ),
+        (entry_text("redis", REPO), entry_text("valkey", REPO, 'tags = ["v.*"]')),
+        (entry_text("redis", REPO, 'exclude = ["v.*"]'), entry_text("valkey", REPO)),
+    ],
+)
+def test_entries_that_cannot_be_shown_to_write_one_tag_are_kept(first: str, second: str) -> None:
+    assert len(entries(first + second)) == 2
+
+
+def test_writes_and_named_tags() -> None:
+    image = entry("valkey:8", f"{REPO}:7")
+    assert image.named_tags() == ("7",)
+    assert image.writes("7") and not image.writes("8")
+    assert entry(f"redis@{DIGEST}", REPO).named_tags() == ()
+    repo = entry("redis", REPO, 'tags = ["7\\\\.0", "x-y", "x\\\\-z", "7\\\\..*", "a|b"]\n')
+    assert repo.named_tags() == ("7.0", "x-y", "x-z")
+    assert repo.writes("7.1") and not repo.writes("b.0")
+    assert not entry("redis", REPO, 'tags = [".*"]').writes(".hidden")  # not a valid tag
