@@ -1,14 +1,16 @@
 """``pypull copy``, ``push`` and ``sync`` into the real registry as operations teams run it:
 behind TLS from a CA of its own (made here with openssl) and htpasswd auth, trusted through
-``ca_file`` and logged into through docker's ``config.json``. Blobs from 1 byte to over 100 MB,
-in one streamed PUT and in PATCH chunks, on the default event loop (uvloop where installed) and
-on plain asyncio; every blob at the target hashes to its digest."""
+``ca_file`` and logged into with ``pypull login`` (or docker's ``config.json``). Blobs from 1
+byte to over 100 MB, in one streamed PUT and in PATCH chunks, on the default event loop (uvloop
+where installed) and on plain asyncio; every blob at the target hashes to its digest."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import random
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,6 +81,12 @@ def trust_and_login(target: Registry, ca: Path, chunk_mib: int | None = None) ->
     write_docker_config({"auths": {target.host: {"auth": basic_auth(USER, PASSWORD)}}})
 
 
+def login(target: Registry) -> subprocess.CompletedProcess[str]:
+    """``pypull login -u USER --password-stdin HOST``, as the README's set-up does it."""
+    argv = [sys.executable, "-m", "puller", "login", "-u", USER, "--password-stdin", target.host]
+    return subprocess.run(argv, input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
+
+
 def assert_identical_at(target: Registry, repository: str, tag: str, image: Image) -> None:
     """The tag names the image's manifest, and every blob the registry keeps is the source's."""
     assert raw(target, f"{repository}:{tag}", creds=True) == image.raw
@@ -144,7 +152,14 @@ def test_sync_into_a_tls_registry_with_auth_then_nothing_to_do(
     loop: str,
 ) -> None:
     target, ca = secure
-    trust_and_login(target, ca)
+    write_pypull_config(f'[registry."{target.host}"]\nserver = "https://{target.host}"\n')
+    untrusted = login(target)
+    assert untrusted.returncode == 1 and "certificate" in untrusted.stderr
+    write_pypull_config(
+        f'[registry."{target.host}"]\nserver = "https://{target.host}"\nca_file = "{ca}"\n'
+    )
+    logged_in = login(target)
+    assert logged_in.returncode == 0 and logged_in.stdout == "Login Succeeded\n", logged_in.stderr
     sync_file = tmp_path / "sync.toml"
     sync_file.write_text(
         f'[[sync]]\nsource = "{source.host}/{image.repository}"\n'
