@@ -11,8 +11,15 @@ from pathlib import Path
 import pytest
 
 from fixtures.images import all_images
-from fixtures.registry import REGISTRY_BINARY, Registry, push, running_registry
-from tests.test_mirrors_credentials_e2e import PASSWORD, USER
+from fixtures.registry import (
+    CHEAP_HTPASSWD,
+    PASSWORD,
+    REGISTRY_BINARY,
+    USER,
+    Registry,
+    push,
+    running_registry,
+)
 
 #: Tests that also run on uvloop: the command uses it when it is installed, and these drive
 #: wire's protocol (and the fault table through it) directly.
@@ -70,11 +77,6 @@ def no_user_configuration(
 def store(tmp_path: Path) -> Path:
     """Where a test's image store goes; not created, so the store's own setup is exercised."""
     return tmp_path / "store"
-
-
-#: alice's password at bcrypt cost 4: the registry checks it on every request, and a copy makes
-#: dozens (fixtures/htpasswd's cost 12 takes a quarter of a second each here).
-CHEAP_HTPASSWD = f"{USER}:$2b$04$abcdefghijklmnopqrstuujZkTwHUiJ9XdZPwKfcfDo7dMp5DjlTu\n"
 
 
 @pytest.fixture(scope="module")

@@ -18,14 +18,21 @@ from pathlib import Path
 import pytest
 
 from fixtures.images import make_image, redis
-from fixtures.registry import Registry, free_port, push, running_registry, running_tls_registry
+from fixtures.registry import (
+    PASSWORD,
+    USER,
+    Registry,
+    free_port,
+    push,
+    running_registry,
+    running_tls_registry,
+)
 
 from .fakeregistry import Status, start_fake
 from .fakeregistry import run_pypull as run_pypull_async
 from .helpers import run_pypull
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-USER, PASSWORD = "alice", "wonderland"  # fixtures/htpasswd
 
 
 def write_docker_config(doc: dict[str, object]) -> Path:

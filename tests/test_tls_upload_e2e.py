@@ -16,14 +16,18 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.certs import ca_signed
 from fixtures.images import Blob, Image, make_layer, make_manifest
-from fixtures.registry import Registry, push, running_registry
-from tests.conftest import CHEAP_HTPASSWD, raw
-from tests.helpers import run_pypull
-from tests.test_mirrors_credentials_e2e import (
+from fixtures.registry import (
     PASSWORD,
     USER,
+    Registry,
+    push,
+    running_registry,
+    running_secure_registry,
+)
+from tests.conftest import raw
+from tests.helpers import run_pypull
+from tests.test_mirrors_credentials_e2e import (
     basic_auth,
     write_docker_config,
     write_pypull_config,
@@ -60,16 +64,8 @@ def source(tmp_path_factory: pytest.TempPathFactory, image: Image) -> Iterator[R
 @pytest.fixture(scope="module")
 def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, Path]]:
     """The target: HTTPS with a certificate from the test's own CA, htpasswd auth."""
-    work = tmp_path_factory.mktemp("tls-target")
-    ca, cert, key = ca_signed(work)
-    htpasswd = work / "htpasswd"
-    htpasswd.write_text(CHEAP_HTPASSWD)
-    config = {
-        "auth": {"htpasswd": {"realm": "pypull-test", "path": str(htpasswd)}},
-        "http": {"tls": {"certificate": str(cert), "key": str(key)}},
-    }
-    with running_registry(work / "storage", extra_config=config) as reg:
-        yield reg, ca
+    with running_secure_registry(tmp_path_factory.mktemp("tls-target")) as secured:
+        yield secured
 
 
 def trust_and_login(target: Registry, ca: Path, chunk_mib: int | None = None) -> None:

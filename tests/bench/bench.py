@@ -11,6 +11,9 @@ registry. pypull's writes are durable (fsync before rename) and timed; python-dx
 ``--baseline REV`` adds pypull's rows for that git revision, run in the same rounds: whether a
 change made pypull slower is read from one run, not from a table made on another day.
 
+The ``https+auth sync`` rows (case ``tls``) sync each image into a target behind TLS from a CA
+of its own and htpasswd auth, as teams run their registries, ``pypull sync --to`` against
+``skopeo sync``, and check every layer at the target byte for byte afterwards.
 The ``copy`` rows copy the same images registry to registry, ``pypull copy`` against ``skopeo
 copy docker:// docker://``, each run into a target registry started afresh on empty storage
 (their "reg CPU" is the target's). The ``sync`` rows time an unchanged sync of 10 tags (the
@@ -29,9 +32,12 @@ Not part of the test suite: it takes minutes and its numbers are for reading.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import functools
 import gc
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -49,7 +55,14 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from fixtures.images import Blob, Image, make_image, make_layer, make_manifest  # noqa: E402
-from fixtures.registry import Registry, push, running_registry  # noqa: E402
+from fixtures.registry import (  # noqa: E402
+    PASSWORD,
+    USER,
+    Registry,
+    push,
+    running_registry,
+    running_secure_registry,
+)
 
 MiB = 1024 * 1024
 BIG_LAYERS = [512, 160, 128, 96, 64, 32, 16, 8]  # MiB: ~1 GB, one layer over half of it
@@ -61,6 +74,7 @@ TARGETS = [
     ("1 GB copy: pypull", "client CPU / skopeo's", 0.40),
     ("1 GB copy: pypull", "peak RSS MB", 64),
     (f"{SYNC_TAGS} tags, unchanged sync: pypull", "wall s", 1.0),
+    ("1 GB https+auth sync: pypull", "peak RSS MB", 64),
     ("1 GB unpack: pypull", "wall / umoci's", 0.30),
     ("1 GB unpack: pypull", "peak RSS MB", 64),
 ]
@@ -170,7 +184,7 @@ def dxf_python() -> str:
     return str(python)
 
 
-CASES = ("pull", "copy", "sync", "unpack")
+CASES = ("pull", "copy", "sync", "unpack", "tls")
 
 
 def main() -> int:
@@ -249,6 +263,8 @@ def main() -> int:
                         one_round(bench, label, image, where, dxf, rnd)
                     if "copy" in cases:
                         copy_round(bench, label, image, where, rnd)
+                    if "tls" in cases:
+                        tls_round(bench, label, image, where, rnd)
                 if "sync" in cases:
                     sync_round(bench, where, rnd)
                 if "unpack" in cases:
@@ -288,9 +304,14 @@ class Pypull:
         return [self.python, "-m", "puller", *args]
 
     def timed(
-        self, *args: str, registry: Callable[[], float] = registry_cpu, expect: str | None = None
+        self,
+        *args: str,
+        registry: Callable[[], float] = registry_cpu,
+        expect: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> Run:
-        return timed(self.argv(*args), self.env, self.cwd, registry=registry, expect=expect)
+        env = {**self.env, **(env or {})}
+        return timed(self.argv(*args), env, self.cwd, registry=registry, expect=expect)
 
     @functools.cached_property
     def copy_options(self) -> list[str]:
@@ -513,6 +534,76 @@ def sync_round(bench: Bench, work: Path, rnd: int) -> None:
     runs = {"pypull": pypull_sync, "skopeo sync": skopeo_sync}
     got = in_turns(runs, [[name] for name in runs], rnd)
     bench.record(f"{SYNC_TAGS} tags, unchanged sync", got, "skopeo sync")
+
+
+def tls_round(bench: Bench, label: str, image: Pushed, work: Path, rnd: int) -> None:
+    """Into a registry as teams run one: HTTPS from a CA of its own and htpasswd auth, started
+    afresh for each tool. ``pypull sync --to`` (trusting the CA through config.toml, logged in
+    through config.json) against ``skopeo sync`` (--dest-cert-dir, --dest-creds); after each
+    run, every layer at the target is hashed against its digest (not timed)."""
+    source = f"{bench.reg.host}/{image.repository}:1"
+
+    def into_secure(sync: Callable[[Registry, Path, Path], Run]) -> Callable[[], Run]:
+        def run() -> Run:
+            where = work / "secure"
+            shutil.rmtree(where, ignore_errors=True)
+            where.mkdir(parents=True)
+            try:
+                with running_secure_registry(where) as (target, ca):
+                    done = sync(target, ca, where)
+                    for digest in image.layers:
+                        check_blob(target.blob_data_path(digest), digest)
+                    return done
+            finally:
+                shutil.rmtree(where, ignore_errors=True)
+
+        return run
+
+    def pypull_sync(tool: Pypull) -> Callable[[], Run]:
+        def sync(target: Registry, ca: Path, where: Path) -> Run:
+            config = where / "config.toml"
+            config.write_text(
+                f'[registry."{target.host}"]\nserver = "https://{target.host}"\nca_file = "{ca}"\n'
+            )
+            docker = mkdir(where / "docker")
+            auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+            logins = {"auths": {target.host: {"auth": auth}}}
+            (docker / "config.json").write_text(json.dumps(logins))
+            env = {"PYPULL_CONFIG": str(config), "DOCKER_CONFIG": str(docker)}
+            argv = ["sync", *tool.copy_options, "--to", f"{target.host}/mirror", source]
+            return tool.timed(*argv, registry=cpu_of(target), expect="1 copied", env=env)
+
+        return into_secure(sync)
+
+    def skopeo_sync(target: Registry, ca: Path, where: Path) -> Run:
+        certs = mkdir(where / "certs")
+        shutil.copy(ca, certs / "ca.crt")
+        argv = [
+            "skopeo", "sync", "--src", "docker", "--dest", "docker", "--src-tls-verify=false",
+            "--dest-cert-dir", str(certs), "--dest-creds", f"{USER}:{PASSWORD}",
+            source, f"{target.host}/mirror",
+        ]  # fmt: skip
+        return timed(argv, registry=cpu_of(target))
+
+    runs: dict[str, Callable[[], Run]] = {
+        "pypull": pypull_sync(bench.pypull),
+        "skopeo sync": into_secure(skopeo_sync),
+    }
+    if bench.baseline is not None:
+        rev, old = bench.baseline
+        runs[f"pypull @{rev}"] = pypull_sync(old)
+    got = in_turns(runs, [[name] for name in runs], rnd)
+    bench.record(f"{label} https+auth sync", got, "skopeo sync")
+
+
+def check_blob(path: Path, digest: str) -> None:
+    """The target keeps exactly the bytes of ``digest``: else the run did not do its job."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while piece := f.read(4 * MiB):
+            h.update(piece)
+    if "sha256:" + h.hexdigest() != digest:
+        raise SystemExit(f"{path} does not hash to {digest}")
 
 
 def unpack_round(bench: Bench, label: str, image: Pushed, work: Path, rnd: int) -> None:
