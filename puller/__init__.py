@@ -22,9 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .archive import ArchiveError, LoadedImage, LoadResult, SavedImage, SaveResult, load, save
-    from .auth import Credentials
     from .copying import Copier, CopyResult, RegistrySource, StoreSource
-    from .digest import Digest, parse_digest
     from .errors import (
         DigestMismatch,
         InvalidDigest,
@@ -42,12 +40,14 @@ if TYPE_CHECKING:
         VerificationError,
     )
     from .inspecting import ImageInfo, ImageRecord, images, inspect, tags
-    from .manifest import Descriptor, Platform
-    from .pruning import Pruned, PruneResult, prune, rmi
+    from .oci.digest import Digest, parse_digest
+    from .oci.manifest import Descriptor, Platform
+    from .oci.reference import Reference
+    from .oci.reference import parse as parse_reference
     from .pulling import AllPlatformsResult, PlatformImage, Puller, PullResult, pull
-    from .reference import Reference
-    from .reference import parse as parse_reference
-    from .store import Store
+    from .registry.auth import Credentials
+    from .store.layout import Store
+    from .store.prune import Pruned, PruneResult, prune, rmi
     from .syncfile import SyncEntry, load_sync_file
     from .unpacking import Exported, Unpacked, UnpackError, export, unpack
 
@@ -59,13 +59,13 @@ _EXPORTS = {
     "SavedImage": "archive",
     "load": "archive",
     "save": "archive",
-    "Credentials": "auth",
+    "Credentials": "registry.auth",
     "Copier": "copying",
     "CopyResult": "copying",
     "RegistrySource": "copying",
     "StoreSource": "copying",
-    "Digest": "digest",
-    "parse_digest": "digest",
+    "Digest": "oci.digest",
+    "parse_digest": "oci.digest",
     "DigestMismatch": "errors",
     "InvalidDigest": "errors",
     "InvalidReference": "errors",
@@ -85,20 +85,20 @@ _EXPORTS = {
     "images": "inspecting",
     "inspect": "inspecting",
     "tags": "inspecting",
-    "Descriptor": "manifest",
-    "Platform": "manifest",
-    "Pruned": "pruning",
-    "PruneResult": "pruning",
-    "prune": "pruning",
-    "rmi": "pruning",
+    "Descriptor": "oci.manifest",
+    "Platform": "oci.manifest",
+    "Pruned": "store.prune",
+    "PruneResult": "store.prune",
+    "prune": "store.prune",
+    "rmi": "store.prune",
     "AllPlatformsResult": "pulling",
     "PlatformImage": "pulling",
     "Puller": "pulling",
     "PullResult": "pulling",
     "pull": "pulling",
-    "Reference": "reference",
-    "parse_reference": "reference",
-    "Store": "store",
+    "Reference": "oci.reference",
+    "parse_reference": "oci.reference",
+    "Store": "store.layout",
     "SyncEntry": "syncfile",
     "load_sync_file": "syncfile",
     "Exported": "unpacking",

@@ -1,6 +1,6 @@
 """``python -m puller``: the same as the ``pypull`` command."""
 
-from .cli import run
+from .cli.main import run
 
 if __name__ == "__main__":
     run()

@@ -64,10 +64,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .digest import Digest, Verifier, digest_of, parse_digest, verify_bytes
 from .errors import InvalidDigest, ManifestError, NotFound, PullError, StoreError
 from .inspecting import MAX_CONFIG_SIZE, find_entry, stored_manifest
-from .manifest import (
+from .oci.digest import Digest, Verifier, digest_of, parse_digest, verify_bytes
+from .oci.manifest import (
     INDEX_TYPES,
     MANIFEST_TYPES,
     MAX_MANIFEST_SIZE,
@@ -79,9 +79,9 @@ from .manifest import (
     Manifest,
     parse_descriptor,
 )
-from .reference import Reference, parse
-from .store import OCI_LAYOUT, RESOLVED_ANNOTATION, StagedBlob, Store, as_store, new_file
-from .tarstream import CHUNK, DIRECTORY, LINK, ArchiveError, TarReader, TarWriter
+from .oci.reference import Reference, parse
+from .store.layout import OCI_LAYOUT, RESOLVED_ANNOTATION, StagedBlob, Store, as_store, new_file
+from .tar.reader import CHUNK, DIRECTORY, LINK, ArchiveError, TarReader, TarWriter
 from .text import shown
 
 __all__ = ["ArchiveError", "LoadResult", "LoadedImage", "SaveResult", "SavedImage", "load", "save"]

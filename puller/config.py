@@ -45,11 +45,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PullError
-from .hosts import is_loopback
-from .manifest import parse_platform
-from .proxy import Proxy, ProxyConfig, UnusableProxy, parse_proxy, redact
-from .registry import Endpoint, endpoint_for_domain, normalize_mirror
-from .store import default_store_path
+from .http.hosts import is_loopback
+from .http.proxy import Proxy, ProxyConfig, UnusableProxy, parse_proxy, redact
+from .oci.manifest import parse_platform
+from .registry.client import Endpoint, endpoint_for_domain, normalize_mirror
+from .store.layout import default_store_path
 
 CAPABILITIES = frozenset({"pull", "resolve"})
 

@@ -22,10 +22,10 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from .auth import push_scope
-from .digest import Digest, Verifier, digest_of, parse_digest
 from .errors import ManifestError, NotFound, PullError, RegistryError, StoreError
-from .manifest import (
+from .http.wire import Chunk
+from .oci.digest import Digest, Verifier, digest_of, parse_digest
+from .oci.manifest import (
     Descriptor,
     Index,
     Manifest,
@@ -33,12 +33,12 @@ from .manifest import (
     parse_manifest,
     select_platform,
 )
-from .reference import Reference, valid_tag
-from .registry import Endpoint, RegistryClient, try_in_turn
-from .retry import with_retries
-from .store import RESOLVED_ANNOTATION, Store
+from .oci.reference import Reference, valid_tag
+from .registry.auth import push_scope
+from .registry.client import Endpoint, RegistryClient, try_in_turn
+from .registry.retry import with_retries
+from .store.layout import RESOLVED_ANNOTATION, Store
 from .text import shown
-from .wire import Chunk
 
 if TYPE_CHECKING:
     from .pulling import Puller

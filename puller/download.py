@@ -13,8 +13,6 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import TypeVar
 
-from .credentials import CredentialError
-from .digest import Digest
 from .errors import (
     PullError,
     RegistryError,
@@ -34,10 +32,12 @@ from .events import (
     LayerWaiting,
     ignore,
 )
-from .manifest import Descriptor
-from .registry import Endpoint, RegistryClient, try_in_turn
-from .retry import RetryPolicy, with_retries
-from .store import BlobWriter, Store
+from .oci.digest import Digest
+from .oci.manifest import Descriptor
+from .registry.client import Endpoint, RegistryClient, try_in_turn
+from .registry.credentials import CredentialError
+from .registry.retry import RetryPolicy, with_retries
+from .store.layout import BlobWriter, Store
 
 T = TypeVar("T")
 CHUNK_SIZE = 1 << 20

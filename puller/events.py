@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .digest import Digest
-from .reference import Reference
+from .oci.digest import Digest
+from .oci.reference import Reference
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,9 +30,9 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .digest import Digest, parse_digest, verify_bytes
 from .errors import InvalidDigest, ManifestError, NotFound, PlatformNotFound, PullError
-from .manifest import (
+from .oci.digest import Digest, parse_digest, verify_bytes
+from .oci.manifest import (
     MANIFEST_TYPES,
     REF_NAME_ANNOTATION,
     Descriptor,
@@ -44,12 +44,12 @@ from .manifest import (
     parse_platform,
     select_platform,
 )
-from .reference import Reference, parse
-from .store import RESOLVED_ANNOTATION, Store, as_store
+from .oci.reference import Reference, parse
+from .store.layout import RESOLVED_ANNOTATION, Store, as_store
 
 if TYPE_CHECKING:
     from .pulling import Puller
-    from .registry import Endpoint
+    from .registry.client import Endpoint
 
 __all__ = [
     "MAX_CONFIG_SIZE",
@@ -404,8 +404,8 @@ async def _remote(puller: Puller, ref: Reference, platform: Platform | None) -> 
     (``RegistrySource.content``: verified, from the store when it has it). No layer is asked
     for and nothing is written."""
     from .copying import Found, RegistrySource
-    from .registry import try_in_turn
-    from .retry import with_retries
+    from .registry.client import try_in_turn
+    from .registry.retry import with_retries
 
     what = str(ref)
     resolved = await puller.resolve(ref, platform or host_platform())

@@ -18,10 +18,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from .auth import Credentials
 from .config import RegistryConfig
-from .credentials import CredentialError
-from .digest import Digest, digest_of, parse_digest, verify_bytes
 from .download import Downloader
 from .errors import (
     InvalidDigest,
@@ -41,7 +38,10 @@ from .events import (
     Retrying,
     ignore,
 )
-from .manifest import (
+from .http.proxy import ProxyConfig
+from .http.wire import ProxyFor
+from .oci.digest import Digest, digest_of, parse_digest, verify_bytes
+from .oci.manifest import (
     DOCKER_MANIFEST,
     OCI_INDEX,
     OCI_MANIFEST,
@@ -55,9 +55,9 @@ from .manifest import (
     select_platform,
     to_oci,
 )
-from .proxy import ProxyConfig
-from .reference import Reference, parse
-from .registry import (
+from .oci.reference import Reference, parse
+from .registry.auth import Credentials
+from .registry.client import (
     Endpoint,
     ManifestResponse,
     RegistryClient,
@@ -65,9 +65,9 @@ from .registry import (
     normalize_mirror,
     try_in_turn,
 )
-from .retry import RetryPolicy, with_retries
-from .store import RESOLVED_ANNOTATION, Store, as_store
-from .wire import ProxyFor
+from .registry.credentials import CredentialError
+from .registry.retry import RetryPolicy, with_retries
+from .store.layout import RESOLVED_ANNOTATION, Store, as_store
 
 DEFAULT_CONCURRENCY = 3
 #: Child manifests of one index held in memory at once, in bytes (their descriptors' sizes), as

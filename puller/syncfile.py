@@ -43,8 +43,8 @@ from typing import Any
 
 from .config import ConfigError, _File
 from .errors import InvalidReference
-from .manifest import Platform, parse_platform
-from .reference import Reference, names_image, parse, valid_tag
+from .oci.manifest import Platform, parse_platform
+from .oci.reference import Reference, names_image, parse, valid_tag
 from .text import shown
 
 __all__ = [

@@ -54,12 +54,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
-from .digest import Digest, parse_digest
 from .errors import DigestMismatch, InvalidDigest, ManifestError, NotFound, PullError
 from .inspecting import local_image
-from .manifest import Descriptor, Platform, parse_platform
-from .reference import Reference, parse
-from .store import Store, as_store
+from .oci.digest import Digest, parse_digest
+from .oci.manifest import Descriptor, Platform, parse_platform
+from .oci.reference import Reference, parse
+from .store.layout import Store, as_store
 from .text import shown
 
 __all__ = ["Exported", "UnpackError", "Unpacked", "export", "unpack"]

@@ -23,7 +23,7 @@ import pytest
 import puller
 from fixtures.images import Image, docker_media, multiplatform, redis, shared_pair
 from fixtures.registry import Registry
-from puller.reference import parse
+from puller.oci.reference import parse
 from tests.helpers import run_pypull, umoci_unpack
 
 

@@ -16,7 +16,7 @@ import pytest
 import puller
 from fixtures.images import redis
 from fixtures.registry import Registry
-from puller.reference import parse
+from puller.oci.reference import parse
 from puller.unpacking import inflated
 from tests.helpers import run_pypull
 

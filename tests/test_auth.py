@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from puller.auth import (
+from puller.errors import PullError, RegistryError, Unauthorized
+from puller.registry.auth import (
     DEFAULT_TOKEN_LIFETIME,
     Challenge,
     Credentials,
@@ -15,7 +16,6 @@ from puller.auth import (
     parse_token_response,
     pull_scope,
 )
-from puller.errors import PullError, RegistryError, Unauthorized
 
 # -- WWW-Authenticate ------------------------------------------------------------------------------
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from puller.config import Config, ConfigError, load, render
-from puller.proxy import UnusableProxy
-from puller.registry import DOCKER_HUB_URL, Endpoint
-from puller.store import default_store_path
+from puller.http.proxy import UnusableProxy
+from puller.registry.client import DOCKER_HUB_URL, Endpoint
+from puller.store.layout import default_store_path
 
 if sys.version_info >= (3, 11):
     import tomllib

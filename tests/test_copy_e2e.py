@@ -14,13 +14,13 @@ import pytest
 
 from fixtures.images import Image, make_image, multiplatform, redis, shared_pair
 from fixtures.registry import Registry, push, running_registry
-from puller.auth import Credentials
 from puller.copying import Copier, _piped
 from puller.errors import DigestMismatch
-from puller.manifest import Descriptor, Manifest, parse_manifest
+from puller.oci.manifest import Descriptor, Manifest, parse_manifest
+from puller.oci.reference import parse
 from puller.pulling import Puller
-from puller.reference import parse
-from puller.registry import Endpoint, RegistryClient
+from puller.registry.auth import Credentials
+from puller.registry.client import Endpoint, RegistryClient
 from tests.conftest import raw
 from tests.fakeregistry import Corrupt, start_fake
 from tests.fakeregistry import run_pypull as run_pypull_async

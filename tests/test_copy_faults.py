@@ -20,10 +20,10 @@ import pytest
 from aiohttp import web
 
 from fixtures.images import Image, make_image, redis
-from puller.digest import digest_of
 from puller.errors import QuotaExhausted, RegistryError
-from puller.reference import parse
-from puller.registry import MAX_UPLOAD_RESUMES, Endpoint, RegistryClient
+from puller.oci.digest import digest_of
+from puller.oci.reference import parse
+from puller.registry.client import MAX_UPLOAD_RESUMES, Endpoint, RegistryClient
 
 from .fakeregistry import (
     Answer,

@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from puller.auth import Credentials
-from puller.credentials import (
+from puller.errors import PullError
+from puller.registry.auth import Credentials
+from puller.registry.credentials import (
     DOCKER_HUB_KEY,
     TOKEN_USERNAME,
     CredentialError,
@@ -25,7 +26,6 @@ from puller.credentials import (
     config_path,
     find_helper,
 )
-from puller.errors import PullError
 
 from .helpers import run_pypull
 

@@ -10,8 +10,8 @@ import hashlib
 
 import pytest
 
-from puller.digest import Digest, Verifier, digest_of, parse_digest, verify_bytes
 from puller.errors import DigestMismatch, InvalidDigest, PullError, SizeMismatch
+from puller.oci.digest import Digest, Verifier, digest_of, parse_digest, verify_bytes
 
 DATA = b"hello, registry\n"
 DATA_256 = hashlib.sha256(DATA).hexdigest()

@@ -24,8 +24,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from puller import wire
-from puller.wire import MAX_HEAD, Head, Unsupported, WireError, parse_head
+from puller.http import wire
+from puller.http.wire import MAX_HEAD, Head, Unsupported, WireError, parse_head
 from tests.test_wire import HANG, RELAXED, RawServer, reply
 
 CRLF = b"\r\n"

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from puller.hosts import (
+from puller.http.hosts import (
     bare_host,
     internal_address,
     ip_of,

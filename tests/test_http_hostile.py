@@ -24,8 +24,8 @@ from aiohttp import web
 from fixtures.certs import self_signed
 from fixtures.images import Image, make_image, redis
 from fixtures.registry import Registry
-from puller.digest import parse_digest
-from puller.store import Store
+from puller.oci.digest import parse_digest
+from puller.store.layout import Store
 
 from .fakeregistry import (
     CompletedRun,

@@ -28,10 +28,10 @@ from fixtures.images import (
     redis,
 )
 from fixtures.registry import Registry
-from puller.digest import digest_of, parse_digest
-from puller.manifest import DOCKER_MANIFEST, Descriptor, Manifest, host_platform, parse_manifest
-from puller.manifest import to_oci as manifest_to_oci
-from puller.store import RESOLVED_ANNOTATION, Store
+from puller.oci.digest import digest_of, parse_digest
+from puller.oci.manifest import DOCKER_MANIFEST, Descriptor, Manifest, host_platform, parse_manifest
+from puller.oci.manifest import to_oci as manifest_to_oci
+from puller.store.layout import RESOLVED_ANNOTATION, Store
 from tests.helpers import AccessLog, run_pypull
 
 #: What skopeo 1.9 (Debian 12) prints for an OCI layout and pypull must print alike; Name and

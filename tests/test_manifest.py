@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from puller.digest import Digest, digest_of
 from puller.errors import ManifestError, PlatformNotFound, PullError
-from puller.manifest import (
+from puller.oci.digest import Digest, digest_of
+from puller.oci.manifest import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
     DOCKER_SCHEMA1,

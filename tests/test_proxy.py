@@ -19,7 +19,7 @@ import pytest
 
 from fixtures.proxy import RunningProxy, running_proxy
 from puller.errors import PullError
-from puller.proxy import Proxy, ProxyConfig, UnusableProxy, parse_proxy
+from puller.http.proxy import Proxy, ProxyConfig, UnusableProxy, parse_proxy
 
 P = "http://proxy.example:3128"
 

@@ -8,7 +8,7 @@ that reach a registry), and reads the proxy's log to tell what went through it.
 How a loopback registry gets a proxied name
 -------------------------------------------
 
-Go's rule, which pypull follows (``puller/proxy.py``), sends ``localhost`` and loopback IP
+Go's rule, which pypull follows (``puller/http/proxy.py``), sends ``localhost`` and loopback IP
 literals (``127.0.0.0/8``, ``::1``) direct, whatever the proxy variables say; so a registry at
 ``127.0.0.1:PORT`` never goes through a proxy. It must be addressed by a name that is not
 ``localhost`` and not an IP literal, yet that the *proxy* resolves to ``127.0.0.1``, without
@@ -33,7 +33,7 @@ this name alone, so the tests also check that every request the registry logged 
 logged. :func:`test_the_name_goes_through_the_proxy_by_the_rules_and_resolves_to_loopback`
 checks the premise itself and says which part broke if it ever does.
 
-pypull itself reads ``127.1`` as loopback where it judges *addresses* (``puller.hosts``: plain
+pypull itself reads ``127.1`` as loopback where it judges *addresses* (``puller.http.hosts``: plain
 HTTP by default, token realms), as docker does by what a name resolves to; the proxy decision is
 Go's, on the URL's text. So the tests say the scheme outright (``insecure = true``, or
 ``server = "https://..."``) instead of relying on either default.
@@ -58,7 +58,7 @@ import pytest
 from fixtures.images import Image, make_image, redis
 from fixtures.proxy import RunningProxy, running_proxy
 from fixtures.registry import Registry, running_tls_registry
-from puller.proxy import ProxyConfig
+from puller.http.proxy import ProxyConfig
 
 from .fakeregistry import run_pypull as run_pypull_async
 from .fakeregistry import start_fake
@@ -136,7 +136,7 @@ def assert_one_error_line(run: subprocess.CompletedProcess[str], *words: str) ->
 def test_the_name_goes_through_the_proxy_by_the_rules_and_resolves_to_loopback() -> None:
     proxies = ProxyConfig(http_proxy="http://proxy.invalid:3128")
     assert proxies.for_url(f"http://{NAME}:5000/v2/") is not None, (
-        f"puller.proxy sends {NAME} direct: these tests need another proxied loopback name"
+        f"puller.http.proxy sends {NAME} direct: these tests need another proxied loopback name"
     )
     addresses = {info[4][0] for info in socket.getaddrinfo(NAME, 80, type=socket.SOCK_STREAM)}
     assert addresses == {"127.0.0.1"}, f"this libc does not read {NAME} as 127.0.0.1"

@@ -15,9 +15,9 @@ import pytest
 
 from fixtures.images import Image, make_image, make_layer
 from fixtures.registry import Registry, push, running_registry
-from puller.digest import digest_of
-from puller.pruning import prune
-from puller.store import Store
+from puller.oci.digest import digest_of
+from puller.store.layout import Store
+from puller.store.prune import prune
 
 from .helpers import run_pypull
 
@@ -27,7 +27,7 @@ ROUNDS = int(os.environ.get("PYPULL_STRESS_ROUNDS", "12"))
 PRUNE_LOOP = textwrap.dedent(
     """
     import sys, pathlib
-    from puller.pruning import prune
+    from puller.store.prune import prune
     store, stop = sys.argv[1], pathlib.Path(sys.argv[2])
     runs = 0
     while not stop.exists():

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from puller.digest import Digest, digest_of
 from puller.errors import StoreError
-from puller.pruning import prune
-from puller.store import Store
+from puller.oci.digest import Digest, digest_of
+from puller.store.layout import Store
+from puller.store.prune import prune
 
 ARTIFACT = "application/vnd.example.artifact.manifest.v1+json"
 

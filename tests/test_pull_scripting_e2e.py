@@ -153,9 +153,9 @@ def test_json_progress_is_thinned_per_layer_and_ends_at_the_total(monkeypatch: A
     import io
     import time
 
-    from puller.cli import JsonRenderer
-    from puller.digest import parse_digest
+    from puller.cli.main import JsonRenderer
     from puller.events import LayerProgress
+    from puller.oci.digest import parse_digest
 
     clock = [100.0]
     monkeypatch.setattr(time, "monotonic", lambda: clock[0])

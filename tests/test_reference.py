@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from puller.digest import parse_digest
 from puller.errors import InvalidReference, PullError
-from puller.reference import Reference, parse
+from puller.oci.digest import parse_digest
+from puller.oci.reference import Reference, parse
 
 F256 = "sha256:" + "f" * 64
 F512 = "sha512:" + "f" * 128

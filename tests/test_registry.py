@@ -9,16 +9,16 @@ import pytest
 
 from fixtures.registry import Registry
 from puller.errors import RegistryError, Unreachable
-from puller.hosts import is_loopback, realm_refusal
-from puller.reference import parse
-from puller.registry import (
+from puller.http.hosts import is_loopback, realm_refusal
+from puller.oci.reference import parse
+from puller.registry.client import (
     DOCKER_HUB_URL,
     Endpoint,
     RegistryClient,
     endpoint_for_domain,
     normalize_mirror,
 )
-from puller.retry import is_temporary
+from puller.registry.retry import is_temporary
 
 
 @pytest.mark.parametrize(
@@ -129,9 +129,9 @@ async def test_token_realms_that_could_leak_credentials_are_refused(
 
 
 async def test_credentials_never_go_over_plain_http_off_loopback_unless_insecure() -> None:
-    from puller.auth import Credentials
     from puller.errors import Unauthorized
-    from puller.registry import RegistryClient
+    from puller.registry.auth import Credentials
+    from puller.registry.client import RegistryClient
 
     creds = Credentials("alice", "wonderland")
     async with RegistryClient(credentials={"10.1.2.3:5000": creds}) as client:
@@ -186,9 +186,9 @@ async def test_only_the_registrys_own_401_fetches_a_token(challenger: str) -> No
     server is not the registry, so its realm gets no token request (it would pick where our
     credentials go), and the blob fails. The registry's own challenge is answered, as a check
     that the realm server would have seen a request."""
-    from puller.digest import parse_digest
     from puller.errors import RegistryError
-    from puller.registry import RegistryClient
+    from puller.oci.digest import parse_digest
+    from puller.registry.client import RegistryClient
 
     realm = await Loopback(lambda head: answer(200, [], b'{"token": "t"}')).start()
     challenge = f'WWW-Authenticate: Bearer realm="{realm.url}/token"'

@@ -15,10 +15,10 @@ import pytest
 
 from fixtures.images import make_image
 from fixtures.registry import Registry, push, running_registry
-from puller.digest import digest_of, parse_digest
 from puller.errors import NotFound, RegistryError
-from puller.reference import parse
-from puller.registry import Endpoint, RegistryClient
+from puller.oci.digest import digest_of, parse_digest
+from puller.oci.reference import parse
+from puller.registry.client import Endpoint, RegistryClient
 from tests.helpers import AccessLog
 from tests.test_wire import http
 from tests.test_wire import tls_cert as tls_cert  # a fixture: a self-signed certificate

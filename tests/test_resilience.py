@@ -17,8 +17,8 @@ from aiohttp import web
 import puller
 from fixtures.images import Image, make_image
 from puller import events as ev
-from puller.digest import parse_digest
-from puller.store import Store
+from puller.oci.digest import parse_digest
+from puller.store.layout import Store
 
 from .fakeregistry import (
     Answer,

@@ -16,7 +16,7 @@ from puller.errors import (
     Unauthorized,
     Unreachable,
 )
-from puller.retry import RetryPolicy, is_temporary, parse_retry_after, with_retries
+from puller.registry.retry import RetryPolicy, is_temporary, parse_retry_after, with_retries
 
 
 @pytest.mark.parametrize(

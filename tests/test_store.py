@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from puller.digest import Digest, digest_of
 from puller.errors import DigestMismatch, InvalidDigest, SizeMismatch, StoreError
-from puller.manifest import OCI_MANIFEST, REF_NAME_ANNOTATION, Descriptor, Platform
-from puller.store import Store, default_store_path
+from puller.oci.digest import Digest, digest_of
+from puller.oci.manifest import OCI_MANIFEST, REF_NAME_ANNOTATION, Descriptor, Platform
+from puller.store.layout import Store, default_store_path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA = b'{"layers": "pretend this is a manifest"}\n'
@@ -277,7 +277,8 @@ def test_a_blob_lock_is_exclusive_across_processes(store: Path) -> None:
     lock = s.blob_lock(DIGEST)
     assert lock.try_acquire()
     probe = (
-        "import sys; from puller.store import Store; from puller.digest import parse_digest; "
+        "import sys; from puller.store.layout import Store; "
+        "from puller.oci.digest import parse_digest; "
         f"sys.exit(0 if Store(sys.argv[1]).blob_lock(parse_digest('{DIGEST}')).try_acquire() "
         "else 3)"
     )
@@ -410,9 +411,9 @@ def test_concurrent_tags_from_threads_keep_every_entry(store: Path) -> None:
 
 TAG_SNIPPET = """
 import sys
-from puller.digest import digest_of
-from puller.manifest import OCI_MANIFEST, Descriptor
-from puller.store import Store
+from puller.oci.digest import digest_of
+from puller.oci.manifest import OCI_MANIFEST, Descriptor
+from puller.store.layout import Store
 
 root, prefix, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 store = Store(root)
@@ -597,8 +598,8 @@ def test_a_file_shorter_than_what_was_hashed_is_never_committed(store: Path) -> 
 
 LOCK_STRESS = """
 import os, sys
-from puller.store import Store
-from puller.digest import parse_digest
+from puller.store.layout import Store
+from puller.oci.digest import parse_digest
 store, digest, rounds = Store(sys.argv[1]), parse_digest(sys.argv[2]), int(sys.argv[3])
 owner = store.ingest_dir / "owner"
 violations = done = 0

@@ -15,10 +15,10 @@ import pytest
 
 from fixtures.images import redis
 from fixtures.registry import Registry
-from puller.digest import digest_of, parse_digest
 from puller.errors import StoreError
-from puller.manifest import OCI_MANIFEST, Descriptor
-from puller.store import Store
+from puller.oci.digest import digest_of, parse_digest
+from puller.oci.manifest import OCI_MANIFEST, Descriptor
+from puller.store.layout import Store
 
 from .helpers import partials, run_pypull
 
@@ -127,9 +127,9 @@ def test_a_pull_over_planted_partial_links_leaves_their_targets_alone(
 
 NOT_A_FILE_SNIPPET = """
 import sys
-from puller.digest import parse_digest
+from puller.oci.digest import parse_digest
 from puller.errors import StoreError
-from puller.store import Store
+from puller.store.layout import Store
 
 try:
     Store(sys.argv[1]).writer(parse_digest(sys.argv[2]), 10)
@@ -283,9 +283,9 @@ def test_index_json_that_is_a_link_is_refused_not_read_or_replaced(
 MODES_SNIPPET = """
 import json, stat, sys
 from pathlib import Path
-from puller.digest import digest_of
-from puller.manifest import OCI_MANIFEST, Descriptor
-from puller.store import Store
+from puller.oci.digest import digest_of
+from puller.oci.manifest import OCI_MANIFEST, Descriptor
+from puller.store.layout import Store
 
 root = Path(sys.argv[1])
 s = Store(root)

@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from puller.config import ConfigError
-from puller.manifest import Platform
-from puller.reference import Reference
+from puller.oci.manifest import Platform
+from puller.oci.reference import Reference
 from puller.syncfile import (
     MAX_FILE_SIZE,
     MAX_PATTERN_LENGTH,

@@ -15,11 +15,11 @@ import pytest
 
 from fixtures.images import Manifest as FixtureManifest
 from fixtures.images import make_image, multiplatform
-from puller.digest import Digest, digest_of, parse_digest
 from puller.errors import StoreError
-from puller.manifest import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Descriptor
-from puller.store import Store
-from puller.verify import Problem, Report, verify_store
+from puller.oci.digest import Digest, digest_of, parse_digest
+from puller.oci.manifest import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Descriptor
+from puller.store.layout import Store
+from puller.store.verify import Problem, Report, verify_store
 
 from .helpers import run_pypull
 
@@ -417,7 +417,7 @@ def test_a_prune_started_during_a_verify_waits_for_it_and_the_verify_sees_every_
 ) -> None:
     import threading
 
-    from puller.pruning import prune, rmi
+    from puller.store.prune import prune, rmi
 
     pruned: list[object] = []
     pruner = threading.Thread(target=lambda: pruned.append(prune(app.root)))

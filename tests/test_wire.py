@@ -1,4 +1,4 @@
-"""``puller.wire`` against a crafted raw HTTP server on loopback: the server reads each request
+"""``puller.http.wire`` against a crafted raw HTTP server on loopback: the server reads each request
 head (and records it), then writes exactly the bytes a test chose, when it chose to."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import pytest
 
 from fixtures.certs import self_signed
-from puller import wire
+from puller.http import wire
 
 T = TypeVar("T")
 

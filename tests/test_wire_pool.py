@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from puller import wire
+from puller.http import wire
 from tests.test_wire import HANG, Sink, body_bytes, http, trusting, within
 from tests.test_wire import tls_cert as tls_cert  # a fixture: a self-signed certificate
 

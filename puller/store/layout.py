@@ -67,9 +67,15 @@ from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from .digest import Digest, Verifier, verify_bytes
-from .errors import DigestMismatch, ManifestError, StoreError
-from .manifest import MAX_MANIFEST_SIZE, REF_NAME_ANNOTATION, Descriptor, listed, parse_descriptor
+from ..errors import DigestMismatch, ManifestError, StoreError
+from ..oci.digest import Digest, Verifier, verify_bytes
+from ..oci.manifest import (
+    MAX_MANIFEST_SIZE,
+    REF_NAME_ANNOTATION,
+    Descriptor,
+    listed,
+    parse_descriptor,
+)
 
 OCI_LAYOUT = {"imageLayoutVersion": "1.0.0"}
 #: A lock file replaced this many times in a row while we try to take it is a bug, not a race.

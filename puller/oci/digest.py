@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import DigestMismatch, InvalidDigest, SizeMismatch
+from ..errors import DigestMismatch, InvalidDigest, SizeMismatch
 
 _HEX_LENGTH = {"sha256": 64, "sha512": 128}
 _HEX = re.compile(r"[0-9a-f]+")

@@ -12,8 +12,8 @@ import platform as _platform
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import InvalidDigest, ManifestError, PlatformNotFound
 from .digest import Digest, parse_digest
-from .errors import InvalidDigest, ManifestError, PlatformNotFound
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

@@ -28,9 +28,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .digest import Digest, parse_digest
-from .errors import InvalidDigest, ManifestError, StoreError
-from .manifest import (
+from ..errors import InvalidDigest, ManifestError, StoreError
+from ..oci.digest import Digest, parse_digest
+from ..oci.manifest import (
     INDEX_TYPES,
     MANIFEST_TYPES,
     MAX_MANIFEST_SIZE,
@@ -40,7 +40,7 @@ from .manifest import (
     parse_descriptor,
     parse_manifest,
 )
-from .store import OCI_LAYOUT, Store
+from .layout import OCI_LAYOUT, Store
 
 __all__ = ["Problem", "Report", "verify_store"]
 

@@ -30,9 +30,9 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from .digest import Digest, digest_of, parse_digest
-from .errors import InvalidDigest, StoreError
-from .manifest import (
+from ..errors import InvalidDigest, StoreError
+from ..oci.digest import Digest, digest_of, parse_digest
+from ..oci.manifest import (
     INDEX_TYPES,
     MANIFEST_TYPES,
     MAX_MANIFEST_SIZE,
@@ -40,7 +40,7 @@ from .manifest import (
     descriptors_in,
     listed,
 )
-from .store import (
+from .layout import (
     _FILE_FLAGS,
     _INGEST,
     _LEASES,
@@ -100,7 +100,7 @@ def rmi(names: Iterable[str], store: Store | str | os.PathLike[str] | None = Non
     """Remove each reference (as written: ``redis`` is ``docker.io/library/redis:latest``) from
     the store's ``index.json``; the normalized names that were not there. Blobs stay until a
     prune."""
-    from .reference import parse
+    from ..oci.reference import parse
 
     store = as_store(store)
     missing = []

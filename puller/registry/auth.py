@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import Unauthorized
+from ..errors import Unauthorized
 
 #: Tokens without ``expires_in`` are valid for 60 s, per the distribution token spec.
 DEFAULT_TOKEN_LIFETIME = 60

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from .errors import PullError
-from .text import shown
+from ..errors import PullError
+from ..text import shown
 
 __all__ = [
     "MAX_EXTENDED",

@@ -17,20 +17,20 @@ import traceback
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
-from .errors import PullError, TargetBusy
-from .reference import Reference, names_image, parse
-from .text import shown
+from ..errors import PullError, TargetBusy
+from ..oci.reference import Reference, names_image, parse
+from ..text import shown
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from .auth import Credentials
-    from .config import Config
-    from .copying import Copier, CopyResult
-    from .events import Event
-    from .inspecting import ImageInfo, ImageRecord
-    from .pulling import AllPlatformsResult, Puller, PullResult
-    from .syncfile import SyncEntry
+    from ..config import Config
+    from ..copying import Copier, CopyResult
+    from ..events import Event
+    from ..inspecting import ImageInfo, ImageRecord
+    from ..pulling import AllPlatformsResult, Puller, PullResult
+    from ..registry.auth import Credentials
+    from ..syncfile import SyncEntry
 
 PROG = "pypull"
 #: sysexits.h: a temporary failure, to be tried again later (--no-wait met a busy target).
@@ -198,7 +198,7 @@ def _positive_float(text: str) -> float:
 
 
 def _platform(text: str) -> str:
-    from .manifest import parse_platform
+    from ..oci.manifest import parse_platform
 
     try:
         parse_platform(text)
@@ -208,7 +208,7 @@ def _platform(text: str) -> str:
 
 
 def _mirror(text: str) -> str:
-    from .registry import normalize_mirror
+    from ..registry.client import normalize_mirror
 
     try:
         normalize_mirror(text)
@@ -820,7 +820,7 @@ class PlainRenderer:
         self.out.flush()
 
     def __call__(self, event: Event) -> None:
-        from . import events as ev
+        from .. import events as ev
 
         if isinstance(event, ev.Resolved):
             if event.first_choice:  # URLs from the configuration or the command line
@@ -914,7 +914,7 @@ class TtyRenderer(PlainRenderer):
             bar.set_description_str("", refresh=True)
 
     def __call__(self, event: Event) -> None:
-        from . import events as ev
+        from .. import events as ev
 
         if isinstance(event, ev.LayerProgress):
             bar = self._active.get(event.digest)
@@ -961,7 +961,7 @@ class JsonRenderer(PlainRenderer):
     def __call__(self, event: Event) -> None:
         import time
 
-        from . import events as ev
+        from .. import events as ev
 
         if isinstance(event, ev.LayerProgress):
             now = time.monotonic()
@@ -974,7 +974,7 @@ class JsonRenderer(PlainRenderer):
             self.emit(obj)
 
     def error(self, reference: str, message: str) -> None:
-        from .events import SCHEMA_VERSION
+        from ..events import SCHEMA_VERSION
 
         self.emit(
             {"event": "error", "v": SCHEMA_VERSION, "reference": reference, "message": message}
@@ -1019,7 +1019,7 @@ async def _tags_to_pull(
     tag that is not a tag, counts as a failed image."""
     import dataclasses
 
-    from .reference import valid_tag
+    from ..oci.reference import valid_tag
 
     try:
         tags = await puller.tags(ref)
@@ -1042,7 +1042,7 @@ def _summary(args: argparse.Namespace, outcomes: list[str]) -> None:
     """``3 images pulled: 2 downloaded, 1 up to date, 0 failed`` (or its JSON object)."""
     counts = {o: outcomes.count(o) for o in _OUTCOMES}
     if args.format == "json":
-        from .events import SCHEMA_VERSION
+        from ..events import SCHEMA_VERSION
 
         JsonRenderer(sys.stdout).emit(
             {
@@ -1061,7 +1061,7 @@ def _pull_failed(args: argparse.Namespace, reference: str, e: PullError) -> None
     """An image that failed: the error line on stderr, and with --format json its event."""
     _error(e, args.debug)
     if args.format == "json":
-        from .events import message
+        from ..events import message
 
         JsonRenderer(sys.stdout).error(reference, message(e))
 
@@ -1107,7 +1107,7 @@ def _error(e: BaseException, debug: bool) -> None:
 
 def _config(args: argparse.Namespace) -> Config:
     """Defaults < file < environment < these flags (a flag not given is None)."""
-    from .config import load
+    from ..config import load
 
     return load(
         {
@@ -1125,7 +1125,7 @@ def _config(args: argparse.Namespace) -> Config:
 def _credential_lookup() -> Callable[[str], Credentials | None] | None:
     """docker's config.json (``$DOCKER_CONFIG``), read once, when a registry first asks."""
     try:
-        from .credentials import CredentialStore
+        from ..registry.credentials import CredentialStore
     except ImportError:  # pragma: no cover
         return None
     cache: list[CredentialStore] = []
@@ -1139,7 +1139,7 @@ def _credential_lookup() -> Callable[[str], Credentials | None] | None:
 
 
 def _any_configured_mirror() -> bool:
-    from .config import load
+    from ..config import load
 
     try:
         return any(r.mirrors for r in load().registries.values())
@@ -1200,7 +1200,7 @@ def _parsed(where: str | None, text: str) -> Reference:
 
 def _copy_options(args: argparse.Namespace) -> dict[str, Any]:
     """The per-image options of copy, push and sync, for ``Copier.copy``."""
-    from .manifest import parse_platform
+    from ..oci.manifest import parse_platform
 
     return {
         "dry_run": args.dry_run,
@@ -1248,7 +1248,7 @@ def _cmd_push(args: argparse.Namespace) -> int:
     options = _copy_options(args)
 
     async def work(copier: Copier, report: Callable[[CopyResult], None]) -> list[CopyResult]:
-        from .copying import StoreSource
+        from ..copying import StoreSource
 
         origin = StoreSource(copier.store)
         return await copier.copy_all([(source, target)], each=report, origin=origin, **options)
@@ -1288,14 +1288,14 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 def _sync_file(args: argparse.Namespace, path: str) -> int:
     """Every [[sync]] entry of the file: a repository's tags that its filters select, or one
     image; the entry's platforms, else --platform."""
-    from .syncfile import load_sync_file
+    from ..syncfile import load_sync_file
 
     entries = load_sync_file(path)
     options = _copy_options(args)
 
     async def work(copier: Copier, report: Callable[[CopyResult], None]) -> list[CopyResult]:
         """Every entry's images in one run, ``-j`` at once (not entry after entry)."""
-        from .copying import CopyResult, Pair
+        from ..copying import CopyResult, Pair
 
         async def pairs_of(entry: SyncEntry) -> tuple[list[Pair], list[CopyResult]]:
             own = {
@@ -1389,7 +1389,7 @@ def _copying(
     config = _config(args)
     if args.dry_run:
         return _copies(args, config, work, summary=summary)
-    from .targetlock import hold
+    from ..targetlock import hold
 
     def waiting(repository: str) -> None:
         print(
@@ -1411,7 +1411,7 @@ def _copies(
 ) -> int:
     import json
 
-    from .copying import STATUSES, Copier
+    from ..copying import STATUSES, Copier
 
     bar = _CopyBar() if not args.json and sys.stderr.isatty() else None
     rate_limits: dict[str, int] = {}
@@ -1485,7 +1485,7 @@ def _human_size(n: float) -> str:
 
 
 def _cmd_images(args: argparse.Namespace) -> int:
-    from .inspecting import images
+    from ..inspecting import images
 
     want: Reference | None = None
     want_tag = False
@@ -1547,8 +1547,8 @@ def _puller(
 ) -> Puller:
     """A Puller with the configuration's mirrors, proxies, timeouts and docker's credentials,
     and ``creds`` (--creds) for ``domain``'s registry alone: one for every command."""
-    from .auth import Credentials
-    from .pulling import Puller
+    from ..pulling import Puller
+    from ..registry.auth import Credentials
 
     return Puller(
         config.store,
@@ -1564,7 +1564,7 @@ def _puller(
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from .inspecting import inspect
+    from ..inspecting import inspect
 
     ref = parse(args.image)
     config = _config(args)
@@ -1588,7 +1588,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_tags(args: argparse.Namespace) -> int:
-    from .inspecting import tags
+    from ..inspecting import tags
 
     if names_image(args.repository):
         print(
@@ -1629,11 +1629,11 @@ def _registry_name(text: str) -> str:
 def _cmd_login(args: argparse.Namespace) -> int:
     import getpass
 
-    from .auth import Credentials
-    from .credentials import CredentialStore
-    from .pulling import Puller
-    from .reference import parse as parse_ref
-    from .registry import RegistryClient
+    from ..oci.reference import parse as parse_ref
+    from ..pulling import Puller
+    from ..registry.auth import Credentials
+    from ..registry.client import RegistryClient
+    from ..registry.credentials import CredentialStore
 
     name = _registry_name(args.registry)
     username = args.username
@@ -1671,7 +1671,7 @@ def _cmd_login(args: argparse.Namespace) -> int:
 
 
 def _cmd_logout(args: argparse.Namespace) -> int:
-    from .credentials import CredentialStore
+    from ..registry.credentials import CredentialStore
 
     name = _registry_name(args.registry)
     if CredentialStore.load().logout(name):
@@ -1682,7 +1682,7 @@ def _cmd_logout(args: argparse.Namespace) -> int:
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    from .config import render
+    from ..config import render
 
     # Values from the file and the environment, escaped but whole: this is where to read them.
     for line in render(_config(args)).splitlines():
@@ -1704,7 +1704,7 @@ def _duration(text: str) -> float:
 
 
 def _cmd_rmi(args: argparse.Namespace) -> int:
-    from .store import Store
+    from ..store.layout import Store
 
     store = Store(_config(args).store)
     status = 0
@@ -1725,7 +1725,7 @@ def _cmd_rmi(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace, output: str | None) -> int:
-    from .unpacking import export
+    from ..unpacking import export
 
     store = _config(args).store
     if output is None or output == "-":
@@ -1760,7 +1760,7 @@ def _cmd_export(args: argparse.Namespace, output: str | None) -> int:
 
 
 def _cmd_unpack(args: argparse.Namespace) -> int:
-    from .unpacking import unpack
+    from ..unpacking import unpack
 
     if args.dest == "-":
         return _cmd_export(args, None)
@@ -1786,8 +1786,8 @@ def _cmd_unpack(args: argparse.Namespace) -> int:
 def _cmd_prune(args: argparse.Namespace) -> int:
     import json
 
-    from .pruning import prune
-    from .store import Store
+    from ..store.layout import Store
+    from ..store.prune import prune
 
     age = args.partials_older_than
     result = prune(
@@ -1812,8 +1812,8 @@ def _cmd_prune(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from .store import Store
-    from .verify import verify_store
+    from ..store.layout import Store
+    from ..store.verify import verify_store
 
     report = verify_store(Store(_config(args).store))
     for problem in report.problems:  # may quote file names and JSON from the store
@@ -1828,8 +1828,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_save(args: argparse.Namespace) -> int:
-    from .archive import save
-    from .store import Store
+    from ..archive import save
+    from ..store.layout import Store
 
     store = Store(_config(args).store)
     if args.output not in (None, "-"):
@@ -1844,8 +1844,8 @@ def _cmd_save(args: argparse.Namespace) -> int:
 
 
 def _cmd_load(args: argparse.Namespace) -> int:
-    from .archive import load
-    from .store import Store
+    from ..archive import load
+    from ..store.layout import Store
 
     if args.file is not None and args.input is not None:
         raise PullError("give the archive once: as FILE or as -i FILE")

@@ -18,17 +18,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
-from . import wire
-from .auth import (
-    Credentials,
-    TokenCache,
-    parse_challenge,
-    parse_token_response,
-    pull_scope,
-    push_scope,
-)
-from .digest import Digest, digest_of, parse_digest
-from .errors import (
+from ..errors import (
     InvalidDigest,
     ManifestError,
     NotFound,
@@ -39,12 +29,22 @@ from .errors import (
     Unreachable,
     most_relevant,
 )
-from .hosts import is_loopback, realm_refusal
-from .manifest import ACCEPT, MAX_MANIFEST_SIZE
-from .reference import Reference
+from ..http import wire
+from ..http.hosts import is_loopback, realm_refusal
+from ..http.wire import ProxyFor, Write
+from ..oci.digest import Digest, digest_of, parse_digest
+from ..oci.manifest import ACCEPT, MAX_MANIFEST_SIZE
+from ..oci.reference import Reference
+from ..text import shown
+from .auth import (
+    Credentials,
+    TokenCache,
+    parse_challenge,
+    parse_token_response,
+    pull_scope,
+    push_scope,
+)
 from .retry import parse_retry_after
-from .text import shown
-from .wire import ProxyFor, Write
 
 T = TypeVar("T")
 A = TypeVar("A")

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .errors import PullError, QuotaExhausted, RegistryError, Unreachable
+from ..errors import PullError, QuotaExhausted, RegistryError, Unreachable
 
 T = TypeVar("T")
 

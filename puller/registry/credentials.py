@@ -51,9 +51,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import PullError
+from ..text import shown
 from .auth import Credentials
-from .errors import PullError
-from .text import shown
 
 __all__ = [
     "DOCKER_HUB_KEY",

@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..errors import InvalidDigest, InvalidReference
 from .digest import Digest, parse_digest
-from .errors import InvalidDigest, InvalidReference
 
 __all__ = ["Reference", "parse"]
 

@@ -43,7 +43,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
-from .errors import PullError
+from ..errors import PullError
 
 __all__ = [
     "DEFAULT_PORTS",

@@ -27,7 +27,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
-from .text import shown
+from ..text import shown
 
 __all__ = [
     "Resolver",
