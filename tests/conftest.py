@@ -51,7 +51,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
             f"{REGISTRY_BINARY} is missing: run `apt-get install -y docker-registry`",
             pytrace=False,
         )
-    # The access log lets tests assert which requests reached the registry (tests/helpers.py).
+    # The access log lets tests assert which requests reached the registry (support/helpers.py).
     access_log = {"log": {"accesslog": {"disabled": False}}}
     with running_registry(tmp_path_factory.mktemp("registry"), extra_config=access_log) as running:
         for image in all_images():

@@ -24,8 +24,8 @@ from puller.errors import QuotaExhausted, RegistryError
 from puller.oci.digest import digest_of
 from puller.oci.reference import parse
 from puller.registry.client import MAX_UPLOAD_RESUMES, Endpoint, RegistryClient
-
-from .fakeregistry import (
+from tests.e2e.test_mirrors_credentials_e2e import basic_auth, write_docker_config
+from tests.support.fakeregistry import (
     Answer,
     CountedFault,
     CutRequestBody,
@@ -39,7 +39,6 @@ from .fakeregistry import (
     run_pypull,
     start_fake,
 )
-from .test_mirrors_credentials_e2e import basic_auth, write_docker_config
 
 USERS = {"alice": "s3cr3t"}
 MiB = 1 << 20

@@ -16,8 +16,7 @@ import pytest
 
 from fixtures.images import Image, make_image
 from puller.copying import default_jobs
-
-from .fakeregistry import FOREIGN_LAYER_TYPES, Status, run_pypull, start_fake
+from tests.support.fakeregistry import FOREIGN_LAYER_TYPES, Status, run_pypull, start_fake
 
 
 def images(n: int) -> list[Image]:

@@ -14,8 +14,7 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict
 
 from fixtures.images import make_image
-
-from .fakeregistry import (
+from tests.support.fakeregistry import (
     Corrupt,
     DropConnection,
     FakeRegistry,

@@ -11,9 +11,16 @@ from aiohttp import web
 
 import puller
 from fixtures.images import Image, make_image, make_layer, make_manifest
-
-from .fakeregistry import Answer, CountedFault, Handler, Replace, Status, run_pypull, start_fake
-from .helpers import partials, refs
+from tests.support.fakeregistry import (
+    Answer,
+    CountedFault,
+    Handler,
+    Replace,
+    Status,
+    run_pypull,
+    start_fake,
+)
+from tests.support.helpers import partials, refs
 
 
 def one_error_line(stderr: str) -> str:

@@ -19,8 +19,7 @@ from fixtures.images import Image, make_image
 from puller import events as ev
 from puller.oci.digest import parse_digest
 from puller.store.layout import Store
-
-from .fakeregistry import (
+from tests.support.fakeregistry import (
     Answer,
     Corrupt,
     CountedFault,
@@ -39,7 +38,7 @@ from .fakeregistry import (
     start_fake,
     start_origin,
 )
-from .helpers import partials, refs
+from tests.support.helpers import partials, refs
 
 LAYER = 512 * 1024  # big enough that a fault can land mid-body
 CUT = 200 * 1024

@@ -1,0 +1,1 @@
+"""Tests of puller.http against crafted raw servers on loopback."""

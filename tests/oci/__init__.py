@@ -1,0 +1,1 @@
+"""Tests of puller.oci: digests, references, manifests (pure, table-driven)."""

@@ -1,0 +1,1 @@
+"""Tests of puller.registry: auth, credentials, the registry client, uploads, retries."""

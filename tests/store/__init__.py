@@ -1,0 +1,1 @@
+"""Tests of puller.store: the layout, leases and locks, verify, prune."""

@@ -1,0 +1,1 @@
+"""What the tests share: the fault-injecting registry and helpers. No tests here."""
