@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
+from fixtures.certs import self_signed
 from fixtures.images import all_images
 from fixtures.registry import (
     CHEAP_HTPASSWD,
-    PASSWORD,
     REGISTRY_BINARY,
-    USER,
     Registry,
     push,
     running_registry,
@@ -93,12 +91,10 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
         yield reg
 
 
-def raw(registry: Registry, name: str, *, creds: bool = False) -> bytes:
-    """What ``skopeo inspect --raw`` reads at ``registry``/``name``."""
-    argv = ["skopeo", "inspect", "--raw", "--tls-verify=false"]
-    if creds:
-        argv += ["--creds", f"{USER}:{PASSWORD}"]
-    done = subprocess.run(
-        [*argv, f"docker://{registry.host}/{name}"], capture_output=True, check=True, timeout=60
-    )
-    return done.stdout
+@pytest.fixture(scope="session")
+def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, and its key."""
+    try:
+        return self_signed(tmp_path_factory.mktemp("tls"))
+    except FileNotFoundError as e:
+        pytest.skip(str(e))

@@ -24,7 +24,7 @@ from puller.errors import QuotaExhausted, RegistryError
 from puller.oci.digest import digest_of
 from puller.oci.reference import parse
 from puller.registry.client import MAX_UPLOAD_RESUMES, Endpoint, RegistryClient
-from tests.e2e.test_mirrors_credentials_e2e import basic_auth, write_docker_config
+from tests.support.auth import basic_auth, write_docker_config
 from tests.support.fakeregistry import (
     Answer,
     CountedFault,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from fixtures.images import Image, make_image, multiplatform, redis, shared_pair
-from fixtures.registry import Registry, push, running_registry
+from fixtures.registry import PASSWORD, USER, Registry, push, running_registry
 from puller.copying import Copier, _piped
 from puller.errors import DigestMismatch
 from puller.oci.manifest import Descriptor, Manifest, parse_manifest
@@ -21,16 +21,10 @@ from puller.oci.reference import parse
 from puller.pulling import Puller
 from puller.registry.auth import Credentials
 from puller.registry.client import Endpoint, RegistryClient
-from tests.conftest import raw
-from tests.e2e.test_mirrors_credentials_e2e import (
-    PASSWORD,
-    USER,
-    basic_auth,
-    write_docker_config,
-)
+from tests.support.auth import basic_auth, write_docker_config
 from tests.support.fakeregistry import Corrupt, start_fake
 from tests.support.fakeregistry import run_pypull as run_pypull_async
-from tests.support.helpers import AccessLog, run_pypull
+from tests.support.helpers import AccessLog, raw, run_pypull
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,6 @@ registry's credentials never reach its mirror."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import stat
@@ -27,29 +26,12 @@ from fixtures.registry import (
     running_registry,
     running_tls_registry,
 )
+from tests.support.auth import basic_auth, write_docker_config, write_pypull_config
 from tests.support.fakeregistry import Status, start_fake
 from tests.support.fakeregistry import run_pypull as run_pypull_async
 from tests.support.helpers import run_pypull
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
-
-
-def write_docker_config(doc: dict[str, object]) -> Path:
-    path = Path(os.environ["DOCKER_CONFIG"]) / "config.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc))
-    return path
-
-
-def write_pypull_config(text: str) -> Path:
-    path = Path(os.environ["XDG_CONFIG_HOME"]) / "pypull" / "config.toml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
-
-
-def basic_auth(user: str, password: str) -> str:
-    return base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 # -- a registry behind htpasswd (Basic auth) ------------------------------------------------------

@@ -29,13 +29,11 @@ from fixtures.images import (
     redis,
     shared_pair,
 )
-from fixtures.registry import Registry, push
-from tests.e2e.test_mirrors_credentials_e2e import PASSWORD, USER, basic_auth, write_docker_config
+from fixtures.registry import PASSWORD, USER, Registry, push
+from tests.support.auth import basic_auth, write_docker_config
 from tests.support.fakeregistry import Answer, Status, start_fake
 from tests.support.fakeregistry import run_pypull as run_against_fake
-from tests.support.helpers import AccessLog, refs, run_pypull, umoci_unpack
-
-from .conftest import raw
+from tests.support.helpers import AccessLog, raw, refs, run_pypull, umoci_unpack
 
 OCI_REF_NAME = "org.opencontainers.image.ref.name"
 RESOLVED = "io.pypull.resolved.digest"

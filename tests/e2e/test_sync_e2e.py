@@ -22,15 +22,14 @@ import pytest
 from aiohttp import web
 
 from fixtures.images import Image, docker_media, make_image, make_index, multiplatform, shared_pair
-from fixtures.registry import Registry, push, running_registry
+from fixtures.registry import PASSWORD, USER, Registry, push, running_registry
 from puller.copying import SOURCE_DIGEST_ANNOTATION
 from puller.syncfile import load_sync_file
 from puller.targetlock import hold
-from tests import fakeregistry
-from tests.conftest import raw
-from tests.e2e.test_mirrors_credentials_e2e import PASSWORD, USER, basic_auth, write_docker_config
+from tests.support import fakeregistry
+from tests.support.auth import basic_auth, write_docker_config
 from tests.support.fakeregistry import CountedFault, Handler, start_fake
-from tests.support.helpers import AccessLog, on_a_terminal, run_pypull
+from tests.support.helpers import AccessLog, on_a_terminal, raw, run_pypull
 
 
 def docker_list() -> Image:

@@ -25,13 +25,12 @@ from fixtures.registry import (
     running_registry,
     running_secure_registry,
 )
-from tests.conftest import raw
-from tests.e2e.test_mirrors_credentials_e2e import (
+from tests.support.auth import (
     basic_auth,
     write_docker_config,
     write_pypull_config,
 )
-from tests.support.helpers import run_pypull
+from tests.support.helpers import raw, run_pypull
 
 MiB = 1024 * 1024
 RAW_LAYER = "application/vnd.oci.image.layer.v1.tar"

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from puller.http import wire
 from puller.http.wire import MAX_HEAD, Head, Unsupported, WireError, parse_head
-from tests.http.test_wire import HANG, RELAXED, RawServer, reply
+from tests.support.rawhttp import HANG, RELAXED, RawServer, reply
 
 CRLF = b"\r\n"
 BLANK = b"\r\n\r\n"

@@ -7,109 +7,24 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import pytest
 
 from puller.http import wire
-from tests.http.test_wire import HANG, Sink, body_bytes, http, trusting, within
-from tests.http.test_wire import tls_cert as tls_cert  # a fixture: a self-signed certificate
-
-#: What a handler answers: the bytes to send (then, with "close", close the connection), or
-#: None to close the connection without an answer.
-Answer = bytes | tuple[bytes, str] | None
-Handler = Callable[[bytes, bytes], Awaitable[Answer]]
-
-
-class KeepAliveServer:
-    """Serves any number of requests per connection: reads a head and a Content-Length body,
-    writes what ``handler`` answers; closes when it answers None or the client does."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.connections = 0
-        self.requests: list[tuple[bytes, bytes]] = []
-        self.writers: list[asyncio.StreamWriter] = []
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def __aenter__(self) -> KeepAliveServer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
-
-    def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def close_idle(self) -> None:
-        """Close every connection from the server's side, as a server's idle timeout does."""
-        for writer in self.writers:
-            writer.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self.connections += 1
-        self.writers.append(writer)
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                body = await reader.readexactly(length) if length else b""
-                self.requests.append((head, body))
-                answer = await self.handler(head, body)
-                if answer is None:
-                    break
-                data = answer[0] if isinstance(answer, tuple) else answer
-                writer.write(data)
-                await writer.drain()
-                if isinstance(answer, tuple):
-                    break
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
-            pass
-        finally:
-            self._tasks.discard(task)
-            writer.close()
-
-
-def always(answer: bytes | tuple[bytes, str]) -> Handler:
-    async def handler(head: bytes, body: bytes) -> Answer:
-        return answer
-
-    return handler
-
-
-async def get_all(client: wire.Client, url: str, method: str = "GET") -> tuple[int, bytes]:
-    resp = await within(client.request(method, url, {}))
-    try:
-        return resp.status, await within(resp.read(1 << 20))
-    finally:
-        resp.release()
-
-
-# -- keep-alive ----------------------------------------------------------------------------------
+from tests.support.rawhttp import (
+    HANG,
+    Answer,
+    KeepAliveServer,
+    Sink,
+    always,
+    body_bytes,
+    http,
+    trusting,
+    within,
+)
 
 
 async def test_sequential_requests_share_one_connection() -> None:
@@ -121,6 +36,17 @@ async def test_sequential_requests_share_one_connection() -> None:
     assert server.connections == 1
     assert len(server.requests) == 5
     assert b"connection: close" not in server.requests[0][0].lower()
+
+
+async def get_all(client: wire.Client, url: str, method: str = "GET") -> tuple[int, bytes]:
+    resp = await within(client.request(method, url, {}))
+    try:
+        return resp.status, await within(resp.read(1 << 20))
+    finally:
+        resp.release()
+
+
+# -- keep-alive ----------------------------------------------------------------------------------
 
 
 async def test_blob_poured_to_its_end_leaves_the_connection_for_the_next() -> None:

@@ -19,10 +19,8 @@ from puller.errors import NotFound, RegistryError
 from puller.oci.digest import digest_of, parse_digest
 from puller.oci.reference import parse
 from puller.registry.client import Endpoint, RegistryClient
-from tests.http.test_wire import http
-from tests.http.test_wire import tls_cert as tls_cert  # a fixture: a self-signed certificate
-from tests.http.test_wire_pool import Answer, KeepAliveServer
 from tests.support.helpers import AccessLog
+from tests.support.rawhttp import Answer, KeepAliveServer, http
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from fixtures.registry import Registry
+from fixtures.registry import PASSWORD, USER, Registry
 
 _REQUEST = re.compile(r'"(GET|HEAD|PUT|POST|PATCH|DELETE) (\S+) HTTP/[\d.]+" (\d+) (\d+|-)')
 _BLOB = re.compile(r"^/v2/.+/blobs/(sha256:[0-9a-f]{64})$")
@@ -144,3 +144,14 @@ def umoci_unpack(image: str, bundle: Path, *, prefix: Sequence[str] = ()) -> Pat
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return bundle / "rootfs"
+
+
+def raw(registry: Registry, name: str, *, creds: bool = False) -> bytes:
+    """What ``skopeo inspect --raw`` reads at ``registry``/``name``."""
+    argv = ["skopeo", "inspect", "--raw", "--tls-verify=false"]
+    if creds:
+        argv += ["--creds", f"{USER}:{PASSWORD}"]
+    done = subprocess.run(
+        [*argv, f"docker://{registry.host}/{name}"], capture_output=True, check=True, timeout=60
+    )
+    return done.stdout
