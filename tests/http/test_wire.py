@@ -1211,21 +1211,9 @@ def ipv6_loopback() -> bool:
     return True
 
 
-class RawServer6(RawServer):
-    """A ``RawServer`` on the IPv6 loopback address."""
-
-    async def __aenter__(self) -> RawServer6:
-        self._server = await asyncio.start_server(self._serve, "::1", 0)
-        self._port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    def url(self, path: str = "/") -> str:
-        return f"http://[::1]:{self.port}{path}"
-
-
 @pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback (::1) on this machine")
 async def test_ipv6_literal_host() -> None:
-    async with RawServer6(reply(http(body=b"six"))) as server:
+    async with RawServer(reply(http(body=b"six")), host="::1") as server:
         resp = await fetch(server.url("/v2/"))
         assert resp.status == 200
         sink = Sink()

@@ -17,7 +17,7 @@ from puller.http import wire
 from tests.support.rawhttp import (
     HANG,
     Answer,
-    KeepAliveServer,
+    RawServer,
     Sink,
     always,
     body_bytes,
@@ -28,7 +28,7 @@ from tests.support.rawhttp import (
 
 
 async def test_sequential_requests_share_one_connection() -> None:
-    async with KeepAliveServer(always(http(body=b"hello"))) as server:
+    async with RawServer(answers=always(http(body=b"hello"))) as server:
         client = wire.Client(timeout=5)
         for _ in range(5):
             assert await get_all(client, server.url()) == (200, b"hello")
@@ -51,7 +51,7 @@ async def get_all(client: wire.Client, url: str, method: str = "GET") -> tuple[i
 
 async def test_blob_poured_to_its_end_leaves_the_connection_for_the_next() -> None:
     body = body_bytes(3 << 20)
-    async with KeepAliveServer(always(http(body=body))) as server:
+    async with RawServer(answers=always(http(body=body))) as server:
         client = wire.Client(timeout=5)
         for _ in range(3):
             resp = await within(client.request("GET", server.url(), {}))
@@ -70,7 +70,7 @@ async def test_concurrent_requests_open_one_connection_each_then_reuse_them() ->
         await gate.wait()
         return http(body=b"x")
 
-    async with KeepAliveServer(slow) as server:
+    async with RawServer(answers=slow) as server:
         client = wire.Client(timeout=5)
         first = [asyncio.ensure_future(get_all(client, server.url())) for _ in range(3)]
         await asyncio.sleep(0.1)
@@ -93,7 +93,7 @@ async def test_concurrent_requests_open_one_connection_each_then_reuse_them() ->
 async def test_an_answer_that_ends_the_connection_is_not_reused(
     answer: bytes | tuple[bytes, str],
 ) -> None:
-    async with KeepAliveServer(always(answer)) as server:
+    async with RawServer(answers=always(answer)) as server:
         client = wire.Client(timeout=5)
         for _ in range(2):
             resp = await within(client.request("GET", server.url(), {}))
@@ -105,7 +105,7 @@ async def test_an_answer_that_ends_the_connection_is_not_reused(
 
 async def test_a_body_left_unread_closes_the_connection() -> None:
     body = body_bytes(256 * 1024)  # more than comes in the read that ends the head
-    async with KeepAliveServer(always(http(body=body))) as server:
+    async with RawServer(answers=always(http(body=body))) as server:
         client = wire.Client(timeout=5)
         resp = await within(client.request("GET", server.url(), {}))
         resp.release()  # body never read
@@ -127,7 +127,7 @@ async def test_an_unread_body_that_came_with_its_head_leaves_the_connection_reus
             return http(401, body=b'{"errors":[]}', headers=["WWW-Authenticate: Basic"])
         return http(body=b"ok")
 
-    async with KeepAliveServer(handler) as server:
+    async with RawServer(answers=handler) as server:
         client = wire.Client(timeout=5)
         resp = await within(client.request("GET", server.url(), {}))
         assert resp.status == 401
@@ -141,7 +141,7 @@ async def test_an_unread_body_that_came_with_its_head_leaves_the_connection_reus
 async def test_bytes_past_the_body_make_the_connection_unusable() -> None:
     """A server that sends more than it announced is out of step: the next answer on that
     connection could be anything, so the connection is dropped."""
-    async with KeepAliveServer(always(http(body=b"abc") + b"GARBAGE")) as server:
+    async with RawServer(answers=always(http(body=b"abc") + b"GARBAGE")) as server:
         client = wire.Client(timeout=5)
         for _ in range(2):
             assert await get_all(client, server.url()) == (200, b"abc")
@@ -150,7 +150,7 @@ async def test_bytes_past_the_body_make_the_connection_unusable() -> None:
 
 
 async def test_an_idle_connection_closed_by_the_server_is_not_used() -> None:
-    async with KeepAliveServer(always(http(body=b"ok"))) as server:
+    async with RawServer(answers=always(http(body=b"ok"))) as server:
         client = wire.Client(timeout=5)
         assert await get_all(client, server.url()) == (200, b"ok")
         server.close_idle()
@@ -170,7 +170,7 @@ async def test_a_stale_connection_is_retried_once_for_get_and_head() -> None:
         return http(body=b"ok") if not head.startswith(b"HEAD") else http(headers=["X: y"])
 
     for method in ("GET", "HEAD"):
-        async with KeepAliveServer(handler) as server:
+        async with RawServer(answers=handler) as server:
             client = wire.Client(timeout=5)
             assert (await get_all(client, server.url(), method))[0] == 200
             assert (await get_all(client, server.url(), method))[0] == 200
@@ -183,7 +183,7 @@ async def test_a_request_with_a_body_is_never_sent_twice_by_the_pool() -> None:
     async def handler(head: bytes, body: bytes) -> Answer:
         return None if len(server.requests) == 2 else http(201, body=b"")
 
-    async with KeepAliveServer(handler) as server:
+    async with RawServer(answers=handler) as server:
         client = wire.Client(timeout=5)
         resp = await within(client.request("PUT", server.url(), {}, body=b"first"))
         resp.release()
@@ -194,7 +194,7 @@ async def test_a_request_with_a_body_is_never_sent_twice_by_the_pool() -> None:
 
 
 async def test_idle_connections_are_closed_after_a_while() -> None:
-    async with KeepAliveServer(always(http(body=b"ok"))) as server:
+    async with RawServer(answers=always(http(body=b"ok"))) as server:
         client = wire.Client(timeout=5, idle_seconds=0.1)
         assert await get_all(client, server.url()) == (200, b"ok")
         await asyncio.sleep(0.3)
@@ -210,7 +210,7 @@ async def test_idle_connections_per_origin_are_bounded() -> None:
         await gate.wait()
         return http(body=b"x")
 
-    async with KeepAliveServer(slow) as server:
+    async with RawServer(answers=slow) as server:
         client = wire.Client(timeout=5, max_idle_per_origin=2)
         first = [asyncio.ensure_future(get_all(client, server.url())) for _ in range(4)]
         await asyncio.sleep(0.1)
@@ -236,7 +236,7 @@ async def test_idle_connections_per_origin_are_bounded() -> None:
 async def test_answers_without_a_body_do_not_wait_for_one(method: str, answer: bytes) -> None:
     """A 304 with Content-Length: 100 used to wait out the timeout for 100 bytes that never
     come; it has no body (RFC 9110 6.4.1), and its connection carries the next request."""
-    async with KeepAliveServer(always(answer)) as server:
+    async with RawServer(answers=always(answer)) as server:
         client = wire.Client(timeout=30)
         for _ in range(2):
             resp = await within(client.request(method, server.url(), {}), 2)
@@ -258,7 +258,7 @@ async def chunks_of(data: bytes, size: int) -> AsyncIterator[bytes]:
 
 async def test_a_streamed_body_arrives_whole_with_its_length() -> None:
     data = body_bytes(5 << 20)
-    async with KeepAliveServer(always(http(201, headers=["Location: /next?x=1"], body=b""))) as s:
+    async with RawServer(answers=always(http(201, headers=["Location: /next?x=1"], body=b""))) as s:
         client = wire.Client(timeout=5)
         resp = await within(
             client.request(
@@ -276,7 +276,7 @@ async def test_a_streamed_body_arrives_whole_with_its_length() -> None:
 
 
 async def test_a_streamed_body_longer_than_its_length_is_refused() -> None:
-    async with KeepAliveServer(always(http(201, body=b""))) as server:
+    async with RawServer(answers=always(http(201, body=b""))) as server:
         client = wire.Client(timeout=5)
         with pytest.raises(wire.BadRequest):
             await within(
@@ -286,7 +286,7 @@ async def test_a_streamed_body_longer_than_its_length_is_refused() -> None:
 
 
 async def test_a_streamed_body_is_not_sent_again_on_a_redirect() -> None:
-    async with KeepAliveServer(always(http(307, headers=["Location: /b"], body=b""))) as server:
+    async with RawServer(answers=always(http(307, headers=["Location: /b"], body=b""))) as server:
         client = wire.Client(timeout=5)
         resp = await within(
             client.request("PUT", server.url("/a"), {}, body=chunks_of(b"data", 2), length=4)
@@ -359,7 +359,7 @@ async def test_a_name_that_does_not_exist_fails_at_once(monkeypatch: pytest.Monk
 async def test_a_temporary_resolver_failure_is_asked_once_more(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async with KeepAliveServer(always(http(body=b"ok"))) as server:
+    async with RawServer(answers=always(http(body=b"ok"))) as server:
         calls = failing_lookups(monkeypatch, [socket.EAI_AGAIN])
         client = wire.Client(timeout=5)
         url = f"http://registry.example:{server.port}/"
@@ -393,7 +393,7 @@ async def test_happy_eyeballs_a_blackholed_first_address_costs_a_fraction_of_the
             await asyncio.Event().wait()  # a SYN nobody answers
         return await real_connect(factory, host, *args, **kw)
 
-    async with KeepAliveServer(always(http(body=b"ok"))) as server:
+    async with RawServer(answers=always(http(body=b"ok"))) as server:
         monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
         monkeypatch.setattr(loop, "create_connection", create_connection)
         client = wire.Client(timeout=60)
@@ -408,7 +408,7 @@ async def test_happy_eyeballs_a_refused_first_address_moves_on_at_once(
 ) -> None:
     loop = asyncio.get_running_loop()
 
-    async with KeepAliveServer(always(http(body=b"ok"))) as server:
+    async with RawServer(answers=always(http(body=b"ok"))) as server:
         # Nothing listens on 127.0.0.2 at the server's port: that address refuses at once.
 
         async def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
@@ -438,7 +438,7 @@ async def test_a_redirect_followed_by_a_smuggled_answer_is_not_taken_for_the_nex
             return redirect + http(body=b"SMUGGLED")
         return http(body=b"real")
 
-    async with KeepAliveServer(handler) as server:
+    async with RawServer(answers=handler) as server:
         client = wire.Client(timeout=5)
         status, body = await get_all(client, server.url("/a"))
         await client.close()

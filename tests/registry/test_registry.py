@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
 import pytest
 
 from fixtures.registry import Registry
@@ -19,6 +16,7 @@ from puller.registry.client import (
     normalize_mirror,
 )
 from puller.registry.retry import is_temporary
+from tests.support.rawhttp import RawServer, answering, http
 
 
 @pytest.mark.parametrize(
@@ -145,41 +143,6 @@ async def test_credentials_never_go_over_plain_http_off_loopback_unless_insecure
         assert await client._credentials_for(loopback, "") == creds
 
 
-class Loopback:
-    """A raw HTTP server on a free loopback port: records each request head, writes
-    ``answer(head)`` and closes."""
-
-    def __init__(self, answer: Callable[[bytes], bytes]) -> None:
-        self.answer = answer
-        self.heads: list[bytes] = []
-        self.server: asyncio.Server | None = None
-
-    async def start(self) -> Loopback:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return self
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            self.heads.append(head)
-            writer.write(self.answer(head))
-            await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-
-def answer(status: int, headers: list[str], body: bytes) -> bytes:
-    lines = [f"HTTP/1.1 {status} X", *headers, f"Content-Length: {len(body)}"]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
 @pytest.mark.parametrize("challenger", ["registry", "redirect-target"])
 async def test_only_the_registrys_own_401_fetches_a_token(challenger: str) -> None:
     """A blob redirected (307) to another server that answers 401 with a Bearer challenge: that
@@ -190,39 +153,31 @@ async def test_only_the_registrys_own_401_fetches_a_token(challenger: str) -> No
     from puller.oci.digest import parse_digest
     from puller.registry.client import RegistryClient
 
-    realm = await Loopback(lambda head: answer(200, [], b'{"token": "t"}')).start()
-    challenge = f'WWW-Authenticate: Bearer realm="{realm.url}/token"'
+    realm = RawServer(answering(lambda head: http(200, [], b'{"token": "t"}')))
+    target = RawServer(answering(lambda head: http(401, [challenge()], b"")))
 
-    def from_target(head: bytes) -> bytes:
-        return answer(401, [challenge], b"")
-
-    target = await Loopback(from_target).start()
+    def challenge() -> str:
+        return f'WWW-Authenticate: Bearer realm="{realm.url()}token"'
 
     def from_registry(head: bytes) -> bytes:
         if challenger == "redirect-target":
-            return answer(307, [f"Location: {target.url}/blob"], b"")
+            return http(307, [f"Location: {target.url()}blob"], b"")
         if b"Authorization: Bearer t" in head:
-            return answer(200, [], b"blob")
-        return answer(401, [challenge], b"")
+            return http(200, [], b"blob")
+        return http(401, [challenge()], b"")
 
-    registry = await Loopback(from_registry).start()
+    registry = RawServer(answering(from_registry))
     digest = parse_digest("sha256:" + "0" * 64)
-    endpoint = Endpoint(registry.url, registry=registry.url.removeprefix("http://"))
     got = bytearray()
-    try:
-        async with RegistryClient(timeout=5) as client:
-            if challenger == "registry":
-                async with client.open_blob(endpoint, "lib/x", digest) as blob:
-                    await blob.pour(got.extend, lambda n: None)
-            else:
-                with pytest.raises(RegistryError):
-                    async with client.open_blob(endpoint, "lib/x", digest):
-                        pass
-    finally:
-        for server in (registry, target, realm):
-            assert server.server is not None
-            server.server.close()
-            await server.server.wait_closed()
+    async with realm, target, registry, RegistryClient(timeout=5) as client:
+        endpoint = Endpoint(registry.url(""), registry=registry.url("").removeprefix("http://"))
+        if challenger == "registry":
+            async with client.open_blob(endpoint, "lib/x", digest) as blob:
+                await blob.pour(got.extend, lambda n: None)
+        else:
+            with pytest.raises(RegistryError):
+                async with client.open_blob(endpoint, "lib/x", digest):
+                    pass
     if challenger == "registry":
         assert bytes(got) == b"blob"
         assert len(realm.heads) == 1

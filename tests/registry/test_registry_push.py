@@ -20,7 +20,7 @@ from puller.oci.digest import digest_of, parse_digest
 from puller.oci.reference import parse
 from puller.registry.client import Endpoint, RegistryClient
 from tests.support.helpers import AccessLog
-from tests.support.rawhttp import Answer, KeepAliveServer, http
+from tests.support.rawhttp import Answer, RawServer, http
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +178,7 @@ async def test_every_tag_is_listed_across_pages(target: Registry) -> None:
 # -- what a registry's answers may not do --------------------------------------------------------
 
 
-def tag_pages(pages: dict[str, tuple[list[str], str | None]]) -> KeepAliveServer:
+def tag_pages(pages: dict[str, tuple[list[str], str | None]]) -> RawServer:
     """A registry that answers each tag-list target with its page and Link."""
 
     async def handler(head: bytes, body: bytes) -> Answer:
@@ -188,7 +188,7 @@ def tag_pages(pages: dict[str, tuple[list[str], str | None]]) -> KeepAliveServer
         names = ",".join(f'"{t}"' for t in tags)
         return http(body=f'{{"name":"r","tags":[{names}]}}'.encode(), headers=headers)
 
-    return KeepAliveServer(handler)
+    return RawServer(answers=handler)
 
 
 async def test_link_is_followed_as_given_relative_and_absolute_with_opaque_tokens() -> None:
@@ -224,7 +224,7 @@ async def test_a_link_elsewhere_or_in_a_circle_is_refused(where: str) -> None:
 
 
 async def test_a_registry_that_refuses_head_leaves_it_to_a_get() -> None:
-    server = KeepAliveServer(lambda head, body: _answer(http(405, body=b"")))
+    server = RawServer(answers=lambda head, body: _answer(http(405, body=b"")))
     async with server, RegistryClient(timeout=5) as client:
         got = await client.head_manifest(
             Endpoint(server.url("").rstrip("/")), parse(f"127.0.0.1:{server.port}/r:1")
@@ -256,7 +256,7 @@ async def test_a_registry_that_wants_huge_chunks_is_refused_not_buffered() -> No
         return http(413, body=b"")
 
     data = blob_bytes(100_000)
-    async with KeepAliveServer(handler) as server, RegistryClient(timeout=5) as client:
+    async with RawServer(answers=handler) as server, RegistryClient(timeout=5) as client:
         with pytest.raises(RegistryError, match="64 MiB"):
             await client.upload_blob(
                 Endpoint(server.url("").rstrip("/")),

@@ -23,26 +23,47 @@ RELAXED = 5.0
 #: How long a test waits for something that must happen promptly, before it calls it a hang.
 HANG = 5.0
 
+#: Writes to the connection of one request, whose head it is given.
 Handler = Callable[[asyncio.StreamWriter, bytes], Awaitable[None]]
+#: What an ``answers`` handler returns: the bytes to send (then, with "close", close the
+#: connection), or None to close the connection without an answer.
+Answer = bytes | tuple[bytes, str] | None
+AnswerHandler = Callable[[bytes, bytes], Awaitable[Answer]]
 
 
 # -- the raw server --------------------------------------------------------------------------------
 
 
 class RawServer:
-    """A loopback server: reads each request head, records it, and hands the connection's writer
-    to ``handler``; the connection is closed when the handler returns."""
+    """A loopback server that writes what the test chose. With ``handler``, each connection
+    carries one request: its head is read and recorded, the handler writes to the connection
+    when and what it likes, and the connection closes when it returns. With ``answers``, each
+    connection carries any number of requests (a head and a Content-Length body each, recorded
+    in ``requests``), each answered with what ``answers`` returns: bytes, ``(bytes, "close")``
+    to close after them, or None to close without an answer. ``host`` is "127.0.0.1" or "::1"."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(
+        self,
+        handler: Handler | None = None,
+        *,
+        answers: AnswerHandler | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        if (handler is None) == (answers is None):
+            raise TypeError("give a handler or answers, not both")
         self.handler = handler
+        self.answers = answers
+        self.host = host
         self.heads: list[bytes] = []
+        self.requests: list[tuple[bytes, bytes]] = []
+        self.writers: list[asyncio.StreamWriter] = []
         self.connections = 0
         self._server: asyncio.Server | None = None
         self._port = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> RawServer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, self.host, 0)
         self._port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -65,22 +86,64 @@ class RawServer:
         return port
 
     def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{path}"
+
+    def close_idle(self) -> None:
+        """Close every connection from the server's side, as a server's idle timeout does."""
+        for writer in self.writers:
+            writer.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
         self.connections += 1
+        self.writers.append(writer)
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            self.heads.append(head)
-            await self.handler(writer, head)
+            if self.handler is not None:
+                head = await reader.readuntil(b"\r\n\r\n")
+                self.heads.append(head)
+                await self.handler(writer, head)
+            else:
+                await self._answer_each(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass  # the client went away, or the test is over
         finally:
             self._tasks.discard(task)
             writer.close()
+
+    async def _answer_each(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        assert self.answers is not None
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            self.heads.append(head)
+            length = 0
+            for line in head.split(b"\r\n"):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            body = await reader.readexactly(length) if length else b""
+            self.requests.append((head, body))
+            answer = await self.answers(head, body)
+            if answer is None:
+                return
+            writer.write(answer[0] if isinstance(answer, tuple) else answer)
+            await writer.drain()
+            if isinstance(answer, tuple):
+                return
+
+
+def answering(answer: Callable[[bytes], bytes]) -> Handler:
+    """A handler that writes ``answer(head)`` and closes."""
+
+    async def handler(writer: asyncio.StreamWriter, head: bytes) -> None:
+        writer.write(answer(head))
+        await writer.drain()
+
+    return handler
 
 
 def reply(*parts: bytes, pause: float = 0.0, then_stall: bool = False) -> Handler:
@@ -195,82 +258,6 @@ class Sink:
 
 def trusting(cert: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(cert))
-
-
-#: What a handler answers: the bytes to send (then, with "close", close the connection), or
-#: None to close the connection without an answer.
-Answer = bytes | tuple[bytes, str] | None
-AnswerHandler = Callable[[bytes, bytes], Awaitable[Answer]]
-
-
-class KeepAliveServer:
-    """Serves any number of requests per connection: reads a head and a Content-Length body,
-    writes what ``handler`` answers; closes when it answers None or the client does."""
-
-    def __init__(self, handler: AnswerHandler) -> None:
-        self.handler = handler
-        self.connections = 0
-        self.requests: list[tuple[bytes, bytes]] = []
-        self.writers: list[asyncio.StreamWriter] = []
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def __aenter__(self) -> KeepAliveServer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
-
-    def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def close_idle(self) -> None:
-        """Close every connection from the server's side, as a server's idle timeout does."""
-        for writer in self.writers:
-            writer.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self.connections += 1
-        self.writers.append(writer)
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                body = await reader.readexactly(length) if length else b""
-                self.requests.append((head, body))
-                answer = await self.handler(head, body)
-                if answer is None:
-                    break
-                data = answer[0] if isinstance(answer, tuple) else answer
-                writer.write(data)
-                await writer.drain()
-                if isinstance(answer, tuple):
-                    break
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
-            pass
-        finally:
-            self._tasks.discard(task)
-            writer.close()
 
 
 def always(answer: bytes | tuple[bytes, str]) -> AnswerHandler:
