@@ -19,6 +19,19 @@ from fixtures.registry import (
     running_registry,
 )
 
+#: Fixtures that start the real registry: a test that asks for one, itself or through another
+#: fixture, is an end-to-end test, as is every test under tests/e2e/ (see ``e2e`` in pyproject).
+E2E_FIXTURES = {"registry", "target"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        under_e2e = item.path.is_relative_to(here / "e2e")
+        if under_e2e or E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+
+
 #: Tests that also run on uvloop: the command uses it when it is installed, and these drive
 #: wire's protocol (and the fault table through it) directly.
 BOTH_LOOPS = {"test_wire.py", "test_wire_pool.py", "test_resilience.py"}

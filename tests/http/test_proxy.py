@@ -401,6 +401,7 @@ def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.mark.e2e  # a real tinyproxy
 @pytest.mark.usefixtures("no_proxy_env")
 def test_tinyproxy_forwards_and_logs_requests(tmp_path: Path, origin: str) -> None:
     with running_proxy(tmp_path) as proxy:
@@ -417,6 +418,7 @@ def test_tinyproxy_forwards_and_logs_requests(tmp_path: Path, origin: str) -> No
         ]
 
 
+@pytest.mark.e2e  # a real tinyproxy
 @pytest.mark.usefixtures("no_proxy_env")
 def test_tinyproxy_with_basic_auth(tmp_path: Path, origin: str) -> None:
     with running_proxy(tmp_path, auth=("alice", "s3cret")) as proxy:
@@ -438,6 +440,7 @@ def test_tinyproxy_with_basic_auth(tmp_path: Path, origin: str) -> None:
         ]
 
 
+@pytest.mark.e2e  # a real tinyproxy
 def test_tinyproxy_is_stopped_at_exit(tmp_path: Path) -> None:
     with running_proxy(tmp_path) as proxy:
         running: RunningProxy = proxy

@@ -20,6 +20,8 @@ from puller.store.layout import Store
 from puller.store.prune import prune
 from tests.support.helpers import run_pypull
 
+pytestmark = pytest.mark.e2e  # the real registry, pulled from while prune runs
+
 #: Rounds of the stress test; PYPULL_STRESS_ROUNDS raises it for a soak run.
 ROUNDS = int(os.environ.get("PYPULL_STRESS_ROUNDS", "12"))
 
