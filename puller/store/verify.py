@@ -7,7 +7,7 @@ the first pass already vouched for the content, so nothing is hashed twice.
 
 Before both, every symbolic link below the root is reported, wherever it is (``blobs/``,
 ``index.json``, ``oci-layout``, ``.pypull/``): pypull never makes one and never follows one (see
-``store``), so a link is someone's mistake or an attempt to make pypull read or write outside the
+``layout``), so a link is someone's mistake or an attempt to make pypull read or write outside the
 store. Nothing is read through a link: a linked blob is not hashed, and an image whose blob is a
 link is also reported incomplete, as a pull would see it.
 
