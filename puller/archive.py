@@ -80,7 +80,9 @@ from .oci.manifest import (
     parse_descriptor,
 )
 from .oci.reference import Reference, parse
-from .store.layout import OCI_LAYOUT, RESOLVED_ANNOTATION, StagedBlob, Store, as_store, new_file
+from .store.blobs import StagedBlob
+from .store.files import new_file
+from .store.layout import OCI_LAYOUT, RESOLVED_ANNOTATION, Store, as_store
 from .tar.reader import CHUNK, DIRECTORY, LINK, ArchiveError, TarReader, TarWriter
 from .text import shown
 

@@ -167,8 +167,8 @@ def config_file(env: Mapping[str, str] = os.environ) -> Path:
 # -- reading the file -----------------------------------------------------------------------------
 
 
-class _File:
-    """The TOML text, for error messages that point at a line."""
+class TomlFile:
+    """The TOML text, for error messages that point at a line (of a config or sync file)."""
 
     def __init__(self, path: Path, text: str) -> None:
         self.path = path
@@ -201,7 +201,7 @@ class _File:
 
 
 def _check_type(
-    f: _File, table: tuple[str, ...], key: str, value: Any, kind: str, nth: int = 0
+    f: TomlFile, table: tuple[str, ...], key: str, value: Any, kind: str, nth: int = 0
 ) -> Any:
     ok = {
         "str": isinstance(value, str),
@@ -217,7 +217,7 @@ def _check_type(
     return value
 
 
-def _proxy_setting(f: _File, table: tuple[str, ...], key: str, value: Any) -> str:
+def _proxy_setting(f: TomlFile, table: tuple[str, ...], key: str, value: Any) -> str:
     """A proxy URL (checked, "" for none) or a NO_PROXY list (a string or a list of strings)."""
     if key == "no_proxy":
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
@@ -235,7 +235,12 @@ def _proxy_setting(f: _File, table: tuple[str, ...], key: str, value: Any) -> st
 
 
 def _endpoint(
-    f: _File, table: tuple[str, ...], spec: Mapping[str, Any], url: str, mirror: bool, nth: int = 0
+    f: TomlFile,
+    table: tuple[str, ...],
+    spec: Mapping[str, Any],
+    url: str,
+    mirror: bool,
+    nth: int = 0,
 ) -> Endpoint:
     url_key = "url" if mirror else "server"
     for key in ("insecure", "skip_verify"):
@@ -273,14 +278,14 @@ def _endpoint(
     )
 
 
-def _read_file(path: Path) -> tuple[dict[str, Any], _File] | None:
+def _read_file(path: Path) -> tuple[dict[str, Any], TomlFile] | None:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read: {e}") from None
-    f = _File(path, text)
+    f = TomlFile(path, text)
     # Imported here: most runs have no configuration file, and every start-up millisecond counts.
     if sys.version_info >= (3, 11):
         import tomllib
@@ -294,7 +299,7 @@ def _read_file(path: Path) -> tuple[dict[str, Any], _File] | None:
 
 def _from_file(
     doc: dict[str, Any],
-    f: _File,
+    f: TomlFile,
     values: dict[str, Any],
     sources: dict[str, str],
     registries: dict[str, RegistryConfig],

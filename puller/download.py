@@ -37,7 +37,8 @@ from .oci.manifest import Descriptor
 from .registry.client import Endpoint, RegistryClient, try_in_turn
 from .registry.credentials import CredentialError
 from .registry.retry import RetryPolicy, with_retries
-from .store.layout import BlobWriter, Store
+from .store.blobs import BlobWriter
+from .store.layout import Store
 
 T = TypeVar("T")
 CHUNK_SIZE = 1 << 20

@@ -41,7 +41,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, _File
+from .config import ConfigError, TomlFile
 from .errors import InvalidReference
 from .oci.manifest import Platform, parse_platform
 from .oci.reference import Reference, names_image, parse, valid_tag
@@ -65,7 +65,7 @@ MAX_PATTERN_LENGTH = 1000
 MAX_TAG_LENGTH = 128
 
 _KEYS = ("source", "target", "tags", "exclude", "platforms")
-#: A table header, [name] or [[name]] (group 1: "[" for the latter), as config._File reads them.
+#: A table header, [name] or [[name]] (group 1: "[" for the latter), as config.TomlFile reads them.
 _HEADER = re.compile(r"\[(\[?)\s*(.*?)\s*\]\]?\s*(#.*)?")
 #: tomllib's (and tomli's) way of saying where: "... (at line 3, column 7)".
 _TOML_WHERE = re.compile(r"\(at line (\d+), column \d+\)")
@@ -174,12 +174,12 @@ def parse_sync_text(text: str, name: str = "<sync file>") -> list[SyncEntry]:
 
 
 class _Lines:
-    """Where things are in the file, for the errors: ``config._File`` finds a ``key =`` line,
+    """Where things are in the file, for the errors: ``config.TomlFile`` finds a ``key =`` line,
     the table headers here find where a table (``[[sync]]``, a stray ``[other]``) starts."""
 
     def __init__(self, name: str, text: str) -> None:
         self.name = _name(name)
-        self.file = _File(Path(name), text)
+        self.file = TomlFile(Path(name), text)
         #: (line, dotted name without quotes) of each [table] and [[table]] header
         self.headers: list[tuple[int, str]] = []
         starts = []

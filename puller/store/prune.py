@@ -4,7 +4,7 @@ blobs no name reaches.
 Prune is a mark and sweep, as containerd's garbage collector is. The roots are every entry of
 ``index.json`` (the digest it points at, and the digest the registry served when that differs:
 the Docker form kept beside its OCI form, the index a platform was chosen from) and every digest
-in a live lease (``store``'s docstring: what running pulls, copies and pushes rely on). From the
+in a live lease (``lease``'s docstring: what running pulls, copies and pushes rely on). From the
 roots, manifests and indexes are read to their children, configs, layers and subjects; nothing
 else is parsed. Everything in ``blobs/`` that is neither marked nor leased is deleted.
 
@@ -40,15 +40,10 @@ from ..oci.manifest import (
     descriptors_in,
     listed,
 )
-from .layout import (
-    _FILE_FLAGS,
-    _INGEST,
-    _LEASES,
-    RESOLVED_ANNOTATION,
-    Store,
-    _store_error,
-    as_store,
-)
+from .blobs import INGEST
+from .files import FILE_FLAGS, store_error
+from .layout import RESOLVED_ANNOTATION, Store, as_store
+from .lease import LEASES, gc_lock
 
 __all__ = ["PruneResult", "Pruned", "prune", "rmi"]
 
@@ -122,7 +117,7 @@ def prune(
     partial downloads not touched for ``partials_older_than`` seconds that no pull is
     writing. ``dry_run``: the same answer, nothing deleted."""
     store = as_store(store)
-    if store._lstat((), "blobs") is None:
+    if store.lstat((), "blobs") is None:
         return PruneResult((), dry_run)  # no store: nothing to reclaim
     removed: list[Pruned] = []
     with _exclusive(store):
@@ -138,10 +133,10 @@ def prune(
 @contextmanager
 def _exclusive(store: Store) -> Iterator[None]:
     try:
-        with store._gc_lock(shared=False):
+        with gc_lock(store, shared=False):
             yield
     except OSError as e:
-        raise _store_error("lock", store.root / ".pypull", e) from e
+        raise store_error("lock", store.root / ".pypull", e) from e
 
 
 # -- mark ------------------------------------------------------------------------------------------
@@ -150,22 +145,22 @@ def _exclusive(store: Store) -> Iterator[None]:
 def _leased(store: Store, dry_run: bool) -> set[Digest]:
     """The digests of every live lease; a lease whose holder is gone (we can lock it) is
     removed."""
-    path = store.root.joinpath(*_LEASES)
+    path = store.root.joinpath(*LEASES)
     held: set[Digest] = set()
     try:
-        with store._dir(_LEASES) as leases:
+        with store.directory(LEASES) as leases:
             for name in os.listdir(leases):
                 held |= _read_lease(leases, name, path / name, dry_run)
     except FileNotFoundError:
         return held  # no process has ever held a lease here
     except OSError as e:
-        raise _store_error("read", path, e) from e
+        raise store_error("read", path, e) from e
     return held
 
 
 def _read_lease(leases: int, name: str, path: Path, dry_run: bool) -> set[Digest]:
     try:
-        fd = os.open(name, os.O_RDONLY | _FILE_FLAGS, dir_fd=leases)
+        fd = os.open(name, os.O_RDONLY | FILE_FLAGS, dir_fd=leases)
     except FileNotFoundError:
         return set()  # released meanwhile
     except OSError as e:
@@ -198,7 +193,7 @@ def _roots(store: Store) -> list[tuple[Digest, str | None]]:
     """Every entry of index.json, named or not (another tool's entries count too), and the
     digest each was resolved from."""
     roots: list[tuple[Digest, str | None]] = []
-    for entry in store._read_index_doc()["manifests"]:
+    for entry in store.read_index()["manifests"]:
         roots += descriptors_in([entry])
         annotations = entry.get("annotations") if isinstance(entry, dict) else None
         if isinstance(annotations, dict):
@@ -235,7 +230,7 @@ def _manifest_doc(store: Store, digest: Digest, strict: bool) -> dict[str, objec
     know), is not one. A manifest of a kind pypull reads that does not match its digest or
     does not parse stops the prune: what it really lists is unknown."""
     path = store.blob_path(digest)
-    st = store._lstat(("blobs", digest.algorithm), digest.hex)
+    st = store.lstat(("blobs", digest.algorithm), digest.hex)
     if st is None or not stat.S_ISREG(st.st_mode):
         return None
     if st.st_size > MAX_MANIFEST_SIZE:
@@ -268,13 +263,13 @@ def _sweep(store: Store, keep: set[Digest], dry_run: bool) -> list[Pruned]:
     names (links, strays) are left for ``pypull verify`` to report."""
     removed = []
     try:
-        with store._dir(("blobs",)) as blobs:
+        with store.directory(("blobs",)) as blobs:
             algorithms = sorted(os.listdir(blobs))
     except OSError as e:
-        raise _store_error("read", store.blobs_dir, e) from e
+        raise store_error("read", store.blobs_dir, e) from e
     for algorithm in algorithms:
         try:
-            with store._dir(("blobs", algorithm)) as fd:
+            with store.directory(("blobs", algorithm)) as fd:
                 for name in sorted(os.listdir(fd)):
                     try:
                         digest = parse_digest(f"{algorithm}:{name}")
@@ -295,7 +290,7 @@ def _sweep(store: Store, keep: set[Digest], dry_run: bool) -> list[Pruned]:
         except StoreError:
             continue  # a link, or not a directory: not ours to walk (verify reports it)
         except OSError as e:
-            raise _store_error("prune", store.blobs_dir / algorithm, e) from e
+            raise store_error("prune", store.blobs_dir / algorithm, e) from e
     return removed
 
 
@@ -322,7 +317,7 @@ def _old_partials(store: Store, older_than: float, now: float, dry_run: bool) ->
     (a pull writing one holds it)."""
     removed = []
     try:
-        with store._dir(_INGEST) as ingest:
+        with store.directory(INGEST) as ingest:
             names = sorted(os.listdir(ingest))
             for name in names:
                 if name.startswith(".") and not name.endswith(".lock"):
@@ -364,5 +359,5 @@ def _old_partials(store: Store, older_than: float, now: float, dry_run: bool) ->
     except StoreError:
         return removed  # a link where ingest should be: verify reports it
     except OSError as e:
-        raise _store_error("prune", store.ingest_dir, e) from e
+        raise store_error("prune", store.ingest_dir, e) from e
     return removed

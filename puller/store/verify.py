@@ -7,7 +7,7 @@ the first pass already vouched for the content, so nothing is hashed twice.
 
 Before both, every symbolic link below the root is reported, wherever it is (``blobs/``,
 ``index.json``, ``oci-layout``, ``.pypull/``): pypull never makes one and never follows one (see
-``store``), so a link is someone's mistake or an attempt to make pypull read or write outside the
+``layout``), so a link is someone's mistake or an attempt to make pypull read or write outside the
 store. Nothing is read through a link: a linked blob is not hashed, and an image whose blob is a
 link is also reported incomplete, as a pull would see it.
 
@@ -40,6 +40,7 @@ from ..oci.manifest import (
     parse_descriptor,
     parse_manifest,
 )
+from .files import FILE_FLAGS
 from .layout import OCI_LAYOUT, Store
 
 __all__ = ["Problem", "Report", "verify_store"]
@@ -139,7 +140,7 @@ def _lstat(path: Path) -> os.stat_result | None:
 
 def _read_nofollow(path: Path) -> bytes:
     """The content of a regular file, not through a link (``OSError`` otherwise)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    fd = os.open(path, os.O_RDONLY | FILE_FLAGS)
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(f"{path} is not a regular file")
@@ -259,7 +260,7 @@ def _hash_file(blob: tuple[Path, Digest]) -> str | OSError:
     view = memoryview(buf)
     try:
         # Not through a link (one may have been planted since the listing), and not a FIFO.
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | FILE_FLAGS)
         with open(fd, "rb", buffering=0) as f:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise OSError(f"{path} is not a regular file")
