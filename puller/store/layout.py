@@ -117,20 +117,16 @@ class Store:
 
     # -- directories, never through a link ------------------------------------------------------
 
-    def _open_dir(self, parts: tuple[str, ...], create: bool = False) -> int:
-        # Every directory of this store is opened here (a test stands in for a read-only
-        # store by replacing it).
-        return open_dir(self.root, parts, create)
-
     def open_dir(self, parts: tuple[str, ...], create: bool = False) -> int:
         """A descriptor of ``root/parts...``, opened through no link (``files.open_dir``),
-        created if missing and ``create``; the caller closes it."""
-        return self._open_dir(parts, create)
+        created if missing and ``create``; the caller closes it. Every directory of this store
+        is opened here (a test stands in for a read-only store by replacing it)."""
+        return open_dir(self.root, parts, create)
 
     @contextmanager
     def directory(self, parts: tuple[str, ...], create: bool = False) -> Iterator[int]:
         """``open_dir`` for the ``with`` block."""
-        fd = self._open_dir(parts, create)
+        fd = self.open_dir(parts, create)
         try:
             yield fd
         finally:
@@ -152,7 +148,7 @@ class Store:
             return
         try:
             for parts in (("blobs", "sha256"), INGEST):
-                os.close(self._open_dir(parts, create=True))
+                os.close(self.open_dir(parts, create=True))
             with self.directory(()) as root:
                 if not lexists(root, "oci-layout"):
                     atomic_write(root, "oci-layout", json.dumps(OCI_LAYOUT).encode())

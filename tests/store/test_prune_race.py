@@ -149,14 +149,14 @@ def test_a_store_that_cannot_take_a_lease_is_still_read(
     data = b"carried"
     digest = digest_of(data)
     Store(root).put_bytes(digest, data)
-    original = Store._open_dir
+    original = Store.open_dir
 
     def read_only(self: Store, parts: tuple[str, ...], create: bool = False) -> int:
         if create and parts[-1] == "leases":
             raise OSError(errno.EROFS, "Read-only file system")
         return original(self, parts, create)
 
-    monkeypatch.setattr(Store, "_open_dir", read_only)
+    monkeypatch.setattr(Store, "open_dir", read_only)
     store = Store(root)
     with store.lease():
         assert store.has(digest)
