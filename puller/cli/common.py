@@ -3,7 +3,6 @@ registry, the event loop, image lists and usage errors."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from collections.abc import Coroutine
@@ -33,6 +32,8 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
     pull took 8% less time with it in one series here (1.20 s against 1.30 s, medians of 6),
     though the benchmark's asyncio row is within noise of it. Optional;
     ``PYPULL_EVENT_LOOP=asyncio`` turns it off."""
+    import asyncio  # here, not at the top: `pypull --help` needs no event loop
+
     choice = os.environ.get("PYPULL_EVENT_LOOP", "").strip().lower()
     if choice not in ("", "asyncio", "uvloop"):
         main.close()

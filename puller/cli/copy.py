@@ -3,7 +3,6 @@ or JSON object per image, a summary, the target repositories locked for the run.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -304,6 +303,8 @@ def _sync_file(args: argparse.Namespace, path: str) -> int:
 
     async def work(copier: Copier, report: Callable[[CopyResult], None]) -> list[CopyResult]:
         """Every entry's images in one run, ``-j`` at once (not entry after entry)."""
+        import asyncio
+
         from ..copying import CopyResult, Pair
 
         async def pairs_of(entry: SyncEntry) -> tuple[list[Pair], list[CopyResult]]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import shutil
 import sys
-import traceback
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..text import shown
@@ -34,6 +33,8 @@ def one_line(e: BaseException) -> str:
 def print_error(e: BaseException, debug: bool) -> None:
     """``Error: ...`` on stderr; with ``debug`` (--debug), the traceback before it."""
     if debug:
+        import traceback
+
         # Whole (a traceback is for debugging), but escaped: a hostile registry's message must
         # not drive the terminal of whoever debugs it, and an escaped ESC is clearer to read.
         for line in traceback.format_exception(type(e), e, e.__traceback__):
