@@ -151,7 +151,7 @@ def test_json_progress_is_thinned_per_layer_and_ends_at_the_total(monkeypatch: A
     import io
     import time
 
-    from puller.cli.main import JsonRenderer
+    from puller.cli.render import JsonRenderer
     from puller.events import LayerProgress
     from puller.oci.digest import parse_digest
 

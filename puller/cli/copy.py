@@ -1,0 +1,427 @@
+"""``pypull copy``, ``push`` and ``sync``: registry to registry (or store to registry), one line
+or JSON object per image, a summary, the target repositories locked for the run."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+from ..errors import PullError
+from ..oci.reference import Reference, names_image, parse
+from ..text import shown
+from .common import image_list, load_config, make_puller, parsed, run_async
+from .options import add_command, add_common, add_settings, checked_platform, positive_int
+from .render import CopyBar, human_size, plural
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from ..config import Config
+    from ..copying import Copier, CopyResult
+    from ..syncfile import SyncEntry
+    from .options import Subparsers
+
+    Work = Callable[[Copier, Callable[[CopyResult], None]], Awaitable[list[CopyResult]]]
+
+#: A copy or sync run that failed nothing but deferred some images: "come back later", which
+#: cron can tell from done (0) and from failed (1).
+EXIT_DEFERRED = 3
+#: The exit statuses of copy and sync, as _copying decides them.
+COPY_EXIT = """\
+exit status: 0 when no image failed or was deferred, 1 when any failed (the others are still
+copied), 3 when none failed but some were deferred (come back later: cron can tell a run that
+is done from one that is not), 75 when --no-wait met a target repository another pypull is
+writing to, 2 on a usage error.
+"""
+
+SYNC_EPILOG = (
+    """\
+the sync file (TOML):
+  [[sync]]
+  source = "docker.io/library/redis"            # a repository: its tags, filtered below
+  target = "registry.internal:5000/mirror/redis"
+  tags = ["7\\\\..*", "latest"]                    # regexes, each matched against the whole tag
+  exclude = [".*-rc.*"]
+  platforms = ["linux/amd64", "linux/arm64"]    # default: all, digests unchanged
+  [[sync]]
+  source = "ghcr.io/org/app:1.4.2"              # one image; the target keeps its tag
+  target = "registry.internal:5000/mirror/app"
+
+statuses: copied, up-to-date (nothing fetched or written), would-copy (--dry-run), deferred (the
+source's pull quota is below rate_limit_reserve: not fetched; images found up to date by HEADs,
+which cost no quota, are up-to-date however little is left), failed
+
+Two entries that write one target tag are refused when the file is read, with both lines, where
+the file alone tells (a tag either names that both select, every tag twice, the same regexes);
+otherwise, when two regexes meet at a tag the sources list, the later entry's copy of it fails.
+
+One run at a time writes to a target repository: each is locked for the run, a dry run aside
+(flock on a file in $XDG_RUNTIME_DIR/pypull, else /run/user/UID/pypull, else /tmp/pypull-UID;
+a killed run lets go). Another run waits, saying so in one line on stderr, and then finds what
+the first copied up to date; with --no-wait it exits 75 at once. copy and push lock alike.
+
+"""
+    + COPY_EXIT
+    + """
+examples:
+  pypull sync /etc/pypull/sync.toml --json
+  pypull sync --to registry.internal:5000/mirror redis:7 postgres:16
+  pypull sync --to registry.internal:5000/mirror -f images.txt
+"""
+)
+
+
+def _add_copy_options(p: argparse.ArgumentParser, json_help: str) -> None:
+    """What `copy`, `push` and `sync` share."""
+    p.add_argument(
+        "--dry-run", action="store_true", help="compare and say what would be done; write nothing"
+    )
+    p.add_argument("--json", action="store_true", help=json_help)
+    p.add_argument(
+        "--missing",
+        action="store_true",
+        help="list the target's tags once and leave those it has alone without asking the "
+        "source (for tags that never change)",
+    )
+    p.add_argument(
+        "--platform",
+        action="append",
+        type=checked_platform,
+        metavar="OS/ARCH[/VARIANT]",
+        help="copy only this platform of a multi-platform image: the target's tag is then its "
+        "manifest; repeated, an index of just those, recording the source's digest (default: "
+        "every platform, digests unchanged)",
+    )
+    p.add_argument(
+        "-j",
+        "--jobs",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="blobs (and images) moved at once (default: this machine's CPUs, 2 to 4)",
+    )
+    p.add_argument("--fail-fast", action="store_true", help="start no image after one has failed")
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="when another pypull is writing to a target repository, exit at once with status "
+        "75 instead of waiting for it to finish",
+    )
+    add_settings(p, pulls=False)
+    add_common(p, "blobs are read from when it has them (and push reads images from)")
+
+
+def add_copy(sub: Subparsers) -> None:
+    copy = add_command(
+        sub,
+        "copy",
+        help="copy an image from one registry to another, byte for byte",
+        description="Copy an image from one registry to another: every platform of a "
+        "multi-platform image, the index and each child keeping their digests. Blobs stream "
+        "from the source to the target, verified on the way; blobs the target has are skipped "
+        "and blobs in another of its repositories are mounted. When both sides already hold "
+        "the same digest (asked by HEAD: a registry that counts pulls does not count it), "
+        "nothing is fetched or written. The source goes through the configured mirrors and "
+        "credentials; the target is reached directly, with its credentials from docker's "
+        "config.json.",
+        epilog="examples:\n"
+        "  pypull copy redis:7 registry.internal:5000/mirror/redis\n"
+        "  pypull copy --json --dry-run ghcr.io/org/app:1.4.2 registry.internal:5000/app:1.4.2\n"
+        "\nstatuses: copied, up-to-date, would-copy (--dry-run), deferred (the source's pull quota "
+        "is\nbelow rate_limit_reserve: see `pypull sync --help`), failed\n\n" + COPY_EXIT,
+    )
+    copy.add_argument("source", metavar="SOURCE", help="the image to copy")
+    copy.add_argument(
+        "target",
+        metavar="TARGET",
+        help="where to copy it; without a tag, the source's tag",
+    )
+    copy.add_argument(
+        "-a",
+        "--all-tags",
+        action="store_true",
+        help="every tag of SOURCE's repository into TARGET's (both given without a tag); a line "
+        "per image, then a summary",
+    )
+    _add_copy_options(
+        copy,
+        'one JSON object: {"source", "target", "digest", "status", "blobs": {"uploaded", '
+        '"mounted", "existing"}, "bytes_uploaded", "error"} per image; with --all-tags, then '
+        '{"summary": {"copied", "up-to-date", "would-copy", "deferred", "failed"}}',
+    )
+    copy.set_defaults(handler=_cmd_copy)
+
+
+def add_push(sub: Subparsers) -> None:
+    push = add_command(
+        sub,
+        "push",
+        help="push an image from the store to a registry",
+        description="Push an image from the local store to a registry (pull on one machine, "
+        "carry the store, push on another). The manifest bytes the source registry served go "
+        "out as they were (the store keeps them beside their OCI form), so the digest `pypull "
+        "pull` showed is the digest at the target. A multi-platform image needs every platform "
+        "in the store (pull each with --platform), or push the ones it has with --platform.",
+        epilog="examples:\n"
+        "  pypull pull --store ./carry redis:7 && pypull push --store ./carry redis:7 "
+        "registry.internal:5000/mirror/redis",
+    )
+    push.add_argument("image", metavar="IMAGE", help="an image in the store, as it was pulled")
+    push.add_argument("target", metavar="TARGET", help="where to push it; without a tag, IMAGE's")
+    _add_copy_options(push, "one JSON object, as `pypull copy --json`")
+    push.set_defaults(handler=_cmd_push)
+
+
+def add_sync(sub: Subparsers) -> None:
+    sync = add_command(
+        sub,
+        "sync",
+        help="keep a registry stocked with images: a sync file, or images under a prefix",
+        description="Copy everything FILE describes, as `pypull copy` does: unchanged images "
+        "cost HEADs only (no manifest GET at the source, nothing written), blobs shared between "
+        "images are sent once and mounted into the other repositories, and -j images move at "
+        "once. With --to, copy each IMAGE to PREFIX plus its repository path instead (redis:7 "
+        "-> PREFIX/library/redis:7). One line per image as it ends, then a summary; exit "
+        "status 1 if any image failed, 3 if none failed but some were deferred, 75 if "
+        "--no-wait met a target repository another pypull is writing to (below).",
+        epilog=SYNC_EPILOG,
+    )
+    sync.add_argument(
+        "images",
+        nargs="*",
+        metavar="FILE | IMAGE",
+        help="the sync file (TOML, below); with --to, images to copy",
+    )
+    sync.add_argument("--to", metavar="PREFIX", help="registry[/path] the IMAGEs go under")
+    sync.add_argument(
+        "-f",
+        "--file",
+        metavar="LIST",
+        help="with --to: read images from LIST too, one a line, # comments; - for stdin",
+    )
+    _add_copy_options(
+        sync, 'one JSON object per image, as `pypull copy --json`, then {"summary": {...}}'
+    )
+    sync.set_defaults(handler=_cmd_sync)
+
+
+def _copy_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The per-image options of copy, push and sync, for ``Copier.copy``."""
+    from ..oci.manifest import parse_platform
+
+    return {
+        "dry_run": args.dry_run,
+        "missing": args.missing,
+        "platforms": tuple(parse_platform(p) for p in args.platform or ()),
+    }
+
+
+def _cmd_copy(args: argparse.Namespace) -> int:
+    source = parse(args.source)
+    target = parse(args.target)
+    if args.all_tags and (names_image(args.source) or names_image(args.target)):
+        print(
+            "Error: --all-tags copies repositories: give SOURCE and TARGET without a tag",
+            file=sys.stderr,
+        )
+        return 2
+    if not names_image(args.target):  # the source's tag (or digest) goes with it
+        target = _with_identifier(target, source)
+    options = _copy_options(args)
+
+    async def work(copier: Copier, report: Callable[[CopyResult], None]) -> list[CopyResult]:
+        if args.all_tags:
+            return await copier.copy_tags(
+                source, target, each=report, fail_fast=args.fail_fast, **options
+            )
+        return await copier.copy_all([(source, target)], each=report, **options)
+
+    return _copying(args, work, [target], summary=args.all_tags)
+
+
+def _with_identifier(target: Reference, source: Reference) -> Reference:
+    """The source's tag, else its digest: ``redis:7@sha256:...`` is read by digest and
+    written as ``:7``."""
+    import dataclasses
+
+    return dataclasses.replace(target, tag=source.tag, digest=None if source.tag else source.digest)
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    source = parse(args.image)
+    target = parse(args.target)
+    if not names_image(args.target):
+        target = _with_identifier(target, source)
+    options = _copy_options(args)
+
+    async def work(copier: Copier, report: Callable[[CopyResult], None]) -> list[CopyResult]:
+        from ..copying import StoreSource
+
+        origin = StoreSource(copier.store)
+        return await copier.copy_all([(source, target)], each=report, origin=origin, **options)
+
+    return _copying(args, work, [target], summary=False)
+
+
+def _cmd_sync(args: argparse.Namespace) -> int:
+    """A sync file, or the short form: each IMAGE into PREFIX plus its repository path."""
+    if args.to is None:
+        if args.file or len(args.images) != 1:
+            print(
+                "Error: give one sync FILE, or --to PREFIX with images (IMAGE... or -f LIST)",
+                file=sys.stderr,
+            )
+            return 2
+        return _sync_file(args, args.images[0])
+    texts: list[tuple[str | None, str]] = [(None, text) for text in args.images]
+    if args.file:
+        texts += image_list(args.file)
+    if not texts:
+        print("Error: no images to sync: give IMAGE arguments or -f LIST", file=sys.stderr)
+        return 2
+    prefix = args.to.rstrip("/")
+    pairs = []
+    for where, text in texts:
+        source = parsed(where, text)
+        pairs.append((source, parse(f"{prefix}/{source.path}{source.suffix}")))
+    options = _copy_options(args)
+
+    async def work(copier: Copier, report: Callable[[CopyResult], None]) -> list[CopyResult]:
+        return await copier.copy_all(pairs, each=report, fail_fast=args.fail_fast, **options)
+
+    return _copying(args, work, [target for _, target in pairs], summary=True)
+
+
+def _sync_file(args: argparse.Namespace, path: str) -> int:
+    """Every [[sync]] entry of the file: a repository's tags that its filters select, or one
+    image; the entry's platforms, else --platform."""
+    from ..syncfile import load_sync_file
+
+    entries = load_sync_file(path)
+    options = _copy_options(args)
+
+    async def work(copier: Copier, report: Callable[[CopyResult], None]) -> list[CopyResult]:
+        """Every entry's images in one run, ``-j`` at once (not entry after entry)."""
+        import asyncio
+
+        from ..copying import CopyResult, Pair
+
+        async def pairs_of(entry: SyncEntry) -> tuple[list[Pair], list[CopyResult]]:
+            own = {
+                "platforms": entry.platforms or options["platforms"],
+                "by": f"the entry at {path}:{entry.line}",  # named if another writes its tag
+            }
+            if not entry.is_repository:
+                return [(entry.source, entry.target, own)], []  # its target says what to write
+            try:
+                pairs, failed = await copier.tag_pairs(entry.source, entry.target, entry.selects)
+            except PullError as e:
+                return [], [
+                    CopyResult(str(entry.source), str(entry.target), "failed", error=str(e))
+                ]
+            return [(source, target, own) for source, target, *_ in pairs], failed
+
+        pairs: list[Pair] = []
+        results: list[CopyResult] = []
+        for found, failed in await asyncio.gather(*(pairs_of(e) for e in entries)):
+            pairs += found
+            for result in failed:
+                report(result)
+            results += failed
+        if args.fail_fast and results:
+            return results
+        results += await copier.copy_all(pairs, each=report, fail_fast=args.fail_fast, **options)
+        return results
+
+    return _copying(args, work, [entry.target for entry in entries], summary=True)
+
+
+def _copying(
+    args: argparse.Namespace, work: Work, targets: Sequence[Reference], *, summary: bool
+) -> int:
+    """Run copies with one Puller and one Copier (mounts across images), printing a line (or a
+    JSON object) per image as it ends, and a summary; exit 1 if any failed. The ``targets``'
+    repositories are locked for the run (not for a dry run, which writes nothing): another
+    pypull writing to one is waited for, or with --no-wait, ``TargetBusy``."""
+    config = load_config(args)
+    if args.dry_run:
+        return _copies(args, config, work, summary=summary)
+    from ..targetlock import hold
+
+    def waiting(repository: str) -> None:
+        print(
+            f"Waiting for another pypull to finish writing to {shown(repository)}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    with hold((t.name for t in targets), wait=not args.no_wait, on_wait=waiting):
+        return _copies(args, config, work, summary=summary)
+
+
+def _copies(args: argparse.Namespace, config: Config, work: Work, *, summary: bool) -> int:
+    import json
+
+    from ..copying import STATUSES, Copier
+
+    bar = CopyBar() if not args.json and sys.stderr.isatty() else None
+    rate_limits: dict[str, int] = {}
+
+    def report(result: CopyResult) -> None:
+        if args.json:
+            print(json.dumps(result.as_json()), flush=True)
+        elif bar is not None:
+            bar.line(shown(_copy_line(result), 1000))
+        else:
+            print(shown(_copy_line(result), 1000), flush=True)
+
+    async def run() -> list[CopyResult]:
+        async with make_puller(config) as puller:
+            copier = Copier(
+                puller,
+                jobs=args.jobs,
+                rate_limit_reserve=config.rate_limit_reserve,
+                on_bytes=bar.sent if bar is not None else None,
+                on_planned=bar.planned if bar is not None else None,
+            )
+            try:
+                return await work(copier, report)
+            finally:
+                rate_limits.update(copier.rate_limits)
+
+    try:
+        results = run_async(run())
+    finally:
+        if bar is not None:
+            bar.close()
+    if summary:
+        counts: dict[str, Any] = {s: sum(r.status == s for r in results) for s in STATUSES}
+        if args.json:
+            if rate_limits:
+                counts["ratelimit_remaining"] = rate_limits
+            print(json.dumps({"summary": counts}), flush=True)
+        else:
+            said = ", ".join(f"{n} {s.replace('-', ' ')}" for s, n in counts.items() if n)
+            quota = "".join(
+                f"; {shown(host, 100)} ratelimit-remaining {n}" for host, n in rate_limits.items()
+            )
+            print(f"{plural(len(results), 'image')}: {said or 'nothing to do'}{quota}", flush=True)
+    statuses = {r.status for r in results}
+    if "failed" in statuses:
+        return 1
+    return EXIT_DEFERRED if "deferred" in statuses else 0
+
+
+def _copy_line(result: CopyResult) -> str:
+    """``SOURCE -> TARGET: copied (5 uploaded, 3 mounted, 2 existing, 41.2 MB)``."""
+    head = f"{result.source} -> {result.target}"
+    if result.status in ("failed", "deferred") and result.error:
+        return f"{head}: {result.status}: {result.error}"
+    if result.status != "copied":
+        return f"{head}: {result.status.replace('-', ' ')}"
+    size = human_size(result.bytes_uploaded)
+    return (
+        f"{head}: copied ({result.uploaded} uploaded, {result.mounted} mounted, "
+        f"{result.existing} existing, {size})"
+    )

@@ -1,0 +1,158 @@
+"""Option pieces more than one command takes: argument types, --store, --platform, --debug, the
+settings that override the configuration, --creds; and ``add_command``, a subparser as every
+command's is made."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def add_command(
+    sub: Subparsers, name: str, *, help: str, description: str, epilog: str | None = None
+) -> argparse.ArgumentParser:
+    """The subparser of command ``name``; its description and epilog are printed as written."""
+    return sub.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not at least 1")
+    return n
+
+
+def positive_float(text: str) -> float:
+    try:
+        n = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not n > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not greater than 0")
+    return n
+
+
+def checked_platform(text: str) -> str:
+    """``os/arch[/variant]``, as given, once it parses."""
+    from ..oci.manifest import parse_platform
+
+    try:
+        parse_platform(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def checked_mirror(text: str) -> str:
+    """A mirror's URL, as given, once it is one."""
+    from ..registry.client import normalize_mirror
+
+    try:
+        normalize_mirror(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def user_and_password(text: str) -> tuple[str, str]:
+    user, sep, password = text.partition(":")
+    if not sep or not user:
+        raise argparse.ArgumentTypeError("expected USERNAME:PASSWORD")
+    return user, password
+
+
+def add_store(p: argparse.ArgumentParser, what: str = "to pull into") -> None:
+    p.add_argument(
+        "--store",
+        metavar="DIR",
+        help=f"the OCI image layout {what} "
+        "(default: $PYPULL_STORE, else $XDG_DATA_HOME/pypull, else ~/.local/share/pypull)",
+    )
+
+
+def add_debug(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+
+
+def add_platform(
+    p: argparse.ArgumentParser,
+    text: str = "the platform of a multi-platform image (default: linux/<this machine>)",
+) -> None:
+    """``--platform``, one platform (copy's, which repeats, is its own)."""
+    p.add_argument("--platform", type=checked_platform, metavar="OS/ARCH[/VARIANT]", help=text)
+
+
+def add_common(p: argparse.ArgumentParser, what: str = "to pull into") -> None:
+    add_store(p, what)
+    add_debug(p)
+
+
+def add_creds(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--creds",
+        type=user_and_password,
+        metavar="USERNAME:PASSWORD",
+        help="credentials for the image's registry (not sent to mirrors)",
+    )
+
+
+def add_settings(p: argparse.ArgumentParser, *, pulls: bool = True) -> None:
+    """The options that override the configuration file and PYPULL_* variables; without
+    ``pulls``, those of copies (every platform, one blob at a time: no --platform, no -j)."""
+    p.add_argument(
+        "--mirror",
+        action="append",
+        default=None,
+        type=checked_mirror,
+        metavar="URL",
+        help="registry mirror for Docker Hub images, tried before Docker Hub itself, in the "
+        "order given (repeatable); http:// for a plain-HTTP mirror",
+    )
+    p.add_argument(
+        "--mirror-only",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="never fall back from a registry's mirrors to the registry itself "
+        "(--no-mirror-only undoes mirror_only from the configuration)",
+    )
+    if pulls:
+        add_platform(
+            p, "platform to pull from a multi-platform image (default: linux/<this machine>)"
+        )
+        p.add_argument(
+            "-j",
+            "--max-concurrent-downloads",
+            type=positive_int,
+            default=None,
+            metavar="N",
+            help="layers downloaded at once (default: 3)",
+        )
+    p.add_argument(
+        "--max-download-attempts",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="attempts per layer and manifest before a temporary failure (connection trouble, "
+        "429, 5xx) is given up on; a cut-off download resumes where it stopped (default: 5)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="a connection that cannot be made, or goes silent, for this long is dropped and "
+        "the download retried where it stopped; an answer's head, a manifest or a token must "
+        "come within twice this, a layer at 1 KiB/s or more over this (default: 30)",
+    )
