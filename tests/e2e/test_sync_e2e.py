@@ -26,9 +26,9 @@ from fixtures.registry import Registry, push, running_registry
 from puller.copying import SOURCE_DIGEST_ANNOTATION
 from puller.syncfile import load_sync_file
 from puller.targetlock import hold
-from tests import fakeregistry
 from tests.conftest import raw
 from tests.e2e.test_mirrors_credentials_e2e import PASSWORD, USER, basic_auth, write_docker_config
+from tests.support import fakeregistry
 from tests.support.fakeregistry import CountedFault, Handler, start_fake
 from tests.support.helpers import AccessLog, on_a_terminal, run_pypull
 

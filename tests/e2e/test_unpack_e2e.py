@@ -30,7 +30,7 @@ from fixtures.layers import (
     unpack_image,
 )
 from fixtures.registry import Registry, push
-from tests import helpers
+from tests.support import helpers
 from tests.support.helpers import run_pypull
 
 UMOCI = shutil.which("umoci")
