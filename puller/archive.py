@@ -65,7 +65,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .errors import InvalidDigest, ManifestError, NotFound, PullError, StoreError
-from .inspecting import MAX_CONFIG_SIZE, find_entry, stored_manifest
 from .oci.digest import Digest, Verifier, digest_of, parse_digest, verify_bytes
 from .oci.manifest import (
     INDEX_TYPES,
@@ -80,6 +79,7 @@ from .oci.manifest import (
     parse_descriptor,
 )
 from .oci.reference import Reference, parse
+from .store.images import MAX_CONFIG_SIZE, find_entry, stored_manifest
 from .store.layout import OCI_LAYOUT, RESOLVED_ANNOTATION, StagedBlob, Store, as_store, new_file
 from .tar.reader import CHUNK, DIRECTORY, LINK, ArchiveError, TarReader, TarWriter
 from .text import shown

@@ -55,10 +55,10 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
 from .errors import DigestMismatch, InvalidDigest, ManifestError, NotFound, PullError
-from .inspecting import local_image
 from .oci.digest import Digest, parse_digest
 from .oci.manifest import Descriptor, Platform, parse_platform
 from .oci.reference import Reference, parse
+from .store.images import local_image
 from .store.layout import Store, as_store
 from .text import shown
 
