@@ -81,6 +81,8 @@ from .oci.manifest import (
 from .oci.reference import Reference, parse
 from .store.images import MAX_CONFIG_SIZE, find_entry, stored_manifest
 from .store.layout import OCI_LAYOUT, RESOLVED_ANNOTATION, StagedBlob, Store, as_store, new_file
+from .tar.compression import compression_of, inflated
+from .tar.errors import TarError
 from .tar.reader import CHUNK, DIRECTORY, LINK, ArchiveError, TarReader, TarWriter
 from .text import shown
 
@@ -575,8 +577,6 @@ class _Loader:
         return self._layers[blob.digest]
 
     def _inflated(self, blob: _Blob) -> tuple[str, Digest]:
-        from .unpacking import UnpackError, compression_of, inflated
-
         with self.store.open_blob(blob.digest) as f:
             compression = compression_of(f.read(4))
             if not compression:
@@ -587,7 +587,7 @@ class _Loader:
                 where = f"{self.where}: {blob.digest}"
                 for piece in inflated(iter(lambda: f.read(CHUNK), b""), compression, where):
                     hasher.update(piece)
-            except UnpackError as e:
+            except TarError as e:
                 raise ArchiveError(str(e)) from None
             return f"{OCI_LAYER}+{compression}", Digest("sha256", hasher.hexdigest())
 

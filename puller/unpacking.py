@@ -47,12 +47,11 @@ import os
 import queue
 import stat
 import threading
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, BinaryIO, cast
+from typing import Any, BinaryIO
 
 from .errors import DigestMismatch, InvalidDigest, ManifestError, NotFound, PullError
 from .oci.digest import Digest, parse_digest
@@ -60,6 +59,8 @@ from .oci.manifest import Descriptor, Platform, parse_platform
 from .oci.reference import Reference, parse
 from .store.images import local_image
 from .store.layout import Store, as_store
+from .tar.compression import check_magic, inflated, of_media_type
+from .tar.errors import TarError
 from .text import shown
 
 __all__ = ["Exported", "UnpackError", "Unpacked", "export", "unpack"]
@@ -90,8 +91,6 @@ LOOKUPS_PER_ENTRY = 256
 #: names that compress 150:1 must not turn a small layer into gigabytes of memory.
 MAX_TRACKED = 256 << 20
 PATH_OVERHEAD = 128
-#: zstd's own default: a frame asking for a larger window is refused rather than allocated.
-ZSTD_MAX_WINDOW = 1 << 27
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
@@ -130,14 +129,10 @@ class _Layer:
 
 
 def _compression(media_type: str, what: str) -> str:
-    for suffix in ("+gzip", ".gzip"):
-        if media_type.endswith(suffix):
-            return "gzip"
-    if media_type.endswith("+zstd"):
-        return "zstd"
-    if media_type.endswith((".tar", "tar")):
-        return ""
-    raise UnpackError(f"{what}: layer media type {shown(media_type)} is not a tar pypull reads")
+    compression = of_media_type(media_type)
+    if compression is None:
+        raise UnpackError(f"{what}: layer media type {shown(media_type)} is not a tar pypull reads")
+    return compression
 
 
 def _image_layers(store: Store, ref: Reference, platform: Platform | None) -> list[_Layer]:
@@ -218,100 +213,6 @@ class _Pipe:
                 continue
 
 
-_GZIP_MAGIC = b"\x1f\x8b"
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-
-
-def compression_of(head: bytes) -> str:
-    """The compression a layer's first bytes show: "gzip", "zstd", or "" (a plain tar, as far
-    as they say)."""
-    if head.startswith(_GZIP_MAGIC):
-        return "gzip"
-    return "zstd" if head.startswith(_ZSTD_MAGIC) else ""
-
-
-def inflated(chunks: Iterator[bytes], compression: str, where: str) -> Iterator[bytes]:
-    """The bytes of ``chunks`` uncompressed (``compression`` as ``compression_of`` names it),
-    at most ``CHUNK`` out per step whatever goes in: a small layer that inflates to gigabytes
-    costs time, never memory. ``UnpackError`` naming ``where`` when they are not valid."""
-    if compression == "gzip":
-        return _inflate_gzip(chunks, where)
-    if compression == "zstd":
-        return _inflate_zstd(chunks, where)
-    return chunks
-
-
-def _check_magic(head: bytes, compression: str, where: str) -> None:
-    found = compression_of(head)
-    if found != compression:
-        said = compression or "an uncompressed tar"
-        got = found or "not compressed"
-        raise UnpackError(f"{where}: its media type says {said}, but its bytes are {got}")
-
-
-def _inflate_gzip(chunks: Iterator[bytes], where: str) -> Iterator[bytes]:
-    """gzip members one after another, at most ``CHUNK`` out per step whatever goes in."""
-    inflater = zlib.decompressobj(31)
-    started = False
-    for chunk in chunks:
-        data: bytes = chunk
-        while data:
-            if inflater.eof:
-                data = inflater.unused_data + data
-                inflater = zlib.decompressobj(31)
-            started = True
-            try:
-                out = inflater.decompress(data, CHUNK)
-            except zlib.error as e:
-                raise UnpackError(f"{where}: not valid gzip: {e}") from None
-            if out:
-                yield out
-            data = inflater.unconsumed_tail
-            if inflater.eof:
-                data = inflater.unused_data + data
-                inflater = zlib.decompressobj(31)
-                started = False
-        # Output left inside zlib when the tail was consumed exactly at the bound.
-        while started and not inflater.eof and not inflater.unconsumed_tail:
-            try:
-                out = inflater.decompress(b"", CHUNK)
-            except zlib.error as e:
-                raise UnpackError(f"{where}: not valid gzip: {e}") from None
-            if not out:
-                break
-            yield out
-    if started and not inflater.eof:
-        raise UnpackError(f"{where}: the gzip stream is truncated")
-
-
-class _ChunkReader:
-    """A file-like over an iterator of chunks, for zstandard's stream reader."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-
-    def read(self, n: int = -1) -> bytes:
-        return next(self._chunks, b"")
-
-
-def _inflate_zstd(chunks: Iterator[bytes], where: str) -> Iterator[bytes]:
-    import zstandard
-
-    reader = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).stream_reader(
-        cast(IO[bytes], _ChunkReader(chunks)),  # it only calls read()
-        read_size=CHUNK,
-        read_across_frames=True,
-    )
-    while True:
-        try:
-            out = reader.read(CHUNK)
-        except zstandard.ZstdError as e:
-            raise UnpackError(f"{where}: not valid zstd: {e}") from None
-        if not out:
-            return
-        yield out
-
-
 class _Pipeline:
     """Every layer's uncompressed bytes, in order, with an ``_End`` after each; the digests are
     computed in threads while the caller writes."""
@@ -372,9 +273,9 @@ class _Pipeline:
                     chunk = f.read(CHUNK)
                     if size == 0:
                         try:
-                            _check_magic(chunk, layer.compression, self.where(i))
-                        except UnpackError as e:
-                            wrong = e  # unless the blob itself was changed: see below
+                            check_magic(chunk, layer.compression, self.where(i))
+                        except TarError as e:
+                            wrong = UnpackError(str(e))  # unless the blob was changed: see below
                     if not chunk:
                         break
                     size += len(chunk)
@@ -403,12 +304,12 @@ class _Pipeline:
                 for out in chunks:
                     self._hash_in.put(out)
                     self.out.put(out)
-            except UnpackError:
+            except TarError as e:
                 # Bytes that do not inflate: a blob changed in the store says more, if it was.
                 for _ in self._compressed_of(i, ends) if not ends else ():
                     pass
                 self._check_compressed(ends[0])
-                raise
+                raise UnpackError(str(e)) from None
             if not ends:  # zstd may stop before the source's end marker: drain to it
                 for _ in self._compressed_of(i, ends):
                     pass

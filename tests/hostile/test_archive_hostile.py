@@ -17,7 +17,7 @@ import puller
 from fixtures.images import redis
 from fixtures.registry import Registry
 from puller.oci.reference import parse
-from puller.unpacking import inflated
+from puller.tar.compression import inflated
 from tests.support.helpers import run_pypull
 
 
