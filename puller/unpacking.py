@@ -18,7 +18,7 @@ A layer is a tar written by someone else, so everything here is built for hostil
   failure removes it: no DIR is left behind.
 * Memory is bounded whatever a layer holds: the bytes stream through bounded queues in chunks
   of ``CHUNK``; the decompressors are asked for at most ``CHUNK`` at a time (no bomb fills
-  memory); a PAX or GNU long-name header is read only up to ``MAX_META``; names and link
+  memory); a PAX or GNU long-name header is read only up to ``tar.reader.MAX_META``; names and link
   targets are at most ``MAX_NAME`` bytes and ``MAX_DEPTH`` directories deep. What grows with
   a layer's entries is what containerd and umoci keep too: the paths this layer created (a
   whiteout applies to lower layers only), and the mtime of each directory and the mode of each
@@ -49,7 +49,7 @@ import stat
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -60,7 +60,9 @@ from .oci.reference import Reference, parse
 from .store.images import local_image
 from .store.layout import Store, as_store
 from .tar.compression import check_magic, inflated, of_media_type
-from .tar.errors import TarError
+from .tar.errors import TarError, Truncated
+from .tar.reader import REGULAR, Entry, Policy, entries
+from .tar.writer import TarWriter
 from .text import shown
 
 __all__ = ["Exported", "UnpackError", "Unpacked", "export", "unpack"]
@@ -70,10 +72,6 @@ __all__ = ["Exported", "UnpackError", "Unpacked", "export", "unpack"]
 CHUNK = 1 << 20
 #: Pieces waiting between two stages.
 QUEUE_DEPTH = 4
-#: A PAX header or GNU long name/link larger than this is refused, never read into memory.
-MAX_META = 1 << 20
-#: Records of global PAX headers (git archive writes one): each applies to every later entry.
-MAX_GLOBAL_RECORDS = 64
 #: Longest name or link target, cleaned, in bytes (Linux's PATH_MAX).
 MAX_NAME = 4096
 #: Deepest path, in directories: bounds the work of one entry and the descriptors held open.
@@ -95,6 +93,9 @@ PATH_OVERHEAD = 128
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
+#: What a layer may make unpack and export hold: one entry's extended headers at most 1 MiB,
+#: 64 global PAX records; no bound on its entries (what grows with them is bounded apart).
+LAYER_POLICY = Policy()
 _WHITEOUT = ".wh."
 _OPAQUE = ".wh..wh..opq"
 
@@ -358,14 +359,15 @@ class _Input:
     """One layer's uncompressed bytes as the tar reader wants them: exact reads, chunks of
     file content without copies, and the ``_End`` that follows."""
 
-    def __init__(self, pipe: _Pipe) -> None:
+    def __init__(self, pipe: _Pipe, where: str) -> None:
         self._pipe = pipe
+        self._where = where
         self._buf = memoryview(b"")
         self.end: _End | None = None
         #: A producer thread failed: nothing more will come, so there is nothing to drain.
         self.failed = False
-        #: Bytes handed out by ``chunks``: what the entry's consumer took of its content.
-        self.taken = 0
+        #: Bytes of the tar handed out (``Source.offset``).
+        self.offset = 0
 
     def _fill(self) -> bool:
         if self.end is not None:
@@ -385,6 +387,7 @@ class _Input:
         if len(self._buf) >= n:
             out = bytes(self._buf[:n])
             self._buf = self._buf[n:]
+            self.offset += n
             return out
         parts = [bytes(self._buf)]
         got = len(self._buf)
@@ -394,22 +397,19 @@ class _Input:
             parts.append(bytes(take))
             got += len(take)
             self._buf = self._buf[len(take) :]
+        self.offset += got
         return b"".join(parts)
 
     def chunks(self, n: int) -> Iterator[memoryview]:
         """The next ``n`` bytes, as they come; raises if the layer ends first."""
         while n:
             if not self._buf and not self._fill():
-                raise _Truncated
+                raise Truncated(f"{self._where}: the archive ends in the middle of a member")
             take = self._buf[:n]
             self._buf = self._buf[len(take) :]
             n -= len(take)
-            self.taken += len(take)
+            self.offset += len(take)
             yield take
-
-    def skip(self, n: int) -> None:
-        for _ in self.chunks(n):
-            pass
 
     def drain(self) -> _End:
         """Everything left of the layer (a tar's trailing blocks are hashed too)."""
@@ -418,225 +418,6 @@ class _Input:
             self._buf = memoryview(b"")
         assert self.end is not None
         return self.end
-
-
-class _Truncated(Exception):
-    """The layer ended inside a tar entry."""
-
-
-# -- tar headers --------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Entry:
-    name: str
-    kind: bytes
-    mode: int
-    uid: int
-    gid: int
-    size: int
-    mtime_ns: int
-    linkname: str
-    devmajor: int
-    devminor: int
-    xattrs: dict[str, bytes] = field(default_factory=dict)
-
-
-def _text(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-
-
-def _number(raw: bytes, what: str, where: str = "") -> int:
-    if raw and raw[0] & 0x80:  # GNU base-256: big numbers (sizes over 8 GiB, negative times)
-        value = int.from_bytes(raw[1:], "big")
-        if raw[0] == 0xFF:
-            value -= 1 << (8 * (len(raw) - 1))
-        return value
-    text = raw.split(b"\0", 1)[0].strip(b" \0")
-    if not text:
-        return 0
-    try:
-        return int(text, 8)
-    except ValueError:
-        raise UnpackError(
-            f"{where}: not a tar archive (bad {what} field {shown(repr(text))} in a header)"
-        ) from None
-
-
-def _checksum_ok(block: bytes) -> bool:
-    try:
-        stored = _number(block[148:156], "checksum")
-    except UnpackError:
-        return False
-    unsigned = sum(block[:148]) + 8 * 32 + sum(block[156:])
-    signed = unsigned - 2 * sum(b for b in block[:148] + block[156:] if b > 127)
-    return stored in (unsigned, signed)
-
-
-def _pax(data: bytes) -> dict[str, bytes]:
-    """PAX records (``LEN KEY=VALUE\\n``); values are kept as bytes."""
-    out: dict[str, bytes] = {}
-    pos = 0
-    while pos < len(data):
-        space = data.find(b" ", pos)
-        if space < 0:
-            if data[pos:].strip(b"\0") == b"":
-                break
-            raise UnpackError("a malformed PAX header")
-        try:
-            length = int(data[pos:space])
-        except ValueError:
-            raise UnpackError("a malformed PAX header") from None
-        record = data[space + 1 : pos + length]
-        if length <= 0 or pos + length > len(data) or not record.endswith(b"\n"):
-            raise UnpackError("a malformed PAX header")
-        key, eq, value = record[:-1].partition(b"=")
-        if not eq:
-            raise UnpackError("a malformed PAX header")
-        out[key.decode("utf-8", "surrogateescape")] = value
-        pos += length
-    return out
-
-
-#: Times beyond what nanoseconds in 64 bits hold are clamped (the year 2262); ids and device
-#: numbers are 32 bits, and (uid_t)-1 means "unchanged" to chown.
-_MAX_NS = (1 << 63) - 1
-_MAX_ID = (1 << 32) - 1
-_REGULAR = (b"0", b"\0", b"7")
-_KNOWN = (*_REGULAR, b"1", b"2", b"3", b"4", b"5", b"6")
-
-
-def _entries(src: _Input, where: str) -> Iterator[_Entry]:
-    """The tar's entries; the caller consumes (or skips) ``size`` bytes of each before asking
-    for the next, through ``src.chunks``. Extended headers are bounded by ``MAX_META``."""
-    global_pax: dict[str, bytes] = {}
-    pax: dict[str, bytes] = {}
-    long_name: str | None = None
-    long_link: str | None = None
-    while True:
-        block = src.read(512)
-        if len(block) < 512:
-            if block:
-                raise UnpackError(f"{where}: not a tar archive (it ends inside a header)")
-            return  # no end-of-archive blocks (or no bytes at all): accepted, as Go's tar does
-        if block == bytes(512):
-            return
-        if not _checksum_ok(block):
-            raise UnpackError(f"{where}: not a tar archive (a header's checksum is wrong)")
-        kind = block[156:157]
-        size = _number(block[124:136], "size", where)
-        if size < 0:
-            raise UnpackError(f"{where}: a tar header with a negative size")
-        padded = -size % 512
-        if kind in (b"x", b"g", b"L", b"K"):
-            if size > MAX_META:
-                raise UnpackError(
-                    f"{where}: an extended tar header of {size} bytes, over the "
-                    f"{MAX_META >> 20} MiB pypull reads"
-                )
-            data = b"".join(bytes(c) for c in src.chunks(size + padded))[:size]
-            if kind == b"x":
-                # Several may come one after another: together they are one entry's header.
-                pax.update(_pax(data))
-                if _meta_size(pax) > MAX_META:
-                    raise UnpackError(
-                        f"{where}: PAX headers of one entry over {MAX_META >> 20} MiB"
-                    )
-            elif kind == b"g":
-                # Merged into every later entry's records: few, or each entry costs them all.
-                global_pax.update(_pax(data))
-                if _meta_size(global_pax) > MAX_META or len(global_pax) > MAX_GLOBAL_RECORDS:
-                    raise UnpackError(
-                        f"{where}: global PAX headers over {MAX_META >> 20} MiB or "
-                        f"{MAX_GLOBAL_RECORDS} records"
-                    )
-            elif kind == b"L":
-                long_name = _text(data)
-            else:
-                long_link = _text(data)
-            continue
-        records = {**global_pax, **pax}
-        if any(k.startswith("GNU.sparse.") for k in records):
-            raise UnpackError(f"{where}: a sparse file; pypull does not unpack sparse tar entries")
-        name = _text(block[0:100])
-        if block[257:263] == b"ustar\0":
-            prefix = _text(block[345:500])
-            if prefix:
-                name = f"{prefix}/{name}"
-        if long_name is not None:
-            name = long_name
-        linkname = long_link if long_link is not None else _text(block[157:257])
-        if "path" in records:
-            name = records["path"].decode("utf-8", "surrogateescape")
-        if "linkpath" in records:
-            linkname = records["linkpath"].decode("utf-8", "surrogateescape")
-        mtime_ns = _number(block[136:148], "mtime", where) * 1_000_000_000
-        entry = _Entry(
-            name=name,
-            kind=kind,
-            mode=_number(block[100:108], "mode", where) & 0o7777,
-            uid=_number(block[108:116], "uid", where),
-            gid=_number(block[116:124], "gid", where),
-            size=size,
-            mtime_ns=mtime_ns,
-            linkname=linkname,
-            devmajor=_number(block[329:337], "devmajor", where),
-            devminor=_number(block[337:345], "devminor", where),
-        )
-        try:
-            if "size" in records:
-                entry.size = int(records["size"])
-                padded = -entry.size % 512
-            if "uid" in records:
-                entry.uid = int(records["uid"])
-            if "gid" in records:
-                entry.gid = int(records["gid"])
-            if "mtime" in records:
-                entry.mtime_ns = _pax_time(records["mtime"])
-        except ValueError:
-            raise UnpackError(f"{where}: a PAX header with a bad number") from None
-        if entry.size < 0:
-            raise UnpackError(f"{where}: a tar header with a negative size")
-        # What the system cannot hold: an error here, not an OverflowError from chown or utime.
-        entry.mtime_ns = max(-_MAX_NS, min(entry.mtime_ns, _MAX_NS))
-        numbers = {"uid": entry.uid, "gid": entry.gid}
-        numbers |= {"devmajor": entry.devmajor, "devminor": entry.devminor}
-        for what, number in numbers.items():
-            if not 0 <= number < _MAX_ID:
-                raise UnpackError(f"{where}: {shown(name)}: {what} {number} out of range")
-        for key, value in records.items():
-            for prefix in ("SCHILY.xattr.", "LIBARCHIVE.xattr."):
-                if key.startswith(prefix):
-                    entry.xattrs[key[len(prefix) :]] = value
-        if "\0" in entry.linkname or any("\0" in k for k in entry.xattrs):
-            # The system takes neither: a ValueError out of symlink or setxattr otherwise.
-            raise UnpackError(f"{where}: {shown(name)}: a link target or xattr name with a NUL")
-        if kind not in _KNOWN:
-            raise UnpackError(
-                f"{where}: {shown(name)}: tar entry type {shown(repr(kind))} is not one pypull "
-                "unpacks"
-            )
-        if kind not in _REGULAR:
-            # Only regular files have content; what another kind carries is skipped unread.
-            src.skip(entry.size + -entry.size % 512)
-            entry.size, padded = 0, 0
-        pax, long_name, long_link = {}, None, None
-        before = src.taken
-        yield entry
-        src.skip(entry.size - (src.taken - before) + padded)  # what the consumer left
-
-
-def _meta_size(records: dict[str, bytes]) -> int:
-    return sum(len(k) + len(v) for k, v in records.items())
-
-
-def _pax_time(raw: bytes) -> int:
-    whole, _, frac = raw.decode("ascii").partition(".")
-    ns = int(whole) * 1_000_000_000
-    if frac:
-        part = int((frac + "000000000")[:9])
-        ns += -part if whole.startswith("-") else part
-    return ns
 
 
 def _clean(name: str, where: str) -> list[str]:
@@ -865,7 +646,7 @@ class _Tree:
 
     # -- applying one entry
 
-    def apply(self, entry: _Entry, src: _Input, where: str) -> None:
+    def apply(self, entry: Entry, src: _Input, where: str) -> None:
         self.lookups += LOOKUPS_PER_ENTRY
         parts = _clean(entry.name, where)
         at = f"{where}: {shown(entry.name)}"
@@ -895,7 +676,7 @@ class _Tree:
             self.this_layer.add(path)
         self.files += 1
 
-    def _apply(self, parent: int, base: str, path: str, e: _Entry, src: _Input, at: str) -> None:
+    def _apply(self, parent: int, base: str, path: str, e: Entry, src: _Input, at: str) -> None:
         existing = _lstat(parent, base)
         self._drop(self.dir_modes, path)
         if e.kind == b"5":
@@ -926,7 +707,7 @@ class _Tree:
             return
         if existing is not None:
             self._replace(parent, base)
-        if e.kind in _REGULAR:
+        if e.kind in REGULAR:
             fd = os.open(base, _NEW_FILE, 0o600, dir_fd=parent)
             try:
                 for piece in src.chunks(e.size):
@@ -959,7 +740,7 @@ class _Tree:
                 os.close(fd)
 
     def _hard_link(
-        self, parent: int, base: str, existing: os.stat_result | None, e: _Entry, at: str
+        self, parent: int, base: str, existing: os.stat_result | None, e: Entry, at: str
     ) -> None:
         target = _clean(e.linkname, at)
         if not target:
@@ -984,7 +765,7 @@ class _Tree:
         finally:
             os.close(tfd)
 
-    def _own(self, fd: int | None, at: tuple[int, str] | None, e: _Entry) -> None:
+    def _own(self, fd: int | None, at: tuple[int, str] | None, e: Entry) -> None:
         """The entry's owner: as root always; otherwise counted as skipped when not ours."""
         if not self.as_root:
             if (e.uid, e.gid) != (self.uid, self.gid):
@@ -995,7 +776,7 @@ class _Tree:
         elif at is not None:
             os.chown(at[1], e.uid, e.gid, dir_fd=at[0], follow_symlinks=False)
 
-    def _xattrs(self, fd: int, e: _Entry, at: str) -> None:
+    def _xattrs(self, fd: int, e: Entry, at: str) -> None:
         for name, value in e.xattrs.items():
             if not self.as_root and name.startswith("security."):
                 self.skipped_xattrs += 1
@@ -1103,20 +884,20 @@ def _apply_layers(pipeline: _Pipeline, tree: _Tree, count: int) -> None:
     tree.new_layer()
 
 
-def _each_entry(pipeline: _Pipeline, i: int, handle: Callable[[_Entry, _Input, str], None]) -> None:
+def _each_entry(pipeline: _Pipeline, i: int, handle: Callable[[Entry, _Input, str], None]) -> None:
     """``handle`` each entry of the pipeline's layer ``i``, then check the layer's digests."""
     where = pipeline.where(i)
-    src = _Input(pipeline.out)
+    src = _Input(pipeline.out, where)
     try:
-        for entry in _entries(src, where):
+        for entry in entries(src, where, LAYER_POLICY):
             handle(entry, src, where)
-    except (UnpackError, _Truncated) as e:
+    except (UnpackError, TarError) as e:
         if src.failed:
             raise
         # A digest that does not match says more than the tar error it caused.
         pipeline.verify(src.drain())
-        if isinstance(e, _Truncated):
-            raise UnpackError(f"{where}: the tar ends inside an entry") from None
+        if isinstance(e, TarError):
+            raise UnpackError(str(e)) from None
         raise
     pipeline.verify(src.drain())
 
@@ -1212,13 +993,13 @@ class _Flattener:
     target comes; a target that an upper layer hid is written under the link's own name."""
 
     def __init__(self, out: BinaryIO) -> None:
-        self._out = out
+        self._tar = TarWriter(out)
         self.seen: dict[str, bool] = {}  # path -> is a directory
         self.gone: set[str] = set()
         self.opaque: set[str] = set()
         self._pending_gone: set[str] = set()
         self._pending_opaque: set[str] = set()
-        self._waiting: dict[str, list[_Entry]] = {}  # link target -> links to it
+        self._waiting: dict[str, list[Entry]] = {}  # link target -> links to it
         self.files = 0
         self.bytes = 0
 
@@ -1240,7 +1021,7 @@ class _Flattener:
                 return True
         return False
 
-    def add(self, entry: _Entry, src: _Input, where: str) -> None:
+    def add(self, entry: Entry, src: _Input, where: str) -> None:
         parts = _clean(entry.name, where)
         if not parts:
             return  # the root: a tar of a filesystem names what is in it
@@ -1286,33 +1067,19 @@ class _Flattener:
             link.linkname = path
             self._write(link, src)
 
-    def _write(self, entry: _Entry, src: _Input) -> None:
-        import tarfile
-
-        info = tarfile.TarInfo(entry.name + ("/" if entry.kind == b"5" else ""))
-        info.type = entry.kind if entry.kind != b"\0" else tarfile.REGTYPE
-        info.mode = entry.mode
-        info.uid, info.gid = entry.uid, entry.gid
-        info.size = entry.size if entry.kind in _REGULAR else 0
-        info.mtime = entry.mtime_ns // 1_000_000_000
-        info.linkname = entry.linkname
-        info.devmajor, info.devminor = entry.devmajor, entry.devminor
-        info.pax_headers = {
-            "SCHILY.xattr." + k: v.decode("utf-8", "surrogateescape")
-            for k, v in entry.xattrs.items()
-        }
-        self._out.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
-        if info.size:
-            for piece in src.chunks(info.size):
-                self._out.write(piece)
-            self._out.write(bytes(-info.size % 512))
-            self.bytes += info.size
+    def _write(self, entry: Entry, src: _Input) -> None:
+        self._tar.entry(entry)
+        if entry.size:
+            for piece in src.chunks(entry.size):
+                self._tar.data(piece)
+            self._tar.end_member(entry.size)
+            self.bytes += entry.size
         self.files += 1
 
     def finish(self) -> None:
         """The end-of-archive blocks. Links whose target no layer held are left out, as an
         unpack would refuse them."""
-        self._out.write(bytes(1024))
+        self._tar.close()
 
 
 def _export_image(
