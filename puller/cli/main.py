@@ -1725,7 +1725,7 @@ def _cmd_rmi(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace, output: str | None) -> int:
-    from ..unpacking import export
+    from ..exporting import export
 
     store = _config(args).store
     if output is None or output == "-":

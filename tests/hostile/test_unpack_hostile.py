@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 
 from fixtures.layers import E, tar_of
-from puller import unpacking
+from puller import rootfs
+from puller.exporting import Flattener
+from puller.layers import LAYER_POLICY, UnpackError
 from puller.tar.errors import TarError
 from puller.tar.reader import MAX_META, Entry, StreamSource
 from puller.tar.reader import entries as read_entries
-from puller.unpacking import LAYER_POLICY, UnpackError
 
 
 def layer_source(data: bytes) -> StreamSource:
@@ -88,7 +89,7 @@ def test_export_holds_no_xattrs_of_hard_links_waiting_for_their_target() -> None
     xattr = (("SCHILY.xattr.user.x", "a" * (MAX_META - 100)),)
     data = tar_of([E(f"l{i}", "hardlink", target="below", pax=xattr) for i in range(40)])
     out = io.BytesIO()
-    flat = unpacking._Flattener(out)
+    flat = Flattener(out)
     src = layer_source(data)
     tracemalloc.start()
     try:
@@ -111,7 +112,7 @@ def test_export_holds_no_xattrs_of_hard_links_waiting_for_their_target() -> None
 def apply_all(root: Path, *layers: bytes) -> None:
     """The layers' tars applied in order into ``root`` through one tree, as unpack does."""
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    tree = unpacking._Tree(fd, as_root=os.geteuid() == 0)
+    tree = rootfs.Tree(fd, as_root=os.geteuid() == 0)
     try:
         for data in layers:
             tree.new_layer()
@@ -153,7 +154,7 @@ def test_entries_through_a_deep_chain_of_symlinks_run_out_of_lookups_not_hours(
     depth = 500
     deep = "/".join(["d"] * depth)
     setup = [E("/".join(["d"] * k), "dir") for k in range(1, depth + 1)]
-    hops = unpacking.MAX_LINKS - 2
+    hops = rootfs.MAX_LINKS - 2
     setup += [E(f"{deep}/l{i}", "symlink", target=f"/{deep}/l{i + 1}") for i in range(hops)]
     setup += [E(f"{deep}/l{hops}", "dir")]
     setup += [E(name, "symlink", target=f"/{deep}/l0") for name in ("a", "b")]
@@ -181,13 +182,13 @@ def test_the_names_a_layer_makes_the_tree_remember_are_bounded(
     """Names of 3.9 KB that differ at the end compress 150:1: the paths kept (this layer's
     names, directories' times) made a 100 MiB gzip layer hold ~12 GiB. Past MAX_TRACKED the
     layer is refused; here the bound is lowered to 2 MiB to see it."""
-    monkeypatch.setattr(unpacking, "MAX_TRACKED", 2 << 20)
+    monkeypatch.setattr(rootfs, "MAX_TRACKED", 2 << 20)
     parent = "/".join(f"p{k:02d}" * 40 for k in range(30))[:3700].rstrip("/")
     names = [parent + "/" + "f" * 240 + f"{i:08d}" for i in range(2000)]
     data = tar_of([E(name, "dir") for name in names])
     assert len(gzip.compress(data)) < len(data) // 100
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
-    tree = unpacking._Tree(fd, as_root=os.geteuid() == 0)
+    tree = rootfs.Tree(fd, as_root=os.geteuid() == 0)
     src = layer_source(data)
     tracemalloc.start()  # after the test's own copy of the layer
     try:
