@@ -30,12 +30,11 @@ from fixtures.images import (
     shared_pair,
 )
 from fixtures.registry import Registry, push
+from tests.conftest import raw
 from tests.e2e.test_mirrors_credentials_e2e import PASSWORD, USER, basic_auth, write_docker_config
 from tests.support.fakeregistry import Answer, Status, start_fake
 from tests.support.fakeregistry import run_pypull as run_against_fake
 from tests.support.helpers import AccessLog, refs, run_pypull, umoci_unpack
-
-from .conftest import raw
 
 OCI_REF_NAME = "org.opencontainers.image.ref.name"
 RESOLVED = "io.pypull.resolved.digest"
