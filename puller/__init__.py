@@ -39,7 +39,9 @@ if TYPE_CHECKING:
         Unreachable,
         VerificationError,
     )
+    from .exporting import Exported, export
     from .inspecting import ImageInfo, ImageRecord, images, inspect, tags
+    from .layers import UnpackError
     from .oci.digest import Digest, parse_digest
     from .oci.manifest import Descriptor, Platform
     from .oci.reference import Reference
@@ -49,7 +51,7 @@ if TYPE_CHECKING:
     from .store.layout import Store
     from .store.prune import Pruned, PruneResult, prune, rmi
     from .syncfile import SyncEntry, load_sync_file
-    from .unpacking import Exported, Unpacked, UnpackError, export, unpack
+    from .unpacking import Unpacked, unpack
 
 _EXPORTS = {
     "ArchiveError": "archive",
@@ -101,10 +103,10 @@ _EXPORTS = {
     "Store": "store.layout",
     "SyncEntry": "syncfile",
     "load_sync_file": "syncfile",
-    "Exported": "unpacking",
-    "UnpackError": "unpacking",
+    "Exported": "exporting",
+    "UnpackError": "layers",
     "Unpacked": "unpacking",
-    "export": "unpacking",
+    "export": "exporting",
     "unpack": "unpacking",
 }
 _RENAMED = {"parse_reference": "parse"}

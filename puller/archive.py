@@ -45,7 +45,7 @@ checked against the config's ``rootfs.diff_ids`` as docker checks them.
 An archive may be written by an attacker: member names are never paths on this machine (no
 file is made outside the store), names with ``..`` or a leading ``/`` and links out of the
 archive are refused, ``index.json`` and ``manifest.json`` are read to at most
-``MAX_MANIFEST_SIZE``, configs to ``MAX_CONFIG_SIZE``, headers as ``tarstream`` bounds them,
+``MAX_MANIFEST_SIZE``, configs to ``MAX_CONFIG_SIZE``, headers as ``tar.reader`` bounds them,
 and every name printed goes through ``text.shown``.
 """
 
@@ -65,7 +65,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .errors import InvalidDigest, ManifestError, NotFound, PullError, StoreError
-from .inspecting import MAX_CONFIG_SIZE, find_entry, stored_manifest
 from .oci.digest import Digest, Verifier, digest_of, parse_digest, verify_bytes
 from .oci.manifest import (
     INDEX_TYPES,
@@ -82,12 +81,22 @@ from .oci.manifest import (
 from .oci.reference import Reference, parse
 from .store.blobs import StagedBlob
 from .store.files import new_file
+from .store.images import MAX_CONFIG_SIZE, find_entry, stored_manifest
 from .store.layout import OCI_LAYOUT, RESOLVED_ANNOTATION, Store, as_store
-from .tar.reader import CHUNK, DIRECTORY, LINK, ArchiveError, TarReader, TarWriter
+from .tar.compression import compression_of, inflated
+from .tar.errors import TarError
+from .tar.members import DIR, LINK, members
+from .tar.reader import CHUNK, Policy, StreamSource
+from .tar.writer import TarWriter
 from .text import shown
 
 __all__ = ["ArchiveError", "LoadResult", "LoadedImage", "SaveResult", "SavedImage", "load", "save"]
 
+#: An image archive holds a few files per blob; a million members is no image archive.
+MAX_MEMBERS = 1_000_000
+#: What an archive may make ``load`` hold: one member's extended headers at most 1 MiB, as many
+#: headers as ``MAX_MEMBERS``.
+_POLICY = Policy(max_headers=MAX_MEMBERS)
 #: containerd's name for an image, which docker 25+ writes and its containerd store reads.
 CONTAINERD_NAME = "io.containerd.image.name"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
@@ -98,6 +107,11 @@ _CONFIG_NAME = re.compile(r"([a-f0-9]{64})\.json")
 #: Members of a docker archive that nothing reads any more (the pre-1.10 image format).
 _IGNORED = ("oci-layout", "repositories")
 _IGNORED_BASENAMES = ("VERSION", "json")
+
+
+class ArchiveError(PullError):
+    """An archive that is not a tar of an image, or that tries something (a path out of the
+    archive, a header of gigabytes)."""
 
 
 # -- save -----------------------------------------------------------------------------------------
@@ -359,9 +373,15 @@ class _Loader:
     # -- reading the archive
 
     def read(self, stream: BinaryIO) -> None:
-        tar = TarReader(stream, self.where)
-        for member in tar.members():
-            if member.kind == DIRECTORY:
+        source = StreamSource(stream, self.where)
+        try:
+            self._read(source)
+        except TarError as e:
+            raise ArchiveError(str(e)) from None
+
+    def _read(self, source: StreamSource) -> None:
+        for member in members(source, self.where, _POLICY):
+            if member.kind == DIR:
                 continue
             if member.kind == LINK:
                 self.links[member.name] = member.target
@@ -375,13 +395,13 @@ class _Loader:
                         f"{self.where}: its {name} is {member.size} bytes, over the "
                         f"{MAX_MANIFEST_SIZE >> 20} MiB pypull reads"
                     )
-                self.docs[name] = _read_all(tar)
+                self.docs[name] = b"".join(source.chunks(member.size))
             elif name in _IGNORED or name.rpartition("/")[2] in _IGNORED_BASENAMES:
                 continue
             else:
-                self.files[name] = self._stage(tar, name)
+                self.files[name] = self._stage(source, name, member.size)
 
-    def _stage(self, tar: TarReader, name: str) -> _Blob:
+    def _stage(self, source: StreamSource, name: str, size: int) -> _Blob:
         expected = _named_digest(name, self.where)
         if expected is not None and self.store.has(expected):
             # The store's copy is verified, and these bytes go unused; its size is the one
@@ -389,7 +409,7 @@ class _Loader:
             with self.store.open_blob(expected) as f:
                 return _Blob(expected, os.fstat(f.fileno()).st_size)
         with StagedBlob(self.store, expected, f"{self.where}: {shown(name, 200)}") as staged:
-            while chunk := tar.read():
+            for chunk in source.chunks(size):
                 staged.write(chunk)
             new = not self.store.has(staged.content_digest())
             digest = staged.commit()
@@ -577,8 +597,6 @@ class _Loader:
         return self._layers[blob.digest]
 
     def _inflated(self, blob: _Blob) -> tuple[str, Digest]:
-        from .unpacking import UnpackError, compression_of, inflated
-
         with self.store.open_blob(blob.digest) as f:
             compression = compression_of(f.read(4))
             if not compression:
@@ -589,7 +607,7 @@ class _Loader:
                 where = f"{self.where}: {blob.digest}"
                 for piece in inflated(iter(lambda: f.read(CHUNK), b""), compression, where):
                     hasher.update(piece)
-            except UnpackError as e:
+            except TarError as e:
                 raise ArchiveError(str(e)) from None
             return f"{OCI_LAYER}+{compression}", Digest("sha256", hasher.hexdigest())
 
@@ -604,13 +622,6 @@ def _named_digest(name: str, where: str) -> Digest | None:
         return Digest(m.group(1), m.group(2)) if m.re is _BLOB_NAME else Digest("sha256", m[1])
     except InvalidDigest:
         raise ArchiveError(f"{where}: member '{shown(name, 200)}' names no valid digest") from None
-
-
-def _read_all(tar: TarReader) -> bytes:
-    parts = []
-    while chunk := tar.read():
-        parts.append(chunk)
-    return b"".join(parts)
 
 
 @contextlib.contextmanager

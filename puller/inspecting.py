@@ -25,13 +25,12 @@ read files only.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidDigest, ManifestError, NotFound, PlatformNotFound, PullError
-from .oci.digest import Digest, parse_digest, verify_bytes
+from .errors import InvalidDigest, PlatformNotFound, PullError
+from .oci.digest import Digest, parse_digest
 from .oci.manifest import (
     MANIFEST_TYPES,
     REF_NAME_ANNOTATION,
@@ -45,6 +44,14 @@ from .oci.manifest import (
     select_platform,
 )
 from .oci.reference import Reference, parse
+from .store.images import (
+    MAX_CONFIG_SIZE,
+    check_config_size,
+    check_platform,
+    config_document,
+    stored_image,
+    stored_manifest,
+)
 from .store.layout import RESOLVED_ANNOTATION, Store, as_store
 
 if TYPE_CHECKING:
@@ -57,13 +64,8 @@ __all__ = [
     "ImageRecord",
     "images",
     "inspect",
-    "local_image",
     "tags",
 ]
-
-#: An image config is a few KiB (tens with a long history); a larger one is a mistake or an
-#: attack, and is never read into memory.
-MAX_CONFIG_SIZE = 8 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,48 +180,6 @@ class ImageRecord:
 # -- reading the store ----------------------------------------------------------------------------
 
 
-def stored_manifest(store: Store, desc: Descriptor, what: str) -> tuple[bytes, Manifest | Index]:
-    """The manifest ``desc`` names, read from the store (bounded, verified) and parsed; for
-    every command that reads an image out of the store."""
-    if not store.has(desc.digest):
-        raise NotFound(f"{what}: the store {store.root} lacks its manifest {desc.digest}")
-    raw = store.read_manifest(desc.digest, desc.size)
-    return raw, parse_manifest(raw, desc.media_type, f"{what} in the store")
-
-
-def _platform_manifest(
-    store: Store, entry: Descriptor, want: Platform | None, what: str
-) -> tuple[Descriptor, bytes, Manifest]:
-    """The image manifest an entry stands for: itself, or for an index the child of ``want``
-    (default: this machine's platform), as stored."""
-    raw, parsed = stored_manifest(store, entry, what)
-    if isinstance(parsed, Manifest):
-        return entry, raw, parsed
-    chosen = select_platform(parsed, want or host_platform(), what)
-    raw, child = stored_manifest(store, chosen, what)
-    if isinstance(child, Index):
-        raise ManifestError(f"{what}: an index in an index; nested indexes are not supported")
-    return chosen, raw, child
-
-
-def _read_config(store: Store, desc: Descriptor, what: str) -> bytes:
-    """The config blob, read to at most ``MAX_CONFIG_SIZE`` and verified."""
-    _check_config_size(desc, what)
-    if not store.has(desc.digest):
-        raise NotFound(f"{what}: the store {store.root} lacks its config {desc.digest}")
-    raw = store.read_blob(desc.digest, desc.size + 1)
-    verify_bytes(raw, desc.digest, desc.size, str(store.blob_path(desc.digest)))
-    return raw
-
-
-def _check_config_size(desc: Descriptor, what: str) -> None:
-    if desc.size > MAX_CONFIG_SIZE:
-        raise ManifestError(
-            f"{what}: its config {desc.digest} is {desc.size} bytes, over the "
-            f"{MAX_CONFIG_SIZE >> 20} MiB pypull reads"
-        )
-
-
 def _same_image(a: Manifest, b: Manifest) -> bool:
     return a.config.digest == b.config.digest and [d.digest for d in a.layers] == [
         d.digest for d in b.layers
@@ -256,25 +216,6 @@ def _served(
     return None
 
 
-def find_entry(store: Store, ref: Reference) -> Descriptor | None:
-    """The entry for ``ref``; by digest, also an entry of its repository pulled by tag that
-    resolved to (or is) that digest."""
-    entry = store.lookup(str(ref))
-    if entry is not None or ref.digest is None:
-        return entry
-    for candidate in store.entries():
-        name = candidate.annotations.get(REF_NAME_ANNOTATION, "")
-        try:
-            if parse(name).name != ref.name:
-                continue
-        except PullError:
-            continue
-        resolved = candidate.annotations.get(RESOLVED_ANNOTATION)
-        if ref.digest == candidate.digest or resolved == str(ref.digest):
-            return candidate
-    return None
-
-
 def _repo_tags(store: Store, ref: Reference) -> tuple[str, ...]:
     """The tags the store holds for ``ref``'s repository, sorted."""
     found: set[str] = set()
@@ -293,38 +234,15 @@ def _local(store: Store, ref: Reference, platform: Platform | None) -> ImageInfo
         return _described(store, ref, platform)
 
 
-def _in_store(
-    store: Store, ref: Reference, platform: Platform | None, advice: str
-) -> tuple[Descriptor, Descriptor, bytes, Manifest, bytes]:
-    """``ref``'s index.json entry, the descriptor of its platform's manifest (the entry itself
-    for a single-platform image), that manifest's bytes and parse, and its config's bytes."""
-    what = str(ref)
-    entry = find_entry(store, ref)
-    if entry is None:
-        raise NotFound(f"{what}: not in the store {store.root} (pull it first{advice})")
-    chosen, raw, manifest = _platform_manifest(store, entry, platform, what)
-    return entry, chosen, raw, manifest, _read_config(store, manifest.config, what)
-
-
-def local_image(store: Store, ref: Reference, platform: Platform | None) -> tuple[Manifest, bytes]:
-    """The platform's manifest of ``ref`` in ``store`` and its config's bytes (bounded and
-    verified), as ``inspect`` finds them: for what reads the image's layers (unpack). The
-    caller holds the store's lease, so the blobs stay for the reads that follow."""
-    what = str(ref)
-    entry, chosen, _, manifest, config_raw = _in_store(store, ref, platform, "")
-    if chosen is entry:
-        info = _from_config(config_raw, what)
-        _check_platform(platform, Platform(info["os"], info["architecture"], info["variant"]), what)
-    return manifest, config_raw
-
-
 def _described(store: Store, ref: Reference, platform: Platform | None) -> ImageInfo:
     what = str(ref)
-    entry, chosen, raw, manifest, config_raw = _in_store(store, ref, platform, ", or use --remote")
+    entry, chosen, raw, manifest, config_raw = stored_image(
+        store, ref, platform, ", or use --remote"
+    )
     info = _from_config(config_raw, what)
     actual = Platform(info["os"], info["architecture"], info["variant"])
     if chosen is entry:
-        _check_platform(platform, actual, what)
+        check_platform(platform, actual, what)
     digest = chosen.digest
     served = _served(store, entry, manifest, chosen.platform or actual, what)
     if served is not None:
@@ -348,22 +266,10 @@ def _described(store: Store, ref: Reference, platform: Platform | None) -> Image
 # -- the config -----------------------------------------------------------------------------------
 
 
-def _check_platform(wanted: Platform | None, actual: Platform, what: str) -> None:
-    """A platform asked of a single-platform image must be its own: describing another one
-    instead would answer a different question (a pull, which has to pull something, does)."""
-    if wanted is not None and not actual.matches(wanted):
-        raise PlatformNotFound(str(wanted), [str(actual)], what)
-
-
 def _from_config(raw: bytes, what: str) -> dict[str, Any]:
     """The fields of ``ImageInfo`` a config gives; values of the wrong type count as absent
     (another tool's config may carry anything)."""
-    try:
-        doc = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise ManifestError(f"{what}: its config is not valid JSON") from None
-    if not isinstance(doc, dict):
-        raise ManifestError(f"{what}: its config is not a JSON object")
+    doc = config_document(raw, what)
     inner = doc.get("config")
     if not isinstance(inner, dict):
         inner = {}
@@ -412,7 +318,7 @@ async def _remote(puller: Puller, ref: Reference, platform: Platform | None) -> 
     manifest = resolved.manifest
     raw = resolved.raws[0][1]
     config = manifest.config
-    _check_config_size(config, what)
+    check_config_size(config, what)
     source = RegistrySource(puller)
     others = [e for e in puller.endpoints(ref) if e != resolved.endpoint]
     endpoints = (resolved.endpoint, *others)
@@ -425,7 +331,7 @@ async def _remote(puller: Puller, ref: Reference, platform: Platform | None) -> 
     config_raw = await with_retries(puller.retry, lambda: try_in_turn(endpoints, read))
     info = _from_config(config_raw, what)
     if resolved.platform is None:  # not chosen from an index
-        _check_platform(platform, Platform(info["os"], info["architecture"], info["variant"]), what)
+        check_platform(platform, Platform(info["os"], info["architecture"], info["variant"]), what)
     return ImageInfo(
         reference=ref,
         digest=resolved.digest,

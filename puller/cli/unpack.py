@@ -96,7 +96,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace, output: str | None) -> int:
     """The flattened tar to ``output``, written beside it and renamed once complete; to stdout
     when ``output`` is None or ``-`` (export without -o, unpack to ``-``)."""
-    from ..unpacking import export
+    from ..exporting import export
 
     store = load_config(args).store
     if output is None or output == "-":

@@ -17,7 +17,7 @@ import puller
 from fixtures.images import redis
 from fixtures.registry import Registry
 from puller.oci.reference import parse
-from puller.unpacking import inflated
+from puller.tar.compression import inflated
 from tests.support.helpers import run_pypull
 
 
@@ -181,7 +181,7 @@ def test_a_pax_header_claiming_gigabytes_is_not_read(store: Path, tmp_path: Path
     info.size = 1 << 30
     header = info.tobuf(tarfile.USTAR_FORMAT)
     message = load_refused(store, header + bytes(4096), tmp_path)
-    assert "a pax header of 1073741824 bytes, over the 1024 KiB pypull reads" in message
+    assert "an extended tar header of 1073741824 bytes, over the 1 MiB pypull reads" in message
 
 
 @pytest.mark.parametrize(
@@ -389,7 +389,19 @@ def test_a_negative_pax_size_is_refused_not_looped_on(store: Path, tmp_path: Pat
     info.pax_headers = {"size": "-1"}
     archive = tar_of((info, None), regular("y", b""))
     message = load_refused(store, archive, tmp_path)
-    assert "a malformed pax size" in message
+    assert "a malformed PAX size" in message
+
+
+def test_a_negative_size_field_is_refused_not_looped_on(store: Path, tmp_path: Path) -> None:
+    """An octal size of ``-1`` in a member's header: the archive reader skipped "the rest" of
+    the member forever (``pypull load`` hung); the one reader refuses it, as unpack did."""
+    info, _ = regular("x", b"")
+    block = bytearray(info.tobuf(tarfile.USTAR_FORMAT))
+    block[124:136] = b"-0000000001\0"
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\0 " % sum(block)
+    message = load_refused(store, bytes(block) + tar_of(regular("y", b"")), tmp_path)
+    assert "evil.tar at byte 0: a negative or oversized size in a tar header" in message
 
 
 @pytest.mark.parametrize("kind", ["name", "link"])

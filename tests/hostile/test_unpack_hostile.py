@@ -16,24 +16,21 @@ from pathlib import Path
 import pytest
 
 from fixtures.layers import E, tar_of
-from puller import unpacking
-from puller.unpacking import MAX_META, UnpackError
+from puller import rootfs
+from puller.exporting import Flattener
+from puller.layers import LAYER_POLICY, UnpackError
+from puller.tar.errors import TarError
+from puller.tar.reader import MAX_META, Entry, StreamSource
+from puller.tar.reader import entries as read_entries
 
 
-class _Feed:
-    """What the pipeline hands the tar reader: a layer's bytes in chunks, then its end."""
-
-    def __init__(self, data: bytes) -> None:
-        self._items: list[object] = [data[i : i + 65536] for i in range(0, len(data), 65536)]
-        self._items.append(unpacking._End(0))
-
-    def get(self) -> object:
-        return self._items.pop(0)
+def layer_source(data: bytes) -> StreamSource:
+    """A layer's uncompressed bytes as the tar reader takes them."""
+    return StreamSource(io.BytesIO(data), "layer")
 
 
-def entries(data: bytes) -> Iterator[unpacking._Entry]:
-    src = unpacking._Input(_Feed(data))  # type: ignore[arg-type]
-    yield from unpacking._entries(src, "layer")
+def entries(data: bytes) -> Iterator[Entry]:
+    yield from read_entries(layer_source(data), "layer", LAYER_POLICY)
 
 
 def extended(kind: bytes, records: list[tuple[bytes, bytes]]) -> bytes:
@@ -56,7 +53,7 @@ def test_pax_headers_one_after_another_are_bounded_together() -> None:
     headers = b"".join(
         extended(tarfile.XHDTYPE, [(b"k%d" % i + b"a" * (MAX_META // 2), b"")]) for i in range(3)
     )
-    with pytest.raises(UnpackError, match="PAX headers of one entry over 1 MiB"):
+    with pytest.raises(TarError, match="PAX headers of one entry over 1 MiB"):
         list(entries(headers + tar_of([E("f", data=b"x")])))
 
 
@@ -64,7 +61,7 @@ def test_global_pax_keys_count_toward_the_bound() -> None:
     headers = b"".join(
         extended(tarfile.XGLTYPE, [(b"k%d" % i + b"a" * (MAX_META // 2), b"")]) for i in range(3)
     )
-    with pytest.raises(UnpackError, match="global PAX headers over"):
+    with pytest.raises(TarError, match="global PAX headers over"):
         list(entries(headers + tar_of([E("f", data=b"x")])))
 
 
@@ -74,7 +71,7 @@ def test_a_global_pax_header_of_many_records_is_refused() -> None:
     records = [(b"%x" % i, b"") for i in range(100_000)]
     data = extended(tarfile.XGLTYPE, records) + tar_of([E(f"f{i}") for i in range(500)])
     started = time.monotonic()
-    with pytest.raises(UnpackError, match="global PAX headers"):
+    with pytest.raises(TarError, match="global PAX headers"):
         list(entries(data))
     assert time.monotonic() - started < 2
 
@@ -92,19 +89,19 @@ def test_export_holds_no_xattrs_of_hard_links_waiting_for_their_target() -> None
     xattr = (("SCHILY.xattr.user.x", "a" * (MAX_META - 100)),)
     data = tar_of([E(f"l{i}", "hardlink", target="below", pax=xattr) for i in range(40)])
     out = io.BytesIO()
-    flat = unpacking._Flattener(out)
-    src = unpacking._Input(_Feed(data))  # type: ignore[arg-type]
+    flat = Flattener(out)
+    src = layer_source(data)
     tracemalloc.start()
     try:
-        for entry in unpacking._entries(src, "layer"):
+        for entry in read_entries(src, "layer", LAYER_POLICY):
             flat.add(entry, src, "layer")
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert peak < 8 * MAX_META, peak
     below = tar_of([E("below", data=b"content")])
-    src = unpacking._Input(_Feed(below))  # type: ignore[arg-type]
-    for entry in unpacking._entries(src, "layer"):
+    src = layer_source(below)
+    for entry in read_entries(src, "layer", LAYER_POLICY):
         flat.add(entry, src, "layer")
     flat.finish()
     with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
@@ -115,12 +112,12 @@ def test_export_holds_no_xattrs_of_hard_links_waiting_for_their_target() -> None
 def apply_all(root: Path, *layers: bytes) -> None:
     """The layers' tars applied in order into ``root`` through one tree, as unpack does."""
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    tree = unpacking._Tree(fd, as_root=os.geteuid() == 0)
+    tree = rootfs.Tree(fd, as_root=os.geteuid() == 0)
     try:
         for data in layers:
             tree.new_layer()
-            src = unpacking._Input(_Feed(data))  # type: ignore[arg-type]
-            for entry in unpacking._entries(src, "layer"):
+            src = layer_source(data)
+            for entry in read_entries(src, "layer", LAYER_POLICY):
                 tree.apply(entry, src, "layer")
         tree.finish()
     finally:
@@ -144,7 +141,7 @@ def test_times_out_of_range_are_clamped_not_a_crash(tmp_path: Path, kind: str) -
 def test_ids_out_of_range_are_an_unpack_error_not_a_crash(tmp_path: Path, key: str) -> None:
     """A uid of 10**23 was an OverflowError out of chown (as root): a traceback."""
     data = tar_of([E("x", pax=((key, "99999999999999999999999"),))])
-    with pytest.raises(UnpackError, match=f"{key} 99999999999999999999999 out of range"):
+    with pytest.raises(TarError, match=f"{key} 99999999999999999999999 out of range"):
         apply_all(tmp_path, data)
 
 
@@ -157,7 +154,7 @@ def test_entries_through_a_deep_chain_of_symlinks_run_out_of_lookups_not_hours(
     depth = 500
     deep = "/".join(["d"] * depth)
     setup = [E("/".join(["d"] * k), "dir") for k in range(1, depth + 1)]
-    hops = unpacking.MAX_LINKS - 2
+    hops = rootfs.MAX_LINKS - 2
     setup += [E(f"{deep}/l{i}", "symlink", target=f"/{deep}/l{i + 1}") for i in range(hops)]
     setup += [E(f"{deep}/l{hops}", "dir")]
     setup += [E(name, "symlink", target=f"/{deep}/l0") for name in ("a", "b")]
@@ -185,18 +182,18 @@ def test_the_names_a_layer_makes_the_tree_remember_are_bounded(
     """Names of 3.9 KB that differ at the end compress 150:1: the paths kept (this layer's
     names, directories' times) made a 100 MiB gzip layer hold ~12 GiB. Past MAX_TRACKED the
     layer is refused; here the bound is lowered to 2 MiB to see it."""
-    monkeypatch.setattr(unpacking, "MAX_TRACKED", 2 << 20)
+    monkeypatch.setattr(rootfs, "MAX_TRACKED", 2 << 20)
     parent = "/".join(f"p{k:02d}" * 40 for k in range(30))[:3700].rstrip("/")
     names = [parent + "/" + "f" * 240 + f"{i:08d}" for i in range(2000)]
     data = tar_of([E(name, "dir") for name in names])
     assert len(gzip.compress(data)) < len(data) // 100
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
-    tree = unpacking._Tree(fd, as_root=os.geteuid() == 0)
-    src = unpacking._Input(_Feed(data))  # type: ignore[arg-type]
+    tree = rootfs.Tree(fd, as_root=os.geteuid() == 0)
+    src = layer_source(data)
     tracemalloc.start()  # after the test's own copy of the layer
     try:
         with pytest.raises(UnpackError, match="the names to remember pass 2 MiB"):
-            for entry in unpacking._entries(src, "layer"):
+            for entry in read_entries(src, "layer", LAYER_POLICY):
                 tree.apply(entry, src, "layer")
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -217,7 +214,7 @@ def test_a_nul_in_a_link_target_or_xattr_name_is_an_unpack_error_not_a_crash(
     tmp_path: Path, entry: E
 ) -> None:
     """A ValueError ("embedded null byte") out of symlink or setxattr: reported as a bug."""
-    with pytest.raises(UnpackError, match="a link target or xattr name with a NUL"):
+    with pytest.raises(TarError, match="a link target or xattr name with a NUL"):
         apply_all(tmp_path, tar_of([entry]))
 
 
