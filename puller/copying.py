@@ -38,6 +38,7 @@ from .registry.auth import push_scope
 from .registry.client import Endpoint, RegistryClient, try_in_turn
 from .registry.retry import with_retries
 from .store.layout import RESOLVED_ANNOTATION, Store
+from .tasks import map_limited
 from .text import shown
 
 if TYPE_CHECKING:
@@ -434,7 +435,7 @@ class Copier:
                 stop = True
             return result
 
-        return [r for r in await _each(self._jobs, pending, one) if r is not None]
+        return [r for r in await map_limited(self._jobs, pending, one) if r is not None]
 
     async def tags_of(self, source: Reference) -> list[str]:
         """Every tag of ``source``'s repository, following the registry's ``Link`` pages (the
@@ -523,7 +524,9 @@ class Copier:
                 f"{src}: its index names {len(plan.children)} manifests of {held} bytes in all, "
                 f"over the {MAX_CHILDREN_BYTES >> 20} MiB pypull holds at once"
             )
-        children = await _each(self._jobs, plan.children, lambda d: origin.child(found, source, d))
+        children = await map_limited(
+            self._jobs, plan.children, lambda d: origin.child(found, source, d)
+        )
         manifests: list[Manifest] = []
         if plan.single is not None:  # one platform: its manifest is the tag's
             plan.raw, plan.media_type = await origin.child(found, source, plan.single)
@@ -539,9 +542,9 @@ class Copier:
                 if blob.media_type not in _FOREIGN:
                     blobs.setdefault(blob.digest, blob)
         job = _Job(origin, found, source, to, target)
-        await _each(self._jobs, list(blobs.values()), lambda blob: self._blob(job, blob))
+        await map_limited(self._jobs, list(blobs.values()), lambda blob: self._blob(job, blob))
         tally = job.tally
-        await _each(
+        await map_limited(
             self._jobs,
             list(zip(plan.children, children, strict=True)),
             lambda child: self._put(to, target.path, str(child[0].digest), *child[1]),
@@ -735,32 +738,6 @@ async def _platform_of(origin: Source, digest: Digest, platform: Platform) -> Di
 
 async def _retried(puller: Puller, operation: Callable[[], Awaitable[T]]) -> T:
     return await with_retries(puller.retry, operation)
-
-
-async def _each(limit: int, items: Sequence[A], work: Callable[[A], Awaitable[T]]) -> list[T]:
-    """``work`` on each item, at most ``limit`` at a time (a hostile manifest may name
-    thousands), the results in order; the first failure cancels the rest (and is raised)."""
-    results: dict[int, T] = {}
-    todo = iter(enumerate(items))
-
-    async def worker() -> None:
-        for i, item in todo:
-            results[i] = await work(item)
-
-    await _all(worker() for _ in range(min(limit, len(items))))
-    return [results[i] for i in range(len(items))]
-
-
-async def _all(coroutines: Iterable[Awaitable[Any]]) -> None:
-    """All of them at once; the first failure cancels the rest (and is raised)."""
-    tasks = [asyncio.ensure_future(c) for c in coroutines]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
 
 
 def _counted(content: Content, on_bytes: Callable[[int], None]) -> Content:

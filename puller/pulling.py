@@ -68,6 +68,7 @@ from .registry.client import (
 from .registry.credentials import CredentialError
 from .registry.retry import RetryPolicy, with_retries
 from .store.layout import RESOLVED_ANNOTATION, Store, as_store
+from .tasks import all_of
 
 DEFAULT_CONCURRENCY = 3
 #: Child manifests of one index held in memory at once, in bytes (their descriptors' sizes), as
@@ -392,7 +393,7 @@ class Puller:
                 )
             return _Child(position, desc, held.raw, manifest)
 
-        children = await _all_of(child(i, d) for i, d in wanted)
+        children = await all_of(child(i, d) for i, d in wanted)
         return _ResolvedAll(digest, resp.raw, parsed, tuple(children), endpoint)
 
     async def resolve(
@@ -750,18 +751,6 @@ def _stored_form(manifest: Manifest, digest: Digest, raw: bytes) -> tuple[Digest
         return digest, raw
     _, oci_raw = to_oci(manifest)
     return digest_of(oci_raw), oci_raw
-
-
-async def _all_of(coroutines: Iterable[Awaitable[R]]) -> list[R]:
-    """All of them at once, results in order; the first failure cancels the rest."""
-    tasks = [asyncio.ensure_future(c) for c in coroutines]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
 
 
 async def pull(
