@@ -17,14 +17,13 @@ import dataclasses
 import functools
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .errors import ManifestError, NotFound, PullError, RegistryError, StoreError
-from .http.wire import Chunk
-from .oci.digest import Digest, Verifier, digest_of, parse_digest
+from .oci.digest import Digest, digest_of, parse_digest
 from .oci.manifest import (
     Descriptor,
     Index,
@@ -38,6 +37,7 @@ from .registry.auth import push_scope
 from .registry.client import Endpoint, RegistryClient, try_in_turn
 from .registry.retry import with_retries
 from .store.layout import RESOLVED_ANNOTATION, Store
+from .streams import Content, counted, from_registry, from_store
 from .tasks import map_limited
 from .text import shown
 
@@ -81,7 +81,6 @@ _FOREIGN = frozenset(
         "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
     }
 )
-_READ_SIZE = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +125,6 @@ class Found:
     origin: Any = None
 
 
-Content = Callable[[], AsyncIterator[Chunk]]
 #: (source, target), or (source, target, options of its own for ``Copier.copy``)
 Pair = tuple[Reference, Reference] | tuple[Reference, Reference, dict[str, Any]]
 
@@ -198,8 +196,8 @@ class RegistrySource:
         except (OSError, StoreError):
             local = False
         if local:
-            return lambda: _from_store(store, blob)
-        return lambda: _piped(self._client, found.origin, ref.path, blob)
+            return lambda: from_store(store, blob)
+        return lambda: from_registry(self._client, found.origin, ref.path, blob)
 
     def remaining(self, ref: Reference) -> int | None:
         seen = [self._client.rate_limits.get(e.host) for e in self._puller.endpoints(ref)]
@@ -276,7 +274,7 @@ class StoreSource:
                 f"{ref}: the store {self._store.root} lacks blob {blob.digest} (pull the image "
                 "again to fetch it)"
             )
-        return lambda: _from_store(self._store, blob)
+        return lambda: from_store(self._store, blob)
 
     def remaining(self, ref: Reference) -> int | None:
         return None
@@ -642,7 +640,7 @@ class Copier:
             elsewhere = job.source.path  # the same registry: the source repository has it
         content = job.origin.content(job.found, job.source, blob)
         if self._on_bytes is not None:
-            content = _counted(content, self._on_bytes)
+            content = counted(content, self._on_bytes)
         mib = self._puller.registry(job.target.domain).upload_chunk_mib
         how = await self._retried(
             lambda: self._client.upload_blob(
@@ -738,103 +736,3 @@ async def _platform_of(origin: Source, digest: Digest, platform: Platform) -> Di
 
 async def _retried(puller: Puller, operation: Callable[[], Awaitable[T]]) -> T:
     return await with_retries(puller.retry, operation)
-
-
-def _counted(content: Content, on_bytes: Callable[[int], None]) -> Content:
-    async def counted() -> AsyncIterator[Chunk]:
-        async for piece in content():
-            on_bytes(len(piece))
-            yield piece
-
-    return counted
-
-
-async def _from_store(store: Store, blob: Descriptor) -> AsyncIterator[bytes]:
-    """The blob's file, verified on the way; the last piece is held back until it has."""
-    loop = asyncio.get_running_loop()
-    path = store.blob_path(blob.digest)
-    verifier = Verifier(blob.digest, blob.size, str(path))
-    f = await loop.run_in_executor(None, store.open_blob, blob.digest)
-    try:
-        held: bytes | None = None
-        while True:
-            try:
-                piece = await loop.run_in_executor(None, f.read, _READ_SIZE)
-            except OSError as e:
-                raise StoreError(f"cannot read {path}: {e.strerror or e}") from None
-            if not piece:
-                break
-            verifier.update(piece)
-            if held is not None:
-                yield held
-            held = piece
-        verifier.verify()
-        if held is not None:
-            yield held
-    finally:
-        f.close()
-
-
-async def _piped(
-    client: RegistryClient, endpoint: Endpoint, path: str, blob: Descriptor
-) -> AsyncIterator[Chunk]:
-    """The blob's bytes from the source, verified on the way, without a copy or a thread hop:
-    each piece is a view of the source connection's buffer, hashed on the loop and handed on;
-    the buffer goes back to the source connection once the piece is sent (the wire hands a
-    streamed body's piece to the kernel before it asks for the next). The last piece alone is
-    copied and held back until the whole blob has verified, so a blob that does not never
-    completes its upload."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[memoryview, asyncio.Future[None]] | bytes | BaseException | None]
-    queue = asyncio.Queue()
-    verifier = Verifier(blob.digest, blob.size, endpoint.url)
-    holding: list[asyncio.Future[None]] = []
-
-    def write(view: memoryview) -> asyncio.Future[None] | None:
-        verifier.update(view)
-        if verifier.size >= blob.size:  # the last piece (or too many bytes: verify says so)
-            queue.put_nowait(bytes(view))
-            return None
-        sent: asyncio.Future[None] = loop.create_future()
-        holding.append(sent)
-        queue.put_nowait((view, sent))
-        return sent
-
-    async def produce() -> None:
-        try:
-            async with client.open_blob(endpoint, path, blob.digest) as body:
-                await body.pour_on_loop(write)
-            verifier.verify()
-        except BaseException as e:
-            queue.put_nowait(e)
-            if not isinstance(e, Exception):
-                raise
-        else:
-            queue.put_nowait(None)
-
-    task = asyncio.ensure_future(produce())
-    held: bytes | None = None
-    try:
-        while True:
-            item = await queue.get()
-            if isinstance(item, BaseException):
-                raise item
-            if item is None:
-                if held is not None:
-                    yield held
-                return
-            if isinstance(item, bytes):
-                held = item
-                continue
-            view, sent = item
-            try:
-                yield view
-            finally:
-                holding.remove(sent)
-                sent.set_result(None)
-    finally:
-        for sent in holding:  # nobody will send these: the buffers may go
-            if not sent.done():
-                sent.cancel()
-        task.cancel()
-        await asyncio.wait({task})
