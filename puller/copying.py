@@ -20,9 +20,9 @@ import os
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from .errors import ManifestError, NotFound, PullError, RegistryError, StoreError
+from .errors import ManifestError, NotFound, PullError, RegistryError
 from .oci.digest import Digest, digest_of, parse_digest
 from .oci.manifest import (
     Descriptor,
@@ -35,20 +35,14 @@ from .oci.manifest import (
 from .oci.reference import Reference, valid_tag
 from .registry.auth import push_scope
 from .registry.client import Endpoint, RegistryClient, try_in_turn
-from .registry.retry import with_retries
+from .session import MAX_CHILDREN_BYTES, Session
 from .store.layout import RESOLVED_ANNOTATION, Store
-from .streams import Content, counted, from_registry, from_store
+from .streams import Content, counted, from_store
 from .tasks import map_limited
 from .text import shown
 
-if TYPE_CHECKING:
-    from .pulling import Puller
-
 T = TypeVar("T")
 A = TypeVar("A")
-
-#: Child manifests of one index held in memory at once, in bytes (their descriptors' sizes).
-MAX_CHILDREN_BYTES = 64 << 20
 
 
 def default_jobs() -> int:
@@ -155,28 +149,27 @@ class Source(Protocol):
 
 
 class RegistrySource:
-    """Images in a registry, asked through its mirrors in turn, as a pull asks. A blob already
-    in the local store is read from there, not fetched."""
+    """Images in a registry, asked through its mirrors in turn, as a pull asks (a ``Session``).
+    A blob already in the local store is read from there, not fetched."""
 
-    def __init__(self, puller: Puller) -> None:
-        self._puller = puller
-        self._client = puller.client
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._client = session.client
 
     async def head(self, ref: Reference) -> Digest | None:
-        sources = self._puller.endpoints(ref, resolve=ref.digest is None)
-        head = await _retried(
-            self._puller,
+        sources = self._session.endpoints(ref, resolve=ref.digest is None)
+        head = await self._session.retried(
             lambda: try_in_turn(sources, lambda e: self._client.head_manifest(e, ref)),
         )
         return None if head is None else head.digest
 
     async def manifest(self, ref: Reference) -> Found:
-        sources = self._puller.endpoints(ref, resolve=ref.digest is None)
-        return await _retried(self._puller, lambda: try_in_turn(sources, self._at(ref)))
+        sources = self._session.endpoints(ref, resolve=ref.digest is None)
+        return await self._session.retried(lambda: try_in_turn(sources, self._at(ref)))
 
     def _at(self, ref: Reference) -> Callable[[Endpoint], Awaitable[Found]]:
         async def fetch(endpoint: Endpoint) -> Found:
-            digest, resp = await self._puller._fetch_verified(endpoint, ref)
+            digest, resp = await self._session.fetch_manifest(endpoint, ref)
             parsed = parse_manifest(resp.raw, resp.content_type, str(ref))
             media_type = resp.content_type or parsed.media_type
             return Found(digest, resp.raw, media_type, parsed, endpoint)
@@ -185,27 +178,21 @@ class RegistrySource:
 
     async def child(self, found: Found, ref: Reference, desc: Descriptor) -> tuple[bytes, str]:
         child_ref = dataclasses.replace(ref, tag=None, digest=desc.digest)
-        fetch = functools.partial(self._puller._fetch_verified, found.origin, child_ref, desc)
-        _, resp = await _retried(self._puller, fetch)
+        fetch = functools.partial(self._session.fetch_manifest, found.origin, child_ref, desc)
+        _, resp = await self._session.retried(fetch)
         return resp.raw, resp.content_type or desc.media_type
 
     def content(self, found: Found, ref: Reference, blob: Descriptor) -> Content:
-        store = self._puller.store
-        try:
-            local = store.has(blob.digest)
-        except (OSError, StoreError):
-            local = False
-        if local:
-            return lambda: from_store(store, blob)
-        return lambda: from_registry(self._client, found.origin, ref.path, blob)
+        return self._session.blob_content(found.origin, ref.path, blob)
 
     def remaining(self, ref: Reference) -> int | None:
-        seen = [self._client.rate_limits.get(e.host) for e in self._puller.endpoints(ref)]
+        seen = [self._client.rate_limits.get(e.host) for e in self._session.endpoints(ref)]
         known = [n for n in seen if n is not None]
         return min(known) if known else None
 
     async def known(self, digest: Digest) -> bytes | None:
-        stored = await self._puller._stored_manifest(digest, None, str(self._puller.store.root))
+        store = self._session.store
+        stored = await self._session.stored_manifest(digest, None, str(store.root))
         return None if stored is None else stored.raw
 
     async def remember(self, found: Found) -> None:
@@ -214,7 +201,7 @@ class RegistrySource:
         where = found.origin.url if isinstance(found.origin, Endpoint) else ""
         with suppress(OSError, PullError):  # no store to keep it in: the next run GETs it
             await asyncio.get_running_loop().run_in_executor(
-                None, self._puller.store.put_bytes, found.digest, found.raw, where
+                None, self._session.store.put_bytes, found.digest, found.raw, where
             )
 
 
@@ -330,21 +317,21 @@ class Copier:
 
     def __init__(
         self,
-        puller: Puller,
+        session: Session,
         *,
         jobs: int | None = None,
         rate_limit_reserve: int = DEFAULT_RATE_LIMIT_RESERVE,
         on_bytes: Callable[[int], None] | None = None,
         on_planned: Callable[[int], None] | None = None,
     ) -> None:
-        """``puller`` gives the endpoints, verified manifest fetches, client and retries;
-        ``jobs`` blobs move at once (default: ``default_jobs()``); ``on_bytes`` hears of each
-        piece uploaded, and ``on_planned`` of how many images a ``copy_all`` is about to copy
-        (a progress bar's total)."""
-        self._puller = puller
-        self._client: RegistryClient = puller.client
-        self.registry_source = RegistrySource(puller)
-        self.store = puller.store
+        """``session`` (a ``Puller`` is one) gives the endpoints, verified manifest fetches,
+        client and retries; ``jobs`` blobs move at once (default: ``default_jobs()``);
+        ``on_bytes`` hears of each piece uploaded, and ``on_planned`` of how many images a
+        ``copy_all`` is about to copy (a progress bar's total)."""
+        self._session = session
+        self._client: RegistryClient = session.client
+        self.registry_source = RegistrySource(session)
+        self.store = session.store
         self._jobs = jobs = jobs or default_jobs()
         self._slots = asyncio.Semaphore(jobs)
         self._reserve = rate_limit_reserve
@@ -437,8 +424,8 @@ class Copier:
 
     async def tags_of(self, source: Reference) -> list[str]:
         """Every tag of ``source``'s repository, following the registry's ``Link`` pages (the
-        listing pulls use too: ``Puller.tags``)."""
-        return await self._puller.tags(source)
+        listing pulls use too: ``Session.tags``)."""
+        return await self._session.tags(source)
 
     async def copy_tags(
         self,
@@ -487,7 +474,7 @@ class Copier:
         missing: bool,
     ) -> CopyResult:
         src, dst = str(source), str(target)
-        to = self._puller.server(target)  # the target registry's own server, never a mirror
+        to = self._session.server(target)  # the target registry's own server, never a mirror
         if missing and target.tag is not None and target.tag in await self._tags_at(to, target):
             return CopyResult(src, dst, "up-to-date")
         there = await self._head(to, target)
@@ -641,7 +628,7 @@ class Copier:
         content = job.origin.content(job.found, job.source, blob)
         if self._on_bytes is not None:
             content = counted(content, self._on_bytes)
-        mib = self._puller.registry(job.target.domain).upload_chunk_mib
+        mib = self._session.registry(job.target.domain).upload_chunk_mib
         how = await self._retried(
             lambda: self._client.upload_blob(
                 to,
@@ -676,7 +663,7 @@ class Copier:
             raise
 
     async def _retried(self, operation: Callable[[], Awaitable[T]]) -> T:
-        return await _retried(self._puller, operation)
+        return await self._session.retried(operation)
 
 
 def _plan(found: Found, platforms: Sequence[Platform], where: str) -> _Plan:
@@ -732,7 +719,3 @@ async def _platform_of(origin: Source, digest: Digest, platform: Platform) -> Di
     except PullError:
         pass
     return None
-
-
-async def _retried(puller: Puller, operation: Callable[[], Awaitable[T]]) -> T:
-    return await with_retries(puller.retry, operation)
