@@ -2,12 +2,13 @@
 The order is go-containerregistry's ``remote.Write``: blobs, then child manifests by digest, then
 the tag, so a target tag never points at content the target does not hold.
 
-Where the image comes from is a ``Source``: another registry (``RegistrySource``, through the
-configured mirrors and credentials, as a pull) or the local store (``StoreSource``: ``pypull
-push``), regclient's shape, so a copy and a push are one code path. Blobs stream from the source to
-the target hashed on the way (bounded memory, no local copy), and a blob that does not verify
-fails before its upload completes. Nothing is written when both sides already agree, and that is
-found out by HEADs: a registry that counts pulls (Docker Hub) does not count them.
+Where the image comes from is a ``Source`` (``puller.sources``): another registry
+(``RegistrySource``, through a ``Session``: the configured mirrors and credentials, as a pull) or
+the local store (``sources.StoreSource``: ``pypull push``), regclient's shape, so a copy and a
+push are one code path. Blobs stream from the source to the target hashed on the way (bounded
+memory, no local copy), and a blob that does not verify fails before its upload completes.
+Nothing is written when both sides already agree, and that is found out by HEADs: a registry
+that counts pulls (Docker Hub) does not count them.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from .errors import ManifestError, NotFound, PullError, RegistryError
 from .oci.digest import Digest, digest_of, parse_digest
@@ -36,13 +37,13 @@ from .oci.reference import Reference, valid_tag
 from .registry.auth import push_scope
 from .registry.client import Endpoint, RegistryClient, try_in_turn
 from .session import MAX_CHILDREN_BYTES, Session
-from .store.layout import RESOLVED_ANNOTATION, Store
-from .streams import Content, counted, from_store
+from .sources import Found, Source
+from .sources import StoreSource as StoreSource  # importable from here, as before
+from .streams import Content, counted
 from .tasks import map_limited
 from .text import shown
 
 T = TypeVar("T")
-A = TypeVar("A")
 
 
 def default_jobs() -> int:
@@ -107,45 +108,8 @@ class CopyResult:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Found:
-    """A manifest as a source holds it: the bytes as served, their digest and parse, and
-    ``origin``, where its children and blobs are to be fetched from (source-specific)."""
-
-    digest: Digest
-    raw: bytes
-    media_type: str
-    parsed: Manifest | Index
-    origin: Any = None
-
-
 #: (source, target), or (source, target, options of its own for ``Copier.copy``)
 Pair = tuple[Reference, Reference] | tuple[Reference, Reference, dict[str, Any]]
-
-
-class Source(Protocol):
-    """Where a copy reads an image."""
-
-    async def head(self, ref: Reference) -> Digest | None:
-        """What ``ref`` points at, as cheaply as can be asked; None: unknown (fetch it)."""
-
-    async def manifest(self, ref: Reference) -> Found:
-        """The manifest ``ref`` points at, verified."""
-
-    async def child(self, found: Found, ref: Reference, desc: Descriptor) -> tuple[bytes, str]:
-        """A child manifest of the index ``found``, verified: its bytes and media type."""
-
-    def content(self, found: Found, ref: Reference, blob: Descriptor) -> Content:
-        """The blob's bytes from its start, verified on the way (callable again for a retry)."""
-
-    def remaining(self, ref: Reference) -> int | None:
-        """What is left of the source's pull quota, when it has said."""
-
-    async def known(self, digest: Digest) -> bytes | None:
-        """The index ``digest`` if it is at hand without asking the source (the store)."""
-
-    async def remember(self, found: Found) -> None:
-        """Keep the index ``found`` at hand for ``known`` (the next run's comparison)."""
 
 
 class RegistrySource:
@@ -203,80 +167,6 @@ class RegistrySource:
             await asyncio.get_running_loop().run_in_executor(
                 None, self._session.store.put_bytes, found.digest, found.raw, where
             )
-
-
-class StoreSource:
-    """Images in the local store (``pypull push``): the manifest bytes the registry served,
-    which the store keeps beside their OCI form, so the digest is the one the pull showed.
-    Every file is verified as it is read: the store may have been written by someone else."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    async def head(self, ref: Reference) -> Digest | None:
-        return await asyncio.get_running_loop().run_in_executor(None, self._resolved, ref)
-
-    def _resolved(self, ref: Reference) -> Digest:
-        if ref.digest is not None:
-            if not self._store.has(ref.digest):
-                raise NotFound(f"{ref}: not in the store {self._store.root}")
-            return ref.digest
-        entry = self._store.lookup(str(ref))
-        if entry is None:
-            raise NotFound(f"{ref}: not in the store {self._store.root} (pull it first)")
-        resolved = entry.annotations.get(RESOLVED_ANNOTATION)
-        return entry.digest if resolved is None else parse_digest(resolved)
-
-    async def manifest(self, ref: Reference) -> Found:
-        def read() -> Found:
-            digest = self._resolved(ref)
-            raw = self._manifest_bytes(digest, None, str(ref))
-            parsed = parse_manifest(raw, None, f"{ref} in the store")
-            return Found(digest, raw, parsed.media_type, parsed)
-
-        return await asyncio.get_running_loop().run_in_executor(None, read)
-
-    def _manifest_bytes(self, digest: Digest, size: int | None, what: str) -> bytes:
-        if not self._store.has(digest):
-            raise NotFound(f"{what}: the store {self._store.root} lacks its manifest {digest}")
-        return self._store.read_manifest(digest, size)
-
-    async def child(self, found: Found, ref: Reference, desc: Descriptor) -> tuple[bytes, str]:
-        def read() -> bytes:
-            if not self._store.has(desc.digest):
-                platform = f" {desc.platform}" if desc.platform else ""
-                raise NotFound(
-                    f"{ref}: the store holds only some platforms of it; the{platform} manifest "
-                    f"{desc.digest} is missing (pull it with --platform"
-                    f"{platform or ' OS/ARCH'}, or push chosen platforms with --platform)"
-                )
-            return self._manifest_bytes(desc.digest, desc.size, str(ref))
-
-        raw = await asyncio.get_running_loop().run_in_executor(None, read)
-        return raw, desc.media_type
-
-    def content(self, found: Found, ref: Reference, blob: Descriptor) -> Content:
-        if not self._store.has(blob.digest):
-            raise NotFound(
-                f"{ref}: the store {self._store.root} lacks blob {blob.digest} (pull the image "
-                "again to fetch it)"
-            )
-        return lambda: from_store(self._store, blob)
-
-    def remaining(self, ref: Reference) -> int | None:
-        return None
-
-    async def known(self, digest: Digest) -> bytes | None:
-        def read() -> bytes | None:
-            try:
-                return self._manifest_bytes(digest, None, str(digest))
-            except PullError:
-                return None
-
-        return await asyncio.get_running_loop().run_in_executor(None, read)
-
-    async def remember(self, found: Found) -> None:
-        pass  # it is in the store already
 
 
 @dataclass
