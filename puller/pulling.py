@@ -87,9 +87,9 @@ class AllPlatformsResult:
 class Puller(Session):
     """Pulls into one store through one HTTP session; use ``async with``.
 
-    A Puller is the pull operation over a ``Session`` of its own: copies, ``inspect`` and
-    ``tags`` take it as their session (``Copier(puller)``), so one client, store lease and
-    retry policy serve them all."""
+    The pull operation, and a ``Session`` itself (endpoints, credentials, verified fetches, tags):
+    copies, ``inspect`` and ``tags`` take a Puller as their session (``Copier(puller)``), so one
+    client, store lease and retry policy serve them all."""
 
     def __init__(
         self,
@@ -108,11 +108,9 @@ class Puller(Session):
         retry_delay: float = 1.0,
         proxies: Callable[[str | None], ProxyConfig] | None = None,
     ) -> None:
-        """``registries`` (from ``puller.config``) gives each registry name its mirrors and
-        server; ``mirrors`` and ``upstreams`` are shorthands for Docker Hub's mirrors and for a
-        registry's server URL. ``credentials`` (by registry name) win over
-        ``credential_lookup`` (e.g. docker's config.json); both go only to the endpoint that
-        registry name is for, never to a mirror of it."""
+        """The session's options (``Session``), and for the downloads: at most
+        ``max_concurrent_downloads`` layers at once, ``durable`` (each blob on disk before it
+        is renamed into the store)."""
         super().__init__(
             store,
             mirrors=mirrors,

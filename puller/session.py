@@ -6,8 +6,8 @@ mirrors, then its own server, ``endpoints``; where copies and logins write, ``se
 manifests verified against their digest (``fetch_manifest``, or ``stored_manifest`` when the
 store already holds one), resolves a reference to one platform's image (``resolve``) or to every
 child of its index (``resolve_all``), lists tags (``tags``) and reads blobs verified
-(``blob_content``, ``read_blob``). The operations (``pulling.Puller`` is one, over its own
-session) use its public methods only.
+(``blob_content``, ``read_blob``). The operations use its public methods only; a
+``pulling.Puller`` is a Session that also pulls, and copies, ``inspect`` and ``tags`` take either.
 
     async with Session(store="./store", mirrors=["http://127.0.0.1:5000"]) as session:
         print(await session.tags("redis"))
