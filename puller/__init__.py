@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .archive import ArchiveError, LoadedImage, LoadResult, SavedImage, SaveResult, load, save
-    from .copying import Copier, CopyResult, RegistrySource, StoreSource
+    from .copying import Copier, CopyResult, RegistrySource
     from .errors import (
         DigestMismatch,
         InvalidDigest,
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from .oci.reference import parse as parse_reference
     from .pulling import AllPlatformsResult, PlatformImage, Puller, PullResult, pull
     from .registry.auth import Credentials
+    from .sources import StoreSource
     from .store.layout import Store
     from .store.prune import Pruned, PruneResult, prune, rmi
     from .syncfile import SyncEntry, load_sync_file
@@ -65,7 +66,7 @@ _EXPORTS = {
     "Copier": "copying",
     "CopyResult": "copying",
     "RegistrySource": "copying",
-    "StoreSource": "copying",
+    "StoreSource": "sources",
     "Digest": "oci.digest",
     "parse_digest": "oci.digest",
     "DigestMismatch": "errors",

@@ -2,12 +2,13 @@
 The order is go-containerregistry's ``remote.Write``: blobs, then child manifests by digest, then
 the tag, so a target tag never points at content the target does not hold.
 
-Where the image comes from is a ``Source``: another registry (``RegistrySource``, through the
-configured mirrors and credentials, as a pull) or the local store (``StoreSource``: ``pypull
-push``), regclient's shape, so a copy and a push are one code path. Blobs stream from the source to
-the target hashed on the way (bounded memory, no local copy), and a blob that does not verify
-fails before its upload completes. Nothing is written when both sides already agree, and that is
-found out by HEADs: a registry that counts pulls (Docker Hub) does not count them.
+Where the image comes from is a ``Source`` (``puller.sources``): another registry
+(``RegistrySource``, through a ``Session``: the configured mirrors and credentials, as a pull) or
+the local store (``sources.StoreSource``: ``pypull push``), regclient's shape, so a copy and a
+push are one code path. Blobs stream from the source to the target hashed on the way (bounded
+memory, no local copy), and a blob that does not verify fails before its upload completes.
+Nothing is written when both sides already agree, and that is found out by HEADs: a registry
+that counts pulls (Docker Hub) does not count them.
 """
 
 from __future__ import annotations
@@ -17,14 +18,13 @@ import dataclasses
 import functools
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
-from .errors import ManifestError, NotFound, PullError, RegistryError, StoreError
-from .http.wire import Chunk
-from .oci.digest import Digest, Verifier, digest_of, parse_digest
+from .errors import ManifestError, NotFound, PullError, RegistryError
+from .oci.digest import Digest, digest_of, parse_digest
 from .oci.manifest import (
     Descriptor,
     Index,
@@ -36,18 +36,14 @@ from .oci.manifest import (
 from .oci.reference import Reference, valid_tag
 from .registry.auth import push_scope
 from .registry.client import Endpoint, RegistryClient, try_in_turn
-from .registry.retry import with_retries
-from .store.layout import RESOLVED_ANNOTATION, Store
+from .session import MAX_CHILDREN_BYTES, Session
+from .sources import Found, Source
+from .sources import StoreSource as StoreSource  # importable from here, as before
+from .streams import Content, counted
+from .tasks import map_limited
 from .text import shown
 
-if TYPE_CHECKING:
-    from .pulling import Puller
-
 T = TypeVar("T")
-A = TypeVar("A")
-
-#: Child manifests of one index held in memory at once, in bytes (their descriptors' sizes).
-MAX_CHILDREN_BYTES = 64 << 20
 
 
 def default_jobs() -> int:
@@ -80,7 +76,6 @@ _FOREIGN = frozenset(
         "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
     }
 )
-_READ_SIZE = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,71 +108,32 @@ class CopyResult:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Found:
-    """A manifest as a source holds it: the bytes as served, their digest and parse, and
-    ``origin``, where its children and blobs are to be fetched from (source-specific)."""
-
-    digest: Digest
-    raw: bytes
-    media_type: str
-    parsed: Manifest | Index
-    origin: Any = None
-
-
-Content = Callable[[], AsyncIterator[Chunk]]
 #: (source, target), or (source, target, options of its own for ``Copier.copy``)
 Pair = tuple[Reference, Reference] | tuple[Reference, Reference, dict[str, Any]]
 
 
-class Source(Protocol):
-    """Where a copy reads an image."""
-
-    async def head(self, ref: Reference) -> Digest | None:
-        """What ``ref`` points at, as cheaply as can be asked; None: unknown (fetch it)."""
-
-    async def manifest(self, ref: Reference) -> Found:
-        """The manifest ``ref`` points at, verified."""
-
-    async def child(self, found: Found, ref: Reference, desc: Descriptor) -> tuple[bytes, str]:
-        """A child manifest of the index ``found``, verified: its bytes and media type."""
-
-    def content(self, found: Found, ref: Reference, blob: Descriptor) -> Content:
-        """The blob's bytes from its start, verified on the way (callable again for a retry)."""
-
-    def remaining(self, ref: Reference) -> int | None:
-        """What is left of the source's pull quota, when it has said."""
-
-    async def known(self, digest: Digest) -> bytes | None:
-        """The index ``digest`` if it is at hand without asking the source (the store)."""
-
-    async def remember(self, found: Found) -> None:
-        """Keep the index ``found`` at hand for ``known`` (the next run's comparison)."""
-
-
 class RegistrySource:
-    """Images in a registry, asked through its mirrors in turn, as a pull asks. A blob already
-    in the local store is read from there, not fetched."""
+    """Images in a registry, asked through its mirrors in turn, as a pull asks (a ``Session``).
+    A blob already in the local store is read from there, not fetched."""
 
-    def __init__(self, puller: Puller) -> None:
-        self._puller = puller
-        self._client = puller.client
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._client = session.client
 
     async def head(self, ref: Reference) -> Digest | None:
-        sources = self._puller.endpoints(ref, resolve=ref.digest is None)
-        head = await _retried(
-            self._puller,
+        sources = self._session.endpoints(ref, resolve=ref.digest is None)
+        head = await self._session.retried(
             lambda: try_in_turn(sources, lambda e: self._client.head_manifest(e, ref)),
         )
         return None if head is None else head.digest
 
     async def manifest(self, ref: Reference) -> Found:
-        sources = self._puller.endpoints(ref, resolve=ref.digest is None)
-        return await _retried(self._puller, lambda: try_in_turn(sources, self._at(ref)))
+        sources = self._session.endpoints(ref, resolve=ref.digest is None)
+        return await self._session.retried(lambda: try_in_turn(sources, self._at(ref)))
 
     def _at(self, ref: Reference) -> Callable[[Endpoint], Awaitable[Found]]:
         async def fetch(endpoint: Endpoint) -> Found:
-            digest, resp = await self._puller._fetch_verified(endpoint, ref)
+            digest, resp = await self._session.fetch_manifest(endpoint, ref)
             parsed = parse_manifest(resp.raw, resp.content_type, str(ref))
             media_type = resp.content_type or parsed.media_type
             return Found(digest, resp.raw, media_type, parsed, endpoint)
@@ -186,27 +142,21 @@ class RegistrySource:
 
     async def child(self, found: Found, ref: Reference, desc: Descriptor) -> tuple[bytes, str]:
         child_ref = dataclasses.replace(ref, tag=None, digest=desc.digest)
-        fetch = functools.partial(self._puller._fetch_verified, found.origin, child_ref, desc)
-        _, resp = await _retried(self._puller, fetch)
+        fetch = functools.partial(self._session.fetch_manifest, found.origin, child_ref, desc)
+        _, resp = await self._session.retried(fetch)
         return resp.raw, resp.content_type or desc.media_type
 
     def content(self, found: Found, ref: Reference, blob: Descriptor) -> Content:
-        store = self._puller.store
-        try:
-            local = store.has(blob.digest)
-        except (OSError, StoreError):
-            local = False
-        if local:
-            return lambda: _from_store(store, blob)
-        return lambda: _piped(self._client, found.origin, ref.path, blob)
+        return self._session.blob_content(found.origin, ref.path, blob)
 
     def remaining(self, ref: Reference) -> int | None:
-        seen = [self._client.rate_limits.get(e.host) for e in self._puller.endpoints(ref)]
+        seen = [self._client.rate_limits.get(e.host) for e in self._session.endpoints(ref)]
         known = [n for n in seen if n is not None]
         return min(known) if known else None
 
     async def known(self, digest: Digest) -> bytes | None:
-        stored = await self._puller._stored_manifest(digest, None, str(self._puller.store.root))
+        store = self._session.store
+        stored = await self._session.stored_manifest(digest, None, str(store.root))
         return None if stored is None else stored.raw
 
     async def remember(self, found: Found) -> None:
@@ -215,82 +165,8 @@ class RegistrySource:
         where = found.origin.url if isinstance(found.origin, Endpoint) else ""
         with suppress(OSError, PullError):  # no store to keep it in: the next run GETs it
             await asyncio.get_running_loop().run_in_executor(
-                None, self._puller.store.put_bytes, found.digest, found.raw, where
+                None, self._session.store.put_bytes, found.digest, found.raw, where
             )
-
-
-class StoreSource:
-    """Images in the local store (``pypull push``): the manifest bytes the registry served,
-    which the store keeps beside their OCI form, so the digest is the one the pull showed.
-    Every file is verified as it is read: the store may have been written by someone else."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    async def head(self, ref: Reference) -> Digest | None:
-        return await asyncio.get_running_loop().run_in_executor(None, self._resolved, ref)
-
-    def _resolved(self, ref: Reference) -> Digest:
-        if ref.digest is not None:
-            if not self._store.has(ref.digest):
-                raise NotFound(f"{ref}: not in the store {self._store.root}")
-            return ref.digest
-        entry = self._store.lookup(str(ref))
-        if entry is None:
-            raise NotFound(f"{ref}: not in the store {self._store.root} (pull it first)")
-        resolved = entry.annotations.get(RESOLVED_ANNOTATION)
-        return entry.digest if resolved is None else parse_digest(resolved)
-
-    async def manifest(self, ref: Reference) -> Found:
-        def read() -> Found:
-            digest = self._resolved(ref)
-            raw = self._manifest_bytes(digest, None, str(ref))
-            parsed = parse_manifest(raw, None, f"{ref} in the store")
-            return Found(digest, raw, parsed.media_type, parsed)
-
-        return await asyncio.get_running_loop().run_in_executor(None, read)
-
-    def _manifest_bytes(self, digest: Digest, size: int | None, what: str) -> bytes:
-        if not self._store.has(digest):
-            raise NotFound(f"{what}: the store {self._store.root} lacks its manifest {digest}")
-        return self._store.read_manifest(digest, size)
-
-    async def child(self, found: Found, ref: Reference, desc: Descriptor) -> tuple[bytes, str]:
-        def read() -> bytes:
-            if not self._store.has(desc.digest):
-                platform = f" {desc.platform}" if desc.platform else ""
-                raise NotFound(
-                    f"{ref}: the store holds only some platforms of it; the{platform} manifest "
-                    f"{desc.digest} is missing (pull it with --platform"
-                    f"{platform or ' OS/ARCH'}, or push chosen platforms with --platform)"
-                )
-            return self._manifest_bytes(desc.digest, desc.size, str(ref))
-
-        raw = await asyncio.get_running_loop().run_in_executor(None, read)
-        return raw, desc.media_type
-
-    def content(self, found: Found, ref: Reference, blob: Descriptor) -> Content:
-        if not self._store.has(blob.digest):
-            raise NotFound(
-                f"{ref}: the store {self._store.root} lacks blob {blob.digest} (pull the image "
-                "again to fetch it)"
-            )
-        return lambda: _from_store(self._store, blob)
-
-    def remaining(self, ref: Reference) -> int | None:
-        return None
-
-    async def known(self, digest: Digest) -> bytes | None:
-        def read() -> bytes | None:
-            try:
-                return self._manifest_bytes(digest, None, str(digest))
-            except PullError:
-                return None
-
-        return await asyncio.get_running_loop().run_in_executor(None, read)
-
-    async def remember(self, found: Found) -> None:
-        pass  # it is in the store already
 
 
 @dataclass
@@ -331,21 +207,21 @@ class Copier:
 
     def __init__(
         self,
-        puller: Puller,
+        session: Session,
         *,
         jobs: int | None = None,
         rate_limit_reserve: int = DEFAULT_RATE_LIMIT_RESERVE,
         on_bytes: Callable[[int], None] | None = None,
         on_planned: Callable[[int], None] | None = None,
     ) -> None:
-        """``puller`` gives the endpoints, verified manifest fetches, client and retries;
-        ``jobs`` blobs move at once (default: ``default_jobs()``); ``on_bytes`` hears of each
-        piece uploaded, and ``on_planned`` of how many images a ``copy_all`` is about to copy
-        (a progress bar's total)."""
-        self._puller = puller
-        self._client: RegistryClient = puller.client
-        self.registry_source = RegistrySource(puller)
-        self.store = puller.store
+        """``session`` (a ``Puller`` is one) gives the endpoints, verified manifest fetches,
+        client and retries; ``jobs`` blobs move at once (default: ``default_jobs()``);
+        ``on_bytes`` hears of each piece uploaded, and ``on_planned`` of how many images a
+        ``copy_all`` is about to copy (a progress bar's total)."""
+        self._session = session
+        self._client: RegistryClient = session.client
+        self.registry_source = RegistrySource(session)
+        self.store = session.store
         self._jobs = jobs = jobs or default_jobs()
         self._slots = asyncio.Semaphore(jobs)
         self._reserve = rate_limit_reserve
@@ -434,12 +310,12 @@ class Copier:
                 stop = True
             return result
 
-        return [r for r in await _each(self._jobs, pending, one) if r is not None]
+        return [r for r in await map_limited(self._jobs, pending, one) if r is not None]
 
     async def tags_of(self, source: Reference) -> list[str]:
         """Every tag of ``source``'s repository, following the registry's ``Link`` pages (the
-        listing pulls use too: ``Puller.tags``)."""
-        return await self._puller.tags(source)
+        listing pulls use too: ``Session.tags``)."""
+        return await self._session.tags(source)
 
     async def copy_tags(
         self,
@@ -488,7 +364,7 @@ class Copier:
         missing: bool,
     ) -> CopyResult:
         src, dst = str(source), str(target)
-        to = self._puller.server(target)  # the target registry's own server, never a mirror
+        to = self._session.server(target)  # the target registry's own server, never a mirror
         if missing and target.tag is not None and target.tag in await self._tags_at(to, target):
             return CopyResult(src, dst, "up-to-date")
         there = await self._head(to, target)
@@ -523,7 +399,9 @@ class Copier:
                 f"{src}: its index names {len(plan.children)} manifests of {held} bytes in all, "
                 f"over the {MAX_CHILDREN_BYTES >> 20} MiB pypull holds at once"
             )
-        children = await _each(self._jobs, plan.children, lambda d: origin.child(found, source, d))
+        children = await map_limited(
+            self._jobs, plan.children, lambda d: origin.child(found, source, d)
+        )
         manifests: list[Manifest] = []
         if plan.single is not None:  # one platform: its manifest is the tag's
             plan.raw, plan.media_type = await origin.child(found, source, plan.single)
@@ -539,9 +417,9 @@ class Copier:
                 if blob.media_type not in _FOREIGN:
                     blobs.setdefault(blob.digest, blob)
         job = _Job(origin, found, source, to, target)
-        await _each(self._jobs, list(blobs.values()), lambda blob: self._blob(job, blob))
+        await map_limited(self._jobs, list(blobs.values()), lambda blob: self._blob(job, blob))
         tally = job.tally
-        await _each(
+        await map_limited(
             self._jobs,
             list(zip(plan.children, children, strict=True)),
             lambda child: self._put(to, target.path, str(child[0].digest), *child[1]),
@@ -639,8 +517,8 @@ class Copier:
             elsewhere = job.source.path  # the same registry: the source repository has it
         content = job.origin.content(job.found, job.source, blob)
         if self._on_bytes is not None:
-            content = _counted(content, self._on_bytes)
-        mib = self._puller.registry(job.target.domain).upload_chunk_mib
+            content = counted(content, self._on_bytes)
+        mib = self._session.registry(job.target.domain).upload_chunk_mib
         how = await self._retried(
             lambda: self._client.upload_blob(
                 to,
@@ -675,7 +553,7 @@ class Copier:
             raise
 
     async def _retried(self, operation: Callable[[], Awaitable[T]]) -> T:
-        return await _retried(self._puller, operation)
+        return await self._session.retried(operation)
 
 
 def _plan(found: Found, platforms: Sequence[Platform], where: str) -> _Plan:
@@ -731,133 +609,3 @@ async def _platform_of(origin: Source, digest: Digest, platform: Platform) -> Di
     except PullError:
         pass
     return None
-
-
-async def _retried(puller: Puller, operation: Callable[[], Awaitable[T]]) -> T:
-    return await with_retries(puller.retry, operation)
-
-
-async def _each(limit: int, items: Sequence[A], work: Callable[[A], Awaitable[T]]) -> list[T]:
-    """``work`` on each item, at most ``limit`` at a time (a hostile manifest may name
-    thousands), the results in order; the first failure cancels the rest (and is raised)."""
-    results: dict[int, T] = {}
-    todo = iter(enumerate(items))
-
-    async def worker() -> None:
-        for i, item in todo:
-            results[i] = await work(item)
-
-    await _all(worker() for _ in range(min(limit, len(items))))
-    return [results[i] for i in range(len(items))]
-
-
-async def _all(coroutines: Iterable[Awaitable[Any]]) -> None:
-    """All of them at once; the first failure cancels the rest (and is raised)."""
-    tasks = [asyncio.ensure_future(c) for c in coroutines]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-
-
-def _counted(content: Content, on_bytes: Callable[[int], None]) -> Content:
-    async def counted() -> AsyncIterator[Chunk]:
-        async for piece in content():
-            on_bytes(len(piece))
-            yield piece
-
-    return counted
-
-
-async def _from_store(store: Store, blob: Descriptor) -> AsyncIterator[bytes]:
-    """The blob's file, verified on the way; the last piece is held back until it has."""
-    loop = asyncio.get_running_loop()
-    path = store.blob_path(blob.digest)
-    verifier = Verifier(blob.digest, blob.size, str(path))
-    f = await loop.run_in_executor(None, store.open_blob, blob.digest)
-    try:
-        held: bytes | None = None
-        while True:
-            try:
-                piece = await loop.run_in_executor(None, f.read, _READ_SIZE)
-            except OSError as e:
-                raise StoreError(f"cannot read {path}: {e.strerror or e}") from None
-            if not piece:
-                break
-            verifier.update(piece)
-            if held is not None:
-                yield held
-            held = piece
-        verifier.verify()
-        if held is not None:
-            yield held
-    finally:
-        f.close()
-
-
-async def _piped(
-    client: RegistryClient, endpoint: Endpoint, path: str, blob: Descriptor
-) -> AsyncIterator[Chunk]:
-    """The blob's bytes from the source, verified on the way, without a copy or a thread hop:
-    each piece is a view of the source connection's buffer, hashed on the loop and handed on;
-    the buffer goes back to the source connection once the piece is sent (the wire hands a
-    streamed body's piece to the kernel before it asks for the next). The last piece alone is
-    copied and held back until the whole blob has verified, so a blob that does not never
-    completes its upload."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[memoryview, asyncio.Future[None]] | bytes | BaseException | None]
-    queue = asyncio.Queue()
-    verifier = Verifier(blob.digest, blob.size, endpoint.url)
-    holding: list[asyncio.Future[None]] = []
-
-    def write(view: memoryview) -> asyncio.Future[None] | None:
-        verifier.update(view)
-        if verifier.size >= blob.size:  # the last piece (or too many bytes: verify says so)
-            queue.put_nowait(bytes(view))
-            return None
-        sent: asyncio.Future[None] = loop.create_future()
-        holding.append(sent)
-        queue.put_nowait((view, sent))
-        return sent
-
-    async def produce() -> None:
-        try:
-            async with client.open_blob(endpoint, path, blob.digest) as body:
-                await body.pour_on_loop(write)
-            verifier.verify()
-        except BaseException as e:
-            queue.put_nowait(e)
-            if not isinstance(e, Exception):
-                raise
-        else:
-            queue.put_nowait(None)
-
-    task = asyncio.ensure_future(produce())
-    held: bytes | None = None
-    try:
-        while True:
-            item = await queue.get()
-            if isinstance(item, BaseException):
-                raise item
-            if item is None:
-                if held is not None:
-                    yield held
-                return
-            if isinstance(item, bytes):
-                held = item
-                continue
-            view, sent = item
-            try:
-                yield view
-            finally:
-                holding.remove(sent)
-                sent.set_result(None)
-    finally:
-        for sent in holding:  # nobody will send these: the buffers may go
-            if not sent.done():
-                sent.cancel()
-        task.cancel()
-        await asyncio.wait({task})

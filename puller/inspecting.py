@@ -55,8 +55,7 @@ from .store.images import (
 from .store.layout import RESOLVED_ANNOTATION, Store, as_store
 
 if TYPE_CHECKING:
-    from .pulling import Puller
-    from .registry.client import Endpoint
+    from .session import Session
 
 __all__ = [
     "MAX_CONFIG_SIZE",
@@ -304,31 +303,18 @@ def _strings(value: Any) -> tuple[str, ...] | None:
 # -- the registry ---------------------------------------------------------------------------------
 
 
-async def _remote(puller: Puller, ref: Reference, platform: Platform | None) -> ImageInfo:
-    """As a pull resolves (``Puller.resolve``: HEAD first when the store knows the tag, then
+async def _remote(session: Session, ref: Reference, platform: Platform | None) -> ImageInfo:
+    """As a pull resolves (``Session.resolve``: HEAD first when the store knows the tag, then
     the manifest and the platform's child), and the config as a copy reads a blob
-    (``RegistrySource.content``: verified, from the store when it has it). No layer is asked
-    for and nothing is written."""
-    from .copying import Found, RegistrySource
-    from .registry.client import try_in_turn
-    from .registry.retry import with_retries
-
+    (``Session.read_blob``: verified, from the store when it has it). No layer is asked for and
+    nothing is written."""
     what = str(ref)
-    resolved = await puller.resolve(ref, platform or host_platform())
+    resolved = await session.resolve(ref, platform or host_platform())
     manifest = resolved.manifest
     raw = resolved.raws[0][1]
     config = manifest.config
     check_config_size(config, what)
-    source = RegistrySource(puller)
-    others = [e for e in puller.endpoints(ref) if e != resolved.endpoint]
-    endpoints = (resolved.endpoint, *others)
-
-    async def read(endpoint: Endpoint) -> bytes:
-        found = Found(resolved.digest, raw, manifest.media_type, manifest, endpoint)
-        pieces = [bytes(piece) async for piece in source.content(found, ref, config)()]
-        return b"".join(pieces)
-
-    config_raw = await with_retries(puller.retry, lambda: try_in_turn(endpoints, read))
+    config_raw = await session.read_blob(ref, config, resolved.endpoint)
     info = _from_config(config_raw, what)
     if resolved.platform is None:  # not chosen from an index
         check_platform(platform, Platform(info["os"], info["architecture"], info["variant"]), what)
@@ -361,23 +347,23 @@ async def inspect(
     store: str | os.PathLike[str] | Store | None = None,
     platform: str | Platform | None = None,
     remote: bool = False,
-    puller: Puller | None = None,
+    puller: Session | None = None,
     **options: Any,
 ) -> ImageInfo:
     """Describe ``image``: from the store (default), or with ``remote`` from its registry,
-    through ``puller`` (or a ``Puller(store, **options)`` made for the call: ``mirrors``,
-    ``registries``, ``credentials``...). ``platform`` picks the child of a multi-platform
-    image (default: this machine's); a single-platform image of another platform raises
-    ``PlatformNotFound``. The store read is ``puller``'s when it is given. An image the store
-    lacks raises ``NotFound``."""
+    through ``puller`` (a ``Session``, such as a ``Puller``; or a ``Session(store, **options)``
+    made for the call: ``mirrors``, ``registries``, ``credentials``...). ``platform`` picks the
+    child of a multi-platform image (default: this machine's); a single-platform image of
+    another platform raises ``PlatformNotFound``. The store read is ``puller``'s when it is
+    given. An image the store lacks raises ``NotFound``."""
     ref = _reference(image)
     want = _platform(platform)
     if remote:
         if puller is not None:
             return await _remote(puller, ref, want)
-        from .pulling import Puller
+        from .session import Session
 
-        async with Puller(store, **options) as made:
+        async with Session(store, **options) as made:
             return await _remote(made, ref, want)
     held = puller.store if puller is not None else as_store(store)
     return await asyncio.get_running_loop().run_in_executor(None, _local, held, ref, want)
@@ -386,23 +372,22 @@ async def inspect(
 async def tags(
     repository: str | Reference,
     *,
-    puller: Puller | None = None,
+    puller: Session | None = None,
     store: str | os.PathLike[str] | Store | None = None,
     **options: Any,
 ) -> list[str]:
     """The registry's tags of ``repository``, in the order it lists them, every ``Link`` page
-    followed; asked through its mirrors and credentials as a pull is (``puller``, or a
-    ``Puller(store, **options)`` made for the call). A tag or digest in ``repository`` is
-    ignored here; the CLI refuses one, as ``skopeo list-tags`` does."""
-    from .copying import Copier
-
+    followed; asked through its mirrors and credentials as a pull is (``puller``: a
+    ``Session``, such as a ``Puller``; or a ``Session(store, **options)`` made for the call). A
+    tag or digest in ``repository`` is ignored here; the CLI refuses one, as ``skopeo
+    list-tags`` does."""
     ref = _reference(repository)
     if puller is not None:
-        return await Copier(puller).tags_of(ref)
-    from .pulling import Puller
+        return await puller.tags(ref)
+    from .session import Session
 
-    async with Puller(store, **options) as made:
-        return await Copier(made).tags_of(ref)
+    async with Session(store, **options) as made:
+        return await made.tags(ref)
 
 
 def images(store: str | os.PathLike[str] | Store | None = None) -> list[ImageRecord]:

@@ -10,24 +10,14 @@ images share are fetched once, even when the pulls run concurrently.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any
 
 from .config import RegistryConfig
 from .download import Downloader
-from .errors import (
-    InvalidDigest,
-    ManifestError,
-    PlatformNotFound,
-    PullError,
-    RegistryError,
-    StoreError,
-)
 from .events import (
     EventCallback,
     Finished,
@@ -35,48 +25,28 @@ from .events import (
     LayerExists,
     LayerPulling,
     Resolved,
-    Retrying,
     ignore,
 )
 from .http.proxy import ProxyConfig
-from .http.wire import ProxyFor
-from .oci.digest import Digest, digest_of, parse_digest, verify_bytes
+from .oci.digest import Digest, digest_of
 from .oci.manifest import (
     DOCKER_MANIFEST,
     OCI_INDEX,
     OCI_MANIFEST,
     Descriptor,
-    Index,
     Manifest,
     Platform,
     host_platform,
-    parse_manifest,
     parse_platform,
-    select_platform,
     to_oci,
 )
 from .oci.reference import Reference, parse
 from .registry.auth import Credentials
-from .registry.client import (
-    Endpoint,
-    ManifestResponse,
-    RegistryClient,
-    endpoint_for_domain,
-    normalize_mirror,
-    try_in_turn,
-)
-from .registry.credentials import CredentialError
-from .registry.retry import RetryPolicy, with_retries
-from .store.layout import RESOLVED_ANNOTATION, Store, as_store
+from .registry.client import Endpoint
+from .session import ResolvedAll, ResolvedImage, Session
+from .store.layout import RESOLVED_ANNOTATION, Store
 
 DEFAULT_CONCURRENCY = 3
-#: Child manifests of one index held in memory at once, in bytes (their descriptors' sizes), as
-#: copies bound them: a hostile index may name thousands.
-MAX_CHILDREN_BYTES = 64 << 20
-#: Child manifests of one index fetched at once.
-CHILD_FETCHES = 4
-
-R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,39 +84,12 @@ class AllPlatformsResult:
     endpoint: str
 
 
-@dataclass(frozen=True, slots=True)
-class _Child:
-    """A child manifest of an index pulled whole: its place in the served index, its descriptor
-    there, and its bytes as served."""
+class Puller(Session):
+    """Pulls into one store through one HTTP session; use ``async with``.
 
-    position: int
-    descriptor: Descriptor
-    raw: bytes
-    manifest: Manifest
-
-
-@dataclass(frozen=True, slots=True)
-class _ResolvedAll:
-    digest: Digest
-    raw: bytes
-    parsed: Manifest | Index
-    children: tuple[_Child, ...]  # empty when ``parsed`` is a Manifest
-    endpoint: Endpoint
-
-
-@dataclass(frozen=True, slots=True)
-class _Resolved:
-    digest: Digest
-    manifest_digest: Digest
-    manifest: Manifest
-    raws: tuple[tuple[Digest, bytes], ...]  # manifests to store: (digest, raw bytes)
-    platform: Platform | None
-    endpoint: Endpoint
-    failed: tuple[Endpoint, ...] = ()  # endpoints that could not resolve the reference
-
-
-class Puller:
-    """Pulls into one store through one HTTP session; use ``async with``."""
+    The pull operation, and a ``Session`` itself (endpoints, credentials, verified fetches, tags):
+    copies, ``inspect`` and ``tags`` take a Puller as their session (``Copier(puller)``), so one
+    client, store lease and retry policy serve them all."""
 
     def __init__(
         self,
@@ -165,291 +108,28 @@ class Puller:
         retry_delay: float = 1.0,
         proxies: Callable[[str | None], ProxyConfig] | None = None,
     ) -> None:
-        """``registries`` (from ``puller.config``) gives each registry name its mirrors and
-        server; ``mirrors`` and ``upstreams`` are shorthands for Docker Hub's mirrors and for a
-        registry's server URL. ``credentials`` (by registry name) win over
-        ``credential_lookup`` (e.g. docker's config.json); both go only to the endpoint that
-        registry name is for, never to a mirror of it."""
-        self.store = as_store(store)
-        self._registries = dict(registries or {})
-        if mirrors:
-            hub = self._registries.get("docker.io", RegistryConfig("docker.io"))
-            hub_mirrors = tuple(normalize_mirror(m) for m in mirrors)
-            self._registries["docker.io"] = replace(hub, mirrors=hub_mirrors)
-        for name, url in (upstreams or {}).items():
-            old = self._registries.get(name, RegistryConfig(name))
-            server = Endpoint(url.rstrip("/"), registry=name)
-            self._registries[name] = replace(old, server=server)
-        if mirror_only and not any(r.mirrors for r in self._registries.values()):
-            raise ValueError("mirror_only needs at least one mirror")
-        self._mirror_only = mirror_only
-        if proxies is None:
-            from_env = ProxyConfig.from_env(os.environ)
-
-            def proxies(_: str | None) -> ProxyConfig:
-                return from_env
-
-        self._proxies = proxies
-        self._client = RegistryClient(
+        """The session's options (``Session``), and for the downloads: at most
+        ``max_concurrent_downloads`` layers at once, ``durable`` (each blob on disk before it
+        is renamed into the store)."""
+        super().__init__(
+            store,
+            mirrors=mirrors,
+            mirror_only=mirror_only,
+            upstreams=upstreams,
+            registries=registries,
             credentials=credentials,
-            lookup=credential_lookup,
+            credential_lookup=credential_lookup,
             timeout=timeout,
-            proxies=self._proxy_rule,
+            max_download_attempts=max_download_attempts,
+            retry_delay=retry_delay,
+            proxies=proxies,
         )
-        self._retry = RetryPolicy(attempts=max_download_attempts, base_delay=retry_delay)
-        self._lease: AbstractContextManager[None] | None = None
         self._downloader = Downloader(
-            self._client,
+            self.client,
             self.store,
             max_concurrent=max_concurrent_downloads,
             durable=durable,
-            retry=self._retry,
-        )
-
-    async def __aenter__(self) -> Puller:
-        # What these pulls find in the store or put there stays, whatever a prune in another
-        # process decides, until they are over (``Store.lease``).
-        self._lease = self.store.lease()
-        self._lease.__enter__()
-        return self
-
-    @property
-    def client(self) -> RegistryClient:
-        """The one registry client of these pulls (copies use it too)."""
-        return self._client
-
-    @property
-    def retry(self) -> RetryPolicy:
-        return self._retry
-
-    def _proxy_rule(self, endpoint: Endpoint) -> ProxyFor:
-        """The proxy rule of the registry an endpoint serves: its own server, or a mirror
-        configured under it."""
-        name = endpoint.registry
-        if name is None:
-            name = next((r.name for r in self._registries.values() if endpoint in r.mirrors), None)
-        return self._proxies(name).for_url
-
-    async def __aexit__(self, *exc: object) -> None:
-        try:
-            await self._client.close()
-        finally:
-            lease, self._lease = self._lease, None
-            if lease is not None:
-                lease.__exit__(None, None, None)
-
-    def registry(self, domain: str) -> RegistryConfig:
-        """How ``domain`` is configured (its defaults when it is not)."""
-        return self._registries.get(domain, RegistryConfig(domain))
-
-    def server(self, ref: Reference) -> Endpoint:
-        """The registry's own server, never a mirror: where logins and copies write."""
-        reg = self._registries.get(ref.domain, RegistryConfig(ref.domain))
-        server = reg.server or endpoint_for_domain(ref.domain)
-        if server.registry is None:
-            server = dataclasses.replace(server, registry=ref.domain)
-        return server
-
-    def endpoints(self, ref: Reference, resolve: bool = False) -> tuple[Endpoint, ...]:
-        """Where to ask, in order: the registry's mirrors, then its own server (unless
-        ``mirror_only``). With ``resolve``, only endpoints that may be asked what a tag is."""
-        reg = self._registries.get(ref.domain, RegistryConfig(ref.domain))
-        server = self.server(ref)
-        mirrors = tuple(m for m in reg.mirrors if m.can_resolve or not resolve)
-        if self._mirror_only and reg.mirrors:
-            return mirrors
-        return (*mirrors, server)
-
-    # -- manifest resolution -----------------------------------------------------------------------
-
-    async def _fetch_verified(
-        self, endpoint: Endpoint, ref: Reference, expected: Descriptor | None = None
-    ) -> tuple[Digest, ManifestResponse]:
-        resp = await self._client.get_manifest(endpoint, ref)
-        where = f"{endpoint.url} ({ref})"
-        if ref.digest is not None:
-            verify_bytes(resp.raw, ref.digest, expected.size if expected else None, where)
-            return ref.digest, resp
-        if resp.digest:
-            try:
-                claimed = parse_digest(resp.digest)
-            except InvalidDigest as e:
-                raise ManifestError(
-                    f"{endpoint.url} sent an invalid Docker-Content-Digest for {ref}: {e}"
-                ) from None
-            verify_bytes(resp.raw, claimed, None, where)
-        return digest_of(resp.raw), resp
-
-    async def _stored_manifest(
-        self, digest: Digest, content_type: str | None, url: str
-    ) -> ManifestResponse | None:
-        """The manifest ``digest`` from the store, if it is there, small and verifies (a file
-        in the store may have been written by someone else)."""
-        loop = asyncio.get_running_loop()
-
-        def read() -> bytes | None:
-            if not self.store.has(digest):
-                return None
-            try:
-                return self.store.read_manifest(digest)
-            except (OSError, PullError):
-                return None
-
-        raw = await loop.run_in_executor(None, read)
-        return None if raw is None else ManifestResponse(raw, content_type, str(digest), url)
-
-    async def _head_first(self, endpoint: Endpoint, ref: Reference) -> ManifestResponse | None:
-        """A re-pull of a tag asks what it points at by HEAD (Docker Hub counts a GET of a
-        manifest as a pull, a HEAD not) and takes the manifest from the store when it holds
-        it; None: GET it as usual."""
-        if ref.digest is not None:
-            return None
-        try:
-            known = await asyncio.get_running_loop().run_in_executor(
-                None, self.store.lookup, str(ref)
-            )
-        except StoreError:
-            return None  # no store yet, or an unreadable one: the pull says so when it writes
-        if known is None:
-            return None
-        head = await self._client.head_manifest(endpoint, ref)
-        if head is None:
-            return None
-        return await self._stored_manifest(head.digest, head.media_type, endpoint.url)
-
-    async def _top(
-        self, endpoint: Endpoint, ref: Reference
-    ) -> tuple[Digest, ManifestResponse, Manifest | Index, bool]:
-        """What the reference names, parsed: from the store when a HEAD says it holds it (the
-        last item says so), else fetched and verified."""
-        stored = await self._head_first(endpoint, ref)
-        if stored is not None:
-            digest, resp = parse_digest(stored.digest or ""), stored
-        else:
-            digest, resp = await self._fetch_verified(endpoint, ref)
-        return (
-            digest,
-            resp,
-            parse_manifest(resp.raw, resp.content_type, str(ref)),
-            stored is not None,
-        )
-
-    async def _resolve_at(self, endpoint: Endpoint, ref: Reference, want: Platform) -> _Resolved:
-        digest, resp, parsed, from_store = await self._top(endpoint, ref)
-        if isinstance(parsed, Manifest):
-            return _Resolved(digest, digest, parsed, ((digest, resp.raw),), None, endpoint)
-        chosen = select_platform(parsed, want, str(ref))
-        child_ref = dataclasses.replace(ref, tag=None, digest=chosen.digest)
-        held = None
-        if from_store:  # the index came from the store: its child may too
-            held = await self._stored_manifest(chosen.digest, chosen.media_type, endpoint.url)
-        if held is not None:
-            child_digest, child = chosen.digest, held
-        else:
-            child_digest, child = await self._fetch_verified(endpoint, child_ref, chosen)
-        manifest = parse_manifest(child.raw, child.content_type, f"{ref} ({want})")
-        if isinstance(manifest, Index):
-            raise ManifestError(
-                f"index {ref} lists another index for {want}; nested indexes are not supported"
-            )
-        return _Resolved(
-            digest,
-            child_digest,
-            manifest,
-            ((child_digest, child.raw), (digest, resp.raw)),
-            chosen.platform,
-            endpoint,
-        )
-
-    async def _resolve_all_at(self, endpoint: Endpoint, ref: Reference) -> _ResolvedAll:
-        """The reference's manifest and, for an index, every child, attestations (platform
-        ``unknown/unknown``) included: the stored index names them, so a push of it needs them;
-        children the store holds are read from it, the rest fetched ``CHILD_FETCHES`` at a time
-        and verified."""
-        digest, resp, parsed, _ = await self._top(endpoint, ref)
-        if isinstance(parsed, Manifest):
-            return _ResolvedAll(digest, resp.raw, parsed, (), endpoint)
-        wanted = list(enumerate(parsed.manifests))
-        if sum(d.size for _, d in wanted) > MAX_CHILDREN_BYTES:
-            raise ManifestError(
-                f"index {ref} lists {len(wanted)} manifests of over "
-                f"{MAX_CHILDREN_BYTES >> 20} MiB in all: refused"
-            )
-        slots = asyncio.Semaphore(CHILD_FETCHES)
-
-        async def child(position: int, desc: Descriptor) -> _Child:
-            where = f"{ref} ({desc.platform or desc.digest})"
-            async with slots:
-                held = await self._stored_manifest(desc.digest, desc.media_type, endpoint.url)
-                if held is None:
-                    child_ref = dataclasses.replace(ref, tag=None, digest=desc.digest)
-                    _, held = await self._fetch_verified(endpoint, child_ref, desc)
-            manifest = parse_manifest(held.raw, held.content_type, where)
-            if isinstance(manifest, Index):
-                raise ManifestError(
-                    f"index {ref} lists another index ({desc.digest}); nested indexes are not "
-                    "supported"
-                )
-            return _Child(position, desc, held.raw, manifest)
-
-        children = await _all_of(child(i, d) for i, d in wanted)
-        return _ResolvedAll(digest, resp.raw, parsed, tuple(children), endpoint)
-
-    async def resolve(
-        self, ref: Reference, want: Platform, on_event: EventCallback = ignore
-    ) -> _Resolved:
-        """Try each endpoint in order, and all of them again after a temporary failure; an
-        index without the platform is the same everywhere."""
-        resolved, failed = await self._resolving(
-            ref, lambda endpoint: self._resolve_at(endpoint, ref, want), on_event
-        )
-        return dataclasses.replace(resolved, failed=failed)
-
-    async def _resolving(
-        self,
-        ref: Reference,
-        at: Callable[[Endpoint], Awaitable[R]],
-        on_event: EventCallback,
-    ) -> tuple[R, tuple[Endpoint, ...]]:
-        """``at`` each endpoint in turn, and all again after a temporary failure; with the
-        endpoints that failed before the one that answered."""
-        failed: list[Endpoint] = []
-
-        async def attempt(endpoint: Endpoint) -> tuple[R, tuple[Endpoint, ...]]:
-            try:
-                resolved = await at(endpoint)
-            except PullError:
-                failed.append(endpoint)
-                raise
-            return resolved, tuple(failed)
-
-        # a tag is only asked of endpoints that may resolve; a digest of any of them
-        endpoints = self.endpoints(ref, resolve=ref.digest is None)
-        if not endpoints:
-            raise RegistryError(
-                f"no endpoint may resolve the tag of {ref}: the mirrors of {ref.domain} are "
-                "pull-only and mirror_only is set; pull it by digest"
-            )
-        return await with_retries(
-            self._retry,
-            lambda: try_in_turn(endpoints, attempt, fatal=(PlatformNotFound, CredentialError)),
-            lambda attempt, delay, error: on_event(Retrying(ref, delay, attempt, error)),
-        )
-
-    async def tags(self, reference: str | Reference) -> list[str]:
-        """Every tag of the reference's repository, as the registry lists them (following its
-        ``Link`` pages), asked of the endpoints that may resolve tags. A registry may list
-        anything: check each with ``reference.valid_tag`` before use."""
-        ref = reference if isinstance(reference, Reference) else parse(reference)
-        endpoints = self.endpoints(ref, resolve=True)
-        if not endpoints:
-            raise RegistryError(
-                f"no endpoint may list the tags of {ref.name}: the mirrors of {ref.domain} are "
-                "pull-only and mirror_only is set"
-            )
-        return await with_retries(
-            self._retry,
-            lambda: try_in_turn(endpoints, lambda e: self._client.list_tags(e, ref.path)),
+            retry=self.retry,
         )
 
     # -- pull ------------------------------------------------------------------------------------
@@ -481,30 +161,9 @@ class Puller:
         (platform ``unknown/unknown``) are pulled too, as skopeo does. A reference that names
         one manifest is stored as ``pull`` stores it."""
         ref = reference if isinstance(reference, Reference) else parse(reference)
-        found, failed = await self._resolving(
-            ref, lambda endpoint: self._resolve_all_at(endpoint, ref), on_event
-        )
+        found = await self.resolve_all(ref, on_event)
         if isinstance(found.parsed, Manifest):
-            one = _Resolved(
-                found.digest,
-                found.digest,
-                found.parsed,
-                ((found.digest, found.raw),),
-                None,
-                found.endpoint,
-                failed,
-            )
-            single = await self._pull_resolved(ref, one, on_event)
-            return AllPlatformsResult(
-                ref,
-                single.digest,
-                _stored_form(found.parsed, found.digest, found.raw)[0],
-                (PlatformImage(None, found.digest, single.config, single.layers),),
-                single.downloaded,
-                single.up_to_date,
-                single.endpoint,
-            )
-
+            return await self._pull_single(ref, found, found.parsed, on_event)
         children = found.children
         # by digest: two children may name one layer under a Docker and an OCI media type
         layers = _unique(d for c in children for d in c.manifest.layers)
@@ -515,45 +174,11 @@ class Puller:
             _unique(c.manifest.config for c in children),
             layers,
             missing,
-            self._blob_endpoints(ref, failed),
+            self._blob_endpoints(ref, found.failed),
             on_event,
         )
-
-        raws: list[tuple[Digest, bytes]] = [(found.digest, found.raw)]
-        entries: list[dict[str, Any]] = []
-        served = json.loads(found.raw)["manifests"]  # parse_manifest read it: a list
-        converted = found.parsed.media_type != OCI_INDEX
-        for child in children:
-            raws.append((child.descriptor.digest, child.raw))
-            digest, raw = _stored_form(child.manifest, child.descriptor.digest, child.raw)
-            if digest != child.descriptor.digest:
-                raws.append((digest, raw))
-                converted = True
-            entry: dict[str, Any] = {
-                "mediaType": OCI_MANIFEST,
-                "digest": str(digest),
-                "size": len(raw),
-            }
-            source = served[child.position]
-            for key in ("platform", "annotations"):  # as served: os.version, os.features too
-                if isinstance(source.get(key), dict):
-                    entry[key] = source[key]
-            entries.append(entry)
-        top_digest, top_raw = found.digest, found.raw
-        if converted:
-            doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": OCI_INDEX}
-            doc["manifests"] = entries
-            top_raw = json.dumps(doc, separators=(",", ":")).encode()
-            top_digest = digest_of(top_raw)
-            raws.append((top_digest, top_raw))
-        up_to_date = await self._record(
-            ref,
-            raws,
-            Descriptor(OCI_INDEX, top_digest, len(top_raw)),
-            found.digest,
-            found.endpoint,
-            downloaded,
-        )
+        raws, top = _stored_index(found)
+        up_to_date = await self._record(ref, raws, top, found.digest, found.endpoint, downloaded)
         on_event(Finished(ref, found.digest, up_to_date, tuple(downloaded)))
         images = tuple(
             PlatformImage(
@@ -567,15 +192,40 @@ class Puller:
         return AllPlatformsResult(
             ref,
             found.digest,
-            top_digest,
+            top.digest,
             images,
             tuple(downloaded),
             up_to_date,
             found.endpoint.url,
         )
 
+    async def _pull_single(
+        self, ref: Reference, found: ResolvedAll, manifest: Manifest, on_event: EventCallback
+    ) -> AllPlatformsResult:
+        """``pull_all_platforms`` of a reference that names one manifest: stored as ``pull``
+        stores it."""
+        one = ResolvedImage(
+            found.digest,
+            found.digest,
+            manifest,
+            ((found.digest, found.raw),),
+            None,
+            found.endpoint,
+            found.failed,
+        )
+        single = await self._pull_resolved(ref, one, on_event)
+        return AllPlatformsResult(
+            ref,
+            single.digest,
+            _stored_form(manifest, found.digest, found.raw)[0],
+            (PlatformImage(None, found.digest, single.config, single.layers),),
+            single.downloaded,
+            single.up_to_date,
+            single.endpoint,
+        )
+
     async def _pull_resolved(
-        self, ref: Reference, resolved: _Resolved, on_event: EventCallback
+        self, ref: Reference, resolved: ResolvedImage, on_event: EventCallback
     ) -> PullResult:
         """Fetch what one platform's image lacks, store its manifests, point the name at it."""
         manifest = resolved.manifest
@@ -752,16 +402,39 @@ def _stored_form(manifest: Manifest, digest: Digest, raw: bytes) -> tuple[Digest
     return digest_of(oci_raw), oci_raw
 
 
-async def _all_of(coroutines: Iterable[Awaitable[R]]) -> list[R]:
-    """All of them at once, results in order; the first failure cancels the rest."""
-    tasks = [asyncio.ensure_future(c) for c in coroutines]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+def _stored_index(found: ResolvedAll) -> tuple[list[tuple[Digest, bytes]], Descriptor]:
+    """The manifests an index pulled whole stores (the index and each child as served, and
+    each child's OCI form when it differs), and what index.json's entry points at: an OCI index
+    of the children in OCI form, each with its platform and annotations as served; the served
+    index itself when nothing needed converting."""
+    raws: list[tuple[Digest, bytes]] = [(found.digest, found.raw)]
+    entries: list[dict[str, Any]] = []
+    served = json.loads(found.raw)["manifests"]  # parse_manifest read it: a list
+    converted = found.parsed.media_type != OCI_INDEX
+    for child in found.children:
+        raws.append((child.descriptor.digest, child.raw))
+        digest, raw = _stored_form(child.manifest, child.descriptor.digest, child.raw)
+        if digest != child.descriptor.digest:
+            raws.append((digest, raw))
+            converted = True
+        entry: dict[str, Any] = {
+            "mediaType": OCI_MANIFEST,
+            "digest": str(digest),
+            "size": len(raw),
+        }
+        source = served[child.position]
+        for key in ("platform", "annotations"):  # as served: os.version, os.features too
+            if isinstance(source.get(key), dict):
+                entry[key] = source[key]
+        entries.append(entry)
+    top_digest, top_raw = found.digest, found.raw
+    if converted:
+        doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": OCI_INDEX}
+        doc["manifests"] = entries
+        top_raw = json.dumps(doc, separators=(",", ":")).encode()
+        top_digest = digest_of(top_raw)
+        raws.append((top_digest, top_raw))
+    return raws, Descriptor(OCI_INDEX, top_digest, len(top_raw))
 
 
 async def pull(

@@ -14,13 +14,14 @@ import pytest
 
 from fixtures.images import Image, make_image, multiplatform, redis, shared_pair
 from fixtures.registry import PASSWORD, USER, Registry, push, running_registry
-from puller.copying import Copier, _piped
+from puller.copying import Copier
 from puller.errors import DigestMismatch
 from puller.oci.manifest import Descriptor, Manifest, parse_manifest
 from puller.oci.reference import parse
 from puller.pulling import Puller
 from puller.registry.auth import Credentials
 from puller.registry.client import Endpoint, RegistryClient
+from puller.streams import from_registry
 from tests.support.auth import basic_auth, write_docker_config
 from tests.support.fakeregistry import Corrupt, start_fake
 from tests.support.fakeregistry import run_pypull as run_pypull_async
@@ -155,7 +156,9 @@ async def test_a_blob_is_passed_on_only_up_to_its_last_piece_until_it_verifies()
     async with start_fake([image]) as fake, RegistryClient(timeout=5) as client:
         fake.inject(layer.digest, Corrupt(times=None))
         with pytest.raises(DigestMismatch):
-            async for piece in _piped(client, Endpoint(fake.url), "library/held", descriptor):
+            async for piece in from_registry(
+                client, Endpoint(fake.url), "library/held", descriptor
+            ):
                 got += piece
     assert 0 < len(got) < layer.size
     assert bytes(got) == layer.data[: len(got)]
