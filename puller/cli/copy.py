@@ -256,7 +256,7 @@ def _cmd_push(args: argparse.Namespace) -> int:
     options = _copy_options(args)
 
     async def work(copier: Copier, report: Callable[[CopyResult], None]) -> list[CopyResult]:
-        from ..copying import StoreSource
+        from ..sources import StoreSource
 
         origin = StoreSource(copier.store)
         return await copier.copy_all([(source, target)], each=report, origin=origin, **options)
