@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .errors import ManifestError, NotFound, PullError, RegistryError, StoreError
-from .http.wire import Chunk
+from .http.message import Chunk
 from .oci.digest import Digest, Verifier, digest_of, parse_digest
 from .oci.manifest import (
     Descriptor,

@@ -38,8 +38,8 @@ from .events import (
     Retrying,
     ignore,
 )
+from .http.client import ProxyFor
 from .http.proxy import ProxyConfig
-from .http.wire import ProxyFor
 from .oci.digest import Digest, digest_of, parse_digest, verify_bytes
 from .oci.manifest import (
     DOCKER_MANIFEST,

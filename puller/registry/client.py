@@ -1,5 +1,5 @@
 """The registry client: the only module that knows the registry API's URLs and auth. Every
-request it makes, token endpoints included, goes through ``wire.Client``.
+request it makes, token endpoints included, goes through ``http.client.Client``.
 
 It speaks the read side of the OCI distribution API (manifests and blobs), answers auth challenges
 (Bearer tokens from the realm, or Basic), and turns every failure into a ``RegistryError`` whose
@@ -29,9 +29,23 @@ from ..errors import (
     Unreachable,
     most_relevant,
 )
-from ..http import wire
+from ..http.client import Client, ProxyFor, default_tls, same_origin
+from ..http.connection import Response
+from ..http.errors import (
+    BadRedirect,
+    BadRequest,
+    BadURL,
+    BodyTimeout,
+    CannotResolve,
+    ProxyError,
+    RedirectCertificateError,
+    TooManyRedirects,
+    Unsupported,
+    WireError,
+)
 from ..http.hosts import is_loopback, realm_refusal
-from ..http.wire import ProxyFor, Write
+from ..http.message import MAX_LENGTH_DIGITS, Chunk, Headers, RequestBody
+from ..http.pour import LoopWrite, Write
 from ..oci.digest import Digest, digest_of, parse_digest
 from ..oci.manifest import ACCEPT, MAX_MANIFEST_SIZE
 from ..oci.reference import Reference
@@ -198,7 +212,7 @@ class RegistryClient:
         self._basic_hosts: set[str] = set()  # hosts that challenged with Basic
         self._timeout = timeout
         self._proxies = proxies
-        self.http = wire.Client(timeout=timeout)
+        self.http = Client(timeout=timeout)
         #: The last ``ratelimit-remaining`` each host sent (Docker Hub's pull quota).
         self.rate_limits: dict[str, int] = {}
 
@@ -368,7 +382,7 @@ class RegistryClient:
             )
         except ssl.SSLError as e:
             raise _tls_error(f"cannot reach token endpoint {realm}", realm, e) from e
-        except (OSError, asyncio.TimeoutError, wire.WireError) as e:
+        except (OSError, asyncio.TimeoutError, WireError) as e:
             raise _transport_error(f"cannot reach token endpoint {realm}", realm, e) from e
         try:
             if resp.status != 200:
@@ -384,7 +398,7 @@ class RegistryClient:
             if len(data) > MAX_TOKEN_RESPONSE:
                 raise too_large
             return data
-        except (OSError, asyncio.TimeoutError, wire.WireError) as e:
+        except (OSError, asyncio.TimeoutError, WireError) as e:
             raise _transport_error(f"reading from token endpoint {realm} failed", realm, e) from e
         finally:
             resp.release()
@@ -397,13 +411,13 @@ class RegistryClient:
         *,
         method: str = "GET",
         downgrade: bool = False,
-        body: wire.RequestBody | None = None,
+        body: RequestBody | None = None,
         length: int | None = None,
-    ) -> wire.Response:
+    ) -> Response:
         """``downgrade``: the answer is checked against a digest, so an https registry may
         redirect it to plain http (a CDN's http URL). The endpoint's TLS settings are for its
         own origin: on another (a redirect, an upload Location) its ``ca_file`` applies, its
-        ``skip_verify`` does not (wire's rule)."""
+        ``skip_verify`` does not (the HTTP client's rule)."""
         try:
             return await self.http.request(
                 method,
@@ -417,9 +431,9 @@ class RegistryClient:
                 downgrade=downgrade,
                 proxy_for=self._proxies(endpoint) if self._proxies else None,
             )
-        except wire.CannotResolve as e:
+        except CannotResolve as e:
             raise RegistryError(str(e), url=url) from e
-        except wire.RedirectCertificateError as e:
+        except RedirectCertificateError as e:
             raise RegistryError(
                 f"cannot reach {endpoint.url}: {e}; trust its CA with ca_file under "
                 f'[registry."{endpoint.credentials_name}"] (skip_verify covers '
@@ -428,7 +442,7 @@ class RegistryClient:
             ) from e
         except ssl.SSLError as e:
             raise _tls_error(f"cannot reach {endpoint.url}", url, e) from e
-        except (OSError, asyncio.TimeoutError, wire.WireError) as e:
+        except (OSError, asyncio.TimeoutError, WireError) as e:
             raise _transport_error(f"cannot reach {endpoint.url}", url, e) from e
 
     def _tls(self, endpoint: Endpoint) -> ssl.SSLContext:
@@ -437,7 +451,7 @@ class RegistryClient:
         if isinstance(setting, ssl.SSLContext):
             return setting
         if setting:
-            return wire.default_tls()  # the one wire uses for https redirects too
+            return default_tls()  # the one the HTTP client uses for https redirects too
         key = (setting, None)
         if key not in self._ssl:
             context = ssl.create_default_context()
@@ -457,16 +471,16 @@ class RegistryClient:
         method: str = "GET",
         downgrade: bool = False,
         scope: str | None = None,
-        body: Callable[[], wire.RequestBody] | None = None,
+        body: Callable[[], RequestBody] | None = None,
         length: int | None = None,
-    ) -> AsyncIterator[wire.Response]:
+    ) -> AsyncIterator[Response]:
         """Send ``url`` with auth; on a 401, authenticate once and try again. An empty ``path``
         asks for no repository scope (``/v2/`` itself); ``scope`` overrides the pull scope.
         ``body`` makes the request's body (called again for the retry after a 401). Credentials
         go only to the endpoint's own origin: an upload ``Location`` elsewhere gets none."""
         if scope is None:
             scope = pull_scope(path) if path else ""
-        ours = wire.same_origin(url, endpoint.url)
+        ours = same_origin(url, endpoint.url)
         if not ours and url.startswith("http:") and not endpoint.plain_http:
             raise RegistryError(
                 f"{endpoint.url} sends us to plain HTTP ({url[:200]}): refused", url=url
@@ -492,7 +506,7 @@ class RegistryClient:
             try:
                 # A redirect target's 401 is not the registry's: its challenge must not choose
                 # where our credentials go.
-                if resp.status == 401 and attempt == 0 and ours and wire.same_origin(resp.url, url):
+                if resp.status == 401 and attempt == 0 and ours and same_origin(resp.url, url):
                     challenge = resp.headers.get("WWW-Authenticate")
                     if auth and auth == self._auth_header(endpoint, scope):
                         self._tokens.drop(endpoint.host, scope)  # expired or revoked
@@ -545,7 +559,7 @@ class RegistryClient:
                         f"over the {MAX_MANIFEST_SIZE} byte limit"
                     )
                 raw = await resp.read(MAX_MANIFEST_SIZE + 1)
-            except (OSError, asyncio.TimeoutError, wire.WireError) as e:
+            except (OSError, asyncio.TimeoutError, WireError) as e:
                 raise _transport_error(f"reading manifest from {url} failed", url, e) from e
             if len(raw) > MAX_MANIFEST_SIZE:
                 raise ManifestError(
@@ -583,7 +597,7 @@ class RegistryClient:
                 start, total = _body_span(resp, resp.content_length, offset, url)
             except _NoBody:  # a 206 we did not ask for
                 await _raise_for_status(resp, f"blob {digest}", url)
-            except wire.WireError as e:  # a Content-Length that is no number
+            except WireError as e:  # a Content-Length that is no number
                 raise _transport_error(f"blob {digest} from {url}", url, e) from e
             yield BlobStream(resp, url, chunk_size, start, total)
 
@@ -642,7 +656,7 @@ class RegistryClient:
                     await _raise_for_status(resp, f"tags of {path}", url)
                 try:
                     body = await resp.read(MAX_TAGS_PAGE + 1)
-                except (OSError, asyncio.TimeoutError, wire.WireError) as e:
+                except (OSError, asyncio.TimeoutError, WireError) as e:
                     raise _transport_error(f"reading tags from {url} failed", url, e) from e
                 link = resp.headers.get("Link")
             if len(body) > MAX_TAGS_PAGE:
@@ -659,7 +673,7 @@ class RegistryClient:
                 raise RegistryError(
                     f"tags of {path}: an invalid Link {following[:200]!r}"
                 ) from None
-            if not wire.same_origin(url, endpoint.url):
+            if not same_origin(url, endpoint.url):
                 raise RegistryError(
                     f"tags of {path}: {endpoint.url} links to another origin ({url[:200]})",
                     url=url,
@@ -675,7 +689,7 @@ class RegistryClient:
         path: str,
         digest: Digest,
         size: int,
-        content: Callable[[], AsyncIterable[wire.Chunk]],
+        content: Callable[[], AsyncIterable[Chunk]],
         *,
         mount_from: str | None = None,
         chunk_size: int | None = None,
@@ -731,7 +745,7 @@ class RegistryClient:
         path: str,
         digest: Digest,
         size: int,
-        content: Callable[[], AsyncIterable[wire.Chunk]],
+        content: Callable[[], AsyncIterable[Chunk]],
         session: _Session,
         chunk_size: int | None,
     ) -> str:
@@ -772,9 +786,9 @@ class RegistryClient:
         chunks (413)."""
         url = _with_digest(up.url, up.digest)
         theirs: list[BaseException] = []  # what content() raised: the source's, not the target's
-        bodies: list[AsyncIterator[wire.Chunk]] = []  # (a second after a 401)
+        bodies: list[AsyncIterator[Chunk]] = []  # (a second after a 401)
 
-        def body() -> AsyncIterator[wire.Chunk]:
+        def body() -> AsyncIterator[Chunk]:
             bodies.append(_counted(up, theirs))
             return bodies[-1]
 
@@ -868,7 +882,7 @@ class RegistryClient:
             raise _Interrupted(e) from e
         up.offset = end
 
-    async def _closed(self, resp: wire.Response, up: _Upload, url: str) -> None:
+    async def _closed(self, resp: Response, up: _Upload, url: str) -> None:
         """Check the answer to the PUT that closes an upload session."""
         if resp.status not in (200, 201, 204):
             await self._raise_push_status(resp, up.endpoint, up.path, up.what, url)
@@ -921,7 +935,7 @@ class RegistryClient:
         return digest
 
     async def _raise_push_status(
-        self, resp: wire.Response, endpoint: Endpoint, path: str, what: str, url: str
+        self, resp: Response, endpoint: Endpoint, path: str, what: str, url: str
     ) -> NoReturn:
         """The error a refused push request means: ``what`` (``upload of sha256:…``,
         ``manifest 1.0``) was to go to ``path`` on ``endpoint``."""
@@ -951,7 +965,7 @@ class _Upload:
     path: str
     digest: Digest
     size: int
-    content: Callable[[], AsyncIterable[wire.Chunk]]  # the blob from its start, each time called
+    content: Callable[[], AsyncIterable[Chunk]]  # the blob from its start, each time called
     url: str = ""  # the session's latest Location
     min_chunk: int = 0
     offset: int = 0  # bytes the session holds, as far as we know
@@ -1002,7 +1016,7 @@ def _covers(ours: str, asked: str) -> bool:
     return bool(ours)
 
 
-def _upload_session(resp: wire.Response, request_url: str) -> _Session:
+def _upload_session(resp: Response, request_url: str) -> _Session:
     """The session an upload answer names: its ``Location`` resolved against the request URL,
     relative or absolute, query kept."""
     location = resp.headers.get("Location")
@@ -1019,7 +1033,7 @@ def _with_digest(url: str, digest: Digest) -> str:
     return url + ("&" if urlsplit(url).query else "?") + "digest=" + quote(str(digest), safe=":")
 
 
-def _check_digest(resp: wire.Response, digest: Digest, what: str, url: str) -> None:
+def _check_digest(resp: Response, digest: Digest, what: str, url: str) -> None:
     said = resp.headers.get("Docker-Content-Digest")
     if said is not None and said.strip() != str(digest):
         raise RegistryError(f"{what}: the registry stored {said[:80]!r}, not {digest}", url=url)
@@ -1029,7 +1043,7 @@ def _constant(data: bytes) -> Callable[[], bytes]:
     return lambda: data
 
 
-async def _counted(up: _Upload, raised: list[BaseException]) -> AsyncIterator[wire.Chunk]:
+async def _counted(up: _Upload, raised: list[BaseException]) -> AsyncIterator[Chunk]:
     """The blob from its start as a request body, raising ``up.reached`` by each piece before
     it goes out, and noting in ``raised`` what ``up.content()`` raised."""
     n = 0
@@ -1046,7 +1060,7 @@ async def _counted(up: _Upload, raised: list[BaseException]) -> AsyncIterator[wi
         await _close(source)
 
 
-async def _skipped(source: AsyncIterable[wire.Chunk], skip: int) -> AsyncIterator[wire.Chunk]:
+async def _skipped(source: AsyncIterable[Chunk], skip: int) -> AsyncIterator[Chunk]:
     """``source`` without its first ``skip`` bytes."""
     async for data in source:
         if skip >= len(data):
@@ -1056,14 +1070,14 @@ async def _skipped(source: AsyncIterable[wire.Chunk], skip: int) -> AsyncIterato
         skip = 0
 
 
-async def _close(source: AsyncIterable[wire.Chunk]) -> None:
+async def _close(source: AsyncIterable[Chunk]) -> None:
     """End an async generator now (its cleanup runs), not when it is collected."""
     aclose = getattr(source, "aclose", None)
     if aclose is not None:
         await aclose()
 
 
-async def _rechunked(source: AsyncIterable[wire.Chunk], size: int) -> AsyncIterator[bytes]:
+async def _rechunked(source: AsyncIterable[Chunk], size: int) -> AsyncIterator[bytes]:
     """``source`` in pieces of ``size`` bytes (the last may be shorter); memory: one piece."""
     pending = bytearray()
     async for data in source:
@@ -1105,9 +1119,7 @@ class _NoBody(Exception):
     """The answer is not (part of) the blob."""
 
 
-def _body_span(
-    resp: wire.Response, length: int | None, offset: int, url: str
-) -> tuple[int, int | None]:
+def _body_span(resp: Response, length: int | None, offset: int, url: str) -> tuple[int, int | None]:
     """Where the body starts in the blob, and the blob's whole size if the answer says."""
     if resp.status == 200:
         return 0, length
@@ -1138,7 +1150,7 @@ def _content_range(value: str | None) -> tuple[int | None, int | None]:
 def _number(text: str) -> int | None:
     """A decimal of at most 20 digits (no blob is larger), else None: never a 5,000-digit
     int() that Python refuses."""
-    if text.isascii() and text.isdigit() and len(text) <= wire.MAX_LENGTH_DIGITS:
+    if text.isascii() and text.isdigit() and len(text) <= MAX_LENGTH_DIGITS:
         return int(text)
     return None
 
@@ -1148,7 +1160,7 @@ class BlobStream:
     ``Unreachable``."""
 
     def __init__(
-        self, resp: wire.Response, url: str, chunk_size: int, start: int, total: int | None
+        self, resp: Response, url: str, chunk_size: int, start: int, total: int | None
     ) -> None:
         self._resp = resp
         self.url = url
@@ -1167,16 +1179,16 @@ class BlobStream:
             ours,
         )
 
-    async def pour_on_loop(self, write: wire.LoopWrite) -> None:
+    async def pour_on_loop(self, write: LoopWrite) -> None:
         """``pour`` with a writer on the loop that may hold each piece until the future it
-        returns is done (``wire.Response.pour_on_loop``, in pieces of ``wire.LOOP_CHUNK``)."""
+        returns is done (``Response.pour_on_loop``, in pieces of ``http.pour.LOOP_CHUNK``)."""
         ours: list[BaseException] = []
         await self._mapped(self._resp.pour_on_loop(_recording(write, ours), _ignore), ours)
 
     async def _mapped(self, pouring: Awaitable[None], ours: list[BaseException]) -> None:
         try:
             await pouring
-        except (asyncio.TimeoutError, OSError, wire.WireError) as e:
+        except (asyncio.TimeoutError, OSError, WireError) as e:
             if any(e is mine for mine in ours):
                 raise
             raise _transport_error(f"download from {self.url} failed", self.url, e) from e
@@ -1201,19 +1213,19 @@ def _ignore(_: int) -> None:
 
 def _permanent(e: BaseException) -> bool:
     """A transport failure that asking again will not cure."""
-    if isinstance(e, wire.ProxyError):
+    if isinstance(e, ProxyError):
         return e.permanent
     return isinstance(
         e,
         (
             ssl.SSLCertVerificationError,
-            wire.TooManyRedirects,
-            wire.BadURL,
-            wire.BadRequest,
-            wire.Unsupported,
-            wire.BadRedirect,
-            wire.CannotResolve,
-            wire.RedirectCertificateError,
+            TooManyRedirects,
+            BadURL,
+            BadRequest,
+            Unsupported,
+            BadRedirect,
+            CannotResolve,
+            RedirectCertificateError,
         ),
     )
 
@@ -1235,11 +1247,11 @@ def _transport_error(what: str, url: str, e: BaseException) -> RegistryError:
 
 def _why(e: BaseException) -> str:
     """An exception as a few words."""
-    if isinstance(e, wire.BodyTimeout):
+    if isinstance(e, BodyTimeout):
         return str(e)
     if isinstance(e, asyncio.TimeoutError):
         return "timed out"
-    if isinstance(e, wire.TooManyRedirects):
+    if isinstance(e, TooManyRedirects):
         return "too many redirects"
     if isinstance(e, ssl.SSLCertVerificationError) and e.verify_message:
         return f"certificate verify failed: {e.verify_message}"
@@ -1247,21 +1259,21 @@ def _why(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-async def _raise_for_status(resp: wire.Response, what: str, url: str) -> NoReturn:
+async def _raise_for_status(resp: Response, what: str, url: str) -> NoReturn:
     _raise_status(resp.status, resp.headers, await _error_body(resp), what, url)
 
 
-async def _error_body(resp: wire.Response) -> bytes:
+async def _error_body(resp: Response) -> bytes:
     """The first 64 KiB of an error answer's body (what a registry says is in there)."""
     try:
         return await resp.read(64 * 1024)
-    except (OSError, asyncio.TimeoutError, wire.WireError):
+    except (OSError, asyncio.TimeoutError, WireError):
         return b""
 
 
 def _raise_push_error(
     status: int,
-    headers: wire.Headers,
+    headers: Headers,
     body: bytes,
     host: str,
     path: str,
@@ -1320,7 +1332,7 @@ def _quota_spent(value: str | None) -> bool:
     return _remaining(value) == 0
 
 
-def _raise_status(status: int, headers: wire.Headers, body: bytes, what: str, url: str) -> NoReturn:
+def _raise_status(status: int, headers: Headers, body: bytes, what: str, url: str) -> NoReturn:
     """The error a registry's non-success answer means, with its own message if it sent one."""
     code, message = _error_detail(body)
     detail = message or (code.lower().replace("_", " ") if code else None)
