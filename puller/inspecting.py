@@ -49,7 +49,7 @@ from .store.layout import RESOLVED_ANNOTATION, Store, as_store
 
 if TYPE_CHECKING:
     from .pulling import Puller
-    from .registry.client import Endpoint
+    from .registry.endpoint import Endpoint
 
 __all__ = [
     "MAX_CONFIG_SIZE",
@@ -404,7 +404,7 @@ async def _remote(puller: Puller, ref: Reference, platform: Platform | None) -> 
     (``RegistrySource.content``: verified, from the store when it has it). No layer is asked
     for and nothing is written."""
     from .copying import Found, RegistrySource
-    from .registry.client import try_in_turn
+    from .registry.endpoint import try_in_turn
     from .registry.retry import with_retries
 
     what = str(ref)

@@ -57,15 +57,9 @@ from .oci.manifest import (
 )
 from .oci.reference import Reference, parse
 from .registry.auth import Credentials
-from .registry.client import (
-    Endpoint,
-    ManifestResponse,
-    RegistryClient,
-    endpoint_for_domain,
-    normalize_mirror,
-    try_in_turn,
-)
+from .registry.client import ManifestResponse, RegistryClient
 from .registry.credentials import CredentialError
+from .registry.endpoint import Endpoint, endpoint_for_domain, normalize_mirror, try_in_turn
 from .registry.retry import RetryPolicy, with_retries
 from .store.layout import RESOLVED_ANNOTATION, Store, as_store
 

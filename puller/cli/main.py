@@ -208,7 +208,7 @@ def _platform(text: str) -> str:
 
 
 def _mirror(text: str) -> str:
-    from ..registry.client import normalize_mirror
+    from ..registry.endpoint import normalize_mirror
 
     try:
         normalize_mirror(text)

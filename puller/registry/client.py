@@ -12,7 +12,7 @@ import asyncio
 import json
 import re
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
@@ -22,12 +22,10 @@ from ..errors import (
     InvalidDigest,
     ManifestError,
     NotFound,
-    PullError,
     QuotaExhausted,
     RegistryError,
     Unauthorized,
     Unreachable,
-    most_relevant,
 )
 from ..http.client import Client, ProxyFor, default_tls, same_origin
 from ..http.connection import Response
@@ -58,18 +56,13 @@ from .auth import (
     pull_scope,
     push_scope,
 )
+from .endpoint import BASE_HEADERS, USER_AGENT, Endpoint
 from .retry import parse_retry_after
 
-T = TypeVar("T")
 A = TypeVar("A")
 R = TypeVar("R")
 
 
-#: Where Docker Hub's registry API lives; ``docker.io`` is only its name.
-DOCKER_HUB_URL = "https://registry-1.docker.io"
-USER_AGENT = "pypull/0.1"
-#: On every request. Blobs are verified byte for byte: never let anything encode or decode them.
-BASE_HEADERS = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
 #: The username docker's config.json gives an identity token (an OAuth2 refresh token).
 IDENTITY_TOKEN_USER = "<token>"
 #: A token answer is a few KiB; a token endpoint is any https host a registry names.
@@ -85,84 +78,6 @@ MAX_CHUNK = 64 << 20
 #: Times one upload asks its session where it stands and goes on from there (after a 416, or a
 #: request cut off) before it gives up, and a retry, if any, starts it afresh.
 MAX_UPLOAD_RESUMES = 3
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """A base URL that serves the ``/v2/`` API for a reference's repository."""
-
-    url: str  # scheme://host[:port], no trailing slash
-    mirror: bool = False
-    #: "pull": content by digest; "resolve": may also be asked what a tag points at.
-    capabilities: frozenset[str] = frozenset({"pull", "resolve"})
-    insecure: bool = False  # configured for plain HTTP: credentials may go over it
-    skip_verify: bool = False  # TLS without certificate verification
-    ca_file: str | None = None  # extra CA to trust for this endpoint
-    #: whose credentials apply: the registry name for a registry's own server (docker.io);
-    #: None for a mirror, which only gets credentials stored for its own host
-    registry: str | None = None
-
-    @property
-    def credentials_name(self) -> str:
-        return self.registry or self.host
-
-    @property
-    def can_resolve(self) -> bool:
-        return "resolve" in self.capabilities
-
-    @property
-    def host(self) -> str:
-        return urlsplit(self.url).netloc
-
-    @property
-    def plain_http(self) -> bool:
-        return self.url.startswith("http://")
-
-
-def endpoint_for_domain(domain: str) -> Endpoint:
-    if domain == "docker.io":
-        return Endpoint(DOCKER_HUB_URL, registry=domain)
-    scheme = "http" if is_loopback(domain) else "https"
-    return Endpoint(f"{scheme}://{domain}", registry=domain)
-
-
-def normalize_mirror(url: str) -> Endpoint:
-    """``--mirror`` takes a URL; a bare host is HTTPS unless it is loopback."""
-    url = url.strip()
-    if "://" not in url:
-        url = f"{'http' if is_loopback(url.rstrip('/')) else 'https'}://{url}"
-    parts = urlsplit(url)
-    url = url.rstrip("/")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError(
-            f"invalid mirror URL {parts.scheme}://...@{parts.hostname}: credentials do not "
-            "belong in a mirror URL"
-        )
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"invalid mirror URL {url!r}: expected http://host[:port] or https://...")
-    if parts.path.rstrip("/") not in ("", "/v2"):
-        raise ValueError(f"invalid mirror URL {url!r}: give no path, /v2/ is added")
-    return Endpoint(f"{parts.scheme}://{parts.netloc}", mirror=True)
-
-
-async def try_in_turn(
-    endpoints: Sequence[Endpoint],
-    attempt: Callable[[Endpoint], Awaitable[T]],
-    fatal: tuple[type[PullError], ...] = (),
-) -> T:
-    """``attempt`` on each endpoint in order until one succeeds: a mirror that fails in any way
-    hands over to the next. ``fatal`` errors would be the same everywhere and end the search."""
-    errors: list[PullError] = []
-    for endpoint in endpoints:
-        try:
-            return await attempt(endpoint)
-        except fatal:
-            raise
-        except PullError as e:
-            errors.append(e)
-    if not errors:
-        raise ValueError("no endpoints to try")
-    raise most_relevant(errors)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,8 @@ from puller.oci.manifest import Descriptor, Manifest, parse_manifest
 from puller.oci.reference import parse
 from puller.pulling import Puller
 from puller.registry.auth import Credentials
-from puller.registry.client import Endpoint, RegistryClient
+from puller.registry.client import RegistryClient
+from puller.registry.endpoint import Endpoint
 from tests.conftest import raw
 from tests.e2e.test_mirrors_credentials_e2e import (
     PASSWORD,

@@ -11,10 +11,10 @@ from fixtures.registry import Registry
 from puller.errors import RegistryError, Unreachable
 from puller.http.hosts import is_loopback, realm_refusal
 from puller.oci.reference import parse
-from puller.registry.client import (
+from puller.registry.client import RegistryClient
+from puller.registry.endpoint import (
     DOCKER_HUB_URL,
     Endpoint,
-    RegistryClient,
     endpoint_for_domain,
     normalize_mirror,
 )

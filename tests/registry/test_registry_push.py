@@ -18,7 +18,8 @@ from fixtures.registry import Registry, push, running_registry
 from puller.errors import NotFound, RegistryError
 from puller.oci.digest import digest_of, parse_digest
 from puller.oci.reference import parse
-from puller.registry.client import Endpoint, RegistryClient
+from puller.registry.client import RegistryClient
+from puller.registry.endpoint import Endpoint
 from tests.http.test_wire import http
 from tests.http.test_wire import tls_cert as tls_cert  # a fixture: a self-signed certificate
 from tests.http.test_wire_pool import Answer, KeepAliveServer
