@@ -21,8 +21,6 @@ from urllib.parse import quote, urlencode, urljoin, urlsplit
 from ..errors import (
     InvalidDigest,
     ManifestError,
-    NotFound,
-    QuotaExhausted,
     RegistryError,
     Unauthorized,
     Unreachable,
@@ -30,19 +28,12 @@ from ..errors import (
 from ..http.client import Client, ProxyFor, default_tls, same_origin
 from ..http.connection import Response
 from ..http.errors import (
-    BadRedirect,
-    BadRequest,
-    BadURL,
-    BodyTimeout,
     CannotResolve,
-    ProxyError,
     RedirectCertificateError,
-    TooManyRedirects,
-    Unsupported,
     WireError,
 )
 from ..http.hosts import is_loopback, realm_refusal
-from ..http.message import MAX_LENGTH_DIGITS, Chunk, Headers, RequestBody
+from ..http.message import Chunk, Headers, RequestBody
 from ..http.pour import LoopWrite, Write
 from ..oci.digest import Digest, digest_of, parse_digest
 from ..oci.manifest import ACCEPT, MAX_MANIFEST_SIZE
@@ -57,7 +48,16 @@ from .auth import (
     push_scope,
 )
 from .endpoint import BASE_HEADERS, USER_AGENT, Endpoint
-from .retry import parse_retry_after
+from .status import (
+    error_body,
+    error_detail,
+    number,
+    raise_for_status,
+    raise_status,
+    remaining,
+    tls_error,
+    transport_error,
+)
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -86,21 +86,6 @@ class ManifestResponse:
     content_type: str | None
     digest: str | None  # Docker-Content-Digest, unvalidated
     url: str
-
-
-def _error_detail(body: bytes) -> tuple[str | None, str | None]:
-    """The first ``{"errors":[{"code","message"}]}`` entry of a registry error body."""
-    try:
-        doc = json.loads(body)
-        err = doc["errors"][0]
-        code = err.get("code")
-        message = err.get("message")
-        return (
-            code if isinstance(code, str) else None,
-            message if isinstance(message, str) else None,
-        )
-    except (ValueError, RecursionError, KeyError, IndexError, TypeError, AttributeError):
-        return None, None
 
 
 class RegistryClient:
@@ -296,9 +281,9 @@ class RegistryClient:
                 proxy_for=self._proxies(endpoint) if self._proxies else None,
             )
         except ssl.SSLError as e:
-            raise _tls_error(f"cannot reach token endpoint {realm}", realm, e) from e
+            raise tls_error(f"cannot reach token endpoint {realm}", realm, e) from e
         except (OSError, asyncio.TimeoutError, WireError) as e:
-            raise _transport_error(f"cannot reach token endpoint {realm}", realm, e) from e
+            raise transport_error(f"cannot reach token endpoint {realm}", realm, e) from e
         try:
             if resp.status != 200:
                 return resp.status
@@ -314,7 +299,7 @@ class RegistryClient:
                 raise too_large
             return data
         except (OSError, asyncio.TimeoutError, WireError) as e:
-            raise _transport_error(f"reading from token endpoint {realm} failed", realm, e) from e
+            raise transport_error(f"reading from token endpoint {realm} failed", realm, e) from e
         finally:
             resp.release()
 
@@ -356,9 +341,9 @@ class RegistryClient:
                 url=url,
             ) from e
         except ssl.SSLError as e:
-            raise _tls_error(f"cannot reach {endpoint.url}", url, e) from e
+            raise tls_error(f"cannot reach {endpoint.url}", url, e) from e
         except (OSError, asyncio.TimeoutError, WireError) as e:
-            raise _transport_error(f"cannot reach {endpoint.url}", url, e) from e
+            raise transport_error(f"cannot reach {endpoint.url}", url, e) from e
 
     def _tls(self, endpoint: Endpoint) -> ssl.SSLContext:
         """``ssl_for`` as a context of its own."""
@@ -428,9 +413,9 @@ class RegistryClient:
                     resp.release()
                     await self._authenticate(endpoint, scope, challenge, url)
                     continue
-                remaining = _remaining(resp.headers.get("ratelimit-remaining"))
-                if remaining is not None and ours:
-                    self.rate_limits[endpoint.host] = remaining
+                left = remaining(resp.headers.get("ratelimit-remaining"))
+                if left is not None and ours:
+                    self.rate_limits[endpoint.host] = left
                 yield resp
                 return
             finally:
@@ -456,7 +441,7 @@ class RegistryClient:
             )
         async with self._request(endpoint, "", url, {}) as resp:
             if resp.status != 200:
-                await _raise_for_status(resp, f"login to {endpoint.credentials_name}", url)
+                await raise_for_status(resp, f"login to {endpoint.credentials_name}", url)
 
     async def get_manifest(self, endpoint: Endpoint, ref: Reference) -> ManifestResponse:
         url = f"{endpoint.url}/v2/{ref.path}/manifests/{ref.identifier}"
@@ -465,7 +450,7 @@ class RegistryClient:
             endpoint, ref.path, url, {"Accept": ACCEPT}, downgrade=pinned
         ) as resp:
             if resp.status != 200:
-                await _raise_for_status(resp, f"manifest for {ref}", url)
+                await raise_for_status(resp, f"manifest for {ref}", url)
             try:
                 length = resp.content_length
                 if length is not None and length > MAX_MANIFEST_SIZE:
@@ -475,7 +460,7 @@ class RegistryClient:
                     )
                 raw = await resp.read(MAX_MANIFEST_SIZE + 1)
             except (OSError, asyncio.TimeoutError, WireError) as e:
-                raise _transport_error(f"reading manifest from {url} failed", url, e) from e
+                raise transport_error(f"reading manifest from {url} failed", url, e) from e
             if len(raw) > MAX_MANIFEST_SIZE:
                 raise ManifestError(
                     f"manifest for {ref} from {url} is over the {MAX_MANIFEST_SIZE} byte limit"
@@ -507,13 +492,13 @@ class RegistryClient:
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         async with self._request(endpoint, path, url, headers, downgrade=True) as resp:
             if resp.status not in (200, 206):
-                await _raise_for_status(resp, f"blob {digest}", url)
+                await raise_for_status(resp, f"blob {digest}", url)
             try:
                 start, total = _body_span(resp, resp.content_length, offset, url)
             except _NoBody:  # a 206 we did not ask for
-                await _raise_for_status(resp, f"blob {digest}", url)
+                await raise_for_status(resp, f"blob {digest}", url)
             except WireError as e:  # a Content-Length that is no number
-                raise _transport_error(f"blob {digest} from {url}", url, e) from e
+                raise transport_error(f"blob {digest} from {url}", url, e) from e
             yield BlobStream(resp, url, chunk_size, start, total)
 
     # -- the write side and listings (mirror syncing) --------------------------------------------
@@ -531,7 +516,7 @@ class RegistryClient:
             if resp.status == 405:
                 return None
             if resp.status != 200:
-                await _raise_for_status(resp, f"manifest for {ref}", url)
+                await raise_for_status(resp, f"manifest for {ref}", url)
             try:
                 digest = parse_digest(resp.headers.get("Docker-Content-Digest") or "")
             except InvalidDigest:
@@ -539,7 +524,7 @@ class RegistryClient:
             return ManifestHead(
                 digest,
                 resp.headers.get("Content-Type"),
-                _number(resp.headers.get("Content-Length") or ""),
+                number(resp.headers.get("Content-Length") or ""),
             )
 
     async def blob_exists(
@@ -552,7 +537,7 @@ class RegistryClient:
                 return True
             if resp.status == 404:
                 return False
-            await _raise_for_status(resp, f"blob {digest}", url)
+            await raise_for_status(resp, f"blob {digest}", url)
 
     async def list_tags(
         self, endpoint: Endpoint, path: str, *, page_size: int | None = None
@@ -568,11 +553,11 @@ class RegistryClient:
         for _ in range(MAX_TAG_PAGES):
             async with self._request(endpoint, path, url, {"Accept": "application/json"}) as resp:
                 if resp.status != 200:
-                    await _raise_for_status(resp, f"tags of {path}", url)
+                    await raise_for_status(resp, f"tags of {path}", url)
                 try:
                     body = await resp.read(MAX_TAGS_PAGE + 1)
                 except (OSError, asyncio.TimeoutError, WireError) as e:
-                    raise _transport_error(f"reading tags from {url} failed", url, e) from e
+                    raise transport_error(f"reading tags from {url} failed", url, e) from e
                 link = resp.headers.get("Link")
             if len(body) > MAX_TAGS_PAGE:
                 raise RegistryError(f"tags of {path} from {url}: a page over 4 MiB", url=url)
@@ -823,7 +808,7 @@ class RegistryClient:
                 )
             if resp.headers.get("Location"):
                 up.url = _upload_session(resp, url).url
-            min_chunk = _number(resp.headers.get("OCI-Chunk-Min-Length") or "")
+            min_chunk = number(resp.headers.get("OCI-Chunk-Min-Length") or "")
             up.min_chunk = max(up.min_chunk, min_chunk or 0)
             return held
 
@@ -854,7 +839,7 @@ class RegistryClient:
     ) -> NoReturn:
         """The error a refused push request means: ``what`` (``upload of sha256:…``,
         ``manifest 1.0``) was to go to ``path`` on ``endpoint``."""
-        body = await _error_body(resp)
+        body = await error_body(resp)
         creds = self._credentials.get(endpoint.credentials_name)
         _raise_push_error(resp.status, resp.headers, body, endpoint.host, path, what, url, creds)
 
@@ -941,7 +926,7 @@ def _upload_session(resp: Response, request_url: str) -> _Session:
         url = urljoin(request_url, location.strip())
     except ValueError:
         raise RegistryError(f"{request_url}: an invalid Location {location[:200]!r}") from None
-    return _Session(url, _number(resp.headers.get("OCI-Chunk-Min-Length") or "") or 0)
+    return _Session(url, number(resp.headers.get("OCI-Chunk-Min-Length") or "") or 0)
 
 
 def _with_digest(url: str, digest: Digest) -> str:
@@ -1056,18 +1041,10 @@ def _content_range(value: str | None) -> tuple[int | None, int | None]:
     if not value or not value.startswith("bytes "):
         return None, None
     span, _, total = value[6:].partition("/")
-    size = None if total == "*" else _number(total)
+    size = None if total == "*" else number(total)
     if size is None and total != "*":
         return None, None  # a total that is no size: the whole answer is suspect
-    return _number(span.partition("-")[0]), size
-
-
-def _number(text: str) -> int | None:
-    """A decimal of at most 20 digits (no blob is larger), else None: never a 5,000-digit
-    int() that Python refuses."""
-    if text.isascii() and text.isdigit() and len(text) <= MAX_LENGTH_DIGITS:
-        return int(text)
-    return None
+    return number(span.partition("-")[0]), size
 
 
 class BlobStream:
@@ -1106,7 +1083,7 @@ class BlobStream:
         except (asyncio.TimeoutError, OSError, WireError) as e:
             if any(e is mine for mine in ours):
                 raise
-            raise _transport_error(f"download from {self.url} failed", self.url, e) from e
+            raise transport_error(f"download from {self.url} failed", self.url, e) from e
 
 
 def _recording(call: Callable[[A], R], raised: list[BaseException]) -> Callable[[A], R]:
@@ -1126,66 +1103,6 @@ def _ignore(_: int) -> None:
     pass
 
 
-def _permanent(e: BaseException) -> bool:
-    """A transport failure that asking again will not cure."""
-    if isinstance(e, ProxyError):
-        return e.permanent
-    return isinstance(
-        e,
-        (
-            ssl.SSLCertVerificationError,
-            TooManyRedirects,
-            BadURL,
-            BadRequest,
-            Unsupported,
-            BadRedirect,
-            CannotResolve,
-            RedirectCertificateError,
-        ),
-    )
-
-
-def _tls_error(what: str, url: str, e: ssl.SSLError) -> RegistryError:
-    if isinstance(e, ssl.SSLEOFError):  # cut off mid-handshake: may pass
-        return _transport_error(what, url, e)
-    # A TLS handshake that fails (plain HTTP on the port, no common protocol, a
-    # certificate) fails the same way next time.
-    return RegistryError(f"{what}: {_why(e)}", url=url)
-
-
-def _transport_error(what: str, url: str, e: BaseException) -> RegistryError:
-    """A failure below HTTP: ``Unreachable`` (retried) unless it is one that cannot pass."""
-    if _permanent(e):
-        return RegistryError(f"{what}: {_why(e)}", url=url)
-    return Unreachable(f"{what}: {_why(e)}", url=url)
-
-
-def _why(e: BaseException) -> str:
-    """An exception as a few words."""
-    if isinstance(e, BodyTimeout):
-        return str(e)
-    if isinstance(e, asyncio.TimeoutError):
-        return "timed out"
-    if isinstance(e, TooManyRedirects):
-        return "too many redirects"
-    if isinstance(e, ssl.SSLCertVerificationError) and e.verify_message:
-        return f"certificate verify failed: {e.verify_message}"
-    text = str(e) or type(e).__name__
-    return text.splitlines()[0] if text else type(e).__name__
-
-
-async def _raise_for_status(resp: Response, what: str, url: str) -> NoReturn:
-    _raise_status(resp.status, resp.headers, await _error_body(resp), what, url)
-
-
-async def _error_body(resp: Response) -> bytes:
-    """The first 64 KiB of an error answer's body (what a registry says is in there)."""
-    try:
-        return await resp.read(64 * 1024)
-    except (OSError, asyncio.TimeoutError, WireError):
-        return b""
-
-
 def _raise_push_error(
     status: int,
     headers: Headers,
@@ -1197,7 +1114,7 @@ def _raise_push_error(
     creds: Credentials | None,
 ) -> NoReturn:
     """The error a refused push means, in words: who refused, what, and why."""
-    code, message = _error_detail(body)
+    code, message = error_detail(body)
     if status in (401, 403):
         said = f": {shown(message, 200)}" if message and code not in _DENIALS else ""
         hint = "" if creds else f" (no credentials sent: pypull login {host})"
@@ -1216,7 +1133,7 @@ def _raise_push_error(
             code=code,
             url=url,
         )
-    _raise_status(status, headers, body, f"{what} to {path}", url)
+    raise_status(status, headers, body, f"{what} to {path}", url)
 
 
 #: Codes whose message only says "denied" again.
@@ -1233,48 +1150,3 @@ def _error_digest(body: bytes) -> str | None:
         return str(parse_digest(detail)) if isinstance(detail, str) else None
     except (ValueError, RecursionError, KeyError, IndexError, TypeError, AttributeError):
         return None
-
-
-def _remaining(value: str | None) -> int | None:
-    """``ratelimit-remaining: 76;w=21600`` (Docker Hub): 76 pulls left in the window."""
-    if value is None:
-        return None
-    return _number(value.split(";", 1)[0].strip())
-
-
-def _quota_spent(value: str | None) -> bool:
-    """``ratelimit-remaining: 0;w=21600`` (Docker Hub): nothing left of the quota."""
-    return _remaining(value) == 0
-
-
-def _raise_status(status: int, headers: Headers, body: bytes, what: str, url: str) -> NoReturn:
-    """The error a registry's non-success answer means, with its own message if it sent one."""
-    code, message = _error_detail(body)
-    detail = message or (code.lower().replace("_", " ") if code else None)
-    retry_after = parse_retry_after(headers.get("Retry-After"))
-    if status == 404 or code in ("MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "NAME_UNKNOWN"):
-        raise NotFound(
-            f"{what} not found: {detail or 'HTTP 404'}", status=status, code=code, url=url
-        )
-    if status == 429 and _quota_spent(headers.get("RateLimit-Remaining")):
-        raise QuotaExhausted(
-            f"{what} at {url}: {detail or 'HTTP 429'} (ratelimit-remaining: 0)",
-            status=status,
-            code=code,
-            url=url,
-            retry_after=retry_after,
-        )
-    if status in (401, 403):
-        raise Unauthorized(
-            f"{what} at {url}: unauthorized: {detail or f'HTTP {status}'}",
-            status=status,
-            code=code,
-            url=url,
-        )
-    raise RegistryError(
-        f"{what} at {url}: HTTP {status}" + (f": {detail}" if detail else ""),
-        status=status,
-        code=code,
-        url=url,
-        retry_after=retry_after,
-    )
