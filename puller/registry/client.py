@@ -15,7 +15,7 @@ import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from typing import NoReturn, TypeVar
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 from ..errors import (
@@ -32,7 +32,6 @@ from ..http.errors import (
     RedirectCertificateError,
     WireError,
 )
-from ..http.hosts import is_loopback, realm_refusal
 from ..http.message import Chunk, Headers, RequestBody
 from ..http.pour import LoopWrite, Write
 from ..oci.digest import Digest, digest_of, parse_digest
@@ -41,13 +40,10 @@ from ..oci.reference import Reference
 from ..text import shown
 from .auth import (
     Credentials,
-    TokenCache,
-    parse_challenge,
-    parse_token_response,
     pull_scope,
     push_scope,
 )
-from .endpoint import BASE_HEADERS, USER_AGENT, Endpoint
+from .endpoint import BASE_HEADERS, Endpoint
 from .status import (
     error_body,
     error_detail,
@@ -58,15 +54,12 @@ from .status import (
     tls_error,
     transport_error,
 )
+from .token import Authorizer
 
 A = TypeVar("A")
 R = TypeVar("R")
 
 
-#: The username docker's config.json gives an identity token (an OAuth2 refresh token).
-IDENTITY_TOKEN_USER = "<token>"
-#: A token answer is a few KiB; a token endpoint is any https host a registry names.
-MAX_TOKEN_RESPONSE = 1 << 20
 #: One page of a tag listing; a registry's pages are at most a few hundred KiB.
 MAX_TAGS_PAGE = 4 << 20
 #: Pages of one listing, and tags in all: bounds for a registry whose Link never ends.
@@ -104,15 +97,11 @@ class RegistryClient:
         credentials of the registry it mirrors. ``proxies(endpoint)`` picks the proxy rule
         for the requests made on an endpoint's behalf, its token endpoint and redirects
         included (see ``proxy``); without it, every request goes direct."""
-        self._credentials: dict[str, Credentials | None] = dict(credentials or {})
-        self._lookup = lookup
         self._ssl: dict[tuple[bool, str | None], ssl.SSLContext] = {}
-        self._tokens = TokenCache()
-        self._token_locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._basic_hosts: set[str] = set()  # hosts that challenged with Basic
         self._timeout = timeout
         self._proxies = proxies
         self.http = Client(timeout=timeout)
+        self.auth = Authorizer(credentials, lookup, self._token_request, self._tls)
         #: The last ``ratelimit-remaining`` each host sent (Docker Hub's pull quota).
         self.rate_limits: dict[str, int] = {}
 
@@ -125,37 +114,7 @@ class RegistryClient:
     async def close(self) -> None:
         await self.http.close()
 
-    # -- auth -----------------------------------------------------------------------------------
-
-    def _auth_header(self, endpoint: Endpoint, scope: str) -> str | None:
-        token = self._tokens.get(endpoint.host, scope)
-        if token is not None:
-            return f"Bearer {token}"
-        if endpoint.host in self._basic_hosts:
-            creds = self._credentials.get(endpoint.credentials_name)
-            return creds.basic() if creds else None
-        return None
-
-    async def _credentials_for(self, endpoint: Endpoint, url: str) -> Credentials | None:
-        name = endpoint.credentials_name
-        if name not in self._credentials:
-            found = None
-            if self._lookup is not None:
-                found = await asyncio.get_running_loop().run_in_executor(None, self._lookup, name)
-            self._credentials[name] = found
-        creds = self._credentials[name]
-        if (
-            creds
-            and endpoint.plain_http
-            and not endpoint.insecure
-            and not is_loopback(endpoint.host)
-        ):
-            raise Unauthorized(
-                f"unauthorized: refusing to send the credentials for {name} to {endpoint.url} over "
-                "plain HTTP; set insecure = true for it in the configuration if that is intended",
-                url=url,
-            )
-        return creds
+    # -- auth and TLS ---------------------------------------------------------------------------
 
     def ssl_for(self, endpoint: Endpoint) -> ssl.SSLContext | bool:
         """The endpoint's TLS settings: True is the default verification, False none."""
@@ -170,138 +129,30 @@ class RegistryClient:
             self._ssl[key] = context
         return self._ssl[key]
 
-    async def _authenticate(
-        self, endpoint: Endpoint, scope: str, header: str | None, url: str
-    ) -> None:
-        """Answer a 401 challenge so that the retried request carries valid auth."""
-        if not header:
-            raise Unauthorized(
-                f"{url}: unauthorized (no WWW-Authenticate challenge)", status=401, url=url
-            )
-        challenge = parse_challenge(header)
-        creds = await self._credentials_for(endpoint, url)
-        if challenge.scheme == "basic":
-            if creds is None:
-                raise Unauthorized(
-                    f"unauthorized: {endpoint.host} requires a username and password",
-                    status=401,
-                    url=url,
-                )
-            self._basic_hosts.add(endpoint.host)
-            return
-        if challenge.scheme != "bearer":
-            raise Unauthorized(f"{url}: unsupported auth scheme {challenge.scheme!r}", url=url)
-        realm = challenge.realm
-        if not realm:
-            raise Unauthorized(f"{url}: Bearer challenge without a realm", url=url)
-        refusal = await realm_refusal(endpoint.url, endpoint.plain_http, realm)
-        if refusal:
-            raise Unauthorized(f"{url}: refusing token realm {realm}: {refusal}", url=url)
-        lock = self._token_locks.setdefault((endpoint.host, scope), asyncio.Lock())
-        async with lock:
-            if self._tokens.get(endpoint.host, scope) is not None:
-                return  # another request fetched it while we waited
-            params = {}
-            asked = challenge.params.get("scope")
-            if asked and not _covers(scope, asked):
-                params["scope"] = asked
-            elif scope:  # (a login check asks for none)
-                # A HEAD before a push is challenged for pull: ask for pull,push at once.
-                params["scope"] = scope
-            if "service" in challenge.params:
-                params["service"] = challenge.params["service"]
-            # No redirects: the realm was vetted, a Location it answers with was not, and a
-            # refresh token travels in the body, which a redirect would carry anywhere. The
-            # endpoint's TLS settings apply when the realm is on the endpoint's own host.
-            same_host = urlsplit(realm).netloc == endpoint.host
-            tls = self._tls(endpoint) if same_host and not endpoint.plain_http else None
-            headers = dict(BASE_HEADERS)
-            body: bytes | None = None
-            if creds is not None and creds.username == IDENTITY_TOKEN_USER:
-                # docker login's identity token is an OAuth2 refresh token (distribution's
-                # token spec, "oauth.md"): exchange it by POST.
-                method, url = "POST", realm
-                form = {
-                    **params,
-                    "grant_type": "refresh_token",
-                    "refresh_token": creds.password,
-                    "client_id": USER_AGENT.split("/")[0],
-                }
-                body = urlencode(form).encode("ascii")
-                headers["Content-Type"] = "application/x-www-form-urlencoded"
-            else:
-                method = "GET"
-                query = urlencode(params)
-                url = realm + (("&" if urlsplit(realm).query else "?") + query if query else "")
-                if creds:
-                    headers["Authorization"] = creds.basic()
-            body_text = await self._token_answer(endpoint, realm, method, url, headers, body, tls)
-            if isinstance(body_text, int):
-                status = body_text
-                if status in (401, 403):
-                    raise Unauthorized(
-                        f"unauthorized: token endpoint {realm} refused the credentials "
-                        f"for {endpoint.host}: HTTP {status}"
-                        if creds
-                        else f"unauthorized: {endpoint.host} requires a username and "
-                        f"password (token endpoint {realm} answered HTTP {status})",
-                        status=status,
-                        url=realm,
-                    )
-                raise RegistryError(
-                    f"token endpoint {realm} answered HTTP {status}", status=status, url=realm
-                )
-            try:
-                doc: Any = json.loads(body_text)
-            except (ValueError, RecursionError):
-                doc = None
-            token, lifetime = parse_token_response(doc, realm)
-            self._tokens.put(endpoint.host, scope, token, lifetime)
+    def _proxy_for(self, endpoint: Endpoint) -> ProxyFor | None:
+        return self._proxies(endpoint) if self._proxies else None
 
-    async def _token_answer(
+    async def _token_request(
         self,
         endpoint: Endpoint,
-        realm: str,
         method: str,
         url: str,
         headers: dict[str, str],
         body: bytes | None,
         tls: ssl.SSLContext | None,
-    ) -> bytes | int:
-        """The token endpoint's body, or its status when that is not 200. At most
-        ``MAX_TOKEN_RESPONSE`` bytes are read, whatever it sends."""
-        try:
-            resp = await self.http.request(
-                method,
-                url,
-                headers,
-                body=body,
-                tls=tls,
-                max_redirects=0,
-                proxy_for=self._proxies(endpoint) if self._proxies else None,
-            )
-        except ssl.SSLError as e:
-            raise tls_error(f"cannot reach token endpoint {realm}", realm, e) from e
-        except (OSError, asyncio.TimeoutError, WireError) as e:
-            raise transport_error(f"cannot reach token endpoint {realm}", realm, e) from e
-        try:
-            if resp.status != 200:
-                return resp.status
-            length = resp.content_length
-            too_large = RegistryError(
-                f"token endpoint {realm} sent more than 1 MiB, the most a token answer may have",
-                url=realm,
-            )
-            if length is not None and length > MAX_TOKEN_RESPONSE:
-                raise too_large
-            data = await resp.read(MAX_TOKEN_RESPONSE + 1)
-            if len(data) > MAX_TOKEN_RESPONSE:
-                raise too_large
-            return data
-        except (OSError, asyncio.TimeoutError, WireError) as e:
-            raise transport_error(f"reading from token endpoint {realm} failed", realm, e) from e
-        finally:
-            resp.release()
+    ) -> Response:
+        """A request to a token endpoint on ``endpoint``'s behalf: no redirects."""
+        return await self.http.request(
+            method,
+            url,
+            headers,
+            body=body,
+            tls=tls,
+            max_redirects=0,
+            proxy_for=self._proxy_for(endpoint),
+        )
+
+    # -- requests ---------------------------------------------------------------------------------
 
     async def _send(
         self,
@@ -329,7 +180,7 @@ class RegistryClient:
                 tls=None if endpoint.plain_http else self._tls(endpoint),
                 tls_origin=endpoint.url,
                 downgrade=downgrade,
-                proxy_for=self._proxies(endpoint) if self._proxies else None,
+                proxy_for=self._proxy_for(endpoint),
             )
         except CannotResolve as e:
             raise RegistryError(str(e), url=url) from e
@@ -387,11 +238,8 @@ class RegistryClient:
             )
         for attempt in range(2):
             hdrs = dict(headers)
-            fetching = self._token_locks.get((endpoint.host, scope))
-            if fetching is not None and fetching.locked():
-                async with fetching:  # a new token is on its way: wait for it, don't get a 401
-                    pass
-            auth = self._auth_header(endpoint, scope) if ours else None
+            await self.auth.fetched(endpoint, scope)  # a new token: wait for it, not for a 401
+            auth = self.auth.header(endpoint, scope) if ours else None
             if auth:
                 hdrs["Authorization"] = auth
             resp = await self._send(
@@ -408,10 +256,10 @@ class RegistryClient:
                 # where our credentials go.
                 if resp.status == 401 and attempt == 0 and ours and same_origin(resp.url, url):
                     challenge = resp.headers.get("WWW-Authenticate")
-                    if auth and auth == self._auth_header(endpoint, scope):
-                        self._tokens.drop(endpoint.host, scope)  # expired or revoked
+                    if auth and auth == self.auth.header(endpoint, scope):
+                        self.auth.drop(endpoint, scope)  # expired or revoked
                     resp.release()
-                    await self._authenticate(endpoint, scope, challenge, url)
+                    await self.auth.authenticate(endpoint, scope, challenge, url)
                     continue
                 left = remaining(resp.headers.get("ratelimit-remaining"))
                 if left is not None and ours:
@@ -840,7 +688,7 @@ class RegistryClient:
         """The error a refused push request means: ``what`` (``upload of sha256:…``,
         ``manifest 1.0``) was to go to ``path`` on ``endpoint``."""
         body = await error_body(resp)
-        creds = self._credentials.get(endpoint.credentials_name)
+        creds = self.auth.known(endpoint)
         _raise_push_error(resp.status, resp.headers, body, endpoint.host, path, what, url, creds)
 
 
@@ -900,20 +748,6 @@ def _upload_range(value: str | None) -> int | None:
 
 
 _UPLOAD_RANGE = re.compile(r"(?:bytes=)?0-([0-9]{1,20})")
-
-
-def _covers(ours: str, asked: str) -> bool:
-    """Whether the scope we want (``repository:NAME:pull,push``) grants every action of each
-    scope a challenge asks for, so that one token serves both."""
-    kind, _, rest = ours.partition(":")
-    name, _, actions = rest.rpartition(":")
-    have = set(actions.split(","))
-    for scope in asked.split():
-        k, _, r = scope.partition(":")
-        n, _, a = r.rpartition(":")
-        if (k, n) != (kind, name) or not set(a.split(",")) <= have:
-            return False
-    return bool(ours)
 
 
 def _upload_session(resp: Response, request_url: str) -> _Session:
