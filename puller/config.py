@@ -48,7 +48,7 @@ from .errors import PullError
 from .http.hosts import is_loopback
 from .http.proxy import Proxy, ProxyConfig, UnusableProxy, parse_proxy, redact
 from .oci.manifest import parse_platform
-from .registry.client import Endpoint, endpoint_for_domain, normalize_mirror
+from .registry.endpoint import Endpoint, endpoint_for_domain, normalize_mirror
 from .store.layout import default_store_path
 
 CAPABILITIES = frozenset({"pull", "resolve"})

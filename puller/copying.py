@@ -35,7 +35,8 @@ from .oci.manifest import (
 )
 from .oci.reference import Reference, valid_tag
 from .registry.auth import push_scope
-from .registry.client import Endpoint, RegistryClient, try_in_turn
+from .registry.client import RegistryClient
+from .registry.endpoint import Endpoint, try_in_turn
 from .session import MAX_CHILDREN_BYTES, Session
 from .sources import Found, Source
 from .sources import StoreSource as StoreSource  # importable from here, as before

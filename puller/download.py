@@ -34,8 +34,9 @@ from .events import (
 )
 from .oci.digest import Digest
 from .oci.manifest import Descriptor
-from .registry.client import Endpoint, RegistryClient, try_in_turn
+from .registry.client import RegistryClient
 from .registry.credentials import CredentialError
+from .registry.endpoint import Endpoint, try_in_turn
 from .registry.retry import RetryPolicy, with_retries
 from .store.blobs import BlobWriter
 from .store.layout import Store

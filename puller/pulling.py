@@ -42,7 +42,7 @@ from .oci.manifest import (
 )
 from .oci.reference import Reference, parse
 from .registry.auth import Credentials
-from .registry.client import Endpoint
+from .registry.endpoint import Endpoint
 from .session import ResolvedAll, ResolvedImage, Session
 from .store.layout import RESOLVED_ANNOTATION, Store
 

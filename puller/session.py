@@ -33,8 +33,8 @@ from .errors import (
     StoreError,
 )
 from .events import EventCallback, Retrying, ignore
+from .http.client import ProxyFor
 from .http.proxy import ProxyConfig
-from .http.wire import ProxyFor
 from .oci.digest import Digest, digest_of, parse_digest, verify_bytes
 from .oci.manifest import (
     Descriptor,
@@ -46,15 +46,9 @@ from .oci.manifest import (
 )
 from .oci.reference import Reference, parse
 from .registry.auth import Credentials
-from .registry.client import (
-    Endpoint,
-    ManifestResponse,
-    RegistryClient,
-    endpoint_for_domain,
-    normalize_mirror,
-    try_in_turn,
-)
+from .registry.client import ManifestResponse, RegistryClient
 from .registry.credentials import CredentialError
+from .registry.endpoint import Endpoint, endpoint_for_domain, normalize_mirror, try_in_turn
 from .registry.retry import RetryPolicy, with_retries
 from .store.layout import Store, as_store
 from .streams import Content, from_registry, from_store

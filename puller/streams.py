@@ -9,10 +9,11 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 from .errors import StoreError
-from .http.wire import Chunk
+from .http.message import Chunk
 from .oci.digest import Verifier
 from .oci.manifest import Descriptor
-from .registry.client import Endpoint, RegistryClient
+from .registry.client import RegistryClient
+from .registry.endpoint import Endpoint
 from .store.layout import Store
 
 #: The blob's bytes from its start, verified on the way (callable again for a retry).

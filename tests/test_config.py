@@ -16,7 +16,7 @@ import pytest
 
 from puller.config import Config, ConfigError, load, render
 from puller.http.proxy import UnusableProxy
-from puller.registry.client import DOCKER_HUB_URL, Endpoint
+from puller.registry.endpoint import DOCKER_HUB_URL, Endpoint
 from puller.store.layout import default_store_path
 
 if sys.version_info >= (3, 11):

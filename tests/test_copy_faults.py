@@ -23,7 +23,9 @@ from fixtures.images import Image, make_image, redis
 from puller.errors import QuotaExhausted, RegistryError
 from puller.oci.digest import digest_of
 from puller.oci.reference import parse
-from puller.registry.client import MAX_UPLOAD_RESUMES, Endpoint, RegistryClient
+from puller.registry.client import RegistryClient
+from puller.registry.endpoint import Endpoint
+from puller.registry.upload import MAX_UPLOAD_RESUMES
 from tests.support.auth import basic_auth, write_docker_config
 from tests.support.fakeregistry import (
     Answer,

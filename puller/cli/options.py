@@ -57,7 +57,7 @@ def checked_platform(text: str) -> str:
 
 def checked_mirror(text: str) -> str:
     """A mirror's URL, as given, once it is one."""
-    from ..registry.client import normalize_mirror
+    from ..registry.endpoint import normalize_mirror
 
     try:
         normalize_mirror(text)

@@ -1,9 +1,11 @@
-"""The registry client: the only module that knows the registry API's URLs and auth. Every
-request it makes, token endpoints included, goes through ``wire.Client``.
+"""The registry client: the only place that knows the registry API's URLs and auth. Every
+request it makes, token endpoints included, goes through ``http.client.Client``.
 
-It speaks the read side of the OCI distribution API (manifests and blobs), answers auth challenges
-(Bearer tokens from the realm, or Basic), and turns every failure into a ``RegistryError`` whose
-message names what was asked for and where.
+It speaks the read side of the OCI distribution API (manifests, blobs, tags) here, the write side
+in ``upload`` (``RegistryClient`` derives from ``upload.Uploads``), answers auth challenges
+(``token``: Bearer tokens from the realm, or Basic), and turns every failure into a
+``RegistryError`` whose message names what was asked for and where (``status``). Endpoints and
+failover among them are ``endpoint``'s.
 """
 
 from __future__ import annotations
@@ -12,143 +14,35 @@ import asyncio
 import json
 import re
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
-from urllib.parse import quote, urlencode, urljoin, urlsplit
+from typing import TypeVar
+from urllib.parse import urljoin
 
-from ..errors import (
-    InvalidDigest,
-    ManifestError,
-    NotFound,
-    PullError,
-    QuotaExhausted,
-    RegistryError,
-    Unauthorized,
-    Unreachable,
-    most_relevant,
-)
-from ..http import wire
-from ..http.hosts import is_loopback, realm_refusal
-from ..http.wire import ProxyFor, Write
-from ..oci.digest import Digest, digest_of, parse_digest
+from ..errors import InvalidDigest, ManifestError, RegistryError
+from ..http.client import Client, ProxyFor, default_tls, same_origin
+from ..http.connection import Response
+from ..http.errors import CannotResolve, RedirectCertificateError, WireError
+from ..http.message import RequestBody
+from ..http.pour import LoopWrite, Write
+from ..oci.digest import Digest, parse_digest
 from ..oci.manifest import ACCEPT, MAX_MANIFEST_SIZE
 from ..oci.reference import Reference
-from ..text import shown
-from .auth import (
-    Credentials,
-    TokenCache,
-    parse_challenge,
-    parse_token_response,
-    pull_scope,
-    push_scope,
-)
-from .retry import parse_retry_after
+from .auth import Credentials, pull_scope
+from .endpoint import BASE_HEADERS, Endpoint
+from .status import number, raise_for_status, remaining, tls_error, transport_error
+from .token import Authorizer
+from .upload import Uploads
 
-T = TypeVar("T")
 A = TypeVar("A")
 R = TypeVar("R")
 
-
-#: Where Docker Hub's registry API lives; ``docker.io`` is only its name.
-DOCKER_HUB_URL = "https://registry-1.docker.io"
-USER_AGENT = "pypull/0.1"
-#: On every request. Blobs are verified byte for byte: never let anything encode or decode them.
-BASE_HEADERS = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
-#: The username docker's config.json gives an identity token (an OAuth2 refresh token).
-IDENTITY_TOKEN_USER = "<token>"
-#: A token answer is a few KiB; a token endpoint is any https host a registry names.
-MAX_TOKEN_RESPONSE = 1 << 20
 #: One page of a tag listing; a registry's pages are at most a few hundred KiB.
 MAX_TAGS_PAGE = 4 << 20
 #: Pages of one listing, and tags in all: bounds for a registry whose Link never ends.
 MAX_TAG_PAGES = 10_000
 MAX_TAGS = 1_000_000
-#: Chunks of a PATCH upload when the registry states no minimum, and the most we hold for one.
-DEFAULT_CHUNK = 8 << 20
-MAX_CHUNK = 64 << 20
-#: Times one upload asks its session where it stands and goes on from there (after a 416, or a
-#: request cut off) before it gives up, and a retry, if any, starts it afresh.
-MAX_UPLOAD_RESUMES = 3
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """A base URL that serves the ``/v2/`` API for a reference's repository."""
-
-    url: str  # scheme://host[:port], no trailing slash
-    mirror: bool = False
-    #: "pull": content by digest; "resolve": may also be asked what a tag points at.
-    capabilities: frozenset[str] = frozenset({"pull", "resolve"})
-    insecure: bool = False  # configured for plain HTTP: credentials may go over it
-    skip_verify: bool = False  # TLS without certificate verification
-    ca_file: str | None = None  # extra CA to trust for this endpoint
-    #: whose credentials apply: the registry name for a registry's own server (docker.io);
-    #: None for a mirror, which only gets credentials stored for its own host
-    registry: str | None = None
-
-    @property
-    def credentials_name(self) -> str:
-        return self.registry or self.host
-
-    @property
-    def can_resolve(self) -> bool:
-        return "resolve" in self.capabilities
-
-    @property
-    def host(self) -> str:
-        return urlsplit(self.url).netloc
-
-    @property
-    def plain_http(self) -> bool:
-        return self.url.startswith("http://")
-
-
-def endpoint_for_domain(domain: str) -> Endpoint:
-    if domain == "docker.io":
-        return Endpoint(DOCKER_HUB_URL, registry=domain)
-    scheme = "http" if is_loopback(domain) else "https"
-    return Endpoint(f"{scheme}://{domain}", registry=domain)
-
-
-def normalize_mirror(url: str) -> Endpoint:
-    """``--mirror`` takes a URL; a bare host is HTTPS unless it is loopback."""
-    url = url.strip()
-    if "://" not in url:
-        url = f"{'http' if is_loopback(url.rstrip('/')) else 'https'}://{url}"
-    parts = urlsplit(url)
-    url = url.rstrip("/")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError(
-            f"invalid mirror URL {parts.scheme}://...@{parts.hostname}: credentials do not "
-            "belong in a mirror URL"
-        )
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"invalid mirror URL {url!r}: expected http://host[:port] or https://...")
-    if parts.path.rstrip("/") not in ("", "/v2"):
-        raise ValueError(f"invalid mirror URL {url!r}: give no path, /v2/ is added")
-    return Endpoint(f"{parts.scheme}://{parts.netloc}", mirror=True)
-
-
-async def try_in_turn(
-    endpoints: Sequence[Endpoint],
-    attempt: Callable[[Endpoint], Awaitable[T]],
-    fatal: tuple[type[PullError], ...] = (),
-) -> T:
-    """``attempt`` on each endpoint in order until one succeeds: a mirror that fails in any way
-    hands over to the next. ``fatal`` errors would be the same everywhere and end the search."""
-    errors: list[PullError] = []
-    for endpoint in endpoints:
-        try:
-            return await attempt(endpoint)
-        except fatal:
-            raise
-        except PullError as e:
-            errors.append(e)
-    if not errors:
-        raise ValueError("no endpoints to try")
-    raise most_relevant(errors)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,22 +53,14 @@ class ManifestResponse:
     url: str
 
 
-def _error_detail(body: bytes) -> tuple[str | None, str | None]:
-    """The first ``{"errors":[{"code","message"}]}`` entry of a registry error body."""
-    try:
-        doc = json.loads(body)
-        err = doc["errors"][0]
-        code = err.get("code")
-        message = err.get("message")
-        return (
-            code if isinstance(code, str) else None,
-            message if isinstance(message, str) else None,
-        )
-    except (ValueError, RecursionError, KeyError, IndexError, TypeError, AttributeError):
-        return None, None
+@dataclass(frozen=True, slots=True)
+class ManifestHead:
+    digest: Digest
+    media_type: str | None
+    size: int | None
 
 
-class RegistryClient:
+class RegistryClient(Uploads):
     """One HTTP session, shared by every pull of a process, with a token cache."""
 
     def __init__(
@@ -190,15 +76,11 @@ class RegistryClient:
         credentials of the registry it mirrors. ``proxies(endpoint)`` picks the proxy rule
         for the requests made on an endpoint's behalf, its token endpoint and redirects
         included (see ``proxy``); without it, every request goes direct."""
-        self._credentials: dict[str, Credentials | None] = dict(credentials or {})
-        self._lookup = lookup
         self._ssl: dict[tuple[bool, str | None], ssl.SSLContext] = {}
-        self._tokens = TokenCache()
-        self._token_locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._basic_hosts: set[str] = set()  # hosts that challenged with Basic
         self._timeout = timeout
         self._proxies = proxies
-        self.http = wire.Client(timeout=timeout)
+        self.http = Client(timeout=timeout)
+        self.auth = Authorizer(credentials, lookup, self._token_request, self._tls)
         #: The last ``ratelimit-remaining`` each host sent (Docker Hub's pull quota).
         self.rate_limits: dict[str, int] = {}
 
@@ -211,37 +93,11 @@ class RegistryClient:
     async def close(self) -> None:
         await self.http.close()
 
-    # -- auth -----------------------------------------------------------------------------------
+    # -- auth and TLS ---------------------------------------------------------------------------
 
-    def _auth_header(self, endpoint: Endpoint, scope: str) -> str | None:
-        token = self._tokens.get(endpoint.host, scope)
-        if token is not None:
-            return f"Bearer {token}"
-        if endpoint.host in self._basic_hosts:
-            creds = self._credentials.get(endpoint.credentials_name)
-            return creds.basic() if creds else None
-        return None
-
-    async def _credentials_for(self, endpoint: Endpoint, url: str) -> Credentials | None:
-        name = endpoint.credentials_name
-        if name not in self._credentials:
-            found = None
-            if self._lookup is not None:
-                found = await asyncio.get_running_loop().run_in_executor(None, self._lookup, name)
-            self._credentials[name] = found
-        creds = self._credentials[name]
-        if (
-            creds
-            and endpoint.plain_http
-            and not endpoint.insecure
-            and not is_loopback(endpoint.host)
-        ):
-            raise Unauthorized(
-                f"unauthorized: refusing to send the credentials for {name} to {endpoint.url} over "
-                "plain HTTP; set insecure = true for it in the configuration if that is intended",
-                url=url,
-            )
-        return creds
+    def known_credentials(self, endpoint: Endpoint) -> Credentials | None:
+        """The credentials of the endpoint's name, if looked up already (for ``Uploads``)."""
+        return self.auth.known(endpoint)
 
     def ssl_for(self, endpoint: Endpoint) -> ssl.SSLContext | bool:
         """The endpoint's TLS settings: True is the default verification, False none."""
@@ -256,138 +112,45 @@ class RegistryClient:
             self._ssl[key] = context
         return self._ssl[key]
 
-    async def _authenticate(
-        self, endpoint: Endpoint, scope: str, header: str | None, url: str
-    ) -> None:
-        """Answer a 401 challenge so that the retried request carries valid auth."""
-        if not header:
-            raise Unauthorized(
-                f"{url}: unauthorized (no WWW-Authenticate challenge)", status=401, url=url
-            )
-        challenge = parse_challenge(header)
-        creds = await self._credentials_for(endpoint, url)
-        if challenge.scheme == "basic":
-            if creds is None:
-                raise Unauthorized(
-                    f"unauthorized: {endpoint.host} requires a username and password",
-                    status=401,
-                    url=url,
-                )
-            self._basic_hosts.add(endpoint.host)
-            return
-        if challenge.scheme != "bearer":
-            raise Unauthorized(f"{url}: unsupported auth scheme {challenge.scheme!r}", url=url)
-        realm = challenge.realm
-        if not realm:
-            raise Unauthorized(f"{url}: Bearer challenge without a realm", url=url)
-        refusal = await realm_refusal(endpoint.url, endpoint.plain_http, realm)
-        if refusal:
-            raise Unauthorized(f"{url}: refusing token realm {realm}: {refusal}", url=url)
-        lock = self._token_locks.setdefault((endpoint.host, scope), asyncio.Lock())
-        async with lock:
-            if self._tokens.get(endpoint.host, scope) is not None:
-                return  # another request fetched it while we waited
-            params = {}
-            asked = challenge.params.get("scope")
-            if asked and not _covers(scope, asked):
-                params["scope"] = asked
-            elif scope:  # (a login check asks for none)
-                # A HEAD before a push is challenged for pull: ask for pull,push at once.
-                params["scope"] = scope
-            if "service" in challenge.params:
-                params["service"] = challenge.params["service"]
-            # No redirects: the realm was vetted, a Location it answers with was not, and a
-            # refresh token travels in the body, which a redirect would carry anywhere. The
-            # endpoint's TLS settings apply when the realm is on the endpoint's own host.
-            same_host = urlsplit(realm).netloc == endpoint.host
-            tls = self._tls(endpoint) if same_host and not endpoint.plain_http else None
-            headers = dict(BASE_HEADERS)
-            body: bytes | None = None
-            if creds is not None and creds.username == IDENTITY_TOKEN_USER:
-                # docker login's identity token is an OAuth2 refresh token (distribution's
-                # token spec, "oauth.md"): exchange it by POST.
-                method, url = "POST", realm
-                form = {
-                    **params,
-                    "grant_type": "refresh_token",
-                    "refresh_token": creds.password,
-                    "client_id": USER_AGENT.split("/")[0],
-                }
-                body = urlencode(form).encode("ascii")
-                headers["Content-Type"] = "application/x-www-form-urlencoded"
-            else:
-                method = "GET"
-                query = urlencode(params)
-                url = realm + (("&" if urlsplit(realm).query else "?") + query if query else "")
-                if creds:
-                    headers["Authorization"] = creds.basic()
-            body_text = await self._token_answer(endpoint, realm, method, url, headers, body, tls)
-            if isinstance(body_text, int):
-                status = body_text
-                if status in (401, 403):
-                    raise Unauthorized(
-                        f"unauthorized: token endpoint {realm} refused the credentials "
-                        f"for {endpoint.host}: HTTP {status}"
-                        if creds
-                        else f"unauthorized: {endpoint.host} requires a username and "
-                        f"password (token endpoint {realm} answered HTTP {status})",
-                        status=status,
-                        url=realm,
-                    )
-                raise RegistryError(
-                    f"token endpoint {realm} answered HTTP {status}", status=status, url=realm
-                )
-            try:
-                doc: Any = json.loads(body_text)
-            except (ValueError, RecursionError):
-                doc = None
-            token, lifetime = parse_token_response(doc, realm)
-            self._tokens.put(endpoint.host, scope, token, lifetime)
+    def _tls(self, endpoint: Endpoint) -> ssl.SSLContext:
+        """``ssl_for`` as a context of its own."""
+        setting = self.ssl_for(endpoint)
+        if isinstance(setting, ssl.SSLContext):
+            return setting
+        if setting:
+            return default_tls()  # the one the HTTP client uses for https redirects too
+        key = (setting, None)
+        if key not in self._ssl:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            self._ssl[key] = context
+        return self._ssl[key]
 
-    async def _token_answer(
+    def _proxy_for(self, endpoint: Endpoint) -> ProxyFor | None:
+        return self._proxies(endpoint) if self._proxies else None
+
+    async def _token_request(
         self,
         endpoint: Endpoint,
-        realm: str,
         method: str,
         url: str,
         headers: dict[str, str],
         body: bytes | None,
         tls: ssl.SSLContext | None,
-    ) -> bytes | int:
-        """The token endpoint's body, or its status when that is not 200. At most
-        ``MAX_TOKEN_RESPONSE`` bytes are read, whatever it sends."""
-        try:
-            resp = await self.http.request(
-                method,
-                url,
-                headers,
-                body=body,
-                tls=tls,
-                max_redirects=0,
-                proxy_for=self._proxies(endpoint) if self._proxies else None,
-            )
-        except ssl.SSLError as e:
-            raise _tls_error(f"cannot reach token endpoint {realm}", realm, e) from e
-        except (OSError, asyncio.TimeoutError, wire.WireError) as e:
-            raise _transport_error(f"cannot reach token endpoint {realm}", realm, e) from e
-        try:
-            if resp.status != 200:
-                return resp.status
-            length = resp.content_length
-            too_large = RegistryError(
-                f"token endpoint {realm} sent more than 1 MiB, the most a token answer may have",
-                url=realm,
-            )
-            if length is not None and length > MAX_TOKEN_RESPONSE:
-                raise too_large
-            data = await resp.read(MAX_TOKEN_RESPONSE + 1)
-            if len(data) > MAX_TOKEN_RESPONSE:
-                raise too_large
-            return data
-        except (OSError, asyncio.TimeoutError, wire.WireError) as e:
-            raise _transport_error(f"reading from token endpoint {realm} failed", realm, e) from e
-        finally:
-            resp.release()
+    ) -> Response:
+        """A request to a token endpoint on ``endpoint``'s behalf: no redirects."""
+        return await self.http.request(
+            method,
+            url,
+            headers,
+            body=body,
+            tls=tls,
+            max_redirects=0,
+            proxy_for=self._proxy_for(endpoint),
+        )
+
+    # -- requests ---------------------------------------------------------------------------------
 
     async def _send(
         self,
@@ -397,13 +160,13 @@ class RegistryClient:
         *,
         method: str = "GET",
         downgrade: bool = False,
-        body: wire.RequestBody | None = None,
+        body: RequestBody | None = None,
         length: int | None = None,
-    ) -> wire.Response:
+    ) -> Response:
         """``downgrade``: the answer is checked against a digest, so an https registry may
         redirect it to plain http (a CDN's http URL). The endpoint's TLS settings are for its
         own origin: on another (a redirect, an upload Location) its ``ca_file`` applies, its
-        ``skip_verify`` does not (wire's rule)."""
+        ``skip_verify`` does not (the HTTP client's rule)."""
         try:
             return await self.http.request(
                 method,
@@ -415,11 +178,11 @@ class RegistryClient:
                 tls=None if endpoint.plain_http else self._tls(endpoint),
                 tls_origin=endpoint.url,
                 downgrade=downgrade,
-                proxy_for=self._proxies(endpoint) if self._proxies else None,
+                proxy_for=self._proxy_for(endpoint),
             )
-        except wire.CannotResolve as e:
+        except CannotResolve as e:
             raise RegistryError(str(e), url=url) from e
-        except wire.RedirectCertificateError as e:
+        except RedirectCertificateError as e:
             raise RegistryError(
                 f"cannot reach {endpoint.url}: {e}; trust its CA with ca_file under "
                 f'[registry."{endpoint.credentials_name}"] (skip_verify covers '
@@ -427,27 +190,12 @@ class RegistryClient:
                 url=url,
             ) from e
         except ssl.SSLError as e:
-            raise _tls_error(f"cannot reach {endpoint.url}", url, e) from e
-        except (OSError, asyncio.TimeoutError, wire.WireError) as e:
-            raise _transport_error(f"cannot reach {endpoint.url}", url, e) from e
-
-    def _tls(self, endpoint: Endpoint) -> ssl.SSLContext:
-        """``ssl_for`` as a context of its own."""
-        setting = self.ssl_for(endpoint)
-        if isinstance(setting, ssl.SSLContext):
-            return setting
-        if setting:
-            return wire.default_tls()  # the one wire uses for https redirects too
-        key = (setting, None)
-        if key not in self._ssl:
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            self._ssl[key] = context
-        return self._ssl[key]
+            raise tls_error(f"cannot reach {endpoint.url}", url, e) from e
+        except (OSError, asyncio.TimeoutError, WireError) as e:
+            raise transport_error(f"cannot reach {endpoint.url}", url, e) from e
 
     @asynccontextmanager
-    async def _request(
+    async def request(
         self,
         endpoint: Endpoint,
         path: str,
@@ -457,27 +205,24 @@ class RegistryClient:
         method: str = "GET",
         downgrade: bool = False,
         scope: str | None = None,
-        body: Callable[[], wire.RequestBody] | None = None,
+        body: Callable[[], RequestBody] | None = None,
         length: int | None = None,
-    ) -> AsyncIterator[wire.Response]:
+    ) -> AsyncIterator[Response]:
         """Send ``url`` with auth; on a 401, authenticate once and try again. An empty ``path``
         asks for no repository scope (``/v2/`` itself); ``scope`` overrides the pull scope.
         ``body`` makes the request's body (called again for the retry after a 401). Credentials
         go only to the endpoint's own origin: an upload ``Location`` elsewhere gets none."""
         if scope is None:
             scope = pull_scope(path) if path else ""
-        ours = wire.same_origin(url, endpoint.url)
+        ours = same_origin(url, endpoint.url)
         if not ours and url.startswith("http:") and not endpoint.plain_http:
             raise RegistryError(
                 f"{endpoint.url} sends us to plain HTTP ({url[:200]}): refused", url=url
             )
         for attempt in range(2):
             hdrs = dict(headers)
-            fetching = self._token_locks.get((endpoint.host, scope))
-            if fetching is not None and fetching.locked():
-                async with fetching:  # a new token is on its way: wait for it, don't get a 401
-                    pass
-            auth = self._auth_header(endpoint, scope) if ours else None
+            await self.auth.fetched(endpoint, scope)  # a new token: wait for it, not for a 401
+            auth = self.auth.header(endpoint, scope) if ours else None
             if auth:
                 hdrs["Authorization"] = auth
             resp = await self._send(
@@ -492,16 +237,16 @@ class RegistryClient:
             try:
                 # A redirect target's 401 is not the registry's: its challenge must not choose
                 # where our credentials go.
-                if resp.status == 401 and attempt == 0 and ours and wire.same_origin(resp.url, url):
+                if resp.status == 401 and attempt == 0 and ours and same_origin(resp.url, url):
                     challenge = resp.headers.get("WWW-Authenticate")
-                    if auth and auth == self._auth_header(endpoint, scope):
-                        self._tokens.drop(endpoint.host, scope)  # expired or revoked
+                    if auth and auth == self.auth.header(endpoint, scope):
+                        self.auth.drop(endpoint, scope)  # expired or revoked
                     resp.release()
-                    await self._authenticate(endpoint, scope, challenge, url)
+                    await self.auth.authenticate(endpoint, scope, challenge, url)
                     continue
-                remaining = _remaining(resp.headers.get("ratelimit-remaining"))
-                if remaining is not None and ours:
-                    self.rate_limits[endpoint.host] = remaining
+                left = remaining(resp.headers.get("ratelimit-remaining"))
+                if left is not None and ours:
+                    self.rate_limits[endpoint.host] = left
                 yield resp
                 return
             finally:
@@ -525,18 +270,18 @@ class RegistryClient:
                 status=200,
                 url=url,
             )
-        async with self._request(endpoint, "", url, {}) as resp:
+        async with self.request(endpoint, "", url, {}) as resp:
             if resp.status != 200:
-                await _raise_for_status(resp, f"login to {endpoint.credentials_name}", url)
+                await raise_for_status(resp, f"login to {endpoint.credentials_name}", url)
 
     async def get_manifest(self, endpoint: Endpoint, ref: Reference) -> ManifestResponse:
         url = f"{endpoint.url}/v2/{ref.path}/manifests/{ref.identifier}"
         pinned = ref.digest is not None  # checked against it: may come over plain http
-        async with self._request(
+        async with self.request(
             endpoint, ref.path, url, {"Accept": ACCEPT}, downgrade=pinned
         ) as resp:
             if resp.status != 200:
-                await _raise_for_status(resp, f"manifest for {ref}", url)
+                await raise_for_status(resp, f"manifest for {ref}", url)
             try:
                 length = resp.content_length
                 if length is not None and length > MAX_MANIFEST_SIZE:
@@ -545,8 +290,8 @@ class RegistryClient:
                         f"over the {MAX_MANIFEST_SIZE} byte limit"
                     )
                 raw = await resp.read(MAX_MANIFEST_SIZE + 1)
-            except (OSError, asyncio.TimeoutError, wire.WireError) as e:
-                raise _transport_error(f"reading manifest from {url} failed", url, e) from e
+            except (OSError, asyncio.TimeoutError, WireError) as e:
+                raise transport_error(f"reading manifest from {url} failed", url, e) from e
             if len(raw) > MAX_MANIFEST_SIZE:
                 raise ManifestError(
                     f"manifest for {ref} from {url} is over the {MAX_MANIFEST_SIZE} byte limit"
@@ -576,15 +321,15 @@ class RegistryClient:
         """
         url = f"{endpoint.url}/v2/{path}/blobs/{digest}"
         headers = {"Range": f"bytes={offset}-"} if offset else {}
-        async with self._request(endpoint, path, url, headers, downgrade=True) as resp:
+        async with self.request(endpoint, path, url, headers, downgrade=True) as resp:
             if resp.status not in (200, 206):
-                await _raise_for_status(resp, f"blob {digest}", url)
+                await raise_for_status(resp, f"blob {digest}", url)
             try:
                 start, total = _body_span(resp, resp.content_length, offset, url)
             except _NoBody:  # a 206 we did not ask for
-                await _raise_for_status(resp, f"blob {digest}", url)
-            except wire.WireError as e:  # a Content-Length that is no number
-                raise _transport_error(f"blob {digest} from {url}", url, e) from e
+                await raise_for_status(resp, f"blob {digest}", url)
+            except WireError as e:  # a Content-Length that is no number
+                raise transport_error(f"blob {digest} from {url}", url, e) from e
             yield BlobStream(resp, url, chunk_size, start, total)
 
     # -- the write side and listings (mirror syncing) --------------------------------------------
@@ -596,13 +341,13 @@ class RegistryClient:
         Hub) does not count it. None when the answer cannot say (405, or no valid
         ``Docker-Content-Digest``): then GET it, as containerd does. A 404 raises NotFound."""
         url = f"{endpoint.url}/v2/{ref.path}/manifests/{ref.identifier}"
-        async with self._request(
+        async with self.request(
             endpoint, ref.path, url, {"Accept": ACCEPT}, method="HEAD", scope=scope
         ) as resp:
             if resp.status == 405:
                 return None
             if resp.status != 200:
-                await _raise_for_status(resp, f"manifest for {ref}", url)
+                await raise_for_status(resp, f"manifest for {ref}", url)
             try:
                 digest = parse_digest(resp.headers.get("Docker-Content-Digest") or "")
             except InvalidDigest:
@@ -610,20 +355,8 @@ class RegistryClient:
             return ManifestHead(
                 digest,
                 resp.headers.get("Content-Type"),
-                _number(resp.headers.get("Content-Length") or ""),
+                number(resp.headers.get("Content-Length") or ""),
             )
-
-    async def blob_exists(
-        self, endpoint: Endpoint, path: str, digest: Digest, *, scope: str | None = None
-    ) -> bool:
-        """Whether the repository holds the blob (HEAD: 200 yes, 404 no)."""
-        url = f"{endpoint.url}/v2/{path}/blobs/{digest}"
-        async with self._request(endpoint, path, url, {}, method="HEAD", scope=scope) as resp:
-            if resp.status == 200:
-                return True
-            if resp.status == 404:
-                return False
-            await _raise_for_status(resp, f"blob {digest}", url)
 
     async def list_tags(
         self, endpoint: Endpoint, path: str, *, page_size: int | None = None
@@ -637,13 +370,13 @@ class RegistryClient:
         tags: list[str] = []
         seen = {url}
         for _ in range(MAX_TAG_PAGES):
-            async with self._request(endpoint, path, url, {"Accept": "application/json"}) as resp:
+            async with self.request(endpoint, path, url, {"Accept": "application/json"}) as resp:
                 if resp.status != 200:
-                    await _raise_for_status(resp, f"tags of {path}", url)
+                    await raise_for_status(resp, f"tags of {path}", url)
                 try:
                     body = await resp.read(MAX_TAGS_PAGE + 1)
-                except (OSError, asyncio.TimeoutError, wire.WireError) as e:
-                    raise _transport_error(f"reading tags from {url} failed", url, e) from e
+                except (OSError, asyncio.TimeoutError, WireError) as e:
+                    raise transport_error(f"reading tags from {url} failed", url, e) from e
                 link = resp.headers.get("Link")
             if len(body) > MAX_TAGS_PAGE:
                 raise RegistryError(f"tags of {path} from {url}: a page over 4 MiB", url=url)
@@ -659,7 +392,7 @@ class RegistryClient:
                 raise RegistryError(
                     f"tags of {path}: an invalid Link {following[:200]!r}"
                 ) from None
-            if not wire.same_origin(url, endpoint.url):
+            if not same_origin(url, endpoint.url):
                 raise RegistryError(
                     f"tags of {path}: {endpoint.url} links to another origin ({url[:200]})",
                     url=url,
@@ -668,411 +401,6 @@ class RegistryClient:
                 raise RegistryError(f"tags of {path}: the Link pages go round in a circle", url=url)
             seen.add(url)
         raise RegistryError(f"tags of {path}: more than {MAX_TAG_PAGES} pages", url=url)
-
-    async def upload_blob(
-        self,
-        endpoint: Endpoint,
-        path: str,
-        digest: Digest,
-        size: int,
-        content: Callable[[], AsyncIterable[wire.Chunk]],
-        *,
-        mount_from: str | None = None,
-        chunk_size: int | None = None,
-    ) -> str:
-        """Put a blob into ``path``: ``"mounted"`` from ``mount_from`` (another repository of
-        the same registry) when the registry can, else ``"uploaded"``.
-
-        The POST earns the push token before any byte of the body is sent. The body goes in
-        one streamed PUT; if the registry refuses that (413), or ``chunk_size`` asks for it,
-        in PATCH chunks of at least its ``OCI-Chunk-Min-Length``, counting what was sent
-        rather than trusting its ``Range``. ``content()`` yields the blob from its start, and
-        may be called again: an upload cut off mid-body (or a chunk answered 416) asks the
-        session what it holds and goes on from there, reading ``content()`` afresh and
-        skipping what the session has; a session that is gone is started anew.
-        """
-        scope = push_scope(path)
-        base = f"{endpoint.url}/v2/{path}/blobs/uploads/"
-        if mount_from:
-            query = urlencode({"mount": str(digest), "from": mount_from})
-            session: _Session | None = None
-            try:
-                async with self._request(
-                    endpoint, path, f"{base}?{query}", {}, method="POST", scope=scope
-                ) as resp:
-                    if resp.status == 201:
-                        return "mounted"
-                    if resp.status == 202:  # an upload session instead: continue there
-                        session = _upload_session(resp, base)
-            except Unreachable:
-                raise
-            except RegistryError:
-                pass  # any refusal of the mount (a Harbor 401, say): a plain upload
-            if session is not None:
-                return await self._upload_into(
-                    endpoint, path, digest, size, content, session, chunk_size
-                )
-        session = await self._open_upload(endpoint, path, digest)
-        return await self._upload_into(endpoint, path, digest, size, content, session, chunk_size)
-
-    async def _open_upload(self, endpoint: Endpoint, path: str, digest: Digest) -> _Session:
-        """POST a new upload session (which earns the push token before any body is sent)."""
-        base = f"{endpoint.url}/v2/{path}/blobs/uploads/"
-        async with self._request(
-            endpoint, path, base, {}, method="POST", scope=push_scope(path)
-        ) as resp:
-            if resp.status != 202:
-                await self._raise_push_status(resp, endpoint, path, f"upload of {digest}", base)
-            return _upload_session(resp, base)
-
-    async def _upload_into(
-        self,
-        endpoint: Endpoint,
-        path: str,
-        digest: Digest,
-        size: int,
-        content: Callable[[], AsyncIterable[wire.Chunk]],
-        session: _Session,
-        chunk_size: int | None,
-    ) -> str:
-        """Send the blob into ``session``: one PUT unless ``chunk_size`` or a 413 asks for
-        chunks; after an interruption, on from what the session holds (at most
-        ``MAX_UPLOAD_RESUMES`` times)."""
-        up = _Upload(endpoint, path, digest, size, content)
-        up.begin(session)
-        whole = chunk_size is None
-        resumes = 0
-        while True:
-            try:
-                if whole and up.offset == 0:
-                    if await self._put_whole(up):
-                        return "uploaded"
-                    # Too large for one request: a new session, in chunks.
-                    whole = False
-                    up.begin(await self._open_upload(endpoint, path, digest))
-                    continue
-                await self._put_chunks(up, chunk_size)
-                return "uploaded"
-            except _Interrupted as stop:
-                resumes += 1
-                if resumes > MAX_UPLOAD_RESUMES:
-                    raise stop.error from None
-                held = await self._upload_status(up)
-                if held is not None:
-                    up.offset = held
-                    continue
-                if up.reached >= size and await self.blob_exists(
-                    endpoint, path, digest, scope=push_scope(path)
-                ):
-                    return "uploaded"  # the closing PUT went through; its answer did not
-                up.begin(await self._open_upload(endpoint, path, digest))
-
-    async def _put_whole(self, up: _Upload) -> bool:
-        """The blob in one streamed PUT that closes the session; False if the registry wants
-        chunks (413)."""
-        url = _with_digest(up.url, up.digest)
-        theirs: list[BaseException] = []  # what content() raised: the source's, not the target's
-        bodies: list[AsyncIterator[wire.Chunk]] = []  # (a second after a 401)
-
-        def body() -> AsyncIterator[wire.Chunk]:
-            bodies.append(_counted(up, theirs))
-            return bodies[-1]
-
-        try:
-            async with self._request(
-                up.endpoint,
-                up.path,
-                url,
-                {"Content-Type": "application/octet-stream"},
-                method="PUT",
-                scope=push_scope(up.path),
-                body=body,
-                length=up.size,
-            ) as resp:
-                if resp.status == 413:
-                    return False
-                await self._closed(resp, up, url)
-                return True
-        except Unreachable as e:
-            if e in theirs or e.__cause__ in theirs:
-                raise
-            raise _Interrupted(e) from e
-        finally:
-            for sent in bodies:  # a body cut short: its source stops now, not when collected
-                await _close(sent)
-
-    async def _put_chunks(self, up: _Upload, chunk_size: int | None) -> None:
-        """PATCH the blob from ``up.offset`` on, then PUT to close the session. A chunk
-        answered 416, or any request cut off, raises ``_Interrupted``."""
-        where = f"{up.what} to {up.path}"
-        step = max(chunk_size or DEFAULT_CHUNK, up.min_chunk)
-        if step > MAX_CHUNK:
-            raise RegistryError(
-                f"{where}: {up.endpoint.url} wants chunks of at least {up.min_chunk} bytes, "
-                f"over the {MAX_CHUNK >> 20} MiB pypull holds at once",
-                url=up.url,
-            )
-        if up.offset < up.size:  # (all there already: only the closing PUT was lost)
-            source = up.content()
-            try:
-                async for chunk in _rechunked(_skipped(source, up.offset), step):
-                    await self._patch(up, chunk)
-            finally:
-                await _close(source)
-        if up.offset != up.size:
-            raise RegistryError(f"{where}: {up.offset} of {up.size} bytes to send")
-        url = _with_digest(up.url, up.digest)
-        try:
-            async with self._request(
-                up.endpoint, up.path, url, {}, method="PUT", scope=push_scope(up.path)
-            ) as resp:
-                await self._closed(resp, up, url)
-        except Unreachable as e:
-            raise _Interrupted(e) from e
-
-    async def _patch(self, up: _Upload, chunk: bytes) -> None:
-        """Send the next chunk (``up.offset`` on) and go where the answer says."""
-        start, end = up.offset, up.offset + len(chunk)
-        if end > up.size:
-            raise RegistryError(f"{up.what} to {up.path}: more than the {up.size} bytes due")
-        up.reached = max(up.reached, end)
-        url = up.url
-        headers = {
-            "Content-Type": "application/octet-stream",
-            "Content-Range": f"{start}-{end - 1}",
-        }
-        try:
-            async with self._request(
-                up.endpoint,
-                up.path,
-                url,
-                headers,
-                method="PATCH",
-                scope=push_scope(up.path),
-                body=_constant(chunk),
-                length=len(chunk),
-            ) as resp:
-                if resp.status == 416:
-                    raise _Interrupted(
-                        RegistryError(
-                            f"{up.what} to {up.path}: {up.endpoint.host} refused the bytes "
-                            f"{start}-{end - 1} (HTTP 416)",
-                            status=416,
-                            url=url,
-                        )
-                    )
-                if resp.status != 202:
-                    await self._raise_push_status(resp, up.endpoint, up.path, up.what, url)
-                up.url = _upload_session(resp, url).url
-        except Unreachable as e:
-            raise _Interrupted(e) from e
-        up.offset = end
-
-    async def _closed(self, resp: wire.Response, up: _Upload, url: str) -> None:
-        """Check the answer to the PUT that closes an upload session."""
-        if resp.status not in (200, 201, 204):
-            await self._raise_push_status(resp, up.endpoint, up.path, up.what, url)
-        _check_digest(resp, up.digest, f"blob {up.digest} at {up.path}", url)
-
-    async def _upload_status(self, up: _Upload) -> int | None:
-        """How many bytes the session holds (GET: ``204`` and ``Range: 0-N``), never more
-        than were sent to it; None when it cannot go on (gone, or it does not say)."""
-        url = up.url
-        async with self._request(up.endpoint, up.path, url, {}, scope=push_scope(up.path)) as resp:
-            if resp.status in (401, 403, 429) or resp.status >= 500:
-                await self._raise_push_status(resp, up.endpoint, up.path, up.what, url)
-            if resp.status not in (200, 204):
-                return None  # 404 BLOB_UPLOAD_UNKNOWN, or a registry that cannot say
-            held = _upload_range(resp.headers.get("Range"))
-            if held is None:
-                return None
-            if held > up.reached:
-                raise RegistryError(
-                    f"{up.what} to {up.path}: {up.endpoint.host} says the session holds "
-                    f"{held} bytes, but only {up.reached} were sent",
-                    url=url,
-                )
-            if resp.headers.get("Location"):
-                up.url = _upload_session(resp, url).url
-            min_chunk = _number(resp.headers.get("OCI-Chunk-Min-Length") or "")
-            up.min_chunk = max(up.min_chunk, min_chunk or 0)
-            return held
-
-    async def put_manifest(
-        self, endpoint: Endpoint, path: str, reference: str, raw: bytes, media_type: str
-    ) -> Digest:
-        """PUT a manifest by tag or digest, with its own media type; the registry's
-        ``Docker-Content-Digest`` must be the bytes' digest."""
-        url = f"{endpoint.url}/v2/{path}/manifests/{reference}"
-        digest = digest_of(raw)
-        async with self._request(
-            endpoint,
-            path,
-            url,
-            {"Content-Type": media_type},
-            method="PUT",
-            scope=push_scope(path),
-            body=lambda: raw,
-            length=len(raw),
-        ) as resp:
-            if resp.status not in (200, 201, 204):
-                await self._raise_push_status(resp, endpoint, path, f"manifest {reference}", url)
-            _check_digest(resp, digest, f"manifest {reference} of {path}", url)
-        return digest
-
-    async def _raise_push_status(
-        self, resp: wire.Response, endpoint: Endpoint, path: str, what: str, url: str
-    ) -> NoReturn:
-        """The error a refused push request means: ``what`` (``upload of sha256:…``,
-        ``manifest 1.0``) was to go to ``path`` on ``endpoint``."""
-        body = await _error_body(resp)
-        creds = self._credentials.get(endpoint.credentials_name)
-        _raise_push_error(resp.status, resp.headers, body, endpoint.host, path, what, url, creds)
-
-
-@dataclass(frozen=True, slots=True)
-class ManifestHead:
-    digest: Digest
-    media_type: str | None
-    size: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Session:
-    url: str  # where the upload goes on
-    min_chunk: int  # OCI-Chunk-Min-Length, or 0
-
-
-@dataclass(slots=True)
-class _Upload:
-    """One blob on its way into a registry, and where it stands."""
-
-    endpoint: Endpoint
-    path: str
-    digest: Digest
-    size: int
-    content: Callable[[], AsyncIterable[wire.Chunk]]  # the blob from its start, each time called
-    url: str = ""  # the session's latest Location
-    min_chunk: int = 0
-    offset: int = 0  # bytes the session holds, as far as we know
-    reached: int = 0  # the most bytes sent into the session: it cannot hold more
-
-    @property
-    def what(self) -> str:
-        return f"upload of {self.digest}"
-
-    def begin(self, session: _Session) -> None:
-        """Start over in ``session``."""
-        self.url, self.min_chunk, self.offset, self.reached = session.url, session.min_chunk, 0, 0
-
-
-class _Interrupted(Exception):
-    """An upload request cut off, or a chunk refused with 416: ask the session."""
-
-    def __init__(self, error: RegistryError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-def _upload_range(value: str | None) -> int | None:
-    """How many bytes an upload session's ``Range: 0-N`` says it holds: N + 1, except that
-    ``0-0`` is distribution's answer for an empty session (and for one byte: then the chunk
-    from 0 is refused again until the resumes run out). None when it is not of that form."""
-    m = _UPLOAD_RANGE.fullmatch((value or "").strip())
-    if m is None:
-        return None
-    end = int(m[1])
-    return end + 1 if end else 0
-
-
-_UPLOAD_RANGE = re.compile(r"(?:bytes=)?0-([0-9]{1,20})")
-
-
-def _covers(ours: str, asked: str) -> bool:
-    """Whether the scope we want (``repository:NAME:pull,push``) grants every action of each
-    scope a challenge asks for, so that one token serves both."""
-    kind, _, rest = ours.partition(":")
-    name, _, actions = rest.rpartition(":")
-    have = set(actions.split(","))
-    for scope in asked.split():
-        k, _, r = scope.partition(":")
-        n, _, a = r.rpartition(":")
-        if (k, n) != (kind, name) or not set(a.split(",")) <= have:
-            return False
-    return bool(ours)
-
-
-def _upload_session(resp: wire.Response, request_url: str) -> _Session:
-    """The session an upload answer names: its ``Location`` resolved against the request URL,
-    relative or absolute, query kept."""
-    location = resp.headers.get("Location")
-    if not location:
-        raise RegistryError(f"{request_url}: an upload answer without a Location", url=request_url)
-    try:
-        url = urljoin(request_url, location.strip())
-    except ValueError:
-        raise RegistryError(f"{request_url}: an invalid Location {location[:200]!r}") from None
-    return _Session(url, _number(resp.headers.get("OCI-Chunk-Min-Length") or "") or 0)
-
-
-def _with_digest(url: str, digest: Digest) -> str:
-    return url + ("&" if urlsplit(url).query else "?") + "digest=" + quote(str(digest), safe=":")
-
-
-def _check_digest(resp: wire.Response, digest: Digest, what: str, url: str) -> None:
-    said = resp.headers.get("Docker-Content-Digest")
-    if said is not None and said.strip() != str(digest):
-        raise RegistryError(f"{what}: the registry stored {said[:80]!r}, not {digest}", url=url)
-
-
-def _constant(data: bytes) -> Callable[[], bytes]:
-    return lambda: data
-
-
-async def _counted(up: _Upload, raised: list[BaseException]) -> AsyncIterator[wire.Chunk]:
-    """The blob from its start as a request body, raising ``up.reached`` by each piece before
-    it goes out, and noting in ``raised`` what ``up.content()`` raised."""
-    n = 0
-    source = up.content()
-    try:
-        async for data in source:
-            n += len(data)
-            up.reached = max(up.reached, n)
-            yield data
-    except Exception as e:
-        raised.append(e)
-        raise
-    finally:
-        await _close(source)
-
-
-async def _skipped(source: AsyncIterable[wire.Chunk], skip: int) -> AsyncIterator[wire.Chunk]:
-    """``source`` without its first ``skip`` bytes."""
-    async for data in source:
-        if skip >= len(data):
-            skip -= len(data)
-            continue
-        yield data[skip:] if skip else data
-        skip = 0
-
-
-async def _close(source: AsyncIterable[wire.Chunk]) -> None:
-    """End an async generator now (its cleanup runs), not when it is collected."""
-    aclose = getattr(source, "aclose", None)
-    if aclose is not None:
-        await aclose()
-
-
-async def _rechunked(source: AsyncIterable[wire.Chunk], size: int) -> AsyncIterator[bytes]:
-    """``source`` in pieces of ``size`` bytes (the last may be shorter); memory: one piece."""
-    pending = bytearray()
-    async for data in source:
-        pending += data
-        while len(pending) >= size:
-            yield bytes(pending[:size])
-            del pending[:size]
-    if pending:
-        yield bytes(pending)
 
 
 def _next_link(value: str | None) -> str | None:
@@ -1105,9 +433,7 @@ class _NoBody(Exception):
     """The answer is not (part of) the blob."""
 
 
-def _body_span(
-    resp: wire.Response, length: int | None, offset: int, url: str
-) -> tuple[int, int | None]:
+def _body_span(resp: Response, length: int | None, offset: int, url: str) -> tuple[int, int | None]:
     """Where the body starts in the blob, and the blob's whole size if the answer says."""
     if resp.status == 200:
         return 0, length
@@ -1129,18 +455,10 @@ def _content_range(value: str | None) -> tuple[int | None, int | None]:
     if not value or not value.startswith("bytes "):
         return None, None
     span, _, total = value[6:].partition("/")
-    size = None if total == "*" else _number(total)
+    size = None if total == "*" else number(total)
     if size is None and total != "*":
         return None, None  # a total that is no size: the whole answer is suspect
-    return _number(span.partition("-")[0]), size
-
-
-def _number(text: str) -> int | None:
-    """A decimal of at most 20 digits (no blob is larger), else None: never a 5,000-digit
-    int() that Python refuses."""
-    if text.isascii() and text.isdigit() and len(text) <= wire.MAX_LENGTH_DIGITS:
-        return int(text)
-    return None
+    return number(span.partition("-")[0]), size
 
 
 class BlobStream:
@@ -1148,7 +466,7 @@ class BlobStream:
     ``Unreachable``."""
 
     def __init__(
-        self, resp: wire.Response, url: str, chunk_size: int, start: int, total: int | None
+        self, resp: Response, url: str, chunk_size: int, start: int, total: int | None
     ) -> None:
         self._resp = resp
         self.url = url
@@ -1167,19 +485,19 @@ class BlobStream:
             ours,
         )
 
-    async def pour_on_loop(self, write: wire.LoopWrite) -> None:
+    async def pour_on_loop(self, write: LoopWrite) -> None:
         """``pour`` with a writer on the loop that may hold each piece until the future it
-        returns is done (``wire.Response.pour_on_loop``, in pieces of ``wire.LOOP_CHUNK``)."""
+        returns is done (``Response.pour_on_loop``, in pieces of ``http.pour.LOOP_CHUNK``)."""
         ours: list[BaseException] = []
         await self._mapped(self._resp.pour_on_loop(_recording(write, ours), _ignore), ours)
 
     async def _mapped(self, pouring: Awaitable[None], ours: list[BaseException]) -> None:
         try:
             await pouring
-        except (asyncio.TimeoutError, OSError, wire.WireError) as e:
+        except (asyncio.TimeoutError, OSError, WireError) as e:
             if any(e is mine for mine in ours):
                 raise
-            raise _transport_error(f"download from {self.url} failed", self.url, e) from e
+            raise transport_error(f"download from {self.url} failed", self.url, e) from e
 
 
 def _recording(call: Callable[[A], R], raised: list[BaseException]) -> Callable[[A], R]:
@@ -1197,157 +515,3 @@ def _recording(call: Callable[[A], R], raised: list[BaseException]) -> Callable[
 
 def _ignore(_: int) -> None:
     pass
-
-
-def _permanent(e: BaseException) -> bool:
-    """A transport failure that asking again will not cure."""
-    if isinstance(e, wire.ProxyError):
-        return e.permanent
-    return isinstance(
-        e,
-        (
-            ssl.SSLCertVerificationError,
-            wire.TooManyRedirects,
-            wire.BadURL,
-            wire.BadRequest,
-            wire.Unsupported,
-            wire.BadRedirect,
-            wire.CannotResolve,
-            wire.RedirectCertificateError,
-        ),
-    )
-
-
-def _tls_error(what: str, url: str, e: ssl.SSLError) -> RegistryError:
-    if isinstance(e, ssl.SSLEOFError):  # cut off mid-handshake: may pass
-        return _transport_error(what, url, e)
-    # A TLS handshake that fails (plain HTTP on the port, no common protocol, a
-    # certificate) fails the same way next time.
-    return RegistryError(f"{what}: {_why(e)}", url=url)
-
-
-def _transport_error(what: str, url: str, e: BaseException) -> RegistryError:
-    """A failure below HTTP: ``Unreachable`` (retried) unless it is one that cannot pass."""
-    if _permanent(e):
-        return RegistryError(f"{what}: {_why(e)}", url=url)
-    return Unreachable(f"{what}: {_why(e)}", url=url)
-
-
-def _why(e: BaseException) -> str:
-    """An exception as a few words."""
-    if isinstance(e, wire.BodyTimeout):
-        return str(e)
-    if isinstance(e, asyncio.TimeoutError):
-        return "timed out"
-    if isinstance(e, wire.TooManyRedirects):
-        return "too many redirects"
-    if isinstance(e, ssl.SSLCertVerificationError) and e.verify_message:
-        return f"certificate verify failed: {e.verify_message}"
-    text = str(e) or type(e).__name__
-    return text.splitlines()[0] if text else type(e).__name__
-
-
-async def _raise_for_status(resp: wire.Response, what: str, url: str) -> NoReturn:
-    _raise_status(resp.status, resp.headers, await _error_body(resp), what, url)
-
-
-async def _error_body(resp: wire.Response) -> bytes:
-    """The first 64 KiB of an error answer's body (what a registry says is in there)."""
-    try:
-        return await resp.read(64 * 1024)
-    except (OSError, asyncio.TimeoutError, wire.WireError):
-        return b""
-
-
-def _raise_push_error(
-    status: int,
-    headers: wire.Headers,
-    body: bytes,
-    host: str,
-    path: str,
-    what: str,
-    url: str,
-    creds: Credentials | None,
-) -> NoReturn:
-    """The error a refused push means, in words: who refused, what, and why."""
-    code, message = _error_detail(body)
-    if status in (401, 403):
-        said = f": {shown(message, 200)}" if message and code not in _DENIALS else ""
-        hint = "" if creds else f" (no credentials sent: pypull login {host})"
-        raise Unauthorized(
-            f"denied: {host} does not allow push to {path}{said}{hint}",
-            status=status,
-            code=code,
-            url=url,
-        )
-    if code == "MANIFEST_BLOB_UNKNOWN":
-        blob = _error_digest(body)
-        raise RegistryError(
-            f"{what} refused by {host}: {path} does not hold "
-            f"{f'blob {blob}' if blob else 'a blob'} it names (MANIFEST_BLOB_UNKNOWN)",
-            status=status,
-            code=code,
-            url=url,
-        )
-    _raise_status(status, headers, body, f"{what} to {path}", url)
-
-
-#: Codes whose message only says "denied" again.
-_DENIALS = frozenset({"DENIED", "UNAUTHORIZED"})
-
-
-def _error_digest(body: bytes) -> str | None:
-    """The digest in the first error's ``detail`` (distribution's MANIFEST_BLOB_UNKNOWN gives
-    it as a string, others as ``{"digest": ...}``), if it is one."""
-    try:
-        detail = json.loads(body)["errors"][0].get("detail")
-        if isinstance(detail, dict):
-            detail = detail.get("digest")
-        return str(parse_digest(detail)) if isinstance(detail, str) else None
-    except (ValueError, RecursionError, KeyError, IndexError, TypeError, AttributeError):
-        return None
-
-
-def _remaining(value: str | None) -> int | None:
-    """``ratelimit-remaining: 76;w=21600`` (Docker Hub): 76 pulls left in the window."""
-    if value is None:
-        return None
-    return _number(value.split(";", 1)[0].strip())
-
-
-def _quota_spent(value: str | None) -> bool:
-    """``ratelimit-remaining: 0;w=21600`` (Docker Hub): nothing left of the quota."""
-    return _remaining(value) == 0
-
-
-def _raise_status(status: int, headers: wire.Headers, body: bytes, what: str, url: str) -> NoReturn:
-    """The error a registry's non-success answer means, with its own message if it sent one."""
-    code, message = _error_detail(body)
-    detail = message or (code.lower().replace("_", " ") if code else None)
-    retry_after = parse_retry_after(headers.get("Retry-After"))
-    if status == 404 or code in ("MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "NAME_UNKNOWN"):
-        raise NotFound(
-            f"{what} not found: {detail or 'HTTP 404'}", status=status, code=code, url=url
-        )
-    if status == 429 and _quota_spent(headers.get("RateLimit-Remaining")):
-        raise QuotaExhausted(
-            f"{what} at {url}: {detail or 'HTTP 429'} (ratelimit-remaining: 0)",
-            status=status,
-            code=code,
-            url=url,
-            retry_after=retry_after,
-        )
-    if status in (401, 403):
-        raise Unauthorized(
-            f"{what} at {url}: unauthorized: {detail or f'HTTP {status}'}",
-            status=status,
-            code=code,
-            url=url,
-        )
-    raise RegistryError(
-        f"{what} at {url}: HTTP {status}" + (f": {detail}" if detail else ""),
-        status=status,
-        code=code,
-        url=url,
-        retry_after=retry_after,
-    )

@@ -20,7 +20,8 @@ from puller.oci.manifest import Descriptor, Manifest, parse_manifest
 from puller.oci.reference import parse
 from puller.pulling import Puller
 from puller.registry.auth import Credentials
-from puller.registry.client import Endpoint, RegistryClient
+from puller.registry.client import RegistryClient
+from puller.registry.endpoint import Endpoint
 from puller.streams import from_registry
 from tests.support.auth import basic_auth, write_docker_config
 from tests.support.fakeregistry import Corrupt, start_fake

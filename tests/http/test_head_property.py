@@ -1,4 +1,4 @@
-"""Property tests of ``wire.parse_head`` (and of whole responses through the client) against a
+"""Property tests of ``parse_head`` (and of whole responses through the client) against a
 reference written here: h11's own verdict on the same head, plus the refusals h11 does not make
 itself (it lets Transfer-Encoding override a length, accepts control bytes other than NUL in
 values, and limits only the whole head), and the body framing of RFC 9112 section 6.3.
@@ -24,8 +24,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from puller.http import wire
-from puller.http.wire import MAX_HEAD, Head, Unsupported, WireError, parse_head
+from puller.http.client import Client
+from puller.http.errors import Unsupported, WireError
+from puller.http.heads import parse_head
+from puller.http.message import MAX_HEAD, Head
 from tests.support.rawhttp import HANG, RELAXED, RawServer, reply
 
 CRLF = b"\r\n"
@@ -524,7 +526,7 @@ def body_for(draw: st.DrawFn, want: Accepted) -> Body:
 async def exchange(
     method: str, sent: bytes, limit: int
 ) -> bytes | BaseException:  # the body read, or what was raised
-    client = wire.Client(timeout=RELAXED, pool=False)
+    client = Client(timeout=RELAXED, pool=False)
     try:
         async with RawServer(reply(sent)) as server:
             try:

@@ -1,4 +1,4 @@
-"""``puller.http.wire`` against a crafted raw HTTP server on loopback: the server reads each request
+"""``puller.http`` against a crafted raw HTTP server on loopback: the server reads each request
 head (and records it), then writes exactly the bytes a test chose, when it chose to."""
 
 from __future__ import annotations
@@ -16,7 +16,17 @@ from typing import Any
 
 import pytest
 
-from puller.http import wire
+from puller.http.client import MAX_REDIRECTS, Client, get
+from puller.http.connection import Response
+from puller.http.errors import (
+    BadRequest,
+    BadURL,
+    BodyTimeout,
+    TooManyRedirects,
+    Unsupported,
+    WireError,
+)
+from puller.http.message import MAX_HEAD
 from tests.support.rawhttp import (
     HANG,
     RELAXED,
@@ -36,11 +46,11 @@ from tests.support.rawhttp import (
 )
 
 
-async def fetch(url: str, *, timeout: float = RELAXED, **kwargs: int) -> wire.Response:
-    return await within(wire.get(url, {}, tls=None, timeout=timeout, **kwargs))
+async def fetch(url: str, *, timeout: float = RELAXED, **kwargs: int) -> Response:
+    return await within(get(url, {}, tls=None, timeout=timeout, **kwargs))
 
 
-async def pour_into(resp: wire.Response, sink: Sink, chunk_size: int = 1 << 20) -> None:
+async def pour_into(resp: Response, sink: Sink, chunk_size: int = 1 << 20) -> None:
     try:
         await within(resp.pour(sink.write, sink.progress, chunk_size))
     finally:
@@ -134,7 +144,7 @@ async def test_short_body_raises_after_writing_what_came() -> None:
 @pytest.mark.parametrize("value", ["abc", "-1", "1e3", "", "5, 6", "1" * 21, "9" * 5000])
 async def test_invalid_content_length_raises_wire_error_with_the_head(value: str) -> None:
     async with RawServer(reply(http(headers=[f"Content-Length: {value}"]) + b"hello")) as server:
-        with pytest.raises(wire.WireError):
+        with pytest.raises(WireError):
             await fetch(server.url())
 
 
@@ -148,7 +158,7 @@ async def test_equal_content_lengths_in_a_list_are_one_length() -> None:
 
 async def test_content_length_superscript_digit_raises_wire_error() -> None:
     async with RawServer(reply(b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\nhi")) as server:
-        with pytest.raises(wire.WireError):
+        with pytest.raises(WireError):
             await fetch(server.url())
 
 
@@ -201,7 +211,7 @@ async def test_transfer_encoding_case() -> None:
 async def test_unsupported_transfer_encoding_raises_wire_error(coding: str) -> None:
     """RFC 9112 dropped "identity"; h11 refuses it, and so do we."""
     async with RawServer(reply(http(headers=[f"Transfer-Encoding: {coding}"]))) as server:
-        with pytest.raises(wire.Unsupported):
+        with pytest.raises(Unsupported):
             await fetch(server.url())
 
 
@@ -211,7 +221,7 @@ async def test_malformed_chunk_size_raises_wire_error(size: bytes) -> None:
     async with RawServer(reply(chunked_head() + chunk(b"first"), rest, pause=0.05)) as server:
         resp = await fetch(server.url())
         sink = Sink()
-        with pytest.raises(wire.WireError):
+        with pytest.raises(WireError):
             await pour_into(resp, sink)
     assert bytes(sink.data) == b"first"  # what came before the bad line was written
 
@@ -222,7 +232,7 @@ async def test_malformed_chunk_size_in_one_read_raises_wire_error(size: bytes) -
     async with RawServer(reply(raw, then_stall=True)) as server:
         resp = await fetch(server.url())
         sink = Sink()
-        with pytest.raises(wire.WireError):
+        with pytest.raises(WireError):
             await pour_into(resp, sink)
     # The good chunk decoded in the same read as the bad line may be dropped, never mangled.
     assert b"first".startswith(bytes(sink.data))
@@ -232,7 +242,7 @@ async def test_chunk_longer_than_its_size_raises_wire_error() -> None:
     raw = chunked_head() + b"3\r\nabcdef\r\n0\r\n\r\n"
     async with RawServer(reply(raw, then_stall=True)) as server:
         resp = await fetch(server.url())
-        with pytest.raises(wire.WireError):
+        with pytest.raises(WireError):
             await pour_into(resp, Sink())
 
 
@@ -317,7 +327,7 @@ async def test_status_line_without_reason_and_http_1_0() -> None:
 async def test_malformed_status_line_raises_wire_error(status_line: bytes) -> None:
     raw = status_line + b"\r\nContent-Length: 0\r\n\r\n"
     async with RawServer(reply(raw, then_stall=True)) as server:
-        with pytest.raises(wire.WireError):
+        with pytest.raises(WireError):
             await fetch(server.url())
 
 
@@ -325,7 +335,7 @@ async def test_malformed_status_line_raises_wire_error(status_line: bytes) -> No
 async def test_malformed_header_line_raises_wire_error(line: bytes) -> None:
     raw = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n" + line + b"\r\n\r\n"
     async with RawServer(reply(raw, then_stall=True)) as server:
-        with pytest.raises(wire.WireError):
+        with pytest.raises(WireError):
             await fetch(server.url())
 
 
@@ -336,10 +346,10 @@ def padding_headers(total: int) -> bytes:
 
 
 async def test_unterminated_head_over_max_head_raises_without_hanging() -> None:
-    raw = b"HTTP/1.1 200 OK\r\n" + padding_headers(wire.MAX_HEAD + 1000)
+    raw = b"HTTP/1.1 200 OK\r\n" + padding_headers(MAX_HEAD + 1000)
     async with RawServer(reply(raw, then_stall=True)) as server:
         started = time.monotonic()
-        with pytest.raises(wire.WireError):
+        with pytest.raises(WireError):
             await fetch(server.url())
     assert time.monotonic() - started < 2
 
@@ -353,18 +363,18 @@ async def test_endless_head_raises_without_hanging() -> None:
             await asyncio.sleep(0.001)
 
     async with RawServer(endless) as server:
-        with pytest.raises(wire.WireError):
+        with pytest.raises(WireError):
             await fetch(server.url())
 
 
 async def test_complete_head_over_max_head_raises_wire_error() -> None:
-    raw = http(headers=["X-Pad: " + "a" * 120] * (wire.MAX_HEAD // 128 + 8), body=b"")
-    assert len(raw) > wire.MAX_HEAD + 500
+    raw = http(headers=["X-Pad: " + "a" * 120] * (MAX_HEAD // 128 + 8), body=b"")
+    assert len(raw) > MAX_HEAD + 500
     assert raw.index(b"\r\n\r\n") == len(raw) - 4
     # MAX_HEAD bytes, then the rest of the head (with its blank line) in one small write.
-    parts = raw[: wire.MAX_HEAD], raw[wire.MAX_HEAD :]
+    parts = raw[:MAX_HEAD], raw[MAX_HEAD:]
     async with RawServer(reply(*parts, pause=0.02, then_stall=True)) as server:
-        with pytest.raises(wire.WireError):
+        with pytest.raises(WireError):
             resp = await fetch(server.url())
             resp.release()
 
@@ -377,7 +387,7 @@ SECRETS = {"Authorization": "Bearer secret", "Range": "bytes=5-"}
 async def test_redirect_same_origin_keeps_authorization_and_range() -> None:
     routes = {"/start": http(307, ["Location: /final"], body=b""), "/final": http(body=b"ok")}
     async with RawServer(routed(routes)) as server:
-        resp = await within(wire.get(server.url("/start"), SECRETS, tls=None, timeout=RELAXED))
+        resp = await within(get(server.url("/start"), SECRETS, tls=None, timeout=RELAXED))
         sink = Sink()
         await pour_into(resp, sink)
     assert resp.status == 200
@@ -398,7 +408,7 @@ async def test_redirect_to_other_port_drops_authorization_keeps_range(auth_name:
         routes = {"/start": http(302, [f"Location: {target}"], body=b"")}
         async with RawServer(routed(routes)) as first:
             headers = {auth_name: "Bearer secret", "Range": "bytes=5-"}
-            resp = await within(wire.get(first.url("/start"), headers, tls=None, timeout=RELAXED))
+            resp = await within(get(first.url("/start"), headers, tls=None, timeout=RELAXED))
             sink = Sink()
             await pour_into(resp, sink)
     assert bytes(sink.data) == b"data"
@@ -417,7 +427,7 @@ async def test_redirect_back_to_first_origin_does_not_restore_authorization() ->
             {"/a": http(302, [f"Location: {b.url('/b')}"], b""), "/c": http(body=b"c")}
         )
         b.handler = routed({"/b": http(302, [f"Location: {first.url('/c')}"], b"")})
-        resp = await within(wire.get(first.url("/a"), SECRETS, tls=None, timeout=RELAXED))
+        resp = await within(get(first.url("/a"), SECRETS, tls=None, timeout=RELAXED))
         resp.release()
     assert resp.status == 200
     assert "authorization" in request_headers(first.heads[0])
@@ -436,16 +446,16 @@ def endless_redirects() -> Handler:
 
 async def test_more_than_max_redirects_raises() -> None:
     async with RawServer(endless_redirects()) as server:
-        with pytest.raises(wire.TooManyRedirects):
+        with pytest.raises(TooManyRedirects):
             await fetch(server.url("/0"))
-    assert server.connections == wire.MAX_REDIRECTS + 1
-    assert issubclass(wire.TooManyRedirects, wire.WireError)
+    assert server.connections == MAX_REDIRECTS + 1
+    assert issubclass(TooManyRedirects, WireError)
 
 
 async def test_max_redirects_exactly_is_followed() -> None:
     async def handler(writer: asyncio.StreamWriter, head: bytes) -> None:
         n = int(head.split(b" ", 2)[1].decode().lstrip("/"))
-        if n < wire.MAX_REDIRECTS:
+        if n < MAX_REDIRECTS:
             writer.write(http(308, [f"Location: /{n + 1}"], body=b""))
         else:
             writer.write(http(body=b"there"))
@@ -456,12 +466,12 @@ async def test_max_redirects_exactly_is_followed() -> None:
         sink = Sink()
         await pour_into(resp, sink)
     assert bytes(sink.data) == b"there"
-    assert resp.url == server.url(f"/{wire.MAX_REDIRECTS}")
+    assert resp.url == server.url(f"/{MAX_REDIRECTS}")
 
 
 async def test_max_redirects_argument() -> None:
     async with RawServer(endless_redirects()) as server:
-        with pytest.raises(wire.TooManyRedirects):
+        with pytest.raises(TooManyRedirects):
             await fetch(server.url("/0"), max_redirects=2)
     assert server.connections == 3
 
@@ -496,7 +506,7 @@ async def test_redirect_location_cannot_inject_headers(location: bytes) -> None:
 
     async with RawServer(handler) as server:
         if any(b < 0x20 and b != 0x09 for b in location):
-            with pytest.raises(wire.WireError, match="control byte"):
+            with pytest.raises(WireError, match="control byte"):
                 await fetch(server.url("/start"))
             assert len(server.heads) == 1
             return
@@ -522,14 +532,14 @@ async def test_redirect_location_cannot_inject_headers(location: bytes) -> None:
 )
 async def test_redirect_to_non_http_scheme_raises_bad_url(location: str) -> None:
     async with RawServer(reply(http(302, [f"Location: {location}"], body=b""))) as server:
-        with pytest.raises(wire.BadURL):
+        with pytest.raises(BadURL):
             await fetch(server.url())
     assert server.connections == 1
 
 
 async def test_redirect_with_bad_port_raises_bad_url() -> None:
     async with RawServer(reply(http(302, ["Location: http://127.0.0.1:99999999/"], b""))) as s:
-        with pytest.raises(wire.BadURL):
+        with pytest.raises(BadURL):
             await fetch(s.url())
 
 
@@ -540,7 +550,7 @@ async def test_request_head() -> None:
     async with RawServer(reply(http(body=b""))) as server:
         headers = {"Authorization": "Bearer t", "Accept": "application/json"}
         url = server.url("/v2/lib/x/blobs/sha256:abc?n=1&last=a")
-        resp = await within(wire.get(url, headers, tls=None, timeout=RELAXED))
+        resp = await within(get(url, headers, tls=None, timeout=RELAXED))
         resp.release()
     (head,) = server.heads
     lines = request_lines(head)
@@ -574,8 +584,8 @@ async def test_request_target_is_percent_encoded_and_defaults_to_slash() -> None
 )
 async def test_header_with_cr_or_lf_raises_before_sending(headers: dict[str, str]) -> None:
     async with RawServer(reply(http(body=b""))) as server:
-        with pytest.raises(wire.WireError):
-            await within(wire.get(server.url(), headers, tls=None, timeout=RELAXED))
+        with pytest.raises(WireError):
+            await within(get(server.url(), headers, tls=None, timeout=RELAXED))
         await asyncio.sleep(0.05)  # time for a connection, had one been made, to be accepted
     assert server.connections == 0
     assert server.heads == []
@@ -583,7 +593,7 @@ async def test_header_with_cr_or_lf_raises_before_sending(headers: dict[str, str
 
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1/", "http:///path", "127.0.0.1:80/x", ""])
 async def test_bad_url_raises(url: str) -> None:
-    with pytest.raises(wire.BadURL):
+    with pytest.raises(BadURL):
         await fetch(url)
 
 
@@ -634,7 +644,7 @@ async def test_body_stall_raises_body_timeout_after_writing_what_came(framing: s
         resp = await fetch(server.url(), timeout=0.3)
         sink = Sink()
         started = time.monotonic()
-        with pytest.raises(wire.BodyTimeout) as caught:
+        with pytest.raises(BodyTimeout) as caught:
             await pour_into(resp, sink, chunk_size=1024)
         elapsed = time.monotonic() - started
     assert isinstance(caught.value, asyncio.TimeoutError)
@@ -674,7 +684,7 @@ async def test_trickling_body_stalls_under_the_minimum_rate() -> None:
     async with RawServer(reply(head, *[bytes([b]) for b in body], pause=0.05)) as server:
         resp = await fetch(server.url(), timeout=0.3)
         sink = Sink()
-        with pytest.raises(wire.BodyTimeout, match="stalled"):
+        with pytest.raises(BodyTimeout, match="stalled"):
             await within(pour_into(resp, sink))
     assert 0 < len(sink.data) < len(body)
     assert bytes(sink.data) == body[: len(sink.data)]
@@ -685,7 +695,7 @@ async def test_trickling_head_fails_by_its_deadline() -> None:
     within two timeouts."""
     raw = http(body=b"x" * 10, headers=["X-Pad: " + "a" * 200])
     async with RawServer(reply(*[bytes([b]) for b in raw], pause=0.05)) as server:
-        with pytest.raises(wire.BodyTimeout, match="within"):
+        with pytest.raises(BodyTimeout, match="within"):
             await within(fetch(server.url(), timeout=0.3))
 
 
@@ -694,7 +704,7 @@ async def test_trickling_small_body_fails_by_its_deadline() -> None:
     raw = http(headers=[f"Content-Length: {len(body)}"])
     async with RawServer(reply(raw, *[bytes([b]) for b in body], pause=0.05)) as server:
         resp = await fetch(server.url(), timeout=0.3)
-        with pytest.raises(wire.BodyTimeout, match="within"):
+        with pytest.raises(BodyTimeout, match="within"):
             await within(resp.read(1000))
         resp.release()
 
@@ -994,7 +1004,7 @@ async def test_tls_close_right_after_the_body_read_gets_it_all(
 ) -> None:
     body = body_bytes(size)
     with ClosingTLSServer(*tls_cert, http(body=body), notify=notify) as server:
-        resp = await within(wire.get(server.url(), {}, tls=trusting(tls_cert[0]), timeout=RELAXED))
+        resp = await within(get(server.url(), {}, tls=trusting(tls_cert[0]), timeout=RELAXED))
         try:
             assert resp.content_length == size
             assert await within(resp.read(4 << 20)) == body
@@ -1011,7 +1021,7 @@ async def test_tls_close_right_after_the_body_pour_gets_it_all(
 ) -> None:
     body = body_bytes(size)
     with ClosingTLSServer(*tls_cert, http(body=body), notify=notify) as server:
-        resp = await within(wire.get(server.url(), {}, tls=trusting(tls_cert[0]), timeout=RELAXED))
+        resp = await within(get(server.url(), {}, tls=trusting(tls_cert[0]), timeout=RELAXED))
         sink = Sink()
         await pour_into(resp, sink, chunk_size)
     assert bytes(sink.data) == body
@@ -1041,7 +1051,7 @@ async def test_tls_close_while_a_slow_writer_holds_reading_paused(
     body = body_bytes(3_000_000)
     chunk_size = 64 * 1024
     with ClosingTLSServer(*tls_cert, http(body=body), notify=notify) as server:
-        resp = await within(wire.get(server.url(), {}, tls=trusting(tls_cert[0]), timeout=RELAXED))
+        resp = await within(get(server.url(), {}, tls=trusting(tls_cert[0]), timeout=RELAXED))
         sink = TimedSink(delay=0.05)  # 46 writes: 2.3 s at least
         try:
             await within(resp.pour(sink.write, sink.progress, chunk_size), 30)
@@ -1077,7 +1087,7 @@ async def test_endless_trailer_makes_pour_raise_promptly() -> None:
         resp = await fetch(server.url())
         sink = Sink()
         started = time.monotonic()
-        with pytest.raises(wire.WireError):
+        with pytest.raises(WireError):
             await pour_into(resp, sink)
         elapsed = time.monotonic() - started
     assert elapsed < RELAXED / 2  # the bytes keep coming: the read timeout never fires
@@ -1089,7 +1099,7 @@ async def test_endless_trailer_makes_read_raise_promptly() -> None:
         resp = await fetch(server.url())
         started = time.monotonic()
         try:
-            with pytest.raises(wire.WireError):
+            with pytest.raises(WireError):
                 await within(resp.read(4 << 20))
         finally:
             resp.release()
@@ -1139,7 +1149,7 @@ async def test_endless_early_hints_raise_promptly() -> None:
 
     async with RawServer(endless) as server:
         started = time.monotonic()
-        with pytest.raises(wire.WireError):
+        with pytest.raises(WireError):
             await fetch(server.url())
     assert time.monotonic() - started < RELAXED / 2  # the bytes keep coming: no read timeout
 
@@ -1148,7 +1158,7 @@ async def test_endless_early_hints_raise_promptly() -> None:
 async def test_status_code_of_other_than_three_digits_raises_wire_error(code: bytes) -> None:
     raw = b"HTTP/1.1 " + code + b" OK\r\nContent-Length: 0\r\n\r\n"
     async with RawServer(reply(raw, then_stall=True)) as server:
-        with pytest.raises(wire.WireError):
+        with pytest.raises(WireError):
             await fetch(server.url())
 
 
@@ -1188,7 +1198,7 @@ async def test_host_with_space_or_control_raises_bad_url_without_lookup(
     async with RawServer(reply(http(body=b"ok"))) as server:
         calls = record_lookups_and_connections(monkeypatch)
         for url in [f"http://{host}/v2/", f"https://{host}:{server.port}/v2/"]:
-            with pytest.raises(wire.BadURL):
+            with pytest.raises(BadURL):
                 await fetch(url)
         assert calls == []
         # The recording works: a name that is fine is connected to (and looked up, which uvloop
@@ -1240,7 +1250,7 @@ async def test_chunked_with_content_length_is_refused() -> None:
     """RFC 9112 6.3 lets a client treat it as an error (it is how requests are smuggled), and a
     mirror that sends it then hands over to the next."""
     async with RawServer(reply(CHUNKED_WITH_LENGTH, then_stall=True)) as server:
-        with pytest.raises(wire.WireError, match="both Content-Length and Transfer-Encoding"):
+        with pytest.raises(WireError, match="both Content-Length and Transfer-Encoding"):
             await fetch(server.url())
 
 
@@ -1255,8 +1265,8 @@ async def test_header_outside_latin_1_raises_bad_request_before_sending(
     headers: dict[str, str],
 ) -> None:
     async with RawServer(reply(http(body=b""))) as server:
-        with pytest.raises(wire.BadRequest):
-            await within(wire.get(server.url(), headers, tls=None, timeout=RELAXED))
+        with pytest.raises(BadRequest):
+            await within(get(server.url(), headers, tls=None, timeout=RELAXED))
         await asyncio.sleep(0.05)  # time for a connection, had one been made, to be accepted
     assert server.connections == 0
     assert server.heads == []
@@ -1267,7 +1277,7 @@ async def test_a_redirect_to_a_host_name_the_lookup_refuses_is_bad_url(host: str
     """Names the resolver's IDNA codec refuses (an empty label, a label over 63 characters)."""
     raw = http(302, headers=[f"Location: http://{host}/x"], body=b"")
     async with RawServer(reply(raw)) as server:
-        with pytest.raises(wire.BadURL):
+        with pytest.raises(BadURL):
             await fetch(server.url())
 
 
@@ -1369,7 +1379,7 @@ async def reused_buffer_pieces(data: bytes) -> Any:
 
 
 async def upload(sink: UploadSink, data: bytes, tls: ssl.SSLContext | None, timeout: float) -> str:
-    client = wire.Client(timeout=timeout, pool=False)
+    client = Client(timeout=timeout, pool=False)
     resp = await client.request(
         "PUT", sink.url(), {}, body=reused_buffer_pieces(data), length=len(data), tls=tls
     )
@@ -1418,5 +1428,5 @@ async def test_a_server_that_stops_reading_the_body_is_named_after_a_timeout_of_
     data = body_bytes(24 * PIECE)  # more than the kernel's buffers on both sides hold
     with UploadSink(tls_cert if secure else None, read_limit=PIECE) as sink:
         tls = trusting(tls_cert[0]) if secure else None
-        with pytest.raises(wire.BodyTimeout, match="stopped reading the request body"):
+        with pytest.raises(BodyTimeout, match="stopped reading the request body"):
             await within(upload(sink, data, tls, timeout=0.5), 30)

@@ -1,4 +1,4 @@
-"""wire.Client as a user of many requests sees it: connections kept alive and reused (and when
+"""Client as a user of many requests sees it: connections kept alive and reused (and when
 not), request bodies, answers without bodies, name resolution, Happy Eyeballs. Each test talks to
 a raw loopback server that counts the connections it accepts."""
 
@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from puller.http import wire
+from puller.http.client import Client
+from puller.http.errors import BadRequest, BodyTimeout, CannotResolve
 from tests.support.rawhttp import (
     HANG,
     Answer,
@@ -29,7 +30,7 @@ from tests.support.rawhttp import (
 
 async def test_sequential_requests_share_one_connection() -> None:
     async with RawServer(answers=always(http(body=b"hello"))) as server:
-        client = wire.Client(timeout=5)
+        client = Client(timeout=5)
         for _ in range(5):
             assert await get_all(client, server.url()) == (200, b"hello")
         await client.close()
@@ -38,7 +39,7 @@ async def test_sequential_requests_share_one_connection() -> None:
     assert b"connection: close" not in server.requests[0][0].lower()
 
 
-async def get_all(client: wire.Client, url: str, method: str = "GET") -> tuple[int, bytes]:
+async def get_all(client: Client, url: str, method: str = "GET") -> tuple[int, bytes]:
     resp = await within(client.request(method, url, {}))
     try:
         return resp.status, await within(resp.read(1 << 20))
@@ -52,7 +53,7 @@ async def get_all(client: wire.Client, url: str, method: str = "GET") -> tuple[i
 async def test_blob_poured_to_its_end_leaves_the_connection_for_the_next() -> None:
     body = body_bytes(3 << 20)
     async with RawServer(answers=always(http(body=body))) as server:
-        client = wire.Client(timeout=5)
+        client = Client(timeout=5)
         for _ in range(3):
             resp = await within(client.request("GET", server.url(), {}))
             sink = Sink()
@@ -71,7 +72,7 @@ async def test_concurrent_requests_open_one_connection_each_then_reuse_them() ->
         return http(body=b"x")
 
     async with RawServer(answers=slow) as server:
-        client = wire.Client(timeout=5)
+        client = Client(timeout=5)
         first = [asyncio.ensure_future(get_all(client, server.url())) for _ in range(3)]
         await asyncio.sleep(0.1)
         gate.set()
@@ -94,7 +95,7 @@ async def test_an_answer_that_ends_the_connection_is_not_reused(
     answer: bytes | tuple[bytes, str],
 ) -> None:
     async with RawServer(answers=always(answer)) as server:
-        client = wire.Client(timeout=5)
+        client = Client(timeout=5)
         for _ in range(2):
             resp = await within(client.request("GET", server.url(), {}))
             assert await within(resp.read(100)) == b"bye"
@@ -106,7 +107,7 @@ async def test_an_answer_that_ends_the_connection_is_not_reused(
 async def test_a_body_left_unread_closes_the_connection() -> None:
     body = body_bytes(256 * 1024)  # more than comes in the read that ends the head
     async with RawServer(answers=always(http(body=body))) as server:
-        client = wire.Client(timeout=5)
+        client = Client(timeout=5)
         resp = await within(client.request("GET", server.url(), {}))
         resp.release()  # body never read
         assert await get_all(client, server.url()) == (200, body)
@@ -128,7 +129,7 @@ async def test_an_unread_body_that_came_with_its_head_leaves_the_connection_reus
         return http(body=b"ok")
 
     async with RawServer(answers=handler) as server:
-        client = wire.Client(timeout=5)
+        client = Client(timeout=5)
         resp = await within(client.request("GET", server.url(), {}))
         assert resp.status == 401
         await asyncio.sleep(0.05)  # the body is in
@@ -142,7 +143,7 @@ async def test_bytes_past_the_body_make_the_connection_unusable() -> None:
     """A server that sends more than it announced is out of step: the next answer on that
     connection could be anything, so the connection is dropped."""
     async with RawServer(answers=always(http(body=b"abc") + b"GARBAGE")) as server:
-        client = wire.Client(timeout=5)
+        client = Client(timeout=5)
         for _ in range(2):
             assert await get_all(client, server.url()) == (200, b"abc")
         await client.close()
@@ -151,7 +152,7 @@ async def test_bytes_past_the_body_make_the_connection_unusable() -> None:
 
 async def test_an_idle_connection_closed_by_the_server_is_not_used() -> None:
     async with RawServer(answers=always(http(body=b"ok"))) as server:
-        client = wire.Client(timeout=5)
+        client = Client(timeout=5)
         assert await get_all(client, server.url()) == (200, b"ok")
         server.close_idle()
         await asyncio.sleep(0.1)  # the close reaches the client, which reads while idle
@@ -171,7 +172,7 @@ async def test_a_stale_connection_is_retried_once_for_get_and_head() -> None:
 
     for method in ("GET", "HEAD"):
         async with RawServer(answers=handler) as server:
-            client = wire.Client(timeout=5)
+            client = Client(timeout=5)
             assert (await get_all(client, server.url(), method))[0] == 200
             assert (await get_all(client, server.url(), method))[0] == 200
             await client.close()
@@ -184,7 +185,7 @@ async def test_a_request_with_a_body_is_never_sent_twice_by_the_pool() -> None:
         return None if len(server.requests) == 2 else http(201, body=b"")
 
     async with RawServer(answers=handler) as server:
-        client = wire.Client(timeout=5)
+        client = Client(timeout=5)
         resp = await within(client.request("PUT", server.url(), {}, body=b"first"))
         resp.release()
         with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
@@ -195,7 +196,7 @@ async def test_a_request_with_a_body_is_never_sent_twice_by_the_pool() -> None:
 
 async def test_idle_connections_are_closed_after_a_while() -> None:
     async with RawServer(answers=always(http(body=b"ok"))) as server:
-        client = wire.Client(timeout=5, idle_seconds=0.1)
+        client = Client(timeout=5, idle_seconds=0.1)
         assert await get_all(client, server.url()) == (200, b"ok")
         await asyncio.sleep(0.3)
         assert await get_all(client, server.url()) == (200, b"ok")
@@ -211,7 +212,7 @@ async def test_idle_connections_per_origin_are_bounded() -> None:
         return http(body=b"x")
 
     async with RawServer(answers=slow) as server:
-        client = wire.Client(timeout=5, max_idle_per_origin=2)
+        client = Client(timeout=5, max_idle_per_origin=2)
         first = [asyncio.ensure_future(get_all(client, server.url())) for _ in range(4)]
         await asyncio.sleep(0.1)
         gate.set()
@@ -237,7 +238,7 @@ async def test_answers_without_a_body_do_not_wait_for_one(method: str, answer: b
     """A 304 with Content-Length: 100 used to wait out the timeout for 100 bytes that never
     come; it has no body (RFC 9110 6.4.1), and its connection carries the next request."""
     async with RawServer(answers=always(answer)) as server:
-        client = wire.Client(timeout=30)
+        client = Client(timeout=30)
         for _ in range(2):
             resp = await within(client.request(method, server.url(), {}), 2)
             assert resp.content_length is None
@@ -259,7 +260,7 @@ async def chunks_of(data: bytes, size: int) -> AsyncIterator[bytes]:
 async def test_a_streamed_body_arrives_whole_with_its_length() -> None:
     data = body_bytes(5 << 20)
     async with RawServer(answers=always(http(201, headers=["Location: /next?x=1"], body=b""))) as s:
-        client = wire.Client(timeout=5)
+        client = Client(timeout=5)
         resp = await within(
             client.request(
                 "PUT", s.url("/up"), {}, body=chunks_of(data, 64 * 1024), length=len(data)
@@ -277,8 +278,8 @@ async def test_a_streamed_body_arrives_whole_with_its_length() -> None:
 
 async def test_a_streamed_body_longer_than_its_length_is_refused() -> None:
     async with RawServer(answers=always(http(201, body=b""))) as server:
-        client = wire.Client(timeout=5)
-        with pytest.raises(wire.BadRequest):
+        client = Client(timeout=5)
+        with pytest.raises(BadRequest):
             await within(
                 client.request("PUT", server.url(), {}, body=chunks_of(b"x" * 100, 10), length=50)
             )
@@ -287,7 +288,7 @@ async def test_a_streamed_body_longer_than_its_length_is_refused() -> None:
 
 async def test_a_streamed_body_is_not_sent_again_on_a_redirect() -> None:
     async with RawServer(answers=always(http(307, headers=["Location: /b"], body=b""))) as server:
-        client = wire.Client(timeout=5)
+        client = Client(timeout=5)
         resp = await within(
             client.request("PUT", server.url("/a"), {}, body=chunks_of(b"data", 2), length=4)
         )
@@ -316,7 +317,7 @@ async def test_an_early_answer_ends_the_upload() -> None:
             yield b"x" * 65536
             await asyncio.sleep(0)
 
-    client = wire.Client(timeout=5)
+    client = Client(timeout=5)
     try:
         resp = await within(
             client.request("PUT", f"http://127.0.0.1:{port}/", {}, body=endless(), length=1 << 40)
@@ -350,8 +351,8 @@ def failing_lookups(monkeypatch: pytest.MonkeyPatch, errors: list[int]) -> list[
 
 async def test_a_name_that_does_not_exist_fails_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = failing_lookups(monkeypatch, [socket.EAI_NONAME])
-    client = wire.Client(timeout=5)
-    with pytest.raises(wire.CannotResolve, match=r"cannot resolve no\.such\.example$"):
+    client = Client(timeout=5)
+    with pytest.raises(CannotResolve, match=r"cannot resolve no\.such\.example$"):
         await within(client.request("GET", "http://no.such.example:5000/v2/", {}))
     assert calls == ["no.such.example"]
 
@@ -361,12 +362,12 @@ async def test_a_temporary_resolver_failure_is_asked_once_more(
 ) -> None:
     async with RawServer(answers=always(http(body=b"ok"))) as server:
         calls = failing_lookups(monkeypatch, [socket.EAI_AGAIN])
-        client = wire.Client(timeout=5)
+        client = Client(timeout=5)
         url = f"http://registry.example:{server.port}/"
         assert await get_all(client, url) == (200, b"ok")
         assert calls == ["registry.example", "registry.example"]
         calls = failing_lookups(monkeypatch, [socket.EAI_AGAIN, socket.EAI_AGAIN])
-        with pytest.raises(wire.CannotResolve, match="temporary failure"):
+        with pytest.raises(CannotResolve, match="temporary failure"):
             await within(client.request("GET", f"http://other.example:{server.port}/", {}))
         assert calls == ["other.example", "other.example"]
         await client.close()
@@ -396,7 +397,7 @@ async def test_happy_eyeballs_a_blackholed_first_address_costs_a_fraction_of_the
     async with RawServer(answers=always(http(body=b"ok"))) as server:
         monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
         monkeypatch.setattr(loop, "create_connection", create_connection)
-        client = wire.Client(timeout=60)
+        client = Client(timeout=60)
         url = f"http://dual.example:{server.port}/"
         assert await within(get_all(client, url), HANG) == (200, b"ok")
         await client.close()
@@ -418,7 +419,7 @@ async def test_happy_eyeballs_a_refused_first_address_moves_on_at_once(
             ]
 
         monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
-        client = wire.Client(timeout=60)
+        client = Client(timeout=60)
         assert await get_all(client, f"http://two.example:{server.port}/") == (200, b"ok")
         await client.close()
     assert server.connections == 1
@@ -439,7 +440,7 @@ async def test_a_redirect_followed_by_a_smuggled_answer_is_not_taken_for_the_nex
         return http(body=b"real")
 
     async with RawServer(answers=handler) as server:
-        client = wire.Client(timeout=5)
+        client = Client(timeout=5)
         status, body = await get_all(client, server.url("/a"))
         await client.close()
     assert (status, body) == (200, b"real")
@@ -467,7 +468,7 @@ async def test_a_tls_body_that_ends_with_the_head_buffer_then_one_more_byte_does
     context.load_cert_chain(*tls_cert)
     server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
     port = server.sockets[0].getsockname()[1]
-    client = wire.Client(timeout=5)
+    client = Client(timeout=5)
     try:
         resp = await within(
             client.request("GET", f"https://127.0.0.1:{port}/", {}, tls=trusting(tls_cert[0]))
@@ -496,9 +497,9 @@ async def test_a_chain_of_slow_redirects_ends_by_the_requests_deadline() -> None
 
     server = await asyncio.start_server(handler, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    client = wire.Client(timeout=0.5)
+    client = Client(timeout=0.5)
     try:
-        with pytest.raises(wire.BodyTimeout, match="within 2 s"):
+        with pytest.raises(BodyTimeout, match="within 2 s"):
             await within(client.request("GET", f"http://127.0.0.1:{port}/0", {}))
     finally:
         await client.close()

@@ -8,10 +8,10 @@ from fixtures.registry import Registry
 from puller.errors import RegistryError, Unreachable
 from puller.http.hosts import is_loopback, realm_refusal
 from puller.oci.reference import parse
-from puller.registry.client import (
+from puller.registry.client import RegistryClient
+from puller.registry.endpoint import (
     DOCKER_HUB_URL,
     Endpoint,
-    RegistryClient,
     endpoint_for_domain,
     normalize_mirror,
 )
@@ -135,12 +135,12 @@ async def test_credentials_never_go_over_plain_http_off_loopback_unless_insecure
     async with RegistryClient(credentials={"10.1.2.3:5000": creds}) as client:
         plain = Endpoint("http://10.1.2.3:5000", registry="10.1.2.3:5000")
         with pytest.raises(Unauthorized, match="refusing to send the credentials") as info:
-            await client._credentials_for(plain, "http://10.1.2.3:5000/v2/")
+            await client.auth.credentials_for(plain, "http://10.1.2.3:5000/v2/")
         assert "wonderland" not in str(info.value)
         marked = Endpoint("http://10.1.2.3:5000", registry="10.1.2.3:5000", insecure=True)
-        assert await client._credentials_for(marked, "") == creds
+        assert await client.auth.credentials_for(marked, "") == creds
         loopback = Endpoint("http://127.0.0.1:5000", registry="10.1.2.3:5000")
-        assert await client._credentials_for(loopback, "") == creds
+        assert await client.auth.credentials_for(loopback, "") == creds
 
 
 @pytest.mark.parametrize("challenger", ["registry", "redirect-target"])

@@ -18,7 +18,8 @@ from fixtures.registry import Registry, push, running_registry
 from puller.errors import NotFound, RegistryError
 from puller.oci.digest import digest_of, parse_digest
 from puller.oci.reference import parse
-from puller.registry.client import Endpoint, RegistryClient
+from puller.registry.client import RegistryClient
+from puller.registry.endpoint import Endpoint
 from tests.support.helpers import AccessLog
 from tests.support.rawhttp import Answer, RawServer, http
 

@@ -16,7 +16,8 @@ from puller.errors import (
     Unauthorized,
     Unreachable,
 )
-from puller.registry.retry import RetryPolicy, is_temporary, parse_retry_after, with_retries
+from puller.registry.retry import RetryPolicy, is_temporary, with_retries
+from puller.registry.status import parse_retry_after
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-#: The timeout given to ``wire.get`` where a test does not want one to fire.
+#: The timeout given to ``get`` where a test does not want one to fire.
 RELAXED = 5.0
 #: How long a test waits for something that must happen promptly, before it calls it a hang.
 HANG = 5.0
