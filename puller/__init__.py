@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     )
     from .exporting import Exported, export
     from .inspecting import ImageInfo, ImageRecord, images, inspect, tags
-    from .layers import UnpackError
     from .oci.digest import Digest, parse_digest
     from .oci.manifest import Descriptor, Platform
     from .oci.reference import Reference
@@ -105,7 +104,7 @@ _EXPORTS = {
     "SyncEntry": "syncfile",
     "load_sync_file": "syncfile",
     "Exported": "exporting",
-    "UnpackError": "layers",
+    "UnpackError": "errors",
     "Unpacked": "unpacking",
     "export": "exporting",
     "unpack": "unpacking",

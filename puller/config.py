@@ -48,7 +48,7 @@ from .errors import PullError
 from .http.hosts import is_loopback
 from .http.proxy import Proxy, ProxyConfig, UnusableProxy, parse_proxy, redact
 from .oci.manifest import parse_platform
-from .registry.endpoint import Endpoint, endpoint_for_domain, normalize_mirror
+from .registry.endpoint import Endpoint, RegistryConfig, endpoint_for_domain, normalize_mirror
 from .store.layout import default_store_path
 
 CAPABILITIES = frozenset({"pull", "resolve"})
@@ -87,21 +87,6 @@ _MIRROR_KEYS = {"url", "capabilities", "insecure", "ca_file", "skip_verify"}
 
 class ConfigError(PullError):
     """A configuration file, variable or flag that cannot be used; says where."""
-
-
-@dataclass(frozen=True, slots=True)
-class RegistryConfig:
-    """How to reach one registry name: its mirrors in order, then its own server."""
-
-    name: str
-    mirrors: tuple[Endpoint, ...] = ()
-    server: Endpoint | None = None  # None: derived from the name
-    #: its own proxy for http:// and https:// ("": none) and NO_PROXY list; None: the global one
-    proxy: str | None = None
-    no_proxy: str | None = None
-    #: uploads to it go in PATCH chunks of this many MiB (a proxy in front of it that limits
-    #: request bodies); None: one streamed PUT, chunks only when it refuses that (413)
-    upload_chunk_mib: int | None = None
 
 
 @dataclass(frozen=True)

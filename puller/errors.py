@@ -16,6 +16,7 @@ Every error the library raises on purpose is a ``PullError``; the CLI prints it 
     │   ├── DigestMismatch      expected, got
     │   └── SizeMismatch        expected, got
     ├── StoreError              the local store cannot be read or written (path)
+    ├── UnpackError             a layer that cannot or must not be unpacked or exported
     └── LockError               a target repository's lock cannot be taken (path)
         └── TargetBusy          another process holds it, and waiting was not wanted (repository)
 
@@ -186,3 +187,8 @@ def most_relevant(errors: list[PullError]) -> PullError:
     if len(errors) > 1:
         best.attempts = tuple(errors)
     return best
+
+
+class UnpackError(PullError):
+    """A layer that cannot or must not be unpacked: a bad tar, an entry that would escape, a
+    type pypull does not write; or a directory that cannot be written."""

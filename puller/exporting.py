@@ -14,9 +14,11 @@ import os
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from .layers import OPAQUE, WHITEOUT, Pipeline, clean, each_entry, image_layers, join
+from .layers import Pipeline, each_entry, image_layers
+from .oci.layer import OPAQUE, WHITEOUT, clean, join
 from .oci.manifest import Platform, parse_platform
 from .oci.reference import Reference, parse
+from .store.images import stored_layers
 from .store.layout import Store, as_store
 from .tar.reader import DIRECTORY, HARD_LINK, Entry, Source
 from .tar.writer import TarWriter
@@ -136,7 +138,7 @@ def _export_image(
     store: Store, ref: Reference, out: BinaryIO, platform: Platform | None
 ) -> Exported:
     what = str(ref)
-    layers = image_layers(store, ref, platform)
+    layers = image_layers(stored_layers(store, ref, platform), str(ref))
     top_first = list(reversed(layers))
     numbers = list(range(len(layers), 0, -1))
     flat = Flattener(out)

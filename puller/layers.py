@@ -1,7 +1,8 @@
-"""An image's layers as unpack and export read them: found in the store, then read, inflated
-and verified in threads while the caller takes their tar entries one by one.
+"""An image's layers as unpack and export read them (found in the store by
+``store.images.stored_layers``): read, inflated and verified in threads while the caller takes
+their tar entries one by one.
 
-    layers = image_layers(store, ref, platform)
+    layers = image_layers(stored_layers(store, ref, platform), str(ref))
     with Pipeline(store, layers, what) as pipeline:
         for i in range(len(layers)):
             each_entry(pipeline, i, handle)    # handle(entry, source, where), then the digests
@@ -24,7 +25,6 @@ not match. Names from a layer are cleaned here as if rooted at ``/`` (``clean``:
 from __future__ import annotations
 
 import hashlib
-import json
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -32,52 +32,25 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from .errors import DigestMismatch, InvalidDigest, ManifestError, NotFound, PullError
-from .oci.digest import Digest, parse_digest
-from .oci.manifest import Descriptor, Platform
-from .oci.reference import Reference
-from .store.images import local_image
+from .errors import DigestMismatch, UnpackError
+from .oci.digest import Digest
+from .oci.manifest import Descriptor
 from .store.layout import Store
 from .tar.compression import check_magic, inflated, of_media_type
 from .tar.errors import TarError, Truncated
 from .tar.reader import Entry, Policy, Source, entries
 from .text import shown
 
-__all__ = [
-    "LAYER_POLICY",
-    "MAX_DEPTH",
-    "MAX_NAME",
-    "OPAQUE",
-    "WHITEOUT",
-    "Layer",
-    "Pipeline",
-    "UnpackError",
-    "clean",
-    "each_entry",
-    "image_layers",
-    "join",
-]
+__all__ = ["LAYER_POLICY", "Layer", "Pipeline", "each_entry", "image_layers"]
 
 #: Bytes per piece of the pipeline: large enough that hashing and inflating release the GIL for
 #: long stretches, small enough that the queues hold a few MiB at most.
 CHUNK = 1 << 20
 #: Pieces waiting between two stages.
 QUEUE_DEPTH = 4
-#: Longest name or link target, cleaned, in bytes (Linux's PATH_MAX).
-MAX_NAME = 4096
-#: Deepest path, in directories: bounds the work of one entry and the descriptors held open.
-MAX_DEPTH = 512
 #: What a layer may make unpack and export hold: one entry's extended headers at most 1 MiB,
 #: 64 global PAX records; no bound on its entries (what grows with them is bounded apart).
 LAYER_POLICY = Policy()
-#: ``.wh.NAME`` hides NAME of lower layers; ``.wh..wh..opq`` its directory's lower content.
-WHITEOUT = ".wh."
-OPAQUE = ".wh..wh..opq"
-
-
-class UnpackError(PullError):
-    """A layer that cannot or must not be unpacked: a bad tar, an entry that would escape, a
-    type pypull does not write; or a directory that cannot be written."""
 
 
 # -- the image ---------------------------------------------------------------------------------
@@ -97,38 +70,9 @@ def _compression(media_type: str, what: str) -> str:
     return compression
 
 
-def image_layers(store: Store, ref: Reference, platform: Platform | None) -> list[Layer]:
-    """The image's layers, each with its diff_id, all in the store (and held by its lease)."""
-    what = str(ref)
-    manifest, config = local_image(store, ref, platform)
-    layers = _layers(manifest.layers, config, what)
-    for i, layer in enumerate(layers):
-        if not store.has(layer.descriptor.digest):
-            raise NotFound(
-                f"{what}: the store {store.root} lacks its layer {i + 1} "
-                f"{layer.descriptor.digest} (pull it again)"
-            )
-    return layers
-
-
-def _layers(manifest_layers: tuple[Descriptor, ...], config: bytes, what: str) -> list[Layer]:
-    """The manifest's layers, each with its diff_id from the config."""
-    try:
-        doc = json.loads(config)
-        diff_ids = doc["rootfs"]["diff_ids"]
-        if not isinstance(diff_ids, list):
-            raise TypeError
-        ids = [parse_digest(d) for d in diff_ids]
-    except (ValueError, KeyError, TypeError, RecursionError, InvalidDigest):
-        raise ManifestError(f"{what}: its config has no valid rootfs.diff_ids") from None
-    if len(ids) != len(manifest_layers):
-        raise ManifestError(
-            f"{what}: its config lists {len(ids)} diff_ids for {len(manifest_layers)} layers"
-        )
-    return [
-        Layer(d, i, _compression(d.media_type, what))
-        for d, i in zip(manifest_layers, ids, strict=True)
-    ]
+def image_layers(stored: list[tuple[Descriptor, Digest]], what: str) -> list[Layer]:
+    """The image's layers (``store.images.stored_layers``), each with how it is compressed."""
+    return [Layer(d, i, _compression(d.media_type, what)) for d, i in stored]
 
 
 # -- the pipeline: read + hash, inflate, hash, each in a thread ---------------------------------
@@ -397,30 +341,3 @@ def each_entry(pipeline: Pipeline, i: int, handle: Callable[[Entry, Source, str]
             raise UnpackError(str(e)) from None
         raise
     pipeline.verify(src.drain())
-
-
-# -- names ---------------------------------------------------------------------------------------
-
-
-def clean(name: str, where: str) -> list[str]:
-    """The components of ``name`` cleaned as if rooted at DIR: ``..`` stops at the root."""
-    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME:
-        raise UnpackError(f"{where}: a name longer than {MAX_NAME} bytes: {shown(name)}")
-    if "\0" in name:
-        raise UnpackError(f"{where}: a name with a NUL byte: {shown(name)}")
-    parts: list[str] = []
-    for part in name.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if parts:
-                parts.pop()
-            continue
-        parts.append(part)
-    if len(parts) > MAX_DEPTH:
-        raise UnpackError(f"{where}: a name deeper than {MAX_DEPTH} directories: {shown(name)}")
-    return parts
-
-
-def join(parts: list[str]) -> str:
-    return "/".join(parts)

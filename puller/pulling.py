@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .config import RegistryConfig
 from .download import Downloader
 from .events import (
     EventCallback,
@@ -42,7 +41,7 @@ from .oci.manifest import (
 )
 from .oci.reference import Reference, parse
 from .registry.auth import Credentials
-from .registry.endpoint import Endpoint
+from .registry.endpoint import Endpoint, RegistryConfig
 from .session import ResolvedAll, ResolvedImage, Session
 from .store.layout import RESOLVED_ANNOTATION, Store
 

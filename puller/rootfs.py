@@ -32,7 +32,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from .layers import MAX_NAME, OPAQUE, WHITEOUT, UnpackError, clean, join
+from .errors import UnpackError
+from .oci.layer import MAX_NAME, OPAQUE, WHITEOUT, clean, join
 from .tar.reader import REGULAR, Entry, Source
 from .text import shown
 

@@ -23,7 +23,6 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from .config import RegistryConfig
 from .errors import (
     InvalidDigest,
     ManifestError,
@@ -48,7 +47,12 @@ from .oci.reference import Reference, parse
 from .registry.auth import Credentials
 from .registry.client import ManifestResponse, RegistryClient
 from .registry.credentials import CredentialError
-from .registry.endpoint import Endpoint, endpoint_for_domain, normalize_mirror, try_in_turn
+from .registry.endpoint import (
+    Endpoint,
+    RegistryConfig,
+    normalize_mirror,
+    try_in_turn,
+)
 from .registry.retry import RetryPolicy, with_retries
 from .store.layout import Store, as_store
 from .streams import Content, from_registry, from_store
@@ -197,11 +201,7 @@ class Session:
 
     def server(self, ref: Reference) -> Endpoint:
         """The registry's own server, never a mirror: where logins and copies write."""
-        reg = self._registries.get(ref.domain, RegistryConfig(ref.domain))
-        server = reg.server or endpoint_for_domain(ref.domain)
-        if server.registry is None:
-            server = dataclasses.replace(server, registry=ref.domain)
-        return server
+        return self._registries.get(ref.domain, RegistryConfig(ref.domain)).own_server()
 
     def endpoints(self, ref: Reference, resolve: bool = False) -> tuple[Endpoint, ...]:
         """Where to ask, in order: the registry's mirrors, then its own server (unless

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 from .errors import StoreError
 from .http.message import Chunk
 from .oci.digest import Verifier
 from .oci.manifest import Descriptor
-from .registry.client import RegistryClient
 from .registry.endpoint import Endpoint
-from .store.layout import Store
+
+if TYPE_CHECKING:  # the client is handed in: the streams sit beside it, not above it
+    from .registry.client import RegistryClient
+    from .store.layout import Store
 
 #: The blob's bytes from its start, verified on the way (callable again for a retry).
 Content = Callable[[], AsyncIterator[Chunk]]

@@ -15,10 +15,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .layers import Pipeline, UnpackError, each_entry, image_layers
+from .errors import UnpackError
+from .layers import Pipeline, each_entry, image_layers
 from .oci.manifest import Platform, parse_platform
 from .oci.reference import Reference, parse
 from .rootfs import Tree, new_directory
+from .store.images import stored_layers
 from .store.layout import Store, as_store
 
 __all__ = ["Unpacked", "unpack"]
@@ -47,7 +49,7 @@ def _apply_layers(pipeline: Pipeline, tree: Tree, count: int) -> None:
 
 def _unpack_image(store: Store, ref: Reference, dest: Path, platform: Platform | None) -> Unpacked:
     what = str(ref)
-    layers = image_layers(store, ref, platform)
+    layers = image_layers(stored_layers(store, ref, platform), str(ref))
     dest = Path(os.path.abspath(dest))
     with new_directory(dest) as root_fd:
         tree = Tree(root_fd, as_root=os.geteuid() == 0)

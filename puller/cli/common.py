@@ -16,10 +16,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ..config import Config
-    from ..pulling import Puller
     from ..registry.auth import Credentials
+    from ..session import Session
 
 T = TypeVar("T")
+S = TypeVar("S", bound="Session")
 
 
 class UsageError(Exception):
@@ -89,15 +90,20 @@ def credential_lookup() -> Callable[[str], Credentials | None] | None:
     return lookup
 
 
-def make_puller(
-    config: Config, creds: tuple[str, str] | None = None, domain: str = "", **more: Any
-) -> Puller:
-    """A Puller with the configuration's mirrors, proxies, timeouts and docker's credentials,
-    and ``creds`` (--creds) for ``domain``'s registry alone: one for every command."""
-    from ..pulling import Puller
+def make_session(
+    kind: type[S],
+    config: Config,
+    creds: tuple[str, str] | None = None,
+    domain: str = "",
+    **more: Any,
+) -> S:
+    """A ``kind`` of session (a ``Session``, or a ``Puller`` to pull: the command imports the
+    class, so that what it runs is its own import) with the
+    configuration's mirrors, proxies, timeouts and docker's credentials, and ``creds``
+    (--creds) for ``domain``'s registry alone: one for every command."""
     from ..registry.auth import Credentials
 
-    return Puller(
+    return kind(
         config.store,
         registries=config.registries,
         mirror_only=config.mirror_only,

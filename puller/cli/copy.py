@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import PullError
 from ..oci.reference import Reference, names_image, parse
 from ..text import shown
-from .common import image_list, load_config, make_puller, parsed, run_async
+from .common import image_list, load_config, make_session, parsed, run_async
 from .options import add_command, add_common, add_settings, checked_platform, positive_int
 from .render import CopyBar, human_size, plural
 
@@ -377,7 +377,9 @@ def _copies(args: argparse.Namespace, config: Config, work: Work, *, summary: bo
             print(shown(_copy_line(result), 1000), flush=True)
 
     async def run() -> list[CopyResult]:
-        async with make_puller(config) as puller:
+        from ..session import Session
+
+        async with make_session(Session, config) as puller:
             copier = Copier(
                 puller,
                 jobs=args.jobs,

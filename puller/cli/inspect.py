@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..oci.reference import names_image, parse
 from ..text import shown
-from .common import load_config, make_puller, run_async
+from .common import load_config, make_session, run_async
 from .options import add_command, add_common, add_creds, add_debug, add_platform, add_settings
 from .render import json_text
 
@@ -86,7 +86,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     async def describe() -> ImageInfo:
         if not args.remote:
             return await inspect(ref, store=config.store, platform=args.platform)
-        async with make_puller(config, args.creds, ref.domain) as puller:
+        from ..session import Session
+
+        async with make_session(Session, config, args.creds, ref.domain) as puller:
             return await inspect(ref, remote=True, platform=args.platform, puller=puller)
 
     info = run_async(describe())
@@ -132,7 +134,9 @@ def _cmd_tags(args: argparse.Namespace) -> int:
     ref = parse(args.repository)
 
     async def listing() -> list[str]:
-        async with make_puller(load_config(args), args.creds, ref.domain) as puller:
+        from ..session import Session
+
+        async with make_session(Session, load_config(args), args.creds, ref.domain) as puller:
             return await tags(ref, puller=puller)
 
     found = run_async(listing())

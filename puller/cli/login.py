@@ -60,7 +60,6 @@ def _cmd_login(args: argparse.Namespace) -> int:
     import getpass
 
     from ..oci.reference import parse as parse_ref
-    from ..pulling import Puller
     from ..registry.auth import Credentials
     from ..registry.client import RegistryClient
     from ..registry.credentials import CredentialStore
@@ -84,7 +83,7 @@ def _cmd_login(args: argparse.Namespace) -> int:
     creds = Credentials(username, password)
     config = load_config(args)
     # The registry's own server, as a pull would reach it (a login never goes to a mirror).
-    server = Puller(config.store, registries=config.registries).server(parse_ref(f"{name}/x"))
+    server = config.registry(parse_ref(f"{name}/x").domain).own_server()
 
     async def check() -> None:
         async with RegistryClient(

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from ..errors import PullError
 from ..oci.reference import Reference, names_image
 from ..text import shown
-from .common import UsageError, image_list, load_config, make_puller, parsed, run_async
+from .common import UsageError, image_list, load_config, make_session, parsed, run_async
 from .options import add_command, add_common, add_creds, add_settings
 from .render import JsonRenderer, PlainRenderer, TtyRenderer, plural, print_error
 
@@ -156,7 +156,10 @@ async def _pull_all(args: argparse.Namespace, refs: list[tuple[str, Reference]])
     args.platform = config.platform
 
     outcomes: list[str] = []
-    async with make_puller(
+    from ..pulling import Puller
+
+    async with make_session(
+        Puller,
         config,
         args.creds,
         refs[0][1].domain,  # --creds: one registry, checked by _cmd_pull

@@ -5,6 +5,7 @@ and the headers every request to one carries.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -52,6 +53,28 @@ class Endpoint:
     @property
     def plain_http(self) -> bool:
         return self.url.startswith("http://")
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryConfig:
+    """How to reach one registry name: its mirrors in order, then its own server."""
+
+    name: str
+    mirrors: tuple[Endpoint, ...] = ()
+    server: Endpoint | None = None  # None: derived from the name
+    #: its own proxy for http:// and https:// ("": none) and NO_PROXY list; None: the global one
+    proxy: str | None = None
+    no_proxy: str | None = None
+    #: uploads to it go in PATCH chunks of this many MiB (a proxy in front of it that limits
+    #: request bodies); None: one streamed PUT, chunks only when it refuses that (413)
+    upload_chunk_mib: int | None = None
+
+    def own_server(self) -> Endpoint:
+        """The registry's own server, never a mirror: where logins and copies write."""
+        server = self.server or endpoint_for_domain(self.name)
+        if server.registry is None:
+            server = dataclasses.replace(server, registry=self.name)
+        return server
 
 
 def endpoint_for_domain(domain: str) -> Endpoint:

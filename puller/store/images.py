@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..errors import ManifestError, NotFound, PlatformNotFound, PullError
-from ..oci.digest import verify_bytes
+from ..errors import InvalidDigest, ManifestError, NotFound, PlatformNotFound, PullError
+from ..oci.digest import Digest, parse_digest, verify_bytes
 from ..oci.manifest import (
     REF_NAME_ANNOTATION,
     Descriptor,
@@ -159,3 +159,39 @@ def config_platform(doc: dict[str, Any]) -> Platform:
         return value if isinstance(value, str) else ""
 
     return Platform(string("os"), string("architecture"), string("variant") or None)
+
+
+def stored_layers(
+    store: Store, ref: Reference, platform: Platform | None
+) -> list[tuple[Descriptor, Digest]]:
+    """The image's layers with their diff_ids from its config, every one in the store (and
+    held by its lease)."""
+    what = str(ref)
+    manifest, config = local_image(store, ref, platform)
+    layers = _with_diff_ids(manifest.layers, config, what)
+    for i, (layer, _) in enumerate(layers):
+        if not store.has(layer.digest):
+            raise NotFound(
+                f"{what}: the store {store.root} lacks its layer {i + 1} "
+                f"{layer.digest} (pull it again)"
+            )
+    return layers
+
+
+def _with_diff_ids(
+    manifest_layers: tuple[Descriptor, ...], config: bytes, what: str
+) -> list[tuple[Descriptor, Digest]]:
+    """The manifest's layers, each with its diff_id from the config."""
+    try:
+        doc = json.loads(config)
+        diff_ids = doc["rootfs"]["diff_ids"]
+        if not isinstance(diff_ids, list):
+            raise TypeError
+        ids = [parse_digest(d) for d in diff_ids]
+    except (ValueError, KeyError, TypeError, RecursionError, InvalidDigest):
+        raise ManifestError(f"{what}: its config has no valid rootfs.diff_ids") from None
+    if len(ids) != len(manifest_layers):
+        raise ManifestError(
+            f"{what}: its config lists {len(ids)} diff_ids for {len(manifest_layers)} layers"
+        )
+    return list(zip(manifest_layers, ids, strict=True))

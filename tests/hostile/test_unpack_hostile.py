@@ -17,8 +17,9 @@ import pytest
 
 from fixtures.layers import E, tar_of
 from puller import rootfs
+from puller.errors import UnpackError
 from puller.exporting import Flattener
-from puller.layers import LAYER_POLICY, UnpackError
+from puller.layers import LAYER_POLICY
 from puller.tar.errors import TarError
 from puller.tar.reader import MAX_META, Entry, StreamSource
 from puller.tar.reader import entries as read_entries

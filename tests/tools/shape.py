@@ -4,7 +4,8 @@
 
 Prints the subpackages, the modules over the line limit, the functions over the function
 limit, every private name of another pypull module that a module reaches, and the longest
-chain of imports between pypull's modules (every import counts, also those inside functions).
+chain of imports between pypull's modules (every import that runs counts, also those inside
+functions; those under ``if TYPE_CHECKING`` never run and do not).
 Exits 1 when any limit is passed. Not a test: a reading for a closing note.
 
 "A private name of another module" is a ``_name`` (not a dunder) that some other pypull
@@ -50,7 +51,16 @@ def imports(name: str, path: Path, known: dict[str, Path], tree: ast.Module) -> 
     is_package = path.name == "__init__.py"
     package = name if is_package else name.rpartition(".")[0]
     out: set[str] = set()
+    typing_only = {
+        id(child)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for stmt in node.body
+        for child in ast.walk(stmt)
+    }
     for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue  # for annotations only: never run
         if isinstance(node, ast.Import):
             out.update(alias.name for alias in node.names if alias.name in known)
         elif isinstance(node, ast.ImportFrom):
