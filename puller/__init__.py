@@ -21,7 +21,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .archive import ArchiveError, LoadedImage, LoadResult, SavedImage, SaveResult, load, save
+    from .archive import LoadedImage, LoadResult, SavedImage, SaveResult, load, save
     from .copying import Copier, CopyResult, RegistrySource
     from .errors import (
         DigestMismatch,
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from .unpacking import Unpacked, unpack
 
 _EXPORTS = {
-    "ArchiveError": "archive",
+    "ArchiveError": "errors",
     "LoadResult": "archive",
     "LoadedImage": "archive",
     "SaveResult": "archive",

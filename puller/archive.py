@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .errors import InvalidDigest, ManifestError, NotFound, PullError, StoreError
+from .errors import ArchiveError, InvalidDigest, ManifestError, NotFound, PullError, StoreError
 from .oci.digest import Digest, Verifier, digest_of, parse_digest, verify_bytes
 from .oci.manifest import (
     INDEX_TYPES,
@@ -107,11 +107,6 @@ _CONFIG_NAME = re.compile(r"([a-f0-9]{64})\.json")
 #: Members of a docker archive that nothing reads any more (the pre-1.10 image format).
 _IGNORED = ("oci-layout", "repositories")
 _IGNORED_BASENAMES = ("VERSION", "json")
-
-
-class ArchiveError(PullError):
-    """An archive that is not a tar of an image, or that tries something (a path out of the
-    archive, a header of gigabytes)."""
 
 
 # -- save -----------------------------------------------------------------------------------------

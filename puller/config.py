@@ -24,7 +24,7 @@
     no_proxy = "cache.internal.example"      # its own NO_PROXY list
     upload_chunk_mib = 16                    # pushes to it in PATCH chunks of 16 MiB
 
-Proxies follow docker's rules (``puller.proxy``): ``$HTTP_PROXY``, ``$HTTPS_PROXY`` and
+Proxies follow docker's rules (``puller.http.proxy``): ``$HTTP_PROXY``, ``$HTTPS_PROXY`` and
 ``$NO_PROXY`` (upper case first) override the file's ``proxy``/``http_proxy``/``https_proxy`` and
 ``no_proxy``, each on its own; a registry's own ``proxy``/``no_proxy`` override both for every
 request made to pull from it (its server, its mirrors, its token realm, its blob redirects).
@@ -44,7 +44,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import PullError
+from .errors import ConfigError
 from .http.hosts import is_loopback
 from .http.proxy import Proxy, ProxyConfig, UnusableProxy, parse_proxy, redact
 from .oci.manifest import parse_platform
@@ -83,10 +83,6 @@ _REGISTRY_KEYS = {
 #: A PATCH chunk is held in memory whole: at most this (the wire's MAX_CHUNK).
 _MAX_UPLOAD_CHUNK_MIB = 64
 _MIRROR_KEYS = {"url", "capabilities", "insecure", "ca_file", "skip_verify"}
-
-
-class ConfigError(PullError):
-    """A configuration file, variable or flag that cannot be used; says where."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +131,7 @@ class Config:
     def proxy_for(self, registry: str | None, url: str) -> Proxy | None:
         """The proxy for a request to ``url`` made to pull from ``registry``; None: direct.
 
-        Raises ``puller.proxy.UnusableProxy`` (a ``PullError``) if that proxy is unusable.
+        Raises ``puller.http.proxy.UnusableProxy`` (a ``PullError``) if that proxy is unusable.
         """
         return self.proxies(registry).for_url(url)
 
@@ -444,7 +440,7 @@ def load(
         if env.get(var):
             values[key] = _parse_env(var, key, env[var])
             sources[key] = f"${var}"
-    for key, names in _PROXY_ENV.items():  # checked when a request would use them (puller.proxy)
+    for key, names in _PROXY_ENV.items():  # checked when a request would use them (puller.http.proxy)
         for var in names:
             if env.get(var):
                 values[key], sources[key] = env[var], f"${var}"

@@ -14,6 +14,7 @@ from contextlib import suppress
 from typing import TypeVar
 
 from .errors import (
+    CredentialError,
     PullError,
     RegistryError,
     SizeMismatch,
@@ -35,7 +36,6 @@ from .events import (
 from .oci.digest import Digest
 from .oci.manifest import Descriptor
 from .registry.client import RegistryClient
-from .registry.credentials import CredentialError
 from .registry.endpoint import Endpoint, try_in_turn
 from .registry.retry import RetryPolicy, with_retries
 from .store.blobs import BlobWriter

@@ -15,10 +15,21 @@ Every error the library raises on purpose is a ``PullError``; the CLI prints it 
     ├── VerificationError       content that is not what its descriptor promised
     │   ├── DigestMismatch      expected, got
     │   └── SizeMismatch        expected, got
+    ├── ConfigError             a setting that cannot be used (file:line, variable or flag)
+    │   └── SyncFileError       a sync file that cannot be used (FILE:LINE: sync.KEY: ...)
+    ├── CredentialError         credentials that cannot be read or stored (path, helper)
+    ├── ArchiveError            a ``pypull load`` archive that is not a tar of an image
+    ├── UnusableProxy           (also ValueError; in ``http.proxy``: its message masks a
+    │                           password) a proxy setting that cannot be used
     ├── StoreError              the local store cannot be read or written (path)
     ├── UnpackError             a layer that cannot or must not be unpacked or exported
     └── LockError               a target repository's lock cannot be taken (path)
         └── TargetBusy          another process holds it, and waiting was not wanted (repository)
+
+Every ``PullError`` is defined here but ``UnusableProxy``. The packages below keep trees of their
+own that never reach a user as they are: ``http.errors`` (``WireError``, ``BodyTimeout``), which
+``registry.status`` maps to the errors above, and ``tar.errors`` (``TarError``), which unpack,
+export and load raise as ``UnpackError`` or ``ArchiveError``.
 
 Messages quote outside text (a registry's platform names, a helper's words) through
 ``text.shown``: escaped and bounded, so that ``str(e)`` is one printable line.
@@ -192,3 +203,26 @@ def most_relevant(errors: list[PullError]) -> PullError:
 class UnpackError(PullError):
     """A layer that cannot or must not be unpacked: a bad tar, an entry that would escape, a
     type pypull does not write; or a directory that cannot be written."""
+
+
+class ConfigError(PullError):
+    """A configuration file, variable or flag that cannot be used; says where."""
+
+
+class SyncFileError(ConfigError):
+    """A sync file that cannot be used: unreadable, not TOML, or an entry that breaks a rule;
+    the message says where (``FILE:LINE: sync.KEY: ...``)."""
+
+
+class CredentialError(PullError):
+    """Credentials cannot be read or stored: a broken config file or a failing helper."""
+
+    def __init__(self, message: str, *, path: str = "", helper: str = "") -> None:
+        self.path = path  # the config file involved, if any
+        self.helper = helper  # the helper program involved, if any
+        super().__init__(" ".join(message.split()))  # always one line
+
+
+class ArchiveError(PullError):
+    """An archive that is not a tar of an image, or that tries something (a path out of the
+    archive, a header of gigabytes)."""

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from .errors import (
+    CredentialError,
     InvalidDigest,
     ManifestError,
     PlatformNotFound,
@@ -46,7 +47,6 @@ from .oci.manifest import (
 from .oci.reference import Reference, parse
 from .registry.auth import Credentials
 from .registry.client import ManifestResponse, RegistryClient
-from .registry.credentials import CredentialError
 from .registry.endpoint import (
     Endpoint,
     RegistryConfig,

@@ -41,8 +41,8 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, TomlFile
-from .errors import InvalidReference
+from .config import TomlFile
+from .errors import InvalidReference, SyncFileError
 from .oci.manifest import Platform, parse_platform
 from .oci.reference import Reference, names_image, parse, valid_tag
 from .text import shown
@@ -72,11 +72,6 @@ _TOML_WHERE = re.compile(r"\(at line (\d+), column \d+\)")
 #: A ``tags`` regex that matches one tag only: letters, digits, ``_`` and ``-``, and ``.`` or
 #: ``-`` escaped (as ``re.escape`` writes a tag).
 _PLAIN_NAME = re.compile(r"(?:[A-Za-z0-9_-]|\\[.-])+")
-
-
-class SyncFileError(ConfigError):
-    """A sync file that cannot be used: unreadable, not TOML, or an entry that breaks a rule;
-    the message says where (``FILE:LINE: sync.KEY: ...``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from puller.config import Config, ConfigError, load, render
+from puller.config import Config, load, render
+from puller.errors import ConfigError
 from puller.http.proxy import UnusableProxy
 from puller.registry.endpoint import DOCKER_HUB_URL, Endpoint
 from puller.store.layout import default_store_path

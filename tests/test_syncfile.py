@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from puller.config import ConfigError
+from puller.errors import ConfigError
 from puller.oci.manifest import Platform
 from puller.oci.reference import Reference
 from puller.syncfile import (

@@ -1,6 +1,6 @@
 """Registry authentication as pure logic: challenges, token responses, a token cache.
 
-No I/O here, so every rule is testable without a network; ``registry.py`` does the requests.
+No I/O here, so every rule is testable without a network; ``registry.token`` does the requests.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import PullError
+from ..errors import CredentialError
 from ..text import shown
 from .auth import Credentials
 
@@ -79,15 +79,6 @@ _MAX_DETAIL = 200
 # Read-modify-write of config.json within this process; docker itself takes no lock across
 # processes, so neither do we.
 _write_lock = threading.Lock()
-
-
-class CredentialError(PullError):
-    """Credentials cannot be read or stored: a broken config file or a failing helper."""
-
-    def __init__(self, message: str, *, path: str = "", helper: str = "") -> None:
-        self.path = path  # the config file involved, if any
-        self.helper = helper  # the helper program involved, if any
-        super().__init__(" ".join(message.split()))  # always one line
 
 
 def config_path(env: Mapping[str, str] = os.environ) -> Path:
