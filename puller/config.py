@@ -440,7 +440,7 @@ def load(
         if env.get(var):
             values[key] = _parse_env(var, key, env[var])
             sources[key] = f"${var}"
-    for key, names in _PROXY_ENV.items():  # checked when a request would use them (puller.http.proxy)
+    for key, names in _PROXY_ENV.items():  # checked when a request would use them (http.proxy)
         for var in names:
             if env.get(var):
                 values[key], sources[key] = env[var], f"${var}"

@@ -73,9 +73,15 @@ def parse_head(block: bytes, method: str = "GET") -> Head:
 def _unsupported_coding(lines: list[bytes]) -> bool:
     """Whether well-formed Transfer-Encoding fields name a coding other than one chunked (h11
     refuses it with the rest: this tells the two apart without reading h11's message)."""
+    fields: list[bytes] = []
+    for line in lines[1:]:
+        if line[:1] in (b" ", b"\t") and fields:  # obs-fold: h11 reads it as one SP, as it must
+            fields[-1] += b" " + line.strip(b" \t")
+        else:
+            fields.append(line)
     codings = [
         value.strip().lower()
-        for name, colon, value in (line.partition(b":") for line in lines[1:])
+        for name, colon, value in (field.partition(b":") for field in fields)
         if colon and name.lower() == b"transfer-encoding"
     ]
     return len(codings) > 1 or any(coding != b"chunked" for coding in codings)
