@@ -80,7 +80,7 @@ _REGISTRY_KEYS = {
     "no_proxy",
     "upload_chunk_mib",
 }
-#: A PATCH chunk is held in memory whole: at most this (the wire's MAX_CHUNK).
+#: A PATCH chunk is held in memory whole: at most this (registry.upload's MAX_CHUNK).
 _MAX_UPLOAD_CHUNK_MIB = 64
 _MIRROR_KEYS = {"url", "capabilities", "insecure", "ca_file", "skip_verify"}
 

@@ -33,8 +33,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 #: Tests that also run on uvloop: the command uses it when it is installed, and these drive
-#: wire's protocol (and the fault table through it) directly.
-BOTH_LOOPS = {"test_wire.py", "test_wire_pool.py", "test_resilience.py"}
+#: the HTTP client's protocol (and the fault table through it) directly.
+BOTH_LOOPS = {"test_client.py", "test_pool.py", "test_resilience.py"}
 
 
 def pytest_asyncio_loop_factories(
