@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .archive import LoadedImage, LoadResult, SavedImage, SaveResult, load, save
     from .copying import Copier, CopyResult, RegistrySource
     from .errors import (
+        ArchiveError,
         DigestMismatch,
         InvalidDigest,
         InvalidReference,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
         SizeMismatch,
         StoreError,
         Unauthorized,
+        UnpackError,
         Unreachable,
         VerificationError,
     )
