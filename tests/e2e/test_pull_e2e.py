@@ -445,60 +445,6 @@ async def test_a_dead_mirror_falls_back_to_the_upstream(registry: Registry, stor
     ]
 
 
-def test_invalid_reference_is_a_one_line_error(store: Path) -> None:
-    run = run_pypull("--store", store, "Redis:latest")
-    assert run.returncode == 1
-    assert run.stderr.startswith("Error: invalid reference 'Redis:latest': ")
-    assert "lowercase" in run.stderr
-    assert len(run.stderr.splitlines()) == 1
-    assert not store.exists()
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["--platform", "linux", "redis"],
-        ["-j", "0", "redis"],
-        ["--bogus", "redis"],
-        ["pull"],
-        ["--mirror", "http://alice:secret@127.0.0.1:5000", "redis"],
-        ["--mirror-only", "redis"],
-        ["--creds", "u:p", "127.0.0.1:1/a", "127.0.0.1:2/b"],
-    ],
-    ids=[
-        "bad-platform",
-        "zero-concurrency",
-        "unknown-option",
-        "no-image",
-        "mirror-url-with-credentials",
-        "mirror-only-without-mirror",
-        "creds-for-two-registries",
-    ],
-)
-def test_usage_errors_exit_2(args: list[str], store: Path) -> None:
-    run = run_pypull("--store", store, *args) if args != ["pull"] else run_pypull("pull")
-    assert run.returncode == 2
-    assert "usage:" in run.stderr
-    assert "secret" not in run.stderr
-    assert not store.exists()
-
-
-def test_help_explains_the_commands() -> None:
-    run = run_pypull("--help")
-    assert run.returncode == 0
-    assert "pypull images" in run.stdout and "--help" in run.stdout
-    pull_help = run_pypull("pull", "--help").stdout
-    for option in ("--mirror", "--platform", "--store", "-j", "-q", "exit status"):
-        assert option in pull_help
-
-
-def test_python_m_puller_is_the_same_command() -> None:
-    console = subprocess.run(["pypull", "--version"], capture_output=True, text=True)
-    module = run_pypull("--version")
-    assert console.returncode == module.returncode == 0
-    assert console.stdout == module.stdout and module.stdout.startswith("pypull ")
-
-
 def test_terminal_output_shows_bars_and_final_lines(registry: Registry, store: Path) -> None:
     """On a TTY the intermediate lines become bars; the Pull complete lines remain."""
     screen = on_a_terminal(*hub_args(registry), "--store", store, "redis")

@@ -15,8 +15,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import puller
 from fixtures.images import (
     OCI_INDEX,
@@ -332,28 +330,6 @@ async def test_all_tags_with_a_listed_name_that_is_no_tag_pulls_the_rest(store: 
     assert docs[-1]["failed"] == 1 and docs[-1]["downloaded"] == 1
 
 
-@pytest.mark.parametrize("image", ["redis:7", "redis@sha256:" + "a" * 64])
-def test_all_tags_with_a_tag_or_digest_is_a_usage_error(image: str, store: Path) -> None:
-    run = run_pypull("--store", store, "-a", image)
-    assert run.returncode == 2
-    assert "a tag can't be used with --all-tags/-a" in run.stderr
-    assert not store.exists()
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--all-platforms", "--platform", "linux/amd64", "redis"], "leave out --platform"),
-        (["-q", "--format", "json", "redis"], "cannot be combined"),
-        (["--format", "yaml", "redis"], "invalid choice"),
-    ],
-)
-def test_conflicting_options_are_usage_errors(args: list[str], message: str, store: Path) -> None:
-    run = run_pypull("--store", store, *args)
-    assert run.returncode == 2
-    assert message in run.stderr and "usage:" in run.stderr
-
-
 # -- --all-platforms ----------------------------------------------------------------------------
 
 
@@ -521,20 +497,6 @@ def test_all_platforms_of_a_single_manifest_stores_it_as_a_plain_pull_does(
     assert run.returncode == 0, run.stderr
     entry = index_entry(store, "docker.io/library/redis:latest")
     assert (entry["mediaType"], entry["digest"]) == (OCI_MANIFEST, redis().digest)
-
-
-def test_help_shows_each_new_option_with_an_example() -> None:
-    run = run_pypull("pull", "--help")
-    assert run.returncode == 0
-    for option in ("-f FILE", "--all-tags", "--all-platforms", "--format {text,json}"):
-        assert option in run.stdout
-    for example in (
-        "pypull -f images.txt",
-        "pypull -a ",
-        "pypull --all-platforms ",
-        "--format json",
-    ):
-        assert example in run.stdout.split("examples:")[1]
 
 
 def test_push_of_an_all_platforms_pull_sends_the_index_the_registry_served(

@@ -1,0 +1,1 @@
+"""Tests of the command line itself: usage errors, help, a bad argument; no registry."""
