@@ -8,6 +8,9 @@ has asked about, read or written. It adds a digest before it looks (holding ``gc
 shared); prune holds ``gc.lock`` exclusively from reading the leases to its last deletion, so
 whatever a pull saw present stays present until that pull ends, and a lease nobody holds any
 more (its process died) is stale and removed.
+
+Whoever deletes blobs (prune, ``verify --repair``) does so inside ``exclusive``, after reading
+``live_leases``, and never deletes a digest one of them lists.
 """
 
 from __future__ import annotations
@@ -15,12 +18,15 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 
-from ..oci.digest import Digest
-from .files import StoreDirs, new_file, open_scratch, store_error
+from ..errors import InvalidDigest, StoreError
+from ..oci.digest import Digest, parse_digest
+from .files import FILE_FLAGS, StoreDirs, new_file, open_scratch, store_error
 
 #: The directory of the leases, below the store's root.
 LEASES = (".pypull", "leases")
@@ -28,6 +34,9 @@ LEASES = (".pypull", "leases")
 GC_LOCK = "gc.lock"
 #: A lease that cannot be created for these reasons is done without: see ``Lease.hold``.
 READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+#: A lease holds one digest a line (72 bytes for sha256): this is a million of them. A larger
+#: file is not ours, and a collector that cannot read all of a live lease must not go on.
+MAX_LEASE_SIZE = 72 << 20
 
 
 @contextmanager
@@ -41,6 +50,64 @@ def gc_lock(store: StoreDirs, shared: bool) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+@contextmanager
+def exclusive(store: StoreDirs) -> Iterator[None]:
+    """``gc.lock`` held exclusively, as a ``StoreError`` if it cannot be: no lease grows
+    meanwhile, so what ``live_leases`` read stays all that running processes rely on."""
+    try:
+        with gc_lock(store, shared=False):
+            yield
+    except OSError as e:
+        raise store_error("lock", store.root / ".pypull", e) from e
+
+
+def live_leases(store: StoreDirs, remove_stale: bool) -> set[Digest]:
+    """The digests of every live lease (read under ``exclusive``); a lease whose holder is gone
+    (we can lock it) is removed if ``remove_stale``."""
+    path = store.root.joinpath(*LEASES)
+    held: set[Digest] = set()
+    try:
+        with store.directory(LEASES) as leases:
+            for name in os.listdir(leases):
+                held |= _read_lease(leases, name, path / name, remove_stale)
+    except FileNotFoundError:
+        return held  # no process has ever held a lease here
+    except OSError as e:
+        raise store_error("read", path, e) from e
+    return held
+
+
+def _read_lease(leases: int, name: str, path: Path, remove_stale: bool) -> set[Digest]:
+    try:
+        fd = os.open(name, os.O_RDONLY | FILE_FLAGS, dir_fd=leases)
+    except FileNotFoundError:
+        return set()  # released meanwhile
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return set()  # a link is no lease of ours (verify reports links)
+        raise
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return set()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # held: its process is running
+        else:
+            if remove_stale:
+                with suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=leases)
+            return set()
+        raw = f.read(MAX_LEASE_SIZE + 1)
+    if len(raw) > MAX_LEASE_SIZE:
+        raise StoreError(f"{path}: a lease over {MAX_LEASE_SIZE >> 20} MiB; nothing removed")
+    held = set()
+    for line in raw.decode("ascii", "replace").splitlines():
+        with suppress(InvalidDigest):
+            held.add(parse_digest(line))
+    return held
 
 
 class _Everything(set[Digest]):

@@ -19,16 +19,13 @@ unknown) stops it with an error before anything is deleted.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import os
 import stat
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Iterable
+from contextlib import suppress
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..errors import InvalidDigest, StoreError
 from ..oci.digest import Digest, digest_of, parse_digest
@@ -41,9 +38,9 @@ from ..oci.manifest import (
     listed,
 )
 from .blobs import INGEST
-from .files import FILE_FLAGS, store_error
+from .files import store_error
 from .layout import RESOLVED_ANNOTATION, Store, as_store
-from .lease import LEASES, gc_lock
+from .lease import exclusive, live_leases
 
 __all__ = ["PruneResult", "Pruned", "prune", "rmi"]
 
@@ -51,9 +48,6 @@ __all__ = ["PruneResult", "Pruned", "prune", "rmi"]
 DEFAULT_PARTIALS_AGE = 24 * 3600.0
 #: A hidden temporary of ``ingest/`` untouched this long has no writer (see ``_old_temporary``).
 TEMPORARY_AGE = 3600.0
-#: A lease holds one digest a line (72 bytes for sha256): this is a million of them. A larger
-#: file is not ours, and a prune that cannot read all of a live lease must not go on.
-MAX_LEASE_SIZE = 72 << 20
 _READABLE = (*MANIFEST_TYPES, *INDEX_TYPES)
 _CONFIG_TYPES = (OCI_CONFIG, "application/vnd.docker.container.image.v1+json")
 _ARCHIVES = ("tar", "gzip", "zstd")
@@ -120,8 +114,8 @@ def prune(
     if store.lstat((), "blobs") is None:
         return PruneResult((), dry_run)  # no store: nothing to reclaim
     removed: list[Pruned] = []
-    with _exclusive(store):
-        keep = _leased(store, dry_run)
+    with exclusive(store):
+        keep = live_leases(store, remove_stale=not dry_run)
         keep |= _reachable(store, _roots(store))
         removed += _sweep(store, keep, dry_run)
     removed += _old_partials(
@@ -130,63 +124,7 @@ def prune(
     return PruneResult(tuple(removed), dry_run)
 
 
-@contextmanager
-def _exclusive(store: Store) -> Iterator[None]:
-    try:
-        with gc_lock(store, shared=False):
-            yield
-    except OSError as e:
-        raise store_error("lock", store.root / ".pypull", e) from e
-
-
 # -- mark ------------------------------------------------------------------------------------------
-
-
-def _leased(store: Store, dry_run: bool) -> set[Digest]:
-    """The digests of every live lease; a lease whose holder is gone (we can lock it) is
-    removed."""
-    path = store.root.joinpath(*LEASES)
-    held: set[Digest] = set()
-    try:
-        with store.directory(LEASES) as leases:
-            for name in os.listdir(leases):
-                held |= _read_lease(leases, name, path / name, dry_run)
-    except FileNotFoundError:
-        return held  # no process has ever held a lease here
-    except OSError as e:
-        raise store_error("read", path, e) from e
-    return held
-
-
-def _read_lease(leases: int, name: str, path: Path, dry_run: bool) -> set[Digest]:
-    try:
-        fd = os.open(name, os.O_RDONLY | FILE_FLAGS, dir_fd=leases)
-    except FileNotFoundError:
-        return set()  # released meanwhile
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            return set()  # a link is no lease of ours (verify reports links)
-        raise
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return set()
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pass  # held: its process is running
-        else:
-            if not dry_run:
-                with suppress(FileNotFoundError):
-                    os.unlink(name, dir_fd=leases)
-            return set()
-        raw = f.read(MAX_LEASE_SIZE + 1)
-    if len(raw) > MAX_LEASE_SIZE:
-        raise StoreError(f"{path}: a lease over {MAX_LEASE_SIZE >> 20} MiB; nothing pruned")
-    held = set()
-    for line in raw.decode("ascii", "replace").splitlines():
-        with suppress(InvalidDigest):
-            held.add(parse_digest(line))
-    return held
 
 
 def _roots(store: Store) -> list[tuple[Digest, str | None]]:
