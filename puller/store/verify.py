@@ -14,6 +14,12 @@ link is also reported incomplete, as a pull would see it.
 A prune started during a verify waits for it (``Store.unpruned``): blobs vanishing mid-run
 would be reported as damage.
 
+A problem with a blob names the images that use it: the references in ``index.json`` whose
+indexes and manifests (those the store holds and that are whole) list it; a blob none of them
+lists is said to be unused. Each problem also says what kind it is, so that ``repair`` can
+remove what is damaged or foreign and leave the rest, and a caller can tell a store a pull
+completes (only blobs of images missing) from one that needs a person.
+
 Findings are returned as ``Problem`` values, never raised: a user wants every problem of a store
 in one run, not the first. Only a store that is not there at all is an error.
 """
@@ -25,7 +31,7 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import InvalidDigest, ManifestError, StoreError
@@ -43,7 +49,14 @@ from ..oci.manifest import (
 from .files import FILE_FLAGS
 from .layout import OCI_LAYOUT, Store
 
-__all__ = ["Problem", "Report", "verify_store"]
+__all__ = ["DAMAGED", "FOREIGN", "MISSING", "Problem", "Report", "verify_store"]
+
+#: A blob whose content is not what its name says, or that cannot be read: ``repair`` removes it.
+DAMAGED = "damaged"
+#: A file or link in ``blobs/`` that pypull did not put there: ``repair`` removes it.
+FOREIGN = "foreign"
+#: A blob an image needs that is not in the store: a pull of the image fetches it again.
+MISSING = "missing"
 
 #: Read size for re-hashing: large enough for hashlib to release the GIL, small enough that a
 #: multi-gigabyte layer costs two buffers of memory, one per worker.
@@ -58,10 +71,16 @@ class Problem:
 
     ``path`` is the file concerned (for a missing blob, where it should be), kept apart from the
     message so a tool can act on it; the message already names the digest and reference.
+    ``kind`` is ``DAMAGED``, ``FOREIGN``, ``MISSING`` or ``""`` (anything else: a link outside
+    ``blobs/``, ``index.json``, a manifest that disagrees with its descriptor); ``digest`` the
+    blob concerned, when there is one; ``images`` the references that use it.
     """
 
     path: str
     message: str
+    kind: str = ""
+    digest: Digest | None = None
+    images: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         return self.message
@@ -80,6 +99,11 @@ class Report:
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def incomplete(self) -> tuple[str, ...]:
+        """The images that lack a blob (a pull of each fetches it again), in order."""
+        return tuple(dict.fromkeys(i for p in self.problems if p.kind == MISSING for i in p.images))
+
 
 def verify_store(store: Store, *, on_blob: Callable[[Digest], None] | None = None) -> Report:
     """Check ``store`` and report every problem found; raise ``StoreError`` only if it is absent.
@@ -90,26 +114,40 @@ def verify_store(store: Store, *, on_blob: Callable[[Digest], None] | None = Non
     if not store.root.is_dir():
         raise StoreError(f"no store at {store.root}", path=str(store.root))
     problems: list[Problem] = []
+    users: dict[Digest, list[str]] = {}
     with store.unpruned():  # a prune meanwhile would make blobs seem to vanish
-        problems += _find_links(store.root)
+        problems += _find_links(store)
         problems += _check_layout_file(store)
         hashed, corrupt, found = _check_blobs(store, on_blob)
         problems += found
         entries, found = _index_entries(store)
         problems += found
         for label, entry in entries:
-            problems += _check_descriptor(store, label, "manifest", entry, corrupt, set())
+            walk = _Walk(store, label, corrupt, users)
+            problems += walk.check(label, "manifest", entry)
     # A manifest may list a blob twice (empty layers): say each thing once.
-    unique = tuple(dict.fromkeys(problems))
+    unique = tuple(dict.fromkeys(_name_users(p, users) for p in problems))
     return Report(hashed, len(entries), _count_partials(store), unique)
+
+
+def _name_users(problem: Problem, users: dict[Digest, list[str]]) -> Problem:
+    """A problem of a blob in itself (damaged, or a link at its name), with the images that use
+    it named; the other problems of a blob are found through an image and name it already."""
+    if problem.digest is None or problem.kind not in (DAMAGED, FOREIGN):
+        return problem
+    images = tuple(dict.fromkeys(users.get(problem.digest, ())))
+    used = f"used by {', '.join(images)}" if images else "unused: no image uses it"
+    return replace(problem, message=f"{problem.message}; {used}", images=images)
 
 
 # -- links, anywhere below the root ----------------------------------------------------------
 
 
-def _find_links(root: Path) -> list[Problem]:
-    """Every symbolic link below ``root`` (the root itself may be one: the user chose it), sorted
-    by path; a link to a directory is reported, not walked."""
+def _find_links(store: Store) -> list[Problem]:
+    """Every symbolic link below the root (the root itself may be one: the user chose it), sorted
+    by path; a link to a directory is reported, not walked. One in ``blobs/`` is foreign (and a
+    link at a blob's name names that blob)."""
+    root = store.root
     problems = []
     for top, dirs, files in os.walk(root, followlinks=False):
         dirs.sort()
@@ -121,11 +159,15 @@ def _find_links(root: Path) -> list[Problem]:
                 target = os.readlink(path)
             except OSError:
                 target = "?"
+            in_blobs = path.parent == store.blobs_dir or path.parent.parent == store.blobs_dir
+            named = path.parent.parent == store.blobs_dir
             problems.append(
                 Problem(
                     str(path),
                     f"{path} is a symbolic link to {target}: "
                     "pypull does not follow links in its store",
+                    FOREIGN if in_blobs else "",
+                    _digest_named(path.parent.name, path.name) if named else None,
                 )
             )
     return sorted(problems, key=lambda p: p.path)
@@ -186,12 +228,19 @@ def _check_blobs(
                 if isinstance(got, OSError):
                     corrupt.add(digest)
                     reason = got.strerror or str(got)
-                    problems.append(Problem(str(path), f"cannot read blob {digest}: {reason}"))
+                    problems.append(
+                        Problem(str(path), f"cannot read blob {digest}: {reason}", DAMAGED, digest)
+                    )
                 elif got != digest.hex:
                     corrupt.add(digest)
                     actual = Digest(digest.algorithm, got)
                     problems.append(
-                        Problem(str(path), f"corrupt blob {digest}: content hashes to {actual}")
+                        Problem(
+                            str(path),
+                            f"corrupt blob {digest}: content hashes to {actual}",
+                            DAMAGED,
+                            digest,
+                        )
                     )
                 if on_blob is not None:
                     on_blob(digest)
@@ -215,15 +264,17 @@ def _list_blobs(blobs_dir: Path) -> tuple[list[tuple[Path, Digest]], list[Proble
     found: list[tuple[Path, Digest]] = []
     problems: list[Problem] = []
 
-    def stray(path: Path) -> None:
-        problems.append(Problem(str(path), f"unexpected file in blobs/: {path}"))
+    def stray(path: Path, st: os.stat_result | None) -> None:
+        # ``repair`` removes it, unless it is a directory: that is left to a person.
+        kind = "" if st is None or stat.S_ISDIR(st.st_mode) else FOREIGN
+        problems.append(Problem(str(path), f"unexpected file in blobs/: {path}", kind))
 
     for top in _listdir(blobs_dir, problems):
         st = _lstat(top)
         if st is not None and stat.S_ISLNK(st.st_mode):
             continue  # reported as a link
         if st is None or not stat.S_ISDIR(st.st_mode):
-            stray(top)
+            stray(top, st)
             continue
         for path in _listdir(top, problems):
             st = _lstat(path)
@@ -231,7 +282,7 @@ def _list_blobs(blobs_dir: Path) -> tuple[list[tuple[Path, Digest]], list[Proble
                 continue  # reported as a link, and never hashed through it
             digest = _digest_named(top.name, path.name)
             if digest is None or st is None or not stat.S_ISREG(st.st_mode):
-                stray(path)  # a directory too: it is reported whole, not walked
+                stray(path, st)  # a directory too: it is reported whole, not walked
             else:
                 found.append((path, digest))
     return found, problems
@@ -309,82 +360,105 @@ def _raw_entries(path: Path) -> Iterator[object]:
         return  # changed since entries() read it; what entries() returned is what we check
 
 
-def _check_descriptor(
-    store: Store,
-    label: str,
-    kind: str,
-    d: Descriptor,
-    corrupt: set[Digest],
-    seen: set[Digest],
-) -> list[Problem]:
-    """Check the blob ``d`` points at, and for a manifest or index, what it points at in turn.
+class _Walk:
+    """One entry of ``index.json`` walked down to its configs and layers: the problems found,
+    and the entry's name recorded in ``users`` for every blob it lists."""
 
-    ``kind`` names the blob in messages (manifest, config, layer). The content of a blob in
-    ``corrupt`` is not followed: it was reported already, and references read from bytes that
-    are not what they should be would only add false problems.
-    """
-    path = store.blob_path(d.digest)
-    try:
-        st = path.lstat()  # a link at a blob's name is no blob: a pull would fetch it again
-    except FileNotFoundError:
-        return [Problem(str(path), f"{label}: {kind} {d.digest} is missing")]
-    except OSError as e:
-        return [Problem(str(path), f"{label}: cannot stat {kind} {d.digest}: {e.strerror or e}")]
-    if not stat.S_ISREG(st.st_mode) or not store.has(d.digest):
-        return [Problem(str(path), f"{label}: {kind} {d.digest} is missing")]
-    problems = []
-    if st.st_size != d.size:
-        problems.append(
-            Problem(
-                str(path), f"{label}: {kind} {d.digest} is {st.st_size} bytes, expected {d.size}"
-            )
+    def __init__(
+        self, store: Store, image: str, corrupt: set[Digest], users: dict[Digest, list[str]]
+    ) -> None:
+        self.store = store
+        self.image = image
+        self.corrupt = corrupt
+        self.users = users
+        self.seen: set[Digest] = set()
+
+    def missing(self, path: Path, label: str, kind: str, d: Descriptor) -> Problem:
+        return Problem(
+            str(path), f"{label}: {kind} {d.digest} is missing", MISSING, d.digest, (self.image,)
         )
-    is_manifest = d.media_type in MANIFEST_TYPES or d.media_type in INDEX_TYPES
-    if not is_manifest or d.digest in corrupt or d.digest in seen:
-        return problems  # a config, a layer, or a manifest of a kind pypull does not read
-    seen.add(d.digest)
-    if st.st_size > MAX_MANIFEST_SIZE:
-        return [
-            *problems,
-            Problem(str(path), f"{label}: {kind} {d.digest} is too large to be a manifest"),
-        ]
-    try:
-        parsed = parse_manifest(store.read_blob(d.digest), where=str(d.digest))
-    except (ManifestError, StoreError) as e:
-        return [*problems, Problem(str(path), f"{label}: {e}")]
-    if parsed.media_type != d.media_type:
-        problems.append(
-            Problem(
-                str(path),
-                f"{label}: {kind} {d.digest} has mediaType {parsed.media_type}, "
-                f"but its descriptor says {d.media_type}",
+
+    def check(self, label: str, kind: str, d: Descriptor) -> list[Problem]:
+        """Check the blob ``d`` points at, and for a manifest or index, what it points at in turn.
+
+        ``kind`` names the blob in messages (manifest, config, layer). The content of a blob in
+        ``corrupt`` is not followed: it was reported already, and references read from bytes
+        that are not what they should be would only add false problems.
+        """
+        store = self.store
+        self.users.setdefault(d.digest, []).append(self.image)
+        path = store.blob_path(d.digest)
+        try:
+            st = path.lstat()  # a link at a blob's name is no blob: a pull would fetch it again
+        except FileNotFoundError:
+            return [self.missing(path, label, kind, d)]
+        except OSError as e:
+            return [
+                Problem(str(path), f"{label}: cannot stat {kind} {d.digest}: {e.strerror or e}")
+            ]
+        if not stat.S_ISREG(st.st_mode) or not store.has(d.digest):
+            return [self.missing(path, label, kind, d)]
+        problems = []
+        if st.st_size != d.size:
+            problems.append(
+                Problem(
+                    str(path),
+                    f"{label}: {kind} {d.digest} is {st.st_size} bytes, expected {d.size}",
+                )
             )
-        )
-    if isinstance(parsed, Index):
+        is_manifest = d.media_type in MANIFEST_TYPES or d.media_type in INDEX_TYPES
+        if not is_manifest or d.digest in self.corrupt or d.digest in self.seen:
+            return problems  # a config, a layer, or a manifest of a kind pypull does not read
+        self.seen.add(d.digest)
+        if st.st_size > MAX_MANIFEST_SIZE:
+            return [
+                *problems,
+                Problem(str(path), f"{label}: {kind} {d.digest} is too large to be a manifest"),
+            ]
+        try:
+            parsed = parse_manifest(store.read_blob(d.digest), where=str(d.digest))
+        except (ManifestError, StoreError) as e:
+            return [*problems, Problem(str(path), f"{label}: {e}")]
+        if parsed.media_type != d.media_type:
+            problems.append(
+                Problem(
+                    str(path),
+                    f"{label}: {kind} {d.digest} has mediaType {parsed.media_type}, "
+                    f"but its descriptor says {d.media_type}",
+                )
+            )
+        if isinstance(parsed, Index):
+            return problems + self.check_index(path, label, d, parsed)
+        problems += self.check(label, "config", parsed.config)
+        for layer in parsed.layers:
+            problems += self.check(label, "layer", layer)
+        return problems
+
+    def check_index(self, path: Path, label: str, d: Descriptor, parsed: Index) -> list[Problem]:
         # A pull stores one platform of an index, so absent children are expected; but an
         # index none of whose images is here cannot be run at all.
         present = [
             c
             for c in parsed.manifests
             if (c.media_type in MANIFEST_TYPES or c.media_type in INDEX_TYPES)
-            and store.has(c.digest)
+            and self.store.has(c.digest)
         ]
+        problems = []
         if not present:
             problems.append(
                 Problem(
                     str(path),
                     f"{label}: none of the {len(parsed.manifests)} manifests "
                     f"of index {d.digest} is present",
+                    MISSING,
+                    d.digest,
+                    (self.image,),
                 )
             )
         for child in present:
             where = f"{label} ({child.platform})" if child.platform else label
-            problems += _check_descriptor(store, where, "manifest", child, corrupt, seen)
+            problems += self.check(where, "manifest", child)
         return problems
-    problems += _check_descriptor(store, label, "config", parsed.config, corrupt, seen)
-    for layer in parsed.layers:
-        problems += _check_descriptor(store, label, "layer", layer, corrupt, seen)
-    return problems
 
 
 # -- .pypull/ingest -----------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from puller.errors import StoreError
 from puller.oci.digest import Digest, digest_of, parse_digest
 from puller.oci.manifest import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Descriptor
 from puller.store.layout import Store
-from puller.store.verify import Problem, Report, verify_store
+from puller.store.verify import DAMAGED, FOREIGN, MISSING, Problem, Report, verify_store
 from tests.support.helpers import run_pypull
 
 REF = "docker.io/library/app:1"
@@ -116,9 +116,33 @@ def test_a_flipped_byte_in_a_layer_names_the_blob_and_what_it_hashes_to(app: Sto
 
     report = verify_store(app)
 
-    assert lines(report) == [f"corrupt blob {L1}: content hashes to {digest_of(damaged)}"]
+    assert lines(report) == [
+        f"corrupt blob {L1}: content hashes to {digest_of(damaged)}; used by {REF}"
+    ]
     assert report.problems[0].path == str(path)
+    assert (report.problems[0].kind, report.problems[0].digest) == (DAMAGED, L1)
+    assert report.problems[0].images == (REF,)
     assert report.blobs == 5
+
+
+def test_a_damaged_blob_names_every_image_that_uses_it(app: Store) -> None:
+    other = make_image("library/other", "2", layers=1, shared_layers=(MANIFEST.layers[1],))
+    app.tag("docker.io/library/other:2", put_manifest(app, other.manifests[0]))
+    damaged = flip_byte(app.blob_path(L1))
+
+    assert lines(verify_store(app)) == [
+        f"corrupt blob {L1}: content hashes to {digest_of(damaged)}; "
+        f"used by {REF}, docker.io/library/other:2"
+    ]
+
+
+def test_a_damaged_blob_no_image_uses_is_said_to_be_unused(app: Store) -> None:
+    app.untag(REF)
+    damaged = flip_byte(app.blob_path(L1))
+
+    assert lines(verify_store(app)) == [
+        f"corrupt blob {L1}: content hashes to {digest_of(damaged)}; unused: no image uses it"
+    ]
 
 
 def test_a_missing_layer_names_the_reference_and_the_layer(app: Store) -> None:
@@ -126,8 +150,11 @@ def test_a_missing_layer_names_the_reference_and_the_layer(app: Store) -> None:
 
     report = verify_store(app)
 
-    assert report.problems == (Problem(str(app.blob_path(L2)), f"{REF}: layer {L2} is missing"),)
+    assert report.problems == (
+        Problem(str(app.blob_path(L2)), f"{REF}: layer {L2} is missing", MISSING, L2, (REF,)),
+    )
     assert (report.blobs, report.images) == (4, 1)
+    assert report.incomplete == (REF,)
 
 
 def test_a_truncated_config_is_both_corrupt_and_the_wrong_size(app: Store) -> None:
@@ -136,7 +163,7 @@ def test_a_truncated_config_is_both_corrupt_and_the_wrong_size(app: Store) -> No
     path.write_bytes(data)
 
     assert lines(verify_store(app)) == [
-        f"corrupt blob {C}: content hashes to {digest_of(data)}",
+        f"corrupt blob {C}: content hashes to {digest_of(data)}; used by {REF}",
         f"{REF}: config {C} is {len(data)} bytes, expected {MANIFEST.config.size}",
     ]
 
@@ -146,7 +173,9 @@ def test_a_corrupt_manifest_is_reported_once_and_not_followed(app: Store) -> Non
     # What its (unreadable) references point at must not add problems of their own.
     app.blob_path(L0).unlink()
 
-    assert lines(verify_store(app)) == [f"corrupt blob {M}: content hashes to {digest_of(damaged)}"]
+    assert lines(verify_store(app)) == [
+        f"corrupt blob {M}: content hashes to {digest_of(damaged)}; used by {REF}"
+    ]
 
 
 STRAYS: dict[str, Callable[[Path], Path]] = {
@@ -169,7 +198,7 @@ def test_an_unexpected_file_in_blobs_is_named_by_its_path(
 
     report = verify_store(app)
 
-    assert report.problems == (Problem(str(path), f"unexpected file in blobs/: {path}"),)
+    assert report.problems == (Problem(str(path), f"unexpected file in blobs/: {path}", FOREIGN),)
     assert report.blobs == 5
 
 
@@ -320,6 +349,9 @@ def test_an_index_with_no_platform_pulled_is_a_problem(store: Path) -> None:
         Problem(
             str(s.blob_path(INDEX)),
             f"{MULTI_REF}: none of the 2 manifests of index {INDEX} is present",
+            MISSING,
+            INDEX,
+            (MULTI_REF,),
         ),
     )
 
@@ -357,7 +389,10 @@ def test_a_layer_linked_to_a_file_outside_is_reported_even_with_the_right_bytes(
 
     report = verify_store(app)
 
-    assert lines(report) == [link_line(path, target), f"{REF}: layer {L1} is missing"]
+    assert lines(report) == [
+        f"{link_line(path, target)}; used by {REF}",
+        f"{REF}: layer {L1} is missing",
+    ]
     assert report.problems[0].path == str(path)
     assert report.blobs == 4  # not hashed through the link
 
@@ -402,7 +437,7 @@ def test_pypull_verify_prints_the_link_and_exits_1(app: Store, tmp_path: Path) -
 
     assert run.returncode == 1, run.stderr
     assert run.stdout.splitlines() == [
-        link_line(path, target),
+        f"{link_line(path, target)}; used by {REF}",
         f"{REF}: layer {L1} is missing",
         "4 blobs, 1 image, 0 partial downloads: 2 problems",
     ]
