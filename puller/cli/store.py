@@ -222,14 +222,37 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+VERIFY_EPILOG = """\
+exit status:
+  0  no problem (with --repair: none left after it)
+  1  a problem pypull cannot repair: a link outside blobs/, a bad index.json or oci-layout, a
+     directory in blobs/; without --repair, also a damaged or foreign blob
+  3  the only problems are blobs missing from the images named: `pypull pull IMAGE` fetches
+     them again (after --repair, what it removed from an image is missing so)
+
+examples:
+  pypull verify
+  pypull verify --repair && echo clean
+"""
+
+
 def add_verify(sub: Subparsers) -> None:
     verify = add_command(
         sub,
         "verify",
         help="re-hash every blob and check every image in the store is complete",
         description="Re-hash every blob in the store and check that every image in index.json "
-        "has its manifest, config and layers. Prints one line per problem; exit status 1 if "
-        "there is any. Partial downloads are counted, not problems: a later pull resumes them.",
+        "has its manifest, config and layers. Prints one line per problem, a damaged blob "
+        "with the images that use it (or `unused`). Partial downloads are counted, not "
+        "problems: a later pull resumes them.",
+        epilog=VERIFY_EPILOG,
+    )
+    verify.add_argument(
+        "--repair",
+        action="store_true",
+        help="remove damaged blobs and files in blobs/ pypull did not put there (never what a "
+        "running pypull is using), then check again; a pull of the images named fetches "
+        "what they lack",
     )
     add_common(verify, "to check")
     verify.set_defaults(handler=_cmd_verify)
@@ -237,18 +260,41 @@ def add_verify(sub: Subparsers) -> None:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     from ..store.layout import Store
-    from ..store.verify import verify_store
+    from ..store.repair import repair_store
+    from ..store.verify import MISSING, verify_store
 
-    report = verify_store(Store(load_config(args).store))
-    for problem in report.problems:  # may quote file names and JSON from the store
-        print(shown(str(problem), ERROR_LIMIT, tail=ERROR_TAIL))
+    store = Store(load_config(args).store)
+    report = verify_store(store)
+    if args.repair and not report.ok:
+        repair = repair_store(store, report)
+        for problem in repair.removed:
+            _say(f"Removed: {problem}")
+        for kept in repair.kept:
+            _say(f"Not removed: {kept.problem}: {kept.reason}")
+        if repair.removed:
+            report = verify_store(store)
+    for problem in report.problems:
+        _say(str(problem))
     summary = (
         f"{plural(report.blobs, 'blob')}, {plural(report.images, 'image')}, "
         f"{plural(report.partials, 'partial download')}: "
         + ("no problems" if report.ok else plural(len(report.problems), "problem"))
     )
     print(summary)
-    return 0 if report.ok else 1
+    if report.ok:
+        return 0
+    names = [i for i in report.incomplete if not i.startswith("untagged ")]
+    if not names:
+        return 1
+    print(f"To fetch what is missing: pypull pull {' '.join(shown(i) for i in names)}")
+    # Only a pull is needed when every problem is a blob missing from an image it can name.
+    fetchable = all(p.kind == MISSING for p in report.problems)
+    return 3 if fetchable and len(names) == len(report.incomplete) else 1
+
+
+def _say(line: str) -> None:
+    """A line that may quote file names and JSON from the store, made safe to print."""
+    print(shown(line, ERROR_LIMIT, tail=ERROR_TAIL))
 
 
 def add_save(sub: Subparsers) -> None:
