@@ -316,16 +316,20 @@ class Puller(Session):
     ) -> bool:
         """Store the manifests, then point the name at ``entry`` (annotated with the digest the
         reference resolved to when that differs); True if the name already pointed there and
-        nothing was downloaded."""
+        nothing was downloaded, a manifest included (one removed by ``verify --repair`` or by
+        hand is stored again, and that is no "up to date")."""
         loop = asyncio.get_running_loop()
         name = str(ref)
         previous = await loop.run_in_executor(None, self.store.lookup, name)
-        for mdigest, raw in dict(raws).items():
+        manifests = dict(raws)
+        had = await loop.run_in_executor(None, lambda: all(map(self.store.has, manifests)))
+        for mdigest, raw in manifests.items():
             await loop.run_in_executor(None, self.store.put_bytes, mdigest, raw, endpoint.url)
         if resolved != entry.digest:
             entry = replace(entry, annotations={RESOLVED_ANNOTATION: str(resolved)})
         up_to_date = (
             not downloaded
+            and had
             and previous is not None
             and previous.digest == entry.digest
             and previous.annotations.get(RESOLVED_ANNOTATION, str(previous.digest)) == str(resolved)
