@@ -168,4 +168,39 @@ def test_verify_reports_a_corrupt_blob_and_exits_1(registry: Registry, store: Pa
     assert run.returncode == 1
     lines = run.stdout.splitlines()
     assert lines[0].startswith(f"corrupt blob {layer.digest}: content hashes to sha256:")
+    assert lines[0].endswith(f"; used by {registry.host}/library/redis:latest")
     assert lines[-1].endswith(": 1 problem")
+
+
+def test_a_damaged_layer_is_repaired_by_verify_repair_and_a_pull(
+    registry: Registry, store: Path
+) -> None:
+    ref = f"{registry.host}/library/redis:latest"
+    assert run_pypull("--store", store, ref).returncode == 0
+    layer = redis().manifests[0].layers[2]
+    path = store / "blobs" / "sha256" / layer.digest[7:]
+    os.chmod(path, 0o644)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+    verify = run_pypull("verify", "--store", store)
+    assert verify.returncode == 1
+    assert verify.stdout.splitlines()[0].endswith(f"; used by {ref}")
+
+    repair = run_pypull("verify", "--repair", "--store", store)
+    assert repair.returncode == 3, repair.stdout + repair.stderr
+    lines = repair.stdout.splitlines()
+    assert lines[0].startswith(f"Removed: corrupt blob {layer.digest}: ")
+    assert f"{ref}: layer {layer.digest} is missing" in lines
+    assert lines[-1] == f"To fetch what is missing: pypull pull {ref}"
+    assert not path.exists()
+
+    log = AccessLog(registry)
+    pull = run_pypull("--store", store, ref)
+    assert pull.returncode == 0, pull.stderr
+    assert f"{layer.digest[7:19]}: Pull complete" in pull.stdout.splitlines()
+    assert f"Status: Downloaded newer image for {ref}" in pull.stdout
+    assert log.blob_requests() == [layer.digest]
+    assert path.read_bytes() == layer.data
+    verify_clean(store)
