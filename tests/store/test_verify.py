@@ -440,6 +440,7 @@ def test_pypull_verify_prints_the_link_and_exits_1(app: Store, tmp_path: Path) -
         f"{link_line(path, target)}; used by {REF}",
         f"{REF}: layer {L1} is missing",
         "4 blobs, 1 image, 0 partial downloads: 2 problems",
+        f"To fetch what is missing: pypull pull {REF}",  # a pull replaces the link, too
     ]
 
 
