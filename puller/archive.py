@@ -181,7 +181,7 @@ def _plan(store: Store, refs: Sequence[Reference]) -> _Plan:
             plan.blobs.update((d, v) for d, v in blobs.items() if d not in plan.blobs)
             annotations[RESOLVED_ANNOTATION] = str(digest)
         desc = Descriptor(entry.media_type, entry.digest, entry.size, entry.platform, annotations)
-        plan.entries.append(desc.to_json())
+        plan.entries.append(desc.to_dict())
         if isinstance(top, Manifest):
             key = (top.config.digest, tuple(d.digest for d in top.layers))
             tags = plan.docker.setdefault(key, [])
@@ -548,8 +548,8 @@ class _Loader:
             doc = {
                 "schemaVersion": 2,
                 "mediaType": OCI_MANIFEST,
-                "config": Descriptor(OCI_CONFIG, config.digest, config.size).to_json(),
-                "layers": [d.to_json() for d in layers],
+                "config": Descriptor(OCI_CONFIG, config.digest, config.size).to_dict(),
+                "layers": [d.to_dict() for d in layers],
             }
             raw = json.dumps(doc, separators=(",", ":")).encode()
             digest = digest_of(raw)

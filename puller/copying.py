@@ -13,7 +13,6 @@ that counts pulls (Docker Hub) does not count them.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import json
@@ -21,7 +20,7 @@ import os
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import ManifestError, NotFound, PullError, RegistryError
 from .oci.digest import Digest, digest_of, parse_digest
@@ -35,7 +34,6 @@ from .oci.manifest import (
 )
 from .oci.reference import Reference, valid_tag
 from .registry.auth import push_scope
-from .registry.client import RegistryClient
 from .registry.endpoint import Endpoint, try_in_turn
 from .session import MAX_CHILDREN_BYTES, Session
 from .sources import Found, Source
@@ -43,6 +41,11 @@ from .sources import StoreSource as StoreSource  # importable from here, as befo
 from .streams import Content, counted
 from .tasks import map_limited
 from .text import shown
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from .registry.client import RegistryClient
 
 T = TypeVar("T")
 
@@ -93,7 +96,16 @@ class CopyResult:
     bytes_uploaded: int = 0
     error: str | None = None
 
+    def to_json(self) -> str:
+        """One line of ``--json``: ``to_dict()`` as JSON text."""
+        return json.dumps(self.to_dict())
+
     def as_json(self) -> dict[str, Any]:
+        """``to_dict()``, under its former name."""
+        return self.to_dict()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record ``--json`` prints for the image, as a dict."""
         return {
             "source": self.source,
             "target": self.target,
@@ -163,6 +175,8 @@ class RegistrySource:
     async def remember(self, found: Found) -> None:
         """Into the store, as a pull keeps an index: content-addressed and verified, so a
         later run can tell the platform's manifest from a HEAD alone."""
+        import asyncio
+
         where = found.origin.url if isinstance(found.origin, Endpoint) else ""
         with suppress(OSError, PullError):  # no store to keep it in: the next run GETs it
             await asyncio.get_running_loop().run_in_executor(
@@ -219,6 +233,8 @@ class Copier:
         client and retries; ``jobs`` blobs move at once (default: ``default_jobs()``);
         ``on_bytes`` hears of each piece uploaded, and ``on_planned`` of how many images a
         ``copy_all`` is about to copy (a progress bar's total)."""
+        import asyncio
+
         self._session = session
         self._client: RegistryClient = session.client
         self.registry_source = RegistrySource(session)
@@ -444,6 +460,8 @@ class Copier:
         one image copied at once write the same children, and the distribution registry
         answers concurrent writes of one manifest with DIGEST_INVALID. A child already
         placed by this run is not sent again."""
+        import asyncio
+
         key = (to.url, path, digest_of(raw))
         by_digest = reference == str(key[2])
         async with self._manifest_locks.setdefault(key, asyncio.Lock()):
@@ -479,6 +497,8 @@ class Copier:
 
     async def _tags_at(self, endpoint: Endpoint, ref: Reference) -> frozenset[str]:
         """The target repository's tags, listed once a run (a repository not there yet: none)."""
+        import asyncio
+
         key = (endpoint.url, ref.path)
         task = self._target_tags.get(key)
         if task is None:
@@ -494,6 +514,8 @@ class Copier:
         return await asyncio.shield(task)
 
     async def _blob(self, job: _Job, blob: Descriptor) -> None:
+        import asyncio
+
         key = (job.to.url, blob.digest)
         while (moving := self._moving.get(key)) is not None:
             await moving.wait()  # another image is moving it: then a HEAD or mount does

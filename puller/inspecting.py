@@ -3,12 +3,13 @@
 turns it into text.
 
     info = await puller.inspect("redis:7", store="./store")
-    print(info.digest, info.architecture, info.to_json()["Env"])
+    print(info.digest, info.architecture, info.to_dict()["Env"])
 
-``ImageInfo.to_json()`` has the shape ``skopeo inspect`` prints (``Name``, ``Digest``,
-``RepoTags``, ``Created``, ``DockerVersion``, ``Labels``, ``Architecture``, ``Variant`` when set,
-``Os``, ``Layers``, ``LayersData``, ``Env``), plus ``Entrypoint``, ``Cmd``, ``WorkingDir`` and
-``User`` from the config, so a script written against skopeo reads it unchanged.
+``ImageInfo.to_dict()`` (``to_json()``: the same as JSON text) has the shape ``skopeo
+inspect`` prints (``Name``, ``Digest``, ``RepoTags``, ``Created``, ``DockerVersion``, ``Labels``,
+``Architecture``, ``Variant`` when set, ``Os``, ``Layers``, ``LayersData``, ``Env``), plus
+``Entrypoint``, ``Cmd``, ``WorkingDir`` and ``User`` from the config, so a script written
+against skopeo reads it unchanged.
 
 Everything read here may have been written by someone else (a registry, another user of a shared
 store): manifests are read through ``Store.read_manifest`` (bounded, verified), configs to at most
@@ -24,7 +25,7 @@ read files only.
 
 from __future__ import annotations
 
-import asyncio
+import json
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,7 @@ from .store.images import (
     stored_manifest,
 )
 from .store.layout import RESOLVED_ANNOTATION, Store, as_store
+from .tasks import blocking
 
 if TYPE_CHECKING:
     from .session import Session
@@ -63,7 +65,9 @@ __all__ = [
     "ImageRecord",
     "images",
     "inspect",
+    "inspect_sync",
     "tags",
+    "tags_sync",
 ]
 
 
@@ -108,7 +112,11 @@ class ImageInfo:
     def layers(self) -> tuple[Descriptor, ...]:
         return self.manifest.layers
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, indent: int | None = 4) -> str:
+        """What ``pypull inspect`` prints: ``to_dict()`` as JSON text (indented as skopeo's)."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def to_dict(self) -> dict[str, Any]:
         """skopeo's field names and types: ``null`` for absent lists and maps, ``""`` for
         absent strings, ``Variant`` left out when empty (as skopeo's ``omitempty``)."""
         out: dict[str, Any] = {
@@ -163,8 +171,12 @@ class ImageRecord:
     size: int | None
     platforms: tuple[str, ...] = ()
 
-    def to_json(self) -> dict[str, Any]:
-        """One line of ``pypull images --format json``."""
+    def to_json(self) -> str:
+        """One line of ``pypull images --format json``: ``to_dict()`` as JSON text."""
+        return json.dumps(self.to_dict())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields of one line of ``pypull images --format json``."""
         return {
             "Name": str(self.reference),
             "Repository": self.reference.familiar_name,
@@ -356,6 +368,8 @@ async def inspect(
     child of a multi-platform image (default: this machine's); a single-platform image of
     another platform raises ``PlatformNotFound``. The store read is ``puller``'s when it is
     given. An image the store lacks raises ``NotFound``."""
+    import asyncio
+
     ref = _reference(image)
     want = _platform(platform)
     if remote:
@@ -442,3 +456,8 @@ def _default_child(index: Index, what: str) -> Descriptor:
             if d.media_type in MANIFEST_TYPES:
                 return d
         raise
+
+
+#: ``inspect`` and ``tags`` for code that is not async (``images`` blocks already).
+inspect_sync = blocking(inspect, "inspect_sync")
+tags_sync = blocking(tags, "tags_sync")

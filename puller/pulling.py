@@ -9,14 +9,12 @@ images share are fetched once, even when the pulls run concurrently.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .download import Downloader
 from .events import (
     EventCallback,
     Finished,
@@ -44,6 +42,10 @@ from .registry.auth import Credentials
 from .registry.endpoint import Endpoint, RegistryConfig
 from .session import ResolvedAll, ResolvedImage, Session
 from .store.layout import RESOLVED_ANNOTATION, Store
+from .tasks import blocking
+
+if TYPE_CHECKING:
+    import asyncio
 
 DEFAULT_CONCURRENCY = 3
 
@@ -123,6 +125,8 @@ class Puller(Session):
             retry_delay=retry_delay,
             proxies=proxies,
         )
+        from .download import Downloader  # here: ``import puller`` loads no HTTP client
+
         self._downloader = Downloader(
             self.client,
             self.store,
@@ -318,6 +322,8 @@ class Puller(Session):
         reference resolved to when that differs); True if the name already pointed there and
         nothing was downloaded, a manifest included (one removed by ``verify --repair`` or by
         hand is stored again, and that is no "up to date")."""
+        import asyncio
+
         loop = asyncio.get_running_loop()
         name = str(ref)
         previous = await loop.run_in_executor(None, self.store.lookup, name)
@@ -349,6 +355,8 @@ class Puller(Session):
         """Download configs and missing layers concurrently; report ``Pull complete`` in
         ``layers``' order (bottom first), as each layer and all before it are in the store. The
         first failure cancels the rest."""
+        import asyncio
+
         started: dict[Digest, asyncio.Task[bool]] = {}
         # Largest first: they take the download slots in the order they start, and the pull
         # lasts at least as long as its largest layer, so that one must not start last.
@@ -468,3 +476,7 @@ async def pull(
         retry_delay=retry_delay,
     ) as puller:
         return await puller.pull(reference, platform=platform, on_event=on_event)
+
+
+#: ``pull`` for code that is not async: ``puller.pull_sync("redis:7", store="./store")``.
+pull_sync = blocking(pull, "pull_sync")

@@ -15,13 +15,12 @@ child of its index (``resolve_all``), lists tags (``tags``) and reads blobs veri
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from .errors import (
     CredentialError,
@@ -33,7 +32,6 @@ from .errors import (
     StoreError,
 )
 from .events import EventCallback, Retrying, ignore
-from .http.client import ProxyFor
 from .http.proxy import ProxyConfig
 from .oci.digest import Digest, digest_of, parse_digest, verify_bytes
 from .oci.manifest import (
@@ -46,7 +44,6 @@ from .oci.manifest import (
 )
 from .oci.reference import Reference, parse
 from .registry.auth import Credentials
-from .registry.client import ManifestResponse, RegistryClient
 from .registry.endpoint import (
     Endpoint,
     RegistryConfig,
@@ -57,6 +54,10 @@ from .registry.retry import RetryPolicy, with_retries
 from .store.layout import Store, as_store
 from .streams import Content, from_registry, from_store
 from .tasks import all_of
+
+if TYPE_CHECKING:
+    from .http.client import ProxyFor
+    from .registry.client import ManifestResponse, RegistryClient
 
 #: Child manifests of one index held in memory at once, in bytes (their descriptors' sizes): a
 #: hostile index may name thousands.
@@ -148,6 +149,8 @@ class Session:
                 return from_env
 
         self._proxies = proxies
+        from .registry.client import RegistryClient  # here: ``import puller`` loads no HTTP
+
         self._client = RegistryClient(
             credentials=credentials,
             lookup=credential_lookup,
@@ -241,6 +244,8 @@ class Session:
     ) -> ManifestResponse | None:
         """The manifest ``digest`` from the store, if it is there, small and verifies (a file
         in the store may have been written by someone else)."""
+        import asyncio
+
         loop = asyncio.get_running_loop()
 
         def read() -> bytes | None:
@@ -252,12 +257,16 @@ class Session:
                 return None
 
         raw = await loop.run_in_executor(None, read)
+        from .registry.client import ManifestResponse
+
         return None if raw is None else ManifestResponse(raw, content_type, str(digest), url)
 
     async def _head_first(self, endpoint: Endpoint, ref: Reference) -> ManifestResponse | None:
         """A re-pull of a tag asks what it points at by HEAD (Docker Hub counts a GET of a
         manifest as a pull, a HEAD not) and takes the manifest from the store when it holds
         it; None: GET it as usual."""
+        import asyncio
+
         if ref.digest is not None:
             return None
         try:
@@ -344,6 +353,8 @@ class Session:
         ``unknown/unknown``) included: the stored index names them, so a push of it needs them;
         children the store holds are read from it, the rest fetched ``CHILD_FETCHES`` at a time
         and verified."""
+        import asyncio
+
         digest, resp, parsed, _ = await self._top(endpoint, ref)
         if isinstance(parsed, Manifest):
             return ResolvedAll(digest, resp.raw, parsed, (), endpoint)

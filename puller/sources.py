@@ -6,7 +6,6 @@ registry and an OCI layout, so a copy and a push are one code path.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -64,6 +63,8 @@ class StoreSource:
         self._store = store
 
     async def head(self, ref: Reference) -> Digest | None:
+        import asyncio
+
         return await asyncio.get_running_loop().run_in_executor(None, self._resolved, ref)
 
     def _resolved(self, ref: Reference) -> Digest:
@@ -78,6 +79,8 @@ class StoreSource:
         return entry.digest if resolved is None else parse_digest(resolved)
 
     async def manifest(self, ref: Reference) -> Found:
+        import asyncio
+
         def read() -> Found:
             digest = self._resolved(ref)
             raw = self._manifest_bytes(digest, None, str(ref))
@@ -92,6 +95,8 @@ class StoreSource:
         return self._store.read_manifest(digest, size)
 
     async def child(self, found: Found, ref: Reference, desc: Descriptor) -> tuple[bytes, str]:
+        import asyncio
+
         def read() -> bytes:
             if not self._store.has(desc.digest):
                 platform = f" {desc.platform}" if desc.platform else ""
@@ -117,6 +122,8 @@ class StoreSource:
         return None
 
     async def known(self, digest: Digest) -> bytes | None:
+        import asyncio
+
         def read() -> bytes | None:
             try:
                 return self._manifest_bytes(digest, None, str(digest))

@@ -5,7 +5,6 @@ from the blob's start, again for each retry."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
@@ -14,6 +13,9 @@ from .http.message import Chunk
 from .oci.digest import Verifier
 from .oci.manifest import Descriptor
 from .registry.endpoint import Endpoint
+
+if TYPE_CHECKING:
+    import asyncio
 
 if TYPE_CHECKING:  # the client is handed in: the streams sit beside it, not above it
     from .registry.client import RegistryClient
@@ -38,6 +40,8 @@ def counted(content: Content, on_bytes: Callable[[int], None]) -> Content:
 
 async def from_store(store: Store, blob: Descriptor) -> AsyncIterator[bytes]:
     """The blob's file, verified on the way; the last piece is held back until it has."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     path = store.blob_path(blob.digest)
     verifier = Verifier(blob.digest, blob.size, str(path))
@@ -71,6 +75,8 @@ async def from_registry(
     streamed body's piece to the kernel before it asks for the next). The last piece alone is
     copied and held back until the whole blob has verified, so a blob that does not never
     completes its upload."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[memoryview, asyncio.Future[None]] | bytes | BaseException | None]
     queue = asyncio.Queue()

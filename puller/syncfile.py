@@ -41,7 +41,6 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from .config import TomlFile
 from .errors import InvalidReference, SyncFileError
 from .oci.manifest import Platform, parse_platform
 from .oci.reference import Reference, names_image, parse, valid_tag
@@ -174,6 +173,8 @@ class _Lines:
 
     def __init__(self, name: str, text: str) -> None:
         self.name = _name(name)
+        from .config import TomlFile  # here: ``import puller`` reads no configuration
+
         self.file = TomlFile(Path(name), text)
         #: (line, dotted name without quotes) of each [table] and [[table]] header
         self.headers: list[tuple[int, str]] = []

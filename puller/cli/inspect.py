@@ -97,7 +97,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(info.raw_config if args.config else info.raw)
         sys.stdout.buffer.flush()
         return 0
-    print(json_text(info.to_json(), indent=4))
+    print(json_text(info.to_dict(), indent=4))
     return 0
 
 

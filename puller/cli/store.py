@@ -86,7 +86,7 @@ def _cmd_images(args: argparse.Namespace) -> int:
     ]
     if args.format == "json":
         for record in records:
-            print(json_text(record.to_json()))
+            print(json_text(record.to_dict()))
         return 0
 
     def image_id(record: ImageRecord) -> str:
@@ -207,7 +207,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         **({} if age is None else {"partials_older_than": age}),
     )
     if args.json:
-        print(json.dumps(result.to_json()))
+        print(json.dumps(result.to_dict()))
         return 0
     verb = "Would delete" if result.dry_run else "Deleted"
     if not args.quiet:

@@ -20,10 +20,8 @@ Standard library only; imports nothing of ours but ``text``.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import re
-import socket
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -151,6 +149,9 @@ def internal_address(host: str) -> bool:
 
 async def resolve_host(host: str) -> list[str]:
     """Every address ``getaddrinfo`` gives for ``host``, as the connection would look it up."""
+    import asyncio
+    import socket
+
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     return [str(info[4][0]) for info in infos]

@@ -104,7 +104,8 @@ class Descriptor:
     platform: Platform | None = None
     annotations: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
+        """The descriptor as the OCI image spec spells it (a dict: ``to_json`` gives the text)."""
         out: dict[str, Any] = {
             "mediaType": self.media_type,
             "digest": str(self.digest),
@@ -121,6 +122,10 @@ class Descriptor:
         if self.annotations:
             out["annotations"] = dict(self.annotations)
         return out
+
+    def to_json(self) -> str:
+        """``to_dict()`` as JSON text."""
+        return json.dumps(self.to_dict())
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,8 +273,8 @@ def to_oci(manifest: Manifest) -> tuple[Manifest, bytes]:
     doc = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
-        "config": oci.config.to_json(),
-        "layers": [d.to_json() for d in oci.layers],
+        "config": oci.config.to_dict(),
+        "layers": [d.to_dict() for d in oci.layers],
     }
     return oci, json.dumps(doc, separators=(",", ":")).encode()
 

@@ -8,7 +8,6 @@ many clients hitting a struggling registry do not come back in lockstep, and a r
 
 from __future__ import annotations
 
-import asyncio
 import math
 import random
 from collections.abc import Awaitable, Callable
@@ -70,6 +69,8 @@ async def with_retries(
 
     ``on_retry(attempt, delay, error)`` is called before each wait, so the user sees why.
     """
+    import asyncio
+
     attempt = 1
     while True:
         try:

@@ -361,7 +361,7 @@ class Store:
     def tag(self, name: str, descriptor: Descriptor) -> None:
         """Point ``name`` at ``descriptor`` in index.json, replacing what it pointed at."""
         self.ensure_layout()
-        entry = descriptor.to_json()
+        entry = descriptor.to_dict()
         entry.setdefault("annotations", {})[REF_NAME_ANNOTATION] = name
         self._rewrite_index(name, entry)
 
@@ -371,7 +371,7 @@ class Store:
         self.ensure_layout()
         entries: dict[str, dict[str, Any]] = {}
         for name, descriptor in named:
-            entry = descriptor.to_json()
+            entry = descriptor.to_dict()
             entry.setdefault("annotations", {})[REF_NAME_ANNOTATION] = name
             entries.pop(name, None)  # the last one given wins, as with tag() in turn
             entries[name] = entry

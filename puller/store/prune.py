@@ -74,7 +74,11 @@ class PruneResult:
         """Bytes freed (or that would be): the files' sizes."""
         return sum(p.size for p in self.removed)
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> str:
+        """What ``pypull prune --json`` prints: ``to_dict()`` as JSON text."""
+        return json.dumps(self.to_dict())
+
+    def to_dict(self) -> dict[str, object]:
         return {
             "dry_run": self.dry_run,
             "removed": [

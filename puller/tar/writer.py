@@ -5,7 +5,6 @@ go straight through in the caller's chunks, so nothing is held whole in memory.
 
 from __future__ import annotations
 
-import tarfile
 from typing import BinaryIO
 
 from .reader import BLOCK, DIRECTORY, Entry
@@ -27,6 +26,8 @@ class TarWriter:
         self.size += len(data)
 
     def directory(self, name: str) -> None:
+        import tarfile  # here: ``import puller`` needs no tarfile
+
         info = tarfile.TarInfo(name.rstrip("/") + "/")
         info.type = tarfile.DIRTYPE
         info.mode = 0o755
@@ -34,6 +35,8 @@ class TarWriter:
 
     def header(self, name: str, size: int) -> None:
         """A regular file's header; its ``size`` bytes go through ``data`` next, then ``end``."""
+        import tarfile
+
         info = tarfile.TarInfo(name)
         info.size = size
         info.mode = 0o644
@@ -58,6 +61,8 @@ class TarWriter:
         """The header of an entry as the reader gave it (its xattrs as ``SCHILY.xattr``
         records); a regular file's ``entry.size`` bytes go through ``data`` next, then
         ``end_member``."""
+        import tarfile
+
         info = tarfile.TarInfo(entry.name + ("/" if entry.kind == DIRECTORY else ""))
         info.type = entry.kind if entry.kind != b"\0" else tarfile.REGTYPE
         info.mode = entry.mode

@@ -415,7 +415,7 @@ def test_the_python_api_returns_records(registry: Registry, store: Path) -> None
     assert isinstance(info, puller.ImageInfo)
     assert str(info.digest) == image.digest
     assert info.raw == image.raw and info.raw_config == image.manifests[0].config.data
-    assert info.to_json() == inspect_json("--store", store, name)
+    assert info.to_dict() == inspect_json("--store", store, name)
     with pytest.raises(puller.NotFound):
         asyncio.run(puller.inspect(f"{registry.host}/library/nothing", store=store))
 

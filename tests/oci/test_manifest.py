@@ -269,7 +269,7 @@ def test_descriptor_round_trips_through_to_json() -> None:
     )
     ix = parse_manifest(raw({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry]}))
     assert isinstance(ix, Index)
-    assert ix.manifests[0].to_json() == entry
+    assert ix.manifests[0].to_dict() == entry
 
 
 def test_manifest_exactly_at_the_size_limit_is_accepted() -> None:
