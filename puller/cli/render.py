@@ -5,6 +5,7 @@ tqdm is imported only when a bar is drawn."""
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -223,28 +224,65 @@ class JsonRenderer(PlainRenderer):
 
 
 class CopyBar:
-    """On a terminal: one bar for the run (images done, bytes sent), lines above it."""
+    """On a terminal: one bar for the run (images done of planned, bytes sent and their rate),
+    redrawn by a ``board.Ticker`` while bytes move; a line above it per image as it ends."""
+
+    FORMAT = "{n_fmt}/{total_fmt} images |{bar}| {desc} [{elapsed}]"
 
     def __init__(self) -> None:
+        import threading
+        import time
+
         from tqdm import tqdm
 
+        from .board import AtColumnZero, Ticker
+
         self._tqdm = tqdm
-        self._bar = tqdm(total=None, unit="image", file=sys.stderr, leave=False)
+        self._clock = time.monotonic
+        columns = shutil.get_terminal_size().columns
+        self._bar = tqdm(
+            total=None,
+            unit="image",
+            file=AtColumnZero(sys.stderr),
+            leave=False,
+            bar_format=self.FORMAT,
+            ncols=max(20, min(columns - 1, 100)),  # one short: see board's docstring
+        )
+        self._bar.set_description_str("0B sent", refresh=True)
         self._sent = 0
+        self._samples = [(self._clock(), 0)]  # (when, bytes sent by then): the rate's window
+        self._mutex = threading.Lock()
+        self._ticker = Ticker(self._tick)
 
     def line(self, text: str) -> None:
-        self._tqdm.write(text, file=sys.stdout)
-        if self._bar.total is not None and self._bar.n >= self._bar.total:
-            self._bar.total = self._bar.n + 1  # a failure before any copy was planned
-        self._bar.update(1)
+        with self._mutex:
+            self._tqdm.write(text, file=sys.stdout)
+            if self._bar.total is not None and self._bar.n >= self._bar.total:
+                self._bar.total = self._bar.n + 1  # a failure before any copy was planned
+            self._bar.update(1)
 
     def planned(self, n: int) -> None:
-        self._bar.total = (self._bar.total or 0) + n
-        self._bar.refresh()
+        with self._mutex:
+            self._bar.total = (self._bar.total or 0) + n
+            self._bar.refresh()
 
     def sent(self, n: int) -> None:
-        self._sent += n
-        self._bar.set_postfix_str(f"{human_size(self._sent)} sent", refresh=False)
+        self._sent += n  # drawn by the ticker
+
+    def _tick(self) -> None:
+        """The bytes and their rate over the last few seconds, redrawn."""
+        now, sent = self._clock(), self._sent
+        recent = [s for s in self._samples if now - s[0] <= 3.0][-12:]
+        self._samples = [*recent, (now, sent)]
+        then, before = self._samples[0]
+        said = f"{human_size(sent)} sent"
+        if now - then > 0.2:
+            said += f", {human_size((sent - before) / (now - then))}/s"
+        with self._mutex:
+            self._bar.set_description_str(said, refresh=False)
+            self._bar.refresh()
 
     def close(self) -> None:
-        self._bar.close()
+        self._ticker.stop()
+        with self._mutex:
+            self._bar.close()
