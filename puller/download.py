@@ -31,6 +31,7 @@ from .events import (
     LayerRetrying,
     LayerVerifying,
     LayerWaiting,
+    LayerWaitingForProcess,
     ignore,
 )
 from .oci.digest import Digest
@@ -160,7 +161,7 @@ class Downloader:
         try:
             lock = self._store.blob_lock(desc.digest)
             if not lock.try_acquire():
-                entry.emit(LayerWaiting(desc.digest))
+                entry.emit(LayerWaitingForProcess(desc.digest, lock.holder))
                 while not lock.try_acquire():
                     # flock has no async wait, and a thread blocked in it cannot be cancelled.
                     await asyncio.sleep(LOCK_POLL_INTERVAL)

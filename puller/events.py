@@ -23,6 +23,7 @@ class Resolved:
     endpoint: str
     layers: tuple[Digest, ...]
     first_choice: str = ""  # the endpoint asked first, when it was not the one that answered
+    sizes: tuple[int, ...] = ()  # each layer's size in bytes, as ``layers`` (not in the JSON)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,14 @@ class LayerWaiting(LayerEvent):
     """Queued behind the concurrency limit."""
 
     __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LayerWaitingForProcess(LayerWaiting):
+    """Another process (another pypull) is downloading this blob into the same store: this
+    pull waits for it and then uses its blob. ``pid`` is that process's, when it said."""
+
+    pid: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +128,7 @@ Event = (
     | LayerExists
     | LayerPulling
     | LayerWaiting
+    | LayerWaitingForProcess
     | LayerProgress
     | LayerRetrying
     | LayerVerifying

@@ -287,6 +287,7 @@ class Puller(Session):
                 endpoint.url,
                 tuple(d.digest for d in layers),
                 first if first != endpoint.url else "",
+                tuple(d.size for d in layers),
             )
         )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -422,6 +423,9 @@ async def test_a_blob_locked_by_another_process_does_not_hold_a_download_slot(
     assert out.error is None, out.error
     assert {first.digest, second.digest} <= stored(store)
     assert any(isinstance(e, ev.LayerWaiting) and str(e.digest) == first.digest for e in out.events)
+    # ... as waiting for that process, whose pid its lock file gives (this process's here).
+    waited = [e for e in out.events if isinstance(e, ev.LayerWaitingForProcess)]
+    assert [(str(e.digest), e.pid) for e in waited] == [(first.digest, os.getpid())]
 
 
 async def pull_hub(image: Image, store: Path, *, mirrors: list[str], upstream: str) -> Outcome:

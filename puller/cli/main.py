@@ -129,7 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         top.error(str(e))  # exits 2, after the usage
     except KeyboardInterrupt:
-        print("Error: interrupted", file=sys.stderr)
+        # At column 0 on a terminal: over the "^C" it echoed, not after it.
+        print(
+            "\rError: interrupted" if sys.stderr.isatty() else "Error: interrupted", file=sys.stderr
+        )
         return 130
     except TargetBusy as e:  # --no-wait: "try again later", as sysexits' EX_TEMPFAIL says
         print_error(e, args.debug)

@@ -252,6 +252,10 @@ async def _pull_one(puller: Puller, args: argparse.Namespace, text: str, ref: Re
             renderer.close()
         _pull_failed(args, str(ref), e)
         return "failed"
+    except BaseException:  # Ctrl-C: the terminal's lines are finished before its error line
+        if renderer:
+            renderer.close()
+        raise
     if renderer:
         renderer.close()
     if args.format != "json":

@@ -117,82 +117,63 @@ _LAYER_WORDS = {
     "LayerExists": "Already exists",
     "LayerPulling": "Pulling fs layer",
     "LayerWaiting": "Waiting",
+    "LayerWaitingForProcess": "Waiting",
     "LayerVerifying": "Verifying Checksum",
     "LayerDownloaded": "Download complete",
     "LayerComplete": "Pull complete",
 }
-#: On a terminal these are shown by the progress bars instead.
-_BAR_STATES = {"LayerPulling", "LayerWaiting", "LayerVerifying", "LayerDownloaded"}
 
 
 class TtyRenderer(PlainRenderer):
-    """A tqdm bar per downloading layer; the final lines as in plain mode.
-
-    Bars live in slots that are reused and closed only at the end, bottom slot last: tqdm
-    misplaces the cursor when a bar above another one closes first, which garbles later lines.
-    """
+    """docker's view: from ``Resolved`` to ``Finished`` (or ``close``), a fixed line per layer
+    and one for the pull (``board.LayerBoard``); plain lines above and after it."""
 
     def __init__(self, out: TextIO) -> None:
         super().__init__(out)
         from tqdm import tqdm
 
         self._tqdm = tqdm
-        self._slots: list[Any] = []
-        self._active: dict[Any, Any] = {}  # digest -> bar
+        self._board: Any = None  # a board.LayerBoard while the layers are on the screen
 
     def line(self, text: str) -> None:
         self._tqdm.write(text, file=self.out)
 
-    def _bar_for(self, layer_id: str, total: int) -> Any:
-        busy = {id(b) for b in self._active.values()}
-        bar = next((b for b in self._slots if id(b) not in busy), None)
-        if bar is None:
-            bar = self._tqdm(
-                total=total,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                leave=False,
-                file=self.out,
-                # One column short of the width: a bar that fills the last column leaves the
-                # cursor in the terminal's pending-wrap state and the next line starts askew.
-                ncols=max(40, shutil.get_terminal_size().columns - 1),
-            )
-            self._slots.append(bar)
-        else:
-            bar.bar_format = None
-            bar.reset(total=total)
-        bar.set_description_str(f"{layer_id}: Downloading", refresh=False)
-        return bar
-
-    def _release(self, digest: Any) -> None:
-        bar = self._active.pop(digest, None)
-        if bar is not None:
-            bar.bar_format = "{desc}"  # an idle slot shows an empty line
-            bar.set_description_str("", refresh=True)
-
     def __call__(self, event: Event) -> None:
         from .. import events as ev
 
-        if isinstance(event, ev.LayerProgress):
-            bar = self._active.get(event.digest)
-            if bar is None:
-                bar = self._active[event.digest] = self._bar_for(event.layer_id, event.total)
-            bar.update(event.current - bar.n)
-        elif isinstance(event, ev.LayerVerifying):
-            bar = self._active.get(event.digest)
-            if bar is not None:
-                bar.set_description_str(f"{event.layer_id}: Verifying Checksum")
-        elif isinstance(event, (ev.LayerDownloaded, ev.LayerFailed)):
-            self._release(event.digest)
-        elif type(event).__name__ not in _BAR_STATES:
+        if isinstance(event, ev.Resolved):
+            super().__call__(event)
+            self.close()
+            from .board import LayerBoard
+
+            sizes = event.sizes or (0,) * len(event.layers)
+            self._board = LayerBoard(self.out, list(zip(event.layers, sizes, strict=True)))
+        elif isinstance(event, ev.LayerEvent) and self._board is not None:
+            self._board.on_event(event, _layer_state(event))
+        elif isinstance(event, ev.Finished):
+            self.close()
+            super().__call__(event)
+        else:
             super().__call__(event)
 
     def close(self) -> None:
-        for bar in reversed(self._slots):
-            bar.close()
-        self._slots.clear()
-        self._active.clear()
+        """Finish the board: bars cleared, each layer's last state a plain line, the cursor at
+        column 0 (also when the pull failed or was interrupted, before its error line)."""
+        board, self._board = self._board, None
+        if board is not None:
+            board.finish()
+
+
+def _layer_state(event: Event) -> str | None:
+    """A layer event's words on its line (None for progress, which moves the bar)."""
+    from .. import events as ev
+    from .board import STATES
+
+    if isinstance(event, ev.LayerWaitingForProcess):
+        return "Waiting for another pypull" + (f" (pid {event.pid})" if event.pid else "")
+    if isinstance(event, ev.LayerRetrying):
+        return _retrying(event.delay)
+    return STATES.get(type(event).__name__)
 
 
 class JsonRenderer(PlainRenderer):
@@ -243,28 +224,65 @@ class JsonRenderer(PlainRenderer):
 
 
 class CopyBar:
-    """On a terminal: one bar for the run (images done, bytes sent), lines above it."""
+    """On a terminal: one bar for the run (images done of planned, bytes sent and their rate),
+    redrawn by a ``board.Ticker`` while bytes move; a line above it per image as it ends."""
+
+    FORMAT = "{n_fmt}/{total_fmt} images |{bar}| {desc} [{elapsed}]"
 
     def __init__(self) -> None:
+        import threading
+        import time
+
         from tqdm import tqdm
 
+        from .board import AtColumnZero, Ticker
+
         self._tqdm = tqdm
-        self._bar = tqdm(total=None, unit="image", file=sys.stderr, leave=False)
+        self._clock = time.monotonic
+        columns = shutil.get_terminal_size().columns
+        self._bar = tqdm(
+            total=None,
+            unit="image",
+            file=AtColumnZero(sys.stderr),
+            leave=False,
+            bar_format=self.FORMAT,
+            ncols=max(20, min(columns - 1, 100)),  # one short: see board's docstring
+        )
+        self._bar.set_description_str("0B sent", refresh=True)
         self._sent = 0
+        self._samples = [(self._clock(), 0)]  # (when, bytes sent by then): the rate's window
+        self._mutex = threading.Lock()
+        self._ticker = Ticker(self._tick)
 
     def line(self, text: str) -> None:
-        self._tqdm.write(text, file=sys.stdout)
-        if self._bar.total is not None and self._bar.n >= self._bar.total:
-            self._bar.total = self._bar.n + 1  # a failure before any copy was planned
-        self._bar.update(1)
+        with self._mutex:
+            self._tqdm.write(text, file=sys.stdout)
+            if self._bar.total is not None and self._bar.n >= self._bar.total:
+                self._bar.total = self._bar.n + 1  # a failure before any copy was planned
+            self._bar.update(1)
 
     def planned(self, n: int) -> None:
-        self._bar.total = (self._bar.total or 0) + n
-        self._bar.refresh()
+        with self._mutex:
+            self._bar.total = (self._bar.total or 0) + n
+            self._bar.refresh()
 
     def sent(self, n: int) -> None:
-        self._sent += n
-        self._bar.set_postfix_str(f"{human_size(self._sent)} sent", refresh=False)
+        self._sent += n  # drawn by the ticker
+
+    def _tick(self) -> None:
+        """The bytes and their rate over the last few seconds, redrawn."""
+        now, sent = self._clock(), self._sent
+        recent = [s for s in self._samples if now - s[0] <= 3.0][-12:]
+        self._samples = [*recent, (now, sent)]
+        then, before = self._samples[0]
+        said = f"{human_size(sent)} sent"
+        if now - then > 0.2:
+            said += f", {human_size((sent - before) / (now - then))}/s"
+        with self._mutex:
+            self._bar.set_description_str(said, refresh=False)
+            self._bar.refresh()
 
     def close(self) -> None:
-        self._bar.close()
+        self._ticker.stop()
+        with self._mutex:
+            self._bar.close()

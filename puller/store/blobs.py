@@ -50,10 +50,15 @@ class BlobLock:
 
     The lock file is removed on release, so a waiter that locked a file which has since been
     unlinked must notice and lock the new one: ``try_acquire`` compares inodes for that.
+
+    The holder writes its pid into the file, for a waiter to name (``holder``): a hint for
+    people only, never trusted for anything else.
     """
 
     def __init__(self, store: BlobStore, path: Path) -> None:
         self.path = path
+        #: After a ``try_acquire`` that failed: the pid the holder wrote, if any.
+        self.holder: int | None = None
         self._store = store
         self._fd: int | None = None
         self._dir_fd: int | None = None
@@ -75,6 +80,7 @@ class BlobLock:
                         except FileNotFoundError:
                             same = False
                     except BlockingIOError:
+                        self.holder = _pid_in(fd)
                         os.close(fd)
                         return False
                     except BaseException:
@@ -82,6 +88,7 @@ class BlobLock:
                         raise
                     if same:
                         self._fd, self._dir_fd = fd, dir_fd
+                        _write_pid(fd)
                         return True
                     os.close(fd)  # the holder released and removed it meanwhile: lock the new one
             finally:
@@ -102,6 +109,22 @@ class BlobLock:
             os.close(self._fd)
             os.close(self._dir_fd)
             self._fd = self._dir_fd = None
+
+
+def _write_pid(fd: int) -> None:
+    """Our pid in the lock file we hold, for a waiting process to show."""
+    with suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+
+
+def _pid_in(fd: int) -> int | None:
+    """The pid a lock file's holder wrote into it; None if none is there (yet)."""
+    try:
+        text = os.pread(fd, 16, 0).decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() and 0 < int(text) < 1 << 31 else None
 
 
 class BlobWriter:

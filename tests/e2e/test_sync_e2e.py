@@ -340,14 +340,14 @@ def test_on_a_terminal_a_run_bar_counts_images_and_the_lines_remain(
         *("sync", "--to", f"{target.host}/tty"),
         *(f"{source.host}/library/app-a:1", f"{source.host}/library/dockerimg"),
     )
-    assert "/2 [" in screen and "image" in screen  # the bar: images done of 2
+    assert "/2 images |" in screen  # the bar: images done of 2
     assert f"-> {target.host}/tty/library/app-a:1: copied (" in screen
     assert f"-> {target.host}/tty/library/dockerimg:latest: copied (" in screen
     assert "2 images: 2 copied" in screen
     # A sync file's total is known once its repositories' tags are listed.
     sync = write_sync_file(tmp_path / "sync.toml", source, target, "ttyfile")
     screen = on_a_terminal("sync", str(sync))
-    assert "/5 [" in screen and "5 images: 5 copied" in screen
+    assert "/5 images |" in screen and "5 images: 5 copied" in screen
 
 
 def test_one_platform_is_tagged_as_its_manifest_and_then_costs_no_source_get(
