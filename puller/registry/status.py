@@ -52,6 +52,11 @@ async def error_body(resp: Answer) -> bytes:
         return b""
 
 
+#: What Go's net/http (the distribution registry's server) answers a plain-HTTP request on a
+#: TLS port with, as a 400.
+_HTTPS_ONLY = b"Client sent an HTTP request to an HTTPS server"
+
+
 def raise_status(status: int, headers: Headers, body: bytes, what: str, url: str) -> NoReturn:
     """The error a registry's non-success answer means, with its own message if it sent one."""
     code, message = error_detail(body)
@@ -75,6 +80,11 @@ def raise_status(status: int, headers: Headers, body: bytes, what: str, url: str
             status=status,
             code=code,
             url=url,
+        )
+    if status == 400 and url.startswith("http://") and _HTTPS_ONLY in body:
+        detail = (
+            "the server speaks HTTPS only and was asked over plain HTTP: set its server to "
+            "https:// in config.toml, or give --tls-verify=false (copy: --src-/--dest-tls-verify)"
         )
     raise RegistryError(
         f"{what} at {url}: HTTP {status}" + (f": {detail}" if detail else ""),
