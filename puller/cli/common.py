@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import PullError
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
 
     from ..config import Config
     from ..registry.auth import Credentials
+    from ..registry.endpoint import RegistryConfig
     from ..session import Session
 
 T = TypeVar("T")
@@ -90,24 +92,115 @@ def credential_lookup() -> Callable[[str], Credentials | None] | None:
     return lookup
 
 
+@dataclass(frozen=True)
+class Access:
+    """What the command line says about reaching registries, by registry name: credentials
+    (--creds, --src-creds, --dest-creds) and TLS verification (--tls-verify and its src/dest
+    forms: False skips it, True insists on it). Each applies to that registry's own server
+    alone; its mirrors keep what the configuration says. The repr shows no password."""
+
+    creds: Mapping[str, tuple[str, str]] = field(default_factory=dict, repr=False)
+    tls_verify: Mapping[str, bool] = field(default_factory=dict)
+
+    def plus(
+        self, domain: str, creds: tuple[str, str] | None, tls_verify: bool | None, what: str
+    ) -> Access:
+        """This and ``domain``'s; ``what`` names the flags in the error when two disagree
+        (--src-creds and --dest-creds for one registry, say)."""
+        all_creds, all_tls = dict(self.creds), dict(self.tls_verify)
+        if creds is not None and all_creds.setdefault(domain, creds) != creds:
+            raise UsageError(f"{what} give {domain} two different credentials")
+        if tls_verify is not None and all_tls.setdefault(domain, tls_verify) != tls_verify:
+            raise UsageError(f"{what} say both true and false for {domain}")
+        return Access(all_creds, all_tls)
+
+    def registries(self, configured: Mapping[str, RegistryConfig]) -> dict[str, RegistryConfig]:
+        """The configuration's registries with each ``tls_verify`` applied to the registry's
+        own server: ``False`` is HTTPS without certificate checks (the flag implies TLS, as
+        skopeo's does: a loopback name's default of plain HTTP becomes HTTPS; a server the
+        configuration sets to ``http://`` stays as it is); ``True`` checks even where the
+        configuration says ``skip_verify``."""
+        import dataclasses
+
+        from ..registry.endpoint import RegistryConfig
+
+        out = dict(configured)
+        for domain, verify in self.tls_verify.items():
+            reg = out.get(domain, RegistryConfig(domain))
+            server = reg.own_server()
+            if not verify and reg.server is None and server.plain_http:
+                server = dataclasses.replace(server, url=f"https://{server.host}")
+            out[domain] = dataclasses.replace(
+                reg, server=dataclasses.replace(server, skip_verify=not verify)
+            )
+        return out
+
+
+def one_registry(
+    label: str, creds: tuple[str, str] | None, tls_verify: bool | None, domains: Iterable[str]
+) -> Access:
+    """The ``Access`` of flags for one registry (``label``: ``--creds``, ``--src-creds``...)
+    when the references name one; a UsageError when they name several and a flag was given."""
+    names = sorted(set(domains))
+    if creds is None and tls_verify is None:
+        return Access()
+    if len(names) != 1:
+        flag = label if creds is not None else label.replace("creds", "tls-verify")
+        raise UsageError(
+            f"{flag} applies to one registry, but the images name several: " + ", ".join(names)
+        )
+    return Access().plus(names[0], creds, tls_verify, label)
+
+
+def copy_access(
+    args: argparse.Namespace, sources: Iterable[Reference], targets: Iterable[Reference]
+) -> Access:
+    """copy's, push's and sync's --src-creds, --src-tls-verify (the sources' registry; push
+    has none) and --dest-creds, --dest-tls-verify (the targets')."""
+    source = one_registry(
+        "--src-creds",
+        getattr(args, "src_creds", None),
+        getattr(args, "src_tls_verify", None),
+        (ref.domain for ref in sources),
+    )
+    target = one_registry(
+        "--dest-creds", args.dest_creds, args.dest_tls_verify, (ref.domain for ref in targets)
+    )
+    for domain in target.creds.keys() | target.tls_verify.keys():
+        source = source.plus(
+            domain,
+            target.creds.get(domain),
+            target.tls_verify.get(domain),
+            "--src-creds and --dest-creds",
+        )
+    return source
+
+
 def make_session(
     kind: type[S],
     config: Config,
     creds: tuple[str, str] | None = None,
     domain: str = "",
+    *,
+    tls_verify: bool | None = None,
+    access: Access | None = None,
     **more: Any,
 ) -> S:
     """A ``kind`` of session (a ``Session``, or a ``Puller`` to pull: the command imports the
-    class, so that what it runs is its own import) with the
-    configuration's mirrors, proxies, timeouts and docker's credentials, and ``creds``
-    (--creds) for ``domain``'s registry alone: one for every command."""
+    class, so that what it runs is its own import) with the configuration's mirrors, proxies,
+    timeouts and docker's credentials, and the command line's ``access``, plus ``creds``
+    (--creds) and ``tls_verify`` (--tls-verify) for ``domain``'s registry alone: one for every
+    command."""
     from ..registry.auth import Credentials
 
+    access = access or Access()
+    if domain:
+        access = access.plus(domain, creds, tls_verify, "--creds")
     return kind(
         config.store,
-        registries=config.registries,
+        registries=access.registries(config.registries),
         mirror_only=config.mirror_only,
-        credentials={domain: Credentials(*creds)} if creds else None,
+        credentials={name: Credentials(*pair) for name, pair in access.creds.items()} or None,
         credential_lookup=credential_lookup(),
         timeout=config.timeout,
         max_download_attempts=config.max_download_attempts,

@@ -9,8 +9,15 @@ from typing import TYPE_CHECKING, Any
 from ..errors import PullError
 from ..oci.reference import Reference, names_image, parse
 from ..text import shown
-from .common import image_list, load_config, make_session, parsed, run_async
-from .options import add_command, add_common, add_settings, checked_platform, positive_int
+from .common import Access, copy_access, image_list, load_config, make_session, parsed, run_async
+from .options import (
+    add_command,
+    add_common,
+    add_copy_access,
+    add_settings,
+    checked_platform,
+    positive_int,
+)
 from .render import CopyBar, human_size, plural
 
 if TYPE_CHECKING:
@@ -150,6 +157,7 @@ def add_copy(sub: Subparsers) -> None:
         '"mounted", "existing"}, "bytes_uploaded", "error"} per image; with --all-tags, then '
         '{"summary": {"copied", "up-to-date", "would-copy", "deferred", "failed"}}',
     )
+    add_copy_access(copy)
     copy.set_defaults(handler=_cmd_copy)
 
 
@@ -170,6 +178,7 @@ def add_push(sub: Subparsers) -> None:
     push.add_argument("image", metavar="IMAGE", help="an image in the store, as it was pulled")
     push.add_argument("target", metavar="TARGET", help="where to push it; without a tag, IMAGE's")
     _add_copy_options(push, "one JSON object, as `pypull copy --json`")
+    add_copy_access(push, source=False)
     push.set_defaults(handler=_cmd_push)
 
 
@@ -203,6 +212,7 @@ def add_sync(sub: Subparsers) -> None:
     _add_copy_options(
         sync, 'one JSON object per image, as `pypull copy --json`, then {"summary": {...}}'
     )
+    add_copy_access(sync)
     sync.set_defaults(handler=_cmd_sync)
 
 
@@ -237,7 +247,7 @@ def _cmd_copy(args: argparse.Namespace) -> int:
             )
         return await copier.copy_all([(source, target)], each=report, **options)
 
-    return _copying(args, work, [target], summary=args.all_tags)
+    return _copying(args, work, [target], summary=args.all_tags, sources=[source])
 
 
 def _with_identifier(target: Reference, source: Reference) -> Reference:
@@ -261,7 +271,7 @@ def _cmd_push(args: argparse.Namespace) -> int:
         origin = StoreSource(copier.store)
         return await copier.copy_all([(source, target)], each=report, origin=origin, **options)
 
-    return _copying(args, work, [target], summary=False)
+    return _copying(args, work, [target], summary=False, sources=[])
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
@@ -290,7 +300,8 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     async def work(copier: Copier, report: Callable[[CopyResult], None]) -> list[CopyResult]:
         return await copier.copy_all(pairs, each=report, fail_fast=args.fail_fast, **options)
 
-    return _copying(args, work, [target for _, target in pairs], summary=True)
+    targets = [target for _, target in pairs]
+    return _copying(args, work, targets, summary=True, sources=[source for source, _ in pairs])
 
 
 def _sync_file(args: argparse.Namespace, path: str) -> int:
@@ -334,19 +345,27 @@ def _sync_file(args: argparse.Namespace, path: str) -> int:
         results += await copier.copy_all(pairs, each=report, fail_fast=args.fail_fast, **options)
         return results
 
-    return _copying(args, work, [entry.target for entry in entries], summary=True)
+    targets = [entry.target for entry in entries]
+    return _copying(args, work, targets, summary=True, sources=[e.source for e in entries])
 
 
 def _copying(
-    args: argparse.Namespace, work: Work, targets: Sequence[Reference], *, summary: bool
+    args: argparse.Namespace,
+    work: Work,
+    targets: Sequence[Reference],
+    *,
+    summary: bool,
+    sources: Sequence[Reference],
 ) -> int:
     """Run copies with one Puller and one Copier (mounts across images), printing a line (or a
     JSON object) per image as it ends, and a summary; exit 1 if any failed. The ``targets``'
     repositories are locked for the run (not for a dry run, which writes nothing): another
-    pypull writing to one is waited for, or with --no-wait, ``TargetBusy``."""
+    pypull writing to one is waited for, or with --no-wait, ``TargetBusy``. The ``sources``'
+    and ``targets``' registries take --src-creds and --dest-creds (one each, or a UsageError)."""
+    access = copy_access(args, sources, targets)
     config = load_config(args)
     if args.dry_run:
-        return _copies(args, config, work, summary=summary)
+        return _copies(args, config, work, summary=summary, access=access)
     from ..targetlock import hold
 
     def waiting(repository: str) -> None:
@@ -357,10 +376,12 @@ def _copying(
         )
 
     with hold((t.name for t in targets), wait=not args.no_wait, on_wait=waiting):
-        return _copies(args, config, work, summary=summary)
+        return _copies(args, config, work, summary=summary, access=access)
 
 
-def _copies(args: argparse.Namespace, config: Config, work: Work, *, summary: bool) -> int:
+def _copies(
+    args: argparse.Namespace, config: Config, work: Work, *, summary: bool, access: Access
+) -> int:
     import json
 
     from ..copying import STATUSES, Copier
@@ -379,7 +400,7 @@ def _copies(args: argparse.Namespace, config: Config, work: Work, *, summary: bo
     async def run() -> list[CopyResult]:
         from ..session import Session
 
-        async with make_session(Session, config) as puller:
+        async with make_session(Session, config, access=access) as puller:
             copier = Copier(
                 puller,
                 jobs=args.jobs,

@@ -88,7 +88,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             return await inspect(ref, store=config.store, platform=args.platform)
         from ..session import Session
 
-        async with make_session(Session, config, args.creds, ref.domain) as puller:
+        async with make_session(
+            Session, config, args.creds, ref.domain, tls_verify=args.tls_verify
+        ) as puller:
             return await inspect(ref, remote=True, platform=args.platform, puller=puller)
 
     info = run_async(describe())
@@ -136,7 +138,9 @@ def _cmd_tags(args: argparse.Namespace) -> int:
     async def listing() -> list[str]:
         from ..session import Session
 
-        async with make_session(Session, load_config(args), args.creds, ref.domain) as puller:
+        async with make_session(
+            Session, load_config(args), args.creds, ref.domain, tls_verify=args.tls_verify
+        ) as puller:
             return await tags(ref, puller=puller)
 
     found = run_async(listing())

@@ -1,5 +1,7 @@
 """Option pieces more than one command takes: argument types, --store, --platform, --debug, the
-settings that override the configuration, --creds; and ``add_command``, a subparser as every
+settings that override the configuration, the command-line credentials and TLS (--creds,
+--tls-verify; copy's --src-creds, --dest-creds, --src-tls-verify, --dest-tls-verify, as skopeo
+spells them); and ``add_command``, a subparser as every
 command's is made."""
 
 from __future__ import annotations
@@ -99,13 +101,54 @@ def add_common(p: argparse.ArgumentParser, what: str = "to pull into") -> None:
     add_debug(p)
 
 
-def add_creds(p: argparse.ArgumentParser) -> None:
+def tls_verify_value(text: str) -> bool:
+    """``true`` or ``false`` (skopeo's ``--tls-verify=false``; 1/0, yes/no too)."""
+    value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+    try:
+        return value[text.strip().lower()]
+    except KeyError:
+        raise argparse.ArgumentTypeError("expected true or false") from None
+
+
+#: What a --*-tls-verify=false does, for the help of each.
+_TLS_OFF = (
+    "=false: HTTPS without checking the certificate of {whose} alone (its mirrors keep their "
+    "settings; a loopback name, plain HTTP by default, is then reached over HTTPS too); =true: "
+    "check it even where the configuration says skip_verify (default: the configuration)"
+)
+
+
+def _add_access(p: argparse.ArgumentParser, prefix: str, whose: str) -> None:
     p.add_argument(
-        "--creds",
+        f"--{prefix}creds",
         type=user_and_password,
         metavar="USERNAME:PASSWORD",
-        help="credentials for the image's registry (not sent to mirrors)",
+        help=f"credentials for {whose} alone, sent to its own server only (never to a mirror, "
+        "nor to a host it redirects to); they win over docker's config.json",
     )
+    p.add_argument(
+        f"--{prefix}tls-verify",
+        type=tls_verify_value,
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="true|false",
+        help=_TLS_OFF.format(whose=whose),
+    )
+
+
+def add_creds(p: argparse.ArgumentParser) -> None:
+    """``--creds`` and ``--tls-verify``: the one registry a command reaches."""
+    _add_access(p, "", "the image's registry")
+
+
+def add_copy_access(p: argparse.ArgumentParser, *, source: bool = True) -> None:
+    """``--dest-creds`` and ``--dest-tls-verify`` for the target's registry; with ``source``
+    (copy and sync; not push, whose source is the store) ``--src-creds`` and
+    ``--src-tls-verify`` for the source's."""
+    if source:
+        _add_access(p, "src-", "the source's registry")
+    _add_access(p, "dest-", "the target's registry")
 
 
 def add_settings(p: argparse.ArgumentParser, *, pulls: bool = True) -> None:

@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING
 from ..errors import PullError
 from ..oci.reference import Reference, names_image
 from ..text import shown
-from .common import UsageError, image_list, load_config, make_session, parsed, run_async
+from .common import (
+    UsageError,
+    image_list,
+    load_config,
+    make_session,
+    one_registry,
+    parsed,
+    run_async,
+)
 from .options import add_command, add_common, add_creds, add_settings
 from .render import JsonRenderer, PlainRenderer, TtyRenderer, plural, print_error
 
@@ -139,13 +147,7 @@ def _cmd_pull(args: argparse.Namespace) -> int:
             at = f"{shown(where, 200)}: " if where else ""
             raise UsageError(f"{at}{shown(text, 200)}: a tag can't be used with --all-tags/-a")
         refs.append((text, ref))
-    if args.creds:
-        registries = {ref.domain for _, ref in refs}
-        if len(registries) > 1:
-            raise UsageError(
-                "--creds applies to one registry, but the images name several: "
-                + ", ".join(sorted(registries))
-            )
+    one_registry("--creds", args.creds, args.tls_verify, (ref.domain for _, ref in refs))
     return run_async(_pull_all(args, refs))
 
 
@@ -162,7 +164,8 @@ async def _pull_all(args: argparse.Namespace, refs: list[tuple[str, Reference]])
         Puller,
         config,
         args.creds,
-        refs[0][1].domain,  # --creds: one registry, checked by _cmd_pull
+        refs[0][1].domain,  # --creds, --tls-verify: one registry, checked by _cmd_pull
+        tls_verify=args.tls_verify,
         max_concurrent_downloads=config.max_concurrent_downloads,
     ) as puller:
         for text, ref in refs:
