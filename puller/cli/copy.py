@@ -131,7 +131,7 @@ def add_copy(sub: Subparsers) -> None:
         "the same digest (asked by HEAD: a registry that counts pulls does not count it), "
         "nothing is fetched or written. The source goes through the configured mirrors and "
         "credentials; the target is reached directly, with its credentials from docker's "
-        "config.json.",
+        "config.json (or --dest-creds).",
         epilog="examples:\n"
         "  pypull copy redis:7 registry.internal:5000/mirror/redis\n"
         "  pypull copy --json --dry-run ghcr.io/org/app:1.4.2 registry.internal:5000/app:1.4.2\n"
