@@ -23,7 +23,8 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .errors import ManifestError, NotFound, PullError, RegistryError
+from .errors import ManifestError, NotFound, PullError, RegistryError, error_code
+from .events import SCHEMA_VERSION
 from .oci.digest import Digest, digest_of, parse_digest
 from .oci.manifest import (
     Descriptor,
@@ -92,9 +93,16 @@ class CopyResult:
     existing: int = 0
     bytes_uploaded: int = 0
     error: str | None = None
+    #: with ``error``: its stable code (``errors.CODES``)
+    code: str | None = None
+    #: the host of the registry that refused, when one did (where credentials would go)
+    registry: str | None = None
 
     def as_json(self) -> dict[str, Any]:
+        """One ``"event": "image"`` line of ``--format json``."""
         return {
+            "event": "image",
+            "v": SCHEMA_VERSION,
             "source": self.source,
             "target": self.target,
             "digest": self.digest,
@@ -106,7 +114,19 @@ class CopyResult:
             },
             "bytes_uploaded": self.bytes_uploaded,
             "error": self.error,
+            "code": self.code,
         }
+
+
+def failed(source: str, target: str, e: PullError) -> CopyResult:
+    """A "failed" result of ``e``: its message, its code, the registry that refused."""
+    from urllib.parse import urlsplit
+
+    url = getattr(e, "url", "") or ""
+    host = urlsplit(url).netloc if "://" in url else ""
+    return CopyResult(
+        source, target, "failed", error=str(e), code=error_code(e), registry=host or None
+    )
 
 
 #: (source, target), or (source, target, options of its own for ``Copier.copy``)
@@ -261,7 +281,7 @@ class Copier:
                 source, target, origin or self.registry_source, dry_run, platforms, missing
             )
         except PullError as e:
-            return CopyResult(src, dst, "failed", error=str(e))
+            return failed(src, dst, e)
 
     async def copy_all(
         self,
@@ -303,6 +323,7 @@ class Copier:
                     "failed",
                     error=f"tag {target.tag} is written by {first} in this run already: one"
                     " writer per tag",
+                    code="invalid-input",
                 )
             else:
                 result = await self.copy(source, target, **mine)
@@ -345,7 +366,11 @@ class Copier:
         for tag in await self.tags_of(source):
             if not valid_tag(tag):
                 name = f"{source.name}:{shown(tag, 80)}"
-                failed.append(CopyResult(name, str(target), "failed", error="not a valid tag name"))
+                failed.append(
+                    CopyResult(
+                        name, str(target), "failed", error="not a valid tag name", code="protocol"
+                    )
+                )
             elif select(tag):
                 pairs.append(
                     (
@@ -387,6 +412,7 @@ class Copier:
                 dst,
                 "deferred",
                 error=f"{left} pulls left at the source (rate_limit_reserve {self._reserve})",
+                code="rate-limited",
             )
         found = await origin.manifest(source)
         plan = _plan(found, platforms, src)
