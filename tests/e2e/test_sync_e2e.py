@@ -102,7 +102,8 @@ target = "{target.host}/{prefix}/app-b"
 
 def statuses(stdout: str) -> tuple[dict[str, str], dict[str, object]]:
     docs = [json.loads(line) for line in stdout.splitlines()]
-    return {d["target"]: d["status"] for d in docs[:-1]}, docs[-1]["summary"]
+    assert docs[-1]["event"] == "summary"
+    return {d["target"]: d["status"] for d in docs[:-1]}, docs[-1]
 
 
 def failures(stdout: str) -> list[str]:
@@ -499,7 +500,13 @@ def test_no_wait_exits_75_naming_the_busy_repository_and_asks_nothing(
     for run in runs:
         assert run.returncode == 75, run.stdout + run.stderr
         assert run.stderr == f"Error: {busy} is busy: another pypull is writing to it\n"
-        assert run.stdout == ""
+    assert json.loads(runs[0].stdout) == {
+        "event": "error",
+        "v": 1,
+        "code": "busy",
+        "message": f"{busy} is busy: another pypull is writing to it",
+    }
+    assert runs[1].stdout == ""
     assert target_log.requests() == []
     # The locks it took before it met the busy one were let go: a run now has them all.
     again = run_pypull("sync", sync, "--no-wait")
