@@ -289,3 +289,31 @@ def test_a_source_with_tag_and_digest_is_read_by_digest_and_written_under_its_ta
     assert run.returncode == 0, run.stderr
     assert f"-> {target.host}/pinned/redis:latest: copied (" in run.stdout
     assert raw(target, "pinned/redis:latest", creds=True) == image.raw
+
+
+# -- a target that wants credentials -------------------------------------------------------------
+
+
+def test_a_copy_without_credentials_for_the_target_says_how_to_log_in(
+    registry: Registry, target: Registry
+) -> None:
+    write_docker_config({"auths": {}})  # no credentials for the target, which wants them
+    source, dest = f"{registry.host}/library/redis:latest", f"{target.host}/nocreds/redis:latest"
+    run = run_pypull("copy", source, dest)
+    assert run.returncode == 1
+    assert run.stdout.startswith(f"{source} -> {dest}: failed: ")
+    (error,) = run.stderr.splitlines()
+    assert error.startswith(f"Error: {source} -> {dest}: ")
+    assert error.endswith(
+        f"; log in with `pypull login {target.host}` (or give --dest-creds USERNAME:PASSWORD)"
+    )
+
+    as_json = run_pypull("copy", "--format", "json", source, dest)
+    assert as_json.returncode == 1
+    record = json.loads(as_json.stdout)
+    assert (record["event"], record["status"], record["code"]) == (
+        "image",
+        "failed",
+        "unauthorized",
+    )
+    assert as_json.stderr == run.stderr

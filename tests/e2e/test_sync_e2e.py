@@ -562,3 +562,29 @@ async def test_a_run_killed_while_it_writes_leaves_the_repository_free(
         after = await fakeregistry.run_pypull("copy", "--no-wait", fake.ref(image), dst)
     assert after.returncode == 0, after.stdout + after.stderr
     assert after.stdout.startswith(f"{fake.ref(image)} -> {dst}:1: copied ("), after.stdout
+
+
+def test_an_entry_whose_filters_select_no_tag_fails_unless_allow_empty(
+    source: Registry, target: Registry, tmp_path: Path
+) -> None:
+    sync = tmp_path / "sync.toml"
+    sync.write_text(
+        f"""[[sync]]
+source = "{source.host}/library/multi"
+target = "{target.host}/empty/multi"
+tags = ["8\\\\..*"]
+"""
+    )
+    run = run_pypull("sync", sync, "--format", "json")
+    assert run.returncode == 1
+    record, summary = (json.loads(line) for line in run.stdout.splitlines())
+    assert (record["status"], record["code"]) == ("failed", "no-match")
+    assert record["target"] == f"{target.host}/empty/multi"
+    assert summary["failed"] == 1
+    (error,) = run.stderr.splitlines()
+    assert error.startswith(f"Error: {source.host}/library/multi -> {target.host}/empty/multi: ")
+    assert f"the entry at {sync}:1 selects none of the source's tags" in error
+
+    allowed = run_pypull("sync", sync, "--allow-empty")
+    assert allowed.returncode == 0, allowed.stderr
+    assert allowed.stdout == "0 images: nothing to do\n"
