@@ -297,7 +297,7 @@ def _registry_code(e: RegistryError) -> str:
         return "rate-limited"
     if e.status == 403 or e.code == "DENIED":
         return "denied"
-    if isinstance(e, Unauthorized) or e.status == 401:
+    if e.status == 401:  # an Unauthorized without a status: an auth exchange we refuse
         return "unauthorized"
     if e.status is not None and e.status >= 500:
         return "server-error"

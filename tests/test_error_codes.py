@@ -43,6 +43,7 @@ URL = "https://registry.example/v2/"
         (NotFound("gone", status=404, url=URL), "not-found"),
         (PlatformNotFound("linux/s390x", ["linux/amd64"]), "not-found"),
         (Unauthorized("no", status=401, url=URL), "unauthorized"),
+        (Unauthorized("refusing token realm http://10.0.0.1/", url=URL), "protocol"),
         (Unauthorized("no", status=403, url=URL), "denied"),
         (RegistryError("no", status=401, code="DENIED"), "denied"),
         (QuotaExhausted("spent", status=429), "rate-limited"),

@@ -456,7 +456,7 @@ def _error_line(result: CopyResult) -> str:
         if registry is None or registry == domain:
             registry, flag = domain, option
             break
-    hint = login_hint(result.code, registry, flag)
+    hint = login_hint(result.code, registry, flag, result.error or "")
     return f"Error: {result.source} -> {result.target}: {result.error or result.status}{hint}"
 
 

@@ -196,7 +196,7 @@ def _failed(args: argparse.Namespace, e: Exception) -> None:
     from ..errors import error_code
 
     flag = "--creds" if hasattr(args, "creds") else ""
-    print_error(e, args.debug, login_hint(error_code(e), registry_of(e), flag))
+    print_error(e, args.debug, login_hint(error_code(e), registry_of(e), flag, str(e)))
     _json_error(args, e)
 
 

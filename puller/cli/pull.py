@@ -232,7 +232,8 @@ def _pull_failed(
     and with --format json its event."""
     from ..errors import error_code
 
-    print_error(e, args.debug, login_hint(error_code(e), domain or registry_of(e), "--creds"))
+    hint = login_hint(error_code(e), domain or registry_of(e), "--creds", str(e))
+    print_error(e, args.debug, hint)
     if args.format == "json":
         JsonRenderer(sys.stdout).error(reference, e)
 

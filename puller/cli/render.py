@@ -44,10 +44,11 @@ def print_error(e: BaseException, debug: bool, hint: str = "") -> None:
     print(f"Error: {one_line(e)}{hint}", file=sys.stderr, flush=True)
 
 
-def login_hint(code: str | None, registry: str | None, flag: str = "") -> str:
+def login_hint(code: str | None, registry: str | None, flag: str = "", said: str = "") -> str:
     """What to do about a registry that wants credentials or refused them: ``; log in with
-    `pypull login REGISTRY` (or give --creds USERNAME:PASSWORD)``; nothing for other codes."""
-    if code not in ("unauthorized", "denied") or not registry:
+    `pypull login REGISTRY` (or give --creds USERNAME:PASSWORD)``; nothing for other codes, or
+    when the message ``said`` it already."""
+    if code not in ("unauthorized", "denied") or not registry or "pypull login" in said:
         return ""
     alternative = f" (or give {flag} USERNAME:PASSWORD)" if flag else ""
     return f"; log in with `pypull login {shown(registry, 200)}`{alternative}"
