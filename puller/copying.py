@@ -22,7 +22,8 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import ManifestError, NotFound, PullError, RegistryError
+from .errors import ManifestError, NotFound, PullError, RegistryError, error_code
+from .events import SCHEMA_VERSION
 from .oci.digest import Digest, digest_of, parse_digest
 from .oci.manifest import (
     Descriptor,
@@ -95,6 +96,10 @@ class CopyResult:
     existing: int = 0
     bytes_uploaded: int = 0
     error: str | None = None
+    #: with ``error``: its stable code (``errors.CODES``)
+    code: str | None = None
+    #: the host of the registry that refused, when one did (where credentials would go)
+    registry: str | None = None
 
     def to_json(self) -> str:
         """One line of ``--json``: ``to_dict()`` as JSON text."""
@@ -105,8 +110,10 @@ class CopyResult:
         return self.to_dict()
 
     def to_dict(self) -> dict[str, Any]:
-        """The record ``--json`` prints for the image, as a dict."""
+        """The record ``--format json`` prints for the image (``"event": "image"``), as a dict."""
         return {
+            "event": "image",
+            "v": SCHEMA_VERSION,
             "source": self.source,
             "target": self.target,
             "digest": self.digest,
@@ -118,7 +125,19 @@ class CopyResult:
             },
             "bytes_uploaded": self.bytes_uploaded,
             "error": self.error,
+            "code": self.code,
         }
+
+
+def failed(source: str, target: str, e: PullError) -> CopyResult:
+    """A "failed" result of ``e``: its message, its code, the registry that refused."""
+    from urllib.parse import urlsplit
+
+    url = getattr(e, "url", "") or ""
+    host = urlsplit(url).netloc if "://" in url else ""
+    return CopyResult(
+        source, target, "failed", error=str(e), code=error_code(e), registry=host or None
+    )
 
 
 #: (source, target), or (source, target, options of its own for ``Copier.copy``)
@@ -277,7 +296,7 @@ class Copier:
                 source, target, origin or self.registry_source, dry_run, platforms, missing
             )
         except PullError as e:
-            return CopyResult(src, dst, "failed", error=str(e))
+            return failed(src, dst, e)
 
     async def copy_all(
         self,
@@ -319,6 +338,7 @@ class Copier:
                     "failed",
                     error=f"tag {target.tag} is written by {first} in this run already: one"
                     " writer per tag",
+                    code="invalid-input",
                 )
             else:
                 result = await self.copy(source, target, **mine)
@@ -361,7 +381,11 @@ class Copier:
         for tag in await self.tags_of(source):
             if not valid_tag(tag):
                 name = f"{source.name}:{shown(tag, 80)}"
-                failed.append(CopyResult(name, str(target), "failed", error="not a valid tag name"))
+                failed.append(
+                    CopyResult(
+                        name, str(target), "failed", error="not a valid tag name", code="protocol"
+                    )
+                )
             elif select(tag):
                 pairs.append(
                     (
@@ -403,6 +427,7 @@ class Copier:
                 dst,
                 "deferred",
                 error=f"{left} pulls left at the source (rate_limit_reserve {self._reserve})",
+                code="rate-limited",
             )
         found = await origin.manifest(source)
         plan = _plan(found, platforms, src)

@@ -11,7 +11,8 @@ Every error the library raises on purpose is a ``PullError``; the CLI prints it 
     │   ├── NotFound            404 / MANIFEST_UNKNOWN / BLOB_UNKNOWN / NAME_UNKNOWN
     │   ├── Unauthorized        401 / 403 after auth was attempted
     │   ├── QuotaExhausted      429 with ratelimit-remaining: 0: asking again cannot help
-    │   └── Unreachable         no HTTP answer at all: refused, reset, DNS, timeout
+    │   ├── TLSFailure          a TLS handshake or certificate that failed (no HTTP answer)
+    │   └── Unreachable         no HTTP answer at all: refused, reset, DNS, timeout (timed_out)
     ├── VerificationError       content that is not what its descriptor promised
     │   ├── DigestMismatch      expected, got
     │   └── SizeMismatch        expected, got
@@ -30,6 +31,9 @@ Every ``PullError`` is defined here but ``UnusableProxy``. The packages below ke
 own that never reach a user as they are: ``http.errors`` (``WireError``, ``BodyTimeout``), which
 ``registry.status`` maps to the errors above, and ``tar.errors`` (``TarError``), which unpack,
 export and load raise as ``UnpackError`` or ``ArchiveError``.
+
+Every error also has a stable ``code`` for scripts, one of ``CODES``: ``error_code`` derives it
+from the exception's type and data, in one place, for every command's JSON and exit.
 
 Messages quote outside text (a registry's platform names, a helper's words) through
 ``text.shown``: escaped and bounded, so that ``str(e)`` is one printable line.
@@ -128,7 +132,17 @@ class QuotaExhausted(RegistryError):
 
 
 class Unreachable(RegistryError):
-    """No HTTP answer: connection refused or reset, name resolution failed, or a timeout."""
+    """No HTTP answer: connection refused or reset, name resolution failed, or a timeout
+    (``timed_out``)."""
+
+    def __init__(self, message: str, *, url: str = "", timed_out: bool = False) -> None:
+        self.timed_out = timed_out
+        super().__init__(message, url=url)
+
+
+class TLSFailure(RegistryError):
+    """A TLS handshake that failed for good: a certificate that does not verify, plain HTTP on
+    the port, no protocol in common."""
 
 
 class VerificationError(PullError):
@@ -226,3 +240,65 @@ class CredentialError(PullError):
 class ArchiveError(PullError):
     """An archive that is not a tar of an image, or that tries something (a path out of the
     archive, a header of gigabytes)."""
+
+
+#: The stable codes of failures, as ``--format json`` prints them (``error`` events and failed
+#: records), each with what it means; the README's table lists the same.
+CODES: dict[str, str] = {
+    "not-found": "the image, tag, repository or blob does not exist (404, an unknown platform)",
+    "unauthorized": "the registry wants credentials, or refused those given (401)",
+    "denied": "the credentials are not allowed to do this (403, DENIED)",
+    "rate-limited": "the registry's pull quota is spent (429), or below rate_limit_reserve",
+    "unreachable": "no HTTP answer: connection refused or reset, a name that does not resolve",
+    "timeout": "no answer, or no progress, within --timeout",
+    "tls": "a TLS handshake or certificate that failed",
+    "digest-mismatch": "content that is not what its digest or size promised",
+    "invalid-reference": "an image reference or digest that does not parse",
+    "invalid-input": "a file, archive, setting or argument that cannot be used",
+    "no-match": "a sync entry whose filters select no tag (unless --allow-empty)",
+    "storage": "the local store (or a lock, or an output file) cannot be read or written",
+    "busy": "another pypull is writing to the target repository (--no-wait)",
+    "interrupted": "interrupted (Ctrl-C, SIGINT)",
+    "server-error": "the registry answered with a 5xx after every retry",
+    "protocol": "an answer pypull cannot use: a refused manifest, an unexpected status",
+    "other": "anything else; the message says what",
+}
+
+
+def error_code(e: BaseException) -> str:
+    """The stable code (a key of ``CODES``) of an error, from its type and data."""
+    if isinstance(e, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(e, (InvalidReference, InvalidDigest)):
+        return "invalid-reference"
+    if isinstance(e, (NotFound, PlatformNotFound)):
+        return "not-found"
+    if isinstance(e, VerificationError):
+        return "digest-mismatch"
+    if isinstance(e, RegistryError):
+        return _registry_code(e)
+    if isinstance(e, TargetBusy):
+        return "busy"
+    if isinstance(e, (StoreError, LockError, OSError)):
+        return "storage"
+    if isinstance(e, (ConfigError, CredentialError, ArchiveError, UnpackError)):
+        return "invalid-input"
+    if isinstance(e, ManifestError):
+        return "protocol"
+    return "other"
+
+
+def _registry_code(e: RegistryError) -> str:
+    if isinstance(e, TLSFailure):
+        return "tls"
+    if isinstance(e, Unreachable):
+        return "timeout" if e.timed_out else "unreachable"
+    if isinstance(e, QuotaExhausted) or e.status == 429 or e.code == "TOOMANYREQUESTS":
+        return "rate-limited"
+    if e.status == 403 or e.code == "DENIED":
+        return "denied"
+    if e.status == 401:  # an Unauthorized without a status: an auth exchange we refuse
+        return "unauthorized"
+    if e.status is not None and e.status >= 500:
+        return "server-error"
+    return "protocol"

@@ -111,3 +111,24 @@ def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         return self_signed(tmp_path_factory.mktemp("tls"))
     except FileNotFoundError as e:
         pytest.skip(str(e))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """How many JSON lines the commands printed, each checked against the README's schema."""
+    from tests.support.jsonlines import CHECKED
+
+    if CHECKED["runs"]:
+        by = ", ".join(f"{c} {n}" for c, n in sorted(CHECKED.items()) if c != "runs")
+        lines = sum(n for c, n in CHECKED.items() if c != "runs")
+        terminalreporter.write_line(
+            f"JSON lines checked against the README's schema: {lines} of {CHECKED['runs']} "
+            f"--format json runs ({by})"
+        )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """JSON runs made but no line checked: the check no longer sees what the commands print."""
+    from tests.support.jsonlines import CHECKED
+
+    if CHECKED["runs"] >= 5 and sum(n for c, n in CHECKED.items() if c != "runs") == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

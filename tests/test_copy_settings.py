@@ -48,8 +48,9 @@ async def test_images_not_started_are_deferred_below_the_reserve() -> None:
         # Each copy GETs one manifest at the source: 12 -> 11 -> 10 -> 9, and 9 < 10.
         assert [d["status"] for d in docs[:-1]] == ["copied"] * 3 + ["deferred"] * 2
         assert "9 pulls left" in docs[-2]["error"]
-        assert docs[-1]["summary"]["deferred"] == 2
-        assert docs[-1]["summary"]["ratelimit_remaining"] == {source.host: 9}
+        assert docs[-1]["event"] == "summary" and docs[-1]["deferred"] == 2
+        assert docs[-1]["ratelimit_remaining"] == {source.host: 9}
+        assert {d["code"] for d in docs[:-1] if d["status"] == "deferred"} == {"rate-limited"}
         assert source.ratelimit_remaining == 9  # nothing was spent on the deferred ones
         assert sorted(
             r.path for r in target.log if r.method == "PUT" and "/manifests/" in r.path
@@ -82,7 +83,10 @@ async def test_images_in_sync_stay_up_to_date_below_the_reserve_with_no_manifest
             (refs[3], "deferred"),
         ]
         assert docs[2]["error"] == "5 pulls left at the source (rate_limit_reserve 10)"
-        assert docs[-1]["summary"] == {
+        assert docs[-1] == {
+            "event": "summary",
+            "v": 1,
+            "images": 4,
             "copied": 0,
             "up-to-date": 2,
             "would-copy": 0,

@@ -9,16 +9,26 @@ from typing import TYPE_CHECKING, Any
 from ..errors import PullError
 from ..oci.reference import Reference, names_image, parse
 from ..text import shown
-from .common import Access, copy_access, image_list, load_config, make_session, parsed, run_async
+from .common import (
+    Access,
+    UsageError,
+    copy_access,
+    image_list,
+    load_config,
+    make_session,
+    parsed,
+    run_async,
+)
 from .options import (
     add_command,
     add_common,
     add_copy_access,
+    add_format,
     add_settings,
     checked_platform,
     positive_int,
 )
-from .render import CopyBar, human_size, plural
+from .render import CopyBar, emit, human_size, login_hint, plural
 
 if TYPE_CHECKING:
     import argparse
@@ -57,7 +67,11 @@ the sync file (TOML):
 
 statuses: copied, up-to-date (nothing fetched or written), would-copy (--dry-run), deferred (the
 source's pull quota is below rate_limit_reserve: not fetched; images found up to date by HEADs,
-which cost no quota, are up-to-date however little is left), failed
+which cost no quota, are up-to-date however little is left), failed (with an Error: line on
+stderr, and in JSON a stable "code": not-found, unauthorized, denied, no-match, ...)
+
+An entry whose tags and exclude select none of the source's tags fails (code no-match), so that
+a mistyped regex does not mirror nothing in silence; --allow-empty lets it pass.
 
 Two entries that write one target tag are refused when the file is read, with both lines, where
 the file alone tells (a tag either names that both select, every tag twice, the same regexes);
@@ -72,7 +86,7 @@ the first copied up to date; with --no-wait it exits 75 at once. copy and push l
     + COPY_EXIT
     + """
 examples:
-  pypull sync /etc/pypull/sync.toml --json
+  pypull sync /etc/pypull/sync.toml --format json
   pypull sync --to registry.internal:5000/mirror redis:7 postgres:16
   pypull sync --to registry.internal:5000/mirror -f images.txt
 """
@@ -84,7 +98,7 @@ def _add_copy_options(p: argparse.ArgumentParser, json_help: str) -> None:
     p.add_argument(
         "--dry-run", action="store_true", help="compare and say what would be done; write nothing"
     )
-    p.add_argument("--json", action="store_true", help=json_help)
+    add_format(p, json_help)
     p.add_argument(
         "--missing",
         action="store_true",
@@ -153,9 +167,10 @@ def add_copy(sub: Subparsers) -> None:
     )
     _add_copy_options(
         copy,
-        'one JSON object: {"source", "target", "digest", "status", "blobs": {"uploaded", '
-        '"mounted", "existing"}, "bytes_uploaded", "error"} per image; with --all-tags, then '
-        '{"summary": {"copied", "up-to-date", "would-copy", "deferred", "failed"}}',
+        'one JSON object a line: {"event": "image", "v": 1, "source", "target", "digest", '
+        '"status", "blobs": {"uploaded", "mounted", "existing"}, "bytes_uploaded", "error", '
+        '"code"} per image; with --all-tags, then {"event": "summary", "v": 1, "images", '
+        '"copied", "up-to-date", "would-copy", "deferred", "failed"}',
     )
     add_copy_access(copy)
     copy.set_defaults(handler=_cmd_copy)
@@ -177,7 +192,7 @@ def add_push(sub: Subparsers) -> None:
     )
     push.add_argument("image", metavar="IMAGE", help="an image in the store, as it was pulled")
     push.add_argument("target", metavar="TARGET", help="where to push it; without a tag, IMAGE's")
-    _add_copy_options(push, "one JSON object, as `pypull copy --json`")
+    _add_copy_options(push, "one JSON object, as `pypull copy --format json`")
     add_copy_access(push, source=False)
     push.set_defaults(handler=_cmd_push)
 
@@ -209,8 +224,14 @@ def add_sync(sub: Subparsers) -> None:
         metavar="LIST",
         help="with --to: read images from LIST too, one a line, # comments; - for stdin",
     )
+    sync.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="an entry whose filters select no tag is not a failure",
+    )
     _add_copy_options(
-        sync, 'one JSON object per image, as `pypull copy --json`, then {"summary": {...}}'
+        sync,
+        'one JSON object per image, as `pypull copy --format json`, then {"event": "summary", ...}',
     )
     add_copy_access(sync)
     sync.set_defaults(handler=_cmd_sync)
@@ -231,11 +252,7 @@ def _cmd_copy(args: argparse.Namespace) -> int:
     source = parse(args.source)
     target = parse(args.target)
     if args.all_tags and (names_image(args.source) or names_image(args.target)):
-        print(
-            "Error: --all-tags copies repositories: give SOURCE and TARGET without a tag",
-            file=sys.stderr,
-        )
-        return 2
+        raise UsageError("--all-tags copies repositories: give SOURCE and TARGET without a tag")
     if not names_image(args.target):  # the source's tag (or digest) goes with it
         target = _with_identifier(target, source)
     options = _copy_options(args)
@@ -278,18 +295,13 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     """A sync file, or the short form: each IMAGE into PREFIX plus its repository path."""
     if args.to is None:
         if args.file or len(args.images) != 1:
-            print(
-                "Error: give one sync FILE, or --to PREFIX with images (IMAGE... or -f LIST)",
-                file=sys.stderr,
-            )
-            return 2
+            raise UsageError("give one sync FILE, or --to PREFIX with images (IMAGE... or -f LIST)")
         return _sync_file(args, args.images[0])
     texts: list[tuple[str | None, str]] = [(None, text) for text in args.images]
     if args.file:
         texts += image_list(args.file)
     if not texts:
-        print("Error: no images to sync: give IMAGE arguments or -f LIST", file=sys.stderr)
-        return 2
+        raise UsageError("no images to sync: give IMAGE arguments or -f LIST")
     prefix = args.to.rstrip("/")
     pairs = []
     for where, text in texts:
@@ -316,7 +328,8 @@ def _sync_file(args: argparse.Namespace, path: str) -> int:
         """Every entry's images in one run, ``-j`` at once (not entry after entry)."""
         import asyncio
 
-        from ..copying import CopyResult, Pair
+        from ..copying import Pair
+        from ..copying import failed as failed_copy
 
         async def pairs_of(entry: SyncEntry) -> tuple[list[Pair], list[CopyResult]]:
             own = {
@@ -328,9 +341,9 @@ def _sync_file(args: argparse.Namespace, path: str) -> int:
             try:
                 pairs, failed = await copier.tag_pairs(entry.source, entry.target, entry.selects)
             except PullError as e:
-                return [], [
-                    CopyResult(str(entry.source), str(entry.target), "failed", error=str(e))
-                ]
+                return [], [failed_copy(str(entry.source), str(entry.target), e)]
+            if not pairs and not failed and not args.allow_empty:
+                return [], [_no_match(path, entry)]
             return [(source, target, own) for source, target, *_ in pairs], failed
 
         pairs: list[Pair] = []
@@ -347,6 +360,20 @@ def _sync_file(args: argparse.Namespace, path: str) -> int:
 
     targets = [entry.target for entry in entries]
     return _copying(args, work, targets, summary=True, sources=[e.source for e in entries])
+
+
+def _no_match(path: str, entry: SyncEntry) -> CopyResult:
+    """A repository entry whose filters select none of its source's tags."""
+    from ..copying import CopyResult
+
+    return CopyResult(
+        str(entry.source),
+        str(entry.target),
+        "failed",
+        error=f"the entry at {shown(path)}:{entry.line} selects none of the source's tags "
+        "(check its tags and exclude; --allow-empty lets an empty entry pass)",
+        code="no-match",
+    )
 
 
 def _copying(
@@ -382,20 +409,21 @@ def _copying(
 def _copies(
     args: argparse.Namespace, config: Config, work: Work, *, summary: bool, access: Access
 ) -> int:
-    import json
-
     from ..copying import STATUSES, Copier
 
-    bar = CopyBar() if not args.json and sys.stderr.isatty() else None
+    as_json = args.format == "json"
+    bar = CopyBar() if not as_json and sys.stderr.isatty() else None
     rate_limits: dict[str, int] = {}
 
     def report(result: CopyResult) -> None:
-        if args.json:
-            print(json.dumps(result.as_json()), flush=True)
+        if as_json:
+            emit(result.as_json())
         elif bar is not None:
             bar.line(shown(_copy_line(result), 1000))
         else:
             print(shown(_copy_line(result), 1000), flush=True)
+        if result.status == "failed":
+            print(shown(_error_line(result), 1000), file=sys.stderr, flush=True)
 
     async def run() -> list[CopyResult]:
         from ..session import Session
@@ -420,10 +448,13 @@ def _copies(
             bar.close()
     if summary:
         counts: dict[str, Any] = {s: sum(r.status == s for r in results) for s in STATUSES}
-        if args.json:
-            if rate_limits:
-                counts["ratelimit_remaining"] = rate_limits
-            print(json.dumps({"summary": counts}), flush=True)
+        if as_json:
+            from ..events import SCHEMA_VERSION
+
+            extra = {"ratelimit_remaining": rate_limits} if rate_limits else {}
+            emit(
+                {"event": "summary", "v": SCHEMA_VERSION, "images": len(results), **counts, **extra}
+            )
         else:
             said = ", ".join(f"{n} {s.replace('-', ' ')}" for s, n in counts.items() if n)
             quota = "".join(
@@ -434,6 +465,23 @@ def _copies(
     if "failed" in statuses:
         return 1
     return EXIT_DEFERRED if "deferred" in statuses else 0
+
+
+def _error_line(result: CopyResult) -> str:
+    """``Error: SOURCE -> TARGET: what went wrong``, and how to log in when a registry wants
+    credentials (the target's: --dest-creds; the source's: --src-creds)."""
+    registry = result.registry
+    flag = "--src-creds"
+    for side, option in ((result.target, "--dest-creds"), (result.source, "--src-creds")):
+        try:
+            domain = parse(side).domain
+        except PullError:
+            continue
+        if registry is None or registry == domain:
+            registry, flag = domain, option
+            break
+    hint = login_hint(result.code, registry, flag, result.error or "")
+    return f"Error: {result.source} -> {result.target}: {result.error or result.status}{hint}"
 
 
 def _copy_line(result: CopyResult) -> str:

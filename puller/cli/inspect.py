@@ -8,9 +8,17 @@ from typing import TYPE_CHECKING
 
 from ..oci.reference import names_image, parse
 from ..text import shown
-from .common import load_config, make_session, run_async
-from .options import add_command, add_common, add_creds, add_debug, add_platform, add_settings
-from .render import json_text
+from .common import UsageError, load_config, make_session, run_async
+from .options import (
+    add_command,
+    add_common,
+    add_creds,
+    add_debug,
+    add_format,
+    add_platform,
+    add_settings,
+)
+from .render import emit, json_text
 
 if TYPE_CHECKING:
     import argparse
@@ -70,6 +78,9 @@ def add_inspect(sub: Subparsers) -> None:
         help="ask the registry (through the configured mirrors and credentials, as a pull) "
         "instead of the store: the manifest and the config only, no layer; nothing is written",
     )
+    add_format(
+        inspect, "the document (the only form; for scripts that pass it to every command)", None
+    )
     _add_query_options(inspect)
     add_common(inspect, "to read (with --remote: only for what it already holds; never written)")
     inspect.set_defaults(handler=_cmd_inspect)
@@ -113,12 +124,13 @@ def add_tags(sub: Subparsers) -> None:
         "configured mirrors and credentials, as a pull.",
         epilog="examples:\n"
         "  pypull tags redis\n"
-        "  pypull tags --json registry.internal:5000/team/app",
+        "  pypull tags --format json registry.internal:5000/team/app\n"
+        '\n--format json prints one line: {"event": "tags", "v": 1, "repository", "tags": [...]}',
     )
     tags.add_argument(
         "repository", metavar="REPOSITORY", help="a repository, without a tag or digest"
     )
-    tags.add_argument("--json", action="store_true", help="print one JSON list of the tags")
+    add_format(tags, 'one line, {"event": "tags", "v": 1, "repository", "tags": [...]}')
     _add_query_options(tags)
     add_debug(tags)
     tags.set_defaults(handler=_cmd_tags)
@@ -128,11 +140,7 @@ def _cmd_tags(args: argparse.Namespace) -> int:
     from ..inspecting import tags
 
     if names_image(args.repository):
-        print(
-            f"Error: {shown(args.repository)}: give a repository, without a tag or digest",
-            file=sys.stderr,
-        )
-        return 2
+        raise UsageError(f"{shown(args.repository)}: give a repository, without a tag or digest")
     ref = parse(args.repository)
 
     async def listing() -> list[str]:
@@ -144,8 +152,10 @@ def _cmd_tags(args: argparse.Namespace) -> int:
             return await tags(ref, puller=puller)
 
     found = run_async(listing())
-    if args.json:
-        print(json_text(found))
+    if args.format == "json":
+        from ..events import SCHEMA_VERSION
+
+        emit({"event": "tags", "v": SCHEMA_VERSION, "repository": ref.name, "tags": found})
     else:
         for tag in found:  # a registry's list may hold anything: one escaped line each
             print(shown(tag, None))

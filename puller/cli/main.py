@@ -9,18 +9,20 @@ prints. Heavy imports (tqdm, the network stack) happen inside the handlers, so t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from typing import TYPE_CHECKING
 
 from ..errors import PullError, TargetBusy
+from ..text import shown
 from .common import UsageError
 from .config import add_config
 from .copy import add_copy, add_push, add_sync
 from .inspect import add_inspect, add_tags
 from .login import add_login, add_logout
 from .pull import add_pull
-from .render import print_error
+from .render import emit, error_event, login_hint, print_error, registry_of
 from .store import add_images, add_load, add_prune, add_rmi, add_save, add_verify
 from .unpack import add_export, add_unpack
 
@@ -111,6 +113,29 @@ def build_parser() -> argparse.ArgumentParser:
     return top
 
 
+def edits(a: str, b: str) -> int:
+    """The edit distance of two words: insertions, deletions, substitutions, and swaps of two
+    neighbours (``imgaes``), one edit each."""
+    d = [[i + j if not i * j else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            d[i][j] = min(
+                d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1])
+            )
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[len(a)][len(b)]
+
+
+def mistyped_command(word: str) -> str | None:
+    """The command ``word`` is a typo of: not a command itself, within two edits of one, and
+    without what an image name of a registry would have (``/ : @ .``); else None."""
+    if word in COMMANDS or word.startswith("-") or any(c in word for c in "/:@."):
+        return None
+    distance, best = min((edits(word.lower(), name), name) for name in COMMANDS)
+    return best if distance <= 2 else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     top = build_parser()
@@ -118,41 +143,70 @@ def main(argv: Sequence[str] | None = None) -> int:
         top.print_help(sys.stderr)
         return 2
     if args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help", "--version"):
+        typo = mistyped_command(args_list[0])
+        if typo is not None:  # refused before anything is asked of a registry
+            word = shown(args_list[0], 100)
+            print(
+                f'Error: unknown command "{word}" (did you mean "{typo}"? to pull an image of '
+                f"that name: {PROG} pull {word})",
+                file=sys.stderr,
+            )
+            return 2
         args_list.insert(0, "pull")  # `pypull redis` means `pypull pull redis`, as the docs say
-    args = top.parse_args(args_list)
+    args, extra = top.parse_known_args(args_list)
     if args.command is None:
         top.print_help()
         return 0
+    if extra:  # the command's own usage, not the top level's
+        args.command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         status: int = args.handler(args)
         return status
     except UsageError as e:
-        top.error(str(e))  # exits 2, after the usage
-    except KeyboardInterrupt:
+        args.command_parser.error(str(e))  # exits 2, after the command's usage
+        raise AssertionError("unreachable") from None
+    except KeyboardInterrupt as e:
         # At column 0 on a terminal: over the "^C" it echoed, not after it.
         print(
             "\rError: interrupted" if sys.stderr.isatty() else "Error: interrupted", file=sys.stderr
         )
+        _json_error(args, e)
         return 130
     except TargetBusy as e:  # --no-wait: "try again later", as sysexits' EX_TEMPFAIL says
-        print_error(e, args.debug)
+        _failed(args, e)
         return EX_TEMPFAIL
     except BrokenPipeError:
         # The reader went away (`pypull ... | head -1`): nothing to say, and nowhere to say it.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except PullError as e:
-        print_error(e, args.debug)
+        _failed(args, e)
         return 1
     except Exception as e:
         # A bug of ours: still one line (and a hint) unless --debug asks for the traceback.
-        print_error(e, args.debug)
+        _failed(args, e)
         if not args.debug:
             print(
                 "(this is a bug in pypull; run again with --debug for the traceback)",
                 file=sys.stderr,
             )
         return 1
+
+
+def _failed(args: argparse.Namespace, e: Exception) -> None:
+    """A command that failed as a whole: its ``Error:`` line (saying how to log in, when a
+    registry wants credentials), and with --format json its ``error`` line on stdout."""
+    from ..errors import error_code
+
+    flag = "--creds" if hasattr(args, "creds") else ""
+    print_error(e, args.debug, login_hint(error_code(e), registry_of(e), flag, str(e)))
+    _json_error(args, e)
+
+
+def _json_error(args: argparse.Namespace, e: BaseException) -> None:
+    if getattr(args, "format", None) == "json":
+        with contextlib.suppress(OSError):  # stdout is gone: the Error line said it
+            emit(error_event(e))
 
 
 def run() -> None:

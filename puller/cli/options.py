@@ -16,13 +16,36 @@ if TYPE_CHECKING:
 def add_command(
     sub: Subparsers, name: str, *, help: str, description: str, epilog: str | None = None
 ) -> argparse.ArgumentParser:
-    """The subparser of command ``name``; its description and epilog are printed as written."""
-    return sub.add_parser(
+    """The subparser of command ``name``; its description and epilog are printed as written.
+    It names itself (``command_parser``), so that a usage error found later prints its usage."""
+    p = sub.add_parser(
         name,
         help=help,
         description=description,
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.set_defaults(command_parser=p)
+    return p
+
+
+def add_format(p: argparse.ArgumentParser, json_help: str, text: str | None = "text") -> None:
+    """``--format {text,json}`` (``text`` names the default, None: JSON only) and ``--json``,
+    its alias: every command that prints data takes both spellings."""
+    choices = ("json",) if text is None else (text, "json")
+    p.add_argument(
+        "--format",
+        choices=choices,
+        default=None if text is None else text,
+        help=f"json: {json_help}; the README lists every field"
+        + ("" if text is None else f" (default: {text})"),
+    )
+    p.add_argument(
+        "--json",
+        dest="format",
+        action="store_const",
+        const="json",
+        help="the same as --format json",
     )
 
 
@@ -176,7 +199,9 @@ def add_settings(p: argparse.ArgumentParser, *, pulls: bool = True) -> None:
         )
         p.add_argument(
             "-j",
+            "--jobs",
             "--max-concurrent-downloads",
+            dest="max_concurrent_downloads",
             type=positive_int,
             default=None,
             metavar="N",

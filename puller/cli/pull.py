@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from ..errors import PullError
+from ..errors import PullError, RegistryError
 from ..oci.reference import Reference, names_image
 from ..text import shown
 from .common import (
@@ -18,8 +18,16 @@ from .common import (
     parsed,
     run_async,
 )
-from .options import add_command, add_common, add_creds, add_settings
-from .render import JsonRenderer, PlainRenderer, TtyRenderer, plural, print_error
+from .options import add_command, add_common, add_creds, add_format, add_settings
+from .render import (
+    JsonRenderer,
+    PlainRenderer,
+    TtyRenderer,
+    login_hint,
+    plural,
+    print_error,
+    registry_of,
+)
 
 if TYPE_CHECKING:
     import argparse
@@ -39,9 +47,11 @@ examples:
   printf 'redis:7\\nalpine:3.20\\n' | pypull -f -
   pypull --format json redis | jq -c 'select(.event == "done")'
 
---format json prints one JSON object a line on stdout and nothing else: {"event": KIND,
-"v": 1, ...} with KIND one of resolved, exists, progress, complete, retrying, done, error,
-summary; layers are named by their full digest (the README lists every field).
+--format json (or --json) prints one JSON object a line on stdout and nothing else:
+{"event": KIND, "v": 1, ...} with KIND one of resolved, exists, progress, complete, retrying,
+done, error, summary; layers are named by their full digest; an error has a stable "code"
+(not-found, unauthorized, unreachable, timeout, invalid-reference, ...: the README lists
+every field and code).
 
 The store is an OCI image layout (oci-layout, index.json, blobs/sha256/...) that skopeo, umoci
 and other OCI tools read: skopeo copy oci:STORE:docker.io/library/redis:latest dir:/tmp/redis
@@ -88,13 +98,7 @@ def add_pull(sub: Subparsers) -> None:
         help="store the index and every platform's image with its layers (as skopeo copy "
         "--all), not one platform; attestation manifests too",
     )
-    pull.add_argument(
-        "--format",
-        choices=("text", "json"),
-        default="text",
-        help="text: docker's lines (default); json: one JSON object per event a line on "
-        "stdout, nothing else there",
-    )
+    add_format(pull, "one JSON object per event a line on stdout, nothing else there")
     add_settings(pull)
     add_creds(pull)
     pull.add_argument(
@@ -141,7 +145,7 @@ def _cmd_pull(args: argparse.Namespace) -> int:
         try:
             ref = parsed(where, text)
         except PullError as e:
-            print_error(e, args.debug)
+            _pull_failed(args, text, e)
             return 1
         if args.all_tags and names_image(text):
             at = f"{shown(where, 200)}: " if where else ""
@@ -191,7 +195,7 @@ async def _tags_to_pull(
     try:
         tags = await puller.tags(ref)
     except PullError as e:
-        _pull_failed(args, ref.name, e)
+        _pull_failed(args, ref.name, e, ref.domain)
         outcomes.append("failed")
         return []
     out = []
@@ -200,7 +204,7 @@ async def _tags_to_pull(
             out.append(dataclasses.replace(ref, tag=tag, digest=None))
         else:  # anything a registry lists: shown escaped and cut, in JSON too
             name = f"{ref.name}:{shown(tag, 80)}"
-            _pull_failed(args, name, PullError(f"{name}: not a valid tag name"))
+            _pull_failed(args, name, RegistryError(f"{name}: not a valid tag name"))
             outcomes.append("failed")
     return out
 
@@ -224,13 +228,17 @@ def _summary(args: argparse.Namespace, outcomes: list[str]) -> None:
         print(f"{plural(len(outcomes), 'image')} pulled: {said}", flush=True)
 
 
-def _pull_failed(args: argparse.Namespace, reference: str, e: PullError) -> None:
-    """An image that failed: the error line on stderr, and with --format json its event."""
-    print_error(e, args.debug)
-    if args.format == "json":
-        from ..events import message
+def _pull_failed(
+    args: argparse.Namespace, reference: str, e: PullError, domain: str | None = None
+) -> None:
+    """An image that failed: the error line on stderr (with what to do about credentials),
+    and with --format json its event."""
+    from ..errors import error_code
 
-        JsonRenderer(sys.stdout).error(reference, message(e))
+    hint = login_hint(error_code(e), domain or registry_of(e), "--creds", str(e))
+    print_error(e, args.debug, hint)
+    if args.format == "json":
+        JsonRenderer(sys.stdout).error(reference, e)
 
 
 async def _pull_one(puller: Puller, args: argparse.Namespace, text: str, ref: Reference) -> str:
@@ -253,7 +261,7 @@ async def _pull_one(puller: Puller, args: argparse.Namespace, text: str, ref: Re
     except PullError as e:
         if renderer:
             renderer.close()
-        _pull_failed(args, str(ref), e)
+        _pull_failed(args, str(ref), e, ref.domain)
         return "failed"
     except BaseException:  # Ctrl-C: the terminal's lines are finished before its error line
         if renderer:

@@ -30,8 +30,9 @@ def one_line(e: BaseException) -> str:
     return shown(text, ERROR_LIMIT, tail=ERROR_TAIL) if text else type(e).__name__
 
 
-def print_error(e: BaseException, debug: bool) -> None:
-    """``Error: ...`` on stderr; with ``debug`` (--debug), the traceback before it."""
+def print_error(e: BaseException, debug: bool, hint: str = "") -> None:
+    """``Error: ...`` on stderr, and ``hint`` (``login_hint``) after it; with ``debug``
+    (--debug), the traceback before it."""
     if debug:
         import traceback
 
@@ -40,7 +41,43 @@ def print_error(e: BaseException, debug: bool) -> None:
         for line in traceback.format_exception(type(e), e, e.__traceback__):
             for part in line.splitlines():
                 print(shown(part, None), file=sys.stderr)
-    print(f"Error: {one_line(e)}", file=sys.stderr, flush=True)
+    print(f"Error: {one_line(e)}{hint}", file=sys.stderr, flush=True)
+
+
+def login_hint(code: str | None, registry: str | None, flag: str = "", said: str = "") -> str:
+    """What to do about a registry that wants credentials or refused them: ``; log in with
+    `pypull login REGISTRY` (or give --creds USERNAME:PASSWORD)``; nothing for other codes, or
+    when the message ``said`` it already."""
+    if code not in ("unauthorized", "denied") or not registry or "pypull login" in said:
+        return ""
+    alternative = f" (or give {flag} USERNAME:PASSWORD)" if flag else ""
+    return f"; log in with `pypull login {shown(registry, 200)}`{alternative}"
+
+
+def registry_of(e: BaseException) -> str | None:
+    """The host of the registry an error came from (its URL's), if it names one."""
+    from urllib.parse import urlsplit
+
+    url = getattr(e, "url", "") or ""
+    return (urlsplit(url).netloc or None) if "://" in url else None
+
+
+def emit(obj: dict[str, Any]) -> None:
+    """One line of ``--format json`` on stdout."""
+    print(json_text(obj), flush=True)
+
+
+def error_event(e: BaseException, reference: str | None = None) -> dict[str, Any]:
+    """The ``error`` line of ``--format json``: its stable ``code`` (``errors.CODES``) and
+    message, and the image it concerns when there is one."""
+    from ..errors import error_code
+    from ..events import SCHEMA_VERSION, message
+
+    obj: dict[str, Any] = {"event": "error", "v": SCHEMA_VERSION, "code": error_code(e)}
+    if reference is not None:
+        obj["reference"] = reference
+    obj["message"] = message(e)
+    return obj
 
 
 def human_size(n: float) -> str:
@@ -212,12 +249,8 @@ class JsonRenderer(PlainRenderer):
         if obj is not None:
             self.emit(obj)
 
-    def error(self, reference: str, message: str) -> None:
-        from ..events import SCHEMA_VERSION
-
-        self.emit(
-            {"event": "error", "v": SCHEMA_VERSION, "reference": reference, "message": message}
-        )
+    def error(self, reference: str, error: BaseException) -> None:
+        self.emit(error_event(error, reference))
 
 
 # -- a copy ---------------------------------------------------------------------------------------

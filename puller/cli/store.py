@@ -12,11 +12,20 @@ from ..errors import PullError
 from ..oci.reference import Reference, names_image, parse
 from ..text import shown
 from .common import load_config
-from .options import add_command, add_common
-from .render import ERROR_LIMIT, ERROR_TAIL, human_size, json_text, plural, print_error
+from .options import add_command, add_common, add_format
+from .render import (
+    ERROR_LIMIT,
+    ERROR_TAIL,
+    emit,
+    error_event,
+    human_size,
+    plural,
+    print_error,
+)
 
 if TYPE_CHECKING:
     from ..inspecting import ImageRecord
+    from ..store.verify import Report
     from .options import Subparsers
 
 IMAGES_EPILOG = """\
@@ -25,10 +34,10 @@ examples:
   pypull images -q                       # image IDs, one per image
   pypull images --format json | jq -r 'select(.Size > 100000000) | .Name'
 
---format json prints one object per line: {"Name": "docker.io/library/redis:7", "Repository":
-"redis", "Tag": "7", "Digest": "sha256:...", "ID": "sha256:...", "Size": 41234567,
-"Platforms": []}; ID and Size are null when the store lacks the image's manifest, Platforms
-lists the platforms of an image pulled with every platform.
+--format json (or --json) prints one object per line: {"event": "image", "v": 1, "Name":
+"docker.io/library/redis:7", "Repository": "redis", "Tag": "7", "Digest": "sha256:...", "ID":
+"sha256:...", "Size": 41234567, "Platforms": []}; ID and Size are null when the store lacks the
+image's manifest, Platforms lists the platforms of an image pulled with every platform.
 """
 
 
@@ -57,12 +66,7 @@ def add_images(sub: Subparsers) -> None:
     images.add_argument(
         "--no-trunc", action="store_true", help="print whole image IDs (sha256:...), not 12 digits"
     )
-    images.add_argument(
-        "--format",
-        choices=("table", "json"),
-        default="table",
-        help="json: one JSON object per image per line (JSON Lines), sizes in bytes",
-    )
+    add_format(images, "one JSON object per image a line, sizes in bytes", "table")
     add_common(images, "to list")
     images.set_defaults(handler=_cmd_images)
 
@@ -85,8 +89,10 @@ def _cmd_images(args: argparse.Namespace) -> int:
         )
     ]
     if args.format == "json":
+        from ..events import SCHEMA_VERSION
+
         for record in records:
-            print(json_text(record.to_dict()))
+            emit({"event": "image", "v": SCHEMA_VERSION, **record.to_dict()})
         return 0
 
     def image_id(record: ImageRecord) -> str:
@@ -129,28 +135,34 @@ def add_rmi(sub: Subparsers) -> None:
         epilog="example:\n  pypull rmi redis:7 127.0.0.1:5000/team/app:1.4 && pypull prune",
     )
     rmi.add_argument("images", nargs="+", metavar="IMAGE")
+    add_format(rmi, '{"event": "untagged", "v": 1, "reference"} per name removed, an error each')
     add_common(rmi, "to remove the names from")
     rmi.set_defaults(handler=_cmd_rmi)
 
 
 def _cmd_rmi(args: argparse.Namespace) -> int:
+    from ..errors import NotFound
+    from ..events import SCHEMA_VERSION
     from ..store.layout import Store
 
     store = Store(load_config(args).store)
     status = 0
+    as_json = args.format == "json"
     for text in args.images:
         try:
             ref = parse(text)
-            removed = store.untag(str(ref))
+            if not store.untag(str(ref)):
+                raise NotFound(f"No such image: {shown(text)}")
         except PullError as e:
             print_error(e, args.debug)
+            if as_json:
+                emit(error_event(e, text))
             status = 1
             continue
-        if removed:
-            print(f"Untagged: {ref.familiar}")
+        if as_json:
+            emit({"event": "untagged", "v": SCHEMA_VERSION, "reference": str(ref)})
         else:
-            print(f"Error: No such image: {shown(text)}", file=sys.stderr)
-            status = 1
+            print(f"Untagged: {ref.familiar}")
     return status
 
 
@@ -175,7 +187,11 @@ def add_prune(sub: Subparsers) -> None:
         metavar="AGE",
         help="partial downloads untouched for AGE go: 30m, 24h (default), 7d, 0 for all",
     )
-    prune.add_argument("--json", action="store_true", help="print one JSON object instead")
+    add_format(
+        prune,
+        '{"event": "removed", "v": 1, "kind", "digest", "size"} a file, then {"event": '
+        '"summary", "v": 1, "dry_run", "removed", "reclaimed"}',
+    )
     prune.add_argument("-q", "--quiet", action="store_true", help="print only the total reclaimed")
     add_common(prune, "to prune")
     prune.set_defaults(handler=_cmd_prune)
@@ -195,8 +211,6 @@ def _duration(text: str) -> float:
 
 
 def _cmd_prune(args: argparse.Namespace) -> int:
-    import json
-
     from ..store.layout import Store
     from ..store.prune import prune
 
@@ -206,8 +220,14 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         **({} if age is None else {"partials_older_than": age}),
     )
-    if args.json:
-        print(json.dumps(result.to_dict()))
+    if args.format == "json":
+        from ..events import SCHEMA_VERSION
+
+        doc = result.to_dict()
+        files: list[dict[str, Any]] = doc.pop("removed")  # type: ignore[assignment]
+        for file in files:
+            emit({"event": "removed", "v": SCHEMA_VERSION, **file})
+        emit({"event": "summary", "v": SCHEMA_VERSION, **doc, "removed": len(files)})
         return 0
     verb = "Would delete" if result.dry_run else "Deleted"
     if not args.quiet:
@@ -254,6 +274,11 @@ def add_verify(sub: Subparsers) -> None:
         "running pypull is using), then check again; a pull of the images named fetches "
         "what they lack",
     )
+    add_format(
+        verify,
+        '{"event": "problem", "v": 1, "path", "message"} a problem, then {"event": "summary", '
+        '"v": 1, "blobs", "images", "partials", "problems"}',
+    )
     add_common(verify, "to check")
     verify.set_defaults(handler=_cmd_verify)
 
@@ -261,18 +286,30 @@ def add_verify(sub: Subparsers) -> None:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from ..store.layout import Store
     from ..store.repair import repair_store
-    from ..store.verify import MISSING, verify_store
+    from ..store.verify import verify_store
 
     store = Store(load_config(args).store)
     report = verify_store(store)
+    removed: list[str] = []
     if args.repair and not report.ok:
         repair = repair_store(store, report)
-        for problem in repair.removed:
-            _say(f"Removed: {problem}")
-        for kept in repair.kept:
-            _say(f"Not removed: {kept.problem}: {kept.reason}")
+        removed = [f"Removed: {problem}" for problem in repair.removed]
+        removed += [f"Not removed: {kept.problem}: {kept.reason}" for kept in repair.kept]
         if repair.removed:
             report = verify_store(store)
+    if args.format == "json":
+        from ..events import SCHEMA_VERSION
+
+        v = SCHEMA_VERSION
+        for line in removed:
+            emit({"event": "repair", "v": v, "message": line})
+        for problem in report.problems:
+            emit({"event": "problem", "v": v, "path": problem.path, "message": problem.message})
+        counts = {"blobs": report.blobs, "images": report.images, "partials": report.partials}
+        emit({"event": "summary", "v": v, **counts, "problems": len(report.problems)})
+        return _verify_status(report)
+    for line in removed:
+        _say(line)
     for problem in report.problems:
         _say(str(problem))
     summary = (
@@ -281,15 +318,21 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         + ("no problems" if report.ok else plural(len(report.problems), "problem"))
     )
     print(summary)
+    names = [i for i in report.incomplete if not i.startswith("untagged ")]
+    if names and not report.ok:
+        print(f"To fetch what is missing: pypull pull {' '.join(shown(i) for i in names)}")
+    return _verify_status(report)
+
+
+def _verify_status(report: Report) -> int:
+    """0: clean; 3: only blobs missing from images a pull by name fetches again; else 1."""
+    from ..store.verify import MISSING
+
     if report.ok:
         return 0
     names = [i for i in report.incomplete if not i.startswith("untagged ")]
-    if not names:
-        return 1
-    print(f"To fetch what is missing: pypull pull {' '.join(shown(i) for i in names)}")
-    # Only a pull is needed when every problem is a blob missing from an image it can name.
     fetchable = all(p.kind == MISSING for p in report.problems)
-    return 3 if fetchable and len(names) == len(report.incomplete) else 1
+    return 3 if names and fetchable and len(names) == len(report.incomplete) else 1
 
 
 def _say(line: str) -> None:
@@ -361,6 +404,11 @@ def add_load(sub: Subparsers) -> None:
     load.add_argument("file", nargs="?", metavar="FILE", help="the archive (default: stdin)")
     load.add_argument("-i", "--input", metavar="FILE", help="the archive, as docker load takes it")
     load.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    add_format(
+        load,
+        '{"event": "loaded", "v": 1, "reference", "digest"} an image (reference null for one '
+        "without a name)",
+    )
     add_common(load, "to load into")
     load.set_defaults(handler=_cmd_load)
 
@@ -376,6 +424,14 @@ def _cmd_load(args: argparse.Namespace) -> int:
     if source is sys.stdin.buffer and sys.stdin.isatty():
         raise PullError("no archive given: use -i FILE, or redirect one to stdin")
     result = load(source, store=Store(load_config(args).store))
+    if args.format == "json":
+        from ..events import SCHEMA_VERSION
+
+        loaded: list[tuple[str | None, Any]] = [(str(i.reference), i.digest) for i in result.images]
+        loaded += [(None, d) for d in result.untagged]
+        for name, id_ in loaded:
+            emit({"event": "loaded", "v": SCHEMA_VERSION, "reference": name, "digest": str(id_)})
+        return 0
     if not args.quiet:
         for image in result.images:
             print(f"Loaded image: {image.reference.familiar}")

@@ -14,7 +14,14 @@ import time
 from collections.abc import Callable
 from typing import NoReturn, Protocol
 
-from ..errors import NotFound, QuotaExhausted, RegistryError, Unauthorized, Unreachable
+from ..errors import (
+    NotFound,
+    QuotaExhausted,
+    RegistryError,
+    TLSFailure,
+    Unauthorized,
+    Unreachable,
+)
 from ..http.errors import (
     BadRedirect,
     BadRequest,
@@ -172,14 +179,17 @@ def tls_error(what: str, url: str, e: ssl.SSLError) -> RegistryError:
         return transport_error(what, url, e)
     # A TLS handshake that fails (plain HTTP on the port, no common protocol, a
     # certificate) fails the same way next time.
-    return RegistryError(f"{what}: {_why(e)}", url=url)
+    return TLSFailure(f"{what}: {_why(e)}", url=url)
 
 
 def transport_error(what: str, url: str, e: BaseException) -> RegistryError:
     """A failure below HTTP: ``Unreachable`` (retried) unless it is one that cannot pass."""
+    if isinstance(e, (ssl.SSLCertVerificationError, RedirectCertificateError)):
+        return TLSFailure(f"{what}: {_why(e)}", url=url)
     if _permanent(e):
         return RegistryError(f"{what}: {_why(e)}", url=url)
-    return Unreachable(f"{what}: {_why(e)}", url=url)
+    timed_out = isinstance(e, (asyncio.TimeoutError, TimeoutError))
+    return Unreachable(f"{what}: {_why(e)}", url=url, timed_out=timed_out)
 
 
 def _why(e: BaseException) -> str:

@@ -261,7 +261,10 @@ async def test_basic_auth_without_creds_says_credentials_are_required(store: Pat
         run = await run_pypull(fake.ref(image), store=store)
 
         message = assert_failed(run, store, fake, image)
-        assert message == f"Error: unauthorized: {fake.host} requires a username and password"
+        assert message == (
+            f"Error: unauthorized: {fake.host} requires a username and password; log in with "
+            f"`pypull login {fake.host}` (or give --creds USERNAME:PASSWORD)"
+        )
         assert [(m.authorization, m.status) for m in fake.log] == [(None, 401)]
 
 

@@ -196,14 +196,18 @@ def test_all_tags_copies_each_with_a_line_and_a_summary(tagged: Registry, target
     docs = [json.loads(line) for line in again.stdout.splitlines()]
     assert [d["status"] for d in docs[:-1]] == ["up-to-date"] * 3
     assert docs[-1] == {
-        "summary": {"copied": 0, "up-to-date": 3, "would-copy": 0, "deferred": 0, "failed": 0}
+        "event": "summary",
+        "v": 1,
+        "images": 3,
+        **{"copied": 0, "up-to-date": 3, "would-copy": 0, "deferred": 0, "failed": 0},
     }
 
 
 def test_all_tags_takes_repositories_not_tags(tagged: Registry, target: Registry) -> None:
     run = run_pypull("copy", "--all-tags", f"{tagged.host}/team/app:1.0", f"{target.host}/x")
     assert run.returncode == 2
-    assert run.stderr.startswith("Error: --all-tags copies repositories")
+    assert run.stderr.startswith("usage: pypull copy ")
+    assert "pypull copy: error: --all-tags copies repositories" in run.stderr
 
 
 # -- pypull sync --to PREFIX -------------------------------------------------------------------
@@ -253,7 +257,10 @@ def test_sync_reads_a_list_and_a_dry_run_writes_nothing(
     ]
     assert [d["status"] for d in docs[:-1]] == ["would-copy", "would-copy"]
     assert docs[-1] == {
-        "summary": {"copied": 0, "up-to-date": 0, "would-copy": 2, "deferred": 0, "failed": 0}
+        "event": "summary",
+        "v": 1,
+        "images": 2,
+        **{"copied": 0, "up-to-date": 0, "would-copy": 2, "deferred": 0, "failed": 0},
     }
     assert [m for m, _ in log.requests() if m in ("PUT", "POST", "PATCH")] == []
 
@@ -282,3 +289,31 @@ def test_a_source_with_tag_and_digest_is_read_by_digest_and_written_under_its_ta
     assert run.returncode == 0, run.stderr
     assert f"-> {target.host}/pinned/redis:latest: copied (" in run.stdout
     assert raw(target, "pinned/redis:latest", creds=True) == image.raw
+
+
+# -- a target that wants credentials -------------------------------------------------------------
+
+
+def test_a_copy_without_credentials_for_the_target_says_how_to_log_in(
+    registry: Registry, target: Registry
+) -> None:
+    write_docker_config({"auths": {}})  # no credentials for the target, which wants them
+    source, dest = f"{registry.host}/library/redis:latest", f"{target.host}/nocreds/redis:latest"
+    run = run_pypull("copy", source, dest)
+    assert run.returncode == 1
+    assert run.stdout.startswith(f"{source} -> {dest}: failed: ")
+    (error,) = run.stderr.splitlines()
+    assert error.startswith(f"Error: {source} -> {dest}: ")
+    assert error.endswith(
+        f"; log in with `pypull login {target.host}` (or give --dest-creds USERNAME:PASSWORD)"
+    )
+
+    as_json = run_pypull("copy", "--format", "json", source, dest)
+    assert as_json.returncode == 1
+    record = json.loads(as_json.stdout)
+    assert (record["event"], record["status"], record["code"]) == (
+        "image",
+        "failed",
+        "unauthorized",
+    )
+    assert as_json.stderr == run.stderr

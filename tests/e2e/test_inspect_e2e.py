@@ -368,6 +368,7 @@ def test_images_json_is_one_object_per_line_and_quiet_prints_ids(
     run = run_pypull("images", "--format", "json", "--store", store)
     assert run.returncode == 0, run.stderr
     rows = [json.loads(line) for line in run.stdout.splitlines()]
+    assert all((row.pop("event"), row.pop("v")) == ("image", 1) for row in rows)
     by_name = {row["Name"]: row for row in rows}
     redis_row = by_name[f"{registry.host}/library/redis:latest"]
     config = redis().manifests[0].config

@@ -53,8 +53,10 @@ def test_basic_auth_without_credentials_is_unauthorized(
 ) -> None:
     run = run_pypull("--store", store, f"{locked_registry.host}/library/redis")
     assert run.returncode == 1
+    host = locked_registry.host
     assert run.stderr == (
-        f"Error: unauthorized: {locked_registry.host} requires a username and password\n"
+        f"Error: unauthorized: {host} requires a username and password; log in with "
+        f"`pypull login {host}` (or give --creds USERNAME:PASSWORD)\n"
     )
 
 

@@ -117,9 +117,11 @@ def test_prune_keeps_the_docker_manifest_as_served_beside_its_oci_form(
     ref = f"{reg.host}/{docker.repository}:{docker.tag}"
     assert run_pypull("rmi", "--store", store, ref).returncode == 0
     gone = run_pypull("prune", "--store", store, "--json")
-    result = json.loads(gone.stdout)
-    assert {r["digest"] for r in result["removed"]} == before
-    assert result["reclaimed"] == sum(r["size"] for r in result["removed"]) > 0
+    *removed, summary = [json.loads(line) for line in gone.stdout.splitlines()]
+    assert {r["event"] for r in removed} == {"removed"} and summary["event"] == "summary"
+    assert {r["digest"] for r in removed} == before
+    assert summary["reclaimed"] == sum(r["size"] for r in removed) > 0
+    assert (summary["removed"], summary["dry_run"]) == (len(removed), False)
     assert blobs(store) == set()
 
 
@@ -213,8 +215,14 @@ def test_prune_takes_temporaries_a_killed_process_left_once_nobody_writes_them(
     for path, age in ((dead, 2 * 86400), (live, 600)):
         os.utime(path, (time.time() - age, time.time() - age))
     run = run_pypull("prune", "--store", store, "--partials-older-than", "0", "--json")
-    removed = json.loads(run.stdout)["removed"]
-    assert removed == [{"kind": "temporary", "digest": None, "size": 2000}]
+    removed = json.loads(run.stdout.splitlines()[0])
+    assert removed == {
+        "event": "removed",
+        "v": 1,
+        "kind": "temporary",
+        "digest": None,
+        "size": 2000,
+    }
     assert not dead.exists()
     assert live.exists()  # ten minutes old: its writer may still be at it
     text = run_pypull("prune", "--store", store, "--dry-run")

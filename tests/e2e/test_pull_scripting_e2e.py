@@ -535,3 +535,46 @@ def test_prune_keeps_everything_an_all_platforms_pull_stored(
     assert run.returncode == 0, run.stdout + run.stderr
     assert blob_files(store) == before
     verify(store)
+
+
+# -- what a failure is, for a script: the error event's code ------------------------------------
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then let go)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_each_failure_has_its_code_in_the_error_event(registry: Registry, store: Path) -> None:
+    cases = {
+        f"{registry.host}/library/redis:no-such-tag": "not-found",
+        f"127.0.0.1:{closed_port()}/team/app:1": "unreachable",
+        "UPPER/Case:1": "invalid-reference",
+    }
+    for reference, code in cases.items():
+        run = run_pypull(
+            "--store", store, "--format", "json", "--max-download-attempts", "1", reference
+        )
+        assert run.returncode == 1, run.stdout
+        (error,) = events(run.stdout)
+        assert error["event"] == "error"
+        assert (error["reference"], error["code"]) == (reference, code)
+        assert run.stderr.startswith("Error: ")
+
+
+async def test_a_registry_that_wants_credentials_is_unauthorized_and_names_pypull_login(
+    store: Path,
+) -> None:
+    image = make_image("team/private", "1", layers=1, seed="code-unauthorized")
+    users = {"alice": "pw"}
+    async with start_fake([image], auth="bearer", users=users, token_requires_auth=True) as fake:
+        run = await run_against_fake("--format", "json", fake.ref(image), store=store)
+    assert run.returncode == 1
+    (error,) = events(run.stdout)
+    assert error["code"] == "unauthorized"
+    assert f"pypull login {fake.host}" in run.stderr
+    assert "--creds USERNAME:PASSWORD" in run.stderr

@@ -102,7 +102,8 @@ target = "{target.host}/{prefix}/app-b"
 
 def statuses(stdout: str) -> tuple[dict[str, str], dict[str, object]]:
     docs = [json.loads(line) for line in stdout.splitlines()]
-    return {d["target"]: d["status"] for d in docs[:-1]}, docs[-1]["summary"]
+    assert docs[-1]["event"] == "summary"
+    return {d["target"]: d["status"] for d in docs[:-1]}, docs[-1]
 
 
 def failures(stdout: str) -> list[str]:
@@ -499,7 +500,13 @@ def test_no_wait_exits_75_naming_the_busy_repository_and_asks_nothing(
     for run in runs:
         assert run.returncode == 75, run.stdout + run.stderr
         assert run.stderr == f"Error: {busy} is busy: another pypull is writing to it\n"
-        assert run.stdout == ""
+    assert json.loads(runs[0].stdout) == {
+        "event": "error",
+        "v": 1,
+        "code": "busy",
+        "message": f"{busy} is busy: another pypull is writing to it",
+    }
+    assert runs[1].stdout == ""
     assert target_log.requests() == []
     # The locks it took before it met the busy one were let go: a run now has them all.
     again = run_pypull("sync", sync, "--no-wait")
@@ -555,3 +562,29 @@ async def test_a_run_killed_while_it_writes_leaves_the_repository_free(
         after = await fakeregistry.run_pypull("copy", "--no-wait", fake.ref(image), dst)
     assert after.returncode == 0, after.stdout + after.stderr
     assert after.stdout.startswith(f"{fake.ref(image)} -> {dst}:1: copied ("), after.stdout
+
+
+def test_an_entry_whose_filters_select_no_tag_fails_unless_allow_empty(
+    source: Registry, target: Registry, tmp_path: Path
+) -> None:
+    sync = tmp_path / "sync.toml"
+    sync.write_text(
+        f"""[[sync]]
+source = "{source.host}/library/multi"
+target = "{target.host}/empty/multi"
+tags = ["8\\\\..*"]
+"""
+    )
+    run = run_pypull("sync", sync, "--format", "json")
+    assert run.returncode == 1
+    record, summary = (json.loads(line) for line in run.stdout.splitlines())
+    assert (record["status"], record["code"]) == ("failed", "no-match")
+    assert record["target"] == f"{target.host}/empty/multi"
+    assert summary["failed"] == 1
+    (error,) = run.stderr.splitlines()
+    assert error.startswith(f"Error: {source.host}/library/multi -> {target.host}/empty/multi: ")
+    assert f"the entry at {sync}:1 selects none of the source's tags" in error
+
+    allowed = run_pypull("sync", sync, "--allow-empty")
+    assert allowed.returncode == 0, allowed.stderr
+    assert allowed.stdout == "0 images: nothing to do\n"

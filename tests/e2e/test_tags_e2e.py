@@ -57,9 +57,14 @@ def test_tags_lists_every_tag_of_a_real_registry_in_its_order(tagged: Registry) 
     assert sorted(run.stdout.splitlines()) == TAGS
     assert run.stdout.splitlines() == skopeo_tags(tagged, "team/app")
 
-    as_json = run_pypull("tags", "--json", f"{tagged.host}/team/app")
+    as_json = run_pypull("tags", "--format", "json", f"{tagged.host}/team/app")
     assert as_json.returncode == 0, as_json.stderr
-    assert json.loads(as_json.stdout) == run.stdout.splitlines()
+    assert json.loads(as_json.stdout) == {
+        "event": "tags",
+        "v": 1,
+        "repository": f"{tagged.host}/team/app",
+        "tags": run.stdout.splitlines(),
+    }
 
 
 def test_tags_goes_through_a_mirror_as_a_pull_does(tagged: Registry) -> None:
@@ -74,7 +79,9 @@ def test_a_reference_with_a_tag_or_digest_is_refused(tagged: Registry) -> None:
         run = run_pypull("tags", ref)
         assert run.returncode == 2
         assert run.stdout == ""
-        assert run.stderr == f"Error: {ref}: give a repository, without a tag or digest\n"
+        *usage, error = run.stderr.splitlines()
+        assert usage[0].startswith("usage: pypull tags ")  # the command's usage, not pypull's
+        assert error == f"pypull tags: error: {ref}: give a repository, without a tag or digest"
 
 
 def test_a_repository_the_registry_does_not_know_is_one_line(tagged: Registry) -> None:
@@ -112,7 +119,7 @@ async def test_a_hostile_tag_is_printed_escaped_on_its_own_line() -> None:
         assert run.returncode == 0, run.stderr
         assert run.lines == ["evil\\n\\x1b[2Jtag", "v0"]
         as_json = await run_pypull_async("tags", "--json", f"{fake.host}/team/app")
-        assert json.loads(as_json.stdout) == ["evil\n\x1b[2Jtag", "v0"]
+        assert json.loads(as_json.stdout)["tags"] == ["evil\n\x1b[2Jtag", "v0"]
         assert "\x1b" not in as_json.stdout
 
 

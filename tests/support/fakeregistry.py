@@ -91,6 +91,7 @@ from aiohttp import web
 from multidict import CIMultiDict, MultiDict
 
 from fixtures.images import Image
+from tests.support.jsonlines import check_run
 
 __all__ = [
     "FOREIGN_LAYER_TYPES",
@@ -1596,4 +1597,6 @@ async def run_pypull(
             f"stdout: {out.decode(errors='replace')}\nstderr: {err.decode(errors='replace')}"
         ) from None
     assert proc.returncode is not None
-    return CompletedRun(proc.returncode, out.decode(), err.decode())
+    run = CompletedRun(proc.returncode, out.decode(), err.decode())
+    check_run(argv, run.stdout)  # --format json: each line as the README says
+    return run

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fixtures.registry import PASSWORD, USER, Registry
+from tests.support.jsonlines import check_run
 
 _REQUEST = re.compile(r'"(GET|HEAD|PUT|POST|PATCH|DELETE) (\S+) HTTP/[\d.]+" (\d+) (\d+|-)')
 _BLOB = re.compile(r"^/v2/.+/blobs/(sha256:[0-9a-f]{64})$")
@@ -28,9 +29,10 @@ def run_pypull(
     *args: str | Path, timeout: float = 120, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """``python -m puller ARGS`` as a user runs it: not a terminal, no stdin; no ``PYPULL_*``
-    variables but those in ``env``."""
+    variables but those in ``env``. The stdout of a ``--format json`` run is checked against
+    the README's schema (``jsonlines.check_run``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYPULL_")} | (env or {})
-    return subprocess.run(
+    run = subprocess.run(
         [sys.executable, "-m", "puller", *map(str, args)],
         capture_output=True,
         text=True,
@@ -38,6 +40,8 @@ def run_pypull(
         env=env,
         timeout=timeout,
     )
+    check_run([str(a) for a in args], run.stdout)  # --format json: each line as the README says
+    return run
 
 
 class AccessLog:
