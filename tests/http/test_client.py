@@ -33,6 +33,7 @@ from tests.support.rawhttp import (
     Handler,
     RawServer,
     Sink,
+    ThreadedServer,
     body_bytes,
     chunk,
     chunked_head,
@@ -929,51 +930,22 @@ async def test_read_returns_a_short_body_whole() -> None:
 # -- TLS: a server that closes right after the response ------------------------------------------
 
 
-class ClosingTLSServer:
+class ClosingTLSServer(ThreadedServer):
     """A TLS server on loopback, in a thread of its own so that it sends and closes whatever the
     test's loop is doing. For each connection it reads the request head, writes ``answer`` and
     then at once (as Go and nginx do after a ``Connection: close`` response) a close_notify if
     ``notify``, and closes the socket."""
 
+    scheme = "https"
+
     def __init__(self, cert: Path, key: Path, answer: bytes, *, notify: bool) -> None:
+        super().__init__()
         self.answer = answer
         self.notify = notify
-        self.closed_at: list[float] = []  # when each connection was closed, by time.monotonic()
-        self.errors: list[BaseException] = []
         self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._context.load_cert_chain(cert, key)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)  # to see _stop
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> ClosingTLSServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(HANG)
-        self._listener.close()
-
-    def url(self, path: str = "/") -> str:
-        return f"https://127.0.0.1:{self._listener.getsockname()[1]}{path}"
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                raw, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            with raw:
-                raw.settimeout(HANG * 4)
-                try:
-                    self._serve(raw)
-                except (OSError, ssl.SSLError) as e:
-                    self.errors.append(e)
-            self.closed_at.append(time.monotonic())
-
-    def _serve(self, raw: socket.socket) -> None:
+    def serve(self, raw: socket.socket) -> None:
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         tls = self._context.wrap_bio(incoming, outgoing, server_side=True)
         request = b""
@@ -1284,7 +1256,7 @@ async def test_a_redirect_to_a_host_name_the_lookup_refuses_is_bad_url(host: str
 # -- streamed request bodies over TCP and TLS: flow control -----------------------------------
 
 
-class UploadSink:
+class UploadSink(ThreadedServer):
     """A blocking server in a thread of its own (so that it reads at its pace whatever the test's
     loop does): per connection it reads a request with a Content-Length body, ``per_read`` bytes
     every ``pause`` seconds, up to ``read_limit`` body bytes (then it stops reading and holds the
@@ -1300,47 +1272,20 @@ class UploadSink:
         read_limit: int | None = None,
         rcvbuf: int | None = None,
     ) -> None:
+        super().__init__(rcvbuf=rcvbuf)
         self.per_read, self.pause, self.read_limit = per_read, pause, read_limit
-        self.errors: list[BaseException] = []
         self._context: ssl.SSLContext | None = None
         if cert is not None:
+            self.scheme = "https"
             self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             self._context.load_cert_chain(*cert)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        if rcvbuf is not None:  # before listen's handshakes: accepted sockets inherit it
-            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self._listener.settimeout(0.05)  # to see _stop
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> UploadSink:
-        self._thread.start()
-        return self
+    def serve(self, raw: socket.socket) -> None:
+        conn = self._context.wrap_socket(raw, server_side=True) if self._context else raw
+        with conn:
+            self._upload(conn)
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(HANG)
-        self._listener.close()
-
-    def url(self) -> str:
-        scheme = "https" if self._context is not None else "http"
-        return f"{scheme}://127.0.0.1:{self._listener.getsockname()[1]}/upload"
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                raw, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            raw.settimeout(HANG * 4)
-            try:
-                conn = self._context.wrap_socket(raw, server_side=True) if self._context else raw
-                with conn:
-                    self._serve(conn)
-            except (OSError, ssl.SSLError) as e:
-                self.errors.append(e)
-
-    def _serve(self, conn: socket.socket) -> None:
+    def _upload(self, conn: socket.socket) -> None:
         data = b""
         while b"\r\n\r\n" not in data:
             data += conn.recv(64 * 1024)
@@ -1351,7 +1296,7 @@ class UploadSink:
         got = len(body)
         while got < length:
             if self.read_limit is not None and got >= self.read_limit:
-                self._stop.wait()  # a server that stopped reading, connection held open
+                self.stop.wait()  # a server that stopped reading, connection held open
                 return
             piece = conn.recv(min(self.per_read, length - got))
             if not piece:
@@ -1381,7 +1326,7 @@ async def reused_buffer_pieces(data: bytes) -> Any:
 async def upload(sink: UploadSink, data: bytes, tls: ssl.SSLContext | None, timeout: float) -> str:
     client = Client(timeout=timeout, pool=False)
     resp = await client.request(
-        "PUT", sink.url(), {}, body=reused_buffer_pieces(data), length=len(data), tls=tls
+        "PUT", sink.url("/upload"), {}, body=reused_buffer_pieces(data), length=len(data), tls=tls
     )
     try:
         assert resp.status == 201

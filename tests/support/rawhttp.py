@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import ssl
 import threading
 import time
@@ -17,6 +18,7 @@ from types import TracebackType
 from typing import TypeVar
 
 T = TypeVar("T")
+S = TypeVar("S", bound="ThreadedServer")
 
 #: The timeout given to ``get`` where a test does not want one to fire.
 RELAXED = 5.0
@@ -265,3 +267,52 @@ def always(answer: bytes | tuple[bytes, str]) -> AnswerHandler:
         return answer
 
     return handler
+
+
+class ThreadedServer:
+    """A blocking loopback server in a thread of its own, so that it sends, reads and closes at
+    its own pace whatever the test's event loop is doing. A subclass serves each accepted
+    connection in ``serve`` (the socket is closed after it); what it raises is kept in
+    ``errors``. ``scheme`` names the URL's; ``rcvbuf`` bounds what the kernel takes in ahead of
+    the server."""
+
+    scheme = "http"
+
+    def __init__(self, *, rcvbuf: int | None = None) -> None:
+        self.errors: list[BaseException] = []
+        self.closed_at: list[float] = []  # when each connection was closed, by time.monotonic()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        if rcvbuf is not None:  # before listen's handshakes: accepted sockets inherit it
+            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self._listener.settimeout(0.05)  # to see stop
+        self.stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self: S) -> S:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self._thread.join(HANG)
+        self._listener.close()
+
+    def url(self, path: str = "/") -> str:
+        return f"{self.scheme}://127.0.0.1:{self._listener.getsockname()[1]}{path}"
+
+    def serve(self, raw: socket.socket) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                raw, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            with raw:
+                raw.settimeout(HANG * 4)
+                try:
+                    self.serve(raw)
+                except (OSError, ssl.SSLError) as e:
+                    self.errors.append(e)
+            self.closed_at.append(time.monotonic())
