@@ -41,8 +41,9 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from .errors import ConfigError
 from .http.hosts import is_loopback
@@ -50,6 +51,7 @@ from .http.proxy import Proxy, ProxyConfig, UnusableProxy, parse_proxy, redact
 from .oci.manifest import parse_platform
 from .registry.endpoint import Endpoint, RegistryConfig, endpoint_for_domain, normalize_mirror
 from .store.layout import default_store_path
+from .text import shown
 
 CAPABILITIES = frozenset({"pull", "resolve"})
 
@@ -259,23 +261,85 @@ def _endpoint(
     )
 
 
-def _read_file(path: Path) -> tuple[dict[str, Any], TomlFile] | None:
+#: A file pypull reads whole (``config.toml``, a sync file, a ``-f`` list of images) larger than
+#: this is refused: each is kilobytes, and ``/dev/zero`` or an endless pipe would fill the memory.
+MAX_FILE_SIZE = 1024 * 1024
+
+
+@overload
+def read_bounded(
+    path: str | PathLike[str] | int,
+    name: str,
+    what: str,
+    *,
+    missing_ok: Literal[False] = False,
+    error: type[ConfigError] = ConfigError,
+) -> str: ...
+@overload
+def read_bounded(
+    path: str | PathLike[str] | int,
+    name: str,
+    what: str,
+    *,
+    missing_ok: bool,
+    error: type[ConfigError] = ConfigError,
+) -> str | None: ...
+def read_bounded(
+    path: str | PathLike[str] | int,
+    name: str,
+    what: str,
+    *,
+    missing_ok: bool = False,
+    error: type[ConfigError] = ConfigError,
+) -> str | None:
+    """The UTF-8 text of the local file at ``path`` (a descriptor: read from it, left open),
+    ``MAX_FILE_SIZE`` bytes at most, the one bounded read of a file pypull reads whole. An
+    ``error`` (a ``ConfigError``) that starts with ``name`` (escaped) says why it cannot be
+    read, or that the file is larger and so not ``what`` ("a sync file"). With ``missing_ok``
+    a file that does not exist is ``None``."""
+    shown_name = shown(name, None)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read: {e}") from None
-    f = TomlFile(path, text)
+        with open(path, "rb", closefd=not isinstance(path, int)) as f:
+            data = f.read(MAX_FILE_SIZE + 1)
+    except FileNotFoundError as e:
+        if missing_ok:
+            return None
+        raise error(f"{shown_name}: cannot read: {shown(e.strerror or str(e))}") from None
+    except OSError as e:
+        raise error(f"{shown_name}: cannot read: {shown(e.strerror or str(e))}") from None
+    if len(data) > MAX_FILE_SIZE:
+        raise error(f"{shown_name}: larger than {MAX_FILE_SIZE >> 20} MiB: not {what}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise error(
+            f"{shown_name}: cannot read: not UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start})"
+        ) from None
+
+
+def parse_toml(text: str) -> dict[str, Any]:
+    """``tomllib.loads(text)``; a ``ValueError`` (``TOMLDecodeError`` is one) says what it
+    refuses, nesting too deep for its recursion among them (a 5,000-deep array)."""
     # Imported here: most runs have no configuration file, and every start-up millisecond counts.
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - exercised on 3.10 only
         import tomli as tomllib
     try:
-        return tomllib.loads(text), f
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+        return tomllib.loads(text)
+    except RecursionError:
+        raise ValueError("arrays or tables nested too deeply") from None
+
+
+def _read_file(path: Path) -> tuple[dict[str, Any], TomlFile] | None:
+    text = read_bounded(path, str(path), "a configuration file", missing_ok=True)
+    if text is None:
+        return None
+    f = TomlFile(path, text)
+    try:
+        return parse_toml(text), f
+    except ValueError as e:
+        raise ConfigError(f"{shown(str(path), None)}: invalid TOML: {shown(str(e))}") from None
 
 
 def _from_file(

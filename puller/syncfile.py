@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
-import sys
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -47,7 +46,6 @@ from .oci.reference import Reference, names_image, parse, valid_tag
 from .text import shown
 
 __all__ = [
-    "MAX_FILE_SIZE",
     "MAX_PATTERN_LENGTH",
     "MAX_TAG_LENGTH",
     "SyncEntry",
@@ -56,8 +54,6 @@ __all__ = [
     "parse_sync_text",
 ]
 
-#: A sync file larger than this is refused unread: a list of images is kilobytes, not megabytes.
-MAX_FILE_SIZE = 1024 * 1024
 #: The longest ``tags``/``exclude`` regex accepted, in characters.
 MAX_PATTERN_LENGTH = 1000
 #: The distribution spec's bound on a tag; a longer "tag" from a registry is selected by nothing.
@@ -126,36 +122,20 @@ class SyncEntry:
 def load_sync_file(path: str | PathLike[str]) -> list[SyncEntry]:
     """The entries of the sync file at ``path``, in file order; ``SyncFileError`` says what is
     wrong, and where."""
+    from .config import read_bounded  # here: ``import puller`` reads no configuration
+
     name = str(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_FILE_SIZE + 1)
-    except OSError as e:
-        raise SyncFileError(f"{_name(name)}: cannot read: {shown(e.strerror or str(e))}") from None
-    if len(data) > MAX_FILE_SIZE:
-        raise SyncFileError(
-            f"{_name(name)}: larger than {MAX_FILE_SIZE >> 20} MiB: not a sync file"
-        )
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise SyncFileError(
-            f"{_name(name)}: cannot read: not UTF-8 (byte 0x{data[e.start]:02x} at offset"
-            f" {e.start})"
-        ) from None
+    text = read_bounded(path, name, "a sync file", error=SyncFileError)
     return parse_sync_text(text, name)
 
 
 def parse_sync_text(text: str, name: str = "<sync file>") -> list[SyncEntry]:
     """The entries of a sync file's ``text``; ``name`` is the file that errors name."""
-    # Imported here, as puller.config does: only the commands that read TOML pay for it.
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - exercised on 3.10 only
-        import tomli as tomllib
+    from .config import parse_toml  # here: ``import puller`` reads no configuration
+
     try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
+        doc = parse_toml(text)
+    except ValueError as e:  # a TOMLDecodeError, or nesting too deep
         said = shown(str(e))
         where = _TOML_WHERE.search(said)
         line = where.group(1) if where else len(text.splitlines()) or 1  # "at end of document"

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from puller.config import MAX_FILE_SIZE
 from puller.errors import ConfigError
 from puller.oci.manifest import Platform
 from puller.oci.reference import Reference
 from puller.syncfile import (
-    MAX_FILE_SIZE,
     MAX_PATTERN_LENGTH,
     SyncEntry,
     SyncFileError,

@@ -212,15 +212,10 @@ def make_session(
 def image_list(path: str) -> list[tuple[str | None, str]]:
     """``(FILE:LINE, image)`` for each image of a list: one a line, ``#`` comments and blank
     lines skipped; ``-`` is stdin (named ``<stdin>``)."""
-    try:
-        if path == "-":
-            text = sys.stdin.read()
-        else:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        raise PullError(f"cannot read the image list {path}: {e}") from None
+    from ..config import read_bounded
+
     name = "<stdin>" if path == "-" else path
+    text = read_bounded(sys.stdin.fileno() if path == "-" else path, name, "a list of images")
     images: list[tuple[str | None, str]] = []
     for number, line in enumerate(text.split("\n"), 1):  # numbered as an editor numbers them
         line = line.split("#", 1)[0].strip()
