@@ -10,7 +10,7 @@ import select
 from collections.abc import Callable
 from typing import cast
 
-from .errors import BadRequest, BodyTimeout, ProxyError, WireError
+from .errors import BadRequest, BodyTimeout, MalformedAnswer, ProxyError, WireError
 from .heads import parse_head
 from .message import MAX_HEAD, Head, RequestBody
 from .pour import (
@@ -107,13 +107,13 @@ class Connection(Pouring):
         while True:
             end = self._head_buf.find(b"\r\n\r\n", start, self._head_len)
             if (end < 0 and self._head_len - start > MAX_HEAD) or end + 4 - start > MAX_HEAD:
-                self._fail_head(WireError(f"response head over {MAX_HEAD} bytes"))
+                self._fail_head(MalformedAnswer(f"response head over {MAX_HEAD} bytes"))
                 return
             if end < 0:
                 if start:  # drop the interim heads already read
                     self._interim += start
                     if self._interim > MAX_HEAD:
-                        self._fail_head(WireError(f"interim answers over {MAX_HEAD} bytes"))
+                        self._fail_head(MalformedAnswer(f"interim answers over {MAX_HEAD} bytes"))
                         return
                     # A new buffer: the transport may still hold a view of this one.
                     rest = self._head_buf[start : self._head_len]
@@ -130,7 +130,7 @@ class Connection(Pouring):
             if not 100 <= parsed.status < 200:
                 break
             if self._interim + start > MAX_HEAD:
-                self._fail_head(WireError(f"interim answers over {MAX_HEAD} bytes"))
+                self._fail_head(MalformedAnswer(f"interim answers over {MAX_HEAD} bytes"))
                 return
             # An interim answer (103 Early Hints from a CDN): the real one follows.
         self._pause()  # until pour decides where the body goes

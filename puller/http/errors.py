@@ -1,6 +1,7 @@
 """The exceptions of the HTTP client, in one tree.
 
     WireError                     the server's answer is not HTTP/1.x we can read
+    ├── MalformedAnswer           it breaks HTTP/1.1's rules: its head, or its chunked framing
     ├── TooManyRedirects          more redirects than ``max_redirects``
     ├── BadURL                    a URL (perhaps from a redirect) that is not http(s)://host[:port]/...
     ├── BadRequest                what we were to send cannot be sent (a line break in a header)
@@ -26,6 +27,12 @@ import asyncio
 
 class WireError(Exception):
     """The server's answer is not HTTP/1.x we can read."""
+
+
+class MalformedAnswer(WireError):
+    """The answer breaks HTTP/1.1's rules: a head no parser should accept (a control byte, a bad
+    or conflicting Content-Length, too many or too long lines) or chunked framing that is not.
+    The software that wrote it writes it again: asking again does not help."""
 
 
 class TooManyRedirects(WireError):

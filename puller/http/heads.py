@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from .errors import BadRequest, Unsupported, WireError
+from .errors import BadRequest, MalformedAnswer, Unsupported
 from .message import MAX_HEAD, MAX_HEADER_LINE, MAX_HEADER_LINES, MAX_LENGTH_DIGITS, Head, Headers
 
 
@@ -15,17 +15,17 @@ def parse_head(block: bytes, method: str = "GET") -> Head:
     """One response head (status line and header lines, without the blank line that ends it),
     parsed by h11, plus the refusals h11 does not make: it lets ``Transfer-Encoding`` override a
     ``Content-Length``, accepts control bytes other than NUL in values, and limits only the
-    whole head. Raises ``WireError``."""
+    whole head. Raises ``MalformedAnswer`` (or ``Unsupported``)."""
     import h11  # 7 ms of import, paid by the first request
 
     lines = block.split(b"\r\n")
     if len(lines) - 1 > MAX_HEADER_LINES:
-        raise WireError(f"malformed response: more than {MAX_HEADER_LINES} header lines")
+        raise MalformedAnswer(f"malformed response: more than {MAX_HEADER_LINES} header lines")
     for line in lines:
         if len(line) > MAX_HEADER_LINE:
-            raise WireError(f"malformed response: a header line over {MAX_HEADER_LINE} bytes")
+            raise MalformedAnswer(f"malformed response: a header line over {MAX_HEADER_LINE} bytes")
         if _CONTROL.search(line):
-            raise WireError(f"malformed response: a control byte in {_shown(line)}")
+            raise MalformedAnswer(f"malformed response: a control byte in {_shown(line)}")
     conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD + 4)
     conn.send(h11.Request(method=method, target="/", headers=[("Host", "h")]))
     conn.send(h11.EndOfMessage())
@@ -35,9 +35,9 @@ def parse_head(block: bytes, method: str = "GET") -> Head:
     except h11.RemoteProtocolError as e:
         if _unsupported_coding(lines):
             raise Unsupported(f"unsupported Transfer-Encoding: {e}") from None
-        raise WireError(f"malformed response: {e}") from None
+        raise MalformedAnswer(f"malformed response: {e}") from None
     if not isinstance(event, (h11.Response, h11.InformationalResponse)):  # pragma: no cover
-        raise WireError("malformed response: no complete head")
+        raise MalformedAnswer("malformed response: no complete head")
     headers = Headers()
     coding = None
     tokens: set[bytes] = set()
@@ -50,12 +50,12 @@ def parse_head(block: bytes, method: str = "GET") -> Head:
             tokens.update(t.strip().lower() for t in value.split(b","))
         if name == b"content-length":  # h11 has unfolded, merged and matched them
             if len(value) > MAX_LENGTH_DIGITS:  # (h11 0.16 checks this too; older ones did not)
-                raise WireError(f"malformed response: invalid Content-Length {_shown(value)}")
+                raise MalformedAnswer(f"malformed response: invalid Content-Length {_shown(value)}")
             lengths.append(value)
     status = event.status_code
     length = int(lengths[0]) if lengths else None
     if coding is not None and length is not None:
-        raise WireError("malformed response: both Content-Length and Transfer-Encoding")
+        raise MalformedAnswer("malformed response: both Content-Length and Transfer-Encoding")
     method = method.upper()
     no_body = status < 200 or status in (204, 304) or method == "HEAD"
     if no_body or (method == "CONNECT" and status < 300):  # a tunnel, not a body

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from typing import cast
 
-from .errors import BodyTimeout, WireError
+from .errors import BodyTimeout, MalformedAnswer, WireError
 from .message import MAX_HEAD, Chunk, Head
 
 #: Buffers per body: one filling, one queued, one being hashed and written.
@@ -542,7 +542,7 @@ class Dechunker:
                 self._line_done(bytes(self._line).rstrip(b"\r"))
                 self._line.clear()
             if len(self._line) > self.MAX_LINE:
-                raise WireError("malformed chunked body: a line over 4096 bytes")
+                raise MalformedAnswer("malformed chunked body: a line over 4096 bytes")
         if self.done and self._cap is None:
             self.extra += n - i
 
@@ -550,16 +550,16 @@ class Dechunker:
         if self._state == "size":
             size = line.split(b";", 1)[0].strip()
             if not _HEX.fullmatch(size):
-                raise WireError(f"malformed chunked body: chunk size {size[:20]!r}")
+                raise MalformedAnswer(f"malformed chunked body: chunk size {size[:20]!r}")
             self._left = int(size, 16)
             self._state = "data" if self._left else "trailer"
         elif self._state == "data-end":
             if line:
-                raise WireError("malformed chunked body: no line end after a chunk")
+                raise MalformedAnswer("malformed chunked body: no line end after a chunk")
             self._state = "size"
         elif not line:  # the empty line that ends the trailer
             self.done = True
         else:
             self._trailer += len(line) + 2
             if self._trailer > MAX_HEAD:
-                raise WireError(f"malformed chunked body: a trailer over {MAX_HEAD} bytes")
+                raise MalformedAnswer(f"malformed chunked body: a trailer over {MAX_HEAD} bytes")

@@ -1,8 +1,9 @@
 """What an HTTP answer, or its absence, means in pypull's errors: a registry's error answer
 (status, ``errors[0].code`` and message, ``Retry-After``, Docker Hub's quota header) raised as
 ``NotFound``, ``Unauthorized``, ``QuotaExhausted`` or ``RegistryError``; a failure below HTTP
-(refused, reset, a timeout, TLS, a malformed answer) as ``Unreachable``, which is retried, or,
-when asking again cannot help, as ``RegistryError``.
+(refused, reset, a timeout, a TLS handshake cut off) as ``Unreachable``, which is retried, or, when
+asking again cannot help (a certificate, a malformed answer, a name that does not resolve), as
+``RegistryError``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ..http.errors import (
     BadURL,
     BodyTimeout,
     CannotResolve,
+    MalformedAnswer,
     ProxyError,
     RedirectCertificateError,
     TooManyRedirects,
@@ -156,7 +158,10 @@ def _quota_spent(value: str | None) -> bool:
 
 
 def _permanent(e: BaseException) -> bool:
-    """A transport failure that asking again will not cure."""
+    """A transport failure that asking again will not cure. A malformed answer is one: the
+    server (or the proxy in front of it) that wrote a control byte or a second Content-Length
+    into a head writes it again, so retrying only adds the backoff's seconds before the same
+    error; a mirror that sends one hands over to the next endpoint without a retry."""
     if isinstance(e, ProxyError):
         return e.permanent
     return isinstance(
@@ -170,6 +175,7 @@ def _permanent(e: BaseException) -> bool:
             BadRedirect,
             CannotResolve,
             RedirectCertificateError,
+            MalformedAnswer,
         ),
     )
 

@@ -445,6 +445,27 @@ async def test_a_malformed_head_from_the_only_endpoint_fails_the_pull_with_one_l
     assert refs(store) == []
 
 
+@pytest.mark.parametrize("mangle", HOSTILE_HEADS)
+async def test_a_malformed_head_is_not_retried_even_with_attempts_to_spare(
+    mangle: Mangle, store: Path
+) -> None:
+    """The README's promise: a malformed answer from the only endpoint fails at once. With the
+    default five attempts, one request is made (its server would write the same head again),
+    nothing says ``Retrying``, and the one line names the server and what was wrong."""
+    image = small_image("malformed")
+    async with image_server(image, mangle) as hostile:
+        run = await run_pypull(
+            "--timeout", "5", f"{hostile.host}/{image.repository}:{image.tag}", store=store
+        )
+        asked = hostile.connections
+    line = one_error_line(run)
+    assert asked == 1, run.stderr
+    assert "Retrying" not in run.stdout
+    assert hostile.url in line
+    assert "malformed response" in line
+    assert refs(store) == []
+
+
 class HugeContentRange(CountedFault):
     """Answer every request 206 with ``data`` from the offset a ``Range`` asks for (else from 0)
     and a Content-Range whose total has 5,000 digits: a mirror that cannot serve that blob."""

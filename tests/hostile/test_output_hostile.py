@@ -145,7 +145,7 @@ async def test_a_hostile_token_realm_is_shown_escaped(repeat: int, store: Path) 
 async def test_escape_sequences_in_a_challenge_do_not_reach_the_terminal(store: Path) -> None:
     realm = b"http://192.0.2.1/" + HOSTILE.encode() * 100
     async with raw_challenger(b'Bearer realm="' + realm + b'",service="x"') as host:
-        # one attempt: a malformed answer counts as temporary, and backing off shows nothing
+        # one attempt: the realm's refusal is not retried, but make sure no backoff shows
         ref = f"{host}/test/realm:1"
         run = await run_pypull("--creds", "u:p", "--max-download-attempts", "1", ref, store=store)
     assert run.returncode == 1
