@@ -213,9 +213,14 @@ def image_list(path: str) -> list[tuple[str | None, str]]:
     """``(FILE:LINE, image)`` for each image of a list: one a line, ``#`` comments and blank
     lines skipped; ``-`` is stdin (named ``<stdin>``)."""
     from ..config import read_bounded
+    from ..errors import ConfigError
 
     name = "<stdin>" if path == "-" else path
-    text = read_bounded(sys.stdin.fileno() if path == "-" else path, name, "a list of images")
+    try:
+        text = read_bounded(sys.stdin.fileno() if path == "-" else path, name, "a list of images")
+    except ConfigError as e:  # "NAME: why", said as the image list's error has always been
+        said = f"cannot read the image list {e}".replace(": cannot read: ", ": ", 1)
+        raise type(e)(said) from None
     images: list[tuple[str | None, str]] = []
     for number, line in enumerate(text.split("\n"), 1):  # numbered as an editor numbers them
         line = line.split("#", 1)[0].strip()

@@ -30,7 +30,7 @@ def test_an_image_list_that_never_ends_is_refused_after_1_mib() -> None:
     run = run_pypull("-f", "/dev/zero", "--store", "/nonexistent", timeout=DEADLINE)
     assert run.returncode == 1
     assert one_error_line(run.stderr) == (
-        "Error: /dev/zero: larger than 1 MiB: not a list of images"
+        "Error: cannot read the image list /dev/zero: larger than 1 MiB: not a list of images"
     )
 
 
