@@ -72,7 +72,7 @@ if TYPE_CHECKING:
     from .sources import StoreSource
     from .store.layout import Store
     from .store.prune import Pruned, PruneResult, prune, rmi
-    from .syncfile import SyncEntry, load_sync_file
+    from .sync.file import SyncEntry, load_sync_file
     from .tasks import run
     from .unpacking import Unpacked, unpack
 
@@ -113,7 +113,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "Store": ("store.layout", "Store"),
     "StoreError": ("errors", "StoreError"),
     "StoreSource": ("sources", "StoreSource"),
-    "SyncEntry": ("syncfile", "SyncEntry"),
+    "SyncEntry": ("sync.file", "SyncEntry"),
     "Unauthorized": ("errors", "Unauthorized"),
     "UnpackError": ("errors", "UnpackError"),
     "Unpacked": ("unpacking", "Unpacked"),
@@ -124,7 +124,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "inspect": ("inspecting", "inspect"),
     "inspect_sync": ("inspecting", "inspect_sync"),
     "load": ("archive", "load"),
-    "load_sync_file": ("syncfile", "load_sync_file"),
+    "load_sync_file": ("sync.file", "load_sync_file"),
     "parse_digest": ("oci.digest", "parse_digest"),
     "parse_reference": ("oci.reference", "parse"),
     "prune": ("store.prune", "prune"),

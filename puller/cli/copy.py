@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
     from ..config import Config
     from ..copying import Copier, CopyResult
-    from ..syncfile import SyncEntry
     from .options import Subparsers
 
     Work = Callable[[Copier, Callable[[CopyResult], None]], Awaitable[list[CopyResult]]]
@@ -319,61 +318,26 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 def _sync_file(args: argparse.Namespace, path: str) -> int:
     """Every [[sync]] entry of the file: a repository's tags that its filters select, or one
     image; the entry's platforms, else --platform."""
-    from ..syncfile import load_sync_file
+    from ..sync.file import load_sync_file
 
     entries = load_sync_file(path)
     options = _copy_options(args)
 
     async def work(copier: Copier, report: Callable[[CopyResult], None]) -> list[CopyResult]:
-        """Every entry's images in one run, ``-j`` at once (not entry after entry)."""
-        import asyncio
+        from ..sync.run import sync_entries
 
-        from ..copying import Pair
-        from ..copying import failed as failed_copy
-
-        async def pairs_of(entry: SyncEntry) -> tuple[list[Pair], list[CopyResult]]:
-            own = {
-                "platforms": entry.platforms or options["platforms"],
-                "by": f"the entry at {path}:{entry.line}",  # named if another writes its tag
-            }
-            if not entry.is_repository:
-                return [(entry.source, entry.target, own)], []  # its target says what to write
-            try:
-                pairs, failed = await copier.tag_pairs(entry.source, entry.target, entry.selects)
-            except PullError as e:
-                return [], [failed_copy(str(entry.source), str(entry.target), e)]
-            if not pairs and not failed and not args.allow_empty:
-                return [], [_no_match(path, entry)]
-            return [(source, target, own) for source, target, *_ in pairs], failed
-
-        pairs: list[Pair] = []
-        results: list[CopyResult] = []
-        for found, failed in await asyncio.gather(*(pairs_of(e) for e in entries)):
-            pairs += found
-            for result in failed:
-                report(result)
-            results += failed
-        if args.fail_fast and results:
-            return results
-        results += await copier.copy_all(pairs, each=report, fail_fast=args.fail_fast, **options)
-        return results
+        return await sync_entries(
+            copier,
+            entries,
+            path,
+            report=report,
+            allow_empty=args.allow_empty,
+            fail_fast=args.fail_fast,
+            **options,
+        )
 
     targets = [entry.target for entry in entries]
     return _copying(args, work, targets, summary=True, sources=[e.source for e in entries])
-
-
-def _no_match(path: str, entry: SyncEntry) -> CopyResult:
-    """A repository entry whose filters select none of its source's tags."""
-    from ..copying import CopyResult
-
-    return CopyResult(
-        str(entry.source),
-        str(entry.target),
-        "failed",
-        error=f"the entry at {shown(path)}:{entry.line} selects none of the source's tags "
-        "(check its tags and exclude; --allow-empty lets an empty entry pass)",
-        code="no-match",
-    )
 
 
 def _copying(

@@ -24,7 +24,7 @@ from aiohttp import web
 from fixtures.images import Image, docker_media, make_image, make_index, multiplatform, shared_pair
 from fixtures.registry import PASSWORD, USER, Registry, push, running_registry
 from puller.copying import SOURCE_DIGEST_ANNOTATION
-from puller.syncfile import load_sync_file
+from puller.sync.file import load_sync_file
 from puller.targetlock import hold
 from tests.support import fakeregistry
 from tests.support.auth import basic_auth, write_docker_config

@@ -40,10 +40,10 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidReference, SyncFileError
-from .oci.manifest import Platform, parse_platform
-from .oci.reference import Reference, names_image, parse, valid_tag
-from .text import shown
+from ..errors import InvalidReference, SyncFileError
+from ..oci.manifest import Platform, parse_platform
+from ..oci.reference import Reference, names_image, parse, valid_tag
+from ..text import shown
 
 __all__ = [
     "MAX_PATTERN_LENGTH",
@@ -122,7 +122,7 @@ class SyncEntry:
 def load_sync_file(path: str | PathLike[str]) -> list[SyncEntry]:
     """The entries of the sync file at ``path``, in file order; ``SyncFileError`` says what is
     wrong, and where."""
-    from .config import read_bounded  # here: ``import puller`` reads no configuration
+    from ..config import read_bounded  # here: ``import puller`` reads no configuration
 
     name = str(path)
     text = read_bounded(path, name, "a sync file", error=SyncFileError)
@@ -131,7 +131,7 @@ def load_sync_file(path: str | PathLike[str]) -> list[SyncEntry]:
 
 def parse_sync_text(text: str, name: str = "<sync file>") -> list[SyncEntry]:
     """The entries of a sync file's ``text``; ``name`` is the file that errors name."""
-    from .config import parse_toml  # here: ``import puller`` reads no configuration
+    from ..config import parse_toml  # here: ``import puller`` reads no configuration
 
     try:
         doc = parse_toml(text)
@@ -153,7 +153,7 @@ class _Lines:
 
     def __init__(self, name: str, text: str) -> None:
         self.name = _name(name)
-        from .config import TomlFile  # here: ``import puller`` reads no configuration
+        from ..config import TomlFile  # here: ``import puller`` reads no configuration
 
         self.file = TomlFile(Path(name), text)
         #: (line, dotted name without quotes) of each [table] and [[table]] header

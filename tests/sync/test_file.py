@@ -17,7 +17,7 @@ from puller.config import MAX_FILE_SIZE
 from puller.errors import ConfigError
 from puller.oci.manifest import Platform
 from puller.oci.reference import Reference
-from puller.syncfile import (
+from puller.sync.file import (
     MAX_PATTERN_LENGTH,
     SyncEntry,
     SyncFileError,
