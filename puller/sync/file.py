@@ -59,7 +59,19 @@ MAX_PATTERN_LENGTH = 1000
 #: The distribution spec's bound on a tag; a longer "tag" from a registry is selected by nothing.
 MAX_TAG_LENGTH = 128
 
-_KEYS = ("source", "target", "tags", "exclude", "platforms")
+_KEYS = (
+    "source",
+    "target",
+    "tags",
+    "exclude",
+    "platforms",
+    "referrers",
+    "delete",
+    "ratelimit",
+)
+#: What an entry does at its source's rate-limit reserve: defer the image (the default), or
+#: wait for the window to reset.
+RATELIMIT_MODES = ("defer", "wait")
 #: A table header, [name] or [[name]] (group 1: "[" for the latter), as config.TomlFile reads them.
 _HEADER = re.compile(r"\[(\[?)\s*(.*?)\s*\]\]?\s*(#.*)?")
 #: tomllib's (and tomli's) way of saying where: "... (at line 3, column 7)".
@@ -82,6 +94,14 @@ class SyncEntry:
     #: the platforms copied (an index of these only); none: every platform, digests unchanged
     platforms: tuple[Platform, ...] = ()
     line: int = 0
+    #: copy each image's referrers (signatures, SBOMs) after it ...
+    referrers: bool = False
+    #: ... only those of these artifact types (none: every type)
+    artifact_types: tuple[str, ...] = ()
+    #: delete the target's tags in the selection that the source no longer has
+    delete: bool = False
+    #: at the source's rate-limit reserve: "defer" the image, or "wait" for the reset
+    ratelimit: str = "defer"
 
     @property
     def is_repository(self) -> bool:
@@ -304,6 +324,7 @@ def _entry(lines: _Lines, nth: int, spec: dict[str, Any]) -> SyncEntry:
     if source.name == target.name and source.identifier == target.identifier:
         what = "the same image" if one_image else "the same repository"
         raise lines.error(nth, "target", f"is {what} as the source: {shown(str(source), 300)}")
+    referrers, artifact_types = _referrers(lines, nth, spec)
     return SyncEntry(
         source=source,
         target=target,
@@ -311,7 +332,44 @@ def _entry(lines: _Lines, nth: int, spec: dict[str, Any]) -> SyncEntry:
         exclude=tuple(_pattern(lines, nth, "exclude", p) for p in lists["exclude"]),
         platforms=platforms,
         line=lines.start(nth),
+        referrers=referrers,
+        artifact_types=artifact_types,
+        delete=_delete(lines, nth, spec, one_image),
+        ratelimit=_ratelimit(lines, nth, spec),
     )
+
+
+def _referrers(lines: _Lines, nth: int, spec: dict[str, Any]) -> tuple[bool, tuple[str, ...]]:
+    """``referrers = true`` (every artifact type) or a list of artifact types."""
+    value = spec.get("referrers", False)
+    if isinstance(value, bool):
+        return value, ()
+    types = _strings(lines, nth, spec, "referrers")
+    return True, tuple(types)
+
+
+def _delete(lines: _Lines, nth: int, spec: dict[str, Any], one_image: bool) -> bool:
+    value = spec.get("delete", False)
+    if not isinstance(value, bool):
+        raise lines.error(nth, "delete", f"expected true or false, got {_quoted(value)}")
+    if value and one_image:
+        raise lines.error(
+            nth,
+            "delete",
+            "the source names one image: only a repository entry has tags to delete",
+        )
+    return value
+
+
+def _ratelimit(lines: _Lines, nth: int, spec: dict[str, Any]) -> str:
+    value = spec.get("ratelimit", "defer")
+    if value not in RATELIMIT_MODES:
+        raise lines.error(
+            nth,
+            "ratelimit",
+            f"expected {' or '.join(map(repr, RATELIMIT_MODES))}, got {_quoted(value)}",
+        )
+    return str(value)
 
 
 def _strings(lines: _Lines, nth: int, spec: dict[str, Any], key: str) -> list[str]:
@@ -322,7 +380,9 @@ def _strings(lines: _Lines, nth: int, spec: dict[str, Any], key: str) -> list[st
     value = spec[key]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise lines.error(nth, key, f"expected a list of strings, got {_quoted(value)}")
-    if not value and key != "exclude":
+    if not value and key == "referrers":
+        raise lines.error(nth, key, "is empty: true copies every artifact type, false none")
+    if not value and key in ("tags", "platforms"):
         every = "every tag" if key == "tags" else "every platform"
         raise lines.error(nth, key, f"is empty: leave {key} out to sync {every}")
     return value
