@@ -5,6 +5,7 @@ is the same command. Nothing here needs a registry."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,7 +97,10 @@ def test_help_explains_the_commands() -> None:
 
 
 def test_python_m_puller_is_the_same_command() -> None:
-    console = subprocess.run(["pypull", "--version"], capture_output=True, text=True)
+    # The console script installed beside the interpreter running the tests (.venv/bin/pypull
+    # under `bash fixtures/test.sh`), not whichever pypull is first on PATH.
+    script = Path(sys.executable).parent / "pypull"
+    console = subprocess.run([str(script), "--version"], capture_output=True, text=True)
     module = run_pypull("--version")
     assert console.returncode == module.returncode == 0
     assert console.stdout == module.stdout and module.stdout.startswith("pypull ")
