@@ -242,7 +242,8 @@ IMAGE = '[[sync]]\nsource = "redis:7"\ntarget = "r.example/redis"\n'
             ENTRY + 'tag = ["7"]\n',
             4,
             "sync.tag",
-            "unknown key (did you mean tags? known: delete, exclude, platforms, ratelimit, referrers, source, tags, target)",
+            "unknown key (did you mean tags? known: delete, exclude, platforms, ratelimit,"
+            " referrers, source, tags, target)",
         ),
         (ENTRY + 'Platforms = ["linux/amd64"]\n', 4, "sync.Platforms", "did you mean platforms?"),
         (ENTRY + "[sync.options]\nfast = true\n", 4, "sync.options", "unknown key"),
