@@ -83,6 +83,7 @@ class RegistryClient(Uploads):
         self.auth = Authorizer(credentials, lookup, self._token_request, self._tls)
         #: The last ``ratelimit-remaining`` each host sent (Docker Hub's pull quota).
         self.rate_limits: dict[str, int] = {}
+        self.referrers_api: dict[str, bool] = {}
 
     async def __aenter__(self) -> RegistryClient:
         return self

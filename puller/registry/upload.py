@@ -20,6 +20,7 @@ from ..oci.digest import Digest, digest_of, parse_digest
 from ..text import shown
 from .auth import Credentials, push_scope
 from .endpoint import Endpoint
+from .referrers import has_subject
 from .status import error_body, error_detail, number, raise_for_status, raise_status
 
 #: Chunks of a PATCH upload when the registry states no minimum, and the most we hold for one.
@@ -38,6 +39,9 @@ class Uploads:
 
     request: Callable[..., AbstractAsyncContextManager[Response]]
     known_credentials: Callable[[Endpoint], Credentials | None]
+    #: Whether a registry (by base URL) has the Referrers API, as its answer to the PUT of a
+    #: manifest with a ``subject`` said (``OCI-Subject``); not there: not known yet.
+    referrers_api: dict[str, bool]
 
     async def blob_exists(
         self, endpoint: Endpoint, path: str, digest: Digest, *, scope: str | None = None
@@ -300,6 +304,10 @@ class Uploads:
             if resp.status not in (200, 201, 204):
                 await self._raise_push_status(resp, endpoint, path, f"manifest {reference}", url)
             _check_digest(resp, digest, f"manifest {reference} of {path}", url)
+            if resp.headers.get("OCI-Subject"):
+                self.referrers_api[endpoint.url] = True
+            elif has_subject(raw):
+                self.referrers_api[endpoint.url] = False
         return digest
 
     async def _raise_push_status(
