@@ -327,7 +327,7 @@ class Copier:
         pending = list(pairs)
         stop = False
         writers: dict[str, str] = {}  # target tag -> its first writer's by
-        walk = Referrers(self, self._session)  # shared: one subject's referrers once a run
+        walk = Referrers(self, self._session, failed)  # shared: one subject's referrers once a run
         if self._on_planned is not None:
             self._on_planned(len(pending))
 

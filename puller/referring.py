@@ -71,8 +71,15 @@ class Referrers:
     """The referrers part of one ``copy_all``: what it has done so far, so that a subject's
     referrers are copied once (two tags of one image) and circles end."""
 
-    def __init__(self, copier: Copier, session: Session) -> None:
+    def __init__(
+        self,
+        copier: Copier,
+        session: Session,
+        failed: Callable[[str, str, PullError], CopyResult],
+    ) -> None:
+        """``failed`` makes a failed result of an error (``copying.failed``)."""
         self._copier = copier
+        self._failed = failed
         self._session = session
         self._client = session.client
         self._claimed: set[tuple[str, str, Digest]] = set()  # (target, repository, subject)
@@ -95,7 +102,7 @@ class Referrers:
         if result.status not in _THERE or result.digest is None or origin is not None:
             return []
         dry_run = bool(options.get("dry_run", False))
-        walk = _Walk(source, target, types, dry_run, each)
+        walk = _Walk(source, target, types, dry_run, each, self._failed)
         digest = parse_digest(result.digest)
         try:
             children = await self._children(walk, digest, result.status)
@@ -258,6 +265,7 @@ class _Walk:
     types: tuple[str, ...] | Sequence[str]
     dry_run: bool
     each: Callable[[CopyResult], None]
+    make_failed: Callable[[str, str, PullError], CopyResult]
 
     @staticmethod
     def at(ref: Reference, digest: Digest) -> Reference:
@@ -269,12 +277,9 @@ class _Walk:
 
     def failed(self, subject: Digest, e: PullError) -> CopyResult:
         """A failed result for the referrers of ``subject`` (heard by ``each``)."""
-        from .copying import failed
-
-        result = failed(str(self.at(self.source, subject)), str(self.at(self.target, subject)), e)
-        result = dataclasses.replace(
-            result, error=f"referrers of {subject}: {result.error}", referrer_of=str(subject)
-        )
+        source, target = self.at(self.source, subject), self.at(self.target, subject)
+        result = self.make_failed(str(source), str(target), e)
+        result = dataclasses.replace(result, referrer_of=str(subject))
         self.each(result)
         return result
 

@@ -28,6 +28,7 @@ from ..http.client import same_origin
 from ..http.errors import WireError
 from ..oci.digest import Digest, parse_digest
 from ..oci.manifest import MAX_MANIFEST_SIZE, OCI_INDEX
+from .links import next_link
 from .status import raise_for_status, transport_error
 
 if TYPE_CHECKING:
@@ -97,8 +98,6 @@ async def list_referrers(
 ) -> list[Referrer] | None:
     """The referrers of ``subject`` in ``path`` through the Referrers API (of ``types`` only,
     when given); None when the registry has no such API (404)."""
-    from .client import _next_link
-
     url = f"{endpoint.url}/v2/{path}/referrers/{subject}"
     if len(types) == 1:
         url += "?" + urlencode({"artifactType": types[0]})
@@ -121,7 +120,7 @@ async def list_referrers(
         found += referrers_in(body, where, types)
         if len(found) > MAX_REFERRERS:
             raise ManifestError(f"referrers of {where}: over {MAX_REFERRERS} of them")
-        following = _next_link(link)
+        following = next_link(link)
         if following is None:
             return found
         url = urljoin(url, following)
@@ -131,14 +130,3 @@ async def list_referrers(
             )
         seen.add(url)
     raise RegistryError(f"referrers of {where}: more than {MAX_REFERRER_PAGES} pages", url=url)
-
-
-def has_subject(raw: bytes) -> bool:
-    """Whether a manifest's bytes name a ``subject`` (cheap: most manifests do not)."""
-    if b'"subject"' not in raw:
-        return False
-    try:
-        doc = json.loads(raw)
-    except (ValueError, RecursionError):
-        return False
-    return isinstance(doc, dict) and isinstance(doc.get("subject"), dict)

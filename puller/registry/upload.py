@@ -20,7 +20,6 @@ from ..oci.digest import Digest, digest_of, parse_digest
 from ..text import shown
 from .auth import Credentials, push_scope
 from .endpoint import Endpoint
-from .referrers import has_subject
 from .status import error_body, error_detail, number, raise_for_status, raise_status
 
 #: Chunks of a PATCH upload when the registry states no minimum, and the most we hold for one.
@@ -392,6 +391,17 @@ def _check_digest(resp: Response, digest: Digest, what: str, url: str) -> None:
     said = resp.headers.get("Docker-Content-Digest")
     if said is not None and said.strip() != str(digest):
         raise RegistryError(f"{what}: the registry stored {said[:80]!r}, not {digest}", url=url)
+
+
+def has_subject(raw: bytes) -> bool:
+    """Whether a manifest's bytes name a ``subject`` (cheap: most manifests do not)."""
+    if b'"subject"' not in raw:
+        return False
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(doc, dict) and isinstance(doc.get("subject"), dict)
 
 
 def _constant(data: bytes) -> Callable[[], bytes]:
