@@ -60,6 +60,7 @@ the sync file (TOML):
   tags = ["7\\\\..*", "latest"]                    # regexes, each matched against the whole tag
   exclude = [".*-rc.*"]
   platforms = ["linux/amd64", "linux/arm64"]    # default: all, digests unchanged
+  referrers = true                              # signatures, SBOMs too (or a list of types)
   [[sync]]
   source = "ghcr.io/org/app:1.4.2"              # one image; the target keeps its tag
   target = "registry.internal:5000/mirror/app"

@@ -249,3 +249,38 @@ class EndlessPages(CountedFault):
             {"schemaVersion": 2, "manifests": []},
             headers={"Link": f'<{request.path}?page=1>; rel="next"'},
         )
+
+
+async def test_two_tags_of_one_image_copy_its_referrers_once_and_nesting_is_bounded() -> None:
+    app = make_image("library/app", "1", layers=1, seed="referrers/deep")
+    chain = [app]
+    for depth in range(6):  # a signature of a signature of ... of the image
+        subject = chain[-1].manifests[0].descriptor()
+        chain.append(make_artifact("library/app", f"s{depth}", subject, SIG, b"%d" % depth))
+    async with start_fake([app], referrers_api=True) as src, start_fake() as dst:
+        for artifact in chain[1:]:
+            src.add_manifest("library/app", artifact, tagged=False)
+        src.add_image(Image("library/app", "2", app.media_type, app.raw, app.manifests))
+        sync_args = ("sync", "--referrers", "--format", "json", "--to", f"{dst.host}/m")
+        run = await run_pypull(*sync_args, f"{src.host}/library/app:1", f"{src.host}/library/app:2")
+        docs = records(run.stdout)[:-1]
+        referrers = [d for d in docs if "referrer_of" in d]
+        # Each subject's referrers once (not once per tag); four deep, then a failure that
+        # says so, for that referrer alone.
+        assert [d["status"] for d in docs if "referrer_of" not in d] == ["copied", "copied"]
+        assert [d["status"] for d in referrers] == ["copied"] * 4 + ["failed"]
+        assert "4 deep" in referrers[-1]["error"]
+        assert run.returncode == 1
+
+
+async def test_a_target_index_tag_that_is_no_index_is_left_alone_and_said() -> None:
+    app, sbom, _, _ = signed_app()
+    async with start_fake([app], referrers_api=True) as src, start_fake() as dst:
+        src.add_manifest("library/app", sbom, tagged=False)
+        squatter = make_image("m/app", app.digest.replace(":", "-"), layers=1, seed="squat")
+        dst.add_image(squatter)
+        run = await run_pypull("copy", "--referrers", src.ref(app), f"{dst.host}/m/app:1")
+        assert run.returncode == 1
+        assert dst.manifest("m/app", squatter.tag) == squatter.raw
+        assert dst.manifest("m/app", sbom.digest) == sbom.raw
+        assert "is no referrers index: left as it is" in run.stderr
