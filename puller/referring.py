@@ -42,7 +42,8 @@ if TYPE_CHECKING:
     from .registry.endpoint import Endpoint
     from .session import Session
 
-#: Referrers of referrers followed this deep below an image's manifests.
+#: Referrers of referrers copied this deep below an image's manifests (a subject deeper that
+#: has referrers fails).
 MAX_DEPTH = 4
 #: cosign's tag scheme: a subject's signatures, attestations and SBOMs, by suffix; with an
 #: artifact-type filter, a tag is copied when the filter names the type its suffix stands for.
@@ -143,6 +144,9 @@ class Referrers:
             cosign = await self._cosign_tags(walk, subject)
         except PullError as e:
             return [walk.failed(subject, e)]
+        if depth >= MAX_DEPTH and (found or cosign):
+            error = ManifestError(f"referrers nest over {MAX_DEPTH} deep: {subject}'s not copied")
+            return [walk.failed(subject, error)]
         results: list[CopyResult] = []
         placed: list[Referrer] = []
         for referrer in found:
@@ -165,14 +169,10 @@ class Referrers:
         return results
 
     async def _deeper(self, walk: _Walk, result: CopyResult, depth: int) -> list[CopyResult]:
-        """The referrers of a referrer just copied, unless too deep."""
+        """The referrers of a referrer just copied."""
         if result.status not in _THERE or result.digest is None:
             return []
-        digest = parse_digest(result.digest)
-        if depth + 1 >= MAX_DEPTH:
-            error = ManifestError(f"referrers nest over {MAX_DEPTH} deep: {digest} not followed")
-            return [walk.failed(digest, error)]
-        return await self._subject(walk, digest, depth + 1)
+        return await self._subject(walk, parse_digest(result.digest), depth + 1)
 
     async def _copy(
         self, walk: _Walk, subject: Digest, source: Reference, target: Reference

@@ -284,3 +284,16 @@ async def test_a_target_index_tag_that_is_no_index_is_left_alone_and_said() -> N
         assert dst.manifest("m/app", squatter.tag) == squatter.raw
         assert dst.manifest("m/app", sbom.digest) == sbom.raw
         assert "is no referrers index: left as it is" in run.stderr
+
+
+async def test_a_listing_in_pages_is_followed_to_its_end() -> None:
+    app, sbom, sig, _ = signed_app()
+    async with start_fake([app], referrers_api=True, referrers_page=1) as src, start_fake() as dst:
+        for artifact in (sbom, sig):
+            src.add_manifest("library/app", artifact, tagged=False)
+        run = await run_pypull("copy", "--referrers", src.ref(app), f"{dst.host}/m/app:1")
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert dst.manifest("m/app", sbom.digest) == sbom.raw
+        assert dst.manifest("m/app", sig.digest) == sig.raw
+        pages = src.log.select("referrers", path=app.digest)
+        assert [r.query.get("start") for r in pages] == [None, "1"]
