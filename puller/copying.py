@@ -100,6 +100,8 @@ class CopyResult:
     code: str | None = None
     #: the host of the registry that refused, when one did (where credentials would go)
     registry: str | None = None
+    #: a referrer (signature, SBOM) copied after its subject: the subject's digest
+    referrer_of: str | None = None
 
     def to_json(self) -> str:
         """One line of ``--json``: ``to_dict()`` as JSON text."""
@@ -111,6 +113,7 @@ class CopyResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The record ``--format json`` prints for the image (``"event": "image"``), as a dict."""
+        referrer = {} if self.referrer_of is None else {"referrer_of": self.referrer_of}
         return {
             "event": "image",
             "v": SCHEMA_VERSION,
@@ -126,6 +129,7 @@ class CopyResult:
             "bytes_uploaded": self.bytes_uploaded,
             "error": self.error,
             "code": self.code,
+            **referrer,
         }
 
 
@@ -310,25 +314,32 @@ class Copier:
         ``jobs`` transfer slots); ``each`` hears of each result as it ends, and the results
         come back in the pairs' order. A pair may carry
         its own options, over ``options`` (a sync file entry's platforms). With
-        ``fail_fast``, no image starts after one has failed.
+        ``fail_fast``, no image starts after one has failed. With ``referrers`` (and
+        ``artifact_types``), each image's referrers follow it (``referring``), each a result
+        of its own after the image's.
 
         One target tag is written once: a later pair to a tag an earlier pair writes fails
         without a request, unless both come from the same ``by`` (an option of a pair: who asks
         for it, such as a sync file entry's "the entry at FILE:LINE"; default: its source), so
         two writers cannot leave the tag to whichever ends last."""
+        from .referring import Referrers
+
         pending = list(pairs)
         stop = False
         writers: dict[str, str] = {}  # target tag -> its first writer's by
+        walk = Referrers(self, self._session, failed)  # shared: one subject's referrers once a run
         if self._on_planned is not None:
             self._on_planned(len(pending))
 
-        async def one(pair: Pair) -> CopyResult | None:
+        async def one(pair: Pair) -> list[CopyResult]:
             nonlocal stop
             if stop:
-                return None  # not started: an earlier image failed under fail_fast
+                return []  # not started: an earlier image failed under fail_fast
             source, target, *own = pair
             mine = {**options, **(own[0] if own else {})}
             by = str(mine.pop("by", None) or f"the copy of {source}")
+            referrers = bool(mine.pop("referrers", False))
+            types = tuple(mine.pop("artifact_types", ()))
             # Claimed before the first await: pairs start in order, so the earlier pair wins.
             first = writers.setdefault(str(target), by) if target.tag is not None else by
             if first != by:
@@ -345,9 +356,14 @@ class Copier:
             each(result)
             if fail_fast and result.status == "failed":
                 stop = True
-            return result
+            if not referrers:
+                return [result]
+            more = await walk.of_image(source, target, result, types, mine, each)
+            if fail_fast and any(r.status == "failed" for r in more):
+                stop = True
+            return [result, *more]
 
-        return [r for r in await map_limited(self._jobs, pending, one) if r is not None]
+        return [r for rs in await map_limited(self._jobs, pending, one) for r in rs]
 
     async def tags_of(self, source: Reference) -> list[str]:
         """Every tag of ``source``'s repository, following the registry's ``Link`` pages (the

@@ -60,6 +60,7 @@ the sync file (TOML):
   tags = ["7\\\\..*", "latest"]                    # regexes, each matched against the whole tag
   exclude = [".*-rc.*"]
   platforms = ["linux/amd64", "linux/arm64"]    # default: all, digests unchanged
+  referrers = true                              # signatures, SBOMs too (or a list of types)
   [[sync]]
   source = "ghcr.io/org/app:1.4.2"              # one image; the target keeps its tag
   target = "registry.internal:5000/mirror/app"
@@ -171,6 +172,7 @@ def add_copy(sub: Subparsers) -> None:
         '"code"} per image; with --all-tags, then {"event": "summary", "v": 1, "images", '
         '"copied", "up-to-date", "would-copy", "deferred", "failed"}',
     )
+    _add_referrers(copy)
     add_copy_access(copy)
     copy.set_defaults(handler=_cmd_copy)
 
@@ -232,8 +234,19 @@ def add_sync(sub: Subparsers) -> None:
         sync,
         'one JSON object per image, as `pypull copy --format json`, then {"event": "summary", ...}',
     )
+    _add_referrers(sync)
     add_copy_access(sync)
     sync.set_defaults(handler=_cmd_sync)
+
+
+def _add_referrers(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--referrers",
+        action="store_true",
+        help="copy each image's referrers after it (signatures, SBOMs: the OCI Referrers API, "
+        "else the sha256-<hex> index tag; cosign's .sig/.att/.sbom tags), and theirs; a line "
+        "each, naming the digest it refers to",
+    )
 
 
 def _copy_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -244,6 +257,7 @@ def _copy_options(args: argparse.Namespace) -> dict[str, Any]:
         "dry_run": args.dry_run,
         "missing": args.missing,
         "platforms": tuple(parse_platform(p) for p in args.platform or ()),
+        "referrers": getattr(args, "referrers", False),
     }
 
 
@@ -258,8 +272,12 @@ def _cmd_copy(args: argparse.Namespace) -> int:
 
     async def work(copier: Copier, report: Callable[[CopyResult], None]) -> list[CopyResult]:
         if args.all_tags:
+            from ..referring import without_referrer_tags
+
+            every: Callable[[str], bool] = lambda _: True  # noqa: E731
+            select = without_referrer_tags(every) if args.referrers else every
             return await copier.copy_tags(
-                source, target, each=report, fail_fast=args.fail_fast, **options
+                source, target, each=report, select=select, fail_fast=args.fail_fast, **options
             )
         return await copier.copy_all([(source, target)], each=report, **options)
 
@@ -449,8 +467,11 @@ def _error_line(result: CopyResult) -> str:
 
 
 def _copy_line(result: CopyResult) -> str:
-    """``SOURCE -> TARGET: copied (5 uploaded, 3 mounted, 2 existing, 41.2 MB)``."""
+    """``SOURCE -> TARGET: copied (5 uploaded, 3 mounted, 2 existing, 41.2 MB)``; a referrer's
+    with ``(referrer of DIGEST)`` after TARGET."""
     head = f"{result.source} -> {result.target}"
+    if result.referrer_of is not None:
+        head += f" (referrer of {result.referrer_of})"
     if result.status in ("failed", "deferred") and result.error:
         return f"{head}: {result.status}: {result.error}"
     if result.status != "copied":

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -31,6 +30,7 @@ from ..oci.manifest import ACCEPT, MAX_MANIFEST_SIZE
 from ..oci.reference import Reference
 from .auth import Credentials, pull_scope
 from .endpoint import BASE_HEADERS, Endpoint
+from .links import next_link
 from .status import number, raise_for_status, remaining, tls_error, transport_error
 from .token import Authorizer
 from .upload import Uploads
@@ -83,6 +83,7 @@ class RegistryClient(Uploads):
         self.auth = Authorizer(credentials, lookup, self._token_request, self._tls)
         #: The last ``ratelimit-remaining`` each host sent (Docker Hub's pull quota).
         self.rate_limits: dict[str, int] = {}
+        self.referrers_api: dict[str, bool] = {}
 
     async def __aenter__(self) -> RegistryClient:
         return self
@@ -383,7 +384,7 @@ class RegistryClient(Uploads):
             tags.extend(_tag_page(body, path, url))
             if len(tags) > MAX_TAGS:
                 raise RegistryError(f"tags of {path} from {url}: over {MAX_TAGS} tags", url=url)
-            following = _next_link(link)
+            following = next_link(link)
             if following is None:
                 return tags
             try:
@@ -401,19 +402,6 @@ class RegistryClient(Uploads):
                 raise RegistryError(f"tags of {path}: the Link pages go round in a circle", url=url)
             seen.add(url)
         raise RegistryError(f"tags of {path}: more than {MAX_TAG_PAGES} pages", url=url)
-
-
-def _next_link(value: str | None) -> str | None:
-    """The target of ``rel="next"`` in a Link header (RFC 8288), as given (a comma inside
-    ``<...>`` is part of the URL)."""
-    for target, params in _LINK.findall(value or ""):
-        rels = [p.strip().replace(" ", "").lower() for p in params.split(";")]
-        if 'rel="next"' in rels or "rel=next" in rels:
-            return str(target)
-    return None
-
-
-_LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^,;]*)*)")
 
 
 def _tag_page(body: bytes, path: str, url: str) -> list[str]:

@@ -38,6 +38,9 @@ class Uploads:
 
     request: Callable[..., AbstractAsyncContextManager[Response]]
     known_credentials: Callable[[Endpoint], Credentials | None]
+    #: Whether a registry (by base URL) has the Referrers API, as its answer to the PUT of a
+    #: manifest with a ``subject`` said (``OCI-Subject``); not there: not known yet.
+    referrers_api: dict[str, bool]
 
     async def blob_exists(
         self, endpoint: Endpoint, path: str, digest: Digest, *, scope: str | None = None
@@ -300,6 +303,10 @@ class Uploads:
             if resp.status not in (200, 201, 204):
                 await self._raise_push_status(resp, endpoint, path, f"manifest {reference}", url)
             _check_digest(resp, digest, f"manifest {reference} of {path}", url)
+            if resp.headers.get("OCI-Subject"):
+                self.referrers_api[endpoint.url] = True
+            elif has_subject(raw):
+                self.referrers_api[endpoint.url] = False
         return digest
 
     async def _raise_push_status(
@@ -384,6 +391,17 @@ def _check_digest(resp: Response, digest: Digest, what: str, url: str) -> None:
     said = resp.headers.get("Docker-Content-Digest")
     if said is not None and said.strip() != str(digest):
         raise RegistryError(f"{what}: the registry stored {said[:80]!r}, not {digest}", url=url)
+
+
+def has_subject(raw: bytes) -> bool:
+    """Whether a manifest's bytes name a ``subject`` (cheap: most manifests do not)."""
+    if b'"subject"' not in raw:
+        return False
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(doc, dict) and isinstance(doc.get("subject"), dict)
 
 
 def _constant(data: bytes) -> Callable[[], bytes]:

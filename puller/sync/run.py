@@ -10,6 +10,7 @@ from typing import Any
 
 from ..copying import Copier, CopyResult, Pair, failed
 from ..errors import PullError
+from ..referring import referrer_options, without_referrer_tags
 from ..text import shown
 from .file import SyncEntry
 
@@ -34,11 +35,15 @@ async def sync_entries(
         own = {
             "platforms": entry.platforms or options.get("platforms", ()),
             "by": f"the entry at {path}:{entry.line}",  # named if another writes its tag
+            **referrer_options(entry.referrers, entry.artifact_types, options),
         }
         if not entry.is_repository:
             return [(entry.source, entry.target, own)], []  # its target says what to write
+        select: Callable[[str], bool] = entry.selects
+        if own["referrers"]:  # their tags come with the images they refer to
+            select = without_referrer_tags(entry.selects)
         try:
-            pairs, lost = await copier.tag_pairs(entry.source, entry.target, entry.selects)
+            pairs, lost = await copier.tag_pairs(entry.source, entry.target, select)
         except PullError as e:
             return [], [failed(str(entry.source), str(entry.target), e)]
         if not pairs and not lost and not allow_empty:

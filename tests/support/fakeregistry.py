@@ -85,7 +85,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeAlias, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 from multidict import CIMultiDict, MultiDict
@@ -133,9 +133,11 @@ _MANIFEST_PATH = re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<reference>[^/]+)$"
 _BLOB_PATH = re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<digest>[^/]+)$")
 _UPLOAD_PATH = re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/(?P<session>[^/]*)$")
 _TAGS_PATH = re.compile(r"^/v2/(?P<name>.+)/tags/list$")
+_REFERRERS_PATH = re.compile(r"^/v2/(?P<name>.+)/referrers/(?P<digest>[^/]+)$")
 _CONTENT_RANGE = re.compile(r"^(?P<start>\d{1,20})-(?P<end>\d{1,20})$")
 _RANGE = re.compile(r"^bytes=(?P<start>\d*)-(?P<end>\d*)$")
 _OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 #: The largest manifest a PUT may carry (distribution's limit).
 _MAX_MANIFEST = 4 << 20
 #: set while the server shuts down, so stalled answers end instead of holding the shutdown up
@@ -410,7 +412,9 @@ class LoggedRequest:
         return int(m["start"]) if m and m["start"] else None
 
     @property
-    def kind(self) -> Literal["ping", "manifest", "blob", "upload", "tags", "token", "other"]:
+    def kind(
+        self,
+    ) -> Literal["ping", "manifest", "blob", "upload", "tags", "referrers", "token", "other"]:
         """``upload``: a blob upload's POST and its session's requests."""
         if self.path in ("/v2", "/v2/"):
             return "ping"
@@ -420,6 +424,8 @@ class LoggedRequest:
             return "upload"
         if _TAGS_PATH.match(self.path):
             return "tags"
+        if _REFERRERS_PATH.match(self.path):
+            return "referrers"
         if _MANIFEST_PATH.match(self.path):
             return "manifest"
         if _BLOB_PATH.match(self.path):
@@ -946,6 +952,17 @@ class FakeRegistry:
       chunk shorter than that is refused (400 ``BLOB_UPLOAD_INVALID``).
     - ``tags_page``: the page size of a tag listing that asks for none (None: every tag).
 
+    OCI 1.1 referrers (off by default: distribution 2.8 has no Referrers API, and answers its
+    path 404):
+
+    - ``referrers_api``: serve ``GET /v2/<name>/referrers/<digest>``, an image index of the
+      manifests in the repository whose ``subject`` is the digest (``artifactType`` from the
+      manifest's, else its config's media type; its annotations), filtered by
+      ``?artifactType=`` with ``OCI-Filters-Applied: artifactType``; and answer the PUT of a
+      manifest with a ``subject`` with ``OCI-Subject: <its digest>``.
+    - ``referrers_page``: descriptors a referrers page holds; more follow in pages of a
+      ``Link`` (None: every one on one page).
+
     Docker Hub's pull quota:
 
     - ``ratelimit_remaining``: when not None, manifest HEAD and GET answers carry
@@ -974,6 +991,8 @@ class FakeRegistry:
         max_put: int | None = None,
         chunk_min_length: int | None = None,
         tags_page: int | None = None,
+        referrers_api: bool = False,
+        referrers_page: int | None = None,
         ratelimit_remaining: int | None = None,
         ratelimit_limit: int = 100,
     ) -> None:
@@ -992,6 +1011,8 @@ class FakeRegistry:
         self.max_put = max_put
         self.chunk_min_length = chunk_min_length
         self.tags_page = tags_page
+        self.referrers_api = referrers_api
+        self.referrers_page = referrers_page
         self.ratelimit_remaining = ratelimit_remaining
         self.ratelimit_limit = ratelimit_limit
         self.log = RequestLog()
@@ -1023,6 +1044,12 @@ class FakeRegistry:
             repo.manifests[manifest.digest] = (manifest.media_type, manifest.raw, manifest.digest)
             for blob in manifest.blobs:
                 repo.blobs[blob.digest] = blob.data
+
+    def add_manifest(self, repository: str, image: Image, *, tagged: bool = True) -> None:
+        """``add_image``, untagged unless ``tagged`` (a referrer is found by its subject)."""
+        self.add_image(image, repository)
+        if not tagged:
+            del self._repos[repository].manifests[image.tag]
 
     def blob(self, repository: str, digest: str) -> bytes | None:
         """The blob ``repository`` holds under ``digest`` (pushed or served), or None."""
@@ -1100,6 +1127,7 @@ class FakeRegistry:
             app.router.add_get(r"/v2/{name:.+}/manifests/{reference}", self._manifest)
             app.router.add_put(r"/v2/{name:.+}/manifests/{reference}", self._put_manifest)
             app.router.add_get(r"/v2/{name:.+}/tags/list", self._tags)
+            app.router.add_get(r"/v2/{name:.+}/referrers/{digest}", self._referrers)
             app.router.add_post(r"/v2/{name:.+}/blobs/uploads/", self._start_upload)
             session = r"/v2/{name:.+}/blobs/uploads/{session}"
             app.router.add_patch(session, self._patch_upload)
@@ -1339,13 +1367,47 @@ class FakeRegistry:
                 )
         media_type = request.headers.get("Content-Type") or str(doc.get("mediaType") or "")
         repo.manifests[reference] = repo.manifests[digest] = (media_type, raw, digest)
-        return web.Response(
-            status=201,
-            headers={
-                "Location": self._location(f"/v2/{name}/manifests/{digest}"),
-                "Docker-Content-Digest": digest,
-            },
-        )
+        headers = {
+            "Location": self._location(f"/v2/{name}/manifests/{digest}"),
+            "Docker-Content-Digest": digest,
+        }
+        subject = doc.get("subject") if isinstance(doc, dict) else None
+        if self.referrers_api and isinstance(subject, dict):
+            headers["OCI-Subject"] = str(subject.get("digest"))
+        return web.Response(status=201, headers=headers)
+
+    async def _referrers(self, request: web.Request) -> web.StreamResponse:
+        if not self.referrers_api:
+            return web.Response(status=404, text="404 page not found")
+        name, subject = request.match_info["name"], request.match_info["digest"]
+        wanted = request.query.get("artifactType")
+        repo = self._repos.get(name, _Repo())
+        found = []
+        for media_type, raw, digest in {v[2]: v for v in repo.manifests.values()}.values():
+            doc = json.loads(raw)
+            if not isinstance(doc.get("subject"), dict) or doc["subject"].get("digest") != subject:
+                continue
+            kind = doc.get("artifactType") or (doc.get("config") or {}).get("mediaType")
+            if wanted is not None and kind != wanted:
+                continue
+            entry = {"mediaType": media_type, "digest": digest, "size": len(raw)}
+            entry.update({"artifactType": kind} if kind else {})
+            entry.update({"annotations": doc["annotations"]} if doc.get("annotations") else {})
+            found.append(entry)
+        found.sort(key=lambda e: str(e["digest"]))
+        headers = {"Content-Type": _OCI_INDEX}
+        if wanted is not None:
+            headers["OCI-Filters-Applied"] = "artifactType"
+        start = int(request.query.get("start", "0") or 0)
+        if self.referrers_page is not None and len(found) > start + self.referrers_page:
+            found = found[start : start + self.referrers_page]
+            more = {"start": str(start + self.referrers_page)}
+            more.update({"artifactType": wanted} if wanted is not None else {})
+            headers["Link"] = f'</v2/{name}/referrers/{subject}?{urlencode(more)}>; rel="next"'
+        else:
+            found = found[start:]
+        doc = {"schemaVersion": 2, "mediaType": _OCI_INDEX, "manifests": found}
+        return web.Response(body=json.dumps(doc).encode(), headers=headers)
 
     async def _tags(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
