@@ -41,6 +41,8 @@ async def sync_entries(
             pairs, lost = await copier.tag_pairs(entry.source, entry.target, entry.selects)
         except PullError as e:
             return [], [failed(str(entry.source), str(entry.target), e)]
+        chosen = set(entry.chosen([source.tag for source, *_ in pairs if source.tag]))
+        pairs = [pair for pair in pairs if pair[0].tag in chosen]  # newest = N
         if not pairs and not lost and not allow_empty:
             return [], [no_match(path, entry)]
         return [(source, target, own) for source, target, *_ in pairs], lost
@@ -65,6 +67,6 @@ def no_match(path: str, entry: SyncEntry) -> CopyResult:
         str(entry.target),
         "failed",
         error=f"the entry at {shown(path)}:{entry.line} selects none of the source's tags "
-        "(check its tags and exclude; --allow-empty lets an empty entry pass)",
+        "(check its tags, exclude, semver and newest; --allow-empty lets an empty entry pass)",
         code="no-match",
     )
