@@ -228,12 +228,33 @@ def add_sync(sub: Subparsers) -> None:
         action="store_true",
         help="an entry whose filters select no tag is not a failure",
     )
+    sync.add_argument(
+        "--shard",
+        type=shard,
+        metavar="I/N",
+        help="with a sync FILE: run only the entries whose target repository falls in part I "
+        "of N (a hash of its name: the same on every run and machine), so that N cron jobs or "
+        "the pods of a Kubernetes Indexed Job split one file, none left out, none run twice",
+    )
     _add_copy_options(
         sync,
         'one JSON object per image, as `pypull copy --format json`, then {"event": "summary", ...}',
     )
     add_copy_access(sync)
     sync.set_defaults(handler=_cmd_sync)
+
+
+def shard(text: str) -> tuple[int, int]:
+    """``I/N`` of ``--shard``: part I (from 1) of N."""
+    import argparse
+
+    index, slash, count = text.partition("/")
+    if not (slash and all(p.strip().isascii() and p.strip().isdigit() for p in (index, count))):
+        raise argparse.ArgumentTypeError(f"{shown(text, 40)!r} is not I/N, such as 1/3")
+    i, n = int(index), int(count)
+    if not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(f"{i}/{n}: I runs from 1 to N")
+    return i, n
 
 
 def _copy_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -296,6 +317,8 @@ def _cmd_sync(args: argparse.Namespace) -> int:
         if args.file or len(args.images) != 1:
             raise UsageError("give one sync FILE, or --to PREFIX with images (IMAGE... or -f LIST)")
         return _sync_file(args, args.images[0])
+    if args.shard is not None:
+        raise UsageError("--shard splits a sync FILE's entries: leave it out with --to")
     texts: list[tuple[str | None, str]] = [(None, text) for text in args.images]
     if args.file:
         texts += image_list(args.file)
@@ -321,6 +344,11 @@ def _sync_file(args: argparse.Namespace, path: str) -> int:
     from ..sync.file import load_sync_file
 
     entries = load_sync_file(path)
+    if args.shard is not None:
+        from ..sync.select import shard_of
+
+        index, count = args.shard
+        entries = [e for e in entries if shard_of(e.target.name, count) == index]
     options = _copy_options(args)
 
     async def work(copier: Copier, report: Callable[[CopyResult], None]) -> list[CopyResult]:
