@@ -57,9 +57,18 @@ the sync file (TOML):
   [[sync]]
   source = "docker.io/library/redis"            # a repository: its tags, filtered below
   target = "registry.internal:5000/mirror/redis"
-  tags = ["7\\\\..*", "latest"]                    # regexes, each matched against the whole tag
+  tags = ["7\\\\..*", "latest"]                    # regexes (RE2), matched against the whole tag
   exclude = [".*-rc.*"]
   platforms = ["linux/amd64", "linux/arm64"]    # default: all, digests unchanged
+  [[sync]]
+  source = "docker.io/library/postgres"
+  target = "registry.internal:5000/mirror/postgres"
+  semver = ">=15, <17"                          # versions, as skopeo sync's constraints say
+  newest = 3                                    # the 3 highest of what the filters keep
+  [[sync]]
+  source = "registry.example.com/team/*"        # every repository under team/ (the catalog)
+  target = "registry.internal:5000/mirror/team" # team/a/b -> mirror/team/a/b
+  repositories = "app.*"                        # optional: the path below team/, matched whole
   [[sync]]
   source = "ghcr.io/org/app:1.4.2"              # one image; the target keeps its tag
   target = "registry.internal:5000/mirror/app"
@@ -69,8 +78,13 @@ source's pull quota is below rate_limit_reserve: not fetched; images found up to
 which cost no quota, are up-to-date however little is left), failed (with an Error: line on
 stderr, and in JSON a stable "code": not-found, unauthorized, denied, no-match, ...)
 
-An entry whose tags and exclude select none of the source's tags fails (code no-match), so that
-a mistyped regex does not mirror nothing in silence; --allow-empty lets it pass.
+An entry whose filters select none of the source's tags fails (code no-match), so that a
+mistyped regex does not mirror nothing in silence; --allow-empty lets it pass. A regex RE2
+cannot run in linear time (backreferences, lookaround) is refused when the file is read.
+
+--shard I/N runs the entries whose target repository hashes to part I of N (the same on every
+machine): N cron jobs, or an Indexed Job's pods with --shard $((JOB_COMPLETION_INDEX+1))/N,
+split one file with no entry run twice and none left out.
 
 Two entries that write one target tag are refused when the file is read, with both lines, where
 the file alone tells (a tag either names that both select, every tag twice, the same regexes);
@@ -86,6 +100,7 @@ the first copied up to date; with --no-wait it exits 75 at once. copy and push l
     + """
 examples:
   pypull sync /etc/pypull/sync.toml --format json
+  pypull sync /etc/pypull/sync.toml --shard 2/4
   pypull sync --to registry.internal:5000/mirror redis:7 postgres:16
   pypull sync --to registry.internal:5000/mirror -f images.txt
 """

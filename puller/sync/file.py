@@ -7,8 +7,16 @@ of an entry, each broken one an error:
 
 * ``source`` without a tag or digest is a repository: the tags its registry lists, those that
   some ``tags`` regex matches whole (no ``tags``: every tag) and no ``exclude`` regex matches
-  whole; ``target`` is then a repository too (no tag, no digest) and each tag keeps its name.
-* ``source`` with a tag or digest is one image, and ``tags``/``exclude`` have nothing to choose
+  whole, that are versions ``semver`` allows (``semver.py`` says which tags are versions), and
+  with ``newest = N`` the N highest versions of those; ``target`` is then a repository too (no
+  tag, no digest) and each tag keeps its name. The regexes are RE2's (``select.py``): one RE2
+  cannot run in time linear in the tag (a backreference, lookaround) is refused.
+* ``source = "REGISTRY/PREFIX/*"`` is a namespace: every repository the registry's catalog
+  lists under ``PREFIX/`` (``repositories``, a regex, matched whole against the path below the
+  prefix, may narrow it), each a repository entry into ``target`` plus that path
+  (``SyncEntry.expand``, at run time). The registry is named, the prefix given, and the target
+  does not lie inside the namespace on the same registry.
+* ``source`` with a tag or digest is one image, and the tag filters have nothing to choose
   from. ``target`` may give the image a tag of its own; without one the image keeps the
   source's tag, or, when the source names only a digest, is pushed by that digest, untagged (as
   ``pypull copy`` does). With ``platforms`` the copy is a new index of another digest, so a
@@ -18,8 +26,9 @@ of an entry, each broken one an error:
   later entry is refused where that can be decided without the source's tag lists, which is
   when a tag can be named that both select (an image's tag; a repository's ``tags`` regex that
   is a plain name such as ``latest`` or ``7\\.0`` and not excluded), or both select every tag
-  (no ``tags``, no ``exclude``), or the same regexes. Two other regex selections are left to
-  the run, which fails the later of two copies to one tag (``Copier.copy_all``).
+  (no filter), or the same filters (regexes, ``semver``, ``newest``). Two other selections are
+  left to the run, which fails the later of two copies to one tag (``Copier.copy_all``); so are
+  a namespace's repositories, known only from the catalog.
 
 ``SyncEntry.source`` and ``.target`` of a repository entry have neither tag nor digest; those of
 a one-image entry say exactly what is read and what is written (``Reference.identifier``).

@@ -3,12 +3,15 @@ issue's acceptance), RE2 regexes, the shards of a file, and a namespace's reposi
 
 from __future__ import annotations
 
+import re
 import textwrap
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from puller.cli.copy import SYNC_EPILOG
 from puller.oci.reference import Reference
 from puller.sync.file import SyncEntry, SyncFileError, parse_sync_text
 from puller.sync.select import compile_regex, newest, shard_of
@@ -246,3 +249,28 @@ def test_catalog_paths_that_make_no_reference_are_returned_not_expanded() -> Non
     expanded, invalid = e.expand(hostile)
     assert [x.source.path for x in expanded] == ["team/ok"]
     assert invalid == hostile[:-1]
+
+
+# -- the examples users copy ----------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def readme_sync_files() -> list[str]:
+    """The TOML blocks with [[sync]] entries in the README's mirror-syncing section."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Mirror syncing", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```toml\n(.*?)```", section, re.S)
+    return [b for b in blocks if "[[sync]]" in b]
+
+
+def test_the_readmes_sync_files_and_the_helps_example_are_read_as_they_say() -> None:
+    blocks = readme_sync_files()
+    assert len(blocks) >= 3
+    for block in blocks:
+        assert parse_sync_text(block, "README.md")
+    example = SYNC_EPILOG.split("the sync file (TOML):\n", 1)[1].split("\n\n", 1)[0]
+    redis, postgres, team, app = parse_sync_text(textwrap.dedent(example), "--help")
+    assert postgres.semver is not None and postgres.newest == 3
+    assert team.namespace and team.repositories is not None
+    assert [e.is_repository for e in (redis, postgres, team, app)] == [True, True, True, False]
