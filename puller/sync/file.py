@@ -321,18 +321,22 @@ def _refuse_collisions(lines: _Lines, entries: list[SyncEntry]) -> None:
 def _collision(a: SyncEntry, b: SyncEntry) -> str | None:
     """What two entries to one target repository both write, when that can be told without the
     source's tag lists: a tag one of them names that both write, or every tag, or the tags of
-    the same regexes. None: they cannot collide, or only their sources' tag lists can tell."""
+    the same regexes. None: they cannot collide, or only their sources' tag lists can tell.
+
+    A namespace writes below its target, never the target itself, and which repositories only
+    the catalog says: it meets only a namespace of the same source, which lists the same."""
+    if (a.namespace or b.namespace) and (a.namespace, a.source) != (b.namespace, b.source):
+        return None
+    where = f"{a.target.name}/*" if a.namespace else a.target.name
     for tag in (*a.named_tags(), *b.named_tags()):
-        if a.writes(tag) and b.writes(tag):
-            return f"{a.target.name}:{tag}"
+        if a.writes(tag) and b.writes(tag) and a.repositories == b.repositories:
+            return f"{where}:{tag}"
     if not (a.is_repository and b.is_repository):
         return None  # an image writes its one named tag: checked above
-    if a.namespace != b.namespace:
-        return None  # a namespace writes below its target, never the target itself
     if _selection(a) == _selection(b):
         if _selection(a) == _selection(SyncEntry(a.source, a.target)):
-            return f"every tag of {a.target.name}"
-        return f"the same tags of {a.target.name} (the same {', '.join(_FILTERS)})"
+            return f"every tag of {where}"
+        return f"the same tags of {where} (the same {', '.join(_FILTERS)})"
     return None
 
 

@@ -274,3 +274,15 @@ def test_the_readmes_sync_files_and_the_helps_example_are_read_as_they_say() -> 
     assert postgres.semver is not None and postgres.newest == 3
     assert team.namespace and team.repositories is not None
     assert [e.is_repository for e in (redis, postgres, team, app)] == [True, True, True, False]
+
+
+def test_a_namespace_meets_only_a_namespace_of_the_same_source() -> None:
+    ns = '[[sync]]\nsource = "r.example/team/*"\ntarget = "s.example/m"\ntags = ["7"]\n'
+    # a namespace writes below s.example/m, never s.example/m:7 itself
+    assert len(entries(ns + '[[sync]]\nsource = "r.example/app:7"\ntarget = "s.example/m"\n')) == 2
+    other = ns.replace("r.example/team/*", "r.example/crew/*")
+    assert len(entries(ns + other)) == 2  # only the catalog can tell
+    assert len(entries(ns + ns.replace('tags = ["7"]', 'repositories = "a"\ntags = ["7"]'))) == 2
+    assert "writes s.example/m/*:7, as the entry at sync.toml:1 does" in entries_error(ns + ns)
+    every = ns.replace('tags = ["7"]\n', "")
+    assert "writes every tag of s.example/m/*" in entries_error(every + every)
