@@ -370,6 +370,11 @@ class Copier:
         listing pulls use too: ``Session.tags``)."""
         return await self._session.tags(source)
 
+    async def repositories_of(self, registry: Reference) -> list[str]:
+        """Every repository path the catalog of ``registry``'s registry lists
+        (``Session.repositories``): what a sync's namespace chooses from."""
+        return await self._session.repositories(registry)
+
     async def copy_tags(
         self,
         source: Reference,

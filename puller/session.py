@@ -432,6 +432,13 @@ class Session:
             lambda: try_in_turn(endpoints, lambda e: self._client.list_tags(e, ref.path)),
         )
 
+    async def repositories(self, ref: Reference) -> list[str]:
+        """Every repository path the catalog of ``ref``'s registry lists (following its
+        ``Link`` pages), asked of the registry's own server: a mirror's catalog is the
+        mirror's. A registry may list anything: check each path before use."""
+        server = self.server(ref)
+        return await self.retried(lambda: self._client.list_repositories(server))
+
     def blob_content(self, endpoint: Endpoint, path: str, blob: Descriptor) -> Content:
         """The blob's bytes, verified on the way: from the store when it holds the blob, else
         from the repository ``path`` at ``endpoint``."""

@@ -57,10 +57,19 @@ the sync file (TOML):
   [[sync]]
   source = "docker.io/library/redis"            # a repository: its tags, filtered below
   target = "registry.internal:5000/mirror/redis"
-  tags = ["7\\\\..*", "latest"]                    # regexes, each matched against the whole tag
+  tags = ["7\\\\..*", "latest"]                    # regexes (RE2), matched against the whole tag
   exclude = [".*-rc.*"]
   platforms = ["linux/amd64", "linux/arm64"]    # default: all, digests unchanged
   referrers = true                              # signatures, SBOMs too (or a list of types)
+  [[sync]]
+  source = "docker.io/library/postgres"
+  target = "registry.internal:5000/mirror/postgres"
+  semver = ">=15, <17"                          # versions, as skopeo sync's constraints say
+  newest = 3                                    # the 3 highest of what the filters keep
+  [[sync]]
+  source = "registry.example.com/team/*"        # every repository under team/ (the catalog)
+  target = "registry.internal:5000/mirror/team" # team/a/b -> mirror/team/a/b
+  repositories = "app.*"                        # optional: the path below team/, matched whole
   [[sync]]
   source = "ghcr.io/org/app:1.4.2"              # one image; the target keeps its tag
   target = "registry.internal:5000/mirror/app"
@@ -70,8 +79,13 @@ source's pull quota is below rate_limit_reserve: not fetched; images found up to
 which cost no quota, are up-to-date however little is left), failed (with an Error: line on
 stderr, and in JSON a stable "code": not-found, unauthorized, denied, no-match, ...)
 
-An entry whose tags and exclude select none of the source's tags fails (code no-match), so that
-a mistyped regex does not mirror nothing in silence; --allow-empty lets it pass.
+An entry whose filters select none of the source's tags fails (code no-match), so that a
+mistyped regex does not mirror nothing in silence; --allow-empty lets it pass. A regex RE2
+cannot run in linear time (backreferences, lookaround) is refused when the file is read.
+
+--shard I/N runs the entries whose target repository hashes to part I of N (the same on every
+machine): N cron jobs, or an Indexed Job's pods with --shard $((JOB_COMPLETION_INDEX+1))/N,
+split one file with no entry run twice and none left out.
 
 Two entries that write one target tag are refused when the file is read, with both lines, where
 the file alone tells (a tag either names that both select, every tag twice, the same regexes);
@@ -87,6 +101,7 @@ the first copied up to date; with --no-wait it exits 75 at once. copy and push l
     + """
 examples:
   pypull sync /etc/pypull/sync.toml --format json
+  pypull sync /etc/pypull/sync.toml --shard 2/4
   pypull sync --to registry.internal:5000/mirror redis:7 postgres:16
   pypull sync --to registry.internal:5000/mirror -f images.txt
 """
@@ -230,6 +245,14 @@ def add_sync(sub: Subparsers) -> None:
         action="store_true",
         help="an entry whose filters select no tag is not a failure",
     )
+    sync.add_argument(
+        "--shard",
+        type=shard,
+        metavar="I/N",
+        help="with a sync FILE: run only the entries whose target repository falls in part I "
+        "of N (a hash of its name: the same on every run and machine), so that N cron jobs or "
+        "the pods of a Kubernetes Indexed Job split one file, none left out, none run twice",
+    )
     _add_copy_options(
         sync,
         'one JSON object per image, as `pypull copy --format json`, then {"event": "summary", ...}',
@@ -247,6 +270,19 @@ def _add_referrers(p: argparse.ArgumentParser) -> None:
         "else the sha256-<hex> index tag; cosign's .sig/.att/.sbom tags), and theirs; a line "
         "each, naming the digest it refers to",
     )
+
+
+def shard(text: str) -> tuple[int, int]:
+    """``I/N`` of ``--shard``: part I (from 1) of N."""
+    import argparse
+
+    index, slash, count = text.partition("/")
+    if not (slash and all(p.strip().isascii() and p.strip().isdigit() for p in (index, count))):
+        raise argparse.ArgumentTypeError(f"{shown(text, 40)!r} is not I/N, such as 1/3")
+    i, n = int(index), int(count)
+    if not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(f"{i}/{n}: I runs from 1 to N")
+    return i, n
 
 
 def _copy_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -314,6 +350,8 @@ def _cmd_sync(args: argparse.Namespace) -> int:
         if args.file or len(args.images) != 1:
             raise UsageError("give one sync FILE, or --to PREFIX with images (IMAGE... or -f LIST)")
         return _sync_file(args, args.images[0])
+    if args.shard is not None:
+        raise UsageError("--shard splits a sync FILE's entries: leave it out with --to")
     texts: list[tuple[str | None, str]] = [(None, text) for text in args.images]
     if args.file:
         texts += image_list(args.file)
@@ -339,6 +377,11 @@ def _sync_file(args: argparse.Namespace, path: str) -> int:
     from ..sync.file import load_sync_file
 
     entries = load_sync_file(path)
+    if args.shard is not None:
+        from ..sync.select import shard_of
+
+        index, count = args.shard
+        entries = [e for e in entries if shard_of(e.target.name, count) == index]
     options = _copy_options(args)
 
     async def work(copier: Copier, report: Callable[[CopyResult], None]) -> list[CopyResult]:

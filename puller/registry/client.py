@@ -43,6 +43,10 @@ MAX_TAGS_PAGE = 4 << 20
 #: Pages of one listing, and tags in all: bounds for a registry whose Link never ends.
 MAX_TAG_PAGES = 10_000
 MAX_TAGS = 1_000_000
+#: Repositories asked for per catalog page, and in all (a sync's namespaces).
+CATALOG_PAGE = 1000
+MAX_REPOSITORIES = 100_000
+CATALOG_SCOPE = "registry:catalog:*"
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,53 +372,79 @@ class RegistryClient(Uploads):
         url = f"{endpoint.url}/v2/{path}/tags/list"
         if page_size:
             url += f"?n={page_size}"
-        tags: list[str] = []
+        return await self._listing(endpoint, path, url, f"tags of {path}", "tags", MAX_TAGS)
+
+    async def list_repositories(
+        self, endpoint: Endpoint, *, page_size: int = CATALOG_PAGE
+    ) -> list[str]:
+        """Every repository the registry's catalog lists (``GET /v2/_catalog``, the
+        ``registry:catalog:*`` scope), its ``Link`` pages followed as ``list_tags`` follows
+        them, at most ``MAX_REPOSITORIES``. A registry may list anything: check each path."""
+        url = f"{endpoint.url}/v2/_catalog?n={page_size}"
+        what = f"the catalog of {endpoint.url}"
+        return await self._listing(
+            endpoint, "", url, what, "repositories", MAX_REPOSITORIES, scope=CATALOG_SCOPE
+        )
+
+    async def _listing(
+        self,
+        endpoint: Endpoint,
+        path: str,
+        url: str,
+        what: str,
+        key: str,
+        limit: int,
+        *,
+        scope: str | None = None,
+    ) -> list[str]:
+        """The strings under ``key`` of every page of a listing (tags, a catalog), from
+        ``url`` on, following the ``Link`` pages on the endpoint's origin, bounded."""
+        items: list[str] = []
         seen = {url}
+        headers = {"Accept": "application/json"}
         for _ in range(MAX_TAG_PAGES):
-            async with self.request(endpoint, path, url, {"Accept": "application/json"}) as resp:
+            async with self.request(endpoint, path, url, headers, scope=scope) as resp:
                 if resp.status != 200:
-                    await raise_for_status(resp, f"tags of {path}", url)
+                    await raise_for_status(resp, what, url)
                 try:
                     body = await resp.read(MAX_TAGS_PAGE + 1)
                 except (OSError, asyncio.TimeoutError, WireError) as e:
-                    raise transport_error(f"reading tags from {url} failed", url, e) from e
+                    raise transport_error(f"reading {what} from {url} failed", url, e) from e
                 link = resp.headers.get("Link")
             if len(body) > MAX_TAGS_PAGE:
-                raise RegistryError(f"tags of {path} from {url}: a page over 4 MiB", url=url)
-            tags.extend(_tag_page(body, path, url))
-            if len(tags) > MAX_TAGS:
-                raise RegistryError(f"tags of {path} from {url}: over {MAX_TAGS} tags", url=url)
+                raise RegistryError(f"{what} from {url}: a page over 4 MiB", url=url)
+            items.extend(_page(body, what, key, url))
+            if len(items) > limit:
+                raise RegistryError(f"{what} from {url}: over {limit} {key}", url=url)
             following = next_link(link)
             if following is None:
-                return tags
+                return items
             try:
                 url = urljoin(url, following)
             except ValueError:
-                raise RegistryError(
-                    f"tags of {path}: an invalid Link {following[:200]!r}"
-                ) from None
+                raise RegistryError(f"{what}: an invalid Link {following[:200]!r}") from None
             if not same_origin(url, endpoint.url):
                 raise RegistryError(
-                    f"tags of {path}: {endpoint.url} links to another origin ({url[:200]})",
-                    url=url,
+                    f"{what}: {endpoint.url} links to another origin ({url[:200]})", url=url
                 )
             if url in seen:
-                raise RegistryError(f"tags of {path}: the Link pages go round in a circle", url=url)
+                raise RegistryError(f"{what}: the Link pages go round in a circle", url=url)
             seen.add(url)
-        raise RegistryError(f"tags of {path}: more than {MAX_TAG_PAGES} pages", url=url)
+        raise RegistryError(f"{what}: more than {MAX_TAG_PAGES} pages", url=url)
 
 
-def _tag_page(body: bytes, path: str, url: str) -> list[str]:
+def _page(body: bytes, what: str, key: str, url: str) -> list[str]:
+    """The list of strings under ``key`` in one page of a listing."""
     try:
         doc = json.loads(body)
     except (ValueError, RecursionError):
-        raise RegistryError(f"tags of {path} from {url}: not JSON", url=url) from None
-    tags = doc.get("tags") if isinstance(doc, dict) else None
-    if tags is None:
+        raise RegistryError(f"{what} from {url}: not JSON", url=url) from None
+    items = doc.get(key) if isinstance(doc, dict) else None
+    if items is None:
         return []  # a repository without tags says null
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise RegistryError(f"tags of {path} from {url}: no list of tags", url=url)
-    return tags
+    if not isinstance(items, list) or not all(isinstance(t, str) for t in items):
+        raise RegistryError(f"{what} from {url}: no list of {key}", url=url)
+    return items
 
 
 class _NoBody(Exception):

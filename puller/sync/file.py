@@ -7,8 +7,16 @@ of an entry, each broken one an error:
 
 * ``source`` without a tag or digest is a repository: the tags its registry lists, those that
   some ``tags`` regex matches whole (no ``tags``: every tag) and no ``exclude`` regex matches
-  whole; ``target`` is then a repository too (no tag, no digest) and each tag keeps its name.
-* ``source`` with a tag or digest is one image, and ``tags``/``exclude`` have nothing to choose
+  whole, that are versions ``semver`` allows (``semver.py`` says which tags are versions), and
+  with ``newest = N`` the N highest versions of those; ``target`` is then a repository too (no
+  tag, no digest) and each tag keeps its name. The regexes are RE2's (``select.py``): one RE2
+  cannot run in time linear in the tag (a backreference, lookaround) is refused.
+* ``source = "REGISTRY/PREFIX/*"`` is a namespace: every repository the registry's catalog
+  lists under ``PREFIX/`` (``repositories``, a regex, matched whole against the path below the
+  prefix, may narrow it), each a repository entry into ``target`` plus that path
+  (``SyncEntry.expand``, at run time). The registry is named, the prefix given, and the target
+  does not lie inside the namespace on the same registry.
+* ``source`` with a tag or digest is one image, and the tag filters have nothing to choose
   from. ``target`` may give the image a tag of its own; without one the image keeps the
   source's tag, or, when the source names only a digest, is pushed by that digest, untagged (as
   ``pypull copy`` does). With ``platforms`` the copy is a new index of another digest, so a
@@ -18,8 +26,9 @@ of an entry, each broken one an error:
   later entry is refused where that can be decided without the source's tag lists, which is
   when a tag can be named that both select (an image's tag; a repository's ``tags`` regex that
   is a plain name such as ``latest`` or ``7\\.0`` and not excluded), or both select every tag
-  (no ``tags``, no ``exclude``), or the same regexes. Two other regex selections are left to
-  the run, which fails the later of two copies to one tag (``Copier.copy_all``).
+  (no filter), or the same filters (regexes, ``semver``, ``newest``). Two other selections are
+  left to the run, which fails the later of two copies to one tag (``Copier.copy_all``); so are
+  a namespace's repositories, known only from the catalog.
 
 ``SyncEntry.source`` and ``.target`` of a repository entry have neither tag nor digest; those of
 a one-image entry say exactly what is read and what is written (``Reference.identifier``).
@@ -44,10 +53,13 @@ from ..errors import InvalidReference, SyncFileError
 from ..oci.manifest import Platform, parse_platform
 from ..oci.reference import Reference, names_image, parse, valid_tag
 from ..text import shown
+from .select import Regex, compile_regex, newest
+from .semver import Constraint, parse_constraint, parse_version
 
 __all__ = [
     "MAX_PATTERN_LENGTH",
     "MAX_TAG_LENGTH",
+    "NAMESPACE_SUFFIX",
     "SyncEntry",
     "SyncFileError",
     "load_sync_file",
@@ -68,7 +80,12 @@ _KEYS = (
     "referrers",
     "delete",
     "ratelimit",
+    "semver",
+    "newest",
+    "repositories",
 )
+#: What ends a namespace's source: ``REGISTRY/PREFIX/*``.
+NAMESPACE_SUFFIX = "/*"
 #: What an entry does at its source's rate-limit reserve: defer the image (the default), or
 #: wait for the window to reset.
 RATELIMIT_MODES = ("defer", "wait")
@@ -88,9 +105,13 @@ class SyncEntry:
     source: Reference
     target: Reference
     #: a tag is copied if one of these matches it whole (none: every tag), ...
-    tags: tuple[re.Pattern[str], ...] = ()
-    #: ... and none of these does
-    exclude: tuple[re.Pattern[str], ...] = ()
+    tags: tuple[Regex, ...] = ()
+    #: ... and none of these does, ...
+    exclude: tuple[Regex, ...] = ()
+    #: ... and it is a version this allows (None: any tag), ...
+    semver: Constraint | None = None
+    #: ... and among the ``newest`` highest versions of the tags the above keep (None: all)
+    newest: int | None = None
     #: the platforms copied (an index of these only); none: every platform, digests unchanged
     platforms: tuple[Platform, ...] = ()
     line: int = 0
@@ -102,6 +123,11 @@ class SyncEntry:
     delete: bool = False
     #: at the source's rate-limit reserve: "defer" the image, or "wait" for the reset
     ratelimit: str = "defer"
+    #: ``source`` is a namespace (``REGISTRY/PREFIX/*``): every repository under it, from the
+    #: registry's catalog, into ``target`` plus its path below the prefix (``expand``)
+    namespace: bool = False
+    #: a namespace's repositories are those whose path below the prefix this matches whole
+    repositories: Regex | None = None
 
     @property
     def is_repository(self) -> bool:
@@ -109,19 +135,62 @@ class SyncEntry:
         return self.source.tag is None and self.source.digest is None
 
     def selects(self, tag: str) -> bool:
-        """Whether ``tag`` of the source repository is copied: some ``tags`` regex matches it
-        whole (or there are none) and no ``exclude`` regex does.
+        """Whether ``tag`` of the source repository passes the filters of single tags: some
+        ``tags`` regex matches it whole (or there are none), no ``exclude`` regex does, and
+        with ``semver`` it is a version the constraint allows (with ``newest``, a version).
+        ``newest`` then chooses among the tags that pass (``chosen``).
 
-        Python's ``re`` backtracks, so a regex such as ``(a+)+b`` takes time exponential in the
-        length of what it is matched against. The regexes come from the user's own file, not
-        from a registry, so they are trusted to be sane; what a registry controls, the tag, is
-        bounded: a tag longer than the spec's 128 characters is selected by nothing, unmatched.
+        The regexes are RE2's (``select``): time linear in the tag, whatever the pattern. A
+        tag longer than the spec's 128 characters is selected by nothing, unmatched.
         """
         if len(tag) > MAX_TAG_LENGTH:
             return False
         if self.tags and not any(p.fullmatch(tag) for p in self.tags):
             return False
-        return not any(p.fullmatch(tag) for p in self.exclude)
+        if any(p.fullmatch(tag) for p in self.exclude):
+            return False
+        if self.semver is None and self.newest is None:
+            return True
+        version = parse_version(tag)
+        if version is None:
+            return False
+        return self.semver is None or self.semver.allows(version)
+
+    def chosen(self, tags: list[str]) -> list[str]:
+        """Of ``tags`` (those ``selects`` passes), the ones copied: all, or with ``newest``
+        the tags of the N highest versions, in the order given."""
+        if self.newest is None:
+            return tags
+        keep = set(newest(tags, self.newest))
+        return [tag for tag in tags if tag in keep]
+
+    def expand(self, paths: list[str]) -> tuple[list[SyncEntry], list[str]]:
+        """A namespace entry's repository entries, one for each of ``paths`` (the source
+        registry's catalog) under its prefix that ``repositories`` selects: source
+        ``REGISTRY/PREFIX/SUB``, target the entry's target plus ``/SUB``. And the paths under
+        the prefix that make no valid reference (a registry may list anything)."""
+        prefix = self.source.path + "/"
+        entries: list[SyncEntry] = []
+        invalid: list[str] = []
+        for path in paths:
+            below = path[len(prefix) :] if path.startswith(prefix) else ""
+            if not below or (self.repositories and not self.repositories.fullmatch(below)):
+                continue
+            try:
+                source = dataclasses.replace(parse(f"{self.source.domain}/{path}"), tag=None)
+                target = dataclasses.replace(parse(f"{self.target.name}/{below}"), tag=None)
+            except InvalidReference:
+                invalid.append(path)
+                continue
+            if source.path != path or ":" in path or "@" in path:
+                invalid.append(path)
+                continue
+            entries.append(
+                dataclasses.replace(
+                    self, source=source, target=target, namespace=False, repositories=None
+                )
+            )
+        return entries, invalid
 
     def writes(self, tag: str) -> bool:
         """Whether this entry may write ``tag`` of its target repository: the tag of its one
@@ -252,22 +321,38 @@ def _refuse_collisions(lines: _Lines, entries: list[SyncEntry]) -> None:
 def _collision(a: SyncEntry, b: SyncEntry) -> str | None:
     """What two entries to one target repository both write, when that can be told without the
     source's tag lists: a tag one of them names that both write, or every tag, or the tags of
-    the same regexes. None: they cannot collide, or only their sources' tag lists can tell."""
+    the same regexes. None: they cannot collide, or only their sources' tag lists can tell.
+
+    A namespace writes below its target, never the target itself, and which repositories only
+    the catalog says: it meets only a namespace of the same source, which lists the same."""
+    if (a.namespace or b.namespace) and (a.namespace, a.source) != (b.namespace, b.source):
+        return None
+    where = f"{a.target.name}/*" if a.namespace else a.target.name
     for tag in (*a.named_tags(), *b.named_tags()):
-        if a.writes(tag) and b.writes(tag):
-            return f"{a.target.name}:{tag}"
+        if a.writes(tag) and b.writes(tag) and a.repositories == b.repositories:
+            return f"{where}:{tag}"
     if not (a.is_repository and b.is_repository):
         return None  # an image writes its one named tag: checked above
-    if not (a.tags or a.exclude or b.tags or b.exclude):
-        return f"every tag of {a.target.name}"
     if _selection(a) == _selection(b):
-        return f"the same tags of {a.target.name} (the same tags and exclude)"
+        if _selection(a) == _selection(SyncEntry(a.source, a.target)):
+            return f"every tag of {where}"
+        return f"the same tags of {where} (the same {', '.join(_FILTERS)})"
     return None
 
 
-def _selection(entry: SyncEntry) -> tuple[frozenset[str], frozenset[str]]:
-    """The ``tags`` and ``exclude`` regexes as written: equal ones select the same tags."""
-    return frozenset(p.pattern for p in entry.tags), frozenset(p.pattern for p in entry.exclude)
+#: What chooses a repository entry's tags (and a namespace's repositories).
+_FILTERS = ("tags", "exclude", "semver", "newest", "repositories")
+
+
+def _selection(entry: SyncEntry) -> tuple[object, ...]:
+    """The filters as written: equal ones select the same tags (of the same repositories)."""
+    return (
+        frozenset(p.pattern for p in entry.tags),
+        frozenset(p.pattern for p in entry.exclude),
+        None if entry.semver is None else entry.semver.text,
+        entry.newest,
+        None if entry.repositories is None else entry.repositories.pattern,
+    )
 
 
 def _entry(lines: _Lines, nth: int, spec: dict[str, Any]) -> SyncEntry:
@@ -280,13 +365,20 @@ def _entry(lines: _Lines, nth: int, spec: dict[str, Any]) -> SyncEntry:
         if not isinstance(spec[key], str):
             raise lines.error(nth, key, f"expected a string, got {_quoted(spec[key])}")
     lists = {key: _strings(lines, nth, spec, key) for key in ("tags", "exclude", "platforms")}
-    source = _reference(lines, nth, spec, "source")
+    namespace = spec["source"].endswith(NAMESPACE_SUFFIX)
+    source = _namespace(lines, nth, spec) if namespace else _reference(lines, nth, spec, "source")
     target = _reference(lines, nth, spec, "target")
-    one_image = names_image(spec["source"])
+    one_image = not namespace and names_image(spec["source"])
     if not one_image:
         source = dataclasses.replace(source, tag=None)
+    if "repositories" in spec and not namespace:
+        raise lines.error(
+            nth,
+            "repositories",
+            "chooses among a namespace's repositories: give the source as REGISTRY/PREFIX/*",
+        )
     if one_image:
-        for key in ("tags", "exclude"):
+        for key in ("tags", "exclude", "semver", "newest"):
             if key in spec:
                 raise lines.error(
                     nth,
@@ -324,12 +416,27 @@ def _entry(lines: _Lines, nth: int, spec: dict[str, Any]) -> SyncEntry:
     if source.name == target.name and source.identifier == target.identifier:
         what = "the same image" if one_image else "the same repository"
         raise lines.error(nth, "target", f"is {what} as the source: {shown(str(source), 300)}")
+    if (
+        namespace
+        and source.domain == target.domain
+        and f"{target.path}/".startswith(f"{source.path}/")
+    ):
+        raise lines.error(
+            nth,
+            "target",
+            f"is inside the namespace {shown(source.path, 200)}/* it copies: each run would"
+            " copy the last one's copies again",
+        )
     referrers, artifact_types = _referrers(lines, nth, spec)
     return SyncEntry(
         source=source,
         target=target,
         tags=tuple(_pattern(lines, nth, "tags", p) for p in lists["tags"]),
         exclude=tuple(_pattern(lines, nth, "exclude", p) for p in lists["exclude"]),
+        semver=_semver(lines, nth, spec),
+        newest=_newest(lines, nth, spec),
+        namespace=namespace,
+        repositories=_repositories(lines, nth, spec),
         platforms=platforms,
         line=lines.start(nth),
         referrers=referrers,
@@ -337,6 +444,64 @@ def _entry(lines: _Lines, nth: int, spec: dict[str, Any]) -> SyncEntry:
         delete=_delete(lines, nth, spec, one_image),
         ratelimit=_ratelimit(lines, nth, spec),
     )
+
+
+def _namespace(lines: _Lines, nth: int, spec: dict[str, Any]) -> Reference:
+    """The repository ``REGISTRY/PREFIX`` of a source ``REGISTRY/PREFIX/*``: a registry named
+    outright (its catalog is listed), a prefix, no tag and no digest."""
+    text = spec["source"][: -len(NAMESPACE_SUFFIX)]
+    registry, slash, prefix = text.partition("/")
+    if not slash or not prefix or not _is_registry(registry):
+        raise lines.error(
+            nth,
+            "source",
+            f"{_quoted(spec['source'])}: a namespace is REGISTRY/PREFIX/*, with the registry"
+            " named (its catalog lists the repositories) and a prefix",
+        )
+    if names_image(text) or "*" in text:
+        raise lines.error(
+            nth,
+            "source",
+            f"{_quoted(spec['source'])}: a namespace is repositories: no tag, no digest, one *"
+            " at the end",
+        )
+    source = _reference(lines, nth, {"source": text}, "source")
+    return dataclasses.replace(source, tag=None)
+
+
+def _is_registry(component: str) -> bool:
+    """Whether the first component of a name is a registry, as ``docker pull`` tells."""
+    return "." in component or ":" in component or component == "localhost"
+
+
+def _semver(lines: _Lines, nth: int, spec: dict[str, Any]) -> Constraint | None:
+    if "semver" not in spec:
+        return None
+    value = spec["semver"]
+    if not isinstance(value, str):
+        raise lines.error(nth, "semver", f"expected a string such as '>=7.2, <8', got {value!r}")
+    try:
+        return parse_constraint(value)
+    except ValueError as e:
+        raise lines.error(nth, "semver", f"invalid constraint {_quoted(value)}: {e}") from None
+
+
+def _newest(lines: _Lines, nth: int, spec: dict[str, Any]) -> int | None:
+    value = spec.get("newest")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise lines.error(nth, "newest", f"expected a whole number from 1, got {_quoted(value)}")
+    return value
+
+
+def _repositories(lines: _Lines, nth: int, spec: dict[str, Any]) -> Regex | None:
+    value = spec.get("repositories")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise lines.error(nth, "repositories", f"expected a regex, got {_quoted(value)}")
+    return _pattern(lines, nth, "repositories", value)
 
 
 def _referrers(lines: _Lines, nth: int, spec: dict[str, Any]) -> tuple[bool, tuple[str, ...]]:
@@ -402,7 +567,8 @@ def _platform(lines: _Lines, nth: int, text: str) -> Platform:
         raise lines.error(nth, "platforms", shown(str(e), 200)) from None
 
 
-def _pattern(lines: _Lines, nth: int, key: str, text: str) -> re.Pattern[str]:
+def _pattern(lines: _Lines, nth: int, key: str, text: str) -> Regex:
+    """A regex of the file, compiled by RE2: one it cannot match in linear time is refused."""
     if len(text) > MAX_PATTERN_LENGTH:
         raise lines.error(
             nth,
@@ -411,9 +577,14 @@ def _pattern(lines: _Lines, nth: int, key: str, text: str) -> re.Pattern[str]:
             f" {MAX_PATTERN_LENGTH}): one tag is at most {MAX_TAG_LENGTH}",
         )
     try:
-        return re.compile(text)
-    except re.error as e:
-        raise lines.error(nth, key, f"invalid regex {_quoted(text)}: {e}") from None
+        return compile_regex(text)
+    except ValueError as e:
+        raise lines.error(
+            nth,
+            key,
+            f"invalid regex {_quoted(text)}: {shown(str(e), 200)} (regexes run by RE2, in time"
+            " linear in the tag: no backreferences, no lookaround)",
+        ) from None
 
 
 def _unknown(key: str, known: tuple[str, ...]) -> str:

@@ -104,3 +104,29 @@ def test_python_m_puller_is_the_same_command() -> None:
     module = run_pypull("--version")
     assert console.returncode == module.returncode == 0
     assert console.stdout == module.stdout and module.stdout.startswith("pypull ")
+
+
+@pytest.mark.parametrize(
+    ("shard", "message"),
+    [
+        ("0/2", "argument --shard: 0/2: I runs from 1 to N"),
+        ("3/2", "argument --shard: 3/2: I runs from 1 to N"),
+        ("1/0", "argument --shard: 1/0: I runs from 1 to N"),
+        ("2", "argument --shard: '2' is not I/N, such as 1/3"),
+        ("a/b", "is not I/N"),
+        ("-1/2", "is not I/N"),
+        ("\u0661/2", "is not I/N"),  # an Arabic-Indic one
+    ],
+)
+def test_a_shard_that_is_not_i_of_n_is_a_usage_error(
+    shard: str, message: str, tmp_path: Path
+) -> None:
+    run = run_pypull("sync", f"--shard={shard}", tmp_path / "sync.toml")
+    assert run.returncode == 2
+    assert message in run.stderr and "usage:" in run.stderr
+
+
+def test_a_shard_splits_a_sync_file_not_images_under_a_prefix() -> None:
+    run = run_pypull("sync", "--shard", "1/2", "--to", "r.example/mirror", "redis:7")
+    assert run.returncode == 2
+    assert "--shard splits a sync FILE's entries: leave it out with --to" in run.stderr
