@@ -612,15 +612,15 @@ def _plan(found: Found, platforms: Sequence[Platform], where: str) -> _Plan:
     if isinstance(parsed, Manifest):  # one platform already: copied as it is
         return _Plan(found.digest, found.raw, found.media_type)
     if not platforms:
-        return _Plan(found.digest, found.raw, found.media_type, list(parsed.manifests))
+        return _Plan(found.digest, found.raw, found.media_type, _once(parsed.manifests))
     if len(platforms) == 1:
         desc = select_platform(parsed, platforms[0], where)
         return _Plan(desc.digest, b"", desc.media_type, single=desc)
-    chosen = [
+    chosen = _once(
         d
         for d in parsed.manifests
         if d.platform is not None and any(d.platform.matches(p) for p in platforms)
-    ]
+    )
     if not chosen:
         have = ", ".join(sorted({str(d.platform) for d in parsed.manifests if d.platform}))
         wanted = ", ".join(str(p) for p in platforms)
@@ -635,6 +635,15 @@ def _plan(found: Found, platforms: Sequence[Platform], where: str) -> _Plan:
     }
     raw = json.dumps(doc, indent=3).encode()
     return _Plan(digest_of(raw), raw, found.media_type, chosen)
+
+
+def _once(children: Iterable[Descriptor]) -> list[Descriptor]:
+    """Each child manifest once, in the index's order: an index may list one digest many times
+    (its bytes, repeats and all, are written as they are), and each is fetched and put once."""
+    first: dict[Digest, Descriptor] = {}
+    for d in children:
+        first.setdefault(d.digest, d)
+    return list(first.values())
 
 
 def _single(raw: bytes, media_type: str, where: str) -> Manifest:

@@ -1319,7 +1319,12 @@ class FakeRegistry:
         name, reference = request.match_info["name"], request.match_info["reference"]
         if (request.content_length or 0) > _MAX_MANIFEST:
             return error_body("SIZE_INVALID", "manifest too large", 413)
-        raw = await request.content.read(_MAX_MANIFEST + 1)
+        raw = b""
+        while len(raw) <= _MAX_MANIFEST:  # read(n) gives what has arrived, up to n
+            more = await request.content.read(_MAX_MANIFEST + 1 - len(raw))
+            if not more:
+                break
+            raw += more
         if len(raw) > _MAX_MANIFEST:
             return error_body("SIZE_INVALID", "manifest too large", 413)
         try:
