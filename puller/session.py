@@ -150,12 +150,14 @@ class Session:
 
         self._proxies = proxies
         from .registry.client import RegistryClient  # here: ``import puller`` loads no HTTP
+        from .registry.limits import limits_by_host
 
         self._client = RegistryClient(
             credentials=credentials,
             lookup=credential_lookup,
             timeout=timeout,
             proxies=self._proxy_rule,
+            limits=limits_by_host(self._registries.values()),
         )
         self._retry = RetryPolicy(attempts=max_download_attempts, base_delay=retry_delay)
         self._lease: AbstractContextManager[None] | None = None

@@ -397,6 +397,10 @@ class LoggedRequest:
     raw_path: str = ""
     #: the headers of the answer (None: no answer was sent)
     answer_headers: CIMultiDict[str] | None = None
+    #: the loop's clock when the request arrived, and when the fake was done with it (a
+    #: streamed body sent; None: not yet)
+    arrived: float = 0.0
+    ended: float | None = None
 
     @property
     def authorization(self) -> str | None:
@@ -488,6 +492,19 @@ class RequestLog:
 
     def uploads(self, method: str | None = None, status: int | None = None) -> list[LoggedRequest]:
         return self.select("upload", method=method, status=status)
+
+    def most_at_once(self) -> int:
+        """The most requests the fake was busy with at one time (arrived, not yet ended)."""
+        edges = sorted(
+            [(r.arrived, 1) for r in self._entries]
+            + [(r.ended, -1) for r in self._entries if r.ended is not None],
+            key=lambda edge: (edge[0], edge[1]),  # an end before a start at the same instant
+        )
+        busy = most = 0
+        for _, step in edges:
+            busy += step
+            most = max(most, busy)
+        return most
 
 
 # -- faults ----------------------------------------------------------------------------------------
@@ -1137,9 +1154,18 @@ class FakeRegistry:
             MultiDict(request.query),
             CIMultiDict(request.headers),
             raw_path=request.raw_path,
+            arrived=asyncio.get_running_loop().time(),
         )
         self.log.append(entry)
         request[_ENTRY] = entry
+        try:
+            return await self._answer(request, handler, entry)
+        finally:
+            entry.ended = asyncio.get_running_loop().time()
+
+    async def _answer(
+        self, request: web.Request, handler: Handler, entry: LoggedRequest
+    ) -> web.StreamResponse:
         try:
             resp = await handler(request)
         except web.HTTPException as e:
