@@ -34,6 +34,7 @@ from .oci.manifest import (
     select_platform,
 )
 from .oci.reference import Reference, valid_tag
+from .ratewait import DEFAULT_MAX_WAIT, QuotaWait, QuotaWaiter, checked_mode
 from .registry.auth import push_scope
 from .registry.endpoint import Endpoint, try_in_turn
 from .session import MAX_CHILDREN_BYTES, Session
@@ -247,11 +248,18 @@ class Copier:
         rate_limit_reserve: int = DEFAULT_RATE_LIMIT_RESERVE,
         on_bytes: Callable[[int], None] | None = None,
         on_planned: Callable[[int], None] | None = None,
+        ratelimit: str = "defer",
+        max_wait: float = DEFAULT_MAX_WAIT,
+        on_wait: Callable[[QuotaWait], None] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         """``session`` (a ``Puller`` is one) gives the endpoints, verified manifest fetches,
         client and retries; ``jobs`` blobs move at once (default: ``default_jobs()``);
         ``on_bytes`` hears of each piece uploaded, and ``on_planned`` of how many images a
-        ``copy_all`` is about to copy (a progress bar's total)."""
+        ``copy_all`` is about to copy (a progress bar's total). Below ``rate_limit_reserve``
+        an image is deferred, or with ``ratelimit="wait"`` (here or per copy) waits up to
+        ``max_wait`` seconds for the source's quota to reset (``ratewait``), ``on_wait``
+        hearing of each wait (``sleep``: for tests)."""
         import asyncio
 
         self._session = session
@@ -261,6 +269,8 @@ class Copier:
         self._jobs = jobs = jobs or default_jobs()
         self._slots = asyncio.Semaphore(jobs)
         self._reserve = rate_limit_reserve
+        self._ratelimit = checked_mode(ratelimit)
+        self._quota = QuotaWaiter(self._client, max_wait=max_wait, on_wait=on_wait, sleep=sleep)
         self._on_bytes = on_bytes
         self._on_planned = on_planned
         self._placed: dict[tuple[str, Digest], str] = {}  # (target registry, blob) -> repository
@@ -283,17 +293,19 @@ class Copier:
         platforms: Sequence[Platform] = (),
         missing: bool = False,
         origin: Source | None = None,
+        ratelimit: str | None = None,
     ) -> CopyResult:
         """Copy ``source`` to ``target``: every platform, or only ``platforms`` (one: the
         target's tag is its manifest; several: an index of just those, which records the
         source's digest). With
         ``missing``, a tag the target already has is left alone without asking the source.
-        ``origin`` is where ``source`` is read (default: its registry). Errors become a
-        "failed" result."""
+        ``origin`` is where ``source`` is read (default: its registry); ``ratelimit``
+        ("defer" or "wait") overrides the copier's. Errors become a "failed" result."""
         src, dst = str(source), str(target)
+        wait = checked_mode(ratelimit or self._ratelimit) == "wait"
         try:
             return await self._copy(
-                source, target, origin or self.registry_source, dry_run, platforms, missing
+                source, target, origin or self.registry_source, dry_run, platforms, missing, wait
             )
         except PullError as e:
             return failed(src, dst, e)
@@ -403,6 +415,7 @@ class Copier:
         dry_run: bool,
         platforms: Sequence[Platform],
         missing: bool,
+        wait: bool = False,
     ) -> CopyResult:
         src, dst = str(source), str(target)
         to = self._session.server(target)  # the target registry's own server, never a mirror
@@ -422,13 +435,16 @@ class Copier:
         # none, so an image already in sync is up to date however little is left.
         left = origin.remaining(source)
         if left is not None and left < self._reserve:
-            return CopyResult(
-                src,
-                dst,
-                "deferred",
-                error=f"{left} pulls left at the source (rate_limit_reserve {self._reserve})",
-                code="rate-limited",
-            )
+            why = "" if not wait else await self._quota_wait(origin, source)
+            if why is not None:
+                return CopyResult(
+                    src,
+                    dst,
+                    "deferred",
+                    error=f"{left} pulls left at the source (rate_limit_reserve {self._reserve})"
+                    + (f"; {why}" if why else ""),
+                    code="rate-limited",
+                )
         found = await origin.manifest(source)
         plan = _plan(found, platforms, src)
         if there is not None and there == plan.digest:
@@ -477,6 +493,13 @@ class Copier:
             tally.existing,
             tally.bytes_uploaded,
         )
+
+    async def _quota_wait(self, origin: Source, source: Reference) -> str | None:
+        """``ratelimit = "wait"``: None once the source's quota has reset, else why not."""
+        if origin is not self.registry_source:
+            return ""
+        hosts = [e.host for e in self._session.endpoints(source)]
+        return await self._quota.wait(hosts, self._reserve)
 
     async def _put(
         self, to: Endpoint, path: str, reference: str, raw: bytes, media_type: str

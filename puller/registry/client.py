@@ -14,6 +14,7 @@ import asyncio
 import json
 import re
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from ..oci.reference import Reference
 from .auth import Credentials, pull_scope
 from .endpoint import BASE_HEADERS, Endpoint
 from .limits import Limiter, RequestLimits
+from .quota import reset_in
 from .status import number, raise_for_status, remaining, tls_error, transport_error
 from .token import Authorizer
 from .upload import Uploads
@@ -88,6 +90,8 @@ class RegistryClient(Uploads):
         self.limiter = Limiter(limits)
         #: The last ``ratelimit-remaining`` each host sent (Docker Hub's pull quota).
         self.rate_limits: dict[str, int] = {}
+        #: When each host's quota window resets, as it said (``quota``), on ``time.monotonic``.
+        self.rate_resets: dict[str, float] = {}
 
     async def __aenter__(self) -> RegistryClient:
         return self
@@ -252,6 +256,9 @@ class RegistryClient(Uploads):
                         left = remaining(resp.headers.get("ratelimit-remaining"))
                         if left is not None and ours:
                             self.rate_limits[endpoint.host] = left
+                            reset = reset_in(resp.headers, resp.status)
+                            if reset is not None:
+                                self.rate_resets[endpoint.host] = time.monotonic() + reset
                         yield resp
                         return
                 finally:
