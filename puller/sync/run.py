@@ -35,6 +35,8 @@ async def sync_entries(
             "platforms": entry.platforms or options.get("platforms", ()),
             "by": f"the entry at {path}:{entry.line}",  # named if another writes its tag
         }
+        if entry.ratelimit == "wait":  # else --ratelimit's (the file's default is "defer")
+            own["ratelimit"] = entry.ratelimit
         if not entry.is_repository:
             return [(entry.source, entry.target, own)], []  # its target says what to write
         try:

@@ -970,6 +970,8 @@ class FakeRegistry:
       each manifest GET answered 200 takes one off (a HEAD does not, as on Docker Hub), and
       once it is 0 manifest GETs are answered 429 ``TOOMANYREQUESTS`` (with the headers).
     - ``ratelimit_limit``: the quota announced (default 100).
+    - ``ratelimit_reset``: when not None, those answers also carry ``ratelimit-reset: <N>``
+      (seconds until the window resets, the IETF draft's header).
     """
 
     def __init__(
@@ -993,6 +995,7 @@ class FakeRegistry:
         tags_page: int | None = None,
         ratelimit_remaining: int | None = None,
         ratelimit_limit: int = 100,
+        ratelimit_reset: int | None = None,
     ) -> None:
         self.auth: AuthMode = auth
         self.origin = origin
@@ -1011,6 +1014,7 @@ class FakeRegistry:
         self.tags_page = tags_page
         self.ratelimit_remaining = ratelimit_remaining
         self.ratelimit_limit = ratelimit_limit
+        self.ratelimit_reset = ratelimit_reset
         self.log = RequestLog()
         #: token -> the scopes it grants; only tokens in here are accepted
         self.tokens: dict[str, frozenset[str]] = {}
@@ -1305,6 +1309,8 @@ class FakeRegistry:
                 self.ratelimit_remaining -= 1
             resp.headers["ratelimit-limit"] = f"{self.ratelimit_limit};w=21600"
             resp.headers["ratelimit-remaining"] = f"{max(self.ratelimit_remaining, 0)};w=21600"
+            if self.ratelimit_reset is not None:
+                resp.headers["ratelimit-reset"] = str(self.ratelimit_reset)
         return resp
 
     async def _manifest_answer(self, request: web.Request) -> web.Response:
