@@ -22,7 +22,14 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import ManifestError, NotFound, PullError, RegistryError, error_code
+from .errors import (
+    ManifestError,
+    NotFound,
+    PullError,
+    QuotaExhausted,
+    RegistryError,
+    error_code,
+)
 from .events import SCHEMA_VERSION
 from .oci.digest import Digest, digest_of, parse_digest
 from .oci.manifest import (
@@ -256,10 +263,8 @@ class Copier:
         """``session`` (a ``Puller`` is one) gives the endpoints, verified manifest fetches,
         client and retries; ``jobs`` blobs move at once (default: ``default_jobs()``);
         ``on_bytes`` hears of each piece uploaded, and ``on_planned`` of how many images a
-        ``copy_all`` is about to copy (a progress bar's total). Below ``rate_limit_reserve``
-        an image is deferred, or with ``ratelimit="wait"`` (here or per copy) waits up to
-        ``max_wait`` seconds for the source's quota to reset (``ratewait``), ``on_wait``
-        hearing of each wait (``sleep``: for tests)."""
+        ``copy_all`` is about to copy (a progress bar's total). ``ratewait`` says what
+        ``ratelimit``, ``max_wait``, ``on_wait`` (each wait) and ``sleep`` (tests) do."""
         import asyncio
 
         self._session = session
@@ -300,13 +305,18 @@ class Copier:
         source's digest). With
         ``missing``, a tag the target already has is left alone without asking the source.
         ``origin`` is where ``source`` is read (default: its registry); ``ratelimit``
-        ("defer" or "wait") overrides the copier's. Errors become a "failed" result."""
+        ("defer" or "wait": then a 429 for a spent quota is waited out too, and the copy
+        tried once more). Errors become a "failed" result."""
         src, dst = str(source), str(target)
         wait = checked_mode(ratelimit or self._ratelimit) == "wait"
+        args = (source, target, origin or self.registry_source, dry_run, platforms, missing, wait)
         try:
-            return await self._copy(
-                source, target, origin or self.registry_source, dry_run, platforms, missing, wait
-            )
+            try:
+                return await self._copy(*args)
+            except QuotaExhausted:
+                if not wait or await self._quota_wait(args[2], source) is not None:
+                    raise
+            return await self._copy(*args)
         except PullError as e:
             return failed(src, dst, e)
 
@@ -496,10 +506,9 @@ class Copier:
 
     async def _quota_wait(self, origin: Source, source: Reference) -> str | None:
         """``ratelimit = "wait"``: None once the source's quota has reset, else why not."""
-        if origin is not self.registry_source:
-            return ""
         hosts = [e.host for e in self._session.endpoints(source)]
-        return await self._quota.wait(hosts, self._reserve)
+        is_registry = origin is self.registry_source
+        return await self._quota.wait(hosts, self._reserve) if is_registry else ""
 
     async def _put(
         self, to: Endpoint, path: str, reference: str, raw: bytes, media_type: str

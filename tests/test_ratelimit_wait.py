@@ -146,6 +146,34 @@ async def test_without_wait_an_image_below_the_reserve_is_deferred_as_before(
     assert sleeps.asked == []
 
 
+async def test_a_429_for_a_spent_quota_is_waited_out_and_the_copy_tried_again(
+    tmp_path: Path,
+) -> None:
+    """Someone else spent the quota: the first manifest GET is refused (429, nothing left),
+    saying when it comes back; the copy waits for that, then asks again."""
+    some = images(1)
+    async with (
+        start_fake(some, ratelimit_remaining=0, ratelimit_reset=20) as source,
+        start_fake() as target,
+    ):
+        results, waits, sleeps = await copy_each(tmp_path, source, target, some, ratelimit="wait")
+        assert [r.status for r in results] == ["copied"], [r.error for r in results]
+        assert len(sleeps.asked) == 1 and 19 < sleeps.asked[0] <= 20
+        assert [(w.remaining, w.reserve) for w in waits] == [(0, 10)]
+        assert [r.status for r in source.log.manifest_gets()] == [429, 200]
+
+
+async def test_without_wait_a_429_for_a_spent_quota_fails_the_image(tmp_path: Path) -> None:
+    some = images(1)
+    async with (
+        start_fake(some, ratelimit_remaining=0, ratelimit_reset=20) as source,
+        start_fake() as target,
+    ):
+        results, _, sleeps = await copy_each(tmp_path, source, target, some)
+    assert [(r.status, r.code) for r in results] == [("failed", "rate-limited")]
+    assert sleeps.asked == []
+
+
 async def test_a_pair_s_own_ratelimit_wait_overrides_the_copier_s_defer(tmp_path: Path) -> None:
     some = images(2)
     async with (
