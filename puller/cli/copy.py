@@ -67,7 +67,8 @@ the sync file (TOML):
 
 statuses: copied, up-to-date (nothing fetched or written), would-copy (--dry-run), deferred (the
 source's pull quota is below rate_limit_reserve: not fetched; images found up to date by HEADs,
-which cost no quota, are up-to-date however little is left), failed (with an Error: line on
+which cost no quota, are up-to-date however little is left; with --ratelimit wait, or an entry's
+ratelimit = "wait", only when its reset is over --max-wait away), failed (with an Error: line on
 stderr, and in JSON a stable "code": not-found, unauthorized, denied, no-match, ...)
 
 An entry whose tags and exclude select none of the source's tags fails (code no-match), so that
