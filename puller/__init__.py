@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .archive import LoadedImage, LoadResult, SavedImage, SaveResult, load, save
-    from .copying import Copier, CopyResult, RegistrySource
+    from .copying import Copier, CopyResult
     from .errors import (
         ArchiveError,
         DigestMismatch,
@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     from .oci.reference import parse as parse_reference
     from .pulling import AllPlatformsResult, PlatformImage, Puller, PullResult, pull, pull_sync
     from .registry.auth import Credentials
-    from .sources import StoreSource
+    from .sources import RegistrySource, StoreSource
     from .store.layout import Store
     from .store.prune import Pruned, PruneResult, prune, rmi
     from .sync.file import SyncEntry, load_sync_file
@@ -106,7 +106,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "QuotaExhausted": ("errors", "QuotaExhausted"),
     "Reference": ("oci.reference", "Reference"),
     "RegistryError": ("errors", "RegistryError"),
-    "RegistrySource": ("copying", "RegistrySource"),
+    "RegistrySource": ("sources", "RegistrySource"),
     "SaveResult": ("archive", "SaveResult"),
     "SavedImage": ("archive", "SavedImage"),
     "SizeMismatch": ("errors", "SizeMismatch"),

@@ -23,6 +23,8 @@
     proxy = ""                               # its own proxy ("": none), for its mirrors too
     no_proxy = "cache.internal.example"      # its own NO_PROXY list
     upload_chunk_mib = 16                    # pushes to it in PATCH chunks of 16 MiB
+    max_requests_per_second = 5              # every command: at most 5 requests a second to it
+    max_concurrent_requests = 4              # and at most 4 at once (a blob's whole stream)
 
 Proxies follow docker's rules (``puller.http.proxy``): ``$HTTP_PROXY``, ``$HTTPS_PROXY`` and
 ``$NO_PROXY`` (upper case first) override the file's ``proxy``/``http_proxy``/``https_proxy`` and
@@ -72,6 +74,11 @@ _PROXY_ENV = {
     "no_proxy": ("NO_PROXY", "no_proxy"),
 }
 _TOP_KEYS = {"store", *DEFAULTS, "registry", *_PROXY_KEYS}
+#: A registry's request limits (``registry.limits``), and what each must be.
+_LIMIT_KEYS = {
+    "max_requests_per_second": "positive number",
+    "max_concurrent_requests": "positive int",
+}
 _REGISTRY_KEYS = {
     "server",
     "insecure",
@@ -81,6 +88,7 @@ _REGISTRY_KEYS = {
     "proxy",
     "no_proxy",
     "upload_chunk_mib",
+    *_LIMIT_KEYS,
 }
 #: A PATCH chunk is held in memory whole: at most this (registry.upload's MAX_CHUNK).
 _MAX_UPLOAD_CHUNK_MIB = 64
@@ -421,11 +429,12 @@ def _from_file(
             options = {
                 k: v
                 for k, v in spec.items()
-                if k not in ("mirror", "upload_chunk_mib", *_PROXY_KEYS)
+                if k not in ("mirror", "upload_chunk_mib", *_LIMIT_KEYS, *_PROXY_KEYS)
             }
             server = _endpoint(f, table, options, url, False)
             key = "server" if "server" in spec else next(k for k in options if k != "server")
             sources[f"registry.{name}.server"] = f.where(table, key)
+        limits = _limits(f, table, spec, sources)
         proxy: dict[str, str | None] = {"proxy": None, "no_proxy": None}
         for key in proxy:
             if key in spec:
@@ -438,7 +447,18 @@ def _from_file(
             proxy=proxy["proxy"],
             no_proxy=proxy["no_proxy"],
             upload_chunk_mib=chunk_mib,
+            **limits,
         )
+
+
+def _limits(
+    f: TomlFile, table: tuple[str, ...], spec: Mapping[str, Any], sources: dict[str, str]
+) -> dict[str, Any]:
+    """A registry's request limits (``_LIMIT_KEYS``), checked, their lines noted."""
+    limits = {k: _check_type(f, table, k, spec[k], t) for k, t in _LIMIT_KEYS.items() if k in spec}
+    for key in limits:
+        sources[".".join((*table, key))] = f.where(table, key)
+    return limits
 
 
 # -- merging --------------------------------------------------------------------------------------
@@ -587,7 +607,8 @@ def render(config: Config) -> str:
         out.append(line(text, config.sources.get(key, "default")))
     out.extend(_render_proxies(config, line))
     for name, reg in sorted(config.registries.items()):
-        own = (reg.server, reg.proxy, reg.no_proxy, reg.upload_chunk_mib)
+        limits = {k: getattr(reg, k) for k in _LIMIT_KEYS if getattr(reg, k) is not None}
+        own = (reg.server, reg.proxy, reg.no_proxy, reg.upload_chunk_mib, *limits.values())
         if any(v is not None for v in own):
             out.append("")
             out.append(f'[registry."{name}"]')
@@ -607,6 +628,8 @@ def render(config: Config) -> str:
         if reg.upload_chunk_mib is not None:
             source = config.sources.get(f"registry.{name}.upload_chunk_mib", "")
             out.append(line(f"upload_chunk_mib = {reg.upload_chunk_mib}", source))
+        for key, value in limits.items():
+            out.append(line(f"{key} = {value}", config.sources.get(f"registry.{name}.{key}", "")))
         for i, m in enumerate(reg.mirrors):
             out.append("")
             out.append(

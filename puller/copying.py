@@ -18,11 +18,17 @@ import functools
 import json
 import os
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import ManifestError, NotFound, PullError, RegistryError, error_code
+from .errors import (
+    ManifestError,
+    NotFound,
+    PullError,
+    QuotaExhausted,
+    RegistryError,
+    error_code,
+)
 from .events import SCHEMA_VERSION
 from .oci.digest import Digest, digest_of, parse_digest
 from .oci.manifest import (
@@ -34,12 +40,14 @@ from .oci.manifest import (
     select_platform,
 )
 from .oci.reference import Reference, valid_tag
+from .ratewait import DEFAULT_MAX_WAIT, QuotaWait, QuotaWaiter, checked_mode
 from .registry.auth import push_scope
-from .registry.endpoint import Endpoint, try_in_turn
+from .registry.endpoint import Endpoint
 from .session import MAX_CHILDREN_BYTES, Session
 from .sources import Found, Source
-from .sources import StoreSource as StoreSource  # importable from here, as before
-from .streams import Content, counted
+from .sources import RegistrySource as RegistrySource  # importable from here, as before
+from .sources import StoreSource as StoreSource
+from .streams import counted
 from .tasks import map_limited
 from .text import shown
 
@@ -148,65 +156,6 @@ def failed(source: str, target: str, e: PullError) -> CopyResult:
 Pair = tuple[Reference, Reference] | tuple[Reference, Reference, dict[str, Any]]
 
 
-class RegistrySource:
-    """Images in a registry, asked through its mirrors in turn, as a pull asks (a ``Session``).
-    A blob already in the local store is read from there, not fetched."""
-
-    def __init__(self, session: Session) -> None:
-        self._session = session
-        self._client = session.client
-
-    async def head(self, ref: Reference) -> Digest | None:
-        sources = self._session.endpoints(ref, resolve=ref.digest is None)
-        head = await self._session.retried(
-            lambda: try_in_turn(sources, lambda e: self._client.head_manifest(e, ref)),
-        )
-        return None if head is None else head.digest
-
-    async def manifest(self, ref: Reference) -> Found:
-        sources = self._session.endpoints(ref, resolve=ref.digest is None)
-        return await self._session.retried(lambda: try_in_turn(sources, self._at(ref)))
-
-    def _at(self, ref: Reference) -> Callable[[Endpoint], Awaitable[Found]]:
-        async def fetch(endpoint: Endpoint) -> Found:
-            digest, resp = await self._session.fetch_manifest(endpoint, ref)
-            parsed = parse_manifest(resp.raw, resp.content_type, str(ref))
-            media_type = resp.content_type or parsed.media_type
-            return Found(digest, resp.raw, media_type, parsed, endpoint)
-
-        return fetch
-
-    async def child(self, found: Found, ref: Reference, desc: Descriptor) -> tuple[bytes, str]:
-        child_ref = dataclasses.replace(ref, tag=None, digest=desc.digest)
-        fetch = functools.partial(self._session.fetch_manifest, found.origin, child_ref, desc)
-        _, resp = await self._session.retried(fetch)
-        return resp.raw, resp.content_type or desc.media_type
-
-    def content(self, found: Found, ref: Reference, blob: Descriptor) -> Content:
-        return self._session.blob_content(found.origin, ref.path, blob)
-
-    def remaining(self, ref: Reference) -> int | None:
-        seen = [self._client.rate_limits.get(e.host) for e in self._session.endpoints(ref)]
-        known = [n for n in seen if n is not None]
-        return min(known) if known else None
-
-    async def known(self, digest: Digest) -> bytes | None:
-        store = self._session.store
-        stored = await self._session.stored_manifest(digest, None, str(store.root))
-        return None if stored is None else stored.raw
-
-    async def remember(self, found: Found) -> None:
-        """Into the store, as a pull keeps an index: content-addressed and verified, so a
-        later run can tell the platform's manifest from a HEAD alone."""
-        import asyncio
-
-        where = found.origin.url if isinstance(found.origin, Endpoint) else ""
-        with suppress(OSError, PullError):  # no store to keep it in: the next run GETs it
-            await asyncio.get_running_loop().run_in_executor(
-                None, self._session.store.put_bytes, found.digest, found.raw, where
-            )
-
-
 @dataclass
 class _Tally:
     uploaded: int = 0
@@ -251,11 +200,16 @@ class Copier:
         rate_limit_reserve: int = DEFAULT_RATE_LIMIT_RESERVE,
         on_bytes: Callable[[int], None] | None = None,
         on_planned: Callable[[int], None] | None = None,
+        ratelimit: str = "defer",
+        max_wait: float = DEFAULT_MAX_WAIT,
+        on_wait: Callable[[QuotaWait], None] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         """``session`` (a ``Puller`` is one) gives the endpoints, verified manifest fetches,
         client and retries; ``jobs`` blobs move at once (default: ``default_jobs()``);
         ``on_bytes`` hears of each piece uploaded, and ``on_planned`` of how many images a
-        ``copy_all`` is about to copy (a progress bar's total)."""
+        ``copy_all`` is about to copy (a progress bar's total). ``ratewait`` says what
+        ``ratelimit``, ``max_wait``, ``on_wait`` (each wait) and ``sleep`` (tests) do."""
         import asyncio
 
         self._session = session
@@ -265,6 +219,8 @@ class Copier:
         self._jobs = jobs = jobs or default_jobs()
         self._slots = asyncio.Semaphore(jobs)
         self._reserve = rate_limit_reserve
+        self._ratelimit = checked_mode(ratelimit)
+        self._quota = QuotaWaiter(self._client, max_wait=max_wait, on_wait=on_wait, sleep=sleep)
         self._on_bytes = on_bytes
         self._on_planned = on_planned
         self._placed: dict[tuple[str, Digest], str] = {}  # (target registry, blob) -> repository
@@ -287,18 +243,25 @@ class Copier:
         platforms: Sequence[Platform] = (),
         missing: bool = False,
         origin: Source | None = None,
+        ratelimit: str | None = None,
     ) -> CopyResult:
         """Copy ``source`` to ``target``: every platform, or only ``platforms`` (one: the
         target's tag is its manifest; several: an index of just those, which records the
         source's digest). With
         ``missing``, a tag the target already has is left alone without asking the source.
-        ``origin`` is where ``source`` is read (default: its registry). Errors become a
-        "failed" result."""
+        ``origin`` is where ``source`` is read (default: its registry); ``ratelimit``
+        ("defer" or "wait": then a 429 for a spent quota is waited out too, and the copy
+        tried once more). Errors become a "failed" result."""
         src, dst = str(source), str(target)
+        wait = checked_mode(ratelimit or self._ratelimit) == "wait"
+        args = (source, target, origin or self.registry_source, dry_run, platforms, missing, wait)
         try:
-            return await self._copy(
-                source, target, origin or self.registry_source, dry_run, platforms, missing
-            )
+            try:
+                return await self._copy(*args)
+            except QuotaExhausted:
+                if not wait or await self._quota_wait(args[2], source) is not None:
+                    raise
+            return await self._copy(*args)
         except PullError as e:
             return failed(src, dst, e)
 
@@ -424,6 +387,7 @@ class Copier:
         dry_run: bool,
         platforms: Sequence[Platform],
         missing: bool,
+        wait: bool = False,
     ) -> CopyResult:
         src, dst = str(source), str(target)
         to = self._session.server(target)  # the target registry's own server, never a mirror
@@ -443,13 +407,16 @@ class Copier:
         # none, so an image already in sync is up to date however little is left.
         left = origin.remaining(source)
         if left is not None and left < self._reserve:
-            return CopyResult(
-                src,
-                dst,
-                "deferred",
-                error=f"{left} pulls left at the source (rate_limit_reserve {self._reserve})",
-                code="rate-limited",
-            )
+            why = "" if not wait else await self._quota_wait(origin, source)
+            if why is not None:
+                return CopyResult(
+                    src,
+                    dst,
+                    "deferred",
+                    error=f"{left} pulls left at the source (rate_limit_reserve {self._reserve})"
+                    + (f"; {why}" if why else ""),
+                    code="rate-limited",
+                )
         found = await origin.manifest(source)
         plan = _plan(found, platforms, src)
         if there is not None and there == plan.digest:
@@ -498,6 +465,12 @@ class Copier:
             tally.existing,
             tally.bytes_uploaded,
         )
+
+    async def _quota_wait(self, origin: Source, source: Reference) -> str | None:
+        """``ratelimit = "wait"``: None once the source's quota has reset, else why not."""
+        hosts = [e.host for e in self._session.endpoints(source)]
+        is_registry = origin is self.registry_source
+        return await self._quota.wait(hosts, self._reserve) if is_registry else ""
 
     async def _put(
         self, to: Endpoint, path: str, reference: str, raw: bytes, media_type: str
@@ -633,15 +606,15 @@ def _plan(found: Found, platforms: Sequence[Platform], where: str) -> _Plan:
     if isinstance(parsed, Manifest):  # one platform already: copied as it is
         return _Plan(found.digest, found.raw, found.media_type)
     if not platforms:
-        return _Plan(found.digest, found.raw, found.media_type, list(parsed.manifests))
+        return _Plan(found.digest, found.raw, found.media_type, _once(parsed.manifests))
     if len(platforms) == 1:
         desc = select_platform(parsed, platforms[0], where)
         return _Plan(desc.digest, b"", desc.media_type, single=desc)
-    chosen = [
+    chosen = _once(
         d
         for d in parsed.manifests
         if d.platform is not None and any(d.platform.matches(p) for p in platforms)
-    ]
+    )
     if not chosen:
         have = ", ".join(sorted({str(d.platform) for d in parsed.manifests if d.platform}))
         wanted = ", ".join(str(p) for p in platforms)
@@ -656,6 +629,15 @@ def _plan(found: Found, platforms: Sequence[Platform], where: str) -> _Plan:
     }
     raw = json.dumps(doc, indent=3).encode()
     return _Plan(digest_of(raw), raw, found.media_type, chosen)
+
+
+def _once(children: Iterable[Descriptor]) -> list[Descriptor]:
+    """Each child manifest once, in the index's order: an index may list one digest many times
+    (its bytes, repeats and all, are written as they are), and each is fetched and put once."""
+    first: dict[Digest, Descriptor] = {}
+    for d in children:
+        first.setdefault(d.digest, d)
+    return list(first.values())
 
 
 def _single(raw: bytes, media_type: str, where: str) -> Manifest:

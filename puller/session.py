@@ -150,12 +150,14 @@ class Session:
 
         self._proxies = proxies
         from .registry.client import RegistryClient  # here: ``import puller`` loads no HTTP
+        from .registry.limits import limits_by_host
 
         self._client = RegistryClient(
             credentials=credentials,
             lookup=credential_lookup,
             timeout=timeout,
             proxies=self._proxy_rule,
+            limits=limits_by_host(self._registries.values()),
         )
         self._retry = RetryPolicy(attempts=max_download_attempts, base_delay=retry_delay)
         self._lease: AbstractContextManager[None] | None = None
@@ -365,8 +367,19 @@ class Session:
                 f"{MAX_CHILDREN_BYTES >> 20} MiB in all: refused"
             )
         slots = asyncio.Semaphore(CHILD_FETCHES)
+        # A child the index lists many times is fetched once: the first position's fetch
+        # serves the rest.
+        first: dict[Digest, asyncio.Future[ChildManifest]] = {}
 
         async def child(position: int, desc: Descriptor) -> ChildManifest:
+            if desc.digest in first:
+                return dataclasses.replace(
+                    await asyncio.shield(first[desc.digest]), position=position, descriptor=desc
+                )
+            first[desc.digest] = fetching = asyncio.ensure_future(fetch(position, desc))
+            return await fetching
+
+        async def fetch(position: int, desc: Descriptor) -> ChildManifest:
             where = f"{ref} ({desc.platform or desc.digest})"
             async with slots:
                 held = await self.stored_manifest(desc.digest, desc.media_type, endpoint.url)

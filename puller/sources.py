@@ -1,20 +1,28 @@
 """Where a copy reads an image: the ``Source`` protocol and the manifest it answers (``Found``),
 and the local store as a source (``StoreSource``: ``pypull push``). A registry as a source is
-``copying.RegistrySource``, over a ``session.Session``: regclient's shape, one interface for a
+``RegistrySource``, over a ``session.Session``: regclient's shape, one interface for a
 registry and an OCI layout, so a copy and a push are one code path.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import NotFound, PullError
 from .oci.digest import Digest, parse_digest
 from .oci.manifest import Descriptor, Index, Manifest, parse_manifest
 from .oci.reference import Reference
+from .registry.endpoint import Endpoint, try_in_turn
 from .store.layout import RESOLVED_ANNOTATION, Store
 from .streams import Content, from_store
+
+if TYPE_CHECKING:
+    from .session import Session
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,3 +142,62 @@ class StoreSource:
 
     async def remember(self, found: Found) -> None:
         pass  # it is in the store already
+
+
+class RegistrySource:
+    """Images in a registry, asked through its mirrors in turn, as a pull asks (a ``Session``).
+    A blob already in the local store is read from there, not fetched."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._client = session.client
+
+    async def head(self, ref: Reference) -> Digest | None:
+        sources = self._session.endpoints(ref, resolve=ref.digest is None)
+        head = await self._session.retried(
+            lambda: try_in_turn(sources, lambda e: self._client.head_manifest(e, ref)),
+        )
+        return None if head is None else head.digest
+
+    async def manifest(self, ref: Reference) -> Found:
+        sources = self._session.endpoints(ref, resolve=ref.digest is None)
+        return await self._session.retried(lambda: try_in_turn(sources, self._at(ref)))
+
+    def _at(self, ref: Reference) -> Callable[[Endpoint], Awaitable[Found]]:
+        async def fetch(endpoint: Endpoint) -> Found:
+            digest, resp = await self._session.fetch_manifest(endpoint, ref)
+            parsed = parse_manifest(resp.raw, resp.content_type, str(ref))
+            media_type = resp.content_type or parsed.media_type
+            return Found(digest, resp.raw, media_type, parsed, endpoint)
+
+        return fetch
+
+    async def child(self, found: Found, ref: Reference, desc: Descriptor) -> tuple[bytes, str]:
+        child_ref = dataclasses.replace(ref, tag=None, digest=desc.digest)
+        fetch = functools.partial(self._session.fetch_manifest, found.origin, child_ref, desc)
+        _, resp = await self._session.retried(fetch)
+        return resp.raw, resp.content_type or desc.media_type
+
+    def content(self, found: Found, ref: Reference, blob: Descriptor) -> Content:
+        return self._session.blob_content(found.origin, ref.path, blob)
+
+    def remaining(self, ref: Reference) -> int | None:
+        seen = [self._client.rate_limits.get(e.host) for e in self._session.endpoints(ref)]
+        known = [n for n in seen if n is not None]
+        return min(known) if known else None
+
+    async def known(self, digest: Digest) -> bytes | None:
+        store = self._session.store
+        stored = await self._session.stored_manifest(digest, None, str(store.root))
+        return None if stored is None else stored.raw
+
+    async def remember(self, found: Found) -> None:
+        """Into the store, as a pull keeps an index: content-addressed and verified, so a
+        later run can tell the platform's manifest from a HEAD alone."""
+        import asyncio
+
+        where = found.origin.url if isinstance(found.origin, Endpoint) else ""
+        with suppress(OSError, PullError):  # no store to keep it in: the next run GETs it
+            await asyncio.get_running_loop().run_in_executor(
+                None, self._session.store.put_bytes, found.digest, found.raw, where
+            )

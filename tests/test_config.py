@@ -479,7 +479,8 @@ MIRROR = '[[registry."docker.io".mirror]]\n'
             "insecur = true\n",
             3,
             "registry.registry.example:5000.insecur",
-            "unknown key (known: ca_file, insecure, mirror, no_proxy, proxy, server, skip_verify, "
+            "unknown key (known: ca_file, insecure, max_concurrent_requests, "
+            "max_requests_per_second, mirror, no_proxy, proxy, server, skip_verify, "
             "upload_chunk_mib)",
         ),
         (
@@ -1182,7 +1183,8 @@ def test_mirror_variable_keeps_the_docker_hub_proxy(tmp_path: Path) -> None:
             '[registry."ghcr.io"]\nhttps_proxy = "http://p:1"\n',
             2,
             "registry.ghcr.io.https_proxy",
-            "unknown key (known: ca_file, insecure, mirror, no_proxy, proxy, server, skip_verify, "
+            "unknown key (known: ca_file, insecure, max_concurrent_requests, "
+            "max_requests_per_second, mirror, no_proxy, proxy, server, skip_verify, "
             "upload_chunk_mib)",
         ),
     ],

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from ..config import Config
     from ..copying import Copier, CopyResult
+    from ..ratewait import QuotaWait
     from .options import Subparsers
 
     Work = Callable[[Copier, Callable[[CopyResult], None]], Awaitable[list[CopyResult]]]
@@ -76,7 +77,8 @@ the sync file (TOML):
 
 statuses: copied, up-to-date (nothing fetched or written), would-copy (--dry-run), deferred (the
 source's pull quota is below rate_limit_reserve: not fetched; images found up to date by HEADs,
-which cost no quota, are up-to-date however little is left), failed (with an Error: line on
+which cost no quota, are up-to-date however little is left; with --ratelimit wait, or an entry's
+ratelimit = "wait", only when its reset is over --max-wait away), failed (with an Error: line on
 stderr, and in JSON a stable "code": not-found, unauthorized, denied, no-match, ...)
 
 An entry whose filters select none of the source's tags fails (code no-match), so that a
@@ -188,6 +190,7 @@ def add_copy(sub: Subparsers) -> None:
         '"copied", "up-to-date", "would-copy", "deferred", "failed"}',
     )
     _add_referrers(copy)
+    _add_quota_options(copy)
     add_copy_access(copy)
     copy.set_defaults(handler=_cmd_copy)
 
@@ -258,6 +261,7 @@ def add_sync(sub: Subparsers) -> None:
         'one JSON object per image, as `pypull copy --format json`, then {"event": "summary", ...}',
     )
     _add_referrers(sync)
+    _add_quota_options(sync)
     add_copy_access(sync)
     sync.set_defaults(handler=_cmd_sync)
 
@@ -285,6 +289,39 @@ def shard(text: str) -> tuple[int, int]:
     return i, n
 
 
+def _add_quota_options(p: argparse.ArgumentParser) -> None:
+    """What copy and sync do when a source's pull quota falls below rate_limit_reserve
+    (``ratewait``'s ``RATELIMIT_MODES`` and ``DEFAULT_MAX_WAIT``: not imported for a parser)."""
+    p.add_argument(
+        "--ratelimit",
+        choices=("defer", "wait"),
+        default=None,
+        help="below rate_limit_reserve: defer the image (default), or wait for the source's "
+        "quota window to reset (RateLimit-Reset, Retry-After or its ;w= window), up to "
+        '--max-wait, then defer (a sync file entry may say ratelimit = "wait" too)',
+    )
+    p.add_argument(
+        "--max-wait",
+        type=_seconds,
+        default=300.0,
+        metavar="SECONDS",
+        help="the longest --ratelimit wait waits (default: 300)",
+    )
+
+
+def _seconds(text: str) -> float:
+    import argparse
+    import math
+
+    try:
+        n = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (n >= 0 and math.isfinite(n)):
+        raise argparse.ArgumentTypeError(f"{text} is not 0 or more seconds")
+    return n
+
+
 def _copy_options(args: argparse.Namespace) -> dict[str, Any]:
     """The per-image options of copy, push and sync, for ``Copier.copy``."""
     from ..oci.manifest import parse_platform
@@ -294,6 +331,7 @@ def _copy_options(args: argparse.Namespace) -> dict[str, Any]:
         "missing": args.missing,
         "platforms": tuple(parse_platform(p) for p in args.platform or ()),
         "referrers": getattr(args, "referrers", False),
+        "ratelimit": getattr(args, "ratelimit", None),
     }
 
 
@@ -450,6 +488,14 @@ def _copies(
         if result.status == "failed":
             print(shown(_error_line(result), 1000), file=sys.stderr, flush=True)
 
+    def waiting(wait: QuotaWait) -> None:
+        if as_json:
+            emit(wait.to_dict())
+        elif bar is not None:
+            bar.note(shown(wait.line(), 1000))
+        else:
+            print(shown(wait.line(), 1000), file=sys.stderr, flush=True)
+
     async def run() -> list[CopyResult]:
         from ..session import Session
 
@@ -460,6 +506,8 @@ def _copies(
                 rate_limit_reserve=config.rate_limit_reserve,
                 on_bytes=bar.sent if bar is not None else None,
                 on_planned=bar.planned if bar is not None else None,
+                max_wait=getattr(args, "max_wait", 0.0),
+                on_wait=waiting,
             )
             try:
                 return await work(copier, report)

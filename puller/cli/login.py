@@ -86,10 +86,13 @@ def _cmd_login(args: argparse.Namespace) -> int:
     server = config.registry(parse_ref(f"{name}/x").domain).own_server()
 
     async def check() -> None:
+        from ..registry.limits import limits_by_host
+
         async with RegistryClient(
             credentials={name: creds},
             timeout=config.timeout,
             proxies=lambda _: config.proxies(name).for_url,
+            limits=limits_by_host(config.registries.values()),
         ) as client:
             await client.check_login(server)
 

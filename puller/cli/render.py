@@ -294,6 +294,11 @@ class CopyBar:
                 self._bar.total = self._bar.n + 1  # a failure before any copy was planned
             self._bar.update(1)
 
+    def note(self, text: str) -> None:
+        """A line on stderr above the bar, counting no image."""
+        with self._mutex:
+            self._tqdm.write(text, file=sys.stderr)
+
     def planned(self, n: int) -> None:
         with self._mutex:
             self._bar.total = (self._bar.total or 0) + n

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -30,7 +31,9 @@ from ..oci.manifest import ACCEPT, MAX_MANIFEST_SIZE
 from ..oci.reference import Reference
 from .auth import Credentials, pull_scope
 from .endpoint import BASE_HEADERS, Endpoint
+from .limits import Limiter, RequestLimits
 from .links import next_link
+from .quota import reset_in
 from .status import number, raise_for_status, remaining, tls_error, transport_error
 from .token import Authorizer
 from .upload import Uploads
@@ -74,20 +77,26 @@ class RegistryClient(Uploads):
         lookup: Callable[[str], Credentials | None] | None = None,
         timeout: float = 30.0,
         proxies: Callable[[Endpoint], ProxyFor | None] | None = None,
+        limits: Mapping[str, RequestLimits] | None = None,
     ) -> None:
         """``credentials`` by registry name win over ``lookup(name)`` (docker's config.json);
         either is asked only for the endpoint's own name, so a mirror never gets the
         credentials of the registry it mirrors. ``proxies(endpoint)`` picks the proxy rule
         for the requests made on an endpoint's behalf, its token endpoint and redirects
-        included (see ``proxy``); without it, every request goes direct."""
+        included (see ``proxy``); without it, every request goes direct. ``limits`` by host
+        (``Endpoint.host``) pace and bound the requests to it (``limits.Limiter``)."""
         self._ssl: dict[tuple[bool, str | None], ssl.SSLContext] = {}
         self._timeout = timeout
         self._proxies = proxies
         self.http = Client(timeout=timeout)
         self.auth = Authorizer(credentials, lookup, self._token_request, self._tls)
+        #: ``max_requests_per_second`` and ``max_concurrent_requests`` by host (``limits``)
+        self.limiter = Limiter(limits)
         #: The last ``ratelimit-remaining`` each host sent (Docker Hub's pull quota).
         self.rate_limits: dict[str, int] = {}
         self.referrers_api: dict[str, bool] = {}
+        #: When each host's quota window resets, as it said (``quota``), on ``time.monotonic``.
+        self.rate_resets: dict[str, float] = {}
 
     async def __aenter__(self) -> RegistryClient:
         return self
@@ -230,32 +239,38 @@ class RegistryClient(Uploads):
             auth = self.auth.header(endpoint, scope) if ours else None
             if auth:
                 hdrs["Authorization"] = auth
-            resp = await self._send(
-                endpoint,
-                url,
-                hdrs,
-                method=method,
-                downgrade=downgrade,
-                body=body() if body is not None else None,
-                length=length,
-            )
-            try:
-                # A redirect target's 401 is not the registry's: its challenge must not choose
-                # where our credentials go.
-                if resp.status == 401 and attempt == 0 and ours and same_origin(resp.url, url):
+            # The registry's limits: a slot held until the answer is released (a blob's whole
+            # stream), let go before authenticating (``limits``).
+            async with self.limiter.slot(endpoint.host):
+                resp = await self._send(
+                    endpoint,
+                    url,
+                    hdrs,
+                    method=method,
+                    downgrade=downgrade,
+                    body=body() if body is not None else None,
+                    length=length,
+                )
+                try:
+                    # A redirect target's 401 is not the registry's: its challenge must not
+                    # choose where our credentials go.
                     challenge = resp.headers.get("WWW-Authenticate")
-                    if auth and auth == self.auth.header(endpoint, scope):
-                        self.auth.drop(endpoint, scope)  # expired or revoked
+                    if not (
+                        resp.status == 401 and attempt == 0 and ours and same_origin(resp.url, url)
+                    ):
+                        left = remaining(resp.headers.get("ratelimit-remaining"))
+                        if left is not None and ours:
+                            self.rate_limits[endpoint.host] = left
+                            reset = reset_in(resp.headers, resp.status)
+                            if reset is not None:
+                                self.rate_resets[endpoint.host] = time.monotonic() + reset
+                        yield resp
+                        return
+                finally:
                     resp.release()
-                    await self.auth.authenticate(endpoint, scope, challenge, url)
-                    continue
-                left = remaining(resp.headers.get("ratelimit-remaining"))
-                if left is not None and ours:
-                    self.rate_limits[endpoint.host] = left
-                yield resp
-                return
-            finally:
-                resp.release()
+            if auth and auth == self.auth.header(endpoint, scope):
+                self.auth.drop(endpoint, scope)  # expired or revoked
+            await self.auth.authenticate(endpoint, scope, challenge, url)
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- API --------------------------------------------------------------------------------------
@@ -266,8 +281,9 @@ class RegistryClient(Uploads):
         A registry that answers without asking for credentials cannot tell good ones from bad,
         so that is an error too: nothing unchecked gets stored."""
         url = f"{endpoint.url}/v2/"
-        probe = await self._send(endpoint, url, {})
-        probe.release()
+        async with self.limiter.slot(endpoint.host):
+            probe = await self._send(endpoint, url, {})
+            probe.release()
         if probe.status == 200:
             raise RegistryError(
                 f"{endpoint.url} does not ask for credentials, so they cannot be checked; "

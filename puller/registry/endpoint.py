@@ -68,6 +68,9 @@ class RegistryConfig:
     #: uploads to it go in PATCH chunks of this many MiB (a proxy in front of it that limits
     #: request bodies); None: one streamed PUT, chunks only when it refuses that (413)
     upload_chunk_mib: int | None = None
+    #: requests to its own server: at most this many a second, this many at once (None: no limit)
+    max_requests_per_second: float | None = None
+    max_concurrent_requests: int | None = None
 
     def own_server(self) -> Endpoint:
         """The registry's own server, never a mirror: where logins and copies write."""

@@ -42,6 +42,8 @@ async def sync_entries(
             "by": f"the entry at {path}:{entry.line}",  # named if another writes its tag
             **referrer_options(entry.referrers, entry.artifact_types, options),
         }
+        if entry.ratelimit == "wait":  # else --ratelimit's (the file's default is "defer")
+            own["ratelimit"] = entry.ratelimit
         if not entry.is_repository:
             return [(entry.source, entry.target, own)], []  # its target says what to write
         select: Callable[[str], bool] = entry.selects

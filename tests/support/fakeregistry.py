@@ -399,6 +399,10 @@ class LoggedRequest:
     raw_path: str = ""
     #: the headers of the answer (None: no answer was sent)
     answer_headers: CIMultiDict[str] | None = None
+    #: the loop's clock when the request arrived, and when the fake was done with it (a
+    #: streamed body sent; None: not yet)
+    arrived: float = 0.0
+    ended: float | None = None
 
     @property
     def authorization(self) -> str | None:
@@ -494,6 +498,19 @@ class RequestLog:
 
     def uploads(self, method: str | None = None, status: int | None = None) -> list[LoggedRequest]:
         return self.select("upload", method=method, status=status)
+
+    def most_at_once(self) -> int:
+        """The most requests the fake was busy with at one time (arrived, not yet ended)."""
+        edges = sorted(
+            [(r.arrived, 1) for r in self._entries]
+            + [(r.ended, -1) for r in self._entries if r.ended is not None],
+            key=lambda edge: (edge[0], edge[1]),  # an end before a start at the same instant
+        )
+        busy = most = 0
+        for _, step in edges:
+            busy += step
+            most = max(most, busy)
+        return most
 
 
 # -- faults ----------------------------------------------------------------------------------------
@@ -970,6 +987,8 @@ class FakeRegistry:
       each manifest GET answered 200 takes one off (a HEAD does not, as on Docker Hub), and
       once it is 0 manifest GETs are answered 429 ``TOOMANYREQUESTS`` (with the headers).
     - ``ratelimit_limit``: the quota announced (default 100).
+    - ``ratelimit_reset``: when not None, those answers also carry ``ratelimit-reset: <N>``
+      (seconds until the window resets, the IETF draft's header).
     """
 
     def __init__(
@@ -995,6 +1014,7 @@ class FakeRegistry:
         referrers_page: int | None = None,
         ratelimit_remaining: int | None = None,
         ratelimit_limit: int = 100,
+        ratelimit_reset: int | None = None,
     ) -> None:
         self.auth: AuthMode = auth
         self.origin = origin
@@ -1015,6 +1035,7 @@ class FakeRegistry:
         self.referrers_page = referrers_page
         self.ratelimit_remaining = ratelimit_remaining
         self.ratelimit_limit = ratelimit_limit
+        self.ratelimit_reset = ratelimit_reset
         self.log = RequestLog()
         #: token -> the scopes it grants; only tokens in here are accepted
         self.tokens: dict[str, frozenset[str]] = {}
@@ -1165,9 +1186,18 @@ class FakeRegistry:
             MultiDict(request.query),
             CIMultiDict(request.headers),
             raw_path=request.raw_path,
+            arrived=asyncio.get_running_loop().time(),
         )
         self.log.append(entry)
         request[_ENTRY] = entry
+        try:
+            return await self._answer(request, handler, entry)
+        finally:
+            entry.ended = asyncio.get_running_loop().time()
+
+    async def _answer(
+        self, request: web.Request, handler: Handler, entry: LoggedRequest
+    ) -> web.StreamResponse:
         try:
             resp = await handler(request)
         except web.HTTPException as e:
@@ -1307,6 +1337,8 @@ class FakeRegistry:
                 self.ratelimit_remaining -= 1
             resp.headers["ratelimit-limit"] = f"{self.ratelimit_limit};w=21600"
             resp.headers["ratelimit-remaining"] = f"{max(self.ratelimit_remaining, 0)};w=21600"
+            if self.ratelimit_reset is not None:
+                resp.headers["ratelimit-reset"] = str(self.ratelimit_reset)
         return resp
 
     async def _manifest_answer(self, request: web.Request) -> web.Response:
@@ -1347,7 +1379,12 @@ class FakeRegistry:
         name, reference = request.match_info["name"], request.match_info["reference"]
         if (request.content_length or 0) > _MAX_MANIFEST:
             return error_body("SIZE_INVALID", "manifest too large", 413)
-        raw = await request.content.read(_MAX_MANIFEST + 1)
+        raw = b""
+        while len(raw) <= _MAX_MANIFEST:  # read(n) gives what has arrived, up to n
+            more = await request.content.read(_MAX_MANIFEST + 1 - len(raw))
+            if not more:
+                break
+            raw += more
         if len(raw) > _MAX_MANIFEST:
             return error_body("SIZE_INVALID", "manifest too large", 413)
         try:
