@@ -6,11 +6,12 @@ a digest), that an incomplete source list deletes nothing, and what ``--check`` 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from fixtures.images import Image, make_image
+from fixtures.images import Image, make_image, make_index
 from tests.support.fakeregistry import FakeRegistry, Status, run_pypull, start_fake
 
 
@@ -247,3 +248,64 @@ async def test_delete_with_a_sync_file_is_a_usage_error(tmp_path: Path) -> None:
         run = await run_pypull("sync", "--delete", sync_file(tmp_path, source, target))
     assert run.returncode == 2
     assert "delete = true" in run.stderr
+
+
+async def test_a_manifest_another_tags_index_names_is_kept_shared(tmp_path: Path) -> None:
+    """Deleting 1.0-rc1's digest would break the index at ``multi`` that names it as a child:
+    a registry that deletes by digest only keeps it."""
+    rc1 = image("1.0-rc1")
+    multi = make_index("library/app", "multi", [rc1.manifests[0]])
+    async with start_fake([image("1.0")]) as source, start_fake(deletes="digest") as target:
+        seed_target(target, [rc1, multi])
+        run = await run_pypull("sync", "--json", sync_file(tmp_path, source, target))
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert by_status(records(run.stdout))["kept-shared"] == ["1.0-rc1"]
+        assert "multi" in run.stdout
+        assert [d for d in deletes(target) if d.startswith("sha256:")] == []
+        assert target.tags("mirror/app") == ["1.0", "1.0-rc1", "multi"]
+
+
+async def test_a_target_behind_tokens_is_asked_for_delete_beside_push(tmp_path: Path) -> None:
+    async with start_fake([image("1.0")]) as source, start_fake(auth="bearer") as target:
+        seed_target(target, [image("1.0-rc1")])
+        run = await run_pypull("sync", sync_file(tmp_path, source, target))
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert target.tags("mirror/app") == ["1.0"]
+        asked = [r.query.get("scope", "") for r in target.log.token_requests()]
+        assert "repository:mirror/app:pull,push,delete" in asked
+
+
+async def test_the_source_list_of_a_deletion_comes_from_its_own_server_not_a_mirror(
+    tmp_path: Path,
+) -> None:
+    """A mirror that lists only part of the source (a pull-through cache lists what it holds)
+    decides nothing: 1.1, which the mirror lacks, is not deleted at the target."""
+    async with (
+        start_fake([image("1.0"), image("1.1")]) as source,
+        start_fake([image("1.0")]) as mirror,
+        start_fake() as target,
+    ):
+        config = Path(os.environ["XDG_CONFIG_HOME"]) / "pypull" / "config.toml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(
+            f'[[registry."{source.host}".mirror]]\n'
+            f'url = "http://{mirror.host}"\ncapabilities = ["pull", "resolve"]\n'
+        )
+        seed_target(target, [image("1.0"), image("1.1"), image("1.0-rc1")])
+        run = await run_pypull("sync", "--json", sync_file(tmp_path, source, target))
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert by_status(records(run.stdout))["deleted"] == ["1.0-rc1"]
+        assert target.tags("mirror/app") == ["1.0", "1.1"]
+        assert mirror.log.select("manifest")  # the copies' HEADs: the mirror is in use
+        assert mirror.log.select("tags") == []  # one listing, at the source's own server
+
+
+async def test_check_of_a_source_that_cannot_be_compared_exits_1(tmp_path: Path) -> None:
+    async with start_fake() as gone:
+        pass
+    async with start_fake() as target:
+        seed_target(target, [image("1.0")])
+        path = sync_file(tmp_path, gone, target, extra="")
+        run = await run_pypull("sync", "--check", "--max-download-attempts", "1", path)
+        assert run.returncode == 1, run.stdout + run.stderr
+        assert "Error:" in run.stderr
