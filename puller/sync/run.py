@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from ..copying import Copier, CopyResult, Pair, failed
@@ -126,9 +127,12 @@ async def sync_listed(
         report(result)
     results += await copier.copy_all(keep, each=report, fail_fast=fail_fast, **options)
     if fail_fast and any(r.status == "failed" for r in results):
-        return results  # (the dropped images are neither copied nor deleted)
-    dry_run = bool(options.get("dry_run"))
-    done = await delete_dropped(copier, drop, (t for _, t in keep), dry_run=dry_run)
+        repositories = {(s.name, t.name): (s, t) for s, t in drop}
+        why = "--fail-fast: an image failed"
+        done = [skipped(_repository(s), _repository(t), why) for s, t in repositories.values()]
+    else:
+        dry_run = bool(options.get("dry_run"))
+        done = await delete_dropped(copier, drop, (t for _, t in keep), dry_run=dry_run)
     for result in done:
         report(result)
     return results + done
@@ -138,6 +142,10 @@ def _server_only(copier: Copier, source: Reference) -> bool:
     """Whether the source's own server is the one endpoint that lists its tags."""
     session = copier.session
     return session.endpoints(source, resolve=True) == (session.server(source),)
+
+
+def _repository(ref: Reference) -> Reference:
+    return replace(ref, tag=None, digest=None)
 
 
 def _ends(entry: SyncEntry) -> tuple[Reference, Reference]:

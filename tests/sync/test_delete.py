@@ -309,3 +309,44 @@ async def test_check_of_a_source_that_cannot_be_compared_exits_1(tmp_path: Path)
         run = await run_pypull("sync", "--check", "--max-download-attempts", "1", path)
         assert run.returncode == 1, run.stdout + run.stderr
         assert "Error:" in run.stderr
+
+
+async def test_to_with_delete_under_fail_fast_deletes_nothing_after_a_failure(
+    tmp_path: Path,
+) -> None:
+    async with start_fake([image("1.0")]) as source, start_fake() as target:
+        target.add_image(image("1.0-rc1"), "m/library/app")
+        refs = [f"{source.host}/library/{name}" for name in ("app:1.0-rc1", "missing:1")]
+        run = await run_pypull(
+            "sync", "--json", "--delete", "--fail-fast", "--to", f"{target.host}/m", *refs
+        )
+        assert run.returncode == 1, run.stdout + run.stderr
+        skips = {
+            d["target"]: d["error"]
+            for d in records(run.stdout)
+            if d.get("status") == "delete-skipped"
+        }
+        # library/missing: its listing failed (not found: never taken for "no tags");
+        # library/app: not run after the failure
+        assert "not found" in skips[f"{target.host}/m/library/missing"]
+        assert "--fail-fast" in skips[f"{target.host}/m/library/app"]
+        assert target.tags("m/library/app") == ["1.0-rc1"]
+
+
+async def test_check_with_to_and_delete_exits_1_for_a_tag_the_source_dropped(
+    tmp_path: Path,
+) -> None:
+    async with start_fake([image("1.0")]) as source, start_fake() as target:
+        target.add_image(image("1.0"), "m/library/app")
+        target.add_image(image("1.0-rc1"), "m/library/app")
+        refs = [f"{source.host}/library/app:{tag}" for tag in ("1.0", "1.0-rc1")]
+        dst = f"{target.host}/m"
+        run = await run_pypull("sync", "--check", "--json", "--delete", "--to", dst, *refs)
+        assert run.returncode == 1, run.stdout + run.stderr
+        assert by_status(records(run.stdout)) == {
+            "up-to-date": ["1.0"],
+            "would-delete": ["1.0-rc1"],
+        }
+        assert deletes(target) == []
+        in_sync = await run_pypull("sync", "--check", "--to", dst, refs[0])
+        assert in_sync.returncode == 0, in_sync.stdout + in_sync.stderr
