@@ -78,8 +78,19 @@ DEFAULT_RATE_LIMIT_RESERVE = 10
 #: On a platform-filtered index: the digest of the source index it was made from, so that the
 #: next run can tell "unchanged" from a HEAD at the source and a GET at the target.
 SOURCE_DIGEST_ANNOTATION = "io.pypull.source.digest"
-#: What a copy can come to, in the order a summary lists them.
-STATUSES = ("copied", "up-to-date", "would-copy", "deferred", "failed")
+#: What a copy (or a sync's deletion step, ``sync.delete``) can come to, in the order a
+#: summary lists them.
+STATUSES = (
+    "copied",
+    "up-to-date",
+    "would-copy",
+    "deferred",
+    "failed",
+    "deleted",
+    "would-delete",
+    "kept-shared",
+    "delete-skipped",
+)
 #: Layers a registry must not be sent: they live at the URLs their descriptor names.
 _FOREIGN = frozenset(
     {
@@ -230,6 +241,11 @@ class Copier:
         self._target_tags: dict[tuple[str, str], asyncio.Task[frozenset[str]]] = {}
 
     @property
+    def session(self) -> Session:
+        """The session the copies go through: endpoints, client, retries."""
+        return self._session
+
+    @property
     def rate_limits(self) -> dict[str, int]:
         """The last ``ratelimit-remaining`` each source host sent."""
         return dict(self._client.rate_limits)
@@ -356,13 +372,18 @@ class Copier:
         return results
 
     async def tag_pairs(
-        self, source: Reference, target: Reference, select: Callable[[str], bool] = lambda _: True
+        self,
+        source: Reference,
+        target: Reference,
+        select: Callable[[str], bool] = lambda _: True,
+        tags: Sequence[str] | None = None,
     ) -> tuple[list[Pair], list[CopyResult]]:
         """A (source, target) pair for each tag of ``source``'s repository that ``select``
-        takes, and a "failed" result for each listed tag that is not a valid tag name."""
+        takes, and a "failed" result for each listed tag that is not a valid tag name;
+        ``tags``: the repository's tags, listed already (default: ``tags_of``)."""
         pairs: list[Pair] = []
         failed: list[CopyResult] = []
-        for tag in await self.tags_of(source):
+        for tag in await self.tags_of(source) if tags is None else tags:
             if not valid_tag(tag):
                 name = f"{source.name}:{shown(tag, 80)}"
                 failed.append(
@@ -394,6 +415,10 @@ class Copier:
         if missing and target.tag is not None and target.tag in await self._tags_at(to, target):
             return CopyResult(src, dst, "up-to-date")
         there = await self._head(to, target)
+        if there is None and dry_run and not platforms:  # a HEAD says what a copy would be
+            here = await origin.head(source)
+            if here is not None:
+                return CopyResult(src, dst, "would-copy", str(here))
         if there is not None:
             here = await origin.head(source)
             if here is not None and here == there:
@@ -403,6 +428,8 @@ class Copier:
                     return CopyResult(src, dst, "up-to-date", str(there))
             elif here is not None and platforms and await self._made_from(to, target) == here:
                 return CopyResult(src, dst, "up-to-date", str(there))
+            if here is not None and dry_run and not platforms:  # no GET: the HEADs differ
+                return CopyResult(src, dst, "would-copy", str(here))
         # Only now does the copy cost quota (manifest GETs at the source): the HEADs above cost
         # none, so an image already in sync is up to date however little is left.
         left = origin.remaining(source)

@@ -47,9 +47,9 @@ EXIT_DEFERRED = 3
 #: The exit statuses of copy and sync, as _copying decides them.
 COPY_EXIT = """\
 exit status: 0 when no image failed or was deferred, 1 when any failed (the others are still
-copied), 3 when none failed but some were deferred (come back later: cron can tell a run that
-is done from one that is not), 75 when --no-wait met a target repository another pypull is
-writing to, 2 on a usage error.
+copied) or a deletion step was skipped, 3 when none failed but some were deferred (come back
+later: cron can tell a run that is done from one that is not), 75 when --no-wait met a target
+repository another pypull is writing to, 2 on a usage error.
 """
 
 SYNC_EPILOG = (
@@ -79,7 +79,23 @@ statuses: copied, up-to-date (nothing fetched or written), would-copy (--dry-run
 source's pull quota is below rate_limit_reserve: not fetched; images found up to date by HEADs,
 which cost no quota, are up-to-date however little is left; with --ratelimit wait, or an entry's
 ratelimit = "wait", only when its reset is over --max-wait away), failed (with an Error: line on
-stderr, and in JSON a stable "code": not-found, unauthorized, denied, no-match, ...)
+stderr, and in JSON a stable "code": not-found, unauthorized, denied, no-match, ...); and of
+the deletion step: deleted, would-delete (--dry-run, --check), kept-shared, delete-skipped
+
+Deleting what left the source (opt-in): with delete = true in a repository entry, after the
+copies the target's tags that the entry's tags/exclude select and that the source no longer
+lists are deleted. Never a tag outside the entry's target repository or its selection, nor one
+this run writes; never from an incomplete list: the source's tags are listed at its own
+server (not a mirror), and a listing that fails (an error, a rate limit, a page) skips the
+whole step (delete-skipped, exit status 1). A registry that deletes by digest only
+(distribution 2.8) gets a DELETE by digest when no other tag points at that digest, nor at an
+index naming it; otherwise the tag is left (kept-shared). With --to, --delete deletes an
+IMAGE's tag from the target when its source repository no longer lists it, instead of copying.
+
+--check compares only (HEADs and tag lists; no manifest GET but a platform filter's index;
+nothing written, no locks): exit status 0 when every image is up-to-date and nothing would be
+deleted, 1 when anything would be copied or deleted, or could not be compared (failed,
+deferred, delete-skipped), 2 on a usage error. A monitoring probe, as regsync's check.
 
 An entry whose filters select none of the source's tags fails (code no-match), so that a
 mistyped regex does not mirror nothing in silence; --allow-empty lets it pass. A regex RE2
@@ -104,6 +120,7 @@ the first copied up to date; with --no-wait it exits 75 at once. copy and push l
 examples:
   pypull sync /etc/pypull/sync.toml --format json
   pypull sync /etc/pypull/sync.toml --shard 2/4
+  pypull sync --check /etc/pypull/sync.toml
   pypull sync --to registry.internal:5000/mirror redis:7 postgres:16
   pypull sync --to registry.internal:5000/mirror -f images.txt
 """
@@ -256,6 +273,18 @@ def add_sync(sub: Subparsers) -> None:
         "of N (a hash of its name: the same on every run and machine), so that N cron jobs or "
         "the pods of a Kubernetes Indexed Job split one file, none left out, none run twice",
     )
+    sync.add_argument(
+        "--check",
+        action="store_true",
+        help="compare only (HEADs, tag lists), write nothing: exit 0 when everything is in "
+        "sync, 1 when anything would be copied or deleted (below)",
+    )
+    sync.add_argument(
+        "--delete",
+        action="store_true",
+        help="with --to: delete from the target an IMAGE's tag that its source repository no "
+        "longer lists (in a sync file: delete = true per entry; below)",
+    )
     _add_copy_options(
         sync,
         'one JSON object per image, as `pypull copy --format json`, then {"event": "summary", ...}',
@@ -384,9 +413,16 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
 def _cmd_sync(args: argparse.Namespace) -> int:
     """A sync file, or the short form: each IMAGE into PREFIX plus its repository path."""
+    if args.check:
+        args.dry_run = True  # compare only: HEADs and tag lists, no locks
     if args.to is None:
         if args.file or len(args.images) != 1:
             raise UsageError("give one sync FILE, or --to PREFIX with images (IMAGE... or -f LIST)")
+        if args.delete:
+            raise UsageError(
+                "--delete goes with --to; in a sync file, give delete = true to each entry "
+                "whose target tags may be deleted"
+            )
         return _sync_file(args, args.images[0])
     if args.shard is not None:
         raise UsageError("--shard splits a sync FILE's entries: leave it out with --to")
@@ -403,6 +439,10 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     options = _copy_options(args)
 
     async def work(copier: Copier, report: Callable[[CopyResult], None]) -> list[CopyResult]:
+        if args.delete:
+            from ..sync.run import sync_listed
+
+            return await sync_listed(copier, pairs, report, fail_fast=args.fail_fast, **options)
         return await copier.copy_all(pairs, each=report, fail_fast=args.fail_fast, **options)
 
     targets = [target for _, target in pairs]
@@ -485,7 +525,7 @@ def _copies(
             bar.line(shown(_copy_line(result), 1000))
         else:
             print(shown(_copy_line(result), 1000), flush=True)
-        if result.status == "failed":
+        if result.status in ("failed", "delete-skipped"):
             print(shown(_error_line(result), 1000), file=sys.stderr, flush=True)
 
     def waiting(wait: QuotaWait) -> None:
@@ -520,7 +560,10 @@ def _copies(
         if bar is not None:
             bar.close()
     if summary:
+        from ..sync.delete import DELETE_STATUSES
+
         counts: dict[str, Any] = {s: sum(r.status == s for r in results) for s in STATUSES}
+        counts = {s: n for s, n in counts.items() if n or s not in DELETE_STATUSES}
         if as_json:
             from ..events import SCHEMA_VERSION
 
@@ -535,7 +578,9 @@ def _copies(
             )
             print(f"{plural(len(results), 'image')}: {said or 'nothing to do'}{quota}", flush=True)
     statuses = {r.status for r in results}
-    if "failed" in statuses:
+    if getattr(args, "check", False):
+        return 0 if statuses <= {"up-to-date"} else 1  # in sync, or not (or cannot tell)
+    if statuses & {"failed", "delete-skipped"}:
         return 1
     return EXIT_DEFERRED if "deferred" in statuses else 0
 
@@ -563,7 +608,7 @@ def _copy_line(result: CopyResult) -> str:
     head = f"{result.source} -> {result.target}"
     if result.referrer_of is not None:
         head += f" (referrer of {result.referrer_of})"
-    if result.status in ("failed", "deferred") and result.error:
+    if result.status in ("failed", "deferred", "kept-shared", "delete-skipped") and result.error:
         return f"{head}: {result.status}: {result.error}"
     if result.status != "copied":
         return f"{head}: {result.status.replace('-', ' ')}"

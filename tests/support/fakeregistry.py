@@ -41,9 +41,10 @@ The push side: ``POST /v2/<name>/blobs/uploads/`` (202 and a session; ``?mount=&
 when the other repository holds the blob, else a session; ``?digest=`` with a body: 201),
 ``PATCH`` (``Content-Range: START-END`` must start where the session ends: else 416), ``PUT
 ?digest=`` (the rest of the body, if any; the digest is checked: 201 + Docker-Content-Digest),
-``GET`` of a session (204 + ``Range: 0-N``), ``DELETE`` of a session, ``PUT`` of manifests
-(every blob or child they name must be in the repository: else 400 ``MANIFEST_BLOB_UNKNOWN``)
-and ``GET /v2/<name>/tags/list`` (``n``, and a ``Link`` with an opaque token when there is more).
+``GET`` of a session (204 + ``Range: 0-N``), ``DELETE`` of a session and of a manifest
+(``deletes``), ``PUT`` of manifests (every blob or child they name must be in the repository:
+else 400 ``MANIFEST_BLOB_UNKNOWN``) and ``GET /v2/<name>/tags/list`` (``n``, and a ``Link``
+with an opaque token when there is more).
 Every session ``Location`` carries ``?_state=<opaque>``, and a session request without it is
 refused (400 ``BLOB_UPLOAD_INVALID``), as distribution does. Request bodies are read as they
 arrive and a session keeps what arrived, so :class:`CutRequestBody` can end a connection
@@ -968,6 +969,10 @@ class FakeRegistry:
     - ``chunk_min_length``: stated as ``OCI-Chunk-Min-Length`` on sessions; a PATCH after a
       chunk shorter than that is refused (400 ``BLOB_UPLOAD_INVALID``).
     - ``tags_page``: the page size of a tag listing that asks for none (None: every tag).
+    - ``deletes``: how ``DELETE /v2/<name>/manifests/<reference>`` is answered: ``"tag"``
+      deletes a tag alone and a digest with every tag pointing there (202); ``"digest"`` is
+      distribution 2.8: a tag answered 400 ``DIGEST_INVALID``, a digest deleted; ``"none"``
+      answers 405 ``UNSUPPORTED`` (distribution without ``storage.delete.enabled``).
 
     OCI 1.1 referrers (off by default: distribution 2.8 has no Referrers API, and answers its
     path 404):
@@ -1015,6 +1020,7 @@ class FakeRegistry:
         ratelimit_remaining: int | None = None,
         ratelimit_limit: int = 100,
         ratelimit_reset: int | None = None,
+        deletes: Literal["tag", "digest", "none"] = "tag",
     ) -> None:
         self.auth: AuthMode = auth
         self.origin = origin
@@ -1036,6 +1042,7 @@ class FakeRegistry:
         self.ratelimit_remaining = ratelimit_remaining
         self.ratelimit_limit = ratelimit_limit
         self.ratelimit_reset = ratelimit_reset
+        self.deletes = deletes
         self.log = RequestLog()
         #: token -> the scopes it grants; only tokens in here are accepted
         self.tokens: dict[str, frozenset[str]] = {}
@@ -1155,6 +1162,7 @@ class FakeRegistry:
             app.router.add_put(session, self._finish_upload)
             app.router.add_get(session, self._upload_status)
             app.router.add_delete(session, self._cancel_upload)
+            app.router.add_delete(r"/v2/{name:.+}/manifests/{reference}", self._delete_manifest)
         app.router.add_get(r"/v2/{name:.+}/blobs/{digest}", self._blob)
         return app
 
@@ -1445,6 +1453,26 @@ class FakeRegistry:
             found = found[start:]
         doc = {"schemaVersion": 2, "mediaType": _OCI_INDEX, "manifests": found}
         return web.Response(body=json.dumps(doc).encode(), headers=headers)
+
+    async def _delete_manifest(self, request: web.Request) -> web.StreamResponse:
+        name, reference = request.match_info["name"], request.match_info["reference"]
+        by_digest = reference.startswith("sha256:")
+        if self.deletes == "none":
+            return error_body("UNSUPPORTED", "The operation is unsupported.", 405)
+        if self.deletes == "digest" and not by_digest:
+            return error_body(
+                "DIGEST_INVALID", "provided digest did not match uploaded content", 400
+            )
+        repo = self._repos.get(name)
+        found = repo.manifests.get(reference) if repo is not None else None
+        if repo is None or found is None:
+            return error_body("MANIFEST_UNKNOWN", "manifest unknown", 404)
+        if by_digest:
+            for ref in [r for r, held in repo.manifests.items() if held[2] == reference]:
+                del repo.manifests[ref]
+        else:
+            del repo.manifests[reference]
+        return web.Response(status=202)
 
     async def _tags(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
