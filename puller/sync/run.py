@@ -41,7 +41,7 @@ async def sync_entries(
     ``options`` are ``Copier.copy_all``'s (an entry's own platforms win over
     ``options["platforms"]``)."""
     #: the source's complete tag list of each entry whose deletion step is to run
-    listings: list[tuple[SyncEntry, list[str]]] = []
+    listings: list[tuple[SyncEntry, Callable[[str], bool], list[str]]] = []
 
     async def pairs_of(entry: SyncEntry, empty: bool) -> tuple[list[Pair], list[CopyResult]]:
         own = {
@@ -70,7 +70,7 @@ async def sync_entries(
             skips = [skipped(*_ends(entry), why)] if entry.delete else []
             return [], [no_match(path, entry), *skips]
         if listed is not None:
-            listings.append((entry, listed))
+            listings.append((entry, select, listed))
         return [(source, target, own) for source, target, *_ in pairs], lost + extra
 
     async def selected(entry: SyncEntry) -> tuple[list[Pair], list[CopyResult]]:
@@ -101,12 +101,12 @@ async def sync_entries(
         return results
     results += await copier.copy_all(pairs, each=report, fail_fast=fail_fast, **options)
     written = {(t.name, t.tag) for _, t, *_ in pairs if t.tag is not None}
-    for entry, listed in listings:
+    for entry, select, listed in listings:
         if fail_fast and any(r.status == "failed" for r in results):
             done = [skipped(*_ends(entry), "an image failed, and --fail-fast")]
         else:
             mine = {tag for name, tag in written if name == entry.target.name}
-            done = await _delete(copier, entry, listed, mine, bool(options.get("dry_run")))
+            done = await _delete(copier, entry, select, listed, mine, bool(options.get("dry_run")))
         for result in done:
             report(result)
         results += done
@@ -147,11 +147,19 @@ async def _listing(copier: Copier, entry: SyncEntry) -> tuple[list[str] | None, 
 
 
 async def _delete(
-    copier: Copier, entry: SyncEntry, listed: list[str], written: set[str], dry_run: bool
+    copier: Copier,
+    entry: SyncEntry,
+    select: Callable[[str], bool],
+    listed: list[str],
+    written: set[str],
+    dry_run: bool,
 ) -> list[CopyResult]:
-    """The entry's deletion step: the target's selected tags that its source no longer has."""
+    """The entry's deletion step: the target's tags that ``select`` takes (the entry's
+    selection; with referrers copied, less the referrer schemes' tags, which follow their
+    images: the target's ``sha256-<hex>`` index may list what others pushed, and a source with
+    the Referrers API lists no such tag) that its source no longer has."""
     try:
-        gone = await gone_tags(copier, entry.target, listed, entry.selects, written)
+        gone = await gone_tags(copier, entry.target, listed, select, written)
     except PullError as e:
         return [failed(str(entry.source), str(entry.target), e)]
     return await delete_gone(copier, entry.source, entry.target, gone, dry_run=dry_run)

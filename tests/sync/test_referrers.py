@@ -297,3 +297,26 @@ async def test_a_listing_in_pages_is_followed_to_its_end() -> None:
         assert dst.manifest("m/app", sig.digest) == sig.raw
         pages = src.log.select("referrers", path=app.digest)
         assert [r.query.get("start") for r in pages] == [None, "1"]
+
+
+async def test_deletion_leaves_the_index_tag_a_referrers_sync_made_at_the_target(
+    tmp_path: Path,
+) -> None:
+    """A source with the Referrers API lists no ``sha256-<hex>`` tag; the target without it
+    gets one from the copy. ``delete = true`` must not take that for a tag the source dropped."""
+    app, sbom, _, _ = signed_app()
+    async with start_fake([app], referrers_api=True) as src, start_fake() as dst:
+        src.add_manifest("library/app", sbom, tagged=False)
+        sync = tmp_path / "sync.toml"
+        sync.write_text(
+            f'[[sync]]\nsource = "{src.host}/library/app"\ntarget = "{dst.host}/m/app"\n'
+            "referrers = true\ndelete = true\n"
+        )
+        tag = app.digest.replace(":", "-")
+        for _ in range(2):  # the second run finds the tag there, and the source without it
+            run = await run_pypull("sync", "--format", "json", str(sync))
+            assert run.returncode == 0, run.stdout + run.stderr
+            statuses = [d["status"] for d in records(run.stdout) if d.get("event") == "image"]
+            assert "deleted" not in statuses, run.stdout
+            index = json.loads(dst.manifest("m/app", tag) or b"")
+            assert [m["digest"] for m in index["manifests"]] == [sbom.digest]
