@@ -398,6 +398,43 @@ def test_export_writes_the_tree_unpack_makes_as_one_tar(registry: Registry, work
     assert len(names) == len(set(names)) and not any(".wh." in n for n in names)
 
 
+def test_export_resolves_a_linked_parent_as_unpack_does(registry: Registry, work: Path) -> None:
+    """Issue 22: with ``x -> sub`` in one layer and ``x/f`` in a later one, unpack writes
+    ``sub/f``; export named it ``x/f``, and GNU tar then failed with "x: Cannot create symlink
+    to 'sub': File exists". Export resolves such a parent as unpack does: relative, absolute and
+    chained links, a hard link's target, a whiteout, all through links."""
+    link = functools.partial(E, kind="symlink", mode=0o777)
+    layers = [
+        layer([link("x", target="sub"), link("abs", target="/deep/er"), link("chain", target="x")]),
+        layer(
+            [
+                E("x/f", data=b"through x\n"),
+                E("abs/g", data=b"through abs\n"),
+                E("chain/h", data=b"through two links\n"),
+                E("chain/i", data=b"whited out above\n"),
+                E("x/ln", "hardlink", target="abs/g"),
+            ]
+        ),
+        layer([E("chain/.wh.i"), E("x/j", data=b"top\n")]),
+    ]
+    store = work / "store"
+    name = pulled(registry, store, image_of_layers("pypull-test/linked-parent", "1", layers))
+    assert run_pypull("unpack", "--store", store, name, work / "rootfs").returncode == 0
+    unpacked = tree(work / "rootfs")
+    assert unpacked["sub/f"][0] == unpacked["deep/er/g"][0] == "file"
+    assert "sub/i" not in unpacked and unpacked["x"] == ("symlink", 0, "sub")
+    done = run_pypull("export", "--store", store, name, "-o", work / "flat.tar")
+    assert done.returncode == 0, done.stderr
+    extracted = work / "extracted"
+    extracted.mkdir()
+    untar = ["tar", "-x", "-p", "-f", str(work / "flat.tar"), "-C", str(extracted)]
+    run = subprocess.run(untar, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert tree(extracted) == unpacked
+    ln = (extracted / "sub" / "ln").stat()
+    assert ln.st_ino == (extracted / "deep" / "er" / "g").stat().st_ino
+
+
 def test_export_of_a_layer_that_does_not_match_its_diff_id_leaves_no_file(
     registry: Registry, work: Path
 ) -> None:
