@@ -32,15 +32,17 @@ docker reads the index.
 
 ``load`` reads such an archive, or the older ``docker save`` layout (``manifest.json`` naming
 ``<id>/layer.tar`` or ``<hex>.tar`` layers and a ``<hex>.json`` config, no ``index.json``),
-streamed: members arrive in any order, so each blob is written to the store's ingest area as it
-comes and renamed into ``blobs/`` only under the digest its bytes have (``StagedBlob``); a
-member named by a digest (``blobs/sha256/<hex>``, ``<hex>.json``) must have that digest. Only
-when the whole archive is read, and every image it names is complete in the store, are the
-names added to ``index.json``: a bad archive leaves the store's images as they were (some
-verified blobs more, for ``pypull prune``). A legacy image gets an OCI manifest made here
-(layers ``application/vnd.oci.image.layer.v1.tar``, ``+gzip`` or ``+zstd`` by their first
-bytes, named by their own digest),
-checked against the config's ``rootfs.diff_ids`` as docker checks them.
+streamed: members arrive in any order, so each member that may be an image's content
+(``declared``: what index.json and the manifests name, with their sizes, or while they are
+still to come a name such content has) is hashed into a hidden file of the store's ingest area
+as it comes (``store.staging``), out of sight; a member named by a digest
+(``blobs/sha256/<hex>``, ``<hex>.json``) must have that digest. Only when the whole archive is
+read and every image it names is complete are the blobs its images use renamed into
+``blobs/`` and the names added to ``index.json``; whatever else was staged, and everything on a
+failure (Ctrl-C too), is removed: a bad archive leaves the store as it was. A legacy image gets
+an OCI manifest made here (layers ``application/vnd.oci.image.layer.v1.tar``, ``+gzip`` or
+``+zstd`` by their first bytes, named by their own digest), checked against the config's
+``rootfs.diff_ids`` as docker checks them.
 
 An archive may be written by an attacker: member names are never paths on this machine (no
 file is made outside the store), names with ``..`` or a leading ``/`` and links out of the
@@ -57,13 +59,13 @@ import hashlib
 import io
 import json
 import os
-import re
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from .declared import MAX_HOPS, Declared, clean_name, named_digest
 from .errors import ArchiveError, InvalidDigest, ManifestError, NotFound, PullError, StoreError
 from .oci.digest import Digest, Verifier, digest_of, parse_digest, verify_bytes
 from .oci.manifest import (
@@ -79,10 +81,10 @@ from .oci.manifest import (
     parse_descriptor,
 )
 from .oci.reference import Reference, parse
-from .store.blobs import StagedBlob
 from .store.files import new_file
-from .store.images import MAX_CONFIG_SIZE, find_entry, stored_manifest
+from .store.images import MAX_CONFIG_SIZE, ManifestReader, find_entry, stored_manifest
 from .store.layout import OCI_LAYOUT, RESOLVED_ANNOTATION, Store, as_store
+from .store.staging import Staging
 from .tar.compression import compression_of, inflated
 from .tar.errors import TarError
 from .tar.members import DIR, LINK, members
@@ -100,10 +102,6 @@ _POLICY = Policy(max_headers=MAX_MEMBERS)
 #: containerd's name for an image, which docker 25+ writes and its containerd store reads.
 CONTAINERD_NAME = "io.containerd.image.name"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
-#: Links followed to find a member (a legacy layer.tar links to another's); more is a loop.
-_MAX_HOPS = 40
-_BLOB_NAME = re.compile(r"blobs/([a-z0-9]+)/([a-f0-9]+)")
-_CONFIG_NAME = re.compile(r"([a-f0-9]{64})\.json")
 #: Members of a docker archive that nothing reads any more (the pre-1.10 image format).
 _IGNORED = ("oci-layout", "repositories")
 _IGNORED_BASENAMES = ("VERSION", "json")
@@ -141,7 +139,7 @@ class _Plan:
 
 
 def _walk(
-    store: Store, desc: Descriptor, what: str, into: dict[Digest, tuple[int, bytes | None]]
+    store: ManifestReader, desc: Descriptor, what: str, into: dict[Digest, tuple[int, bytes | None]]
 ) -> Manifest | Index:
     """Add ``desc`` and everything it needs to ``into``: a manifest's config and layers (all
     required), an index's children that the store holds (at least one)."""
@@ -352,13 +350,15 @@ class _Blob:
 
 
 class _Loader:
-    def __init__(self, store: Store, where: str) -> None:
-        self.store = store
+    def __init__(self, staging: Staging, where: str) -> None:
+        self.store = staging  # blobs staged from the archive, then the store's
         self.where = where
         self.files: dict[str, _Blob] = {}
         self.links: dict[str, str] = {}
         self.docs: dict[str, bytes] = {}
-        self.written = 0
+        self.declared = Declared(staging, where)
+        #: Blobs the archive's images use, each once, in the order met (manifests first).
+        self.used: dict[Digest, Any] = {}
         # What was read of the store once, by digest: a 4 MiB manifest.json or index.json can
         # name one config or manifest of megabytes tens of thousands of times.
         self._walked: dict[tuple[Digest, int, str], Manifest | Index] = {}
@@ -376,10 +376,12 @@ class _Loader:
 
     def _read(self, source: StreamSource) -> None:
         for member in members(source, self.where, _POLICY):
+            self.store.touch()
             if member.kind == DIR:
                 continue
             if member.kind == LINK:
                 self.links[member.name] = member.target
+                self.declared.link(member.name, member.target, self.links)
                 continue
             name = member.name
             if name in ("index.json", "manifest.json"):
@@ -390,31 +392,36 @@ class _Loader:
                         f"{self.where}: its {name} is {member.size} bytes, over the "
                         f"{MAX_MANIFEST_SIZE >> 20} MiB pypull reads"
                     )
-                self.docs[name] = b"".join(source.chunks(member.size))
+                doc = self.docs[name] = b"".join(source.chunks(member.size))
+                if name == "index.json":
+                    self.declared.index(doc)
+                else:
+                    self.declared.docker(doc, self.links)
             elif name in _IGNORED or name.rpartition("/")[2] in _IGNORED_BASENAMES:
                 continue
             else:
-                self.files[name] = self._stage(source, name, member.size)
+                self._member(source, name, member.size)
 
-    def _stage(self, source: StreamSource, name: str, size: int) -> _Blob:
-        expected = _named_digest(name, self.where)
+    def _member(self, source: StreamSource, name: str, size: int) -> None:
+        """Stage a member that may be an image's content (``Declared.wanted``); read past
+        the others unwritten."""
+        expected = named_digest(name, self.where)
         if expected is not None and self.store.has(expected):
-            # The store's copy is verified, and these bytes go unused; its size is the one
-            # to trust, not the member's.
-            with self.store.open_blob(expected) as f:
-                return _Blob(expected, os.fstat(f.fileno()).st_size)
-        with StagedBlob(self.store, expected, f"{self.where}: {shown(name, 200)}") as staged:
-            for chunk in source.chunks(size):
-                staged.write(chunk)
-            new = not self.store.has(staged.content_digest())
-            digest = staged.commit()
-        self.written += new
-        return _Blob(digest, staged.size)
+            # A verified copy is there, and these bytes go unused; its size is the one to
+            # trust, not the member's.
+            self.files[name] = _Blob(expected, self.store.size(expected))
+        elif self.declared.wanted(name, size):
+            digest = self.store.add(source.chunks(size), expected, f"{self.where}: {shown(name)}")
+            self.declared.staged(digest)
+            self.files[name] = _Blob(digest, self.store.size(digest))
+            return
+        for _ in source.chunks(size):
+            pass
 
     def resolve(self, path: str, what: str) -> _Blob:
         """The member ``path`` names, through links (clean, relative to the archive's root)."""
-        name = "/".join(p for p in path.split("/") if p not in ("", "."))
-        for _ in range(_MAX_HOPS):
+        name = clean_name(path)
+        for _ in range(MAX_HOPS):
             if name in self.files:
                 return self.files[name]
             if name not in self.links:
@@ -513,7 +520,7 @@ class _Loader:
         if desc.media_type not in MANIFEST_TYPES and desc.media_type not in INDEX_TYPES:
             raise ArchiveError(f"{self.where}: {what} is a {shown(desc.media_type)}, no image")
         try:
-            return _walk(self.store, desc, f"{self.where}: {what}", {})
+            return _walk(self.store, desc, f"{self.where}: {what}", self.used)
         except NotFound as e:
             message = str(e).replace(f"the store {self.store.root}", "the archive")
             raise ArchiveError(message) from None
@@ -554,6 +561,7 @@ class _Loader:
             raw = json.dumps(doc, separators=(",", ":")).encode()
             digest = digest_of(raw)
             self.store.put_bytes(digest, raw, self.where)
+            self.used.update(dict.fromkeys([digest, config.digest, *(d.digest for d in layers)]))
             entry = Descriptor(OCI_MANIFEST, digest, len(raw))
             refs = self._repo_tags(item, what)
             named += [(ref, entry) for ref in refs]
@@ -607,18 +615,6 @@ class _Loader:
             return f"{OCI_LAYER}+{compression}", Digest("sha256", hasher.hexdigest())
 
 
-def _named_digest(name: str, where: str) -> Digest | None:
-    """The digest a member's name claims: ``blobs/<algorithm>/<hex>``, or a legacy config's
-    ``<hex>.json``."""
-    m = _BLOB_NAME.fullmatch(name) or _CONFIG_NAME.fullmatch(name)
-    if m is None:
-        return None
-    try:
-        return Digest(m.group(1), m.group(2)) if m.re is _BLOB_NAME else Digest("sha256", m[1])
-    except InvalidDigest:
-        raise ArchiveError(f"{where}: member '{shown(name, 200)}' names no valid digest") from None
-
-
 @contextlib.contextmanager
 def _opened(source: str | os.PathLike[str] | BinaryIO) -> Iterator[tuple[BinaryIO, str]]:
     """The archive as a stream, inflated when it is gzipped (as ``docker load`` takes it)."""
@@ -653,19 +649,21 @@ def load(
     verified, and name its images there. Blocking. A bad archive raises ``ArchiveError`` (or
     a ``VerificationError`` for a blob that does not match its name) and names nothing."""
     held = as_store(store)
-    with _opened(source) as (stream, where), held.lease():
-        loader = _Loader(held, shown(where))
+    with _opened(source) as (stream, where), held.lease(), Staging(held) as staging:
+        loader = _Loader(staging, shown(where))
         try:
             loader.read(stream)
         except (OSError, EOFError, zlib.error) as e:
             reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
             raise ArchiveError(f"cannot read {shown(where)}: {reason}") from None
         named, untagged, kind = loader.images()
+        # What the images use, manifests last; what nothing uses goes with the staging.
+        written = staging.commit(reversed(list(loader.used)))
         if named:
             held.tag_many([(str(ref), entry) for ref, entry in named])
     return LoadResult(
         tuple(LoadedImage(ref, entry.digest) for ref, entry in named),
         tuple(untagged),
-        loader.written,
+        written,
         kind,
     )

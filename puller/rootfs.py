@@ -21,6 +21,8 @@ tar written by someone else, so every entry is applied as if it were hostile.
   deep symlinks are refused rather than resolved for hours.
 * Device nodes and ownership other than the caller's are applied only as root; otherwise they
   are skipped and counted, as umoci's rootless mode does, and so are ``security.*`` xattrs.
+  Unlike umoci, and as GNU tar, a file whose owner (group) was not kept loses its setuid
+  (setgid) bit.
 """
 
 from __future__ import annotations
@@ -326,8 +328,7 @@ class Tree:
                         n = os.write(fd, piece)
                         piece = piece[n:]
                 self.bytes += e.size
-                self._own(fd, None, e)
-                os.fchmod(fd, e.mode)
+                os.fchmod(fd, self._own(fd, None, e))
                 self._xattrs(fd, e, at)
                 os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
             finally:
@@ -344,8 +345,8 @@ class Tree:
             # Our own new node in a 0700 directory nobody else can enter: no race to follow.
             fd = os.open(base, os.O_PATH | os.O_NOFOLLOW | _CLOEXEC, dir_fd=parent)
             try:
-                self._own(None, (parent, base), e)
-                os.chmod(f"/proc/self/fd/{fd}", e.mode)
+                mode = self._own(None, (parent, base), e)
+                os.chmod(f"/proc/self/fd/{fd}", mode)
                 os.utime(f"/proc/self/fd/{fd}", ns=(e.mtime_ns, e.mtime_ns))
             finally:
                 os.close(fd)
@@ -376,16 +377,27 @@ class Tree:
         finally:
             os.close(tfd)
 
-    def _own(self, fd: int | None, at: tuple[int, str] | None, e: Entry) -> None:
-        """The entry's owner: as root always; otherwise counted as skipped when not ours."""
+    def _own(self, fd: int | None, at: tuple[int, str] | None, e: Entry) -> int:
+        """The entry's owner: as root always; otherwise counted as skipped when not ours.
+        Returns the mode a file or node is to get: without setuid when its owner was not
+        kept, without setgid when its group was not, as GNU tar does: a root's ``4755``
+        program must not become a setuid program of the user who unpacked it. (A
+        directory's mode is set apart and keeps its bits: setgid there only says which
+        group new files get.)"""
+        mode = e.mode
         if not self.as_root:
             if (e.uid, e.gid) != (self.uid, self.gid):
                 self.skipped_owners += 1
-            return
+            if e.uid != self.uid:
+                mode &= ~stat.S_ISUID
+            if e.gid != self.gid:
+                mode &= ~stat.S_ISGID
+            return mode
         if fd is not None:
             os.fchown(fd, e.uid, e.gid)
         elif at is not None:
             os.chown(at[1], e.uid, e.gid, dir_fd=at[0], follow_symlinks=False)
+        return mode
 
     def _xattrs(self, fd: int, e: Entry, at: str) -> None:
         for name, value in e.xattrs.items():

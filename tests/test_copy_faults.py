@@ -38,6 +38,7 @@ from tests.support.fakeregistry import (
     LoggedRequest,
     RetryAfter,
     Status,
+    StoreNothing,
     run_pypull,
     start_fake,
 )
@@ -528,6 +529,35 @@ async def test_a_manifest_naming_a_blob_the_target_lacks_fails_in_one_line_namin
         )
         assert target.manifest("mirror/redis", "latest") is None
         assert [r.status for r in target.log.select("manifest", method="PUT")] == [400]
+
+
+@pytest.mark.parametrize("detail", [True, False])
+async def test_a_blob_the_target_answered_201_but_did_not_store_is_named_as_lost(
+    detail: bool,
+) -> None:
+    """A target that answers 201 to a layer's upload and keeps nothing: the copy fails at the
+    manifest PUT, and the line names the blob the target lost and the target, whether or not
+    the registry's error says which blob it missed (a HEAD of each finds it)."""
+    image = redis()
+    layer = image.manifests[0].layers[2]
+    async with start_fake([image]) as source, start_fake() as target:
+        hex_ = layer.digest.split(":")[1]
+        lose = target.inject(r"/blobs/uploads/", StoreNothing(), method=None, query=hex_)
+        if not detail:
+            put = Status(400, code="MANIFEST_BLOB_UNKNOWN", message="blob unknown to registry")
+            target.inject(r"/manifests/", put, method="PUT")
+        status, lines = await copy(source.ref(image), f"{target.host}/mirror/redis")
+
+        assert status == 1
+        assert lose.hits == 1
+        (line,) = lines
+        assert line == (
+            f"{source.ref(image)} -> {target.host}/mirror/redis:latest: failed: manifest latest "
+            f"refused by {target.host}: {target.host}/mirror/redis lost blob {layer.digest}, "
+            "placed there before the manifest: a HEAD finds it missing (MANIFEST_BLOB_UNKNOWN)"
+        )
+        assert target.blob("mirror/redis", layer.digest) is None
+        assert target.manifest("mirror/redis", "latest") is None
 
 
 async def test_a_429_to_a_manifest_put_is_waited_out_and_tried_again() -> None:

@@ -5,6 +5,7 @@ interruption) and manifests, as go-containerregistry's ``remote/write.go`` does 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Callable
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
-from ..errors import RegistryError, Unauthorized, Unreachable
+from ..errors import PullError, RegistryError, Unauthorized, Unreachable
 from ..http.connection import Response
 from ..http.message import Chunk, Headers
 from ..oci.digest import Digest, digest_of, parse_digest
@@ -287,9 +288,12 @@ class Uploads:
         self, endpoint: Endpoint, path: str, reference: str, raw: bytes, media_type: str
     ) -> Digest:
         """PUT a manifest by tag or digest, with its own media type; the registry's
-        ``Docker-Content-Digest`` must be the bytes' digest."""
+        ``Docker-Content-Digest`` must be the bytes' digest. Refused with
+        ``MANIFEST_BLOB_UNKNOWN``, the blobs it names are asked for (``_lost_blob``)."""
         url = f"{endpoint.url}/v2/{path}/manifests/{reference}"
+        what = f"manifest {reference}"
         digest = digest_of(raw)
+        refused: Callable[[], NoReturn] | None = None
         async with self.request(
             endpoint,
             path,
@@ -301,13 +305,57 @@ class Uploads:
             length=len(raw),
         ) as resp:
             if resp.status not in (200, 201, 204):
-                await self._raise_push_status(resp, endpoint, path, f"manifest {reference}", url)
-            _check_digest(resp, digest, f"manifest {reference} of {path}", url)
-            if resp.headers.get("OCI-Subject"):
-                self.referrers_api[endpoint.url] = True
-            elif has_subject(raw):
-                self.referrers_api[endpoint.url] = False
+                body = await error_body(resp)
+                creds = self.known_credentials(endpoint)
+                args = (resp.status, resp.headers, body, endpoint.host, path, what, url, creds)
+                refused = functools.partial(_raise_push_error, *args)
+                if resp.status in (401, 403) or error_detail(body)[0] != "MANIFEST_BLOB_UNKNOWN":
+                    refused()
+            else:
+                _check_digest(resp, digest, f"{what} of {path}", url)
+                if resp.headers.get("OCI-Subject"):
+                    self.referrers_api[endpoint.url] = True
+                elif has_subject(raw):
+                    self.referrers_api[endpoint.url] = False
+        if refused is not None:  # asked once this answer is done with, on the same connection
+            await self._lost_blob(endpoint, path, raw, _error_digest(body), what, (args[0], url))
+            refused()
         return digest
+
+    async def _lost_blob(
+        self,
+        endpoint: Endpoint,
+        path: str,
+        raw: bytes,
+        named: str | None,
+        what: str,
+        answer: tuple[int, str],
+    ) -> None:
+        """Raise naming the first blob of the refused manifest ``raw`` that a HEAD finds
+        missing (the one the registry's error ``named`` first): every blob was placed before
+        the manifest, so the registry lost it, or answered 201 to its upload without storing
+        it, and this is where that shows. ``answer``: the refusal's status and URL. Returns
+        when none is missing (a HEAD that says yes to a blob the registry lacks) or ``raw``
+        is no single image's manifest."""
+        blobs = _blobs_named(raw)
+        blobs.sort(key=lambda d: str(d) != named)
+        missing: list[Digest] = []
+        for d in dict.fromkeys(blobs):
+            try:
+                if not await self.blob_exists(endpoint, path, d, scope=push_scope(path)):
+                    missing.append(d)
+            except PullError:
+                continue  # a HEAD that fails says nothing either way
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise RegistryError(
+                f"{what} refused by {endpoint.host}: {endpoint.host}/{path} lost blob "
+                f"{missing[0]}{more}, placed there before the manifest: a HEAD finds it "
+                "missing (MANIFEST_BLOB_UNKNOWN)",
+                status=answer[0],
+                code="MANIFEST_BLOB_UNKNOWN",
+                url=answer[1],
+            )
 
     async def _raise_push_status(
         self, resp: Response, endpoint: Endpoint, path: str, what: str, url: str
@@ -489,6 +537,17 @@ def _raise_push_error(
 
 #: Codes whose message only says "denied" again.
 _DENIALS = frozenset({"DENIED", "UNAUTHORIZED"})
+
+
+def _blobs_named(raw: bytes) -> list[Digest]:
+    """The config and layers an image manifest we wrote names (none for an index, whose
+    children are manifests): the few fields read here, not the whole parse of ``oci``."""
+    try:
+        doc = json.loads(raw)
+        found = [doc["config"], *doc["layers"]]
+        return [parse_digest(d["digest"]) for d in found]
+    except (ValueError, RecursionError, KeyError, IndexError, TypeError, AttributeError):
+        return []
 
 
 def _error_digest(body: bytes) -> str | None:

@@ -1,6 +1,6 @@
 """Blobs coming into the store: a download's lock and partial file (``BlobLock``,
-``BlobWriter``), content named by its digest only once read (``StagedBlob``), and the one
-rename into ``blobs/`` they all end in, after verification.
+``BlobWriter``), and the one rename into ``blobs/`` (``place``) they and an archive's
+content (``staging.Staging``) all end in, after verification.
 
 Partial downloads and scratch files live in ``.pypull/ingest/`` (``INGEST``); nothing
 unverified is ever renamed into ``blobs/`` (see ``puller.store.layout``'s docstring).
@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import os
 from contextlib import suppress
 from pathlib import Path
 from typing import IO, Protocol
 
-from ..errors import DigestMismatch, StoreError
+from ..errors import StoreError
 from ..oci.digest import Digest, Verifier
-from .files import StoreDirs, new_file, open_scratch, start_writeback, store_error, write_all
+from .files import StoreDirs, open_scratch, start_writeback, store_error, write_all
 
 #: Partial downloads, their locks, and scratch files, below the store's root.
 INGEST = (".pypull", "ingest")
@@ -222,7 +221,7 @@ class BlobWriter:
             self._written_back = self._verifier.size
 
     def commit(self, durable: bool = True) -> Path:
-        """Verify, fsync, rename into ``blobs/`` (``_place``); a partial that fails to
+        """Verify, fsync, rename into ``blobs/`` (``place``); a partial that fails to
         verify is removed."""
         try:
             self._verifier.verify()
@@ -235,7 +234,7 @@ class BlobWriter:
                     raise OSError(
                         errno.EIO, f"{on_disk} bytes on disk, {self._verifier.size} received"
                     )
-                _place(self._store, self._file, self._dir_fd, self.path.name, self.digest, durable)
+                place(self._store, self._file, self._dir_fd, self.path.name, self.digest, durable)
             except OSError as e:
                 raise store_error("store blob", target, e) from e
             self._close_dir()
@@ -268,94 +267,7 @@ class BlobWriter:
             os.unlink(self.path.name, dir_fd=ingest)
 
 
-class StagedBlob:
-    """Content whose digest is known only once all of it has been read (a layer of an archive
-    given to ``pypull load``, named by a path, not a digest): written to a fresh scratch file of
-    ``ingest/``, hashed as it goes, and renamed into ``blobs/`` by ``commit`` under the digest
-    its bytes have, so what lands there is verified by construction. ``expected`` (a name
-    that claims a digest) makes any other digest an error. No ``BlobLock`` is needed, as for
-    ``put_bytes``: the name is unique, and writers of one digest write the same bytes.
-
-    Blocking, as ``BlobWriter`` is. Use it as a context manager: leaving without ``commit``
-    removes the scratch file.
-    """
-
-    def __init__(self, store: BlobStore, expected: Digest | None = None, where: str = "") -> None:
-        self._store = store
-        self.expected = expected
-        self._where = where
-        self._hash = expected.hasher() if expected else hashlib.sha256()
-        self.size = 0
-        self.digest: Digest | None = None
-        store.ensure_layout()
-        try:
-            self._dir_fd: int | None = store.open_dir(INGEST, create=True)
-            fd, self.name = new_file(  # hidden: a temporary, no download
-                lambda: f".staged-{os.urandom(8).hex()}", os.O_RDWR, self._dir_fd
-            )
-        except OSError as e:
-            self._close_dir()
-            raise store_error("write to", store.ingest_dir, e) from e
-        self._file: IO[bytes] = os.fdopen(fd, "wb", buffering=0)
-
-    def __enter__(self) -> StagedBlob:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._dir_fd is not None:
-            self.abort()
-
-    def _close_dir(self) -> None:
-        if getattr(self, "_dir_fd", None) is not None:
-            assert self._dir_fd is not None
-            os.close(self._dir_fd)
-            self._dir_fd = None
-
-    def write(self, chunk: bytes | memoryview) -> None:
-        self._hash.update(chunk)
-        self.size += len(chunk)
-        write_all(self._file, chunk, self._store.ingest_dir / self.name)
-
-    def content_digest(self) -> Digest:
-        """The digest of what was written so far."""
-        algorithm = self.expected.algorithm if self.expected else "sha256"
-        return Digest(algorithm, self._hash.copy().hexdigest())
-
-    def commit(self) -> Digest:
-        """Name the content by its digest in ``blobs/`` (checked against ``expected``)."""
-        try:
-            got = self.content_digest()
-            if self.expected is not None and got != self.expected:
-                at = f" from {self._where}" if self._where else ""
-                raise DigestMismatch(
-                    f"digest mismatch for {self.expected}{at}: got {got}",
-                    expected=str(self.expected),
-                    got=str(got),
-                    url=self._where,
-                )
-            self._store.hold(got)  # before it is visible: a prune must not take it
-            target = self._store.blob_path(got)
-            try:
-                _place(self._store, self._file, self._dir_fd, self.name, got)
-            except OSError as e:
-                raise store_error("store blob", target, e) from e
-            self._close_dir()
-            self.digest = got
-            return got
-        except BaseException:
-            self.abort()
-            raise
-
-    def abort(self) -> None:
-        with suppress(OSError):
-            self._file.close()
-        if self._dir_fd is not None:
-            with suppress(OSError):
-                os.unlink(self.name, dir_fd=self._dir_fd)
-        self._close_dir()
-
-
-def _place(
+def place(
     store: BlobStore,
     file: IO[bytes],
     dir_fd: int | None,

@@ -11,7 +11,8 @@ what ``has()`` found stays until it is read.
 from __future__ import annotations
 
 import json
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from ..errors import InvalidDigest, ManifestError, NotFound, PlatformNotFound, PullError
 from ..oci.digest import Digest, parse_digest, verify_bytes
@@ -30,6 +31,7 @@ from .layout import RESOLVED_ANNOTATION, Store
 
 __all__ = [
     "MAX_CONFIG_SIZE",
+    "ManifestReader",
     "check_config_size",
     "check_platform",
     "config_document",
@@ -47,7 +49,20 @@ __all__ = [
 MAX_CONFIG_SIZE = 8 << 20
 
 
-def stored_manifest(store: Store, desc: Descriptor, what: str) -> tuple[bytes, Manifest | Index]:
+class ManifestReader(Protocol):
+    """What reading a manifest takes: a ``Store``, or a load's ``Staging`` in front of one."""
+
+    @property
+    def root(self) -> Path: ...
+
+    def has(self, digest: Digest) -> bool: ...
+
+    def read_manifest(self, digest: Digest, size: int | None = None) -> bytes: ...
+
+
+def stored_manifest(
+    store: ManifestReader, desc: Descriptor, what: str
+) -> tuple[bytes, Manifest | Index]:
     """The manifest ``desc`` names, read from the store (bounded, verified) and parsed; for
     every command that reads an image out of the store."""
     if not store.has(desc.digest):

@@ -12,9 +12,12 @@ import io
 import json
 import os
 import pty
+import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -482,3 +485,54 @@ def test_an_image_saved_by_digest_is_loaded_by_digest(
     info = run_pypull("inspect", "--store", other, by_digest)
     assert info.returncode == 0, info.stderr
     assert json.loads(info.stdout)["Digest"] == image.digest
+
+
+@pytest.fixture
+def podman_root() -> Iterator[Path]:
+    """A storage of podman's own, under a short path (podman refuses a runroot over 50
+    characters, which pytest's tmp_path is)."""
+    path = Path(tempfile.mkdtemp(prefix="pypull-podman-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def podman(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """podman on the storage under ``root`` (vfs: no overlay mount is needed, and no container
+    runs), so that the machine's own images are neither read nor touched."""
+    argv = [
+        "podman",
+        *("--root", str(root / "storage"), "--runroot", str(root / "run")),
+        *("--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"),
+        *("--events-backend", "file", "--tmpdir", str(root / "tmp")),
+        *args,
+    ]
+    env = {**os.environ, "TMPDIR": str(root)}
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
+
+
+@pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed")
+def test_podman_loads_what_save_writes(
+    registry: Registry, store: Path, tmp_path: Path, podman_root: Path
+) -> None:
+    """The project's promise: ``podman load`` reads what ``pypull save`` writes, and lists the
+    image under its name, with its config as its ID and the config's layers."""
+    (name,) = pulled(registry, store, redis())
+    archive = tmp_path / "redis.tar"
+    assert run_pypull("save", "--store", store, "-o", archive, name).returncode == 0
+    loaded = podman(podman_root, "load", "-i", str(archive))
+    assert loaded.returncode == 0, loaded.stderr
+    entry = store_entry(store, name)
+    manifest = blob_json(store, entry["digest"])
+    config = blob_json(store, manifest["config"]["digest"])
+    listed = podman(podman_root, "images", "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    (image,) = json.loads(listed.stdout)
+    assert image["Names"] == [str(parse(name))]
+    assert image["Id"] == manifest["config"]["digest"].split(":")[1]
+    inspected = podman(podman_root, "image", "inspect", str(parse(name)))
+    assert inspected.returncode == 0, inspected.stderr
+    (details,) = json.loads(inspected.stdout)
+    assert details["RootFS"]["Layers"] == config["rootfs"]["diff_ids"]
+    assert len(details["RootFS"]["Layers"]) == len(manifest["layers"]) == 8

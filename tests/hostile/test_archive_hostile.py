@@ -4,12 +4,14 @@ enters it, and its index.json is left as it was."""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import io
 import json
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -417,3 +419,151 @@ def test_names_of_a_mebibyte_are_refused(store: Path, tmp_path: Path, kind: str)
         archive = tar_of(special("l", tarfile.SYMTYPE, long))
     message = load_refused(store, gzip.compress(archive), tmp_path)
     assert "over 4096" in message
+
+
+# -- what a load stages ----------------------------------------------------------------------------
+
+JUNK = 300 << 20
+
+
+class Zeros(io.RawIOBase):
+    """``size`` zero bytes, read as a file (tarfile copies a member's data from one)."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self.left)
+        buffer[:n] = bytes(n)
+        self.left -= n
+        return n
+
+
+@functools.cache
+def zeros_digest(size: int) -> str:
+    h = hashlib.sha256()
+    chunk = bytes(1 << 20)
+    for _ in range(size >> 20):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def gzip_archive(path: Path, *members: tuple[tarfile.TarInfo, bytes | int]) -> Path:
+    """A gzipped tar of ``members``, each given its bytes, or a size of zeros (streamed: the
+    archive is small however large the member)."""
+    with (
+        gzip.open(path, "wb", compresslevel=1) as out,
+        tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for info, data in members:
+            if isinstance(data, int):
+                info.size = data
+                tar.addfile(info, Zeros(data))
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def store_bytes(store: Path) -> int:
+    """Bytes of every file under the store, hidden ones too."""
+    return sum(p.stat().st_size for p in store.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def blob_files(store: Path) -> list[str]:
+    """The names in the store's ``blobs/`` (none when it was never made)."""
+    return sorted(p.name for p in (store / "blobs").rglob("*") if p.is_file())
+
+
+def junk(name: str) -> tuple[tarfile.TarInfo, int]:
+    return tarfile.TarInfo(name), JUNK
+
+
+@pytest.mark.parametrize("name", ["junk", f"blobs/sha256/{zeros_digest(JUNK)}"])
+def test_a_failed_load_of_a_300_mb_junk_member_leaves_under_5_mb_in_the_store(
+    store: Path, tmp_path: Path, name: str
+) -> None:
+    """Issue 22: a 2 MB gzip archive of one huge member and no manifest filled the disk and
+    stayed. A name no image content has is not staged at all; a blob's name is staged out of
+    sight (its digest is right: only an index could say it is junk) and removed."""
+    archive = gzip_archive(tmp_path / "junk.tar.gz", junk(name))
+    assert archive.stat().st_size < 2 << 20
+    with pytest.raises(puller.ArchiveError, match=r"neither index\.json nor manifest\.json"):
+        puller.load(archive, store=store)
+    assert store_bytes(store) < 5 << 20
+    assert blob_files(store) == []
+
+
+@pytest.mark.parametrize("index_first", [True, False])
+def test_a_blob_no_image_of_the_archive_names_is_not_kept(
+    store: Path, tmp_path: Path, index_first: bool
+) -> None:
+    """Whatever the order: after index.json (and the manifests it names) a blob nothing names
+    is not written; before it, it is staged and dropped once the images are known."""
+    members, _ = image_members()
+    extra = (tarfile.TarInfo(f"blobs/sha256/{zeros_digest(JUNK)}"), JUNK)
+    listed: list[tuple[tarfile.TarInfo, bytes | int]] = list(members)
+    ordered = [*listed, extra] if index_first else [extra, *listed]
+    result = puller.load(gzip_archive(tmp_path / "extra.tar.gz", *ordered), store=store)
+    assert [str(i.reference) for i in result.images] == ["docker.io/library/evil:1"]
+    assert result.blobs == 3
+    assert store_bytes(store) < 5 << 20
+    assert len(blob_files(store)) == 3
+
+
+def test_a_member_whose_size_is_not_the_one_declared_is_refused_unwritten(
+    store: Path, tmp_path: Path
+) -> None:
+    """index.json and the manifest first (as pypull save writes them): a layer member whose
+    header claims 300 MB, where the manifest says 11 bytes, is refused before it is read."""
+    members, _ = image_members()
+    layer_name = members[-1][0].name
+    archive = gzip_archive(tmp_path / "big.tar.gz", *members[:-1], junk(layer_name))
+    with pytest.raises(puller.ArchiveError, match=f"{JUNK} bytes.* 11 bytes"):
+        puller.load(archive, store=store)
+    assert store_bytes(store) < 5 << 20
+    assert blob_files(store) == []
+
+
+def test_members_that_cannot_be_image_content_are_not_staged(store: Path, tmp_path: Path) -> None:
+    """Issue 22: 200,000 tiny members made 200,000 blob files. Names no image archive gives
+    its content are read past: the store holds the image's blobs and nothing else."""
+    members, _ = image_members()
+    many = [regular(f"junk/{i}", b"%d" % i) for i in range(2000)]
+    path = tmp_path / "many.tar"
+    path.write_bytes(tar_of(*many, *members))
+    assert [str(i.reference) for i in puller.load(path, store=store).images] == [
+        "docker.io/library/evil:1"
+    ]
+    assert len(blob_files(store)) == 3
+
+
+class Interrupted(io.RawIOBase):
+    """An archive whose reading is stopped by Ctrl-C after ``after`` bytes."""
+
+    def __init__(self, data: bytes, after: int) -> None:
+        self.data, self.after, self.at = data, after, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.at >= self.after:
+            raise KeyboardInterrupt
+        n = min(len(buffer), self.after - self.at)
+        buffer[:n] = self.data[self.at : self.at + n]
+        self.at += n
+        return n
+
+
+def test_a_load_stopped_by_ctrl_c_leaves_nothing_it_staged(store: Path) -> None:
+    """Blobs first, as docker 25 orders its archives: what was staged before the stop goes."""
+    members, _ = image_members(b"L" * (1 << 20))
+    data = tar_of(*reversed(members))
+    with pytest.raises(KeyboardInterrupt):
+        puller.load(io.BufferedReader(Interrupted(data, len(data) - 4096)), store=store)
+    assert store_bytes(store) < 64 << 10
+    assert blob_files(store) == []

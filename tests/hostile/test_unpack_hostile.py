@@ -18,7 +18,7 @@ import pytest
 from fixtures.layers import E, tar_of
 from puller import rootfs
 from puller.errors import UnpackError
-from puller.exporting import Flattener
+from puller.exporting import Flattener, LinkedParents
 from puller.layers import LAYER_POLICY
 from puller.tar.errors import TarError
 from puller.tar.reader import MAX_META, Entry, StreamSource
@@ -175,6 +175,49 @@ def test_an_ordinary_layer_stays_well_within_the_lookup_budget(tmp_path: Path) -
         layer.append(E(f"lib/{'/'.join(f'd{k}' for k in range(12))}/f{i % 50}/x{i}"))
     apply_all(tmp_path, tar_of(layer))
     assert (tmp_path / "usr/lib/d0/d1/d2/d3/d4/d5/d6/d7/d8/d9/d10/d11/f7/x9007").is_file()
+
+
+def linked_parents(*layers: bytes) -> LinkedParents:
+    """The layers bottom first through export's first pass, as unpack applies them."""
+    parents = LinkedParents()
+    for i, data in enumerate(layers):
+        parents.new_layer(i)
+        src = layer_source(data)
+        for entry in read_entries(src, "layer", LAYER_POLICY):
+            parents.add(entry, src, "layer")
+    return parents
+
+
+def test_export_resolves_names_through_links_within_unpacks_lookup_budget() -> None:
+    """Export's first pass names ten thousand files under a linked /lib where unpack puts
+    them, in the budget unpack keeps; the same deep chain that runs unpack out of lookups runs
+    it out too, at once."""
+    layer = [E("usr", "dir"), E("usr/lib", "dir"), E("lib", "symlink", target="usr/lib")]
+    deep = "/".join(f"d{k}" for k in range(12))
+    layer += [E(f"lib/{deep}/f{i % 50}/x{i}") for i in range(10_000)]
+    parents = linked_parents(tar_of(layer))
+    assert len(parents.renamed) == 10_000
+    assert parents.renamed[(0, 3 + 9007)] == (f"usr/lib/{deep}/f7/x9007", "")
+    depth = 500
+    deep = "/".join(["d"] * depth)
+    hops = rootfs.MAX_LINKS - 2
+    setup = [E(f"{deep}/l{i}", "symlink", target=f"/{deep}/l{i + 1}") for i in range(hops)]
+    setup += [E(name, "symlink", target=f"/{deep}/l0") for name in ("a", "b")]
+    entries = [E(f"{'ab'[i % 2]}/x{i}") for i in range(2000)]
+    started = time.monotonic()
+    with pytest.raises(UnpackError, match="resolve through too many directories"):
+        linked_parents(tar_of(setup), tar_of(entries))
+    assert time.monotonic() - started < 5
+
+
+def test_a_link_whose_directory_a_later_layer_removed_no_longer_leads_anywhere() -> None:
+    """``d/x -> sub`` made, then ``d`` whited out and made again: a later ``d/x/f`` is where
+    it says, as unpack makes it (the link went with its directory)."""
+    below = tar_of([E("d", "dir"), E("d/x", "symlink", target="/sub")])
+    middle = tar_of([E(".wh.d"), E("d", "dir")])
+    above = tar_of([E("d/x/f", data=b"f"), E("e", "symlink", target="d"), E("e/x/g")])
+    assert linked_parents(below, middle, above).renamed == {(2, 2): ("d/x/g", "")}
+    assert linked_parents(below, above).renamed == {(1, 0): ("sub/f", ""), (1, 2): ("sub/g", "")}
 
 
 def test_the_names_a_layer_makes_the_tree_remember_are_bounded(

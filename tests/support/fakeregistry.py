@@ -118,6 +118,7 @@ __all__ = [
     "RetryAfter",
     "StallMidBody",
     "Status",
+    "StoreNothing",
     "StreamedBody",
     "Trickle",
     "Truncate",
@@ -145,6 +146,8 @@ _MAX_MANIFEST = 4 << 20
 _CLOSING = web.AppKey("closing", asyncio.Event)
 #: set by CutRequestBody: how many request body bytes to take in before ending the connection
 _CUT_AFTER = web.RequestKey("cut_after", int)
+#: Set by ``StoreNothing``: the upload is answered as stored, and nothing is kept.
+_STORE_NOTHING = web.RequestKey("store_nothing", bool)
 
 
 def error_body(
@@ -646,6 +649,23 @@ class CutRequestBody(CountedFault):
 
     async def inject(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         request[_CUT_AFTER] = self.after
+        return await handler(request)
+
+
+class StoreNothing(CountedFault):
+    """Answer a blob upload's closing request (the PUT of a session, a monolithic POST) 201
+    with the blob's ``Docker-Content-Digest``, as if stored, and keep nothing: a target that
+    lost the blob, or never wrote it. Other requests pass through (and are not counted)."""
+
+    async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not _UPLOAD_PATH.match(request.path) or request.method not in ("PUT", "POST"):
+            return await handler(request)
+        if request.method == "POST" and "digest" not in request.query:
+            return await handler(request)  # opens a session; the PUT that closes it is lost
+        return await super().__call__(request, handler)
+
+    async def inject(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        request[_STORE_NOTHING] = True
         return await handler(request)
 
 
@@ -1525,12 +1545,15 @@ class FakeRegistry:
             },
         )
 
-    def _commit(self, name: str, digest: str, data: bytes | bytearray) -> web.Response:
+    def _commit(
+        self, request: web.Request, name: str, digest: str, data: bytes | bytearray
+    ) -> web.Response:
         if _sha256(data) != digest:
             return error_body(
                 "DIGEST_INVALID", "provided digest did not match uploaded content", 400
             )
-        self._repos.setdefault(name, _Repo()).blobs[digest] = bytes(data)
+        if not request.get(_STORE_NOTHING, False):
+            self._repos.setdefault(name, _Repo()).blobs[digest] = bytes(data)
         return self._stored(name, digest)
 
     async def _start_upload(self, request: web.Request) -> web.StreamResponse:
@@ -1547,7 +1570,7 @@ class FakeRegistry:
         if digest and not mount:  # a monolithic POST: the whole blob in this request
             await self._receive(request, upload)
             del self.uploads[session]
-            return self._commit(name, digest, upload.data)
+            return self._commit(request, name, digest, upload.data)
         return self._session_answer(session, 202)
 
     def _session(self, request: web.Request) -> tuple[str, _Upload] | web.Response:
@@ -1622,7 +1645,7 @@ class FakeRegistry:
             return error_body("SIZE_INVALID", "request entity too large", 413)
         await self._receive(request, upload)
         del self.uploads[session]
-        return self._commit(upload.name, digest, upload.data)
+        return self._commit(request, upload.name, digest, upload.data)
 
     async def _upload_status(self, request: web.Request) -> web.StreamResponse:
         found = self._session(request)
