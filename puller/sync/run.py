@@ -24,6 +24,9 @@ __all__ = ["sync_entries", "sync_listed"]
 
 #: A namespace's repositories whose tags are listed at once.
 LISTINGS_AT_ONCE = 8
+#: Why an entry (or a namespace's repository) that selects none of its source's tags deletes
+#: nothing: a source that lists none (emptied, or broken) must not empty the mirror.
+_SELECTS_NONE = "the entry selects none of the source's tags (--allow-empty lets it delete)"
 
 
 async def sync_entries(
@@ -40,8 +43,9 @@ async def sync_entries(
     each entry with ``delete`` (``sync.delete``); ``report`` hears each result as it ends.
     ``options`` are ``Copier.copy_all``'s (an entry's own platforms win over
     ``options["platforms"]``)."""
-    #: the source's complete tag list of each entry whose deletion step is to run
-    listings: list[tuple[SyncEntry, Callable[[str], bool], list[str]]] = []
+    #: the source's complete tag list of each entry whose deletion step is to run, and why
+    #: it may delete nothing (a namespace's repository that selects none of its tags)
+    listings: list[tuple[SyncEntry, Callable[[str], bool], list[str], str | None]] = []
 
     async def pairs_of(entry: SyncEntry, empty: bool) -> tuple[list[Pair], list[CopyResult]]:
         own = {
@@ -65,12 +69,12 @@ async def sync_entries(
             return [], [failed(str(entry.source), str(entry.target), e), *extra]
         chosen = set(entry.chosen([source.tag for source, *_ in pairs if source.tag]))
         pairs = [pair for pair in pairs if pair[0].tag in chosen]  # newest = N
-        if not pairs and not lost and not empty:
-            why = "the entry selects none of the source's tags (--allow-empty lets it delete)"
-            skips = [skipped(*_ends(entry), why)] if entry.delete else []
+        none = not pairs and not lost and not allow_empty  # never taken for "delete all"
+        if none and not empty:
+            skips = [skipped(*_ends(entry), _SELECTS_NONE)] if entry.delete else []
             return [], [no_match(path, entry), *skips]
-        if listed is not None:
-            listings.append((entry, select, listed))
+        if listed is not None:  # a namespace's repository: its step deletes nothing either
+            listings.append((entry, select, listed, _SELECTS_NONE if none else None))
         return [(source, target, own) for source, target, *_ in pairs], lost + extra
 
     async def selected(entry: SyncEntry) -> tuple[list[Pair], list[CopyResult]]:
@@ -101,12 +105,13 @@ async def sync_entries(
         return results
     results += await copier.copy_all(pairs, each=report, fail_fast=fail_fast, **options)
     written = {(t.name, t.tag) for _, t, *_ in pairs if t.tag is not None}
-    for entry, select, listed in listings:
+    for entry, select, listed, refused in listings:
         if fail_fast and any(r.status == "failed" for r in results):
             done = [skipped(*_ends(entry), "an image failed, and --fail-fast")]
         else:
             mine = {tag for name, tag in written if name == entry.target.name}
-            done = await _delete(copier, entry, select, listed, mine, bool(options.get("dry_run")))
+            dry_run = bool(options.get("dry_run"))
+            done = await _delete(copier, entry, select, listed, mine, dry_run, refused)
         for result in done:
             report(result)
         results += done
@@ -153,15 +158,19 @@ async def _delete(
     listed: list[str],
     written: set[str],
     dry_run: bool,
+    refused: str | None = None,
 ) -> list[CopyResult]:
     """The entry's deletion step: the target's tags that ``select`` takes (the entry's
     selection; with referrers copied, less the referrer schemes' tags, which follow their
     images: the target's ``sha256-<hex>`` index may list what others pushed, and a source with
-    the Referrers API lists no such tag) that its source no longer has."""
+    the Referrers API lists no such tag) that its source no longer has. With ``refused`` (why
+    nothing may be deleted), a step that would delete a tag is ``delete-skipped`` instead."""
     try:
         gone = await gone_tags(copier, entry.target, listed, select, written)
     except PullError as e:
         return [failed(str(entry.source), str(entry.target), e)]
+    if refused is not None:
+        return [skipped(*_ends(entry), refused)] if gone else []
     return await delete_gone(copier, entry.source, entry.target, gone, dry_run=dry_run)
 
 

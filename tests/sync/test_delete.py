@@ -350,3 +350,47 @@ async def test_check_with_to_and_delete_exits_1_for_a_tag_the_source_dropped(
         assert deletes(target) == []
         in_sync = await run_pypull("sync", "--check", "--to", dst, refs[0])
         assert in_sync.returncode == 0, in_sync.stdout + in_sync.stderr
+
+
+def namespace_file(tmp_path: Path, source: FakeRegistry, target: FakeRegistry) -> Path:
+    path = tmp_path / "sync.toml"
+    path.write_text(
+        f"""[[sync]]
+source = "{source.host}/team/*"
+target = "{target.host}/mirror"
+tags = ["1\\\\..*"]
+delete = true
+"""
+    )
+    return path
+
+
+async def test_a_namespace_repository_whose_source_tags_are_none_selected_deletes_nothing(
+    tmp_path: Path,
+) -> None:
+    # team/app lists 1.x; team/db lists only 2.0 now: as a one-repository entry, it would fail
+    # no-match and delete nothing, and so it does under a namespace
+    source_images = [image("1.0", repository="team/app"), image("2.0", repository="team/db")]
+    async with start_fake(source_images) as source, start_fake() as target:
+        target.add_image(image("1.0", repository="team/app"), "mirror/app")
+        target.add_image(image("1.0", seed="db", repository="team/db"), "mirror/db")
+        target.add_image(image("1.1", seed="db1", repository="team/db"), "mirror/db")
+        run = await run_pypull("sync", "--json", namespace_file(tmp_path, source, target))
+        assert target.tags("mirror/db") == ["1.0", "1.1"], run.stdout
+        assert deletes(target) == []
+        docs = records(run.stdout)
+        skipped = [d for d in docs if d.get("status") == "delete-skipped"]
+        assert [d["target"] for d in skipped] == [f"{target.host}/mirror/db"]
+        assert run.returncode == 1
+
+
+async def test_a_namespace_that_selects_nothing_fails_no_match_and_deletes_nothing(
+    tmp_path: Path,
+) -> None:
+    async with start_fake([image("2.0", repository="team/db")]) as source, start_fake() as target:
+        target.add_image(image("1.0", repository="team/db"), "mirror/db")
+        run = await run_pypull("sync", "--json", namespace_file(tmp_path, source, target))
+        assert run.returncode == 1
+        assert "no-match" in run.stdout
+        assert target.tags("mirror/db") == ["1.0"]
+        assert deletes(target) == []
