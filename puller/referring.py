@@ -4,8 +4,9 @@ operation (``copying.Copier.copy_all`` calls ``Referrers.of_image`` after each i
 For each manifest of the image (the tag's, and each child of an index) the referrers found at
 the source are copied to the target byte for byte, through the Copier as any manifest is (HEADs
 first: an unchanged referrer costs a HEAD at each side), and then their own referrers in turn (a
-signature of an SBOM), at most ``MAX_DEPTH`` deep, each subject once a run (a listing that goes
-round in a circle ends there). Where they are found, in this order:
+signature of an SBOM), at most ``MAX_DEPTH`` deep and ``MAX_IMAGE_REFERRERS`` in all, each
+subject once a run (a listing that goes round in a circle ends there). Where they are found,
+in this order:
 
 * the OCI 1.1 Referrers API (``registry.referrers.list_referrers``), filtered by artifact type;
 * else (the registry answers 404) the referrers tag schema: the index tagged ``sha256-<hex>``,
@@ -45,6 +46,9 @@ if TYPE_CHECKING:
 #: Referrers of referrers copied this deep below an image's manifests (a subject deeper that
 #: has referrers fails).
 MAX_DEPTH = 4
+#: Referrers found below one image in all (its manifests', theirs, ...): a source may list a
+#: thousand of each subject (``MAX_REFERRERS``), four deep; past this, a subject fails.
+MAX_IMAGE_REFERRERS = 10_000
 #: cosign's tag scheme: a subject's signatures, attestations and SBOMs, by suffix; with an
 #: artifact-type filter, a tag is copied when the filter names the type its suffix stands for.
 COSIGN_TYPES = {
@@ -146,6 +150,12 @@ class Referrers:
             return [walk.failed(subject, e)]
         if depth >= MAX_DEPTH and (found or cosign):
             error = ManifestError(f"referrers nest over {MAX_DEPTH} deep: {subject}'s not copied")
+            return [walk.failed(subject, error)]
+        walk.found[0] += len(found) + len(cosign)
+        if walk.found[0] > MAX_IMAGE_REFERRERS:
+            error = ManifestError(
+                f"over {MAX_IMAGE_REFERRERS} referrers below {walk.source}: {subject}'s not copied"
+            )
             return [walk.failed(subject, error)]
         results: list[CopyResult] = []
         placed: list[Referrer] = []
@@ -266,6 +276,8 @@ class _Walk:
     dry_run: bool
     each: Callable[[CopyResult], None]
     make_failed: Callable[[str, str, PullError], CopyResult]
+    #: how many referrers were found below the image so far (``MAX_IMAGE_REFERRERS``)
+    found: list[int] = dataclasses.field(default_factory=lambda: [0])
 
     @staticmethod
     def at(ref: Reference, digest: Digest) -> Reference:
