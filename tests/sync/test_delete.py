@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fixtures.images import Image, make_image, make_index
-from tests.support.fakeregistry import FakeRegistry, Status, run_pypull, start_fake
+from tests.support.fakeregistry import Answer, FakeRegistry, Status, run_pypull, start_fake
 
 
 def image(tag: str, seed: str | None = None, repository: str = "library/app") -> Image:
@@ -394,3 +394,17 @@ async def test_a_namespace_that_selects_nothing_fails_no_match_and_deletes_nothi
         assert "no-match" in run.stdout
         assert target.tags("mirror/db") == ["1.0"]
         assert deletes(target) == []
+
+
+async def test_a_catalog_that_lists_a_repository_twice_syncs_and_deletes_it_once(
+    tmp_path: Path,
+) -> None:
+    async with start_fake([image("1.0", repository="team/app")]) as source, start_fake() as target:
+        target.add_image(image("1.0-rc1", repository="team/app"), "mirror/app")
+        twice = json.dumps({"repositories": ["team/app", "team/app"]}).encode()
+        source.inject("/v2/_catalog", Answer(200, twice, "application/json"))
+        run = await run_pypull("sync", "--json", namespace_file(tmp_path, source, target))
+        assert run.returncode == 0, run.stdout + run.stderr
+        statuses = by_status(records(run.stdout))
+        assert statuses == {"copied": ["1.0"], "deleted": ["1.0-rc1"]}
+        assert deletes(target) == ["1.0-rc1"]
