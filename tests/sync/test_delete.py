@@ -408,3 +408,12 @@ async def test_a_catalog_that_lists_a_repository_twice_syncs_and_deletes_it_once
         statuses = by_status(records(run.stdout))
         assert statuses == {"copied": ["1.0"], "deleted": ["1.0-rc1"]}
         assert deletes(target) == ["1.0-rc1"]
+
+
+async def test_a_tag_list_that_names_a_tag_twice_copies_it_once(tmp_path: Path) -> None:
+    async with start_fake([image("1.0")]) as source, start_fake() as target:
+        twice = json.dumps({"name": "library/app", "tags": ["1.0", "1.0"]}).encode()
+        source.inject("/tags/list", Answer(200, twice, "application/json"))
+        run = await run_pypull("sync", "--json", sync_file(tmp_path, source, target))
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert by_status(records(run.stdout)) == {"copied": ["1.0"]}
