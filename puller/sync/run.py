@@ -46,8 +46,10 @@ async def sync_entries(
     #: the source's complete tag list of each entry whose deletion step is to run, and why
     #: it may delete nothing (a namespace's repository that selects none of its tags)
     listings: list[tuple[SyncEntry, Callable[[str], bool], list[str], str | None]] = []
+    leaves: list[SyncEntry] = []  # the entries of one repository or image (a namespace's too)
 
     async def pairs_of(entry: SyncEntry, empty: bool) -> tuple[list[Pair], list[CopyResult]]:
+        leaves.append(entry)
         own = {
             "platforms": entry.platforms or options.get("platforms", ()),
             "by": f"the entry at {path}:{entry.line}",  # named if another writes its tag
@@ -111,6 +113,7 @@ async def sync_entries(
         else:
             mine = {tag for name, tag in written if name == entry.target.name}
             dry_run = bool(options.get("dry_run"))
+            select = _not_theirs(entry, leaves, select)
             done = await _delete(copier, entry, select, listed, mine, dry_run, refused)
         for result in done:
             report(result)
@@ -199,6 +202,17 @@ async def sync_listed(
     for result in done:
         report(result)
     return results + done
+
+
+def _not_theirs(
+    entry: SyncEntry, leaves: Sequence[SyncEntry], select: Callable[[str], bool]
+) -> Callable[[str], bool]:
+    """``select`` less the tags another entry to ``entry``'s target repository may write: that
+    entry's, even when its source failed to list them today (then this run writes none)."""
+    others = [e for e in leaves if e is not entry and e.target.name == entry.target.name]
+    if not others:
+        return select
+    return lambda tag: select(tag) and not any(other.writes(tag) for other in others)
 
 
 def _server_only(copier: Copier, source: Reference) -> bool:

@@ -417,3 +417,26 @@ async def test_a_tag_list_that_names_a_tag_twice_copies_it_once(tmp_path: Path) 
         run = await run_pypull("sync", "--json", sync_file(tmp_path, source, target))
         assert run.returncode == 0, run.stdout + run.stderr
         assert by_status(records(run.stdout)) == {"copied": ["1.0"]}
+
+
+async def test_a_tag_another_entry_to_the_repository_selects_is_kept_when_its_source_fails(
+    tmp_path: Path,
+) -> None:
+    async with start_fake([image("1.0")]) as source, start_fake() as target:
+        seed_target(target, [image("1.0"), image("1.5-patched", seed="patched")])
+        path = sync_file(tmp_path, source, target)
+        # The second entry's source is gone today: this run writes none of its tags, and
+        # 1.5-patched, which the first entry's filters select too, is still the second's.
+        path.write_text(
+            path.read_text()
+            + f"""
+[[sync]]
+source = "{source.host}/library/patched"
+target = "{target.host}/mirror/app"
+tags = ["1\\\\.5-.*"]
+"""
+        )
+        run = await run_pypull("sync", "--json", path)
+        assert run.returncode == 1  # the second entry failed
+        assert target.tags("mirror/app") == ["1.0", "1.5-patched"], run.stdout
+        assert deletes(target) == []
