@@ -47,6 +47,7 @@ async def sync_entries(
     #: it may delete nothing (a namespace's repository that selects none of its tags)
     listings: list[tuple[SyncEntry, Callable[[str], bool], list[str], str | None]] = []
     leaves: list[SyncEntry] = []  # the entries of one repository or image (a namespace's too)
+    unlisted: list[SyncEntry] = []  # the namespaces whose catalog could not be read
 
     async def pairs_of(entry: SyncEntry, empty: bool) -> tuple[list[Pair], list[CopyResult]]:
         leaves.append(entry)
@@ -85,6 +86,7 @@ async def sync_entries(
         try:
             repositories, lost = await expand(copier, entry)
         except PullError as e:
+            unlisted.append(entry)
             return [], [failed(f"{entry.source}{NAMESPACE_SUFFIX}", str(entry.target), e)]
         pairs: list[Pair] = []
         for found, missed in await map_limited(
@@ -114,6 +116,7 @@ async def sync_entries(
             mine = {tag for name, tag in written if name == entry.target.name}
             dry_run = bool(options.get("dry_run"))
             select = _not_theirs(entry, leaves, select)
+            refused = refused or _below_unlisted(entry, unlisted)
             done = await _delete(copier, entry, select, listed, mine, dry_run, refused)
         for result in done:
             report(result)
@@ -213,6 +216,16 @@ def _not_theirs(
     if not others:
         return select
     return lambda tag: select(tag) and not any(other.writes(tag) for other in others)
+
+
+def _below_unlisted(entry: SyncEntry, unlisted: Sequence[SyncEntry]) -> str | None:
+    """Why ``entry`` may delete nothing when its target lies below a namespace's whose catalog
+    could not be read: which of its tags that namespace writes, only the catalog could say."""
+    for namespace in unlisted:
+        if entry.target.name.startswith(f"{namespace.target.name}/"):
+            source = shown(f"{namespace.source}{NAMESPACE_SUFFIX}")
+            return f"the catalog of {source}, which may write to it, could not be read"
+    return None
 
 
 def _server_only(copier: Copier, source: Reference) -> bool:

@@ -440,3 +440,23 @@ tags = ["1\\\\.5-.*"]
         assert run.returncode == 1  # the second entry failed
         assert target.tags("mirror/app") == ["1.0", "1.5-patched"], run.stdout
         assert deletes(target) == []
+
+
+async def test_a_namespace_whose_catalog_fails_keeps_another_entry_from_deleting_below_it(
+    tmp_path: Path,
+) -> None:
+    async with start_fake([image("1.0")]) as source, start_fake() as target:
+        seed_target(target, [image("1.0"), image("1.5", seed="theirs")])
+        source.inject("/v2/_catalog", Answer(403, b'{"errors": []}', "application/json"))
+        path = sync_file(tmp_path, source, target)
+        # team/app -> mirror/app may have written 1.5: the catalog cannot say today
+        path.write_text(
+            path.read_text()
+            + f'\n[[sync]]\nsource = "{source.host}/team/*"\ntarget = "{target.host}/mirror"\n'
+        )
+        run = await run_pypull("sync", "--json", path)
+        assert run.returncode == 1
+        assert target.tags("mirror/app") == ["1.0", "1.5"], run.stdout
+        skipped = [d for d in records(run.stdout) if d.get("status") == "delete-skipped"]
+        assert [d["target"] for d in skipped] == [f"{target.host}/mirror/app"]
+        assert "the catalog of" in skipped[0]["error"]
