@@ -144,7 +144,7 @@ class Referrers:
             return []  # done (or being done) for another tag of this image, or a circle
         self._claimed.add(key)
         try:
-            found = await self._found(walk, subject)
+            found = _once(await self._found(walk, subject))
             cosign = await self._cosign_tags(walk, subject)
         except PullError as e:
             return [walk.failed(subject, e)]
@@ -294,6 +294,14 @@ class _Walk:
         result = dataclasses.replace(result, referrer_of=str(subject))
         self.each(result)
         return result
+
+
+def _once(found: Sequence[Referrer]) -> list[Referrer]:
+    """Each referrer once, in the listing's order: a listing may name one many times."""
+    first: dict[Digest, Referrer] = {}
+    for referrer in found:
+        first.setdefault(referrer.digest, referrer)
+    return list(first.values())
 
 
 def without_referrer_tags(select: Callable[[str], bool]) -> Callable[[str], bool]:
