@@ -10,11 +10,13 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..copying import Copier, CopyResult, Pair, failed
 from ..errors import PullError
 from ..oci.reference import Reference
 from ..referring import referrer_options, without_referrer_tags
+from ..registry.endpoint import Endpoint
 from ..tasks import map_limited
 from ..text import shown
 from .delete import delete_dropped, delete_gone, gone_tags, skipped, source_tags, split_listed
@@ -128,6 +130,12 @@ async def expand(copier: Copier, entry: SyncEntry) -> tuple[list[SyncEntry], lis
     """A namespace entry's repository entries (``SyncEntry.expand``) over its registry's
     catalog, and a "failed" result for each path under the prefix that is no valid name."""
     paths = await copier.repositories_of(entry.source)
+    session = copier.session
+    if _origin(session.server(entry.source)) == _origin(session.server(entry.target)):
+        # The target on the source's server under another name (a [registry] alias, another
+        # case, :443): its own copies are in the catalog, and are never copied again.
+        inside = entry.target.path
+        paths = [p for p in paths if p != inside and not p.startswith(f"{inside}/")]
     repositories, invalid = entry.expand(paths)
     lost = [
         CopyResult(
@@ -226,6 +234,13 @@ def _below_unlisted(entry: SyncEntry, unlisted: Sequence[SyncEntry]) -> str | No
             source = shown(f"{namespace.source}{NAMESPACE_SUFFIX}")
             return f"the catalog of {source}, which may write to it, could not be read"
     return None
+
+
+def _origin(endpoint: Endpoint) -> tuple[str, str, int | None]:
+    """Where ``endpoint`` is, however it is spelt: scheme, host (lower case), port."""
+    parts = urlsplit(endpoint.url)
+    port = parts.port or {"https": 443, "http": 80}.get(parts.scheme.lower())
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
 
 
 def _server_only(copier: Copier, source: Reference) -> bool:

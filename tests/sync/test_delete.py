@@ -460,3 +460,22 @@ async def test_a_namespace_whose_catalog_fails_keeps_another_entry_from_deleting
         skipped = [d for d in records(run.stdout) if d.get("status") == "delete-skipped"]
         assert [d["target"] for d in skipped] == [f"{target.host}/mirror/app"]
         assert "the catalog of" in skipped[0]["error"]
+
+
+async def test_a_namespace_never_copies_its_own_copies_under_another_name_of_its_server(
+    tmp_path: Path,
+) -> None:
+    async with start_fake([image("1.0", repository="team/app")]) as source:
+        config = Path(os.environ["XDG_CONFIG_HOME"]) / "pypull" / "config.toml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(f'[registry."alias.test"]\nserver = "http://{source.host}"\n')
+        path = tmp_path / "sync.toml"
+        # alias.test is the source's own server: team/copy lies inside team/*
+        path.write_text(
+            f'[[sync]]\nsource = "{source.host}/team/*"\ntarget = "alias.test/team/copy"\n'
+        )
+        for _ in range(2):
+            run = await run_pypull("sync", "--json", path)
+            assert run.returncode == 0, run.stdout + run.stderr
+        assert source.tags("team/copy/app") == ["1.0"]
+        assert source.tags("team/copy/copy/app") == []
