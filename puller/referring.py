@@ -107,7 +107,8 @@ class Referrers:
         if result.status not in _THERE or result.digest is None or origin is not None:
             return []
         dry_run = bool(options.get("dry_run", False))
-        walk = _Walk(source, target, types, dry_run, each, self._failed)
+        ratelimit = options.get("ratelimit")  # a sync entry's own "wait" holds for these too
+        walk = _Walk(source, target, types, dry_run, each, self._failed, ratelimit)
         digest = parse_digest(result.digest)
         try:
             children = await self._children(walk, digest, result.status)
@@ -187,7 +188,9 @@ class Referrers:
     async def _copy(
         self, walk: _Walk, subject: Digest, source: Reference, target: Reference
     ) -> CopyResult:
-        result = await self._copier.copy(source, target, dry_run=walk.dry_run)
+        result = await self._copier.copy(
+            source, target, dry_run=walk.dry_run, ratelimit=walk.ratelimit
+        )
         result = dataclasses.replace(result, referrer_of=str(subject))
         walk.each(result)
         return result
@@ -276,6 +279,7 @@ class _Walk:
     dry_run: bool
     each: Callable[[CopyResult], None]
     make_failed: Callable[[str, str, PullError], CopyResult]
+    ratelimit: str | None = None
     #: how many referrers were found below the image so far (``MAX_IMAGE_REFERRERS``)
     found: list[int] = dataclasses.field(default_factory=lambda: [0])
 
