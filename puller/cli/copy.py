@@ -457,10 +457,13 @@ def _sync_file(args: argparse.Namespace, path: str) -> int:
 
     entries = load_sync_file(path)
     if args.shard is not None:
-        from ..sync.select import shard_of
+        from ..sync.select import shard_name, shard_of
 
         index, count = args.shard
-        entries = [e for e in entries if shard_of(e.target.name, count) == index]
+        namespaces = [e.target.name for e in entries if e.namespace]
+        entries = [
+            e for e in entries if shard_of(shard_name(e.target.name, namespaces), count) == index
+        ]
     options = _copy_options(args)
 
     async def work(copier: Copier, report: Callable[[CopyResult], None]) -> list[CopyResult]:

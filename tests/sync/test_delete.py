@@ -479,3 +479,30 @@ async def test_a_namespace_never_copies_its_own_copies_under_another_name_of_its
             assert run.returncode == 0, run.stdout + run.stderr
         assert source.tags("team/copy/app") == ["1.0"]
         assert source.tags("team/copy/copy/app") == []
+
+
+async def test_an_entry_below_a_namespace_s_target_runs_in_the_namespace_s_shard(
+    tmp_path: Path,
+) -> None:
+    from puller.sync.select import shard_of
+
+    images = [image("1.0", repository="team/app"), image("1.0", repository="library/other")]
+    async with start_fake(images) as source, start_fake() as target:
+        # parts where the two targets' own names fall apart
+        count = next(
+            n
+            for n in range(2, 50)
+            if shard_of(f"{target.host}/mirror", n) != shard_of(f"{target.host}/mirror/other", n)
+        )
+        path = tmp_path / "sync.toml"
+        path.write_text(
+            f'[[sync]]\nsource = "{source.host}/team/*"\ntarget = "{target.host}/mirror"\n'
+            f'[[sync]]\nsource = "{source.host}/library/other"\n'
+            f'target = "{target.host}/mirror/other"\n'
+        )
+        parts = []
+        for index in range(1, count + 1):
+            run = await run_pypull("sync", "--check", "--json", "--shard", f"{index}/{count}", path)
+            parts.append({d["target"] for d in records(run.stdout) if d["event"] == "image"})
+        # mirror/other is where the namespace would write team/other: one part has both
+        assert sorted(map(len, parts)) == [0] * (count - 1) + [2], parts
