@@ -14,9 +14,10 @@ in this order:
 * and cosign's tags ``sha256-<hex>.sig``, ``.att`` and ``.sbom``, copied under the same tags.
 
 At a target without the Referrers API (its answer to the PUT of a referrer had no
-``OCI-Subject``), the subject's ``sha256-<hex>`` index is created or updated: the descriptors of
-the referrers copied are added to those it lists, no entry of it is dropped or changed, and it is
-written only when something was added.
+``OCI-Subject``; when no referrer was put, its answer to a listing), the subject's
+``sha256-<hex>`` index is created or updated: the descriptors of the referrers copied or there
+already are added to those it lists, no entry of it is dropped or changed, and it is written only
+when something was added.
 
 Each referrer's result carries ``referrer_of``, the digest of its subject.
 """
@@ -89,6 +90,7 @@ class Referrers:
         self._client = session.client
         self._claimed: set[tuple[str, str, Digest]] = set()  # (target, repository, subject)
         self._no_api: set[str] = set()  # source registries that answered 404
+        self._untold: set[str] = set()  # targets whose listing failed: their API unknown
         self._tags: dict[tuple[str, str], asyncio.Task[frozenset[str]]] = {}
 
     async def of_image(
@@ -164,7 +166,7 @@ class Referrers:
             ref = (walk.at(walk.source, referrer.digest), walk.at(walk.target, referrer.digest))
             result = await self._copy(walk, subject, *ref)
             results.append(result)
-            if result.status == "copied":
+            if result.status in ("copied", "up-to-date"):
                 placed.append(referrer)
             results += await self._deeper(walk, result, depth)
         for tag in cosign:
@@ -172,12 +174,32 @@ class Referrers:
             result = await self._copy(walk, subject, *ref)
             results.append(result)
             results += await self._deeper(walk, result, depth)
-        if placed and not walk.dry_run and self._client.referrers_api.get(to.url) is False:
+        if placed and not walk.dry_run:
             try:
-                await self._merge_index(to, walk.target, subject, placed)
+                if await self._lacks_api(to, walk.target, subject):
+                    await self._merge_index(to, walk.target, subject, placed)
             except PullError as e:
                 results.append(walk.failed(subject, e))
         return results
+
+    async def _lacks_api(self, to: Endpoint, target: Reference, subject: Digest) -> bool:
+        """Whether the target has no Referrers API: as its answer to a referrer's PUT said,
+        else asked (a run whose referrers were all there already: one that wrote them may have
+        failed to write the index tag)."""
+        known = self._client.referrers_api.get(to.url)
+        if known is None:
+            if to.url in self._untold:
+                return False
+            client, path = self._client, target.path
+            try:
+                listed = await self._session.retried(
+                    lambda: list_referrers(client, to, path, subject)
+                )
+            except PullError:  # a registry that answers neither 200 nor 404: no tag written
+                self._untold.add(to.url)
+                return False
+            known = self._client.referrers_api[to.url] = listed is not None
+        return not known
 
     async def _deeper(self, walk: _Walk, result: CopyResult, depth: int) -> list[CopyResult]:
         """The referrers of a referrer just copied."""

@@ -338,3 +338,21 @@ async def test_a_listing_that_names_a_referrer_twice_copies_and_indexes_it_once(
         ]
         index = json.loads(dst.manifest("m/a", app.digest.replace(":", "-")) or b"")
         assert [m["digest"] for m in index["manifests"]] == [sbom.digest]
+
+
+async def test_an_index_tag_a_run_failed_to_write_is_written_by_the_next() -> None:
+    app, sbom, _, _ = signed_app()
+    async with start_fake([app], referrers_api=True) as src, start_fake() as dst:
+        src.add_manifest("library/app", sbom, tagged=False)
+        tag = app.digest.replace(":", "-")
+        refused = Answer(400, b'{"errors": [{"code": "MANIFEST_INVALID"}]}', "application/json")
+        dst.inject(f"/manifests/{tag}$", refused, method="PUT")
+        first = await run_pypull("copy", "--referrers", src.ref(app), f"{dst.host}/m/app:1")
+        assert first.returncode == 1  # the SBOM copied, the target's index tag not written
+        assert dst.manifest("m/app", sbom.digest) == sbom.raw and dst.manifest("m/app", tag) is None
+        dst.clear_faults()
+        again = await run_pypull("copy", "--referrers", src.ref(app), f"{dst.host}/m/app:1")
+        assert again.returncode == 0, again.stdout + again.stderr
+        index = json.loads(dst.manifest("m/app", tag) or b"null")
+        assert index is not None, "the SBOM, up to date, never reaches the index tag"
+        assert [m["digest"] for m in index["manifests"]] == [sbom.digest]
