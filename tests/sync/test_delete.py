@@ -506,3 +506,16 @@ async def test_an_entry_below_a_namespace_s_target_runs_in_the_namespace_s_shard
             parts.append({d["target"] for d in records(run.stdout) if d["event"] == "image"})
         # mirror/other is where the namespace would write team/other: one part has both
         assert sorted(map(len, parts)) == [0] * (count - 1) + [2], parts
+
+
+async def test_a_bare_404_to_a_delete_is_no_deletion(tmp_path: Path) -> None:
+    """A registry (or a proxy in front) without the DELETE route answers 404 "page not found":
+    not the registry saying the manifest is unknown, and the tag is still there."""
+    async with start_fake([image("1.0")]) as source, start_fake() as target:
+        seed_target(target, [image("1.0-rc1")])
+        bare = Answer(404, b"404 page not found\n", "text/plain")
+        target.inject("/manifests/", bare, method="DELETE")
+        run = await run_pypull("sync", "--json", sync_file(tmp_path, source, target))
+        assert target.tags("mirror/app") == ["1.0", "1.0-rc1"]
+        assert by_status(records(run.stdout)).get("deleted") is None, run.stdout
+        assert run.returncode == 1
