@@ -380,10 +380,11 @@ class Copier:
     ) -> tuple[list[Pair], list[CopyResult]]:
         """A (source, target) pair for each tag of ``source``'s repository that ``select``
         takes, and a "failed" result for each listed tag that is not a valid tag name;
-        ``tags``: the repository's tags, listed already (default: ``tags_of``)."""
+        ``tags``: the repository's tags, listed already (default: ``tags_of``); a tag listed
+        twice (pages that overlap) is one pair."""
         pairs: list[Pair] = []
         failed: list[CopyResult] = []
-        for tag in await self.tags_of(source) if tags is None else tags:
+        for tag in dict.fromkeys(await self.tags_of(source) if tags is None else tags):
             if not valid_tag(tag):
                 name = f"{source.name}:{shown(tag, 80)}"
                 failed.append(

@@ -4,8 +4,9 @@ operation (``copying.Copier.copy_all`` calls ``Referrers.of_image`` after each i
 For each manifest of the image (the tag's, and each child of an index) the referrers found at
 the source are copied to the target byte for byte, through the Copier as any manifest is (HEADs
 first: an unchanged referrer costs a HEAD at each side), and then their own referrers in turn (a
-signature of an SBOM), at most ``MAX_DEPTH`` deep, each subject once a run (a listing that goes
-round in a circle ends there). Where they are found, in this order:
+signature of an SBOM), at most ``MAX_DEPTH`` deep and ``MAX_IMAGE_REFERRERS`` in all, each
+subject once a run (a listing that goes round in a circle ends there). Where they are found,
+in this order:
 
 * the OCI 1.1 Referrers API (``registry.referrers.list_referrers``), filtered by artifact type;
 * else (the registry answers 404) the referrers tag schema: the index tagged ``sha256-<hex>``,
@@ -13,9 +14,10 @@ round in a circle ends there). Where they are found, in this order:
 * and cosign's tags ``sha256-<hex>.sig``, ``.att`` and ``.sbom``, copied under the same tags.
 
 At a target without the Referrers API (its answer to the PUT of a referrer had no
-``OCI-Subject``), the subject's ``sha256-<hex>`` index is created or updated: the descriptors of
-the referrers copied are added to those it lists, no entry of it is dropped or changed, and it is
-written only when something was added.
+``OCI-Subject``; when no referrer was put, its answer to a listing), the subject's
+``sha256-<hex>`` index is created or updated: the descriptors of the referrers copied or there
+already are added to those it lists, no entry of it is dropped or changed, and it is written only
+when something was added.
 
 Each referrer's result carries ``referrer_of``, the digest of its subject.
 """
@@ -45,6 +47,9 @@ if TYPE_CHECKING:
 #: Referrers of referrers copied this deep below an image's manifests (a subject deeper that
 #: has referrers fails).
 MAX_DEPTH = 4
+#: Referrers found below one image in all (its manifests', theirs, ...): a source may list a
+#: thousand of each subject (``MAX_REFERRERS``), four deep; past this, a subject fails.
+MAX_IMAGE_REFERRERS = 10_000
 #: cosign's tag scheme: a subject's signatures, attestations and SBOMs, by suffix; with an
 #: artifact-type filter, a tag is copied when the filter names the type its suffix stands for.
 COSIGN_TYPES = {
@@ -85,6 +90,7 @@ class Referrers:
         self._client = session.client
         self._claimed: set[tuple[str, str, Digest]] = set()  # (target, repository, subject)
         self._no_api: set[str] = set()  # source registries that answered 404
+        self._untold: set[str] = set()  # targets whose listing failed: their API unknown
         self._tags: dict[tuple[str, str], asyncio.Task[frozenset[str]]] = {}
 
     async def of_image(
@@ -103,7 +109,8 @@ class Referrers:
         if result.status not in _THERE or result.digest is None or origin is not None:
             return []
         dry_run = bool(options.get("dry_run", False))
-        walk = _Walk(source, target, types, dry_run, each, self._failed)
+        ratelimit = options.get("ratelimit")  # a sync entry's own "wait" holds for these too
+        walk = _Walk(source, target, types, dry_run, each, self._failed, ratelimit)
         digest = parse_digest(result.digest)
         try:
             children = await self._children(walk, digest, result.status)
@@ -140,12 +147,18 @@ class Referrers:
             return []  # done (or being done) for another tag of this image, or a circle
         self._claimed.add(key)
         try:
-            found = await self._found(walk, subject)
+            found = _once(await self._found(walk, subject))
             cosign = await self._cosign_tags(walk, subject)
         except PullError as e:
             return [walk.failed(subject, e)]
         if depth >= MAX_DEPTH and (found or cosign):
             error = ManifestError(f"referrers nest over {MAX_DEPTH} deep: {subject}'s not copied")
+            return [walk.failed(subject, error)]
+        walk.found[0] += len(found) + len(cosign)
+        if walk.found[0] > MAX_IMAGE_REFERRERS:
+            error = ManifestError(
+                f"over {MAX_IMAGE_REFERRERS} referrers below {walk.source}: {subject}'s not copied"
+            )
             return [walk.failed(subject, error)]
         results: list[CopyResult] = []
         placed: list[Referrer] = []
@@ -153,7 +166,7 @@ class Referrers:
             ref = (walk.at(walk.source, referrer.digest), walk.at(walk.target, referrer.digest))
             result = await self._copy(walk, subject, *ref)
             results.append(result)
-            if result.status == "copied":
+            if result.status in ("copied", "up-to-date"):
                 placed.append(referrer)
             results += await self._deeper(walk, result, depth)
         for tag in cosign:
@@ -161,12 +174,32 @@ class Referrers:
             result = await self._copy(walk, subject, *ref)
             results.append(result)
             results += await self._deeper(walk, result, depth)
-        if placed and not walk.dry_run and self._client.referrers_api.get(to.url) is False:
+        if placed and not walk.dry_run:
             try:
-                await self._merge_index(to, walk.target, subject, placed)
+                if await self._lacks_api(to, walk.target, subject):
+                    await self._merge_index(to, walk.target, subject, placed)
             except PullError as e:
                 results.append(walk.failed(subject, e))
         return results
+
+    async def _lacks_api(self, to: Endpoint, target: Reference, subject: Digest) -> bool:
+        """Whether the target has no Referrers API: as its answer to a referrer's PUT said,
+        else asked (a run whose referrers were all there already: one that wrote them may have
+        failed to write the index tag)."""
+        known = self._client.referrers_api.get(to.url)
+        if known is None:
+            if to.url in self._untold:
+                return False
+            client, path = self._client, target.path
+            try:
+                listed = await self._session.retried(
+                    lambda: list_referrers(client, to, path, subject)
+                )
+            except PullError:  # a registry that answers neither 200 nor 404: no tag written
+                self._untold.add(to.url)
+                return False
+            known = self._client.referrers_api[to.url] = listed is not None
+        return not known
 
     async def _deeper(self, walk: _Walk, result: CopyResult, depth: int) -> list[CopyResult]:
         """The referrers of a referrer just copied."""
@@ -177,7 +210,9 @@ class Referrers:
     async def _copy(
         self, walk: _Walk, subject: Digest, source: Reference, target: Reference
     ) -> CopyResult:
-        result = await self._copier.copy(source, target, dry_run=walk.dry_run)
+        result = await self._copier.copy(
+            source, target, dry_run=walk.dry_run, ratelimit=walk.ratelimit
+        )
         result = dataclasses.replace(result, referrer_of=str(subject))
         walk.each(result)
         return result
@@ -266,6 +301,9 @@ class _Walk:
     dry_run: bool
     each: Callable[[CopyResult], None]
     make_failed: Callable[[str, str, PullError], CopyResult]
+    ratelimit: str | None = None
+    #: how many referrers were found below the image so far (``MAX_IMAGE_REFERRERS``)
+    found: list[int] = dataclasses.field(default_factory=lambda: [0])
 
     @staticmethod
     def at(ref: Reference, digest: Digest) -> Reference:
@@ -282,6 +320,14 @@ class _Walk:
         result = dataclasses.replace(result, referrer_of=str(subject))
         self.each(result)
         return result
+
+
+def _once(found: Sequence[Referrer]) -> list[Referrer]:
+    """Each referrer once, in the listing's order: a listing may name one many times."""
+    first: dict[Digest, Referrer] = {}
+    for referrer in found:
+        first.setdefault(referrer.digest, referrer)
+    return list(first.values())
 
 
 def without_referrer_tags(select: Callable[[str], bool]) -> Callable[[str], bool]:

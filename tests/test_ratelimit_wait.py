@@ -299,3 +299,25 @@ async def test_max_wait_bounds_the_wait_on_the_command_line(tmp_path: Path) -> N
         "30s, over --max-wait 10s"
     )
     assert "Waiting" not in run.stderr
+
+
+async def test_an_entry_s_wait_holds_for_its_images_referrers_too(tmp_path: Path) -> None:
+    from fixtures.images import make_artifact
+
+    app = make_image("library/app", "1", layers=1, layer_size=1024, seed="signed")
+    sig = make_artifact(
+        "library/app", "sig", app.manifests[0].descriptor(), "application/x-sig", b"signature"
+    )
+    async with (
+        start_fake([app], referrers_api=True, ratelimit_remaining=10, ratelimit_reset=40) as src,
+        start_fake() as target,
+    ):
+        src.add_manifest("library/app", sig, tagged=False)
+        own = {"ratelimit": "wait", "referrers": True}  # a sync entry's own (the run's: defer)
+        results, waits, sleeps = await copy_each(tmp_path, src, target, [app], own=own)  # type: ignore[arg-type]
+        # The image's GET leaves 9 < 10: its signature waits as the image would have.
+        assert [(r.status, r.referrer_of) for r in results] == [
+            ("copied", None),
+            ("copied", app.digest),
+        ], [r.error for r in results]
+        assert len(sleeps.asked) == 1 and len(waits) == 1

@@ -92,8 +92,9 @@ whole step (delete-skipped, exit status 1). A registry that deletes by digest on
 index naming it; otherwise the tag is left (kept-shared). With --to, --delete deletes an
 IMAGE's tag from the target when its source repository no longer lists it, instead of copying.
 
---check compares only (HEADs and tag lists; no manifest GET but a platform filter's index;
-nothing written, no locks): exit status 0 when every image is up-to-date and nothing would be
+--check compares only (HEADs and tag lists; no manifest GET but a platform filter's index
+and, with referrers, each image's, from the source when it would be copied; nothing written,
+no locks): exit status 0 when every image is up-to-date and nothing would be
 deleted, 1 when anything would be copied or deleted, or could not be compared (failed,
 deferred, delete-skipped), 2 on a usage error. A monitoring probe, as regsync's check.
 
@@ -456,10 +457,13 @@ def _sync_file(args: argparse.Namespace, path: str) -> int:
 
     entries = load_sync_file(path)
     if args.shard is not None:
-        from ..sync.select import shard_of
+        from ..sync.select import shard_name, shard_of
 
         index, count = args.shard
-        entries = [e for e in entries if shard_of(e.target.name, count) == index]
+        namespaces = [e.target.name for e in entries if e.namespace]
+        entries = [
+            e for e in entries if shard_of(shard_name(e.target.name, namespaces), count) == index
+        ]
     options = _copy_options(args)
 
     async def work(copier: Copier, report: Callable[[CopyResult], None]) -> list[CopyResult]:

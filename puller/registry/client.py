@@ -46,6 +46,9 @@ MAX_TAGS_PAGE = 4 << 20
 #: Pages of one listing, and tags in all: bounds for a registry whose Link never ends.
 MAX_TAG_PAGES = 10_000
 MAX_TAGS = 1_000_000
+#: The bytes of one listing's pages in all: a million tags of 128 characters, not 10,000 pages
+#: of one 4 MiB name each (40 GiB held).
+MAX_LISTING_BYTES = 256 << 20
 #: Repositories asked for per catalog page, and in all (a sync's namespaces).
 CATALOG_PAGE = 1000
 MAX_REPOSITORIES = 100_000
@@ -417,6 +420,7 @@ class RegistryClient(Uploads):
         ``url`` on, following the ``Link`` pages on the endpoint's origin, bounded."""
         items: list[str] = []
         seen = {url}
+        held = 0
         headers = {"Accept": "application/json"}
         for _ in range(MAX_TAG_PAGES):
             async with self.request(endpoint, path, url, headers, scope=scope) as resp:
@@ -429,6 +433,10 @@ class RegistryClient(Uploads):
                 link = resp.headers.get("Link")
             if len(body) > MAX_TAGS_PAGE:
                 raise RegistryError(f"{what} from {url}: a page over 4 MiB", url=url)
+            held += len(body)
+            if held > MAX_LISTING_BYTES:
+                bound = f"{MAX_LISTING_BYTES >> 20} MiB"
+                raise RegistryError(f"{what} from {url}: pages over {bound} in all", url=url)
             items.extend(_page(body, what, key, url))
             if len(items) > limit:
                 raise RegistryError(f"{what} from {url}: over {limit} {key}", url=url)

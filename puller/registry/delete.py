@@ -31,7 +31,8 @@ async def delete_manifest(
     client: RegistryClient, endpoint: Endpoint, path: str, reference: str
 ) -> bool:
     """DELETE the manifest ``reference`` (a tag or a digest) of repository ``path``: True when
-    it is gone (202, 200, 204; a 404: gone already), False when the registry does not delete
+    it is gone (202, 200, 204; a 404 with a registry error code: gone already; a bare 404, as a
+    server without the route answers, raises), False when the registry does not delete
     by tag (a tag answered 400 or 405, as distribution 2.8 answers). A digest answered 405
     raises a ``RegistryError`` that says the registry does not delete (distribution: without
     ``storage.delete.enabled``); any other answer raises what it means."""
@@ -40,11 +41,20 @@ async def delete_manifest(
     async with client.request(
         endpoint, path, url, {}, method="DELETE", scope=delete_scope(path)
     ) as resp:
-        if resp.status in (200, 202, 204, 404):
+        if resp.status in (200, 202, 204):
             return True
         if resp.status in (400, 405) and not by_digest:
             return False
         body = await error_body(resp)
+        if resp.status == 404:
+            if error_detail(body)[0] is not None:  # the registry's own "unknown": gone already
+                return True
+            raise RegistryError(
+                f"manifest {reference} of {path} at {url}: {endpoint.host} answered 404 without"
+                " a registry error (no DELETE there, a proxy in front?): not deleted",
+                status=404,
+                url=url,
+            )
         if resp.status == 405:
             code, message = error_detail(body)
             said = f" ({code}: {message})" if code and message else ""

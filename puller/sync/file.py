@@ -168,11 +168,12 @@ class SyncEntry:
         """A namespace entry's repository entries, one for each of ``paths`` (the source
         registry's catalog) under its prefix that ``repositories`` selects: source
         ``REGISTRY/PREFIX/SUB``, target the entry's target plus ``/SUB``. And the paths under
-        the prefix that make no valid reference (a registry may list anything)."""
+        the prefix that make no valid reference (a registry may list anything). A path listed
+        twice (pages that overlap) is one repository."""
         prefix = self.source.path + "/"
         entries: list[SyncEntry] = []
         invalid: list[str] = []
-        for path in paths:
+        for path in dict.fromkeys(paths):
             below = path[len(prefix) :] if path.startswith(prefix) else ""
             if not below or (self.repositories and not self.repositories.fullmatch(below)):
                 continue

@@ -21,7 +21,7 @@ import re2  # type: ignore[import-untyped]  # google-re2 ships no type hints
 
 from .semver import parse_version
 
-__all__ = ["Regex", "compile_regex", "newest", "shard_of"]
+__all__ = ["Regex", "compile_regex", "newest", "shard_name", "shard_of"]
 
 
 def _options() -> Any:
@@ -73,3 +73,12 @@ def shard_of(name: str, count: int) -> int:
     of the name (SHA-256), so the same on every run and every machine."""
     digest = hashlib.sha256(name.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") % count + 1
+
+
+def shard_name(target: str, namespaces: Iterable[str]) -> str:
+    """What an entry to the repository ``target`` is sharded by: its name, or the outermost of
+    the ``namespaces``' targets it is or lies below (whose repositories the catalog names at run
+    time: an entry below one may write, and delete, where the namespace writes, so both run in
+    one part, under one lock)."""
+    around = [n for n in namespaces if target == n or target.startswith(f"{n}/")]
+    return min(around, key=len) if around else target

@@ -96,3 +96,21 @@ async def test_the_catalog_asks_a_token_server_for_the_catalog_scope() -> None:
     async with server, RegistryClient(timeout=5) as client:
         assert await client.list_repositories(endpoint(server)) == ["team/a"]
     assert len(scopes) == 1 and "scope=registry%3Acatalog%3A%2A" in scopes[0]
+
+
+async def test_a_listing_of_few_but_huge_names_is_bounded_in_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each page far under 4 MiB and one name long: the count bound never comes near, the
+    # bytes held grow by a page a request.
+    monkeypatch.setattr(client_module, "MAX_LISTING_BYTES", 1 << 20)
+    pages: dict[str, tuple[object, str | None]] = {
+        "/v2/_catalog?n=1000": (["x" * 300_000], '</v2/_catalog?p=1>; rel="next"')
+    }
+    for n in range(1, 10):
+        link = f'</v2/_catalog?p={n + 1}>; rel="next"' if n < 9 else None
+        pages[f"/v2/_catalog?p={n}"] = (["x" * 300_000], link)
+    async with catalog(pages) as server, RegistryClient(timeout=5) as client:
+        with pytest.raises(RegistryError, match="over 1 MiB"):
+            await client.list_repositories(endpoint(server))
+    assert len(server.requests) < 12

@@ -44,7 +44,7 @@ when the other repository holds the blob, else a session; ``?digest=`` with a bo
 ``GET`` of a session (204 + ``Range: 0-N``), ``DELETE`` of a session and of a manifest
 (``deletes``), ``PUT`` of manifests (every blob or child they name must be in the repository:
 else 400 ``MANIFEST_BLOB_UNKNOWN``) and ``GET /v2/<name>/tags/list`` (``n``, and a ``Link``
-with an opaque token when there is more).
+with an opaque token when there is more), and ``GET /v2/_catalog`` (every repository, one page).
 Every session ``Location`` carries ``?_state=<opaque>``, and a session request without it is
 refused (400 ``BLOB_UPLOAD_INVALID``), as distribution does. Request bodies are read as they
 arrive and a session keeps what arrived, so :class:`CutRequestBody` can end a connection
@@ -1172,6 +1172,7 @@ class FakeRegistry:
             app.router.add_get("/v2/", self._ping)
             app.router.add_get("/v2", self._ping)
             app.router.add_get("/token", self._token)
+            app.router.add_get("/v2/_catalog", self._catalog)
             app.router.add_get(r"/v2/{name:.+}/manifests/{reference}", self._manifest)
             app.router.add_put(r"/v2/{name:.+}/manifests/{reference}", self._put_manifest)
             app.router.add_get(r"/v2/{name:.+}/tags/list", self._tags)
@@ -1493,6 +1494,10 @@ class FakeRegistry:
         else:
             del repo.manifests[reference]
         return web.Response(status=202)
+
+    async def _catalog(self, request: web.Request) -> web.StreamResponse:
+        """Every repository, sorted, on one page (``GET /v2/_catalog``)."""
+        return web.json_response({"repositories": sorted(self._repos)})
 
     async def _tags(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]

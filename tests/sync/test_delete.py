@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fixtures.images import Image, make_image, make_index
-from tests.support.fakeregistry import FakeRegistry, Status, run_pypull, start_fake
+from tests.support.fakeregistry import Answer, FakeRegistry, Status, run_pypull, start_fake
 
 
 def image(tag: str, seed: str | None = None, repository: str = "library/app") -> Image:
@@ -350,3 +350,172 @@ async def test_check_with_to_and_delete_exits_1_for_a_tag_the_source_dropped(
         assert deletes(target) == []
         in_sync = await run_pypull("sync", "--check", "--to", dst, refs[0])
         assert in_sync.returncode == 0, in_sync.stdout + in_sync.stderr
+
+
+def namespace_file(tmp_path: Path, source: FakeRegistry, target: FakeRegistry) -> Path:
+    path = tmp_path / "sync.toml"
+    path.write_text(
+        f"""[[sync]]
+source = "{source.host}/team/*"
+target = "{target.host}/mirror"
+tags = ["1\\\\..*"]
+delete = true
+"""
+    )
+    return path
+
+
+async def test_a_namespace_repository_whose_source_tags_are_none_selected_deletes_nothing(
+    tmp_path: Path,
+) -> None:
+    # team/app lists 1.x; team/db lists only 2.0 now: as a one-repository entry, it would fail
+    # no-match and delete nothing, and so it does under a namespace
+    source_images = [image("1.0", repository="team/app"), image("2.0", repository="team/db")]
+    async with start_fake(source_images) as source, start_fake() as target:
+        target.add_image(image("1.0", repository="team/app"), "mirror/app")
+        target.add_image(image("1.0", seed="db", repository="team/db"), "mirror/db")
+        target.add_image(image("1.1", seed="db1", repository="team/db"), "mirror/db")
+        run = await run_pypull("sync", "--json", namespace_file(tmp_path, source, target))
+        assert target.tags("mirror/db") == ["1.0", "1.1"], run.stdout
+        assert deletes(target) == []
+        docs = records(run.stdout)
+        skipped = [d for d in docs if d.get("status") == "delete-skipped"]
+        assert [d["target"] for d in skipped] == [f"{target.host}/mirror/db"]
+        assert run.returncode == 1
+
+
+async def test_a_namespace_that_selects_nothing_fails_no_match_and_deletes_nothing(
+    tmp_path: Path,
+) -> None:
+    async with start_fake([image("2.0", repository="team/db")]) as source, start_fake() as target:
+        target.add_image(image("1.0", repository="team/db"), "mirror/db")
+        run = await run_pypull("sync", "--json", namespace_file(tmp_path, source, target))
+        assert run.returncode == 1
+        assert "no-match" in run.stdout
+        assert target.tags("mirror/db") == ["1.0"]
+        assert deletes(target) == []
+
+
+async def test_a_catalog_that_lists_a_repository_twice_syncs_and_deletes_it_once(
+    tmp_path: Path,
+) -> None:
+    async with start_fake([image("1.0", repository="team/app")]) as source, start_fake() as target:
+        target.add_image(image("1.0-rc1", repository="team/app"), "mirror/app")
+        twice = json.dumps({"repositories": ["team/app", "team/app"]}).encode()
+        source.inject("/v2/_catalog", Answer(200, twice, "application/json"))
+        run = await run_pypull("sync", "--json", namespace_file(tmp_path, source, target))
+        assert run.returncode == 0, run.stdout + run.stderr
+        statuses = by_status(records(run.stdout))
+        assert statuses == {"copied": ["1.0"], "deleted": ["1.0-rc1"]}
+        assert deletes(target) == ["1.0-rc1"]
+
+
+async def test_a_tag_list_that_names_a_tag_twice_copies_it_once(tmp_path: Path) -> None:
+    async with start_fake([image("1.0")]) as source, start_fake() as target:
+        twice = json.dumps({"name": "library/app", "tags": ["1.0", "1.0"]}).encode()
+        source.inject("/tags/list", Answer(200, twice, "application/json"))
+        run = await run_pypull("sync", "--json", sync_file(tmp_path, source, target))
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert by_status(records(run.stdout)) == {"copied": ["1.0"]}
+
+
+async def test_a_tag_another_entry_to_the_repository_selects_is_kept_when_its_source_fails(
+    tmp_path: Path,
+) -> None:
+    async with start_fake([image("1.0")]) as source, start_fake() as target:
+        seed_target(target, [image("1.0"), image("1.5-patched", seed="patched")])
+        path = sync_file(tmp_path, source, target)
+        # The second entry's source is gone today: this run writes none of its tags, and
+        # 1.5-patched, which the first entry's filters select too, is still the second's.
+        path.write_text(
+            path.read_text()
+            + f"""
+[[sync]]
+source = "{source.host}/library/patched"
+target = "{target.host}/mirror/app"
+tags = ["1\\\\.5-.*"]
+"""
+        )
+        run = await run_pypull("sync", "--json", path)
+        assert run.returncode == 1  # the second entry failed
+        assert target.tags("mirror/app") == ["1.0", "1.5-patched"], run.stdout
+        assert deletes(target) == []
+
+
+async def test_a_namespace_whose_catalog_fails_keeps_another_entry_from_deleting_below_it(
+    tmp_path: Path,
+) -> None:
+    async with start_fake([image("1.0")]) as source, start_fake() as target:
+        seed_target(target, [image("1.0"), image("1.5", seed="theirs")])
+        source.inject("/v2/_catalog", Answer(403, b'{"errors": []}', "application/json"))
+        path = sync_file(tmp_path, source, target)
+        # team/app -> mirror/app may have written 1.5: the catalog cannot say today
+        path.write_text(
+            path.read_text()
+            + f'\n[[sync]]\nsource = "{source.host}/team/*"\ntarget = "{target.host}/mirror"\n'
+        )
+        run = await run_pypull("sync", "--json", path)
+        assert run.returncode == 1
+        assert target.tags("mirror/app") == ["1.0", "1.5"], run.stdout
+        skipped = [d for d in records(run.stdout) if d.get("status") == "delete-skipped"]
+        assert [d["target"] for d in skipped] == [f"{target.host}/mirror/app"]
+        assert "the catalog of" in skipped[0]["error"]
+
+
+async def test_a_namespace_never_copies_its_own_copies_under_another_name_of_its_server(
+    tmp_path: Path,
+) -> None:
+    async with start_fake([image("1.0", repository="team/app")]) as source:
+        config = Path(os.environ["XDG_CONFIG_HOME"]) / "pypull" / "config.toml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(f'[registry."alias.test"]\nserver = "http://{source.host}"\n')
+        path = tmp_path / "sync.toml"
+        # alias.test is the source's own server: team/copy lies inside team/*
+        path.write_text(
+            f'[[sync]]\nsource = "{source.host}/team/*"\ntarget = "alias.test/team/copy"\n'
+        )
+        for _ in range(2):
+            run = await run_pypull("sync", "--json", path)
+            assert run.returncode == 0, run.stdout + run.stderr
+        assert source.tags("team/copy/app") == ["1.0"]
+        assert source.tags("team/copy/copy/app") == []
+
+
+async def test_an_entry_below_a_namespace_s_target_runs_in_the_namespace_s_shard(
+    tmp_path: Path,
+) -> None:
+    from puller.sync.select import shard_of
+
+    images = [image("1.0", repository="team/app"), image("1.0", repository="library/other")]
+    async with start_fake(images) as source, start_fake() as target:
+        # parts where the two targets' own names fall apart
+        count = next(
+            n
+            for n in range(2, 50)
+            if shard_of(f"{target.host}/mirror", n) != shard_of(f"{target.host}/mirror/other", n)
+        )
+        path = tmp_path / "sync.toml"
+        path.write_text(
+            f'[[sync]]\nsource = "{source.host}/team/*"\ntarget = "{target.host}/mirror"\n'
+            f'[[sync]]\nsource = "{source.host}/library/other"\n'
+            f'target = "{target.host}/mirror/other"\n'
+        )
+        parts = []
+        for index in range(1, count + 1):
+            run = await run_pypull("sync", "--check", "--json", "--shard", f"{index}/{count}", path)
+            parts.append({d["target"] for d in records(run.stdout) if d["event"] == "image"})
+        # mirror/other is where the namespace would write team/other: one part has both
+        assert sorted(map(len, parts)) == [0] * (count - 1) + [2], parts
+
+
+async def test_a_bare_404_to_a_delete_is_no_deletion(tmp_path: Path) -> None:
+    """A registry (or a proxy in front) without the DELETE route answers 404 "page not found":
+    not the registry saying the manifest is unknown, and the tag is still there."""
+    async with start_fake([image("1.0")]) as source, start_fake() as target:
+        seed_target(target, [image("1.0-rc1")])
+        bare = Answer(404, b"404 page not found\n", "text/plain")
+        target.inject("/manifests/", bare, method="DELETE")
+        run = await run_pypull("sync", "--json", sync_file(tmp_path, source, target))
+        assert target.tags("mirror/app") == ["1.0", "1.0-rc1"]
+        assert by_status(records(run.stdout)).get("deleted") is None, run.stdout
+        assert run.returncode == 1

@@ -320,3 +320,39 @@ async def test_deletion_leaves_the_index_tag_a_referrers_sync_made_at_the_target
             assert "deleted" not in statuses, run.stdout
             index = json.loads(dst.manifest("m/app", tag) or b"")
             assert [m["digest"] for m in index["manifests"]] == [sbom.digest]
+
+
+async def test_a_listing_that_names_a_referrer_twice_copies_and_indexes_it_once() -> None:
+    app, sbom, _, _ = signed_app()
+    async with start_fake([app], referrers_api=True) as src, start_fake() as dst:
+        src.add_manifest("library/app", sbom, tagged=False)
+        entry = sbom.manifests[0].descriptor(artifactType=SPDX)
+        twice = {"schemaVersion": 2, "manifests": [entry, entry]}
+        src.inject(f"/referrers/{app.digest}$", Answer(200, json.dumps(twice).encode(), "x"))
+        run = await run_pypull("copy", "--referrers", "--json", src.ref(app), f"{dst.host}/m/a:1")
+        assert run.returncode == 0, run.stdout + run.stderr
+        docs = records(run.stdout)
+        assert [(d["status"], d.get("referrer_of")) for d in docs] == [
+            ("copied", None),
+            ("copied", app.digest),
+        ]
+        index = json.loads(dst.manifest("m/a", app.digest.replace(":", "-")) or b"")
+        assert [m["digest"] for m in index["manifests"]] == [sbom.digest]
+
+
+async def test_an_index_tag_a_run_failed_to_write_is_written_by_the_next() -> None:
+    app, sbom, _, _ = signed_app()
+    async with start_fake([app], referrers_api=True) as src, start_fake() as dst:
+        src.add_manifest("library/app", sbom, tagged=False)
+        tag = app.digest.replace(":", "-")
+        refused = Answer(400, b'{"errors": [{"code": "MANIFEST_INVALID"}]}', "application/json")
+        dst.inject(f"/manifests/{tag}$", refused, method="PUT")
+        first = await run_pypull("copy", "--referrers", src.ref(app), f"{dst.host}/m/app:1")
+        assert first.returncode == 1  # the SBOM copied, the target's index tag not written
+        assert dst.manifest("m/app", sbom.digest) == sbom.raw and dst.manifest("m/app", tag) is None
+        dst.clear_faults()
+        again = await run_pypull("copy", "--referrers", src.ref(app), f"{dst.host}/m/app:1")
+        assert again.returncode == 0, again.stdout + again.stderr
+        index = json.loads(dst.manifest("m/app", tag) or b"null")
+        assert index is not None, "the SBOM, up to date, never reaches the index tag"
+        assert [m["digest"] for m in index["manifests"]] == [sbom.digest]
