@@ -35,6 +35,7 @@ from .errors import ManifestError, NotFound, PullError
 from .oci.digest import Digest, digest_of, parse_digest
 from .oci.manifest import OCI_INDEX, Index, parse_manifest
 from .oci.reference import Reference
+from .registry.auth import push_scope
 from .registry.referrers import Referrer, list_referrers, referrers_in
 
 if TYPE_CHECKING:
@@ -174,13 +175,29 @@ class Referrers:
             result = await self._copy(walk, subject, *ref)
             results.append(result)
             results += await self._deeper(walk, result, depth)
+        fresh = any(r.status == "copied" and r.referrer_of == str(subject) for r in results)
         if placed and not walk.dry_run:
             try:
-                if await self._lacks_api(to, walk.target, subject):
+                if not fresh and await self._index_tag_there(to, walk.target, subject):
+                    pass  # all there already: HEADs only, as an unchanged image costs
+                elif await self._lacks_api(to, walk.target, subject):
                     await self._merge_index(to, walk.target, subject, placed)
             except PullError as e:
                 results.append(walk.failed(subject, e))
         return results
+
+    async def _index_tag_there(self, to: Endpoint, target: Reference, subject: Digest) -> bool:
+        """Whether the target has ``subject``'s ``sha256-<hex>`` tag, by HEAD. A run whose
+        referrers were all there already asks no more: one that copied them and failed to
+        write the tag left none, and that is repaired; an entry missing from a tag that is
+        there is not looked for (a GET of every subject's index on every run)."""
+        ref = dataclasses.replace(target, tag=referrer_tag(subject), digest=None)
+        client, scope = self._client, push_scope(target.path)
+        try:
+            await self._session.retried(lambda: client.head_manifest(to, ref, scope=scope))
+        except NotFound:
+            return False
+        return True
 
     async def _lacks_api(self, to: Endpoint, target: Reference, subject: Digest) -> bool:
         """Whether the target has no Referrers API: as its answer to a referrer's PUT said,
