@@ -39,6 +39,7 @@ from .registry.endpoint import Endpoint, try_in_turn
 from .session import MAX_CHILDREN_BYTES, Session
 from .sources import Found, Source
 from .sources import StoreSource as StoreSource  # importable from here, as before
+from .store.blobinfo import Sightings, blob_info
 from .streams import Content, counted
 from .tasks import map_limited
 from .text import shown
@@ -264,6 +265,7 @@ class Copier:
         self._on_bytes = on_bytes
         self._on_planned = on_planned
         self._placed: dict[tuple[str, Digest], str] = {}  # (target registry, blob) -> repository
+        self._sightings = Sightings(blob_info(self.store))  # the same, across runs: a hint
         self._moving: dict[tuple[str, Digest], asyncio.Event] = {}
         self._manifest_locks: dict[tuple[str, str, Digest], asyncio.Lock] = {}
         self._manifests_placed: set[tuple[str, str, Digest]] = set()
@@ -297,6 +299,8 @@ class Copier:
             )
         except PullError as e:
             return failed(src, dst, e)
+        finally:
+            await self._sightings.flush()
 
     async def copy_all(
         self,
@@ -555,14 +559,19 @@ class Copier:
     async def _move(self, job: _Job, blob: Descriptor) -> None:
         to, path, tally = job.to, job.target.path, job.tally
         key = (to.url, blob.digest)
+        origin = job.found.origin
+        if isinstance(origin, Endpoint):
+            self._sightings.saw(origin.url, blob.digest, job.source.path)
         if await self._target_has(to, path, blob.digest):
             tally.existing += 1
             self._placed.setdefault(key, path)
+            self._sightings.saw(to.url, blob.digest, path)
             return
         elsewhere = self._placed.get(key)
-        origin = job.found.origin
         if elsewhere is None and isinstance(origin, Endpoint) and origin.url == to.url:
             elsewhere = job.source.path  # the same registry: the source repository has it
+        if elsewhere is None:  # where an earlier run saw it (store/blobinfo.py): a hint
+            elsewhere = await self._sightings.where(to.url, blob.digest, path)
         content = job.origin.content(job.found, job.source, blob)
         if self._on_bytes is not None:
             content = counted(content, self._on_bytes)
@@ -579,9 +588,12 @@ class Copier:
             )
         )
         self._placed[key] = path
+        self._sightings.saw(to.url, blob.digest, path)
         if how == "mounted":
             tally.mounted += 1
         else:
+            if elsewhere is not None:  # the mount was refused: a plain upload it was
+                self._sightings.refused(to.url, blob.digest, elsewhere)
             tally.uploaded += 1
             tally.bytes_uploaded += blob.size
 
