@@ -30,6 +30,10 @@ its names is first used, so that ``import puller`` (and with it every ``pypull``
 from __future__ import annotations
 
 import importlib
+
+#: pyproject.toml's version (a test keeps the two equal): ``pypull --version`` reads it here,
+#: as importlib.metadata would cost 10-20 ms at every start.
+__version__ = "0.1.0"
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
