@@ -171,7 +171,6 @@ class Puller(Session):
         # by digest: two children may name one layer under a Docker and an OCI media type
         layers = _unique(d for c in children for d in c.manifest.layers)
         self._announce(ref, found.digest, found.endpoint, layers, on_event)
-        noted = self._note(found.endpoint, ref, (*(c.manifest.config for c in children), *layers))
         missing = self._missing(layers, on_event)
         downloaded = await self._fetch_blobs(
             ref,
@@ -182,6 +181,7 @@ class Puller(Session):
             on_event,
         )
         raws, top = _stored_index(found)
+        noted = self._note(found.endpoint, ref, (*(c.manifest.config for c in children), *layers))
         up_to_date = await self._record(ref, raws, top, found.digest, found.endpoint, downloaded)
         await noted
         on_event(Finished(ref, found.digest, up_to_date, tuple(downloaded)))
@@ -236,7 +236,6 @@ class Puller(Session):
         manifest = resolved.manifest
         layers = manifest.layers
         self._announce(ref, resolved.digest, resolved.endpoint, layers, on_event)
-        noted = self._note(resolved.endpoint, ref, (manifest.config, *layers))
         missing = self._missing(layers, on_event)
         downloaded = await self._fetch_blobs(
             ref,
@@ -259,6 +258,7 @@ class Puller(Session):
             len(stored_raw),
             resolved.platform,
         )
+        noted = self._note(resolved.endpoint, ref, (manifest.config, *layers))
         up_to_date = await self._record(
             ref, raws, entry, resolved.digest, resolved.endpoint, downloaded
         )
@@ -298,7 +298,7 @@ class Puller(Session):
     def _note(
         self, endpoint: Endpoint, ref: Reference, blobs: Iterable[Descriptor]
     ) -> asyncio.Future[None]:
-        """Record, beside the downloads, where the image's blobs live (``store/blobinfo.py``):
+        """Record, beside the index's update, where the image's blobs live (``store/blobinfo.py``):
         a later copy or push to that registry mounts them from there."""
         import asyncio
 
