@@ -100,3 +100,14 @@ def test_python_m_puller_is_the_same_command() -> None:
     module = run_pypull("--version")
     assert console.returncode == module.returncode == 0
     assert console.stdout == module.stdout and module.stdout.startswith("pypull ")
+
+
+def test_the_version_pypull_shows_is_pyproject_s() -> None:
+    import puller
+
+    tomllib = pytest.importorskip("tomllib")
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    version = tomllib.loads(pyproject.read_text())["project"]["version"]
+    assert puller.__version__ == version
+    assert run_pypull("--version").stdout == f"pypull {version}\n"
