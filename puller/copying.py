@@ -65,6 +65,10 @@ def default_jobs() -> int:
     return min(4, max(2, cpus))
 
 
+#: Images of a ``copy_all`` in flight at once: an unchanged one costs two HEADs (round trips, not
+#: CPU), and the blobs of those that change still move ``jobs`` at a time.
+IMAGES = 8
+
 #: An image whose manifests are still to be fetched from the source (what its pull quota counts)
 #: is deferred when that quota has fallen below this.
 DEFAULT_RATE_LIMIT_RESERVE = 10
@@ -310,8 +314,9 @@ class Copier:
         fail_fast: bool = False,
         **options: Any,
     ) -> list[CopyResult]:
-        """Copy each (source, target) pair, ``jobs`` images at once (their blobs share the
-        ``jobs`` transfer slots); ``each`` hears of each result as it ends, and the results
+        """Copy each (source, target) pair, ``IMAGES`` (or ``jobs``, if more) images at once:
+        most are answered by two HEADs, and their blobs share the ``jobs`` transfer slots;
+        ``each`` hears of each result as it ends, and the results
         come back in the pairs' order. A pair may carry
         its own options, over ``options`` (a sync file entry's platforms). With
         ``fail_fast``, no image starts after one has failed.
@@ -351,7 +356,8 @@ class Copier:
                 stop = True
             return result
 
-        return [r for r in await map_limited(self._jobs, pending, one) if r is not None]
+        at_once = max(self._jobs, IMAGES)
+        return [r for r in await map_limited(at_once, pending, one) if r is not None]
 
     async def tags_of(self, source: Reference) -> list[str]:
         """Every tag of ``source``'s repository, following the registry's ``Link`` pages (the
