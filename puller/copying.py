@@ -66,7 +66,8 @@ def default_jobs() -> int:
 
 
 #: Images of a ``copy_all`` in flight at once: an unchanged one costs two HEADs (round trips, not
-#: CPU), and the blobs of those that change still move ``jobs`` at a time.
+#: CPU), and the blobs of those that change still move ``jobs`` at a time. Under the default
+#: ``rate_limit_reserve`` (10): the images that pass its check together spend at most this many.
 IMAGES = 8
 
 #: An image whose manifests are still to be fetched from the source (what its pull quota counts)
@@ -263,6 +264,7 @@ class Copier:
         self._client: RegistryClient = session.client
         self.registry_source = RegistrySource(session)
         self.store = session.store
+        self._images = jobs or max(default_jobs(), IMAGES)  # a -j given: that many images too
         self._jobs = jobs = jobs or default_jobs()
         self._slots = asyncio.Semaphore(jobs)
         self._reserve = rate_limit_reserve
@@ -314,8 +316,8 @@ class Copier:
         fail_fast: bool = False,
         **options: Any,
     ) -> list[CopyResult]:
-        """Copy each (source, target) pair, ``IMAGES`` (or ``jobs``, if more) images at once:
-        most are answered by two HEADs, and their blobs share the ``jobs`` transfer slots;
+        """Copy each (source, target) pair, ``jobs`` images at once if given, else ``IMAGES``
+        (most are answered by two HEADs); their blobs share the ``jobs`` transfer slots;
         ``each`` hears of each result as it ends, and the results
         come back in the pairs' order. A pair may carry
         its own options, over ``options`` (a sync file entry's platforms). With
@@ -356,8 +358,7 @@ class Copier:
                 stop = True
             return result
 
-        at_once = max(self._jobs, IMAGES)
-        return [r for r in await map_limited(at_once, pending, one) if r is not None]
+        return [r for r in await map_limited(self._images, pending, one) if r is not None]
 
     async def tags_of(self, source: Reference) -> list[str]:
         """Every tag of ``source``'s repository, following the registry's ``Link`` pages (the
