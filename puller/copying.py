@@ -65,6 +65,10 @@ def default_jobs() -> int:
     return min(4, max(2, cpus))
 
 
+#: Blobs of one image asked about at once (a HEAD at the target, a mount): round trips, not CPU,
+#: so more than ``jobs``; only uploads take one of the ``jobs`` slots.
+ASKS = 8
+
 #: Images of a ``copy_all`` in flight at once: an unchanged one costs two HEADs (round trips, not
 #: CPU), and the blobs of those that change still move ``jobs`` at a time. Under the default
 #: ``rate_limit_reserve`` (10): the images that pass its check together spend at most this many.
@@ -266,7 +270,8 @@ class Copier:
         self.store = session.store
         self._images = jobs or max(default_jobs(), IMAGES)  # a -j given: that many images too
         self._jobs = jobs = jobs or default_jobs()
-        self._slots = asyncio.Semaphore(jobs)
+        self._slots = asyncio.Semaphore(jobs)  # uploads: they cost CPU
+        self._asks = asyncio.Semaphore(ASKS)  # mounts: a request each, costing only a round trip
         self._reserve = rate_limit_reserve
         self._on_bytes = on_bytes
         self._on_planned = on_planned
@@ -470,7 +475,7 @@ class Copier:
                 if blob.media_type not in _FOREIGN:
                     blobs.setdefault(blob.digest, blob)
         job = _Job(origin, found, source, to, target)
-        await map_limited(self._jobs, list(blobs.values()), lambda blob: self._blob(job, blob))
+        await map_limited(ASKS, list(blobs.values()), lambda blob: self._blob(job, blob))
         tally = job.tally
         await map_limited(
             self._jobs,
@@ -557,8 +562,7 @@ class Copier:
             await moving.wait()  # another image is moving it: then a HEAD or mount does
         done = self._moving[key] = asyncio.Event()
         try:
-            async with self._slots:
-                await self._move(job, blob)
+            await self._move(job, blob)
         finally:
             del self._moving[key]
             done.set()
@@ -583,17 +587,18 @@ class Copier:
         if self._on_bytes is not None:
             content = counted(content, self._on_bytes)
         mib = self._session.registry(job.target.domain).upload_chunk_mib
-        how = await self._retried(
-            lambda: self._client.upload_blob(
-                to,
-                path,
-                blob.digest,
-                blob.size,
-                content,
-                mount_from=elsewhere,
-                chunk_size=mib << 20 if mib else None,
+        async with self._slots if elsewhere is None else self._asks:  # (a refused mount uploads)
+            how = await self._retried(
+                lambda: self._client.upload_blob(
+                    to,
+                    path,
+                    blob.digest,
+                    blob.size,
+                    content,
+                    mount_from=elsewhere,
+                    chunk_size=mib << 20 if mib else None,
+                )
             )
-        )
         self._placed[key] = path
         self._sightings.saw(to.url, blob.digest, path)
         if how == "mounted":
