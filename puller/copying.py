@@ -587,7 +587,9 @@ class Copier:
         if self._on_bytes is not None:
             content = counted(content, self._on_bytes)
         mib = self._session.registry(job.target.domain).upload_chunk_mib
-        async with self._slots if elsewhere is None else self._asks:  # (a refused mount uploads)
+        # A mount takes no upload slot; one refused turns into an upload in the same call, so up
+        # to ASKS such uploads may run at once beside the -j slots (a registry refusing mounts).
+        async with self._slots if elsewhere is None else self._asks:
             how = await self._retried(
                 lambda: self._client.upload_blob(
                     to,

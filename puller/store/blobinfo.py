@@ -27,11 +27,12 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import Callable, Iterable
-from contextlib import suppress
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..errors import PullError
 from ..oci.digest import Digest
 
 if TYPE_CHECKING:
@@ -60,16 +61,28 @@ CREATE INDEX IF NOT EXISTS seen_at ON seen (at);
 
 
 def blob_info(store: Store) -> BlobInfo:
-    """The record of ``store`` (``STORE/.pypull/blobinfo.db``)."""
-    return BlobInfo(store.root / ".pypull" / FILENAME)
+    """The record of ``store`` (``STORE/.pypull/blobinfo.db``), its directory opened as the
+    store opens its own: through no link."""
+    return BlobInfo(
+        store.root / ".pypull" / FILENAME,
+        directory=lambda create: store.open_dir((".pypull",), create=create),
+    )
 
 
 class BlobInfo:
-    """The blob-location record at ``path``: ``seen`` feeds it, ``where`` reads it."""
+    """The blob-location record at ``path``: ``seen`` feeds it, ``where`` reads it.
+    ``directory(create)``, if given, opens the directory of ``path`` and returns its descriptor
+    (the file is then reached through that descriptor, ``/proc/self/fd/N/NAME``)."""
 
-    def __init__(self, path: str | os.PathLike[str], max_rows: int = DEFAULT_MAX_ROWS) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        max_rows: int = DEFAULT_MAX_ROWS,
+        directory: Callable[[bool], int] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.max_rows = max_rows
+        self._directory = directory
 
     def seen(self, registry: str, entries: Iterable[tuple[Digest, str]]) -> None:
         """Record that each (blob, repository) of ``entries`` is held at ``registry`` now."""
@@ -108,20 +121,18 @@ class BlobInfo:
     def where(self, registry: str, digest: Digest, limit: int = 3) -> list[str]:
         """The repositories of ``registry`` that held ``digest``, most recently seen first
         (none when the record is missing or unreadable)."""
-        db = self._open(create=False)
-        if db is None:
-            return []
-        try:
-            rows = db.execute(
-                "SELECT repository FROM seen WHERE registry = ? AND digest = ? "
-                "ORDER BY at DESC LIMIT ?",
-                (registry, str(digest), limit),
-            ).fetchall()
+        with self._connected(create=False) as db:
+            if db is None:
+                return []
+            try:
+                rows = db.execute(
+                    "SELECT repository FROM seen WHERE registry = ? AND digest = ? "
+                    "ORDER BY at DESC LIMIT ?",
+                    (registry, str(digest), limit),
+                ).fetchall()
+            except Exception:  # a hint not given, whatever SQLite says
+                return []
             return [r[0] for r in rows if isinstance(r[0], str) and _fits(r[0])]
-        except Exception:  # a hint not given, whatever SQLite says
-            return []
-        finally:
-            db.close()
 
     def prune(self, older_than: float = STALE_AFTER, now: float | None = None) -> int:
         """Drop rows not seen for ``older_than`` seconds; how many went."""
@@ -136,15 +147,13 @@ class BlobInfo:
 
     def rows(self) -> int:
         """How many rows the record holds (0 when there is none)."""
-        db = self._open(create=False)
-        if db is None:
-            return 0
-        try:
-            return int(db.execute("SELECT count(*) FROM seen").fetchone()[0])
-        except Exception:
-            return 0
-        finally:
-            db.close()
+        with self._connected(create=False) as db:
+            try:
+                return (
+                    0 if db is None else int(db.execute("SELECT count(*) FROM seen").fetchone()[0])
+                )
+            except Exception:
+                return 0
 
     # -- the file ---------------------------------------------------------------------------------
 
@@ -158,26 +167,47 @@ class BlobInfo:
 
     def _write(self, change: Callable[[sqlite3.Connection], object], create: bool = True) -> None:
         """Run ``change(db)`` in one immediate transaction; on any failure, nothing."""
-        db = self._open(create=create)
-        if db is None:
+        with self._connected(create=create) as db:
+            if db is None:
+                return
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                change(db)
+                db.execute("COMMIT")
+            except Exception:  # a lost hint costs an upload, no more
+                with suppress(Exception):
+                    db.execute("ROLLBACK")
+
+    @contextmanager
+    def _connected(self, create: bool) -> Iterator[sqlite3.Connection | None]:
+        """``_open`` for the ``with`` block (None: no record to be had), the directory's
+        descriptor held open as long as the connection."""
+        fd = None
+        try:
+            if self._directory is not None:
+                fd = self._directory(create)
+        except (OSError, PullError):  # no store yet, or a link where .pypull/ should be
+            yield None
             return
         try:
-            db.execute("BEGIN IMMEDIATE")
-            change(db)
-            db.execute("COMMIT")
-        except Exception:  # a lost hint costs an upload, no more
-            with suppress(Exception):
-                db.execute("ROLLBACK")
+            path = self.path if fd is None else Path(f"/proc/self/fd/{fd}/{self.path.name}")
+            db = self._open(path, create)
+            try:
+                yield db
+            finally:
+                if db is not None:
+                    db.close()
         finally:
-            db.close()
+            if fd is not None:
+                os.close(fd)
 
-    def _open(self, create: bool) -> sqlite3.Connection | None:
-        """A connection to a database of this schema, made (or remade in place of a file that
-        is not one) when ``create``; None when there is none to be had."""
+    def _open(self, path: Path, create: bool) -> sqlite3.Connection | None:
+        """A connection to a database of this schema at ``path``, made (or remade in place of
+        a file that is not one) when ``create``; None when there is none to be had."""
         import sqlite3
 
         try:
-            st = os.lstat(self.path)
+            st = os.lstat(path)
         except FileNotFoundError:
             if not create:
                 return None
@@ -188,16 +218,16 @@ class BlobInfo:
             if not (create and stat.S_ISLNK(st.st_mode)):
                 return None
             with suppress(OSError):  # a link in pypull's scratch directory: replaced
-                os.unlink(self.path)
+                os.unlink(path)
             st = None
         if st is None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                path.parent.mkdir(parents=True, exist_ok=True)
             except OSError:
                 return None
         for attempt in range(2):
             try:
-                db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+                db = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
             except Exception:
                 return None
             try:
@@ -209,12 +239,13 @@ class BlobInfo:
                 db.close()
                 if not create or attempt:
                     return None
-                self._set_aside()
+                self._set_aside(path)
         return None
 
-    def _set_aside(self) -> None:
+    @staticmethod
+    def _set_aside(path: Path) -> None:
         """Remove a file that is not this record (and its journal), so it is made anew."""
-        for name in (self.path, Path(f"{self.path}-journal")):
+        for name in (path, Path(f"{path}-journal")):
             with suppress(OSError):
                 os.unlink(name)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -132,3 +133,26 @@ def test_prune_drops_rows_not_seen_for_long_and_a_store_prune_does_it(tmp_path: 
         db.execute("UPDATE seen SET at = 0")
     prune(store)
     assert record.rows() == 0
+
+
+def test_a_link_at_the_store_s_pypull_directory_is_not_followed(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    store.ensure_layout()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    pypull = tmp_path / "store" / ".pypull"
+    shutil.rmtree(pypull, ignore_errors=True)
+    pypull.symlink_to(elsewhere)
+    record = blob_info(store)
+    record.seen(REG, [(digest(1), "a/b")])  # no crash, and nothing written through the link
+    assert record.where(REG, digest(1)) == []
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_the_store_s_record_is_made_in_its_pypull_directory(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    record = blob_info(store)
+    assert record.where(REG, digest(1)) == []
+    record.seen(REG, [(digest(1), "a/b")])
+    assert record.where(REG, digest(1)) == ["a/b"]
+    assert (tmp_path / "store" / ".pypull" / "blobinfo.db").is_file()
