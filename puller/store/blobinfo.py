@@ -220,9 +220,13 @@ class BlobInfo:
             with suppress(OSError):  # a link in pypull's scratch directory: replaced
                 os.unlink(path)
             st = None
-        if st is None:
-            try:
+        if st is None:  # made here, 0666 minus the umask as the store's files are (SQLite
+            try:  # would make it 0644, and its journal takes the database's mode)
                 path.parent.mkdir(parents=True, exist_ok=True)
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                os.close(os.open(path, flags, 0o666))
+            except FileExistsError:
+                pass  # another process made it meanwhile
             except OSError:
                 return None
         for attempt in range(2):
