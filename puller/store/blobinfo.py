@@ -190,7 +190,8 @@ class BlobInfo:
             yield None
             return
         try:
-            path = self.path if fd is None else Path(f"/proc/self/fd/{fd}/{self.path.name}")
+            via = Path(f"/proc/self/fd/{fd}")  # Linux; elsewhere the path, checked above
+            path = via / self.path.name if fd is not None and via.is_dir() else self.path
             db = self._open(path, create)
             try:
                 yield db
