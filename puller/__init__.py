@@ -30,11 +30,15 @@ its names is first used, so that ``import puller`` (and with it every ``pypull``
 from __future__ import annotations
 
 import importlib
+
+#: pyproject.toml's version (a test keeps the two equal): ``pypull --version`` reads it here,
+#: as importlib.metadata would cost 10-20 ms at every start.
+__version__ = "0.1.0"
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .archive import LoadedImage, LoadResult, SavedImage, SaveResult, load, save
-    from .copying import Copier, CopyResult
+    from .copying import Copier
     from .errors import (
         ArchiveError,
         DigestMismatch,
@@ -67,6 +71,7 @@ if TYPE_CHECKING:
     from .oci.manifest import Descriptor, Platform
     from .oci.reference import Reference
     from .oci.reference import parse as parse_reference
+    from .outcome import CopyResult
     from .pulling import AllPlatformsResult, PlatformImage, Puller, PullResult, pull, pull_sync
     from .registry.auth import Credentials
     from .sources import RegistrySource, StoreSource
@@ -81,7 +86,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "AllPlatformsResult": ("pulling", "AllPlatformsResult"),
     "ArchiveError": ("errors", "ArchiveError"),
     "Copier": ("copying", "Copier"),
-    "CopyResult": ("copying", "CopyResult"),
+    "CopyResult": ("outcome", "CopyResult"),
     "Credentials": ("registry.auth", "Credentials"),
     "Descriptor": ("oci.manifest", "Descriptor"),
     "Digest": ("oci.digest", "Digest"),

@@ -27,9 +27,7 @@ from .errors import (
     PullError,
     QuotaExhausted,
     RegistryError,
-    error_code,
 )
-from .events import SCHEMA_VERSION
 from .oci.digest import Digest, digest_of, parse_digest
 from .oci.manifest import (
     Descriptor,
@@ -40,6 +38,9 @@ from .oci.manifest import (
     select_platform,
 )
 from .oci.reference import Reference, valid_tag
+from .outcome import STATUSES as STATUSES
+from .outcome import CopyResult as CopyResult
+from .outcome import failed as failed
 from .ratewait import DEFAULT_MAX_WAIT, QuotaWait, QuotaWaiter, checked_mode
 from .registry.auth import push_scope
 from .registry.endpoint import Endpoint
@@ -47,6 +48,7 @@ from .session import MAX_CHILDREN_BYTES, Session
 from .sources import Found, Source
 from .sources import RegistrySource as RegistrySource  # importable from here, as before
 from .sources import StoreSource as StoreSource
+from .store.blobinfo import Sightings, blob_info
 from .streams import counted
 from .tasks import map_limited
 from .text import shown
@@ -72,25 +74,21 @@ def default_jobs() -> int:
     return min(4, max(2, cpus))
 
 
+#: Blobs of one image asked about at once (a HEAD at the target, a mount): round trips, not CPU,
+#: so more than ``jobs``; only uploads take one of the ``jobs`` slots.
+ASKS = 8
+
+#: Images of a ``copy_all`` in flight at once: an unchanged one costs two HEADs (round trips, not
+#: CPU), and the blobs of those that change still move ``jobs`` at a time. Under the default
+#: ``rate_limit_reserve`` (10): the images that pass its check together spend at most this many.
+IMAGES = 8
+
 #: An image whose manifests are still to be fetched from the source (what its pull quota counts)
 #: is deferred when that quota has fallen below this.
 DEFAULT_RATE_LIMIT_RESERVE = 10
 #: On a platform-filtered index: the digest of the source index it was made from, so that the
 #: next run can tell "unchanged" from a HEAD at the source and a GET at the target.
 SOURCE_DIGEST_ANNOTATION = "io.pypull.source.digest"
-#: What a copy (or a sync's deletion step, ``sync.delete``) can come to, in the order a
-#: summary lists them.
-STATUSES = (
-    "copied",
-    "up-to-date",
-    "would-copy",
-    "deferred",
-    "failed",
-    "deleted",
-    "would-delete",
-    "kept-shared",
-    "delete-skipped",
-)
 #: Layers a registry must not be sent: they live at the URLs their descriptor names.
 _FOREIGN = frozenset(
     {
@@ -100,67 +98,6 @@ _FOREIGN = frozenset(
         "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
     }
 )
-
-
-@dataclass(frozen=True, slots=True)
-class CopyResult:
-    """What one copy did: ``status`` is one of ``STATUSES``."""
-
-    source: str
-    target: str
-    status: str
-    digest: str | None = None
-    uploaded: int = 0
-    mounted: int = 0
-    existing: int = 0
-    bytes_uploaded: int = 0
-    error: str | None = None
-    #: with ``error``: its stable code (``errors.CODES``)
-    code: str | None = None
-    #: the host of the registry that refused, when one did (where credentials would go)
-    registry: str | None = None
-    #: a referrer (signature, SBOM) copied after its subject: the subject's digest
-    referrer_of: str | None = None
-
-    def to_json(self) -> str:
-        """One line of ``--json``: ``to_dict()`` as JSON text."""
-        return json.dumps(self.to_dict())
-
-    def as_json(self) -> dict[str, Any]:
-        """``to_dict()``, under its former name."""
-        return self.to_dict()
-
-    def to_dict(self) -> dict[str, Any]:
-        """The record ``--format json`` prints for the image (``"event": "image"``), as a dict."""
-        referrer = {} if self.referrer_of is None else {"referrer_of": self.referrer_of}
-        return {
-            "event": "image",
-            "v": SCHEMA_VERSION,
-            "source": self.source,
-            "target": self.target,
-            "digest": self.digest,
-            "status": self.status,
-            "blobs": {
-                "uploaded": self.uploaded,
-                "mounted": self.mounted,
-                "existing": self.existing,
-            },
-            "bytes_uploaded": self.bytes_uploaded,
-            "error": self.error,
-            "code": self.code,
-            **referrer,
-        }
-
-
-def failed(source: str, target: str, e: PullError) -> CopyResult:
-    """A "failed" result of ``e``: its message, its code, the registry that refused."""
-    from urllib.parse import urlsplit
-
-    url = getattr(e, "url", "") or ""
-    host = urlsplit(url).netloc if "://" in url else ""
-    return CopyResult(
-        source, target, "failed", error=str(e), code=error_code(e), registry=host or None
-    )
 
 
 #: (source, target), or (source, target, options of its own for ``Copier.copy``)
@@ -227,14 +164,17 @@ class Copier:
         self._client: RegistryClient = session.client
         self.registry_source = RegistrySource(session)
         self.store = session.store
+        self._images = jobs or max(default_jobs(), IMAGES)  # a -j given: that many images too
         self._jobs = jobs = jobs or default_jobs()
-        self._slots = asyncio.Semaphore(jobs)
+        self._slots = asyncio.Semaphore(jobs)  # uploads: they cost CPU
+        self._asks = asyncio.Semaphore(ASKS)  # mounts: a request each, costing only a round trip
         self._reserve = rate_limit_reserve
         self._ratelimit = checked_mode(ratelimit)
         self._quota = QuotaWaiter(self._client, max_wait=max_wait, on_wait=on_wait, sleep=sleep)
         self._on_bytes = on_bytes
         self._on_planned = on_planned
         self._placed: dict[tuple[str, Digest], str] = {}  # (target registry, blob) -> repository
+        self._sightings = Sightings(blob_info(self.store))  # the same, across runs: a hint
         self._moving: dict[tuple[str, Digest], asyncio.Event] = {}
         self._manifest_locks: dict[tuple[str, str, Digest], asyncio.Lock] = {}
         self._manifests_placed: set[tuple[str, str, Digest]] = set()
@@ -280,6 +220,8 @@ class Copier:
             return await self._copy(*args)
         except PullError as e:
             return failed(src, dst, e)
+        finally:
+            await self._sightings.flush()
 
     async def copy_all(
         self,
@@ -289,8 +231,9 @@ class Copier:
         fail_fast: bool = False,
         **options: Any,
     ) -> list[CopyResult]:
-        """Copy each (source, target) pair, ``jobs`` images at once (their blobs share the
-        ``jobs`` transfer slots); ``each`` hears of each result as it ends, and the results
+        """Copy each (source, target) pair, ``jobs`` images at once if given, else ``IMAGES``
+        (most are answered by two HEADs); their blobs share the ``jobs`` transfer slots;
+        ``each`` hears of each result as it ends, and the results
         come back in the pairs' order. A pair may carry
         its own options, over ``options`` (a sync file entry's platforms). With
         ``fail_fast``, no image starts after one has failed. With ``referrers`` (and
@@ -342,7 +285,7 @@ class Copier:
                 stop = True
             return [result, *more]
 
-        return [r for rs in await map_limited(self._jobs, pending, one) for r in rs]
+        return [r for rs in await map_limited(self._images, pending, one) for r in rs]
 
     async def tags_of(self, source: Reference) -> list[str]:
         """Every tag of ``source``'s repository, following the registry's ``Link`` pages (the
@@ -475,7 +418,7 @@ class Copier:
                 if blob.media_type not in _FOREIGN:
                     blobs.setdefault(blob.digest, blob)
         job = _Job(origin, found, source, to, target)
-        await map_limited(self._jobs, list(blobs.values()), lambda blob: self._blob(job, blob))
+        await map_limited(ASKS, list(blobs.values()), lambda blob: self._blob(job, blob))
         tally = job.tally
         await map_limited(
             self._jobs,
@@ -568,8 +511,7 @@ class Copier:
             await moving.wait()  # another image is moving it: then a HEAD or mount does
         done = self._moving[key] = asyncio.Event()
         try:
-            async with self._slots:
-                await self._move(job, blob)
+            await self._move(job, blob)
         finally:
             del self._moving[key]
             done.set()
@@ -577,33 +519,44 @@ class Copier:
     async def _move(self, job: _Job, blob: Descriptor) -> None:
         to, path, tally = job.to, job.target.path, job.tally
         key = (to.url, blob.digest)
+        origin = job.found.origin
+        if isinstance(origin, Endpoint):
+            self._sightings.saw(origin.url, blob.digest, job.source.path)
         if await self._target_has(to, path, blob.digest):
             tally.existing += 1
             self._placed.setdefault(key, path)
+            self._sightings.saw(to.url, blob.digest, path)
             return
         elsewhere = self._placed.get(key)
-        origin = job.found.origin
         if elsewhere is None and isinstance(origin, Endpoint) and origin.url == to.url:
             elsewhere = job.source.path  # the same registry: the source repository has it
+        if elsewhere is None:  # where an earlier run saw it (store/blobinfo.py): a hint
+            elsewhere = await self._sightings.where(to.url, blob.digest, path)
         content = job.origin.content(job.found, job.source, blob)
         if self._on_bytes is not None:
             content = counted(content, self._on_bytes)
         mib = self._session.registry(job.target.domain).upload_chunk_mib
-        how = await self._retried(
-            lambda: self._client.upload_blob(
-                to,
-                path,
-                blob.digest,
-                blob.size,
-                content,
-                mount_from=elsewhere,
-                chunk_size=mib << 20 if mib else None,
+        # A mount takes no upload slot; one refused turns into an upload in the same call, so up
+        # to ASKS such uploads may run at once beside the -j slots (a registry refusing mounts).
+        async with self._slots if elsewhere is None else self._asks:
+            how = await self._retried(
+                lambda: self._client.upload_blob(
+                    to,
+                    path,
+                    blob.digest,
+                    blob.size,
+                    content,
+                    mount_from=elsewhere,
+                    chunk_size=mib << 20 if mib else None,
+                )
             )
-        )
         self._placed[key] = path
+        self._sightings.saw(to.url, blob.digest, path)
         if how == "mounted":
             tally.mounted += 1
         else:
+            if elsewhere is not None:  # the mount was refused: a plain upload it was
+                self._sightings.refused(to.url, blob.digest, elsewhere)
             tally.uploaded += 1
             tally.bytes_uploaded += blob.size
 

@@ -181,7 +181,9 @@ class Puller(Session):
             on_event,
         )
         raws, top = _stored_index(found)
+        noted = self._note(found.endpoint, ref, (*(c.manifest.config for c in children), *layers))
         up_to_date = await self._record(ref, raws, top, found.digest, found.endpoint, downloaded)
+        await noted
         on_event(Finished(ref, found.digest, up_to_date, tuple(downloaded)))
         images = tuple(
             PlatformImage(
@@ -256,9 +258,11 @@ class Puller(Session):
             len(stored_raw),
             resolved.platform,
         )
+        noted = self._note(resolved.endpoint, ref, (manifest.config, *layers))
         up_to_date = await self._record(
             ref, raws, entry, resolved.digest, resolved.endpoint, downloaded
         )
+        await noted
         on_event(Finished(ref, resolved.digest, up_to_date, tuple(downloaded)))
         return PullResult(
             ref,
@@ -290,6 +294,19 @@ class Puller(Session):
                 tuple(d.size for d in layers),
             )
         )
+
+    def _note(
+        self, endpoint: Endpoint, ref: Reference, blobs: Iterable[Descriptor]
+    ) -> asyncio.Future[None]:
+        """Record, beside the index's update, where the image's blobs live (``store/blobinfo.py``):
+        a later copy or push to that registry mounts them from there."""
+        import asyncio
+
+        from .store.blobinfo import blob_info
+
+        entries = [(d.digest, ref.path) for d in blobs]
+        info = blob_info(self.store)
+        return asyncio.get_running_loop().run_in_executor(None, info.seen, endpoint.url, entries)
 
     def _blob_endpoints(self, ref: Reference, failed: Sequence[Endpoint]) -> tuple[Endpoint, ...]:
         """Mirrors first (a pull-only mirror was never asked for the manifest), and endpoints

@@ -75,8 +75,10 @@ def no_user_configuration(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Tests, and the pypull processes they start, never read this machine's pypull config or
-    docker credentials, nor meet its target locks: each test gets its own."""
+    docker credentials, nor meet its target locks or its default store (with its record of
+    where blobs live): each test gets its own."""
     home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.setenv("DOCKER_CONFIG", str(home / "docker"))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(home / "run"))

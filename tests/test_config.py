@@ -111,7 +111,7 @@ def full(tmp_path: Path, ca: Path) -> Path:
 @pytest.mark.parametrize(
     ("attr", "value"),
     [
-        ("store", default_store_path()),
+        ("store", default_store_path),  # called in the test: each test has its own data home
         ("max_concurrent_downloads", 3),
         ("max_download_attempts", 5),
         ("timeout", 30.0),
@@ -120,6 +120,7 @@ def full(tmp_path: Path, ca: Path) -> Path:
     ],
 )
 def test_defaults(tmp_path: Path, attr: str, value: Any) -> None:
+    value = value() if callable(value) else value
     config = load({}, {}, tmp_path / "missing.toml")
     assert getattr(config, attr) == value
     assert type(getattr(config, attr)) is type(value)

@@ -14,18 +14,6 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from ..errors import PullError, TargetBusy
-from ..text import shown
-from .common import UsageError
-from .config import add_config
-from .copy import add_copy, add_push, add_sync
-from .inspect import add_inspect, add_tags
-from .login import add_login, add_logout
-from .pull import add_pull
-from .render import emit, error_event, login_hint, print_error, registry_of
-from .store import add_images, add_load, add_prune, add_rmi, add_save, add_verify
-from .unpack import add_export, add_unpack
-
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
@@ -35,26 +23,28 @@ PROG = "pypull"
 #: sysexits.h: a temporary failure, to be tried again later (--no-wait met a busy target).
 EX_TEMPFAIL = 75
 
-#: Every command, in the order ``pypull --help`` lists them, and what adds its subparser; each
-#: subparser names its handler (``set_defaults(handler=...)``), which returns the exit status.
-COMMANDS: dict[str, Callable[[Subparsers], None]] = {
-    "pull": add_pull,
-    "copy": add_copy,
-    "push": add_push,
-    "sync": add_sync,
-    "images": add_images,
-    "inspect": add_inspect,
-    "tags": add_tags,
-    "unpack": add_unpack,
-    "export": add_export,
-    "rmi": add_rmi,
-    "prune": add_prune,
-    "verify": add_verify,
-    "save": add_save,
-    "load": add_load,
-    "config": add_config,
-    "login": add_login,
-    "logout": add_logout,
+#: Every command, in the order ``pypull --help`` lists them, and the module of this package and
+#: the function in it that adds its subparser; each subparser names its handler
+#: (``set_defaults(handler=...)``), which returns the exit status. A command imports only its own
+#: module: ``pypull pull`` never loads what ``sync`` or ``save`` need.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "pull": ("pull", "add_pull"),
+    "copy": ("copy", "add_copy"),
+    "push": ("copy", "add_push"),
+    "sync": ("copy", "add_sync"),
+    "images": ("store", "add_images"),
+    "inspect": ("inspect", "add_inspect"),
+    "tags": ("inspect", "add_tags"),
+    "unpack": ("unpack", "add_unpack"),
+    "export": ("unpack", "add_export"),
+    "rmi": ("store", "add_rmi"),
+    "prune": ("store", "add_prune"),
+    "verify": ("store", "add_verify"),
+    "save": ("store", "add_save"),
+    "load": ("store", "add_load"),
+    "config": ("config", "add_config"),
+    "login": ("login", "add_login"),
+    "logout": ("login", "add_logout"),
 }
 
 DESCRIPTION = """\
@@ -94,22 +84,31 @@ class _VersionAction(argparse.Action):
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from .. import __version__
 
-    try:
-        return version("pypull")
-    except PackageNotFoundError:
-        return "0+unknown"
+    return __version__
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _adder(command: str) -> Callable[[Subparsers], None]:
+    """What adds ``command``'s subparser, its module imported now."""
+    import importlib
+
+    module, function = COMMANDS[command]
+    adder: Callable[[Subparsers], None] = getattr(
+        importlib.import_module(f"{__package__}.{module}"), function
+    )
+    return adder
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of the command ``only`` alone."""
     top = argparse.ArgumentParser(
         prog=PROG, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     top.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and exit")
     sub = top.add_subparsers(dest="command", metavar="COMMAND")
-    for add in COMMANDS.values():
-        add(sub)
+    for command in COMMANDS if only is None else (only,):
+        _adder(command)(sub)
     return top
 
 
@@ -138,13 +137,17 @@ def mistyped_command(word: str) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    top = build_parser()
+    if args_list == ["--version"]:  # at once: no parser, no command module
+        print(f"{PROG} {_version()}")
+        return 0
     if not args_list:
-        top.print_help(sys.stderr)
+        build_parser().print_help(sys.stderr)
         return 2
     if args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help", "--version"):
         typo = mistyped_command(args_list[0])
         if typo is not None:  # refused before anything is asked of a registry
+            from ..text import shown
+
             word = shown(args_list[0], 100)
             print(
                 f'Error: unknown command "{word}" (did you mean "{typo}"? to pull an image of '
@@ -153,12 +156,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 2
         args_list.insert(0, "pull")  # `pypull redis` means `pypull pull redis`, as the docs say
+    top = build_parser(args_list[0] if args_list[0] in COMMANDS else None)
     args, extra = top.parse_known_args(args_list)
     if args.command is None:
         top.print_help()
         return 0
     if extra:  # the command's own usage, not the top level's
         args.command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    from ..errors import PullError, TargetBusy
+    from .common import UsageError
+
     try:
         status: int = args.handler(args)
         return status
@@ -197,6 +204,7 @@ def _failed(args: argparse.Namespace, e: Exception) -> None:
     """A command that failed as a whole: its ``Error:`` line (saying how to log in, when a
     registry wants credentials), and with --format json its ``error`` line on stdout."""
     from ..errors import error_code
+    from .render import login_hint, print_error, registry_of
 
     flag = "--creds" if hasattr(args, "creds") else ""
     print_error(e, args.debug, login_hint(error_code(e), registry_of(e), flag, str(e)))
@@ -205,6 +213,8 @@ def _failed(args: argparse.Namespace, e: Exception) -> None:
 
 def _json_error(args: argparse.Namespace, e: BaseException) -> None:
     if getattr(args, "format", None) == "json":
+        from .render import emit, error_event
+
         with contextlib.suppress(OSError):  # stdout is gone: the Error line said it
             emit(error_event(e))
 

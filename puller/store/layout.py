@@ -8,6 +8,7 @@
     STORE/.pypull/index.lock    serialises read-modify-write of index.json between processes
     STORE/.pypull/leases/       one file per process using the store: the digests it relies on
     STORE/.pypull/gc.lock       taken shared to add to a lease, exclusively by ``pypull prune``
+    STORE/.pypull/blobinfo.db   where blobs were seen at registries, a hint for mounts (blobinfo)
 
 The only way into ``blobs/`` is ``BlobWriter.commit`` or ``put_bytes``, and both verify size and
 digest first, so nothing unverified ever becomes visible. ``index.json`` is rewritten atomically

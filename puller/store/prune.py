@@ -37,6 +37,7 @@ from ..oci.manifest import (
     descriptors_in,
     listed,
 )
+from .blobinfo import blob_info
 from .blobs import INGEST
 from .files import store_error
 from .layout import RESOLVED_ANNOTATION, Store, as_store
@@ -125,6 +126,8 @@ def prune(
     removed += _old_partials(
         store, partials_older_than, time.time() if now is None else now, dry_run
     )
+    if not dry_run:  # the record of where blobs live: rows not seen for long
+        blob_info(store).prune(now=now)
     return PruneResult(tuple(removed), dry_run)
 
 

@@ -34,12 +34,14 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import dataclasses
 import functools
 import gc
 import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -68,8 +70,15 @@ MiB = 1024 * 1024
 BIG_LAYERS = [512, 160, 128, 96, 64, 32, 16, 8]  # MiB: ~1 GB, one layer over half of it
 SMALL_LAYERS = [6, 4, 3, 2, 2, 1, 1, 1]  # MiB: ~20 MB
 SYNC_TAGS = 10
+MANY_TAGS = 100
 #: The issue's targets for copies and syncs: (row, what, at most).
 TARGETS = [
+    ("20 MB: pypull cold", "wall / skopeo's", 1.0),
+    ("1 GB: pypull cold", "wall / skopeo's", 0.40),
+    ("20 MB copy into a new repository: pypull", "wall / skopeo's", 1.0),
+    ("20 MB copy into a new repository: pypull", "bytes uploaded", 0),
+    (f"{MANY_TAGS} tags, unchanged sync: pypull", "wall / skopeo's", 0.5),
+    ("start-up: pypull --version", "wall s", 0.050),
     ("1 GB copy: pypull", "wall / skopeo's", 0.80),
     ("1 GB copy: pypull", "client CPU / skopeo's", 0.40),
     ("1 GB copy: pypull", "peak RSS MB", 64),
@@ -106,6 +115,7 @@ class Run:
     cpu: float
     rss_mb: float
     registry_cpu: float
+    uploaded: int = 0  # bytes a target registry's storage gained (the mount rows)
 
 
 def registry_cpu(match: bytes = b"docker-registry") -> float:
@@ -184,7 +194,7 @@ def dxf_python() -> str:
     return str(python)
 
 
-CASES = ("pull", "copy", "sync", "unpack", "tls")
+CASES = ("pull", "copy", "sync", "unpack", "tls", "mount", "sync100", "startup")
 
 
 def main() -> int:
@@ -252,7 +262,10 @@ def main() -> int:
                 for tag in range(1, SYNC_TAGS + 1):
                     tagged = make_image("bench/sync", str(tag), layers=3, layer_size=256 << 10)
                     push(reg.url, tagged)
-                del tagged
+            if "sync100" in cases:
+                for tag in range(1, MANY_TAGS + 1):
+                    tagged = make_image("bench/many", str(tag), layers=2, layer_size=16 << 10)
+                    push(reg.url, tagged)
             gc.collect()
             bench = Bench(reg, pypull, baseline, args.verbose)
             for rnd in range(args.rounds):
@@ -267,6 +280,12 @@ def main() -> int:
                         tls_round(bench, label, image, where, rnd)
                 if "sync" in cases:
                     sync_round(bench, where, rnd)
+                if "sync100" in cases:
+                    sync_round(bench, where, rnd, "bench/many", MANY_TAGS)
+                if "mount" in cases:
+                    mount_round(bench, "20 MB", small, where, rnd)
+                if "startup" in cases:
+                    startup_round(bench, rnd)
                 if "unpack" in cases:
                     unpack_round(bench, big_label, big, where, rnd)
                 if "pull" in cases:
@@ -500,18 +519,20 @@ def copy_round(bench: Bench, label: str, image: Pushed, work: Path, rnd: int) ->
     bench.record(f"{label} copy", in_turns(runs, [[name] for name in runs], rnd), "skopeo")
 
 
-def sync_round(bench: Bench, work: Path, rnd: int) -> None:
-    """The second of two syncs of the source's ``bench/sync`` tags into a fresh target: nothing
+def sync_round(
+    bench: Bench, work: Path, rnd: int, repository: str = "bench/sync", tags: int = SYNC_TAGS
+) -> None:
+    """The second of two syncs of the source's ``repository`` tags into a fresh target: nothing
     has changed, so pypull must only ask HEADs. skopeo sync does the same work its way."""
     reg, pypull = bench.reg, bench.pypull
-    images = [f"{reg.host}/bench/sync:{tag}" for tag in range(1, SYNC_TAGS + 1)]
+    images = [f"{reg.host}/{repository}:{tag}" for tag in range(1, tags + 1)]
 
     def pypull_sync() -> Run:
         with fresh_registry(work / "target") as target:
             argv = ["sync", "--to", f"{target.host}/mirror", *images]
-            pypull.timed(*argv, expect=f"{SYNC_TAGS} images: {SYNC_TAGS} copied")
+            pypull.timed(*argv, expect=f"{tags} images: {tags} copied")
             return pypull.timed(
-                *argv, registry=cpu_of(target), expect=f"{SYNC_TAGS} images: {SYNC_TAGS} up to date"
+                *argv, registry=cpu_of(target), expect=f"{tags} images: {tags} up to date"
             )
 
     def skopeo_sync() -> Run:
@@ -525,7 +546,7 @@ def sync_round(bench: Bench, work: Path, rnd: int) -> None:
                 "docker",
                 "--src-tls-verify=false",
                 "--dest-tls-verify=false",
-                f"{reg.host}/bench/sync",
+                f"{reg.host}/{repository}",
                 f"{target.host}/mirror",
             ]
             timed(argv)
@@ -533,7 +554,83 @@ def sync_round(bench: Bench, work: Path, rnd: int) -> None:
 
     runs = {"pypull": pypull_sync, "skopeo sync": skopeo_sync}
     got = in_turns(runs, [[name] for name in runs], rnd)
-    bench.record(f"{SYNC_TAGS} tags, unchanged sync", got, "skopeo sync")
+    bench.record(f"{tags} tags, unchanged sync", got, "skopeo sync")
+
+
+def mount_round(bench: Bench, label: str, image: Pushed, work: Path, rnd: int) -> None:
+    """A copy into a new repository of a registry that already holds the image's layers in
+    another one, put there by an earlier run of the same tool (not timed), whose record (pypull's
+    ``.pypull/blobinfo.db``, skopeo's blob-info cache) says where: each tool into a target
+    started afresh. pypull must upload nothing; "uploaded" counts the layers' bytes the target's
+    storage gained in the timed run (the registry keeps one copy of a blob, so a mount adds
+    none and an upload adds its size once)."""
+    source = f"{bench.reg.host}/{image.repository}:1"
+
+    def held_elsewhere(copy: Callable[[str], Run]) -> Callable[[], Run]:
+        def run() -> Run:
+            shutil.rmtree(work / "mount-store", ignore_errors=True)
+            with fresh_registry(work / "target") as target:
+                copy(f"{target.host}/earlier/run:1")
+                before = stored_bytes(target)
+                done = copy(f"{target.host}/new{rnd}/repository:1")
+                return dataclasses.replace(done, uploaded=stored_bytes(target) - before)
+
+        return run
+
+    def pypull(tool: Pypull) -> Callable[[str], Run]:
+        env = {"PYPULL_STORE": str(work / "mount-store")}
+        return lambda dest: tool.timed("copy", source, dest, expect="copied", env=env)
+
+    def skopeo(dest: str) -> Run:
+        flags = ["--src-tls-verify=false", "--dest-tls-verify=false"]
+        return timed(["skopeo", "copy", "-q", *flags, f"docker://{source}", f"docker://{dest}"])
+
+    runs: dict[str, Callable[[], Run]] = {
+        "pypull": held_elsewhere(pypull(bench.pypull)),
+        "skopeo": held_elsewhere(skopeo),
+    }
+    if bench.baseline is not None:
+        rev, old = bench.baseline
+        runs[f"pypull @{rev}"] = held_elsewhere(pypull(old))
+    got = in_turns(runs, [[name] for name in runs], rnd)
+    bench.record(f"{label} copy into a new repository", got, "skopeo")
+
+
+def stored_bytes(reg: Registry) -> int:
+    """The bytes of every blob a registry's storage holds."""
+    blobs = reg.storage / "docker" / "registry" / "v2" / "blobs"
+    return sum(p.stat().st_size for p in blobs.rglob("data") if p.is_file())
+
+
+def startup_round(bench: Bench, rnd: int) -> None:
+    """``pypull --version`` against ``python -c pass``: what the command costs before it does
+    anything. Timed without the launcher (whose own start would double the figure)."""
+
+    def quick(argv: list[str], env: dict[str, str], cwd: Path | None) -> Callable[[], Run]:
+        def run() -> Run:
+            cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+            start = time.perf_counter()
+            subprocess.run(
+                argv, env={**os.environ, **env}, cwd=cwd, check=True, capture_output=True
+            )
+            wall = time.perf_counter() - start
+            now = resource.getrusage(resource.RUSAGE_CHILDREN)
+            used = now.ru_utime + now.ru_stime - cpu.ru_utime - cpu.ru_stime
+            return Run(wall, used, 0.0, 0.0)
+
+        return run
+
+    python, tool = bench.pypull.python, bench.pypull
+    runs: dict[str, Callable[[], Run]] = {
+        "pypull --version": quick(tool.argv("--version"), tool.env, tool.cwd),
+        "python -c pass": quick([python, "-c", "pass"], {}, None),
+    }
+    if bench.baseline is not None:
+        rev, old = bench.baseline
+        runs[f"pypull --version @{rev}"] = quick(old.argv("--version"), old.env, old.cwd)
+    for _ in range(5):  # a few, as each is short
+        got = in_turns(runs, [[name] for name in runs], rnd)
+        bench.record("start-up", got, "python -c pass")
 
 
 def tls_round(bench: Bench, label: str, image: Pushed, work: Path, rnd: int) -> None:
@@ -653,7 +750,7 @@ def mkdir(path: Path) -> Path:
 
 def report(rows: dict[str, list[Run]], ratios: dict[str, list[tuple[float, float]]]) -> None:
     head = (
-        f"{'case':<38} {'wall s':>7} {'/ref':>8} {'RSS MB':>7} {'CPU s':>6} {'CPU/ref':>7}"
+        f"{'case':<52} {'wall s':>7} {'/ref':>8} {'RSS MB':>7} {'CPU s':>6} {'CPU/ref':>7}"
         f" {'reg CPU':>8}"
     )
     print()
@@ -667,7 +764,7 @@ def report(rows: dict[str, list[Run]], ratios: dict[str, list[tuple[float, float
             else ("-", "-")
         )
         print(
-            f"{name:<38} {statistics.median(r.wall for r in runs):>7.2f} {wall:>8} "
+            f"{name:<52} {statistics.median(r.wall for r in runs):>7.2f} {wall:>8} "
             f"{max(r.rss_mb for r in runs):>7.0f} {statistics.median(r.cpu for r in runs):>6.2f} "
             f"{cpu:>7} {statistics.median(r.registry_cpu for r in runs):>8.2f}"
         )
@@ -685,6 +782,8 @@ def check_targets(rows: dict[str, list[Run]], ratios: dict[str, list[tuple[float
             got = statistics.median(r[1] for r in ratios[name])
         elif what == "peak RSS MB":
             got = max(r.rss_mb for r in rows[name])
+        elif what == "bytes uploaded":
+            got = max(r.uploaded for r in rows[name])
         else:
             got = statistics.median(r.wall for r in rows[name])
         verdict = "met" if got <= limit else "MISSED"

@@ -130,3 +130,14 @@ def test_a_shard_splits_a_sync_file_not_images_under_a_prefix() -> None:
     run = run_pypull("sync", "--shard", "1/2", "--to", "r.example/mirror", "redis:7")
     assert run.returncode == 2
     assert "--shard splits a sync FILE's entries: leave it out with --to" in run.stderr
+
+
+def test_the_version_pypull_shows_is_pyproject_s() -> None:
+    import puller
+
+    tomllib = pytest.importorskip("tomllib")
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    version = tomllib.loads(pyproject.read_text())["project"]["version"]
+    assert puller.__version__ == version
+    assert run_pypull("--version").stdout == f"pypull {version}\n"

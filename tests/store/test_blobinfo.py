@@ -1,0 +1,158 @@
+"""The record of where blobs live (``.pypull/blobinfo.db``): most recent first, shared by
+concurrent processes without losing rows, bounded, pruned, and never a crash when its file is
+corrupt, of another schema, a link or a directory."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from puller.oci.digest import Digest, parse_digest
+from puller.store.blobinfo import BlobInfo, blob_info
+from puller.store.layout import Store
+from puller.store.prune import prune
+
+REG = "http://127.0.0.1:5000"
+
+
+def digest(n: int) -> Digest:
+    return parse_digest(f"sha256:{n:064x}")
+
+
+def test_the_repositories_a_blob_was_seen_in_come_back_most_recent_first(tmp_path: Path) -> None:
+    info = BlobInfo(tmp_path / "blobinfo.db")
+    assert info.where(REG, digest(1)) == []  # no record yet: no hint, and no file made
+    assert not (tmp_path / "blobinfo.db").exists()
+    info.seen(REG, [(digest(1), "a/old")])
+    info.seen(REG, [(digest(1), "b/new"), (digest(2), "b/new")])
+    assert info.where(REG, digest(1)) == ["b/new", "a/old"]
+    assert info.where("http://elsewhere:5000", digest(1)) == []  # per registry
+    info.seen(REG, [(digest(1), "a/old")])  # seen again: the most recent now
+    assert info.where(REG, digest(1)) == ["a/old", "b/new"]
+    info.forget(REG, digest(1), "a/old")
+    assert info.where(REG, digest(1)) == ["b/new"]
+
+
+def _writer(path: str, worker: int, count: int) -> None:
+    info = BlobInfo(path)
+    for i in range(count):
+        info.seen(REG, [(digest(worker * 1000 + i), f"repo/{worker}")])
+
+
+def test_concurrent_processes_writing_at_once_lose_no_row(tmp_path: Path) -> None:
+    path = str(tmp_path / ".pypull" / "blobinfo.db")
+    ctx = multiprocessing.get_context("fork")
+    workers = [ctx.Process(target=_writer, args=(path, w, 40)) for w in range(6)]
+    for p in workers:
+        p.start()
+    for p in workers:
+        p.join(60)
+        assert p.exitcode == 0
+    info = BlobInfo(path)
+    assert info.rows() == 6 * 40
+    assert info.where(REG, digest(3 * 1000 + 7)) == ["repo/3"]
+
+
+def test_the_record_keeps_at_most_max_rows_dropping_the_least_recently_seen(
+    tmp_path: Path,
+) -> None:
+    info = BlobInfo(tmp_path / "blobinfo.db", max_rows=10)
+    for i in range(25):
+        info.seen(REG, [(digest(i), "r")])
+    assert info.rows() == 10
+    assert info.where(REG, digest(24)) == ["r"]
+    assert info.where(REG, digest(14)) == []
+    assert info.where(REG, digest(15)) == ["r"]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda p: p.write_bytes(b"not a database at all" * 200), id="garbage"),
+        pytest.param(lambda p: p.write_bytes(b""), id="empty"),
+        pytest.param(
+            lambda p: sqlite3.connect(p).executescript(
+                "CREATE TABLE seen (x); PRAGMA user_version = 99;"
+            ),
+            id="another-schema",
+        ),
+        pytest.param(
+            lambda p: sqlite3.connect(p).executescript(
+                "CREATE TABLE other (x); PRAGMA user_version = 1;"
+            ),
+            id="right-version-wrong-tables",
+        ),
+    ],
+)
+def test_a_record_that_is_not_one_gives_no_hint_and_is_rebuilt(
+    tmp_path: Path, damage: Callable[[Path], object]
+) -> None:
+    path = tmp_path / "blobinfo.db"
+    damage(path)
+    info = BlobInfo(path)
+    assert info.where(REG, digest(1)) == []
+    info.seen(REG, [(digest(1), "a/b")])
+    info.forget(REG, digest(2), "a/b")
+    info.prune()
+    # Rebuilt, unless the file claims this schema (then its wrong tables are only not read).
+    assert info.where(REG, digest(1)) in (["a/b"], [])
+
+
+def test_a_link_or_a_directory_at_the_record_is_never_followed_nor_a_crash(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere.db"
+    path = tmp_path / "blobinfo.db"
+    path.symlink_to(elsewhere)
+    info = BlobInfo(path)
+    assert info.where(REG, digest(1)) == []
+    info.seen(REG, [(digest(1), "a/b")])
+    assert not elsewhere.exists()
+    assert not path.is_symlink() and info.where(REG, digest(1)) == ["a/b"]
+    path.unlink()
+    path.mkdir()
+    info.seen(REG, [(digest(1), "a/b")])
+    assert info.where(REG, digest(1)) == [] and path.is_dir()
+
+
+def test_prune_drops_rows_not_seen_for_long_and_a_store_prune_does_it(tmp_path: Path) -> None:
+    info = BlobInfo(tmp_path / "blobinfo.db")
+    info.seen(REG, [(digest(1), "r"), (digest(2), "r")])
+    assert info.prune(older_than=3600, now=os.path.getmtime(info.path) + 7200) == 2
+    assert info.rows() == 0
+
+    store = Store(tmp_path / "store")
+    store.ensure_layout()
+    record = blob_info(store)
+    record.seen(REG, [(digest(1), "r")])
+    with sqlite3.connect(record.path) as db:
+        db.execute("UPDATE seen SET at = 0")
+    prune(store)
+    assert record.rows() == 0
+
+
+def test_a_link_at_the_store_s_pypull_directory_is_not_followed(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    store.ensure_layout()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    pypull = tmp_path / "store" / ".pypull"
+    shutil.rmtree(pypull, ignore_errors=True)
+    pypull.symlink_to(elsewhere)
+    record = blob_info(store)
+    record.seen(REG, [(digest(1), "a/b")])  # no crash, and nothing written through the link
+    assert record.where(REG, digest(1)) == []
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_the_store_s_record_is_made_in_its_pypull_directory(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    record = blob_info(store)
+    assert record.where(REG, digest(1)) == []
+    record.seen(REG, [(digest(1), "a/b")])
+    assert record.where(REG, digest(1)) == ["a/b"]
+    assert (tmp_path / "store" / ".pypull" / "blobinfo.db").is_file()
