@@ -13,6 +13,7 @@ import pytest
 
 from fixtures.images import make_image
 from fixtures.registry import PASSWORD, USER, Registry, push, running_registry
+from puller.sync.select import shard_of
 from tests.support.auth import basic_auth, write_docker_config
 from tests.support.helpers import raw, run_pypull
 
@@ -106,8 +107,13 @@ def test_the_shards_of_a_six_entry_file_are_disjoint_and_together_all_six(
         assert run.returncode == 0, run.stderr
         shards.append(set(targets(run.stdout)))
     one, two = shards
-    assert one and two and not one & two
+    assert not one & two
     assert one | two == {f"{target.host}/six/{n}:1.0.0" for n in names}
+    # Which part each falls in is the README's rule (SHA-256 of the target repository's name),
+    # so another machine splits the file alike. The registry's port is in the name: with some
+    # ports every entry falls in one part, which is no failure.
+    part = {n: shard_of(f"{target.host}/six/{n}", 2) for n in names}
+    assert one == {f"{target.host}/six/{n}:1.0.0" for n in names if part[n] == 1}
     # the same split on every run
     again = run_pypull("sync", sync, "--shard", "1/2", "--dry-run", "--format", "json")
     assert set(targets(again.stdout)) == one
