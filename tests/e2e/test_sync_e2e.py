@@ -267,7 +267,7 @@ def test_two_entries_whose_regexes_meet_at_one_tag_the_later_fails_and_the_tag_s
         )
         assert refused in lines, lines
         done = "copied (" if run_number == 1 else "up to date"
-        assert any(line.startswith(f"{multi}:7.0 -> {clash}:7.0: {done}") for line in lines)
+        assert any(line.startswith(f"{multi}:7.0 -> {clash}:7.0: {done}") for line in lines), lines
         assert any(line.startswith(f"{multi}:6.2 -> {clash}:6.2: {done}") for line in lines)
         assert len(lines) == 3
         # The first entry's image stands, and stays: the second run writes nothing.
