@@ -124,7 +124,8 @@ class Referrers:
 
     async def _children(self, walk: _Walk, digest: Digest, status: str) -> list[Digest]:
         """The manifests an index names (none for a manifest): from the store when it holds the
-        index, else from the target (the source in a dry run), then kept in the store."""
+        index, else from the target (the source in a dry run), then kept in the store (not in a
+        dry run)."""
         raw = await self._copier.registry_source.known(digest)
         if raw is None:
             at_target = status != "would-copy"
@@ -135,8 +136,9 @@ class Referrers:
             raw = resp.raw
             if digest_of(raw) != digest:
                 raise ManifestError(f"{ref} from {endpoint.url}: its bytes are not {digest}")
-            with suppress(OSError, PullError):
-                self._session.store.put_bytes(digest, raw, endpoint.url)
+            if not walk.dry_run:  # a dry run and a check write nothing, the store included
+                with suppress(OSError, PullError):
+                    self._session.store.put_bytes(digest, raw, endpoint.url)
         parsed = parse_manifest(raw, None, str(digest))
         return [d.digest for d in parsed.manifests] if isinstance(parsed, Index) else []
 

@@ -161,15 +161,22 @@ async def test_a_target_without_the_api_gets_the_index_tag_merged_with_what_it_h
         assert f"(referrer of {app.digest})" in again.lines[1]
 
 
-async def test_each_child_of_an_index_has_its_referrers_copied_and_a_dry_run_lists_them() -> None:
+async def test_each_child_of_an_index_has_its_referrers_copied_and_a_dry_run_lists_them(
+    tmp_path: Path,
+) -> None:
     image = multiplatform()
     child = image.manifests[1]
     sbom = make_artifact(image.repository, "sbom", child.descriptor(), SPDX, b"child sbom")
     async with start_fake([image], referrers_api=True) as src, start_fake() as dst:
         src.add_manifest(image.repository, sbom, tagged=False)
         target = f"{dst.host}/m/multi:{image.tag}"
-        dry = await run_pypull("copy", "--referrers", "--dry-run", "--json", src.ref(image), target)
+        store = tmp_path / "store"
+        dry = await run_pypull(
+            "copy", "--referrers", "--dry-run", "--json", src.ref(image), target, store=store
+        )
         assert dry.returncode == 0, dry.stdout + dry.stderr
+        # A dry run writes nothing: not the index it read to find the children, not anywhere.
+        assert not [p for p in (store / "blobs").rglob("*") if p.is_file()]
         assert [(d["status"], d.get("referrer_of")) for d in records(dry.stdout)] == [
             ("would-copy", None),
             ("would-copy", child.digest),
