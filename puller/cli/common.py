@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from ..config import Config
     from ..registry.auth import Credentials
+    from ..registry.credentials import CredentialStore
     from ..registry.endpoint import RegistryConfig
     from ..session import Session
 
@@ -78,14 +79,14 @@ def load_config(args: argparse.Namespace) -> Config:
 
 def credential_lookup() -> Callable[[str], Credentials | None] | None:
     """docker's config.json (``$DOCKER_CONFIG``), read once, when a registry first asks."""
-    try:
-        from ..registry.credentials import CredentialStore
-    except ImportError:  # pragma: no cover
-        return None
     cache: list[CredentialStore] = []
 
     def lookup(name: str) -> Credentials | None:
         if not cache:
+            # Imported here: a pull from a registry that never asks for credentials does
+            # without it (and without tempfile).
+            from ..registry.credentials import CredentialStore
+
             cache.append(CredentialStore.load())
         return cache[0].lookup(name)
 

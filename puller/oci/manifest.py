@@ -8,7 +8,7 @@ before a single blob is requested.
 from __future__ import annotations
 
 import json
-import platform as _platform
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,8 +92,10 @@ def parse_platform(text: str) -> Platform:
 
 
 def host_platform() -> Platform:
-    """linux/<this machine's architecture>: images are Linux images whatever the host runs."""
-    return Platform("linux", _platform.machine().lower()).normalized()
+    """linux/<this machine's architecture>: images are Linux images whatever the host runs.
+    ``os.uname()`` is what ``platform.machine()`` reads on POSIX, without the ``platform``
+    module's import (some 2 ms of a pull's start-up, its regexes included)."""
+    return Platform("linux", os.uname().machine.lower()).normalized()
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -124,6 +126,39 @@ def test_second_pull_is_up_to_date_and_requests_no_blob(registry: Registry, stor
     assert log.blob_requests() == []
     # Docker Hub counts a manifest GET as a pull, a HEAD not: a re-pull asks by HEAD only.
     assert [m for m, p in log.requests() if "/manifests/" in p] == ["HEAD"]
+
+
+def test_an_up_to_date_pull_imports_only_what_it_uses(registry: Registry, store: Path) -> None:
+    """Start-up is most of an up-to-date pull's time: a registry that asks for no credentials
+    costs no credential store, and the pull loads no other operation's modules."""
+    ref = f"{registry.host}/library/redis:latest"
+    assert run_pypull("--store", store, ref).returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYPULL_")}
+    run = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "puller", "-q", "--store", store, ref],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    imported = {
+        line.rsplit("|", 1)[1].strip()
+        for line in run.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "puller.pulling" in imported
+    unused = {
+        "platform",  # host_platform() reads os.uname()
+        "tempfile",
+        "puller.registry.credentials",
+        "puller.copying",
+        "puller.inspecting",
+        "puller.archive",
+        "puller.unpacking",
+        "puller.store.prune",
+        "tarfile",
+    }
+    assert imported & unused == set()
 
 
 def test_a_multi_platform_re_pull_asks_only_by_head(registry: Registry, store: Path) -> None:

@@ -4,7 +4,7 @@ entry of an index a platform selects."""
 from __future__ import annotations
 
 import json
-import platform as stdlib_platform
+import os
 from typing import Any
 
 import pytest
@@ -741,7 +741,9 @@ HOST = [
 def test_host_platform_is_linux_and_the_normalized_machine_arch(
     monkeypatch: pytest.MonkeyPatch, machine: str, expected: str
 ) -> None:
-    monkeypatch.setattr(stdlib_platform, "machine", lambda: machine)
+    real = os.uname()
+    fake = os.uname_result((real.sysname, real.nodename, real.release, real.version, machine))
+    monkeypatch.setattr(os, "uname", lambda: fake)
     assert str(host_platform()) == expected
 
 
@@ -750,3 +752,6 @@ def test_host_platform_of_this_machine_is_linux_and_normalized() -> None:
     assert p.os == "linux"
     assert p == p.normalized()
     assert p.architecture not in ("x86_64", "aarch64", "")
+    import platform  # what it used to read: os.uname() gives the same machine
+
+    assert p == Platform("linux", platform.machine().lower()).normalized()
