@@ -150,6 +150,20 @@ def mid_pull(ids: list[str]) -> Callable[[list[str]], bool]:
     return seen
 
 
+def receiving(ids: list[str]) -> Callable[[list[str]], bool]:
+    """``mid_pull``, and a layer that has bytes on disk already: its bar counts more than 0B
+    (a layer is shown downloading as its answer starts, before a byte of it was written)."""
+    seen_mid = mid_pull(ids)
+
+    def seen(lines: list[str]) -> bool:
+        received = (
+            re.search(r"\] ([\d.]+)k?B/", line) for line in lines if "Downloading [" in line
+        )
+        return seen_mid(lines) and any(m is not None and float(m[1]) > 0 for m in received)
+
+    return seen
+
+
 def slow(fake: FakeRegistry) -> None:
     fake.inject("/blobs/", Trickle(*SLOW))
 
@@ -187,7 +201,7 @@ def test_ctrl_c_mid_pull_finishes_the_display_then_says_interrupted(store: Path)
     ids = layer_ids(img)
     with fake_in_a_thread([img], slow) as fake:
         tty = Terminal(60, "pull", "--store", store, fake.ref(img))
-        tty.wait_for("a line per layer, one downloading", mid_pull(ids))
+        tty.wait_for("a line per layer, one with bytes received", receiving(ids))
         tty.child.sendintr()
         status = tty.finish()
         lines = tty.lines()
