@@ -155,7 +155,8 @@ def _add_copy_options(p: argparse.ArgumentParser, json_help: str) -> None:
         type=positive_int,
         default=None,
         metavar="N",
-        help="blobs (and images) moved at once (default: this machine's CPUs, 2 to 4)",
+        help="blobs uploaded at once, and images copied at once (default: this machine's CPUs, "
+        "2 to 4, for blobs; 8 images, most of them answered by two HEADs)",
     )
     p.add_argument("--fail-fast", action="store_true", help="start no image after one has failed")
     p.add_argument(
