@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import PullError
 from ..oci.digest import Digest
+from ..oci.reference import valid_repository
 
 if TYPE_CHECKING:
     import sqlite3
@@ -132,7 +133,9 @@ class BlobInfo:
                 ).fetchall()
             except Exception:  # a hint not given, whatever SQLite says
                 return []
-            return [r[0] for r in rows if isinstance(r[0], str) and _fits(r[0])]
+            # The file may have been written by anyone: only a repository's name goes into
+            # the mount's URL.
+            return [r[0] for r in rows if isinstance(r[0], str) and valid_repository(r[0])]
 
     def prune(self, older_than: float = STALE_AFTER, now: float | None = None) -> int:
         """Drop rows not seen for ``older_than`` seconds; how many went."""

@@ -156,3 +156,17 @@ def test_the_store_s_record_is_made_in_its_pypull_directory(tmp_path: Path) -> N
     record.seen(REG, [(digest(1), "a/b")])
     assert record.where(REG, digest(1)) == ["a/b"]
     assert (tmp_path / "store" / ".pypull" / "blobinfo.db").is_file()
+
+
+@pytest.mark.parametrize(
+    "repository", ["a/b?mount=x&from=c", "../../v2/other", "a/b#frag", "A/B", "a//b", "a/b/"]
+)
+def test_a_record_written_by_someone_else_never_suggests_a_name_that_is_no_repository(
+    tmp_path: Path, repository: str
+) -> None:
+    info = BlobInfo(tmp_path / "blobinfo.db")
+    info.seen(REG, [(digest(1), "good/repo")])
+    with sqlite3.connect(info.path) as db:
+        db.execute("INSERT INTO seen VALUES (?, ?, ?, ?)", (REG, str(digest(1)), repository, 9e18))
+    db.close()
+    assert info.where(REG, digest(1)) == ["good/repo"]
