@@ -29,6 +29,7 @@ import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -263,10 +264,14 @@ def _ready(db: sqlite3.Connection, create: bool) -> bool:
     another version raises ``DatabaseError`` so that it is rebuilt."""
     import sqlite3
 
-    db.execute("PRAGMA synchronous = OFF")
     db.execute("PRAGMA trusted_schema = OFF")
+    db.execute("PRAGMA synchronous = OFF")
     (version,) = db.execute("PRAGMA user_version").fetchone()
     if version == SCHEMA_VERSION:
+        if _objects(db) != _schema_objects():
+            # A trigger or a view, or another table, is SQL of whoever wrote the file, run by
+            # our writes: not this record.
+            raise sqlite3.DatabaseError("a record whose schema is not this one")
         return True
     if not create:
         return False
@@ -287,6 +292,27 @@ def _ready(db: sqlite3.Connection, create: bool) -> bool:
             db.execute("ROLLBACK")
         raise
     return True
+
+
+def _objects(db: sqlite3.Connection) -> list[tuple[object, ...]]:
+    """What the schema of ``db`` is made of, as SQLite keeps it."""
+    return sorted(
+        db.execute("SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_master").fetchall(),
+        key=repr,
+    )
+
+
+@cache
+def _schema_objects() -> list[tuple[object, ...]]:
+    """``_objects`` of a record made by this version."""
+    import sqlite3
+
+    db = sqlite3.connect(":memory:")
+    try:
+        db.executescript(_SCHEMA)
+        return _objects(db)
+    finally:
+        db.close()
 
 
 def _fits(name: str) -> bool:

@@ -170,3 +170,24 @@ def test_a_record_written_by_someone_else_never_suggests_a_name_that_is_no_repos
         db.execute("INSERT INTO seen VALUES (?, ?, ?, ?)", (REG, str(digest(1)), repository, 9e18))
     db.close()
     assert info.where(REG, digest(1)) == ["good/repo"]
+
+
+def test_a_record_with_a_trigger_of_someone_else_s_is_not_run_but_rebuilt(tmp_path: Path) -> None:
+    path = tmp_path / "blobinfo.db"
+    BlobInfo(path).seen(REG, [(digest(1), "a/b")])
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            "CREATE TABLE ran (x);"
+            "CREATE TRIGGER t AFTER INSERT ON seen BEGIN INSERT INTO ran VALUES (1); END;"
+            "CREATE VIEW v AS SELECT * FROM seen;"
+        )
+    db.close()
+    info = BlobInfo(path)
+    assert info.where(REG, digest(1)) == []  # not this record: no hint from it
+    info.seen(REG, [(digest(2), "c/d")])
+    assert info.where(REG, digest(2)) == ["c/d"]
+    with sqlite3.connect(path) as db:
+        kinds = {row[0] for row in db.execute("SELECT type FROM sqlite_master")}
+        names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    db.close()
+    assert kinds == {"table", "index"} and "ran" not in names  # rebuilt: the trigger never ran
