@@ -411,7 +411,8 @@ class _Loader:
             # trust, not the member's.
             self.files[name] = _Blob(expected, self.store.size(expected))
         elif self.declared.wanted(name, size):
-            digest = self.store.add(source.chunks(size), expected, f"{self.where}: {shown(name)}")
+            what = f"{self.where}: {shown(name)}"
+            digest = self.store.add(source.chunks(size), expected, what, size)
             self.declared.staged(digest)
             self.files[name] = _Blob(digest, self.store.size(digest))
             return

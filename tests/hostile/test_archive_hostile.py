@@ -567,3 +567,40 @@ def test_a_load_stopped_by_ctrl_c_leaves_nothing_it_staged(store: Path) -> None:
         puller.load(io.BufferedReader(Interrupted(data, len(data) - 4096)), store=store)
     assert store_bytes(store) < 64 << 10
     assert blob_files(store) == []
+
+
+class Endless(io.RawIOBase):
+    """A tar header, then zeros without end (a gzip of a few MB inflates to as much); reading
+    more than ``most`` bytes of them fails the test."""
+
+    def __init__(self, header: bytes, most: int) -> None:
+        self.header, self.most, self.at = header, most, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.header:
+            n = min(len(buffer), len(self.header))
+            buffer[:n], self.header = self.header[:n], self.header[n:]
+            return n
+        if self.at > self.most:
+            raise AssertionError(f"the load read {self.at} bytes of a member it cannot hold")
+        n = len(buffer)
+        buffer[:n] = bytes(n)
+        self.at += n
+        return n
+
+
+def test_a_member_larger_than_the_disk_s_free_space_is_refused_before_a_byte_is_written(
+    store: Path,
+) -> None:
+    """A blob's name, a petabyte in its header: staged, it would fill the disk before anything
+    could say it was junk. It is refused unread, and the store holds nothing of it."""
+    info = tarfile.TarInfo(f"blobs/sha256/{'ab' * 32}")
+    info.size = 1 << 50
+    stream = Endless(info.tobuf(tarfile.PAX_FORMAT), 64 << 20)
+    with pytest.raises(puller.PullError, match=f"{1 << 50} bytes.* free"):
+        puller.load(io.BufferedReader(stream), store=store)
+    assert store_bytes(store) < 64 << 10
+    assert blob_files(store) == []
