@@ -241,6 +241,9 @@ class Flattener:
         self._waiting: dict[str, list[Entry]] = {}  # link target -> links to it
         self._here: set[str] = set()  # what this layer wrote, but directories
         self._carried: dict[str, str] = {}  # a hidden target of this layer -> who holds it
+        #: Each directory something was written into -> the highest layer that did.
+        self._parents: dict[str, int] = {}
+        self._where = ""
         self.files = 0
         self.bytes = 0
 
@@ -267,6 +270,7 @@ class Flattener:
     def add(self, entry: Entry, src: Source, where: str) -> None:
         key = self._key
         self._key = (key[0], key[1] + 1)
+        self._where = where
         if key in self._renamed:
             entry.name, target = self._renamed[key]
             entry.linkname = target or entry.linkname
@@ -349,6 +353,19 @@ class Flattener:
         return None
 
     def _write(self, entry: Entry, src: Source) -> None:
+        layer, path = self._key[0], entry.name
+        if entry.kind != DIRECTORY and self._parents.get(path, -1) > layer:
+            # Unpack refuses this: an upper layer's names lead through a file. GNU tar could
+            # not extract it either ("Cannot open: File exists").
+            raise UnpackError(
+                f"{self._where}: {shown(path)}: a later layer writes into it, and it is no "
+                "directory"
+            )
+        end = len(path)
+        while (end := path.rfind("/", 0, end)) > 0:
+            if path[:end] in self._parents:
+                break
+            self._parents[path[:end]] = layer
         self._tar.entry(entry)
         if entry.size:
             for piece in src.chunks(entry.size):

@@ -693,3 +693,25 @@ def test_export_keeps_the_content_a_hard_link_had_when_a_later_layer_replaced_it
     assert run.returncode == 0, run.stderr
     assert tree(extracted) == unpacked
     assert (extracted / "b").stat().st_ino == (extracted / "c").stat().st_ino
+
+
+@pytest.mark.parametrize("lower", ["file", "hardlink", "symlink-to-file"])
+def test_export_refuses_a_file_a_later_layer_writes_into_as_unpack_does(
+    registry: Registry, work: Path, lower: str
+) -> None:
+    """``p`` a file (or a link to one), then ``p/c`` in a later layer: unpack refuses the image
+    ("p is not a directory"); export wrote ``p`` and ``p/c`` both, a tar GNU tar cannot
+    extract ("p: Cannot open: File exists")."""
+    first = {
+        "file": [E("p", data=b"p\n")],
+        "hardlink": [E("a", data=b"a\n"), E("p", "hardlink", target="a")],
+        "symlink-to-file": [E("a", data=b"a\n"), E("p", "symlink", mode=0o777, target="a")],
+    }[lower]
+    layers = [layer(first), layer([E("p/c", data=b"c\n")])]
+    assert "not a directory" in failed_unpack(registry, work, f"into-{lower}", layers)
+    name = f"{registry.host}/pypull-test/bad:into-{lower}"
+    done = run_pypull("export", "--store", work / "store", name, "-o", work / "flat.tar")
+    assert done.returncode == 1
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "no directory" in done.stderr
+    assert sorted(p.name for p in work.iterdir()) == ["store"]
