@@ -96,6 +96,7 @@ class Staging:
         try:
             with os.fdopen(fd, "wb", buffering=0) as f:
                 for chunk in chunks:
+                    self.touch()  # one long member: what was staged before it is in use
                     hasher.update(chunk)
                     size += len(chunk)
                     write_all(f, chunk, self._store.ingest_dir / name)

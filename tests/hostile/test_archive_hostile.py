@@ -9,7 +9,9 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import puller
 from fixtures.images import redis
 from fixtures.registry import Registry
 from puller.oci.reference import parse
+from puller.store.staging import Staging
 from puller.tar.compression import inflated
 from tests.support.helpers import run_pypull
 
@@ -604,3 +607,49 @@ def test_a_member_larger_than_the_disk_s_free_space_is_refused_before_a_byte_is_
         puller.load(io.BufferedReader(stream), store=store)
     assert store_bytes(store) < 64 << 10
     assert blob_files(store) == []
+
+
+class PrunedWhileRead(io.RawIOBase):
+    """An archive read slowly: at byte ``at``, the staged files look two days old (a long
+    member still arriving); some MiB later, ``pypull prune`` runs."""
+
+    def __init__(self, data: bytes, store: Path, at: int) -> None:
+        self.data, self.store, self.at, self.pos, self.pruned = data, store, at, 0, False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.pos >= self.at and not self.pruned:
+            staged = list((self.store / ".pypull" / "ingest").glob(".staged-*"))
+            if self.pos < self.at + (64 << 10):
+                old = time.time() - 2 * 24 * 3600
+                for path in staged:
+                    os.utime(path, (old, old))
+            else:
+                if self.pos >= self.at + (4 << 20):
+                    puller.prune(store=self.store)
+                    self.pruned = True
+        n = min(len(buffer), 16 << 10, len(self.data) - self.pos)
+        buffer[:n] = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return n
+
+
+def test_a_prune_during_a_long_member_leaves_what_the_load_staged_before_it(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The staged files were touched between members only: while one long member arrived,
+    those staged before it looked abandoned to ``pypull prune``, which removed them, and the
+    load then failed. They are touched as the member is written too."""
+    monkeypatch.setattr(Staging, "TOUCH_EVERY", 0.0)
+    members, manifest = image_members(b"L" * (8 << 20))
+    oci_layout, index, config, manifest_blob, layer = members
+    data = tar_of(config, manifest_blob, layer, oci_layout, index)  # blobs first, as docker 25
+    stream = PrunedWhileRead(data, store, len(data) - (7 << 20))
+    result = puller.load(io.BufferedReader(stream, 16 << 10), store=store)
+    assert stream.pruned
+    assert [(str(i.reference), str(i.digest)) for i in result.images] == [
+        ("docker.io/library/evil:1", manifest)
+    ]
+    assert len(blob_files(store)) == 3
