@@ -653,3 +653,22 @@ def test_a_prune_during_a_long_member_leaves_what_the_load_staged_before_it(
         ("docker.io/library/evil:1", manifest)
     ]
     assert len(blob_files(store)) == 3
+
+
+@pytest.mark.parametrize("index_first", [True, False])
+def test_a_manifest_that_gives_a_layer_the_wrong_size_is_refused_whatever_the_order(
+    store: Path, tmp_path: Path, index_first: bool
+) -> None:
+    """Index first, the layer's member was refused for its size; blobs first (docker 25's
+    order), the image was loaded with a manifest that the registry and unpack would refuse."""
+    (oci_layout, index, config, manifest, layer), _ = image_members()
+    doc = json.loads(manifest[1])
+    doc["layers"][0]["size"] = 5
+    raw = json.dumps(doc).encode()
+    top = json.loads(index[1])
+    top["manifests"][0].update(digest="sha256:" + sha(raw), size=len(raw))
+    metadata = [oci_layout, regular("index.json", json.dumps(top).encode())]
+    blobs = [config, regular(f"blobs/sha256/{sha(raw)}", raw), layer]
+    archive = tar_of(*metadata, *blobs) if index_first else tar_of(*blobs, *metadata)
+    assert "11 bytes" in load_refused(store, archive, tmp_path)
+    assert blob_files(store) == []
