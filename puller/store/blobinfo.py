@@ -244,6 +244,11 @@ class BlobInfo:
                     return db
                 db.close()
                 return None
+            except sqlite3.OperationalError:
+                # Locked by another writer past BUSY_TIMEOUT, or not writable: a record
+                # that may be sound, and in use. No hint this time.
+                db.close()
+                return None
             except sqlite3.DatabaseError:
                 db.close()
                 if not create or attempt:

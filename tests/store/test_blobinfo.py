@@ -191,3 +191,24 @@ def test_a_record_with_a_trigger_of_someone_else_s_is_not_run_but_rebuilt(tmp_pa
         names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
     db.close()
     assert kinds == {"table", "index"} and "ran" not in names  # rebuilt: the trigger never ran
+
+
+def test_a_record_another_process_holds_locked_is_left_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that waited past the busy timeout took the lock's "database is locked" for
+    a corrupt file and removed the record (another process's open one): every hint gone."""
+    import puller.store.blobinfo
+
+    path = tmp_path / "blobinfo.db"
+    info = BlobInfo(path)
+    info.seen(REG, [(digest(1), "a/b")])
+    monkeypatch.setattr(puller.store.blobinfo, "BUSY_TIMEOUT", 0.05)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    info.seen(REG, [(digest(2), "c/d")])  # cannot get in: a hint lost, no more
+    other.execute("INSERT INTO seen VALUES (?, ?, ?, ?)", (REG, str(digest(3)), "e/f", 1e9))
+    other.execute("COMMIT")
+    other.close()
+    assert info.where(REG, digest(1)) == ["a/b"]
+    assert info.where(REG, digest(3)) == ["e/f"]
