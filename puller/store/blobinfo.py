@@ -277,6 +277,9 @@ def _ready(db: sqlite3.Connection, create: bool) -> bool:
             # A trigger or a view, or another table, is SQL of whoever wrote the file, run by
             # our writes: not this record.
             raise sqlite3.DatabaseError("a record whose schema is not this one")
+        (mode,) = db.execute("PRAGMA journal_mode").fetchone()
+        if str(mode).lower() == "wal":  # kept in the file: shared memory, not ours to make
+            raise sqlite3.DatabaseError("a record in WAL mode")
         return True
     if not create:
         return False

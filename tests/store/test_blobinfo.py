@@ -212,3 +212,21 @@ def test_a_record_another_process_holds_locked_is_left_whole(
     other.close()
     assert info.where(REG, digest(1)) == ["a/b"]
     assert info.where(REG, digest(3)) == ["e/f"]
+
+
+def test_a_record_someone_switched_to_wal_is_rebuilt_with_a_rollback_journal(
+    tmp_path: Path,
+) -> None:
+    """WAL mode is kept in the file and needs a shared-memory file beside it, which a reader
+    of a read-only or group-shared store cannot make: the record is a rollback-journal one."""
+    path = tmp_path / "blobinfo.db"
+    info = BlobInfo(path)
+    info.seen(REG, [(digest(1), "a/b")])
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.close()
+    info.seen(REG, [(digest(2), "c/d")])
+    assert info.where(REG, digest(2)) == ["c/d"]
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    db.close()
