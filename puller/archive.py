@@ -149,7 +149,11 @@ def _walk(
         for kind, d in (("config", parsed.config), *(("layer", d) for d in parsed.layers)):
             if not store.has(d.digest):
                 raise NotFound(f"{what}: the store {store.root} lacks its {kind} {d.digest}")
-            into.setdefault(d.digest, (d.size, None))
+            size = into.setdefault(d.digest, (d.size, None))[0]
+            if size != d.size:
+                raise ManifestError(
+                    f"{what}: its manifests say {d.digest} is {size} and {d.size} bytes"
+                )
         return parsed
     present = [
         c
@@ -411,7 +415,8 @@ class _Loader:
             # trust, not the member's.
             self.files[name] = _Blob(expected, self.store.size(expected))
         elif self.declared.wanted(name, size):
-            digest = self.store.add(source.chunks(size), expected, f"{self.where}: {shown(name)}")
+            what = f"{self.where}: {shown(name)}"
+            digest = self.store.add(source.chunks(size), expected, what, size)
             self.declared.staged(digest)
             self.files[name] = _Blob(digest, self.store.size(digest))
             return
@@ -498,7 +503,18 @@ class _Loader:
             named += [(ref, stored) for ref in names]
             if not names:
                 untagged.append(top.config.digest if isinstance(top, Manifest) else entry.digest)
+        self._check_sizes()
         return named, untagged
+
+    def _check_sizes(self) -> None:
+        """Each blob the images use is the size their manifests give it: a member staged
+        before the manifest that names it was not checked against it (``Declared.wanted``)."""
+        for digest, (size, _) in self.used.items():
+            got = self.store.size(digest)
+            if got != size:
+                raise ArchiveError(
+                    f"{self.where}: {digest} is {got} bytes; the archive's manifests say {size}"
+                )
 
     def _names(self, entry: Descriptor, what: str) -> list[Reference]:
         """containerd's name, else the OCI ref name when it is a reference (``redis:7``), not a

@@ -58,6 +58,9 @@ class LinkedParents:
 
     def __init__(self) -> None:
         self.renamed: dict[tuple[int, int], tuple[str, str]] = {}
+        #: By layer, each hard link target of that layer and the links to it, in order: a
+        #: target an upper layer replaced is read (top first) before those links come.
+        self.linked: dict[int, dict[str, list[str]]] = {}
         self._links: dict[str, tuple[str, int]] = {}  # path -> (target, when made)
         self._under: set[str] = set()  # directories a link was ever made in (or below)
         self._removed: dict[str, int] = {}  # such a directory -> when what it held went
@@ -97,6 +100,9 @@ class LinkedParents:
         if path != join(parts) or target != lexical:
             self._track(len(path) + len(target), at)
             self.renamed[key] = (path, target)
+        if entry.kind == HARD_LINK and target:
+            self._track(len(path) + len(target), at)
+            self.linked.setdefault(key[0], {}).setdefault(target, []).append(path)
         if parts[-1].startswith(WHITEOUT):
             self._whiteout(parent, parts[-1])
         elif entry.kind == DIRECTORY:
@@ -208,16 +214,23 @@ class Flattener:
     the entry count: the paths written so far, as an unpacker's tree would hold them.
 
     A hard link written before its target (the target is in a lower layer) waits until the
-    target comes; a target that an upper layer hid is written under the link's own name."""
+    target comes; a target that an upper layer hid is written under the link's own name. A
+    link's target is the file its own layer saw: one an upper layer replaced is not the
+    link's (unpack replaces the name, and the link keeps the old inode), so the link waits
+    for the target of its own layer or a lower one, or, when that target came earlier in its
+    own layer, gets its content (``linked``: ``LinkedParents.linked``)."""
 
     def __init__(
         self,
         out: BinaryIO,
         renamed: dict[tuple[int, int], tuple[str, str]] | None = None,
         top: int = 0,
+        linked: dict[int, dict[str, list[str]]] | None = None,
     ) -> None:
-        #: ``LinkedParents.renamed``, and the number of the first layer given (the top one).
+        #: ``LinkedParents.renamed`` and ``.linked``, and the number of the first layer given
+        #: (the top one).
         self._renamed = renamed or {}
+        self._linked = linked or {}
         self._key = (top, 0)
         self._tar = TarWriter(out)
         self.seen: dict[str, bool] = {}  # path -> is a directory
@@ -226,6 +239,11 @@ class Flattener:
         self._pending_gone: set[str] = set()
         self._pending_opaque: set[str] = set()
         self._waiting: dict[str, list[Entry]] = {}  # link target -> links to it
+        self._here: set[str] = set()  # what this layer wrote, but directories
+        self._carried: dict[str, str] = {}  # a hidden target of this layer -> who holds it
+        #: Each directory something was written into -> the highest layer that did.
+        self._parents: dict[str, int] = {}
+        self._where = ""
         self.files = 0
         self.bytes = 0
 
@@ -234,6 +252,7 @@ class Flattener:
         self.gone |= self._pending_gone
         self.opaque |= self._pending_opaque
         self._pending_gone, self._pending_opaque = set(), set()
+        self._here, self._carried = set(), {}
         self._key = (self._key[0] - 1, 0)
 
     def _hidden(self, parts: list[str]) -> bool:
@@ -251,6 +270,7 @@ class Flattener:
     def add(self, entry: Entry, src: Source, where: str) -> None:
         key = self._key
         self._key = (key[0], key[1] + 1)
+        self._where = where
         if key in self._renamed:
             entry.name, target = self._renamed[key]
             entry.linkname = target or entry.linkname
@@ -275,31 +295,77 @@ class Flattener:
             # A link is its target's inode: unpack ignores its xattrs, and a link waiting for
             # its target must not hold a MiB of them each.
             entry.xattrs = {}
+            # Links from above to this name are links to its target's inode.
+            waiting = self._waiting.pop(path, [])
             if not hidden:
                 self.seen[path] = False
+                self._here.add(path)
                 entry.name = path
-                if target in self.seen:
-                    self._write(entry, src)
-                else:
-                    self._waiting.setdefault(target, []).append(entry)
+                waiting.insert(0, entry)
+            for link in waiting:
+                self._link_to(link, target, src)
             return
         links = self._waiting.pop(path, [])
+        if hidden and entry.kind != DIRECTORY:
+            # Links from above to a link of this layer to this entry: links to it too.
+            for name in self._linked.get(self._key[0], {}).get(path, []):
+                links += self._waiting.pop(name, [])
         if hidden:
             if not links:
+                carrier = self._carrier(path) if entry.kind != DIRECTORY else None
+                if carrier is None:
+                    return
+                # Hidden here, yet linked from later in this layer: that link holds it.
+                self.seen[carrier] = False
+                self._here.add(carrier)
+                self._carried[path] = entry.name = carrier
+                self._write(entry, src)
                 return
             # Hidden here, yet linked from above: the first link carries the content.
             first, links = links[0], links[1:]
             entry.name = first.name
+            self._carried[path] = first.name
             path = first.name
         else:
             self.seen[path] = entry.kind == DIRECTORY
+            if entry.kind != DIRECTORY:
+                self._here.add(path)
             entry.name = path
         self._write(entry, src)
         for link in links:
             link.linkname = path
             self._write(link, src)
 
+    def _link_to(self, entry: Entry, target: str, src: Source) -> None:
+        """Write the hard link ``entry`` to ``target`` as this layer holds it, or wait for it
+        (in a lower layer: one an upper layer wrote is not this layer's)."""
+        entry.linkname = self._carried.get(target, target)
+        if target in self._carried or target in self._here:
+            self._write(entry, src)
+        else:
+            self._waiting.setdefault(target, []).append(entry)
+
+    def _carrier(self, target: str) -> str | None:
+        """The first link of this layer to ``target`` that the layers above leave seen."""
+        for link in self._linked.get(self._key[0], {}).get(target, []):
+            if not self._hidden(link.split("/")):
+                return link
+        return None
+
     def _write(self, entry: Entry, src: Source) -> None:
+        layer, path = self._key[0], entry.name
+        if entry.kind != DIRECTORY and self._parents.get(path, -1) > layer:
+            # Unpack refuses this: an upper layer's names lead through a file. GNU tar could
+            # not extract it either ("Cannot open: File exists").
+            raise UnpackError(
+                f"{self._where}: {shown(path)}: a later layer writes into it, and it is no "
+                "directory"
+            )
+        end = len(path)
+        while (end := path.rfind("/", 0, end)) > 0:
+            if path[:end] in self._parents:
+                break
+            self._parents[path[:end]] = layer
         self._tar.entry(entry)
         if entry.size:
             for piece in src.chunks(entry.size):
@@ -326,7 +392,7 @@ def _export_image(
             each_entry(pipeline, i, parents.add)
     top_first = list(reversed(layers))
     numbers = list(range(len(layers), 0, -1))
-    flat = Flattener(out, parents.renamed, len(layers) - 1)
+    flat = Flattener(out, parents.renamed, len(layers) - 1, parents.linked)
     with Pipeline(store, top_first, what, numbers) as pipeline:
         for i in range(len(layers)):
             each_entry(pipeline, i, flat.add)

@@ -52,6 +52,14 @@ def valid_tag(text: str) -> bool:
     return _TAG.fullmatch(text) is not None
 
 
+def valid_repository(text: str) -> bool:
+    """Whether ``text`` is a repository's path at a registry (``library/redis``): what a
+    record read from a file may hold is checked with this before it goes into a URL."""
+    return 0 < len(text) <= _MAX_PATH_LENGTH and all(
+        _PATH_COMPONENT.fullmatch(c) for c in text.split("/")
+    )
+
+
 _DOMAIN_RULE = "expected a host name or IP address with an optional :port, such as localhost:5000"
 
 

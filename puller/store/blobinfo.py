@@ -29,11 +29,13 @@ import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import PullError
 from ..oci.digest import Digest
+from ..oci.reference import valid_repository
 
 if TYPE_CHECKING:
     import sqlite3
@@ -132,7 +134,9 @@ class BlobInfo:
                 ).fetchall()
             except Exception:  # a hint not given, whatever SQLite says
                 return []
-            return [r[0] for r in rows if isinstance(r[0], str) and _fits(r[0])]
+            # The file may have been written by anyone: only a repository's name goes into
+            # the mount's URL.
+            return [r[0] for r in rows if isinstance(r[0], str) and valid_repository(r[0])]
 
     def prune(self, older_than: float = STALE_AFTER, now: float | None = None) -> int:
         """Drop rows not seen for ``older_than`` seconds; how many went."""
@@ -240,6 +244,11 @@ class BlobInfo:
                     return db
                 db.close()
                 return None
+            except sqlite3.OperationalError:
+                # Locked by another writer past BUSY_TIMEOUT, or not writable: a record
+                # that may be sound, and in use. No hint this time.
+                db.close()
+                return None
             except sqlite3.DatabaseError:
                 db.close()
                 if not create or attempt:
@@ -260,10 +269,17 @@ def _ready(db: sqlite3.Connection, create: bool) -> bool:
     another version raises ``DatabaseError`` so that it is rebuilt."""
     import sqlite3
 
-    db.execute("PRAGMA synchronous = OFF")
     db.execute("PRAGMA trusted_schema = OFF")
+    db.execute("PRAGMA synchronous = OFF")
     (version,) = db.execute("PRAGMA user_version").fetchone()
     if version == SCHEMA_VERSION:
+        if _objects(db) != _schema_objects():
+            # A trigger or a view, or another table, is SQL of whoever wrote the file, run by
+            # our writes: not this record.
+            raise sqlite3.DatabaseError("a record whose schema is not this one")
+        (mode,) = db.execute("PRAGMA journal_mode").fetchone()
+        if str(mode).lower() == "wal":  # kept in the file: shared memory, not ours to make
+            raise sqlite3.DatabaseError("a record in WAL mode")
         return True
     if not create:
         return False
@@ -284,6 +300,27 @@ def _ready(db: sqlite3.Connection, create: bool) -> bool:
             db.execute("ROLLBACK")
         raise
     return True
+
+
+def _objects(db: sqlite3.Connection) -> list[tuple[object, ...]]:
+    """What the schema of ``db`` is made of, as SQLite keeps it."""
+    return sorted(
+        db.execute("SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_master").fetchall(),
+        key=repr,
+    )
+
+
+@cache
+def _schema_objects() -> list[tuple[object, ...]]:
+    """``_objects`` of a record made by this version."""
+    import sqlite3
+
+    db = sqlite3.connect(":memory:")
+    try:
+        db.executescript(_SCHEMA)
+        return _objects(db)
+    finally:
+        db.close()
 
 
 def _fits(name: str) -> bool:

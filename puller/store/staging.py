@@ -77,8 +77,16 @@ class Staging:
             raise StoreError("a load's staging was used after it closed")
         return self._dir_fd
 
-    def add(self, chunks: Iterable[bytes], expected: Digest | None, where: str) -> Digest:
-        """Stage ``chunks``; their digest (which must be ``expected``, when given)."""
+    def add(
+        self, chunks: Iterable[bytes], expected: Digest | None, where: str, size: int | None = None
+    ) -> Digest:
+        """Stage ``chunks``; their digest (which must be ``expected``, when given). ``size``,
+        when known before a byte is read (a member's header says it), must fit in the space
+        the store's disk has left: what cannot be staged whole is refused unwritten, rather
+        than filling the disk first (a gzip of a few MB can claim a terabyte of zeros, and an
+        index can declare that size)."""
+        if size is not None:
+            self._room(size, where)
         hasher = expected.hasher() if expected else hashlib.sha256()
         try:
             fd, name = new_file(lambda: f".staged-{os.urandom(8).hex()}", os.O_WRONLY, self._dir())
@@ -88,6 +96,7 @@ class Staging:
         try:
             with os.fdopen(fd, "wb", buffering=0) as f:
                 for chunk in chunks:
+                    self.touch()  # one long member: what was staged before it is in use
                     hasher.update(chunk)
                     size += len(chunk)
                     write_all(f, chunk, self._store.ingest_dir / name)
@@ -109,6 +118,18 @@ class Staging:
         else:
             self.staged[got] = (name, size)
         return got
+
+    def _room(self, size: int, where: str) -> None:
+        try:
+            st = os.fstatvfs(self._dir())
+        except OSError:
+            return  # a file system that cannot say: the write's own ENOSPC still stops it
+        free = st.f_bavail * st.f_frsize
+        if size > free:
+            raise StoreError(
+                f"{where} is {size} bytes; the store's disk has {free} bytes free: not loaded",
+                path=str(self._store.ingest_dir),
+            )
 
     def put_bytes(self, digest: Digest, data: bytes, where: str = "") -> None:
         """Stage small content held in memory (a manifest made here)."""

@@ -663,3 +663,55 @@ def test_export_keeps_a_hard_link_whose_lower_target_was_whited_out(
     for root in (work / "rootfs", extracted):
         assert sorted(os.listdir(os.fsencode(root))) == [b"caf\xe9", b"link"]
         assert (root / "link").read_bytes() == b"content\n"
+
+
+def test_export_keeps_the_content_a_hard_link_had_when_a_later_layer_replaced_its_target(
+    registry: Registry, work: Path
+) -> None:
+    """A package upgrade rewrites ``a`` and leaves ``b``, a hard link to the old ``a`` (in the
+    same layer, or a later one, or through another link): unpack keeps the old content under
+    ``b`` (the link is the old inode), and export wrote ``b`` as a link to the new ``a``."""
+    link = functools.partial(E, kind="hardlink")
+    layers = [
+        layer([E("a", data=b"old\n"), link("b", target="a"), E("p", data=b"p1\n")]),
+        layer([link("c", target="b"), link("q", target="p")]),
+        layer([E("a", data=b"new\n"), E("p", data=b"p2\n")]),
+    ]
+    store = work / "store"
+    name = pulled(registry, store, image_of_layers("pypull-test/link-replaced", "1", layers))
+    assert run_pypull("unpack", "--store", store, name, work / "rootfs").returncode == 0
+    unpacked = tree(work / "rootfs")
+    assert [unpacked[n][2] for n in "abcpq"] == [
+        hashlib.sha256(d).hexdigest() for d in (b"new\n", b"old\n", b"old\n", b"p2\n", b"p1\n")
+    ]
+    done = run_pypull("export", "--store", store, name, "-o", work / "flat.tar")
+    assert done.returncode == 0, done.stderr
+    extracted = work / "extracted"
+    extracted.mkdir()
+    untar = ["tar", "-x", "-p", "-f", str(work / "flat.tar"), "-C", str(extracted)]
+    run = subprocess.run(untar, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert tree(extracted) == unpacked
+    assert (extracted / "b").stat().st_ino == (extracted / "c").stat().st_ino
+
+
+@pytest.mark.parametrize("lower", ["file", "hardlink", "symlink-to-file"])
+def test_export_refuses_a_file_a_later_layer_writes_into_as_unpack_does(
+    registry: Registry, work: Path, lower: str
+) -> None:
+    """``p`` a file (or a link to one), then ``p/c`` in a later layer: unpack refuses the image
+    ("p is not a directory"); export wrote ``p`` and ``p/c`` both, a tar GNU tar cannot
+    extract ("p: Cannot open: File exists")."""
+    first = {
+        "file": [E("p", data=b"p\n")],
+        "hardlink": [E("a", data=b"a\n"), E("p", "hardlink", target="a")],
+        "symlink-to-file": [E("a", data=b"a\n"), E("p", "symlink", mode=0o777, target="a")],
+    }[lower]
+    layers = [layer(first), layer([E("p/c", data=b"c\n")])]
+    assert "not a directory" in failed_unpack(registry, work, f"into-{lower}", layers)
+    name = f"{registry.host}/pypull-test/bad:into-{lower}"
+    done = run_pypull("export", "--store", work / "store", name, "-o", work / "flat.tar")
+    assert done.returncode == 1
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "no directory" in done.stderr
+    assert sorted(p.name for p in work.iterdir()) == ["store"]

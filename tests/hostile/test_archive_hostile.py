@@ -9,7 +9,9 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import puller
 from fixtures.images import redis
 from fixtures.registry import Registry
 from puller.oci.reference import parse
+from puller.store.staging import Staging
 from puller.tar.compression import inflated
 from tests.support.helpers import run_pypull
 
@@ -566,4 +569,106 @@ def test_a_load_stopped_by_ctrl_c_leaves_nothing_it_staged(store: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         puller.load(io.BufferedReader(Interrupted(data, len(data) - 4096)), store=store)
     assert store_bytes(store) < 64 << 10
+    assert blob_files(store) == []
+
+
+class Endless(io.RawIOBase):
+    """A tar header, then zeros without end (a gzip of a few MB inflates to as much); reading
+    more than ``most`` bytes of them fails the test."""
+
+    def __init__(self, header: bytes, most: int) -> None:
+        self.header, self.most, self.at = header, most, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.header:
+            n = min(len(buffer), len(self.header))
+            buffer[:n], self.header = self.header[:n], self.header[n:]
+            return n
+        if self.at > self.most:
+            raise AssertionError(f"the load read {self.at} bytes of a member it cannot hold")
+        n = len(buffer)
+        buffer[:n] = bytes(n)
+        self.at += n
+        return n
+
+
+def test_a_member_larger_than_the_disk_s_free_space_is_refused_before_a_byte_is_written(
+    store: Path,
+) -> None:
+    """A blob's name, a petabyte in its header: staged, it would fill the disk before anything
+    could say it was junk. It is refused unread, and the store holds nothing of it."""
+    info = tarfile.TarInfo(f"blobs/sha256/{'ab' * 32}")
+    info.size = 1 << 50
+    stream = Endless(info.tobuf(tarfile.PAX_FORMAT), 64 << 20)
+    with pytest.raises(puller.PullError, match=f"{1 << 50} bytes.* free"):
+        puller.load(io.BufferedReader(stream), store=store)
+    assert store_bytes(store) < 64 << 10
+    assert blob_files(store) == []
+
+
+class PrunedWhileRead(io.RawIOBase):
+    """An archive read slowly: at byte ``at``, the staged files look two days old (a long
+    member still arriving); some MiB later, ``pypull prune`` runs."""
+
+    def __init__(self, data: bytes, store: Path, at: int) -> None:
+        self.data, self.store, self.at, self.pos, self.pruned = data, store, at, 0, False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.pos >= self.at and not self.pruned:
+            staged = list((self.store / ".pypull" / "ingest").glob(".staged-*"))
+            if self.pos < self.at + (64 << 10):
+                old = time.time() - 2 * 24 * 3600
+                for path in staged:
+                    os.utime(path, (old, old))
+            else:
+                if self.pos >= self.at + (4 << 20):
+                    puller.prune(store=self.store)
+                    self.pruned = True
+        n = min(len(buffer), 16 << 10, len(self.data) - self.pos)
+        buffer[:n] = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return n
+
+
+def test_a_prune_during_a_long_member_leaves_what_the_load_staged_before_it(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The staged files were touched between members only: while one long member arrived,
+    those staged before it looked abandoned to ``pypull prune``, which removed them, and the
+    load then failed. They are touched as the member is written too."""
+    monkeypatch.setattr(Staging, "TOUCH_EVERY", 0.0)
+    members, manifest = image_members(b"L" * (8 << 20))
+    oci_layout, index, config, manifest_blob, layer = members
+    data = tar_of(config, manifest_blob, layer, oci_layout, index)  # blobs first, as docker 25
+    stream = PrunedWhileRead(data, store, len(data) - (7 << 20))
+    result = puller.load(io.BufferedReader(stream, 16 << 10), store=store)
+    assert stream.pruned
+    assert [(str(i.reference), str(i.digest)) for i in result.images] == [
+        ("docker.io/library/evil:1", manifest)
+    ]
+    assert len(blob_files(store)) == 3
+
+
+@pytest.mark.parametrize("index_first", [True, False])
+def test_a_manifest_that_gives_a_layer_the_wrong_size_is_refused_whatever_the_order(
+    store: Path, tmp_path: Path, index_first: bool
+) -> None:
+    """Index first, the layer's member was refused for its size; blobs first (docker 25's
+    order), the image was loaded with a manifest that the registry and unpack would refuse."""
+    (oci_layout, index, config, manifest, layer), _ = image_members()
+    doc = json.loads(manifest[1])
+    doc["layers"][0]["size"] = 5
+    raw = json.dumps(doc).encode()
+    top = json.loads(index[1])
+    top["manifests"][0].update(digest="sha256:" + sha(raw), size=len(raw))
+    metadata = [oci_layout, regular("index.json", json.dumps(top).encode())]
+    blobs = [config, regular(f"blobs/sha256/{sha(raw)}", raw), layer]
+    archive = tar_of(*metadata, *blobs) if index_first else tar_of(*blobs, *metadata)
+    assert "11 bytes" in load_refused(store, archive, tmp_path)
     assert blob_files(store) == []

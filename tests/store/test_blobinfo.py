@@ -156,3 +156,77 @@ def test_the_store_s_record_is_made_in_its_pypull_directory(tmp_path: Path) -> N
     record.seen(REG, [(digest(1), "a/b")])
     assert record.where(REG, digest(1)) == ["a/b"]
     assert (tmp_path / "store" / ".pypull" / "blobinfo.db").is_file()
+
+
+@pytest.mark.parametrize(
+    "repository", ["a/b?mount=x&from=c", "../../v2/other", "a/b#frag", "A/B", "a//b", "a/b/"]
+)
+def test_a_record_written_by_someone_else_never_suggests_a_name_that_is_no_repository(
+    tmp_path: Path, repository: str
+) -> None:
+    info = BlobInfo(tmp_path / "blobinfo.db")
+    info.seen(REG, [(digest(1), "good/repo")])
+    with sqlite3.connect(info.path) as db:
+        db.execute("INSERT INTO seen VALUES (?, ?, ?, ?)", (REG, str(digest(1)), repository, 9e18))
+    db.close()
+    assert info.where(REG, digest(1)) == ["good/repo"]
+
+
+def test_a_record_with_a_trigger_of_someone_else_s_is_not_run_but_rebuilt(tmp_path: Path) -> None:
+    path = tmp_path / "blobinfo.db"
+    BlobInfo(path).seen(REG, [(digest(1), "a/b")])
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            "CREATE TABLE ran (x);"
+            "CREATE TRIGGER t AFTER INSERT ON seen BEGIN INSERT INTO ran VALUES (1); END;"
+            "CREATE VIEW v AS SELECT * FROM seen;"
+        )
+    db.close()
+    info = BlobInfo(path)
+    assert info.where(REG, digest(1)) == []  # not this record: no hint from it
+    info.seen(REG, [(digest(2), "c/d")])
+    assert info.where(REG, digest(2)) == ["c/d"]
+    with sqlite3.connect(path) as db:
+        kinds = {row[0] for row in db.execute("SELECT type FROM sqlite_master")}
+        names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    db.close()
+    assert kinds == {"table", "index"} and "ran" not in names  # rebuilt: the trigger never ran
+
+
+def test_a_record_another_process_holds_locked_is_left_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that waited past the busy timeout took the lock's "database is locked" for
+    a corrupt file and removed the record (another process's open one): every hint gone."""
+    import puller.store.blobinfo
+
+    path = tmp_path / "blobinfo.db"
+    info = BlobInfo(path)
+    info.seen(REG, [(digest(1), "a/b")])
+    monkeypatch.setattr(puller.store.blobinfo, "BUSY_TIMEOUT", 0.05)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    info.seen(REG, [(digest(2), "c/d")])  # cannot get in: a hint lost, no more
+    other.execute("INSERT INTO seen VALUES (?, ?, ?, ?)", (REG, str(digest(3)), "e/f", 1e9))
+    other.execute("COMMIT")
+    other.close()
+    assert info.where(REG, digest(1)) == ["a/b"]
+    assert info.where(REG, digest(3)) == ["e/f"]
+
+
+def test_a_record_someone_switched_to_wal_is_rebuilt_with_a_rollback_journal(
+    tmp_path: Path,
+) -> None:
+    """WAL mode is kept in the file and needs a shared-memory file beside it, which a reader
+    of a read-only or group-shared store cannot make: the record is a rollback-journal one."""
+    path = tmp_path / "blobinfo.db"
+    info = BlobInfo(path)
+    info.seen(REG, [(digest(1), "a/b")])
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.close()
+    info.seen(REG, [(digest(2), "c/d")])
+    assert info.where(REG, digest(2)) == ["c/d"]
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    db.close()
