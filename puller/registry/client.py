@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TypeVar
-from urllib.parse import urljoin
 
 from ..errors import InvalidDigest, ManifestError, RegistryError
 from ..http.client import Client, ProxyFor, default_tls, same_origin
@@ -32,7 +31,7 @@ from ..oci.reference import Reference
 from .auth import Credentials, pull_scope
 from .endpoint import BASE_HEADERS, Endpoint
 from .limits import Limiter, RequestLimits
-from .links import next_link
+from .links import next_page
 from .quota import reset_in
 from .status import number, raise_for_status, remaining, tls_error, transport_error
 from .token import Authorizer
@@ -440,20 +439,10 @@ class RegistryClient(Uploads):
             items.extend(_page(body, what, key, url))
             if len(items) > limit:
                 raise RegistryError(f"{what} from {url}: over {limit} {key}", url=url)
-            following = next_link(link)
+            following = next_page(url, link, endpoint.url, seen, what)
             if following is None:
                 return items
-            try:
-                url = urljoin(url, following)
-            except ValueError:
-                raise RegistryError(f"{what}: an invalid Link {following[:200]!r}") from None
-            if not same_origin(url, endpoint.url):
-                raise RegistryError(
-                    f"{what}: {endpoint.url} links to another origin ({url[:200]})", url=url
-                )
-            if url in seen:
-                raise RegistryError(f"{what}: the Link pages go round in a circle", url=url)
-            seen.add(url)
+            url = following
         raise RegistryError(f"{what}: more than {MAX_TAG_PAGES} pages", url=url)
 
 

@@ -21,14 +21,13 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode, urljoin
+from urllib.parse import urlencode
 
 from ..errors import InvalidDigest, ManifestError, RegistryError
-from ..http.client import same_origin
 from ..http.errors import WireError
 from ..oci.digest import Digest, parse_digest
 from ..oci.manifest import MAX_MANIFEST_SIZE, OCI_INDEX
-from .links import next_link
+from .links import next_page
 from .status import raise_for_status, transport_error
 
 if TYPE_CHECKING:
@@ -120,13 +119,8 @@ async def list_referrers(
         found += referrers_in(body, where, types)
         if len(found) > MAX_REFERRERS:
             raise ManifestError(f"referrers of {where}: over {MAX_REFERRERS} of them")
-        following = next_link(link)
+        following = next_page(url, link, endpoint.url, seen, f"referrers of {where}")
         if following is None:
             return found
-        url = urljoin(url, following)
-        if not same_origin(url, endpoint.url) or url in seen:
-            raise RegistryError(
-                f"referrers of {where}: a Link elsewhere or in a circle ({url[:200]})", url=url
-            )
-        seen.add(url)
+        url = following
     raise RegistryError(f"referrers of {where}: more than {MAX_REFERRER_PAGES} pages", url=url)

@@ -245,6 +245,33 @@ async def test_listings_that_go_round_never_end_or_lie_fail_the_referrer_not_the
         assert dst.manifest("m/c", "1") == app.raw  # the image itself is copied
 
 
+class InvalidLink(CountedFault):
+    """An empty page whose ``Link`` is no URL at all (an IPv6 host left open)."""
+
+    def __init__(self) -> None:
+        super().__init__(times=None)
+
+    async def inject(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        return web.json_response(
+            {"schemaVersion": 2, "manifests": []},
+            headers={"Link": '<http://[::1/v2/x>; rel="next"'},
+        )
+
+
+async def test_a_listing_whose_link_is_no_url_fails_the_referrer_in_one_line() -> None:
+    app, sbom, _, _ = signed_app()
+    async with start_fake([app], referrers_api=True) as src, start_fake() as dst:
+        src.add_manifest("library/app", sbom, tagged=False)
+        src.inject("/referrers/", InvalidLink())
+        run = await run_pypull("copy", "--referrers", "--json", src.ref(app), f"{dst.host}/m/a:1")
+        assert run.returncode == 1, run.stdout + run.stderr
+        image, failed = records(run.stdout)
+        assert image["status"] == "copied"
+        assert failed["status"] == "failed" and failed["referrer_of"] == app.digest
+        assert "an invalid Link" in failed["error"], failed
+        assert "bug" not in run.stderr, run.stderr
+
+
 class EndlessPages(CountedFault):
     """An empty page whose ``Link`` names the page itself."""
 
