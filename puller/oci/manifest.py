@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InvalidDigest, ManifestError, PlatformNotFound
-from .digest import Digest, parse_digest
+from .digest import Digest, parse_digest, verify_bytes
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -31,6 +31,17 @@ ACCEPT = ", ".join((OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST))
 
 #: The distribution registry's own limit; a larger "manifest" is an attack or a mistake.
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024
+
+
+def checked_manifest(raw: bytes, digest: Digest, size: int | None, where: str) -> bytes:
+    """``raw``, read to at most ``MAX_MANIFEST_SIZE + 1`` bytes from a file anyone may have
+    written, as fit to parse: within the bound, and the bytes ``digest`` (and ``size``, when
+    given) name; else the error says so about ``where``."""
+    if len(raw) > MAX_MANIFEST_SIZE:
+        raise ManifestError(f"{where}: a manifest over {MAX_MANIFEST_SIZE >> 20} MiB")
+    verify_bytes(raw, digest, size, where)
+    return raw
+
 
 REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
 

@@ -69,6 +69,7 @@ from ..oci.manifest import (
     MAX_MANIFEST_SIZE,
     REF_NAME_ANNOTATION,
     Descriptor,
+    checked_manifest,
     listed,
     parse_descriptor,
 )
@@ -285,11 +286,8 @@ class Store:
         """The manifest ``digest``, verified (and of ``size`` bytes, when given): a file in the
         store may have been written by someone else, so it is read to at most
         ``MAX_MANIFEST_SIZE`` and checked before anyone parses it."""
-        path = self.blob_path(digest)
         raw = self.read_blob(digest, MAX_MANIFEST_SIZE + 1)
-        if len(raw) > MAX_MANIFEST_SIZE:
-            raise ManifestError(f"{path}: a manifest over {MAX_MANIFEST_SIZE >> 20} MiB")
-        verify_bytes(raw, digest, size, str(path))
+        checked_manifest(raw, digest, size, str(self.blob_path(digest)))
         if self._lease is not None:
             # Whoever reads a manifest goes on to what it lists (unpack, save, push): held from
             # now, those stay even if the image is removed and pruned while they are read.

@@ -11,9 +11,9 @@ from contextlib import suppress
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from ..errors import DigestMismatch, ManifestError, StoreError
-from ..oci.digest import Digest, verify_bytes
-from ..oci.manifest import MAX_MANIFEST_SIZE
+from ..errors import DigestMismatch, StoreError
+from ..oci.digest import Digest
+from ..oci.manifest import MAX_MANIFEST_SIZE, checked_manifest
 from .blobs import INGEST, BlobStore, place
 from .files import new_file, open_regular, store_error, write_all
 
@@ -172,12 +172,8 @@ class Staging:
         """As ``Store.read_manifest``: bounded and verified, a staged one too."""
         if digest not in self.staged:
             return self._store.read_manifest(digest, size)
-        path = self.blob_path(digest)
         raw = self.read_blob(digest, MAX_MANIFEST_SIZE + 1)
-        if len(raw) > MAX_MANIFEST_SIZE:
-            raise ManifestError(f"{path}: a manifest over {MAX_MANIFEST_SIZE >> 20} MiB")
-        verify_bytes(raw, digest, size, str(path))
-        return raw
+        return checked_manifest(raw, digest, size, str(self.blob_path(digest)))
 
     def touch(self) -> None:
         """Mark the scratch files as in use (see the class's docstring), now and then."""
