@@ -454,17 +454,11 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 def _sync_file(args: argparse.Namespace, path: str) -> int:
     """Every [[sync]] entry of the file: a repository's tags that its filters select, or one
     image; the entry's platforms, else --platform."""
-    from ..sync.file import load_sync_file
+    from ..sync.file import in_shard, load_sync_file
 
     entries = load_sync_file(path)
     if args.shard is not None:
-        from ..sync.select import shard_name, shard_of
-
-        index, count = args.shard
-        namespaces = [e.target.name for e in entries if e.namespace]
-        entries = [
-            e for e in entries if shard_of(shard_name(e.target.name, namespaces), count) == index
-        ]
+        entries = in_shard(entries, *args.shard)
     options = _copy_options(args)
 
     async def work(copier: Copier, report: Callable[[CopyResult], None]) -> list[CopyResult]:

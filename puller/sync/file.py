@@ -44,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -53,7 +54,7 @@ from ..errors import InvalidReference, SyncFileError
 from ..oci.manifest import Platform, parse_platform
 from ..oci.reference import Reference, names_image, parse, valid_tag
 from ..text import shown
-from .select import Regex, compile_regex, newest
+from .select import Regex, compile_regex, newest, shard_name, shard_of
 from .semver import Constraint, parse_constraint, parse_version
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
     "NAMESPACE_SUFFIX",
     "SyncEntry",
     "SyncFileError",
+    "in_shard",
     "load_sync_file",
     "parse_sync_text",
 ]
@@ -207,6 +209,14 @@ class SyncEntry:
             return () if self.target.tag is None else (self.target.tag,)
         plain = (p.pattern for p in self.tags if _PLAIN_NAME.fullmatch(p.pattern))
         return tuple(re.sub(r"\\(.)", r"\1", pattern) for pattern in plain)
+
+
+def in_shard(entries: Sequence[SyncEntry], index: int, count: int) -> list[SyncEntry]:
+    """The ``entries`` of part ``index`` of ``count`` (``sync --shard I/N``): by their target
+    repository's name, or by the namespace's target an entry's target lies below
+    (``select.shard_name``), so that N runs split a file with none run twice."""
+    namespaces = [e.target.name for e in entries if e.namespace]
+    return [e for e in entries if shard_of(shard_name(e.target.name, namespaces), count) == index]
 
 
 def load_sync_file(path: str | PathLike[str]) -> list[SyncEntry]:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from puller.cli.copy import SYNC_EPILOG
 from puller.oci.reference import Reference
-from puller.sync.file import SyncEntry, SyncFileError, parse_sync_text
+from puller.sync.file import SyncEntry, SyncFileError, in_shard, parse_sync_text
 from puller.sync.select import compile_regex, newest, shard_of
 from puller.sync.semver import parse_version
 
@@ -173,10 +173,6 @@ def six() -> list[SyncEntry]:
             for name in ("redis", "postgres", "nginx", "alpine", "busybox", "team/app")
         )
     )
-
-
-def in_shard(all_entries: list[SyncEntry], index: int, count: int) -> list[SyncEntry]:
-    return [e for e in all_entries if shard_of(e.target.name, count) == index]
 
 
 def test_the_shards_of_six_entries_are_disjoint_and_together_all_six() -> None:
