@@ -423,9 +423,9 @@ class Copier:
         await map_limited(
             self._jobs,
             list(zip(plan.children, children, strict=True)),
-            lambda child: self._put(to, target.path, str(child[0].digest), *child[1]),
+            lambda child: self.put_manifest(to, target.path, str(child[0].digest), *child[1]),
         )
-        await self._put(to, target.path, target.identifier, plan.raw, plan.media_type)
+        await self.put_manifest(to, target.path, target.identifier, plan.raw, plan.media_type)
         return CopyResult(
             src,
             dst,
@@ -443,10 +443,11 @@ class Copier:
         is_registry = origin is self.registry_source
         return await self._quota.wait(hosts, self._reserve) if is_registry else ""
 
-    async def _put(
+    async def put_manifest(
         self, to: Endpoint, path: str, reference: str, raw: bytes, media_type: str
     ) -> None:
-        """PUT a manifest, one manifest PUT into a repository at a time: the distribution
+        """PUT a manifest (every manifest a run writes goes through here, the referrers' index
+        tags too), one manifest PUT into a repository at a time: the distribution
         registry answers concurrent manifest writes into one repository with DIGEST_INVALID
         now and then (two tags of one image writing the same children; an index whose children
         it reads while another image's PUT writes one of them: 2 runs in 12 of two sync entries

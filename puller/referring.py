@@ -306,8 +306,7 @@ class Referrers:
             return
         doc["manifests"] = [*entries, *new]
         raw = json.dumps(doc, indent=3).encode()
-        put = client.put_manifest
-        await self._session.retried(lambda: put(to, target.path, tag, raw, OCI_INDEX))
+        await self._copier.put_manifest(to, target.path, tag, raw, OCI_INDEX)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
