@@ -167,3 +167,46 @@ def test_sync_into_a_tls_registry_with_auth_then_nothing_to_do(
     again = run_pypull("sync", "--json", sync_file, env=LOOPS[loop])
     assert again.returncode == 0, again.stdout + again.stderr
     assert json.loads(again.stdout.splitlines()[0])["status"] == "up-to-date"
+
+
+def test_sync_with_delete_and_check_against_a_tls_registry_with_auth(
+    source: Registry, secure: tuple[Registry, Path], image: Image, tmp_path: Path
+) -> None:
+    """The mirror step as a team runs it: a tag the source no longer has is deleted from the
+    HTTPS+htpasswd target (by digest: distribution 2.8 refuses a tag alone), one outside the
+    entry's selection stays, the image's 110 MB layer arrives intact, and ``sync --check``
+    then says "in sync" (exit 0)."""
+    target, ca = secure
+    trust_and_login(target, ca)
+    repository = "mirror/delete"
+    smalls = {}
+    for tag in ("old", "keep-me"):  # at the target only: the source's repository never had them
+        small = make_manifest([Blob(RAW_LAYER, f"{tag} upstream".encode())], seed=f"tls-{tag}")
+        smalls[tag] = small.raw
+        push(source.url, Image("small/tls", tag, small.media_type, small.raw, (small,)))
+        put = run_pypull(
+            "copy", f"{source.host}/small/tls:{tag}", f"{target.host}/{repository}:{tag}"
+        )
+        assert put.returncode == 0, put.stdout + put.stderr
+    sync_file = tmp_path / "sync.toml"
+    sync_file.write_text(
+        f'[[sync]]\nsource = "{source.host}/{image.repository}"\n'
+        f'target = "{target.host}/{repository}"\nexclude = ["keep-.*"]\ndelete = true\n'
+    )
+    run = run_pypull("sync", "--json", "--timeout", "10", sync_file)
+    assert run.returncode == 0, run.stdout + run.stderr
+    statuses = {
+        json.loads(line)["target"]: json.loads(line)["status"]
+        for line in run.stdout.splitlines()[:-1]
+    }
+    assert statuses == {
+        f"{target.host}/{repository}:1": "copied",
+        f"{target.host}/{repository}:old": "deleted",
+    }, run.stdout
+    assert_identical_at(target, repository, "1", image)
+    assert raw(target, f"{repository}:keep-me", creds=True) == smalls["keep-me"]
+    tags = run_pypull("tags", "--format", "json", f"{target.host}/{repository}")
+    assert tags.returncode == 0, tags.stderr
+    assert sorted(json.loads(tags.stdout)["tags"]) == ["1", "keep-me"]
+    check = run_pypull("sync", "--check", sync_file)
+    assert check.returncode == 0, check.stdout + check.stderr
