@@ -17,16 +17,12 @@ from typing import IO, Protocol
 
 from ..errors import StoreError
 from ..oci.digest import Digest, Verifier
-from .files import StoreDirs, open_scratch, start_writeback, store_error, write_all
+from .files import StoreDirs, WriteBehind, open_scratch, store_error, write_all
 
 #: Partial downloads, their locks, and scratch files, below the store's root.
 INGEST = (".pypull", "ingest")
 #: A lock file replaced this many times in a row while we try to take it is a bug, not a race.
 _LOCK_RETRIES = 1000
-#: Dirty data handed to the disk while a download runs, so that the fsync before the rename
-#: waits only for the tail: on a 1 GB write, fsync at the end took 0.3-0.4 s; started every
-#: 32 MiB it took 0.01 s, and the writes themselves were no slower.
-WRITEBACK_STEP = 32 << 20
 
 
 class BlobStore(StoreDirs, Protocol):
@@ -165,6 +161,7 @@ class BlobWriter:
         except OSError as e:
             raise store_error("write to", store.ingest_dir, e) from e
         self._file: IO[bytes] = os.fdopen(fd, "r+b", buffering=0)
+        self._behind = WriteBehind(fd)
         try:
             if resume:
                 self._rehash()
@@ -175,7 +172,7 @@ class BlobWriter:
             self._close_dir()
             raise
         self.offset = self._verifier.size
-        self._written_back = self.offset
+        self._behind.reset(self.offset)
 
     def _close_dir(self) -> None:
         if self._dir_fd is not None:
@@ -205,7 +202,7 @@ class BlobWriter:
         except OSError as e:
             raise store_error("write", self.path, e) from e
         self._verifier = Verifier(self.digest, self._expected_size, self._where)
-        self._written_back = 0
+        self._behind.reset(0)
 
     @property
     def size(self) -> int:
@@ -214,11 +211,7 @@ class BlobWriter:
     def write(self, chunk: bytes | memoryview) -> None:
         self._verifier.update(chunk)  # raises SizeMismatch as soon as the body runs long
         write_all(self._file, chunk, self.path)
-        if self._verifier.size - self._written_back >= WRITEBACK_STEP:
-            start_writeback(
-                self._file.fileno(), self._written_back, self._verifier.size - self._written_back
-            )
-            self._written_back = self._verifier.size
+        self._behind.wrote(self._verifier.size)
 
     def commit(self, durable: bool = True) -> Path:
         """Verify, fsync, rename into ``blobs/`` (``place``); a partial that fails to

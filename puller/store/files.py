@@ -201,13 +201,16 @@ def atomic_write(dir_fd: int, name: str, data: bytes, tmp_dir_fd: int | None = N
     os.fsync(dir_fd)
 
 
-_SYNC_FILE_RANGE_WRITE = 2
+#: sync_file_range's flags: wait for writes of the range already under way, start the rest,
+#: wait for those too.
+_WAIT_BEFORE, _WRITE, _WAIT_AFTER = 1, 2, 4
 _sync_file_range: Any = None
+#: How much written data is handed to the disk at a time (see ``WriteBehind``).
+WRITEBACK_STEP = 32 << 20
 
 
-def start_writeback(fd: int, offset: int, length: int) -> None:
-    """``sync_file_range(SYNC_FILE_RANGE_WRITE)``: start writing a range out, without waiting.
-    Linux only (via libc); elsewhere the final fsync does all of it."""
+def _file_range(fd: int, offset: int, length: int, flags: int) -> None:
+    """``sync_file_range``, Linux only (via libc); a hint, whose errors the final fsync reports."""
     global _sync_file_range
     if _sync_file_range is None:
         _sync_file_range = False
@@ -221,4 +224,41 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
             except (ImportError, OSError, AttributeError):  # no ctypes, or no such call
                 pass
     if _sync_file_range:
-        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)  # a hint: errors ignored
+        _sync_file_range(fd, offset, length, flags)
+
+
+class WriteBehind:
+    """Writes a big file out as it grows and drops what is on disk from the page cache.
+
+    Every ``WRITEBACK_STEP`` bytes the new part is handed to the disk, without waiting, so the
+    fsync before the rename waits only for the tail (on a 1 GB blob, fsync at the end took
+    0.3-0.4 s; started as it went, 0.01 s). The part before that, on disk by then, is dropped
+    from the cache: a pull of gigabytes then reuses the same few pages instead of taking fresh
+    ones and evicting what the machine's other programs keep cached. On this project's VMs,
+    whose host takes back freed memory, fresh pages were most of the cost: writing 1 GB took
+    0.3-2.5 s of system time when kept, 0.25 s when dropped behind. The last two or three steps
+    stay cached, so a file under 96 MiB is left alone. Linux only; elsewhere it does nothing.
+    """
+
+    def __init__(self, fd: int, offset: int = 0) -> None:
+        self._fd = fd
+        self.reset(offset)
+
+    def reset(self, offset: int) -> None:
+        """The file now ends at ``offset`` (a resumed partial, or one truncated to start over)."""
+        self._dropped = self._handed = self._started = offset
+
+    def wrote(self, end: int) -> None:
+        """The file holds data up to ``end``."""
+        if end - self._started < WRITEBACK_STEP:
+            return
+        _file_range(self._fd, self._started, end - self._started, _WRITE)
+        if self._handed > self._dropped:
+            # What was handed over the step before last, on disk by now as a rule: one step
+            # of slack, so the wait rarely waits.
+            length = self._handed - self._dropped
+            _file_range(self._fd, self._dropped, length, _WAIT_BEFORE | _WRITE | _WAIT_AFTER)
+            if hasattr(os, "posix_fadvise"):  # dirty pages are never dropped: no data is lost
+                os.posix_fadvise(self._fd, self._dropped, length, os.POSIX_FADV_DONTNEED)
+            self._dropped = self._handed
+        self._handed, self._started = self._started, end
