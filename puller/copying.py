@@ -418,6 +418,7 @@ class Copier:
                 if blob.media_type not in _FOREIGN:
                     blobs.setdefault(blob.digest, blob)
         job = _Job(origin, found, source, to, target)
+        await self._sightings.read(job.to.url, blobs)  # the record's hints, in one look-up
         await map_limited(ASKS, list(blobs.values()), lambda blob: self._blob(job, blob))
         tally = job.tally
         await map_limited(
@@ -525,16 +526,20 @@ class Copier:
         origin = job.found.origin
         if isinstance(origin, Endpoint):
             self._sightings.saw(origin.url, blob.digest, job.source.path)
-        if await self._target_has(to, path, blob.digest):
-            tally.existing += 1
-            self._placed.setdefault(key, path)
-            self._sightings.saw(to.url, blob.digest, path)
-            return
-        elsewhere = self._placed.get(key)
-        if elsewhere is None and isinstance(origin, Endpoint) and origin.url == to.url:
-            elsewhere = job.source.path  # the same registry: the source repository has it
-        if elsewhere is None:  # where an earlier run saw it (store/blobinfo.py): a hint
-            elsewhere = await self._sightings.where(to.url, blob.digest, path)
+        # Where an earlier run saw it (store/blobinfo.py), a hint: with one, and the record not
+        # placing it in the target repository itself, the mount goes first, and the HEAD only
+        # if the registry refuses it (the cron run bringing a new tag into a new repository).
+        elsewhere, there = await self._sightings.where(to.url, blob.digest, path)
+        asked = False
+        if elsewhere is None or there:
+            if await self._target_has(to, path, blob.digest):
+                tally.existing += 1
+                self._placed.setdefault(key, path)
+                self._sightings.saw(to.url, blob.digest, path)
+                return
+            elsewhere, asked = self._placed.get(key), True
+            if elsewhere is None and isinstance(origin, Endpoint) and origin.url == to.url:
+                elsewhere = job.source.path  # the same registry: the source repository has it
         content = job.origin.content(job.found, job.source, blob)
         if self._on_bytes is not None:
             content = counted(content, self._on_bytes)
@@ -551,15 +556,18 @@ class Copier:
                     content,
                     mount_from=elsewhere,
                     chunk_size=mib << 20 if mib else None,
+                    asked=asked,
                 )
             )
         self._placed[key] = path
         self._sightings.saw(to.url, blob.digest, path)
+        if how != "mounted" and elsewhere is not None:  # the mount was refused: a stale hint
+            self._sightings.refused(to.url, blob.digest, elsewhere)
         if how == "mounted":
             tally.mounted += 1
+        elif how == "existing":  # the repository had it after all (asked once refused)
+            tally.existing += 1
         else:
-            if elsewhere is not None:  # the mount was refused: a plain upload it was
-                self._sightings.refused(to.url, blob.digest, elsewhere)
             tally.uploaded += 1
             tally.bytes_uploaded += blob.size
 

@@ -9,7 +9,7 @@ import functools
 import json
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass
 from typing import NoReturn
 from urllib.parse import quote, urlencode, urljoin, urlsplit
@@ -65,9 +65,13 @@ class Uploads:
         *,
         mount_from: str | None = None,
         chunk_size: int | None = None,
+        asked: bool = True,
     ) -> str:
         """Put a blob into ``path``: ``"mounted"`` from ``mount_from`` (another repository of
-        the same registry) when the registry can, else ``"uploaded"``.
+        the same registry) when the registry can, else ``"uploaded"``. ``asked=False``: the
+        caller mounts without first asking whether ``path`` holds the blob (a round trip saved
+        per blob when a record says where it is); a refused mount then asks (HEAD) before any
+        byte is sent, and ``"existing"`` is the answer if it does.
 
         The POST earns the push token before any byte of the body is sent. The body goes in
         one streamed PUT; if the registry refuses that (413), or ``chunk_size`` asks for it,
@@ -94,12 +98,25 @@ class Uploads:
                 raise
             except RegistryError:
                 pass  # any refusal of the mount (a Harbor 401, say): a plain upload
+            if not asked and await self.blob_exists(endpoint, path, digest, scope=scope):
+                if session is not None:
+                    await self._cancel(endpoint, path, session)
+                return "existing"
             if session is not None:
                 return await self._upload_into(
                     endpoint, path, digest, size, content, session, chunk_size
                 )
         session = await self._open_upload(endpoint, path, digest)
         return await self._upload_into(endpoint, path, digest, size, content, session, chunk_size)
+
+    async def _cancel(self, endpoint: Endpoint, path: str, session: _Session) -> None:
+        """End an upload session not needed after all (DELETE); the registry's own expiry
+        ends it otherwise, so a refusal is no failure."""
+        with suppress(PullError):  # Unreachable too: a best effort
+            async with self.request(
+                endpoint, path, session.url, {}, method="DELETE", scope=push_scope(path)
+            ):
+                pass
 
     async def _open_upload(self, endpoint: Endpoint, path: str, digest: Digest) -> _Session:
         """POST a new upload session (which earns the push token before any body is sent)."""

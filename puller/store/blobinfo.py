@@ -123,20 +123,32 @@ class BlobInfo:
     def where(self, registry: str, digest: Digest, limit: int = 3) -> list[str]:
         """The repositories of ``registry`` that held ``digest``, most recently seen first
         (none when the record is missing or unreadable)."""
+        return self.where_each(registry, [digest], limit)[digest]
+
+    def where_each(
+        self, registry: str, digests: Iterable[Digest], limit: int = 3
+    ) -> dict[Digest, list[str]]:
+        """``where`` of each of ``digests``, read through one connection: an image's blobs at
+        once, where a connection each cost about 1 ms."""
+        found: dict[Digest, list[str]] = {d: [] for d in digests}
         with self._connected(create=False) as db:
             if db is None:
-                return []
-            try:
-                rows = db.execute(
-                    "SELECT repository FROM seen WHERE registry = ? AND digest = ? "
-                    "ORDER BY at DESC LIMIT ?",
-                    (registry, str(digest), limit),
-                ).fetchall()
-            except Exception:  # a hint not given, whatever SQLite says
-                return []
-            # The file may have been written by anyone: only a repository's name goes into
-            # the mount's URL.
-            return [r[0] for r in rows if isinstance(r[0], str) and valid_repository(r[0])]
+                return found
+            query = (
+                "SELECT repository FROM seen WHERE registry = ? AND digest = ? "
+                "ORDER BY at DESC LIMIT ?"
+            )
+            for digest in found:
+                try:
+                    rows = db.execute(query, (registry, str(digest), limit)).fetchall()
+                except Exception:  # a hint not given, whatever SQLite says
+                    return found
+                # The file may have been written by anyone: only a repository's name goes
+                # into the mount's URL.
+                found[digest] = [
+                    r[0] for r in rows if isinstance(r[0], str) and valid_repository(r[0])
+                ]
+            return found
 
     def prune(self, older_than: float = STALE_AFTER, now: float | None = None) -> int:
         """Drop rows not seen for ``older_than`` seconds; how many went."""
@@ -335,6 +347,7 @@ class Sightings:
         self.info = info
         self._seen: dict[str, dict[tuple[Digest, str], None]] = {}
         self._refused: list[tuple[str, Digest, str]] = []
+        self._read: dict[tuple[str, Digest], list[str]] = {}  # what the record said, per blob
 
     def saw(self, registry: str, digest: Digest, repository: str) -> None:
         """``registry``'s ``repository`` holds ``digest`` (it was read there or put there)."""
@@ -344,16 +357,29 @@ class Sightings:
         """A mount of ``digest`` from ``repository`` was refused: the record's hint was stale."""
         self._seen.get(registry, {}).pop((digest, repository), None)
         self._refused.append((registry, digest, repository))
+        read = self._read.get((registry, digest))
+        if read is not None and repository in read:
+            read.remove(repository)
 
-    async def where(self, registry: str, digest: Digest, besides: str) -> str | None:
-        """The repository of ``registry`` most recently seen holding ``digest``, other than
-        ``besides`` (the one that lacks it), if the record knows one."""
+    async def read(self, registry: str, digests: Iterable[Digest]) -> None:
+        """Look ``digests`` up in the record at once (an image's blobs), for ``where``."""
         import asyncio
 
-        found = await asyncio.get_running_loop().run_in_executor(
-            None, self.info.where, registry, digest
-        )
-        return next((r for r in found if r != besides), None)
+        wanted = [d for d in dict.fromkeys(digests) if (registry, d) not in self._read]
+        if wanted:
+            found = await asyncio.get_running_loop().run_in_executor(
+                None, self.info.where_each, registry, wanted
+            )
+            for digest, repositories in found.items():
+                self._read[(registry, digest)] = repositories
+
+    async def where(self, registry: str, digest: Digest, target: str) -> tuple[str | None, bool]:
+        """The repository of ``registry`` most recently seen holding ``digest`` other than
+        ``target``, if the record knows one (and no mount from it was refused in this run);
+        and whether it saw ``target`` holding it."""
+        await self.read(registry, [digest])
+        found = self._read[(registry, digest)]
+        return next((r for r in found if r != target), None), target in found
 
     async def flush(self) -> None:
         """Write what was seen and refused since the last flush."""

@@ -44,6 +44,8 @@ def test_a_copy_into_a_new_repository_mounts_what_an_earlier_run_put_elsewhere(
     assert copied(again.stdout) == "0 uploaded, 9 mounted, 0 existing"
     assert [p for m, p in log.requests() if m in ("PUT", "PATCH") and "/blobs/" in p] == []
     assert all("from=rec%2Ffirst" in p for m, p in log.requests() if m == "POST"), log.requests()
+    # The record said where: each mount went first, with no HEAD of the blob before it.
+    assert [p for m, p in log.requests() if m == "HEAD" and "/blobs/" in p] == []
 
 
 def test_a_pull_tells_a_later_copy_where_the_layers_are(
@@ -72,6 +74,31 @@ def test_a_record_naming_a_repository_without_the_blob_costs_an_upload_and_is_fo
     assert copied(run.stdout) == "9 uploaded, 0 mounted, 0 existing"
     for blob in image.blobs:
         assert record.where(target.url, parse_digest(blob.digest)) == ["rec/stale"]
+
+
+def test_a_stale_hint_for_blobs_the_repository_already_holds_uploads_nothing(
+    registry: Registry, target: Registry, tmp_path: Path
+) -> None:
+    """The mount goes first on a hint; refused, the repository is asked before a byte is sent,
+    and holds them: nothing uploaded, the sessions the refusals opened are ended."""
+    image = redis()
+    source = f"{registry.host}/library/redis:latest"
+    first = run_pypull(
+        "copy", source, f"{target.host}/rec/holds:one", env={"PYPULL_STORE": str(tmp_path)}
+    )
+    assert first.returncode == 0, first.stderr  # its record is in a store not used below
+    record = blob_info(as_store(None))
+    record.seen(target.url, [(parse_digest(b.digest), "gone/repo") for b in image.blobs])
+
+    log = AccessLog(target)
+    run = run_pypull("copy", source, f"{target.host}/rec/holds:two")
+    assert run.returncode == 0, run.stderr
+    assert copied(run.stdout) == "0 uploaded, 0 mounted, 9 existing"
+    requests = log.requests()
+    assert [p for m, p in requests if m in ("PUT", "PATCH") and "/blobs/" in p] == []
+    assert len([p for m, p in requests if m == "DELETE" and "/blobs/uploads/" in p]) == 9
+    for blob in image.blobs:
+        assert record.where(target.url, parse_digest(blob.digest)) == ["rec/holds"]
 
 
 async def test_a_refused_mount_falls_back_to_a_plain_upload(registry: Registry) -> None:
