@@ -99,6 +99,45 @@ for i, digest in enumerate(sys.argv[4:]):
             f.write(chunk)
 """
 
+#: The floor of any asyncio client on this machine: the manifest, then each blob (three at a
+#: time, as pypull), hashed and written, and nothing else: no store, no fsync, no retries, no
+#: checks but the digest, the interpreter's own asyncio loop. What pypull costs above it is
+#: pypull's; what this costs above skopeo is Python's start-up and asyncio's import.
+ASYNCIO_FLOOR = """
+import asyncio, hashlib, json, os, sys
+host, repo, out = sys.argv[1], sys.argv[2], sys.argv[3]
+name, port = host.rsplit(":", 1)
+ACCEPT = ("application/vnd.oci.image.manifest.v1+json,"
+          "application/vnd.docker.distribution.manifest.v2+json")
+async def get(path):
+    reader, writer = await asyncio.open_connection(name, int(port))
+    writer.write(f"GET {path} HTTP/1.1\\r\\nHost: {host}\\r\\nAccept: {ACCEPT}\\r\\n"
+                 "Connection: close\\r\\n\\r\\n".encode())
+    head = await reader.readuntil(b"\\r\\n\\r\\n")
+    assert head.split(b" ", 2)[1] == b"200", head
+    return reader, writer
+async def blob(digest, slots):
+    async with slots:
+        reader, writer = await get(f"/v2/{repo}/blobs/{digest}")
+        h = hashlib.sha256()
+        with open(os.path.join(out, digest[7:]), "wb") as f:
+            while chunk := await reader.read(1 << 20):
+                h.update(chunk)
+                f.write(chunk)
+        writer.close()
+        assert "sha256:" + h.hexdigest() == digest
+async def main():
+    reader, writer = await get(f"/v2/{repo}/manifests/1")
+    manifest = json.loads(await reader.read())
+    writer.close()
+    slots = asyncio.Semaphore(3)
+    digests = [manifest["config"]["digest"], *(l["digest"] for l in manifest["layers"])]
+    await asyncio.gather(*(blob(d, slots) for d in digests))
+asyncio.run(main())
+"""
+#: A pypull row whose ratio is read beside that floor's, in the targets.
+FLOORS = {"20 MB: pypull cold": "20 MB: asyncio floor"}
+
 
 def image_of(name: str, sizes_mib: list[int], seed: str, shared: tuple[Blob, ...] = ()) -> Image:
     layers = list(shared) + [
@@ -423,6 +462,17 @@ def one_round(bench: Bench, label: str, image: Pushed, work: Path, dxf: str, rnd
             ]
         ),
     }
+    if label == "20 MB":
+        runs["asyncio floor"] = lambda: measured(
+            [
+                python,
+                "-c",
+                ASYNCIO_FLOOR,
+                reg.host,
+                image.repository,
+                str(mkdir(work / f"{label.replace(' ', '')}-floor")),
+            ]
+        )
     # pypull's asyncio-loop run: what uvloop (used when installed) is worth, on the big image.
     asyncio_store = work / label.replace(" ", "") / "store-asyncio"
     if label != "20 MB":
@@ -787,6 +837,10 @@ def check_targets(rows: dict[str, list[Run]], ratios: dict[str, list[tuple[float
         else:
             got = statistics.median(r.wall for r in rows[name])
         verdict = "met" if got <= limit else "MISSED"
+        floor = FLOORS.get(name)
+        if floor in ratios and what == "wall / skopeo's":
+            least = statistics.median(r[0] for r in ratios[floor])
+            verdict += f" (a bare asyncio client's: {least:.2f})"
         lines.append(f"{name}: {what} {got:.2f} (at most {limit}): {verdict}")
     if lines:
         print()
