@@ -211,7 +211,10 @@ class BlobWriter:
     def write(self, chunk: bytes | memoryview) -> None:
         self._verifier.update(chunk)  # raises SizeMismatch as soon as the body runs long
         write_all(self._file, chunk, self.path)
-        self._behind.wrote(self._verifier.size)
+        try:
+            self._behind.wrote(self._verifier.size)
+        except OSError as e:  # the disk failed to take what was written
+            raise store_error("write", self.path, e) from e
 
     def commit(self, durable: bool = True) -> Path:
         """Verify, fsync, rename into ``blobs/`` (``place``); a partial that fails to

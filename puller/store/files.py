@@ -209,8 +209,15 @@ _sync_file_range: Any = None
 WRITEBACK_STEP = 32 << 20
 
 
+#: What ``sync_file_range`` fails with where it cannot be used (a sandbox without the call, a
+#: file system without it): then it is not used again, and the fsync does all of it.
+_UNSUPPORTED = frozenset({errno.ENOSYS, errno.EINVAL, errno.ESPIPE, errno.EOPNOTSUPP})
+
+
 def _file_range(fd: int, offset: int, length: int, flags: int) -> None:
-    """``sync_file_range``, Linux only (via libc); a hint, whose errors the final fsync reports."""
+    """``sync_file_range`` (Linux, via libc; elsewhere nothing). Its errors are raised as
+    ``OSError``: once it has waited, a write error it met is reported to it alone, and the
+    fsync after it would succeed over bytes that never reached the disk."""
     global _sync_file_range
     if _sync_file_range is None:
         _sync_file_range = False
@@ -223,8 +230,15 @@ def _file_range(fd: int, offset: int, length: int, flags: int) -> None:
                 _sync_file_range = function
             except (ImportError, OSError, AttributeError):  # no ctypes, or no such call
                 pass
-    if _sync_file_range:
-        _sync_file_range(fd, offset, length, flags)
+    if not _sync_file_range or _sync_file_range(fd, offset, length, flags) == 0:
+        return
+    import ctypes
+
+    code = ctypes.get_errno()
+    if code in _UNSUPPORTED:
+        _sync_file_range = False
+        return
+    raise OSError(code, os.strerror(code))
 
 
 class WriteBehind:
@@ -237,7 +251,10 @@ class WriteBehind:
     ones and evicting what the machine's other programs keep cached. On this project's VMs,
     whose host takes back freed memory, fresh pages were most of the cost: writing 1 GB took
     0.3-2.5 s of system time when kept, 0.25 s when dropped behind. The last two or three steps
-    stay cached, so a file under 96 MiB is left alone. Linux only; elsewhere it does nothing.
+    stay cached, so a file under 96 MiB is left alone. Where the system lacks these calls
+    (anything but Linux), nothing is handed over early and nothing dropped.
+
+    ``wrote`` raises ``OSError`` when writing out failed (see ``_file_range``).
     """
 
     def __init__(self, fd: int, offset: int = 0) -> None:
@@ -245,8 +262,10 @@ class WriteBehind:
         self.reset(offset)
 
     def reset(self, offset: int) -> None:
-        """The file now ends at ``offset`` (a resumed partial, or one truncated to start over)."""
-        self._dropped = self._handed = self._started = offset
+        """The file now ends at ``offset`` (a resumed partial, or one truncated to start over);
+        what it holds is dropped with the first step (a resume read it all to hash it)."""
+        self._handed = self._started = offset
+        self._dropped = 0
 
     def wrote(self, end: int) -> None:
         """The file holds data up to ``end``."""
@@ -258,7 +277,9 @@ class WriteBehind:
             # of slack, so the wait rarely waits.
             length = self._handed - self._dropped
             _file_range(self._fd, self._dropped, length, _WAIT_BEFORE | _WRITE | _WAIT_AFTER)
-            if hasattr(os, "posix_fadvise"):  # dirty pages are never dropped: no data is lost
-                os.posix_fadvise(self._fd, self._dropped, length, os.POSIX_FADV_DONTNEED)
+            if _sync_file_range and hasattr(os, "posix_fadvise"):
+                # Dirty pages are never dropped, and it is advice: no data is lost either way.
+                with suppress(OSError):
+                    os.posix_fadvise(self._fd, self._dropped, length, os.POSIX_FADV_DONTNEED)
             self._dropped = self._handed
         self._handed, self._started = self._started, end

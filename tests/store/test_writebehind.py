@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from puller.errors import StoreError
 from puller.oci.digest import Digest
 from puller.store.files import WRITEBACK_STEP
 from puller.store.layout import Store
@@ -79,3 +80,43 @@ def test_a_small_blob_stays_cached(disk_store: Path) -> None:
     _, path = write_blob(disk_store, 2 * WRITEBACK_STEP)
     os.sync()  # written out: clean pages, which only a drop would take away
     assert resident_bytes(path) == 2 * WRITEBACK_STEP
+
+
+def test_a_resumed_blob_is_dropped_from_the_page_cache_too(disk_store: Path) -> None:
+    """Resuming reads the partial back to hash it; those pages go with the first step."""
+    size = 8 * WRITEBACK_STEP
+    h = hashlib.sha256()
+    for _ in range(size // MiB):
+        h.update(BLOCK)
+    digest = Digest("sha256", h.hexdigest())
+    first = Store(disk_store).writer(digest, size)
+    for _ in range(3 * WRITEBACK_STEP // (2 * MiB)):
+        first.write(BLOCK * 2)
+    first.close()  # interrupted: the partial is kept
+    again = Store(disk_store).writer(digest, size)
+    assert again.offset == 3 * WRITEBACK_STEP
+    while again.size < size:
+        again.write(BLOCK * 2)
+    path = again.commit()
+    assert resident_bytes(path) <= 3 * WRITEBACK_STEP
+
+
+def test_a_write_error_met_while_writing_out_fails_the_blob(
+    disk_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sync_file_range that waited reports a write error to its caller alone: the fsync after
+    it would succeed. So the error must fail the download there, naming the file."""
+    import ctypes
+    import errno
+
+    import puller.store.files as files
+
+    def failing(fd: int, offset: int, length: int, flags: int) -> int:
+        if flags & 4:  # waited for the range: the disk said EIO
+            ctypes.set_errno(errno.EIO)
+            return -1
+        return 0
+
+    monkeypatch.setattr(files, "_sync_file_range", failing)
+    with pytest.raises(StoreError, match=r"partial.*(I/O|Input/output) error"):
+        write_blob(disk_store, 8 * WRITEBACK_STEP)
