@@ -44,6 +44,7 @@ from .outcome import failed as failed
 from .ratewait import DEFAULT_MAX_WAIT, QuotaWait, QuotaWaiter, checked_mode
 from .registry.auth import push_scope
 from .registry.endpoint import Endpoint
+from .registry.status import broken_link
 from .session import MAX_CHILDREN_BYTES, Session
 from .sources import Found, Source
 from .sources import RegistrySource as RegistrySource  # importable from here, as before
@@ -418,7 +419,7 @@ class Copier:
                 if blob.media_type not in _FOREIGN:
                     blobs.setdefault(blob.digest, blob)
         job = _Job(origin, found, source, to, target)
-        await self._sightings.read(job.to.url, blobs)  # the record's hints, in one look-up
+        await self._sightings.read(to.url, blobs, target.path)  # the record's hints, at once
         await map_limited(ASKS, list(blobs.values()), lambda blob: self._blob(job, blob))
         tally = job.tally
         await map_limited(
@@ -526,20 +527,21 @@ class Copier:
         origin = job.found.origin
         if isinstance(origin, Endpoint):
             self._sightings.saw(origin.url, blob.digest, job.source.path)
-        # Where an earlier run saw it (store/blobinfo.py), a hint: with one, and the record not
-        # placing it in the target repository itself, the mount goes first, and the HEAD only
-        # if the registry refuses it (the cron run bringing a new tag into a new repository).
-        elsewhere, there = await self._sightings.where(to.url, blob.digest, path)
-        asked = False
-        if elsewhere is None or there:
-            if await self._target_has(to, path, blob.digest):
-                tally.existing += 1
-                self._placed.setdefault(key, path)
-                self._sightings.saw(to.url, blob.digest, path)
-                return
-            elsewhere, asked = self._placed.get(key), True
-            if elsewhere is None and isinstance(origin, Endpoint) and origin.url == to.url:
-                elsewhere = job.source.path  # the same registry: the source repository has it
+        placed = self._placed.get(key)  # where this run put or found it: sure
+        if placed is None and isinstance(origin, Endpoint) and origin.url == to.url:
+            placed = job.source.path  # the same registry: the source repository has it
+        # Where an earlier run saw it (store/blobinfo.py), a hint. With only that, and the
+        # record not placing it in the target repository itself, the mount goes first and the
+        # HEAD only if the registry refuses it (the cron run bringing a new tag into a new
+        # repository); otherwise the HEAD goes first, as it always did.
+        hinted, there = await self._sightings.where(to.url, blob.digest, path)
+        asked = placed is not None or hinted is None or there
+        if asked and await self._target_has(to, path, blob.digest):
+            tally.existing += 1
+            self._placed.setdefault(key, path)
+            self._sightings.saw(to.url, blob.digest, path)
+            return
+        elsewhere = placed or hinted
         content = job.origin.content(job.found, job.source, blob)
         if self._on_bytes is not None:
             content = counted(content, self._on_bytes)
@@ -573,16 +575,15 @@ class Copier:
 
     async def _target_has(self, to: Endpoint, path: str, digest: Digest) -> bool:
         """Whether the target's repository holds the blob, by HEAD. A 5xx that outlasts the
-        retries counts as "no": distribution, after a full disk, leaves empty link files and
-        answers 500 to a HEAD of those blobs for good, and only an upload mends them (its
-        closing PUT's digest check still guards the bytes). Other refusals keep their meaning."""
+        retries counts as "no" (``registry.status.broken_link``); other refusals keep their
+        meaning."""
         scope = push_scope(path)
         try:
             return await self._retried(
                 lambda: self._client.blob_exists(to, path, digest, scope=scope)
             )
         except RegistryError as e:
-            if e.status is not None and 500 <= e.status <= 599:
+            if broken_link(e):
                 return False
             raise
 

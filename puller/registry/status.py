@@ -157,6 +157,13 @@ def _quota_spent(value: str | None) -> bool:
     return remaining(value) == 0
 
 
+def broken_link(e: RegistryError) -> bool:
+    """A 5xx to a HEAD of a blob: counted as "not there". Distribution, after a full disk,
+    leaves empty link files and answers 500 to a HEAD of those blobs for good, and only an
+    upload mends them (its closing PUT's digest check still guards the bytes)."""
+    return e.status is not None and 500 <= e.status <= 599
+
+
 def _permanent(e: BaseException) -> bool:
     """A transport failure that asking again will not cure. A malformed answer is one: the
     server (or the proxy in front of it) that wrote a control byte or a second Content-Length

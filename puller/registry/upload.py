@@ -21,7 +21,14 @@ from ..oci.digest import Digest, digest_of, parse_digest
 from ..text import shown
 from .auth import Credentials, push_scope
 from .endpoint import Endpoint
-from .status import error_body, error_detail, number, raise_for_status, raise_status
+from .status import (
+    broken_link,
+    error_body,
+    error_detail,
+    number,
+    raise_for_status,
+    raise_status,
+)
 
 #: Chunks of a PATCH upload when the registry states no minimum, and the most we hold for one.
 DEFAULT_CHUNK = 8 << 20
@@ -98,16 +105,32 @@ class Uploads:
                 raise
             except RegistryError:
                 pass  # any refusal of the mount (a Harbor 401, say): a plain upload
-            if not asked and await self.blob_exists(endpoint, path, digest, scope=scope):
-                if session is not None:
-                    await self._cancel(endpoint, path, session)
-                return "existing"
+            if not asked:
+                try:
+                    held = await self._holds(endpoint, path, digest, scope)
+                except Exception:
+                    if session is not None:  # a retry starts over, with a session of its own
+                        await self._cancel(endpoint, path, session)
+                    raise
+                if held:
+                    if session is not None:
+                        await self._cancel(endpoint, path, session)
+                    return "existing"
             if session is not None:
                 return await self._upload_into(
                     endpoint, path, digest, size, content, session, chunk_size
                 )
         session = await self._open_upload(endpoint, path, digest)
         return await self._upload_into(endpoint, path, digest, size, content, session, chunk_size)
+
+    async def _holds(self, endpoint: Endpoint, path: str, digest: Digest, scope: str) -> bool:
+        """``blob_exists``, a 5xx counting as "no" (``status.broken_link``)."""
+        try:
+            return await self.blob_exists(endpoint, path, digest, scope=scope)
+        except RegistryError as e:
+            if broken_link(e):
+                return False
+            raise
 
     async def _cancel(self, endpoint: Endpoint, path: str, session: _Session) -> None:
         """End an upload session not needed after all (DELETE); the registry's own expiry

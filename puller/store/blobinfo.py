@@ -123,31 +123,33 @@ class BlobInfo:
     def where(self, registry: str, digest: Digest, limit: int = 3) -> list[str]:
         """The repositories of ``registry`` that held ``digest``, most recently seen first
         (none when the record is missing or unreadable)."""
-        return self.where_each(registry, [digest], limit)[digest]
+        return self.where_each(registry, [digest], None, limit)[digest][0]
 
     def where_each(
-        self, registry: str, digests: Iterable[Digest], limit: int = 3
-    ) -> dict[Digest, list[str]]:
-        """``where`` of each of ``digests``, read through one connection: an image's blobs at
-        once, where a connection each cost about 1 ms."""
-        found: dict[Digest, list[str]] = {d: [] for d in digests}
+        self, registry: str, digests: Iterable[Digest], target: str | None, limit: int = 3
+    ) -> dict[Digest, tuple[list[str], bool]]:
+        """For each of ``digests``: up to ``limit`` repositories other than ``target`` that
+        held it, most recently seen first, and whether ``target`` did (however long ago).
+        Read through one connection: an image's blobs at once, where a connection each cost
+        about 1 ms."""
+        found: dict[Digest, tuple[list[str], bool]] = {d: ([], False) for d in digests}
         with self._connected(create=False) as db:
             if db is None:
                 return found
             query = (
                 "SELECT repository FROM seen WHERE registry = ? AND digest = ? "
-                "ORDER BY at DESC LIMIT ?"
+                "ORDER BY repository = ? DESC, at DESC LIMIT ?"
             )
             for digest in found:
                 try:
-                    rows = db.execute(query, (registry, str(digest), limit)).fetchall()
+                    rows = db.execute(query, (registry, str(digest), target, limit + 1)).fetchall()
                 except Exception:  # a hint not given, whatever SQLite says
                     return found
                 # The file may have been written by anyone: only a repository's name goes
                 # into the mount's URL.
-                found[digest] = [
-                    r[0] for r in rows if isinstance(r[0], str) and valid_repository(r[0])
-                ]
+                names = [r[0] for r in rows if isinstance(r[0], str) and valid_repository(r[0])]
+                others = [n for n in names if n != target][:limit]
+                found[digest] = (others, target is not None and target in names)
             return found
 
     def prune(self, older_than: float = STALE_AFTER, now: float | None = None) -> int:
@@ -347,7 +349,10 @@ class Sightings:
         self.info = info
         self._seen: dict[str, dict[tuple[Digest, str], None]] = {}
         self._refused: list[tuple[str, Digest, str]] = []
-        self._read: dict[tuple[str, Digest], list[str]] = {}  # what the record said, per blob
+        # What the record said, per (registry, blob, target repository), read once a run;
+        # and the hints a registry refused in this run, never offered again.
+        self._read: dict[tuple[str, Digest, str], tuple[list[str], bool]] = {}
+        self._gone: set[tuple[str, Digest, str]] = set()
 
     def saw(self, registry: str, digest: Digest, repository: str) -> None:
         """``registry``'s ``repository`` holds ``digest`` (it was read there or put there)."""
@@ -357,29 +362,28 @@ class Sightings:
         """A mount of ``digest`` from ``repository`` was refused: the record's hint was stale."""
         self._seen.get(registry, {}).pop((digest, repository), None)
         self._refused.append((registry, digest, repository))
-        read = self._read.get((registry, digest))
-        if read is not None and repository in read:
-            read.remove(repository)
+        self._gone.add((registry, digest, repository))
 
-    async def read(self, registry: str, digests: Iterable[Digest]) -> None:
+    async def read(self, registry: str, digests: Iterable[Digest], target: str) -> None:
         """Look ``digests`` up in the record at once (an image's blobs), for ``where``."""
         import asyncio
 
-        wanted = [d for d in dict.fromkeys(digests) if (registry, d) not in self._read]
+        wanted = [d for d in dict.fromkeys(digests) if (registry, d, target) not in self._read]
         if wanted:
             found = await asyncio.get_running_loop().run_in_executor(
-                None, self.info.where_each, registry, wanted
+                None, self.info.where_each, registry, wanted, target
             )
-            for digest, repositories in found.items():
-                self._read[(registry, digest)] = repositories
+            for digest, answer in found.items():  # a look-up that raced this one stands
+                self._read.setdefault((registry, digest, target), answer)
 
     async def where(self, registry: str, digest: Digest, target: str) -> tuple[str | None, bool]:
         """The repository of ``registry`` most recently seen holding ``digest`` other than
-        ``target``, if the record knows one (and no mount from it was refused in this run);
-        and whether it saw ``target`` holding it."""
-        await self.read(registry, [digest])
-        found = self._read[(registry, digest)]
-        return next((r for r in found if r != target), None), target in found
+        ``target``, if the record knows one and no mount from it was refused in this run; and
+        whether the record saw ``target`` holding it."""
+        await self.read(registry, [digest], target)
+        others, there = self._read[(registry, digest, target)]
+        hint = next((r for r in others if (registry, digest, r) not in self._gone), None)
+        return hint, there
 
     async def flush(self) -> None:
         """Write what was seen and refused since the last flush."""

@@ -15,8 +15,8 @@ from puller.oci.digest import parse_digest
 from puller.store.blobinfo import blob_info
 from puller.store.layout import as_store
 from tests.support.auth import basic_auth, write_docker_config
+from tests.support.fakeregistry import Status, start_fake
 from tests.support.fakeregistry import run_pypull as run_pypull_async
-from tests.support.fakeregistry import start_fake
 from tests.support.helpers import AccessLog, run_pypull
 
 
@@ -117,3 +117,72 @@ async def test_a_refused_mount_falls_back_to_a_plain_upload(registry: Registry) 
         for blob in image.blobs:
             assert fake.blob("rec/refused", blob.digest) == blob.data
             assert record.where(fake.url, parse_digest(blob.digest)) == ["rec/refused"]
+
+
+async def test_a_stale_hint_never_displaces_the_source_repository_of_the_same_registry() -> None:
+    """Within one registry the source repository holds every blob: that beats a hint."""
+    image = redis()
+    async with start_fake([image]) as fake:
+        record = blob_info(as_store(None))
+        record.seen(fake.url, [(parse_digest(b.digest), "gone/repo") for b in image.blobs])
+        run = await run_pypull_async(
+            "copy", f"{fake.host}/library/redis:latest", f"{fake.host}/new/repo"
+        )
+        assert run.returncode == 0, run.stderr
+        assert copied(run.stdout) == "0 uploaded, 9 mounted, 0 existing"
+        assert {r.query["from"] for r in fake.log.uploads("POST")} == {"library/redis"}
+
+
+async def test_a_hint_is_kept_when_the_record_also_names_a_target_that_lost_the_blob(
+    registry: Registry,
+) -> None:
+    """The record saw the target repository hold the blobs (since deleted) and another
+    repository too: the HEAD goes first, says no, and the other repository is mounted from."""
+    image = redis()
+    async with start_fake([image]) as fake:
+        record = blob_info(as_store(None))
+        record.seen(fake.url, [(parse_digest(b.digest), "library/redis") for b in image.blobs])
+        record.seen(fake.url, [(parse_digest(b.digest), "rec/lost") for b in image.blobs])
+        run = await run_pypull_async(
+            "copy", f"{registry.host}/library/redis:latest", f"{fake.host}/rec/lost"
+        )
+        assert run.returncode == 0, run.stderr
+        assert copied(run.stdout) == "0 uploaded, 9 mounted, 0 existing"
+
+
+async def test_a_500_to_the_head_after_a_refused_mount_means_upload(registry: Registry) -> None:
+    """As without a hint: distribution answers 500 for good to a HEAD of a blob whose link a
+    full disk left empty, and only an upload mends it; no upload session is left open."""
+    image = redis()
+    async with start_fake([image], mounts=False) as fake:
+        record = blob_info(as_store(None))
+        record.seen(fake.url, [(parse_digest(b.digest), "library/redis") for b in image.blobs])
+        fake.inject("/blobs/sha256:", Status(500, times=None), method="HEAD")
+        run = await run_pypull_async(
+            "copy", f"{registry.host}/library/redis:latest", f"{fake.host}/rec/mended"
+        )
+        assert run.returncode == 0, run.stderr
+        assert copied(run.stdout) == "9 uploaded, 0 mounted, 0 existing"
+        for blob in image.blobs:
+            assert fake.blob("rec/mended", blob.digest) == blob.data
+
+
+async def test_blobs_the_target_repository_holds_count_as_existing_however_old_its_row(
+    registry: Registry,
+) -> None:
+    """The record's newest rows name other repositories; the target's own row is older. The
+    HEAD still goes first, and the counts say "existing", not "mounted"."""
+    image = redis()
+    async with start_fake([image]) as fake:
+        first = await run_pypull_async(
+            "copy", f"{fake.host}/library/redis:latest", f"{fake.host}/t/one:a"
+        )
+        assert first.returncode == 0, first.stderr
+        record = blob_info(as_store(None))
+        for repo in ("x/a", "x/b", "x/c", "library/redis"):  # newer than t/one's rows
+            record.seen(fake.url, [(parse_digest(b.digest), repo) for b in image.blobs])
+        run = await run_pypull_async(
+            "copy", f"{registry.host}/library/redis:latest", f"{fake.host}/t/one:b"
+        )
+        assert run.returncode == 0, run.stderr
+        assert copied(run.stdout) == "0 uploaded, 0 mounted, 9 existing"

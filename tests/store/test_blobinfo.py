@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from puller.oci.digest import Digest, parse_digest
-from puller.store.blobinfo import BlobInfo, blob_info
+from puller.store.blobinfo import BlobInfo, Sightings, blob_info
 from puller.store.layout import Store
 from puller.store.prune import prune
 
@@ -230,3 +230,28 @@ def test_a_record_someone_switched_to_wal_is_rebuilt_with_a_rollback_journal(
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
     db.close()
+
+
+async def test_a_hint_refused_in_a_run_is_not_offered_again_whatever_reads_land_later(
+    tmp_path: Path,
+) -> None:
+    """A mount from the record's repository was refused for one image; another image's
+    look-up of the same blob, landing after that, must not bring the hint back."""
+    info = BlobInfo(tmp_path / "record.db")
+    info.seen("http://r", [(digest(1), "rec/old")])
+    run = Sightings(info)
+    assert await run.where("http://r", digest(1), "t/a") == ("rec/old", False)
+    run.refused("http://r", digest(1), "rec/old")
+    await run.read("http://r", [digest(1)], "t/b")
+    assert await run.where("http://r", digest(1), "t/b") == (None, False)
+
+
+def test_the_record_says_the_target_held_a_blob_however_many_newer_rows_name_others(
+    tmp_path: Path,
+) -> None:
+    info = BlobInfo(tmp_path / "record.db")
+    for repo in ("t/one", "x/a", "x/b", "x/c", "x/d"):  # t/one's row is the oldest
+        info.seen("http://r", [(digest(1), repo)])
+    others, there = info.where_each("http://r", [digest(1)], "t/one")[digest(1)]
+    assert there
+    assert len(others) == 3 and "t/one" not in others
