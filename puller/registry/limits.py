@@ -19,6 +19,7 @@ server, not through here.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -30,6 +31,19 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from .endpoint import RegistryConfig
+
+#: The slowest pace taken: one request a minute. A pull is a handful of requests (token,
+#: manifest, config, each layer), so even this makes one image take minutes; a slower rate is a
+#: mistake (a unit mixed up, ``1e-300``) that would leave a command waiting forever, not a pace.
+MIN_PER_SECOND = 1 / 60
+#: How a rate out of range is refused (config.toml's error says the same).
+PER_SECOND_RANGE = "a finite number of at least 1/60 (one request a minute)"
+
+
+def rate_in_range(rate: float) -> bool:
+    """Whether ``rate`` is a pace: positive is not enough (1e-300 waits forever, inf is none)."""
+    return rate >= MIN_PER_SECOND and math.isfinite(rate)
+
 
 #: The hosts whose slot the running task (and the tasks it started) holds.
 _HELD: ContextVar[frozenset[str]] = ContextVar("pypull_limit_slots", default=frozenset())
@@ -43,8 +57,9 @@ class RequestLimits:
     concurrent: int | None = None
 
     def __post_init__(self) -> None:
-        if self.per_second is not None and not self.per_second > 0:
-            raise ValueError(f"max_requests_per_second must be over 0, not {self.per_second}")
+        rate = self.per_second
+        if rate is not None and not rate_in_range(rate):
+            raise ValueError(f"max_requests_per_second must be {PER_SECOND_RANGE}, not {rate}")
         if self.concurrent is not None and self.concurrent < 1:
             raise ValueError(f"max_concurrent_requests must be at least 1, not {self.concurrent}")
 

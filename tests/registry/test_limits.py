@@ -74,6 +74,10 @@ def test_docker_hub_s_limits_apply_to_its_api_server_and_a_mirror_has_its_own() 
     }
 
 
+#: What a rate out of range is told: one request a minute is the slowest pace taken.
+_RATE_RANGE = "expected a finite number of at least 1/60 (one request a minute)"
+
+
 @pytest.mark.parametrize(
     ("text", "says"),
     [
@@ -81,6 +85,11 @@ def test_docker_hub_s_limits_apply_to_its_api_server_and_a_mirror_has_its_own() 
         ("max_requests_per_second = -1.5", "expected a positive number, got -1.5"),
         ('max_requests_per_second = "5"', "expected a positive number, got '5'"),
         ("max_requests_per_second = nan", "expected a positive number, got nan"),
+        ("max_requests_per_second = 1e-300", f"{_RATE_RANGE}, got 1e-300"),
+        ("max_requests_per_second = 0.0000001", f"{_RATE_RANGE}, got 1e-07"),
+        ("max_requests_per_second = 0.0166", f"{_RATE_RANGE}, got 0.0166"),
+        ("max_requests_per_second = inf", f"{_RATE_RANGE}, got inf"),
+        ("max_requests_per_second = -inf", "expected a positive number, got -inf"),
         ("max_concurrent_requests = 0", "expected a positive int, got 0"),
         ("max_concurrent_requests = 1.5", "expected a positive int, got 1.5"),
         ("max_concurrent_requests = true", "expected a positive int, got True"),
@@ -96,9 +105,16 @@ def test_a_limit_that_is_no_limit_is_an_error_naming_the_file_line_and_key(
     assert str(info.value) == f"{path}:3: registry.ghcr.io.{key}: {says}"
 
 
+@pytest.mark.parametrize("rate", ["0.0167", "1", "1e300"])
+def test_a_rate_from_one_request_a_minute_up_is_taken(tmp_path: Path, rate: str) -> None:
+    path = config_file(tmp_path, f'[registry."ghcr.io"]\nmax_requests_per_second = {rate}\n')
+    assert load({}, {}, path).registry("ghcr.io").max_requests_per_second == float(rate)
+
+
 def test_limits_that_are_no_limits_are_refused_by_the_library_too() -> None:
-    with pytest.raises(ValueError, match="max_requests_per_second must be over 0"):
-        RequestLimits(per_second=0)
+    for rate in (0, 1e-300, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="max_requests_per_second must be a finite number"):
+            RequestLimits(per_second=rate)
     with pytest.raises(ValueError, match="max_concurrent_requests must be at least 1"):
         RequestLimits(concurrent=0)
 
