@@ -12,8 +12,10 @@ which would otherwise wait for itself with one slot. A task that holds slots at 
 takes them in the order of the hosts' names, as locks are taken in one order: a request to a
 host that sorts before one whose slot its task holds rides on that slot rather than wait (a PUT
 to the target that reads the source, and a chunked upload that reads the source before each
-PATCH to the target, would otherwise wait for each other). Token requests go to the token
-server, not through here.
+PATCH to the target, would otherwise wait for each other). A token request counts against the
+limits of the registry it is made for, wherever its token server is (``RegistryClient``): it
+rides on the slot of the request whose 401 asked for it, so the one task fetching a token, which
+the others wait for, never waits for a slot.
 """
 
 from __future__ import annotations
