@@ -52,6 +52,7 @@ from .http.hosts import is_loopback
 from .http.proxy import Proxy, ProxyConfig, UnusableProxy, parse_proxy, redact
 from .oci.manifest import parse_platform
 from .registry.endpoint import Endpoint, RegistryConfig, endpoint_for_domain, normalize_mirror
+from .registry.limits import PER_SECOND_RANGE, rate_in_range
 from .store.layout import default_store_path
 from .text import shown
 
@@ -456,6 +457,10 @@ def _limits(
 ) -> dict[str, Any]:
     """A registry's request limits (``_LIMIT_KEYS``), checked, their lines noted."""
     limits = {k: _check_type(f, table, k, spec[k], t) for k, t in _LIMIT_KEYS.items() if k in spec}
+    rate = limits.get("max_requests_per_second")
+    if rate is not None and not rate_in_range(rate):
+        says = f"expected {PER_SECOND_RANGE}, got {rate!r}"
+        raise f.error(table, "max_requests_per_second", says)
     for key in limits:
         sources[".".join((*table, key))] = f.where(table, key)
     return limits

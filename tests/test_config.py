@@ -1013,6 +1013,12 @@ def test_cli_config_uses_xdg_config_home() -> None:
         ),
         ("timeout = ", {}, "Error: {path}: invalid TOML: "),
         ("", {"PYPULL_TIMEOUT": "abc"}, "Error: $PYPULL_TIMEOUT: 'abc': "),
+        (
+            '[registry."ghcr.io"]\nmax_requests_per_second = 1e-300\n',
+            {},
+            "Error: {path}:2: registry.ghcr.io.max_requests_per_second: expected a finite number "
+            "of at least 1/60 (one request a minute), got 1e-300\n",
+        ),
     ],
 )
 def test_cli_config_errors(tmp_path: Path, text: str, env: dict[str, str], error: str) -> None:

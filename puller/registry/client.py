@@ -146,6 +146,7 @@ class RegistryClient(Uploads):
     def _proxy_for(self, endpoint: Endpoint) -> ProxyFor | None:
         return self._proxies(endpoint) if self._proxies else None
 
+    @asynccontextmanager
     async def _token_request(
         self,
         endpoint: Endpoint,
@@ -154,17 +155,27 @@ class RegistryClient(Uploads):
         headers: dict[str, str],
         body: bytes | None,
         tls: ssl.SSLContext | None,
-    ) -> Response:
-        """A request to a token endpoint on ``endpoint``'s behalf: no redirects."""
-        return await self.http.request(
-            method,
-            url,
-            headers,
-            body=body,
-            tls=tls,
-            max_redirects=0,
-            proxy_for=self._proxy_for(endpoint),
-        )
+    ) -> AsyncIterator[Response]:
+        """A request to a token endpoint on ``endpoint``'s behalf: no redirects. It counts
+        against the endpoint's limits until its answer is released, as a request to the
+        registry: a token server is often the registry's own host, or the part of it that
+        rate-limits (Docker Hub's). Made from ``request``, it rides on the slot of the request
+        that was challenged (and takes a turn), so the task fetching a token, which others wait
+        for, never waits for a slot."""
+        async with self.limiter.slot(endpoint.host):
+            resp = await self.http.request(
+                method,
+                url,
+                headers,
+                body=body,
+                tls=tls,
+                max_redirects=0,
+                proxy_for=self._proxy_for(endpoint),
+            )
+            try:
+                yield resp
+            finally:
+                resp.release()
 
     # -- requests ---------------------------------------------------------------------------------
 
@@ -242,7 +253,7 @@ class RegistryClient(Uploads):
             if auth:
                 hdrs["Authorization"] = auth
             # The registry's limits: a slot held until the answer is released (a blob's whole
-            # stream), let go before authenticating (``limits``).
+            # stream), or until the token a 401 asks for is fetched (``_token_request``).
             async with self.limiter.slot(endpoint.host):
                 resp = await self._send(
                     endpoint,
@@ -270,9 +281,9 @@ class RegistryClient(Uploads):
                         return
                 finally:
                     resp.release()
-            if auth and auth == self.auth.header(endpoint, scope):
-                self.auth.drop(endpoint, scope)  # expired or revoked
-            await self.auth.authenticate(endpoint, scope, challenge, url)
+                if auth and auth == self.auth.header(endpoint, scope):
+                    self.auth.drop(endpoint, scope)  # expired or revoked
+                await self.auth.authenticate(endpoint, scope, challenge, url)
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- API --------------------------------------------------------------------------------------

@@ -12,13 +12,16 @@ which would otherwise wait for itself with one slot. A task that holds slots at 
 takes them in the order of the hosts' names, as locks are taken in one order: a request to a
 host that sorts before one whose slot its task holds rides on that slot rather than wait (a PUT
 to the target that reads the source, and a chunked upload that reads the source before each
-PATCH to the target, would otherwise wait for each other). Token requests go to the token
-server, not through here.
+PATCH to the target, would otherwise wait for each other). A token request counts against the
+limits of the registry it is made for, wherever its token server is (``RegistryClient``): it
+rides on the slot of the request whose 401 asked for it, so the one task fetching a token, which
+the others wait for, never waits for a slot.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -30,6 +33,19 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from .endpoint import RegistryConfig
+
+#: The slowest pace taken: one request a minute. A pull is a handful of requests (token,
+#: manifest, config, each layer), so even this makes one image take minutes; a slower rate is a
+#: mistake (a unit mixed up, ``1e-300``) that would leave a command waiting forever, not a pace.
+MIN_PER_SECOND = 1 / 60
+#: How a rate out of range is refused (config.toml's error says the same).
+PER_SECOND_RANGE = "a finite number of at least 1/60 (one request a minute)"
+
+
+def rate_in_range(rate: float) -> bool:
+    """Whether ``rate`` is a pace: positive is not enough (1e-300 waits forever, inf is none)."""
+    return rate >= MIN_PER_SECOND and math.isfinite(rate)
+
 
 #: The hosts whose slot the running task (and the tasks it started) holds.
 _HELD: ContextVar[frozenset[str]] = ContextVar("pypull_limit_slots", default=frozenset())
@@ -43,8 +59,9 @@ class RequestLimits:
     concurrent: int | None = None
 
     def __post_init__(self) -> None:
-        if self.per_second is not None and not self.per_second > 0:
-            raise ValueError(f"max_requests_per_second must be over 0, not {self.per_second}")
+        rate = self.per_second
+        if rate is not None and not rate_in_range(rate):
+            raise ValueError(f"max_requests_per_second must be {PER_SECOND_RANGE}, not {rate}")
         if self.concurrent is not None and self.concurrent < 1:
             raise ValueError(f"max_concurrent_requests must be at least 1, not {self.concurrent}")
 

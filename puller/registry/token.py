@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -31,10 +32,12 @@ IDENTITY_TOKEN_USER = "<token>"
 #: A token answer is a few KiB; a token endpoint is any https host a registry names.
 MAX_TOKEN_RESPONSE = 1 << 20
 
-#: Sends a request to a token endpoint on an endpoint's behalf (its proxy, no redirects):
-#: ``(endpoint, method, url, headers, body, tls)`` -> the answer.
+#: Sends a request to a token endpoint on an endpoint's behalf (its proxy, no redirects, its
+#: request limits): ``(endpoint, method, url, headers, body, tls)`` -> the answer, released on
+#: leaving (the limits hold until then).
 TokenRequest = Callable[
-    [Endpoint, str, str, dict[str, str], bytes | None, ssl.SSLContext | None], Awaitable[Response]
+    [Endpoint, str, str, dict[str, str], bytes | None, ssl.SSLContext | None],
+    AbstractAsyncContextManager[Response],
 ]
 
 
@@ -194,15 +197,21 @@ class Authorizer:
             token, lifetime = parse_token_response(doc, realm)
             self._tokens.put(endpoint.host, scope, token, lifetime)
 
-    async def _token_answer(self, realm: str, sending: Awaitable[Response]) -> bytes | int:
+    async def _token_answer(
+        self, realm: str, sending: AbstractAsyncContextManager[Response]
+    ) -> bytes | int:
         """The token endpoint's body, or its status when that is not 200. At most
         ``MAX_TOKEN_RESPONSE`` bytes are read, whatever it sends."""
-        try:
-            resp = await sending
-        except ssl.SSLError as e:
-            raise tls_error(f"cannot reach token endpoint {realm}", realm, e) from e
-        except (OSError, asyncio.TimeoutError, WireError) as e:
-            raise transport_error(f"cannot reach token endpoint {realm}", realm, e) from e
+        async with AsyncExitStack() as answer:
+            try:
+                resp = await answer.enter_async_context(sending)
+            except ssl.SSLError as e:
+                raise tls_error(f"cannot reach token endpoint {realm}", realm, e) from e
+            except (OSError, asyncio.TimeoutError, WireError) as e:
+                raise transport_error(f"cannot reach token endpoint {realm}", realm, e) from e
+            return await self._token_body(realm, resp)
+
+    async def _token_body(self, realm: str, resp: Response) -> bytes | int:
         try:
             if resp.status != 200:
                 return resp.status
@@ -219,8 +228,6 @@ class Authorizer:
             return data
         except (OSError, asyncio.TimeoutError, WireError) as e:
             raise transport_error(f"reading from token endpoint {realm} failed", realm, e) from e
-        finally:
-            resp.release()
 
 
 def _covers(ours: str, asked: str) -> bool:

@@ -74,6 +74,10 @@ def test_docker_hub_s_limits_apply_to_its_api_server_and_a_mirror_has_its_own() 
     }
 
 
+#: What a rate out of range is told: one request a minute is the slowest pace taken.
+_RATE_RANGE = "expected a finite number of at least 1/60 (one request a minute)"
+
+
 @pytest.mark.parametrize(
     ("text", "says"),
     [
@@ -81,6 +85,11 @@ def test_docker_hub_s_limits_apply_to_its_api_server_and_a_mirror_has_its_own() 
         ("max_requests_per_second = -1.5", "expected a positive number, got -1.5"),
         ('max_requests_per_second = "5"', "expected a positive number, got '5'"),
         ("max_requests_per_second = nan", "expected a positive number, got nan"),
+        ("max_requests_per_second = 1e-300", f"{_RATE_RANGE}, got 1e-300"),
+        ("max_requests_per_second = 0.0000001", f"{_RATE_RANGE}, got 1e-07"),
+        ("max_requests_per_second = 0.0166", f"{_RATE_RANGE}, got 0.0166"),
+        ("max_requests_per_second = inf", f"{_RATE_RANGE}, got inf"),
+        ("max_requests_per_second = -inf", "expected a positive number, got -inf"),
         ("max_concurrent_requests = 0", "expected a positive int, got 0"),
         ("max_concurrent_requests = 1.5", "expected a positive int, got 1.5"),
         ("max_concurrent_requests = true", "expected a positive int, got True"),
@@ -96,9 +105,16 @@ def test_a_limit_that_is_no_limit_is_an_error_naming_the_file_line_and_key(
     assert str(info.value) == f"{path}:3: registry.ghcr.io.{key}: {says}"
 
 
+@pytest.mark.parametrize("rate", ["0.0167", "1", "1e300"])
+def test_a_rate_from_one_request_a_minute_up_is_taken(tmp_path: Path, rate: str) -> None:
+    path = config_file(tmp_path, f'[registry."ghcr.io"]\nmax_requests_per_second = {rate}\n')
+    assert load({}, {}, path).registry("ghcr.io").max_requests_per_second == float(rate)
+
+
 def test_limits_that_are_no_limits_are_refused_by_the_library_too() -> None:
-    with pytest.raises(ValueError, match="max_requests_per_second must be over 0"):
-        RequestLimits(per_second=0)
+    for rate in (0, 1e-300, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="max_requests_per_second must be a finite number"):
+            RequestLimits(per_second=rate)
     with pytest.raises(ValueError, match="max_concurrent_requests must be at least 1"):
         RequestLimits(concurrent=0)
 
@@ -203,12 +219,15 @@ async def test_a_copy_s_requests_to_a_limited_target_are_paced_and_bounded(tmp_p
         assert arrivals[-1] - arrivals[0] >= (len(arrivals) - 1) / 50 / 2
 
 
+@pytest.mark.parametrize("auth", [None, "bearer"])
 async def test_a_copy_within_one_registry_limited_to_one_request_does_not_wait_for_itself(
-    tmp_path: Path,
+    tmp_path: Path, auth: str | None
 ) -> None:
-    """Mounts refused: each blob is read from the registry while its upload's PUT is open."""
+    """Mounts refused: each blob is read from the registry while its upload's PUT is open (with
+    Bearer auth, a token fetch for the source's scope may start inside that PUT's slot, while
+    other copies wait for the token with or without one: none waits for a slot it cannot get)."""
     image = make_image("library/self", "1", layers=3, layer_size=4096)
-    async with start_fake([image], mounts=False) as fake:
+    async with start_fake([image], mounts=False, auth=auth) as fake:
         registries = _limited(fake, max_concurrent_requests=1)
         async with Puller(tmp_path / "store", registries=registries) as p:
             copier = Copier(p, jobs=4)
@@ -217,3 +236,38 @@ async def test_a_copy_within_one_registry_limited_to_one_request_does_not_wait_f
             )
         assert result.status == "copied", result.error
         assert result.uploaded == 4
+
+
+# -- token requests -------------------------------------------------------------------------------
+
+
+async def test_token_requests_count_against_the_registry_s_concurrent_requests(
+    tmp_path: Path,
+) -> None:
+    """Two pulls at once from a registry that asks for Bearer tokens (its /token on the same
+    server, as a registry whose auth server is what rate-limits): with one slot, no token
+    request is in flight beside another request."""
+    images = [make_image(f"library/tok{i}", "1", layers=3, layer_size=16 << 10) for i in range(2)]
+    async with start_fake(images, auth="bearer") as fake:
+        fake.inject("/blobs/", Trickle(4 << 10, 0.01))
+        fake.inject("^/token$", Trickle(16, 0.01))  # a slow token server: overlaps would show
+        registries = _limited(fake, max_concurrent_requests=1)
+        async with Puller(tmp_path / "store", registries=registries) as p:
+            await asyncio.wait_for(asyncio.gather(*(p.pull(fake.ref(i)) for i in images)), 60)
+        assert len(fake.log.token_requests(status=200)) == 2  # one per repository
+        assert fake.log.most_at_once() == 1
+
+
+async def test_token_requests_take_their_turns_at_the_registry_s_rate(tmp_path: Path) -> None:
+    """Every request the server saw, token requests included, took a turn ``1 / rate`` after
+    the one before (a clock that moves only when slept on counts the turns)."""
+    image = make_image("library/turns", "1", layers=2, layer_size=4096)
+    async with start_fake([image], auth="bearer") as fake:
+        async with Puller(tmp_path / "store") as p:
+            clock = Clock()
+            limits = {fake.host: RequestLimits(per_second=4)}
+            p.client.limiter = Limiter(limits, clock=clock, sleep=clock.sleep)
+            await p.pull(fake.ref(image))
+        assert fake.log.token_requests(status=200)
+        assert len(clock.slept) == len(fake.log) - 1  # the first goes at once
+        assert clock.slept == [n / 4 for n in range(1, len(fake.log))]
