@@ -663,9 +663,15 @@ def load(
     """Read an archive (``pypull save``'s, ``docker save``'s of any version; see the module's
     docstring) from ``source`` (a path or a binary stream) into the store, every blob
     verified, and name its images there. Blocking. A bad archive raises ``ArchiveError`` (or
-    a ``VerificationError`` for a blob that does not match its name) and names nothing."""
+    a ``VerificationError`` for a blob that does not match its name), names nothing, and
+    leaves no store where there was none."""
     held = as_store(store)
-    with _opened(source) as (stream, where), held.lease(), Staging(held) as staging:
+    with (
+        _opened(source) as (stream, where),
+        held.whole_or_unmade(),
+        held.lease(),
+        Staging(held) as staging,
+    ):
         loader = _Loader(staging, shown(where))
         try:
             loader.read(stream)

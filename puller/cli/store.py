@@ -173,7 +173,8 @@ def add_prune(sub: Subparsers) -> None:
         help="delete blobs no image uses, and old partial downloads",
         description="Delete every blob that no image in the store's index.json reaches "
         "(through indexes, manifests, configs and layers, every platform), and partial "
-        "downloads not written to for --partials-older-than. Safe while other pypull "
+        "downloads not written to for --partials-older-than, and scratch files a killed "
+        "process left (a load's staged blobs) untouched for an hour. Safe while other pypull "
         "processes pull, copy or push with the same store: what they rely on is kept. "
         "Prints each deletion and the space reclaimed.",
         epilog="examples:\n  pypull prune --dry-run\n  pypull prune --partials-older-than 1h",

@@ -58,8 +58,8 @@ import json
 import os
 import stat
 import threading
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -75,7 +75,7 @@ from ..oci.manifest import (
 )
 from .blobs import INGEST, BlobLock, BlobWriter
 from .files import atomic_write, lexists, open_dir, open_regular, open_scratch, store_error
-from .lease import GC_LOCK, READ_ONLY, Lease, gc_lock
+from .lease import GC_LOCK, LEASES, READ_ONLY, Lease, gc_lock
 
 OCI_LAYOUT = {"imageLayoutVersion": "1.0.0"}
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
@@ -161,6 +161,49 @@ class Store:
         except OSError as e:
             raise store_error("create store at", self.root, e) from e
         self._layout_ready = True
+
+    @contextmanager
+    def whole_or_unmade(self) -> Iterator[None]:
+        """For a write that is whole or nothing (``pypull load``): when the store does not
+        exist yet (no directory, or an empty one), an error or Ctrl-C in the block removes the
+        layout it made and the directories made for it, so bad input leaves no empty store
+        behind. Only what is still as ``ensure_layout`` made it goes (``_unmake``)."""
+        made = _missing_from(self.root)
+        fresh = made is not None or _empty_dir(self.root)
+        try:
+            yield
+        except BaseException:
+            if fresh:
+                self._unmake(made)
+            raise
+
+    def _unmake(self, made: Path | None) -> None:
+        """Remove an unused layout, and ``root`` up to ``made`` when those were made for it.
+        Directories go by ``rmdir``, which fails on one another process has written to, and
+        an ``index.json`` with an entry stops it too: a store that someone else began to use
+        meanwhile is left as it is."""
+        self._layout_ready = False  # the next write here makes it again
+        with suppress(OSError, StoreError):
+            for parts in (INGEST, LEASES, ("blobs", "sha256"), ("blobs",)):
+                self._remove(parts[:-1], parts[-1], os.rmdir)
+            if self.read_index()["manifests"]:
+                return
+            for name in (self.index_path.name, "oci-layout"):
+                self._remove((), name, os.unlink)
+            for name in (self._lock_path.name, GC_LOCK):
+                self._remove((".pypull",), name, os.unlink)
+            self._remove((), ".pypull", os.rmdir)
+            if made is not None:
+                for path in (self.root, *self.root.parents):
+                    os.rmdir(path)
+                    if path == made:
+                        break
+
+    def _remove(self, parts: tuple[str, ...], name: str, remove: Callable[..., object]) -> None:
+        """``remove`` (``os.unlink``, ``os.rmdir``) ``root/parts.../name``, through no link;
+        gone already is fine."""
+        with suppress(FileNotFoundError), self.directory(parts) as fd:
+            remove(name, dir_fd=fd)
 
     # -- leases (see ``lease``) ------------------------------------------------------------------
 
@@ -408,6 +451,23 @@ class Store:
                 return dropped
         except OSError as e:
             raise store_error("update", self.index_path, e) from e
+
+
+def _missing_from(root: Path) -> Path | None:
+    """The topmost of ``root`` and its parents that does not exist, or None if ``root`` does."""
+    top = None
+    for path in (root, *root.parents):
+        if os.path.lexists(path):
+            break
+        top = path
+    return top
+
+
+def _empty_dir(path: Path) -> bool:
+    try:
+        return not os.listdir(path)
+    except OSError:
+        return False
 
 
 def _ref_name(entry: object) -> object:

@@ -47,7 +47,8 @@ __all__ = ["PruneResult", "Pruned", "prune", "rmi"]
 
 #: Partial downloads untouched this long belong to pulls nobody is going to finish.
 DEFAULT_PARTIALS_AGE = 24 * 3600.0
-#: A hidden temporary of ``ingest/`` untouched this long has no writer (see ``_old_temporary``).
+#: A hidden temporary of ``ingest/`` untouched this long has no writer (see ``_old_temporary``):
+#: unlike a partial download, nothing resumes it, so it need not wait for the partials' age.
 TEMPORARY_AGE = 3600.0
 _READABLE = (*MANIFEST_TYPES, *INDEX_TYPES)
 _CONFIG_TYPES = (OCI_CONFIG, "application/vnd.docker.container.image.v1+json")
@@ -112,9 +113,10 @@ def prune(
     partials_older_than: float = DEFAULT_PARTIALS_AGE,
     now: float | None = None,
 ) -> PruneResult:
-    """Delete the blobs no image in ``index.json`` reaches and no running pypull relies on, and
+    """Delete the blobs no image in ``index.json`` reaches and no running pypull relies on,
     partial downloads not touched for ``partials_older_than`` seconds that no pull is
-    writing. ``dry_run``: the same answer, nothing deleted."""
+    writing, and scratch files of killed processes not touched for ``TEMPORARY_AGE``.
+    ``dry_run``: the same answer, nothing deleted."""
     store = as_store(store)
     if store.lstat((), "blobs") is None:
         return PruneResult((), dry_run)  # no store: nothing to reclaim
@@ -239,17 +241,16 @@ def _sweep(store: Store, keep: set[Digest], dry_run: bool) -> list[Pruned]:
     return removed
 
 
-def _old_temporary(
-    store: Store, ingest: int, name: str, older_than: float, now: float, dry_run: bool
-) -> list[Pruned]:
+def _old_temporary(store: Store, ingest: int, name: str, now: float, dry_run: bool) -> list[Pruned]:
     """A hidden scratch file (a small write's, a blob a load was staging) of a process killed
     before it renamed or removed it. Nothing locks those, but a writer keeps touching its
-    file, so one untouched for ``TEMPORARY_AGE`` (or the partials' age, if longer) is dead."""
+    file (``Staging.touch``), so one untouched for ``TEMPORARY_AGE`` is dead, whatever age
+    partials are kept to: nothing resumes it."""
     try:
         st = os.stat(name, dir_fd=ingest, follow_symlinks=False)
     except FileNotFoundError:
         return []
-    if not stat.S_ISREG(st.st_mode) or st.st_mtime > now - max(older_than, TEMPORARY_AGE):
+    if not stat.S_ISREG(st.st_mode) or st.st_mtime > now - TEMPORARY_AGE:
         return []
     if not dry_run:
         with suppress(FileNotFoundError):
@@ -266,7 +267,7 @@ def _old_partials(store: Store, older_than: float, now: float, dry_run: bool) ->
             names = sorted(os.listdir(ingest))
             for name in names:
                 if name.startswith(".") and not name.endswith(".lock"):
-                    removed += _old_temporary(store, ingest, name, older_than, now, dry_run)
+                    removed += _old_temporary(store, ingest, name, now, dry_run)
                     continue
                 if not name.endswith(".partial"):
                     continue

@@ -3,9 +3,14 @@ exactly what no remaining image uses, and the rest still reads with skopeo and u
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
+import signal
 import subprocess
+import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -227,3 +232,63 @@ def test_prune_takes_temporaries_a_killed_process_left_once_nobody_writes_them(
     assert live.exists()  # ten minutes old: its writer may still be at it
     text = run_pypull("prune", "--store", store, "--dry-run")
     assert text.stdout == "Total reclaimable space: 0B\n"
+
+
+def killed_load(store: Path, blobs: int) -> list[Path]:
+    """``pypull load`` of an archive whose blobs come first (docker 25's order), killed with
+    SIGKILL once it has staged ``blobs`` of them: what it left in ``.pypull/ingest``."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for i in range(blobs):
+            data = f"blob {i}".encode() * 500
+            info = tarfile.TarInfo(f"blobs/sha256/{hashlib.sha256(data).hexdigest()}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        head = out.getvalue()  # before the archive's end: the load waits for more
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYPULL_")}
+    load = subprocess.Popen(
+        [sys.executable, "-m", "puller", "load", "--store", str(store)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    assert load.stdin is not None
+    try:
+        load.stdin.write(head)
+        load.stdin.flush()
+        deadline = time.monotonic() + 60
+        while len(list((store / ".pypull" / "ingest").glob(".staged-*"))) < blobs:
+            assert time.monotonic() < deadline and load.poll() is None, "nothing staged"
+            time.sleep(0.05)
+    finally:
+        load.send_signal(signal.SIGKILL)
+        load.wait()
+        load.stdin.close()
+    return sorted((store / ".pypull" / "ingest").glob(".staged-*"))
+
+
+@pytest.mark.parametrize("flags", [[], ["--partials-older-than", "7d"]])
+def test_prune_takes_a_killed_load_s_staged_files_after_an_hour(
+    store: Path, flags: list[str]
+) -> None:
+    """A load's staged files are never resumed, unlike a partial download: the first prune
+    once they are an hour old takes them, whatever age partials are kept to (24 h by default),
+    and a partial download of the same age stays."""
+    staged = killed_load(store, 2)
+    assert len(staged) == 2
+    partial = store / ".pypull" / "ingest" / f"sha256-{'4' * 64}.partial"
+    partial.write_bytes(b"p" * 100)
+    for path in (*staged, partial):
+        os.utime(path, (time.time() - 50 * 60,) * 2)
+    run = run_pypull("prune", "--store", store, *flags)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "Total reclaimed space: 0B\n"  # fifty minutes: maybe still written
+    for path in (*staged, partial):
+        os.utime(path, (time.time() - 2 * 3600,) * 2)
+    run = run_pypull("prune", "--store", store, *flags)
+    assert run.returncode == 0, run.stderr
+    deleted = sorted(line.rpartition(" (")[0] for line in run.stdout.splitlines()[:-1])
+    assert deleted == [f"Deleted: temporary file {path}" for path in staged]
+    assert not any(path.exists() for path in staged)
+    assert partial.exists()

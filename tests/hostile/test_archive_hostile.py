@@ -99,14 +99,18 @@ def load_refused(store: Path, archive: bytes, tmp_path: Path) -> str:
     """Load ``archive`` with the command; it must fail with one line. That line."""
     path = tmp_path / "evil.tar"
     path.write_bytes(archive)
+    existed = os.path.lexists(store)
     before = (store / "index.json").read_bytes() if (store / "index.json").exists() else None
     run = run_pypull("load", "--store", store, "-i", path)
     assert run.returncode == 1, run.stdout
     assert run.stdout == ""
     assert len(run.stderr.splitlines()) == 1, run.stderr
     assert run.stderr.startswith("Error: ")
+    if not existed:  # no store before, none after: not even an empty layout
+        assert not os.path.lexists(store), sorted(map(str, store.rglob("*")))
+        return run.stderr
     after = (store / "index.json").read_bytes() if (store / "index.json").exists() else None
-    assert after == before or (before is None and json.loads(after or b"{}")["manifests"] == [])
+    assert after == before
     ingest = store / ".pypull" / "ingest"
     assert not ingest.exists() or not [p for p in ingest.iterdir() if p.name.startswith(".staged")]
     return run.stderr
@@ -672,3 +676,35 @@ def test_a_manifest_that_gives_a_layer_the_wrong_size_is_refused_whatever_the_or
     archive = tar_of(*metadata, *blobs) if index_first else tar_of(*blobs, *metadata)
     assert "11 bytes" in load_refused(store, archive, tmp_path)
     assert blob_files(store) == []
+
+
+def tree(path: Path) -> list[str]:
+    """Every name under ``path``, relative to it."""
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+@pytest.mark.parametrize("made", [0, 1, 3], ids=["empty-dir", "new-dir", "new-parents"])
+def test_a_failed_load_leaves_the_directories_as_they_were(tmp_path: Path, made: int) -> None:
+    """A store's first load, of an archive with a blob that does not match its name (staged
+    before it is refused): nothing of a store is left, down to the directories created for it;
+    an empty directory that was there stays, empty."""
+    store = tmp_path / "a" / "b" / "store" if made == 3 else tmp_path / "store"
+    if not made:
+        store.mkdir()
+    members, _ = image_members()
+    members[-1] = regular(f"blobs/sha256/{'ab' * 32}", b"not what it is named")
+    load_refused(store, tar_of(*members), tmp_path)
+    assert tree(tmp_path) == sorted(["evil.tar", *(["store"] if not made else [])])
+
+
+def test_after_a_failed_first_load_the_same_store_object_loads(tmp_path: Path) -> None:
+    """The layout a failed load removed is made again by the next write through the same
+    ``Store``, not taken as still there."""
+    held = puller.Store(tmp_path / "store")
+    with pytest.raises(puller.PullError):
+        puller.load(io.BytesIO(b"not a tar archive at all"), store=held)
+    assert not (tmp_path / "store").exists()
+    members, digest = image_members()
+    result = puller.load(io.BytesIO(tar_of(*members)), store=held)
+    assert [str(i.digest) for i in result.images] == [digest]
+    assert run_pypull("verify", "--store", tmp_path / "store").returncode == 0
