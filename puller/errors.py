@@ -242,8 +242,8 @@ class ArchiveError(PullError):
     archive, a header of gigabytes)."""
 
 
-#: The stable codes of failures, as ``--format json`` prints them (``error`` events and failed
-#: records), each with what it means; the README's table lists the same.
+#: The stable codes of failures, as ``--format json`` prints them (``error`` events, failed
+#: records, verify's ``problem`` lines), each with what it means; the README's table lists them.
 CODES: dict[str, str] = {
     "not-found": "the image, tag, repository or blob does not exist (404, an unknown platform)",
     "unauthorized": "the registry wants credentials, or refused those given (401)",

@@ -156,6 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 2
         args_list.insert(0, "pull")  # `pypull redis` means `pypull pull redis`, as the docs say
+    from .options import bare_tls_verify
+
+    args_list = bare_tls_verify(args_list)  # `--tls-verify IMAGE`: true, and IMAGE
     top = build_parser(args_list[0] if args_list[0] in COMMANDS else None)
     args, extra = top.parse_known_args(args_list)
     if args.command is None:

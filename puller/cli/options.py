@@ -7,10 +7,27 @@ command's is made."""
 from __future__ import annotations
 
 import argparse
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+#: A --*tls-verify and its value as argparse writes them.
+_TLS_SHOWN = re.compile(r"(--(?:src-|dest-)?tls-verify) \[(true\|false)\]")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and epilogs as written, and a --*tls-verify shown as it is given:
+    ``--tls-verify[=true|false]``, since a value must be attached or a boolean word (argparse
+    writes ``--tls-verify [true|false]``, which suggests any next word is its value)."""
+
+    def format_help(self) -> str:
+        # As long as what it replaces, so argparse's alignment and wrapping still hold.
+        return _TLS_SHOWN.sub(r"\1[=\2]", super().format_help())
 
 
 def add_command(
@@ -23,7 +40,7 @@ def add_command(
         help=help,
         description=description,
         epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.set_defaults(command_parser=p)
     return p
@@ -124,20 +141,42 @@ def add_common(p: argparse.ArgumentParser, what: str = "to pull into") -> None:
     add_debug(p)
 
 
+#: The words a --*tls-verify takes as its value, and what each means.
+_TLS_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+#: Every spelling of the flag (``_add_access`` makes each).
+TLS_FLAGS = ("--tls-verify", "--src-tls-verify", "--dest-tls-verify")
+
+
 def tls_verify_value(text: str) -> bool:
     """``true`` or ``false`` (skopeo's ``--tls-verify=false``; 1/0, yes/no too)."""
-    value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
     try:
-        return value[text.strip().lower()]
+        return _TLS_WORDS[text.strip().lower()]
     except KeyError:
         raise argparse.ArgumentTypeError("expected true or false") from None
+
+
+def bare_tls_verify(argv: Sequence[str]) -> list[str]:
+    """``argv`` with each bare --*tls-verify that no boolean word follows made
+    ``--*tls-verify=true``: the flag is skopeo's boolean, so ``--tls-verify IMAGE`` means true
+    and IMAGE, where argparse's optional value (``nargs="?"``) would take IMAGE as the value.
+    Nothing after ``--`` is touched: it is all positional."""
+    out: list[str] = []
+    for i, word in enumerate(argv):
+        if word == "--":
+            return out + list(argv[i:])
+        following = argv[i + 1 : i + 2]
+        if word in TLS_FLAGS and not any(w.strip().lower() in _TLS_WORDS for w in following):
+            word += "=true"
+        out.append(word)
+    return out
 
 
 #: What a --*-tls-verify=false does, for the help of each.
 _TLS_OFF = (
     "=false: HTTPS without checking the certificate of {whose} alone (its mirrors keep their "
-    "settings; a loopback name, plain HTTP by default, is then reached over HTTPS too); =true: "
-    "check it even where the configuration says skip_verify (default: the configuration)"
+    "settings; a loopback name, plain HTTP by default, is then reached over HTTPS too); =true, "
+    "or the flag alone: check it even where the configuration says skip_verify (default: the "
+    "configuration)"
 )
 
 

@@ -277,8 +277,8 @@ def add_verify(sub: Subparsers) -> None:
     )
     add_format(
         verify,
-        '{"event": "problem", "v": 1, "path", "message"} a problem, then {"event": "summary", '
-        '"v": 1, "blobs", "images", "partials", "problems"}',
+        '{"event": "problem", "v": 1, "code", "path", "message"} a problem, then '
+        '{"event": "summary", "v": 1, "blobs", "images", "partials", "problems"}',
     )
     add_common(verify, "to check")
     verify.set_defaults(handler=_cmd_verify)
@@ -305,7 +305,15 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         for line in removed:
             emit({"event": "repair", "v": v, "message": line})
         for problem in report.problems:
-            emit({"event": "problem", "v": v, "path": problem.path, "message": problem.message})
+            emit(
+                {
+                    "event": "problem",
+                    "v": v,
+                    "code": problem.code,
+                    "path": problem.path,
+                    "message": problem.message,
+                }
+            )
         counts = {"blobs": report.blobs, "images": report.images, "partials": report.partials}
         emit({"event": "summary", "v": v, **counts, "problems": len(report.problems)})
         return _verify_status(report)

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..errors import InvalidDigest, ManifestError, StoreError
+from ..errors import InvalidDigest, ManifestError, StoreError, error_code
 from ..oci.digest import Digest, parse_digest
 from ..oci.manifest import (
     INDEX_TYPES,
@@ -71,6 +71,10 @@ class Problem:
 
     ``path`` is the file concerned (for a missing blob, where it should be), kept apart from the
     message so a tool can act on it; the message already names the digest and reference.
+    ``code`` is its key of ``errors.CODES``, as every failure of ``--format json`` carries one:
+    ``digest-mismatch`` for content or a size that is not what the name or descriptor says,
+    ``not-found`` for a blob an image needs, ``protocol`` for a manifest (or index.json entry)
+    pypull refuses, ``storage`` for the rest (the store's own files, what cannot be read).
     ``kind`` is ``DAMAGED``, ``FOREIGN``, ``MISSING`` or ``""`` (anything else: a link outside
     ``blobs/``, ``index.json``, a manifest that disagrees with its descriptor); ``digest`` the
     blob concerned, when there is one; ``images`` the references that use it.
@@ -78,6 +82,7 @@ class Problem:
 
     path: str
     message: str
+    code: str
     kind: str = ""
     digest: Digest | None = None
     images: tuple[str, ...] = ()
@@ -166,6 +171,7 @@ def _find_links(store: Store) -> list[Problem]:
                     str(path),
                     f"{path} is a symbolic link to {target}: "
                     "pypull does not follow links in its store",
+                    "storage",
                     FOREIGN if in_blobs else "",
                     _digest_named(path.parent.name, path.name) if named else None,
                 )
@@ -200,14 +206,15 @@ def _check_layout_file(store: Store) -> list[Problem]:
     try:
         doc = json.loads(_read_nofollow(path))
     except FileNotFoundError:
-        return [Problem(str(path), f"{path} is missing")]
+        return [Problem(str(path), f"{path} is missing", "storage")]
     except OSError as e:
-        return [Problem(str(path), f"cannot read {path}: {e.strerror or e}")]
+        return [Problem(str(path), f"cannot read {path}: {e.strerror or e}", "storage")]
     except (ValueError, RecursionError) as e:
-        return [Problem(str(path), f"{path} is not valid JSON: {e}")]
+        return [Problem(str(path), f"{path} is not valid JSON: {e}", "storage")]
     version = doc.get("imageLayoutVersion") if isinstance(doc, dict) else None
     if version != want:
-        return [Problem(str(path), f"{path} says imageLayoutVersion {version!r}, expected {want}")]
+        found = f"{path} says imageLayoutVersion {version!r}, expected {want}"
+        return [Problem(str(path), found, "storage")]
     return []
 
 
@@ -228,9 +235,8 @@ def _check_blobs(
                 if isinstance(got, OSError):
                     corrupt.add(digest)
                     reason = got.strerror or str(got)
-                    problems.append(
-                        Problem(str(path), f"cannot read blob {digest}: {reason}", DAMAGED, digest)
-                    )
+                    message = f"cannot read blob {digest}: {reason}"
+                    problems.append(Problem(str(path), message, "storage", DAMAGED, digest))
                 elif got != digest.hex:
                     corrupt.add(digest)
                     actual = Digest(digest.algorithm, got)
@@ -238,6 +244,7 @@ def _check_blobs(
                         Problem(
                             str(path),
                             f"corrupt blob {digest}: content hashes to {actual}",
+                            "digest-mismatch",
                             DAMAGED,
                             digest,
                         )
@@ -260,14 +267,14 @@ def _list_blobs(blobs_dir: Path) -> tuple[list[tuple[Path, Digest]], list[Proble
     if st is not None and stat.S_ISLNK(st.st_mode):
         return [], []  # reported as a link, and not listed through it
     if st is None or not stat.S_ISDIR(st.st_mode):
-        return [], [Problem(str(blobs_dir), f"{blobs_dir} is missing")]
+        return [], [Problem(str(blobs_dir), f"{blobs_dir} is missing", "storage")]
     found: list[tuple[Path, Digest]] = []
     problems: list[Problem] = []
 
     def stray(path: Path, st: os.stat_result | None) -> None:
         # ``repair`` removes it, unless it is a directory: that is left to a person.
         kind = "" if st is None or stat.S_ISDIR(st.st_mode) else FOREIGN
-        problems.append(Problem(str(path), f"unexpected file in blobs/: {path}", kind))
+        problems.append(Problem(str(path), f"unexpected file in blobs/: {path}", "storage", kind))
 
     for top in _listdir(blobs_dir, problems):
         st = _lstat(top)
@@ -292,7 +299,7 @@ def _listdir(path: Path, problems: list[Problem]) -> list[Path]:
     try:
         return sorted(path.iterdir())
     except OSError as e:
-        problems.append(Problem(str(path), f"cannot list {path}: {e.strerror or e}"))
+        problems.append(Problem(str(path), f"cannot list {path}: {e.strerror or e}", "storage"))
         return []
 
 
@@ -334,18 +341,18 @@ def _index_entries(store: Store) -> tuple[list[tuple[str, Descriptor]], list[Pro
         return [], []  # reported as a link, and not read through it
     if st is None or not stat.S_ISREG(st.st_mode):
         # entries() reads a missing index.json as empty, but the layout requires the file.
-        return [], [Problem(str(path), f"{path} is missing")]
+        return [], [Problem(str(path), f"{path} is missing", "storage")]
     try:
         entries = store.entries()
     except StoreError as e:
-        return [], [Problem(str(path), str(e))]
+        return [], [Problem(str(path), str(e), error_code(e))]
     problems = []
     # entries() skips entries it cannot parse, which suits a pull; an audit names them.
     for i, raw in enumerate(_raw_entries(path)):
         try:
             parse_descriptor(raw, f"{path} entry {i}")
         except ManifestError as e:
-            problems.append(Problem(str(path), str(e)))
+            problems.append(Problem(str(path), str(e), error_code(e)))
     labelled = [
         (e.annotations.get(REF_NAME_ANNOTATION) or f"untagged {e.digest}", e) for e in entries
     ]
@@ -375,7 +382,12 @@ class _Walk:
 
     def missing(self, path: Path, label: str, kind: str, d: Descriptor) -> Problem:
         return Problem(
-            str(path), f"{label}: {kind} {d.digest} is missing", MISSING, d.digest, (self.image,)
+            str(path),
+            f"{label}: {kind} {d.digest} is missing",
+            "not-found",
+            MISSING,
+            d.digest,
+            (self.image,),
         )
 
     def check(self, label: str, kind: str, d: Descriptor) -> list[Problem]:
@@ -393,8 +405,9 @@ class _Walk:
         except FileNotFoundError:
             return [self.missing(path, label, kind, d)]
         except OSError as e:
+            reason = e.strerror or str(e)
             return [
-                Problem(str(path), f"{label}: cannot stat {kind} {d.digest}: {e.strerror or e}")
+                Problem(str(path), f"{label}: cannot stat {kind} {d.digest}: {reason}", "storage")
             ]
         if not stat.S_ISREG(st.st_mode) or not store.has(d.digest):
             return [self.missing(path, label, kind, d)]
@@ -404,6 +417,7 @@ class _Walk:
                 Problem(
                     str(path),
                     f"{label}: {kind} {d.digest} is {st.st_size} bytes, expected {d.size}",
+                    "digest-mismatch",
                 )
             )
         is_manifest = d.media_type in MANIFEST_TYPES or d.media_type in INDEX_TYPES
@@ -413,18 +427,23 @@ class _Walk:
         if st.st_size > MAX_MANIFEST_SIZE:
             return [
                 *problems,
-                Problem(str(path), f"{label}: {kind} {d.digest} is too large to be a manifest"),
+                Problem(
+                    str(path),
+                    f"{label}: {kind} {d.digest} is too large to be a manifest",
+                    "protocol",
+                ),
             ]
         try:
             parsed = parse_manifest(store.read_blob(d.digest), where=str(d.digest))
         except (ManifestError, StoreError) as e:
-            return [*problems, Problem(str(path), f"{label}: {e}")]
+            return [*problems, Problem(str(path), f"{label}: {e}", error_code(e))]
         if parsed.media_type != d.media_type:
             problems.append(
                 Problem(
                     str(path),
                     f"{label}: {kind} {d.digest} has mediaType {parsed.media_type}, "
                     f"but its descriptor says {d.media_type}",
+                    "protocol",
                 )
             )
         if isinstance(parsed, Index):
@@ -450,6 +469,7 @@ class _Walk:
                     str(path),
                     f"{label}: none of the {len(parsed.manifests)} manifests "
                     f"of index {d.digest} is present",
+                    "not-found",
                     MISSING,
                     d.digest,
                     (self.image,),

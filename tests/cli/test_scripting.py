@@ -145,6 +145,12 @@ def test_the_readme_table_names_an_event_for_every_command_that_prints_data() ->
         ("tags", '{"event": "tags", "v": 1, "tags": []}', "missing ['repository']"),
         ("tags", '{"event": "tags", "v": 1, "repository": "r", "tags": [], "x": 1}', "['x']"),
         ("pull", '{"event": "error", "v": 1, "code": "oops", "message": "m"}', "code 'oops'"),
+        ("verify", '{"event": "problem", "v": 1, "path": "p", "message": "m"}', "['code']"),
+        (
+            "verify",
+            '{"event": "problem", "v": 1, "code": "oops", "path": "p", "message": "m"}',
+            "code 'oops'",
+        ),
         ("rmi", '{"event": "summary", "v": 1}', "no event 'summary' for rmi"),
     ],
 )

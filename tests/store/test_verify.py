@@ -151,7 +151,14 @@ def test_a_missing_layer_names_the_reference_and_the_layer(app: Store) -> None:
     report = verify_store(app)
 
     assert report.problems == (
-        Problem(str(app.blob_path(L2)), f"{REF}: layer {L2} is missing", MISSING, L2, (REF,)),
+        Problem(
+            str(app.blob_path(L2)),
+            f"{REF}: layer {L2} is missing",
+            "not-found",
+            MISSING,
+            L2,
+            (REF,),
+        ),
     )
     assert (report.blobs, report.images) == (4, 1)
     assert report.incomplete == (REF,)
@@ -198,7 +205,8 @@ def test_an_unexpected_file_in_blobs_is_named_by_its_path(
 
     report = verify_store(app)
 
-    assert report.problems == (Problem(str(path), f"unexpected file in blobs/: {path}", FOREIGN),)
+    line = f"unexpected file in blobs/: {path}"
+    assert report.problems == (Problem(str(path), line, "storage", FOREIGN),)
     assert report.blobs == 5
 
 
@@ -239,7 +247,7 @@ def test_a_bad_oci_layout_file(app: Store, content: bytes | None, line: str) -> 
 
     report = verify_store(app)
 
-    assert report.problems == (Problem(str(path), line.format(path=path)),)
+    assert report.problems == (Problem(str(path), line.format(path=path), "storage"),)
 
 
 @pytest.mark.parametrize(
@@ -257,7 +265,8 @@ def test_an_unreadable_index_json_is_a_problem_not_an_exception(
 
     report = verify_store(app)
 
-    assert report.problems == (Problem(str(app.index_path), line.format(path=app.index_path)),)
+    path = app.index_path
+    assert report.problems == (Problem(str(path), line.format(path=path), "storage"),)
     assert (report.blobs, report.images) == (5, 0)
 
 
@@ -349,6 +358,7 @@ def test_an_index_with_no_platform_pulled_is_a_problem(store: Path) -> None:
         Problem(
             str(s.blob_path(INDEX)),
             f"{MULTI_REF}: none of the 2 manifests of index {INDEX} is present",
+            "not-found",
             MISSING,
             INDEX,
             (MULTI_REF,),
@@ -442,6 +452,24 @@ def test_pypull_verify_prints_the_link_and_exits_1(app: Store, tmp_path: Path) -
         "4 blobs, 1 image, 0 partial downloads: 2 problems",
         f"To fetch what is missing: pypull pull {REF}",  # a pull replaces the link, too
     ]
+
+
+def test_pypull_verify_json_gives_each_problem_the_code_of_what_is_wrong(app: Store) -> None:
+    flip_byte(app.blob_path(L0))
+    app.blob_path(L2).unlink()
+    stray = app.blobs_dir / "sha256" / "notes.txt"
+    stray.write_text("not a blob")
+
+    run = run_pypull("verify", "--store", app.root, "--format", "json")
+
+    assert run.returncode == 1, run.stderr
+    *problems, summary = map(json.loads, run.stdout.splitlines())
+    assert summary["problems"] == len(problems) == 3
+    assert {(p["path"], p["code"]) for p in problems} == {
+        (str(app.blob_path(L0)), "digest-mismatch"),  # content not what its name says
+        (str(app.blob_path(L2)), "not-found"),  # a layer the image needs; a pull fetches it
+        (str(stray), "storage"),  # a file pypull did not put there
+    }
 
 
 # --- at the same time as a prune ---------------------------------------------------------------

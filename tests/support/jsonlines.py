@@ -4,7 +4,8 @@ run of the test suite goes through.
 ``run_pypull`` (both of them: ``helpers`` and ``fakeregistry``) hands its argv and stdout to
 ``check_run``: when the run asked for JSON, every stdout line must be an object whose ``event``
 the README's table lists for that command, with exactly the fields listed (those marked ``?``
-may be absent), ``v`` 1, and a ``code`` from the README's list of codes. ``CHECKED`` counts the
+may be absent), ``v`` 1, and a ``code`` from the README's list of codes (an ``error`` or
+``problem`` line always has one; a record, when it failed or was deferred). ``CHECKED`` counts the
 lines and runs checked; ``tests/conftest.py`` reports the count at the end of the session and
 fails a session that made JSON runs but checked no line, so a check that stopped seeing the
 runs cannot pass in silence.
@@ -116,9 +117,10 @@ def check_line(command: str, line: str) -> dict[str, Any]:
     unknown = keys - shape.required - shape.optional
     assert not missing, f"{where}: missing {sorted(missing)}"
     assert not unknown, f"{where}: fields the README does not list: {sorted(unknown)}"
-    if event == "error":
-        assert obj["code"] in known.codes, f"{where}: code {obj['code']!r} is not in the README"
-    if "code" in obj and event != "error":
+    if event in ("error", "problem"):  # a failure: always a code
+        code = obj.get("code")
+        assert code in known.codes, f"{where}: code {code!r} is not in the README"
+    elif "code" in obj:
         failed = obj.get("status") in ("failed", "deferred")
         if obj.get("status") == "delete-skipped":  # the code of the listing that failed, if one
             assert obj["code"] is None or obj["code"] in known.codes, f"{where}: unknown code"
