@@ -223,4 +223,26 @@ def _json_error(args: argparse.Namespace, e: BaseException) -> None:
 
 
 def run() -> None:
-    sys.exit(main())
+    """The console script: ``main``, then out without the interpreter's teardown when nothing
+    is left for it to do. Tearing down every module cost 15-20 ms here, a tenth of a 20 MB
+    pull; what it would do that matters (flush the standard streams, run ``atexit``
+    handlers, join threads) is done first, and a thread still running, or a stream that
+    cannot be flushed, takes the usual way out, which reports it as before."""
+    status = main()
+    import atexit
+    import threading
+
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed pipe or stream: the interpreter reports it
+        sys.exit(status)
+    if threading.active_count() > 1:
+        sys.exit(status)
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()  # what an exit function printed
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        sys.exit(status)
+    os._exit(status)
