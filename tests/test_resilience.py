@@ -140,6 +140,25 @@ async def test_429_waits_as_long_as_retry_after_says(store: Path) -> None:
     assert [e.delay for e in out.retries()] == [1.0]
 
 
+async def test_a_layer_told_to_wait_lets_the_next_layer_have_its_download_slot(
+    store: Path,
+) -> None:
+    # One slot (-j 1): the layer asked first gets a 429 and a second's wait, and the other
+    # layer is fetched during that wait rather than after it.
+    image = big_image("slot")
+    layers = {d.digest for d in image.manifests[0].layers}
+    once = RetryAfter(429, 1)  # one fault for both: it fires on whichever is asked first
+    async with start_fake([image]) as fake:
+        for digest in layers:
+            fake.inject(digest, once)
+        out = await pull(fake, image, store, max_concurrent_downloads=1)
+        gets = [(r.target, r.status) for r in fake.log.blob_gets() if r.target in layers]
+    assert out.error is None, out.error
+    (waited, _), (other, _), _ = gets
+    assert gets == [(waited, 429), (other, 200), (waited, 200)]
+    assert other != waited
+
+
 async def test_a_manifest_503_is_retried(store: Path) -> None:
     image = big_image("manifest503")
     async with start_fake([image]) as fake:
