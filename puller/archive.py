@@ -62,7 +62,6 @@ import os
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, BinaryIO
 
 from .declared import MAX_HOPS, Declared, clean_name, named_digest
@@ -81,7 +80,7 @@ from .oci.manifest import (
     parse_descriptor,
 )
 from .oci.reference import Reference, parse
-from .store.files import new_file
+from .outfile import output_file
 from .store.images import MAX_CONFIG_SIZE, ManifestReader, find_entry, stored_manifest
 from .store.layout import OCI_LAYOUT, RESOLVED_ANNOTATION, Store, as_store
 from .store.staging import Staging
@@ -283,30 +282,6 @@ def _write(store: Store, plan: _Plan, out: BinaryIO) -> int:
     return tar.size
 
 
-def _to_file(store: Store, plan: _Plan, path: Path) -> int:
-    """Written beside ``path`` under a temporary name and renamed at the end: a failed save
-    leaves no partial archive, and an old one stays whole until the new one is."""
-    try:
-        fd, tmp = new_file(
-            lambda: str(path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")), os.O_WRONLY
-        )
-    except OSError as e:
-        raise PullError(f"cannot write {shown(str(path))}: {e.strerror or e}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            size = _write(store, plan, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise PullError(f"cannot write {shown(str(path))}: {e.strerror or e}") from None
-        raise
-    return size
-
-
 def save(
     images: Sequence[str | Reference],
     output: str | os.PathLike[str] | BinaryIO,
@@ -322,7 +297,8 @@ def save(
     with held.lease():  # a concurrent prune leaves what is being saved
         plan = _plan(held, refs)
         if isinstance(output, (str, os.PathLike)):
-            size = _to_file(held, plan, Path(output))
+            with output_file(output) as f:
+                size = _write(held, plan, f)
         else:
             size = _write(held, plan, output)
     return SaveResult(tuple(plan.saved), len(plan.blobs), size)

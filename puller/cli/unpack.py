@@ -3,10 +3,9 @@ export`` (the same files as one tar, streamed)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from ..text import shown
 from .common import load_config
@@ -94,8 +93,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace, output: str | None) -> int:
-    """The flattened tar to ``output``, written beside it and renamed once complete; to stdout
-    when ``output`` is None or ``-`` (export without -o, unpack to ``-``)."""
+    """The flattened tar to ``output`` (``outfile.output_file``: a regular file is written beside
+    it and renamed once complete); to stdout when ``output`` is None or ``-`` (export without
+    -o, unpack to ``-``)."""
     from ..exporting import export
 
     store = load_config(args).store
@@ -106,25 +106,23 @@ def _export(args: argparse.Namespace, output: str | None) -> int:
         export(args.image, sys.stdout.buffer, store=store, platform=args.platform)
         sys.stdout.buffer.flush()
         return 0
-    target = os.path.abspath(output)
-    tmp = os.path.join(
-        os.path.dirname(target), f".{os.path.basename(target)}.pypull-{os.urandom(6).hex()}"
-    )
-    try:
-        f = open(tmp, "xb")  # noqa: SIM115 (closed below, before the rename)
-    except OSError as e:
-        print(f"Error: cannot write {shown(output)}: {e.strerror}", file=sys.stderr)
-        return 1
-    try:
-        with f:
-            done = export(args.image, f, store=store, platform=args.platform)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    from ..outfile import output_file
+
+    with output_file(output, "a tar") as f:
+        # -o /dev/stdout: the summary must not land inside the tar.
+        said = sys.stderr if _is_stdout(f) else sys.stdout
+        done = export(args.image, f, store=store, platform=args.platform)
     print(
         f"Exported {plural(done.layers, 'layer')} to {shown(output)}: "
-        f"{plural(done.files, 'file')}, {human_size(done.bytes)}"
+        f"{plural(done.files, 'file')}, {human_size(done.bytes)}",
+        file=said,
     )
     return 0
+
+
+def _is_stdout(f: BinaryIO) -> bool:
+    """Whether ``f`` is the very file standard output is (``-o /dev/stdout``)."""
+    try:
+        return os.path.samestat(os.fstat(f.fileno()), os.fstat(sys.stdout.fileno()))
+    except (OSError, ValueError):
+        return False

@@ -13,10 +13,12 @@ import json
 import os
 import pty
 import shutil
+import stat
 import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,18 @@ def pulled(
     run = run_pypull("--store", store, "-q", *flags, *names)
     assert run.returncode == 0, run.stderr
     return names
+
+
+def save_bytes(*args: str) -> subprocess.CompletedProcess[bytes]:
+    """``pypull save ARGS`` with its stdout as bytes; it must succeed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "puller", "save", *args],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done
 
 
 def skopeo(*args: str) -> str:
@@ -179,13 +193,7 @@ def test_save_to_stdout_and_load_from_stdin(
     registry: Registry, store: Path, tmp_path: Path
 ) -> None:
     (name,) = pulled(registry, store, redis())
-    saved = subprocess.run(
-        [sys.executable, "-m", "puller", "save", "--store", str(store), name],
-        capture_output=True,
-        stdin=subprocess.DEVNULL,
-        timeout=120,
-    )
-    assert saved.returncode == 0, saved.stderr
+    saved = save_bytes("--store", str(store), name)
     other = tmp_path / "other"
     loaded = subprocess.run(
         [sys.executable, "-m", "puller", "load", "--store", str(other)],
@@ -282,6 +290,82 @@ def test_save_refuses_a_terminal_as_stdout(registry: Registry, store: Path) -> N
     assert done.stderr == (
         "Error: refusing to write an archive to a terminal: use -o FILE, or redirect\n"
     )
+
+
+def _read_fifo(fifo: Path, into: list[bytes]) -> threading.Thread:
+    """A reader of ``fifo`` in the background, as `pypull save -o fifo` users have one."""
+
+    def read() -> None:
+        with open(fifo, "rb") as f:
+            into.append(f.read())
+
+    reader = threading.Thread(target=read, daemon=True)  # left blocked if nothing ever writes
+    reader.start()
+    return reader
+
+
+@pytest.mark.parametrize("command", ["save", "export"])
+def test_a_named_pipe_given_to_o_is_written_into_not_replaced(
+    registry: Registry, store: Path, tmp_path: Path, command: str
+) -> None:
+    (name,) = pulled(registry, store, redis())
+    whole = tmp_path / "whole.tar"
+    assert run_pypull(command, "--store", store, "-o", whole, name).returncode == 0
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = _read_fifo(fifo, got)
+
+    run = run_pypull(command, "--store", store, "-o", fifo, name)
+
+    assert run.returncode == 0, run.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # still the pipe, not a regular file
+    reader.join(30)
+    assert got == [whole.read_bytes()]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([store.name, "whole.tar", "pipe"])
+
+
+def test_o_dev_stdout_writes_the_archive_to_standard_output(
+    registry: Registry, store: Path
+) -> None:
+    # /dev/stdout is a link to /proc/self/fd/1, which is named here: the same path through the
+    # same code, and a regression fails at the rename into /proc rather than, as root,
+    # putting a regular file in /dev.
+    (name,) = pulled(registry, store, redis())
+    to_stdout = save_bytes("--store", str(store), name)
+    named = save_bytes("--store", str(store), "-o", "/proc/self/fd/1", name)
+    assert named.stdout == to_stdout.stdout != b""
+
+
+def test_o_through_a_symbolic_link_replaces_the_target_and_keeps_the_link(
+    registry: Registry, store: Path, tmp_path: Path
+) -> None:
+    (name,) = pulled(registry, store, redis())
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "redis.tar"
+    target.write_bytes(b"an older archive")
+    link = tmp_path / "redis.tar"
+    link.symlink_to("real/redis.tar")
+
+    run = run_pypull("save", "--store", store, "-o", link, name)
+
+    assert run.returncode == 0, run.stderr
+    assert link.is_symlink() and os.readlink(link) == "real/redis.tar"
+    assert "index.json" in members(target)
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["redis.tar"]
+
+
+def test_a_terminal_given_to_o_is_refused(registry: Registry, store: Path) -> None:
+    (name,) = pulled(registry, store, redis())
+    main, child = pty.openpty()
+    tty = os.ttyname(child)
+    try:
+        run = run_pypull("save", "--store", store, "-o", tty, name)
+    finally:
+        os.close(child)
+        os.close(main)
+    assert run.returncode == 1
+    assert run.stderr == f"Error: refusing to write an archive to the terminal {tty}\n"
 
 
 def _tar(members: list[tuple[str, bytes | str]]) -> bytes:
