@@ -135,6 +135,13 @@ def _add_copy_options(p: argparse.ArgumentParser, json_help: str) -> None:
     )
     add_format(p, json_help)
     p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print nothing but errors, as skopeo copy -q: no line per image, no summary, no "
+        "progress, no notice of waiting (the exit status says how it went; for cron)",
+    )
+    p.add_argument(
         "--missing",
         action="store_true",
         help="list the target's tags once and leave those it has alone without asking the "
@@ -491,6 +498,8 @@ def _copying(
     repositories are locked for the run (not for a dry run, which writes nothing): another
     pypull writing to one is waited for, or with --no-wait, ``TargetBusy``. The ``sources``'
     and ``targets``' registries take --src-creds and --dest-creds (one each, or a UsageError)."""
+    if args.quiet and args.format == "json":
+        raise UsageError("--quiet and --format json cannot be combined")
     access = copy_access(args, sources, targets)
     config = load_config(args)
     if args.dry_run:
@@ -498,6 +507,8 @@ def _copying(
     from ..targetlock import hold
 
     def waiting(repository: str) -> None:
+        if args.quiet:
+            return
         print(
             f"Waiting for another pypull to finish writing to {shown(repository)}",
             file=sys.stderr,
@@ -514,12 +525,15 @@ def _copies(
     from ..copying import STATUSES, Copier
 
     as_json = args.format == "json"
-    bar = CopyBar() if not as_json and sys.stderr.isatty() else None
+    quiet = args.quiet
+    bar = CopyBar() if not as_json and not quiet and sys.stderr.isatty() else None
     rate_limits: dict[str, int] = {}
 
     def report(result: CopyResult) -> None:
         if as_json:
             emit(result.as_json())
+        elif quiet:
+            pass
         elif bar is not None:
             bar.line(shown(_copy_line(result), 1000))
         else:
@@ -530,6 +544,8 @@ def _copies(
     def waiting(wait: QuotaWait) -> None:
         if as_json:
             emit(wait.to_dict())
+        elif quiet:
+            pass
         elif bar is not None:
             bar.note(shown(wait.line(), 1000))
         else:
@@ -570,7 +586,7 @@ def _copies(
             emit(
                 {"event": "summary", "v": SCHEMA_VERSION, "images": len(results), **counts, **extra}
             )
-        else:
+        elif not quiet:
             said = ", ".join(f"{n} {s.replace('-', ' ')}" for s, n in counts.items() if n)
             quota = "".join(
                 f"; {shown(host, 100)} ratelimit-remaining {n}" for host, n in rate_limits.items()
