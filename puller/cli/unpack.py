@@ -122,6 +122,8 @@ def _export(args: argparse.Namespace, output: str | None) -> int:
 
 def _is_stdout(f: BinaryIO) -> bool:
     """Whether ``f`` is the very file standard output is (``-o /dev/stdout``)."""
+    if sys.stdout is None:  # closed when pypull started
+        return False
     try:
         return os.path.samestat(os.fstat(f.fileno()), os.fstat(sys.stdout.fileno()))
     except (OSError, ValueError):

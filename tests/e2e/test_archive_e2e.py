@@ -337,6 +337,50 @@ def test_o_dev_stdout_writes_the_archive_to_standard_output(
     assert named.stdout == to_stdout.stdout != b""
 
 
+def test_o_dev_stdout_appends_to_the_file_the_shell_opened(
+    registry: Registry, store: Path, tmp_path: Path
+) -> None:
+    # `pypull save -o /dev/stdout IMAGE >> log`: into the file as opened, after what it held,
+    # not a new file renamed over it. Named as /proc/self/fd/1, for the reason above.
+    (name,) = pulled(registry, store, redis())
+    whole = save_bytes("--store", str(store), name).stdout
+    log = tmp_path / "log"
+    log.write_bytes(b"earlier\n")
+    log.chmod(0o600)
+    argv = ["save", "--store", str(store), "-o", "/proc/self/fd/1", name]
+    with open(log, "ab") as out:
+        run = subprocess.run(
+            [sys.executable, "-m", "puller", *argv],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            timeout=120,
+        )
+    assert run.returncode == 0, run.stderr
+    assert log.read_bytes() == b"earlier\n" + whole
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+
+
+def test_a_replaced_archive_keeps_the_mode_of_the_old_one(
+    registry: Registry, store: Path, tmp_path: Path
+) -> None:
+    (name,) = pulled(registry, store, redis())
+    archive = tmp_path / "private.tar"
+    archive.write_bytes(b"older")
+    archive.chmod(0o600)
+    assert run_pypull("save", "--store", store, "-o", archive, name).returncode == 0
+    assert stat.S_IMODE(archive.stat().st_mode) == 0o600
+    assert "index.json" in members(archive)
+
+
+@pytest.mark.parametrize("command", ["save", "export"])
+def test_a_full_device_is_one_error_line(store: Path, registry: Registry, command: str) -> None:
+    (name,) = pulled(registry, store, redis())
+    run = run_pypull(command, "--store", store, "-o", "/dev/full", name)
+    assert run.returncode == 1
+    assert run.stderr == "Error: cannot write /dev/full: No space left on device\n"
+
+
 def test_o_through_a_symbolic_link_replaces_the_target_and_keeps_the_link(
     registry: Registry, store: Path, tmp_path: Path
 ) -> None:
