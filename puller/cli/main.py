@@ -226,23 +226,52 @@ def run() -> None:
     """The console script: ``main``, then out without the interpreter's teardown when nothing
     is left for it to do. Tearing down every module cost 15-20 ms here, a tenth of a 20 MB
     pull; what it would do that matters (flush the standard streams, run ``atexit``
-    handlers, join threads) is done first, and a thread still running, or a stream that
-    cannot be flushed, takes the usual way out, which reports it as before."""
+    handlers, join threads) is done first. A thread still running, a stream that cannot be
+    flushed, or a profiler, tracer or ``python -i`` waiting for the end takes the usual way out,
+    which reports it as before."""
+    _fill_standard_descriptors()
     status = main()
     import atexit
     import threading
 
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (OSError, ValueError):  # a closed pipe or stream: the interpreter reports it
-        sys.exit(status)
-    if threading.active_count() > 1:
+    if (
+        threading.active_count() > 1
+        or sys.getprofile() is not None
+        or sys.gettrace() is not None
+        or sys.flags.inspect
+        or not _flushed()
+    ):
         sys.exit(status)
     atexit._run_exitfuncs()
-    try:
-        sys.stdout.flush()  # what an exit function printed
-        sys.stderr.flush()
-    except (OSError, ValueError):
+    if not _flushed():  # what an exit function printed
         sys.exit(status)
     os._exit(status)
+
+
+def _flushed() -> bool:
+    """Whether stdout and stderr (None when closed at start) took what they held."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is None:
+            continue
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: the interpreter reports it
+            return False
+    return True
+
+
+def _fill_standard_descriptors() -> None:
+    """/dev/null on a standard descriptor that is closed (`pypull ... >&-`, a daemon's child):
+    otherwise the next socket or file takes the number, and libuv (uvloop) aborts the process
+    when it closes a descriptor of 2 or below. Python left the stream None; it becomes that
+    /dev/null, so what is printed to it is dropped rather than a crash."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            opened = os.open(os.devnull, os.O_RDWR)
+            if opened != fd:  # a lower one was free after all: not ours to fill
+                os.close(opened)
+                continue
+            if getattr(sys, name) is None:
+                setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115

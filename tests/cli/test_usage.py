@@ -4,12 +4,15 @@ is the same command. Nothing here needs a registry."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from fixtures.images import redis
+from fixtures.registry import Registry
 from tests.support.helpers import run_pypull
 
 
@@ -141,3 +144,47 @@ def test_the_version_pypull_shows_is_pyproject_s() -> None:
     version = tomllib.loads(pyproject.read_text())["project"]["version"]
     assert puller.__version__ == version
     assert run_pypull("--version").stdout == f"pypull {version}\n"
+
+
+# -- leaving ---------------------------------------------------------------------------------------
+
+
+def test_a_stdout_closed_from_the_start_is_no_crash_at_the_end() -> None:
+    # `pypull --version >&-`: Python starts with sys.stdout None; the end must not trip on it.
+    run = subprocess.run(
+        [sys.executable, "-m", "puller", "--version"],
+        capture_output=False,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=lambda: os.close(1),
+        timeout=60,
+    )
+    assert (run.returncode, run.stderr) == (0, b"")
+
+
+def test_a_profiler_run_of_pypull_still_writes_its_profile(tmp_path: Path) -> None:
+    # The quick exit (no interpreter teardown) is not taken under a profiler or tracer.
+    out = tmp_path / "pypull.prof"
+    run = subprocess.run(
+        [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "puller", "--version"],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert out.stat().st_size > 0
+
+
+def test_a_pull_with_stdout_closed_pulls(registry: Registry, store: Path) -> None:
+    # `pypull IMAGE >&-`: the first socket would take descriptor 1, and uvloop aborts the
+    # process when it closes a descriptor of 2 or below (exit status 134 before).
+    name = f"{registry.host}/{redis().reference}"
+    run = subprocess.run(
+        [sys.executable, "-m", "puller", "--store", str(store), name],
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=lambda: os.close(1),
+        timeout=120,
+    )
+    assert (run.returncode, run.stderr) == (0, b"")
+    assert run_pypull("verify", "--store", store).returncode == 0
