@@ -138,8 +138,9 @@ def _add_copy_options(p: argparse.ArgumentParser, json_help: str) -> None:
         "-q",
         "--quiet",
         action="store_true",
-        help="print nothing but errors, as skopeo copy -q: no line per image, no summary, no "
-        "progress, no notice of waiting (the exit status says how it went; for cron)",
+        help="print nothing but errors and deferred images (on stderr), as skopeo copy -q: no "
+        "line per image, no summary, no progress, no notice of waiting; the exit status says "
+        "how it went (for cron)",
     )
     p.add_argument(
         "--missing",
@@ -500,6 +501,8 @@ def _copying(
     and ``targets``' registries take --src-creds and --dest-creds (one each, or a UsageError)."""
     if args.quiet and args.format == "json":
         raise UsageError("--quiet and --format json cannot be combined")
+    if args.quiet and args.dry_run and not getattr(args, "check", False):  # --check: its status
+        raise UsageError("--quiet and --dry-run cannot be combined (a dry run is for its output)")
     access = copy_access(args, sources, targets)
     config = load_config(args)
     if args.dry_run:
@@ -533,7 +536,8 @@ def _copies(
         if as_json:
             emit(result.as_json())
         elif quiet:
-            pass
+            if result.status == "deferred":  # no failure, but "come back later" (exit 3)
+                print(shown(_copy_line(result), 1000), file=sys.stderr, flush=True)
         elif bar is not None:
             bar.line(shown(_copy_line(result), 1000))
         else:

@@ -50,3 +50,20 @@ async def test_quiet_and_json_together_are_a_usage_error(command: str, store: Pa
     assert run.returncode == 2
     assert "--quiet and --format json cannot be combined" in run.stderr
     assert run.stdout == ""
+
+
+async def test_a_quiet_sync_says_which_images_were_deferred() -> None:
+    # Exit status 3, "come back later": without a line on stderr, cron would mail nothing.
+    some = images(2)
+    async with start_fake(some, ratelimit_remaining=10) as source, start_fake() as target:
+        refs = [f"{source.host}/{image.reference}" for image in some]
+        run = await run_pypull("sync", "-q", "-j", "1", "--to", f"{target.host}/m", *refs)
+    assert run.returncode == 3, run.stderr
+    assert run.stdout == ""
+    assert run.stderr and all(": deferred: " in line for line in run.stderr.splitlines())
+
+
+async def test_quiet_and_dry_run_together_are_a_usage_error() -> None:
+    run = await run_pypull("copy", "-q", "--dry-run", "127.0.0.1:1/a:1", "127.0.0.1:1/b:1")
+    assert run.returncode == 2
+    assert "--quiet and --dry-run cannot be combined" in run.stderr
