@@ -102,9 +102,9 @@ def _adder(command: str) -> Callable[[Subparsers], None]:
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser of every command, or of the command ``only`` alone."""
-    top = argparse.ArgumentParser(
-        prog=PROG, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    from .options import HelpFormatter
+
+    top = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, formatter_class=HelpFormatter)
     top.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and exit")
     sub = top.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS if only is None else (only,):

@@ -21,9 +21,37 @@ _TLS_SHOWN = re.compile(r"(--(?:src-|dest-)?tls-verify) \[(true\|false)\]")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Descriptions and epilogs as written, and a --*tls-verify shown as it is given:
-    ``--tls-verify[=true|false]``, since a value must be attached or a boolean word (argparse
-    writes ``--tls-verify [true|false]``, which suggests any next word is its value)."""
+    """Descriptions and epilogs filled to the terminal's width (at most 100 columns) paragraph
+    by paragraph, except a paragraph with indented lines (examples, a sync file), kept as
+    written; and a --*tls-verify shown as it is given: ``--tls-verify[=true|false]``, since a
+    value must be attached or a boolean word (argparse writes ``--tls-verify [true|false]``,
+    which suggests any next word is its value).
+
+    Descriptions were one line of up to 600 characters, and epilogs were broken by hand at 100
+    columns: an 80-column terminal broke both again, mid-word."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        import textwrap
+
+        width = min(width, 100)
+        paragraphs = []
+        for paragraph in text.split("\n\n"):
+            lines = paragraph.split("\n")
+            if any(line[:1].isspace() for line in lines):
+                paragraphs.append("\n".join(indent + line for line in lines))
+            else:
+                words = " ".join(paragraph.split())
+                paragraphs.append(
+                    textwrap.fill(
+                        words,
+                        width,
+                        initial_indent=indent,
+                        subsequent_indent=indent,
+                        break_on_hyphens=False,  # --dry-run, up-to-date stay whole
+                        break_long_words=False,
+                    )
+                )
+        return "\n\n".join(paragraphs)
 
     def format_help(self) -> str:
         # As long as what it replaces, so argparse's alignment and wrapping still hold.

@@ -13,6 +13,7 @@ import pytest
 
 from fixtures.images import redis
 from fixtures.registry import Registry
+from puller.cli.main import COMMANDS
 from tests.support.helpers import run_pypull
 
 
@@ -188,3 +189,16 @@ def test_a_pull_with_stdout_closed_pulls(registry: Registry, store: Path) -> Non
     )
     assert (run.returncode, run.stderr) == (0, b"")
     assert run_pypull("verify", "--store", store).returncode == 0
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help_fits_an_80_column_terminal(command: str | None) -> None:
+    # Prose is filled to the width; only indented lines (examples, a sync file) are as written.
+    argv = [sys.executable, "-m", "puller", *([command] if command else []), "--help"]
+    run = subprocess.run(
+        argv, capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"}, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    prose = [line for line in run.stdout.splitlines() if not line[:1].isspace()]
+    assert [line for line in prose if len(line) > 80] == []
+    assert [line for line in prose if line[-2:-1].isalpha() and line.endswith("-")] == []
