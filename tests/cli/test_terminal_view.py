@@ -252,3 +252,25 @@ def test_the_copy_bar_moves_while_bytes_move(store: Path) -> None:
     screen = "".join(tty.screen.display)  # the image's line, wrapped at 60 columns
     assert f"{source.ref(img)} -> {target.host}/copied/app:1: copied (" in screen, lines
     assert not any(" images |" in line for line in lines), lines
+
+
+@pytest.mark.parametrize("command", ["pull", "copy", "sync"])
+def test_help_on_an_80_column_terminal_fits_it(command: str) -> None:
+    # The width comes from the terminal itself here (no COLUMNS), as people run --help.
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "puller", command, "--help"],
+        dimensions=(ROWS, 80),
+        env=env,
+        cwd=str(ROOT),
+        encoding="utf-8",
+        timeout=DEADLINE,
+    )
+    text = child.read()
+    child.close()
+    assert child.exitstatus == 0, text
+    prose = [line for line in text.splitlines() if not line[:1].isspace()]
+    assert len(prose) > 10
+    assert [line for line in prose if len(line) > 80] == []

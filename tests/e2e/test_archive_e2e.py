@@ -26,8 +26,16 @@ from typing import Any
 import pytest
 
 import puller
-from fixtures.images import Image, docker_media, multiplatform, redis, shared_pair
-from fixtures.registry import Registry
+from fixtures.images import (
+    Image,
+    docker_media,
+    make_layer,
+    make_manifest,
+    multiplatform,
+    redis,
+    shared_pair,
+)
+from fixtures.registry import Registry, push
 from puller.oci.reference import parse
 from tests.support.helpers import run_pypull, umoci_unpack
 
@@ -323,6 +331,33 @@ def test_a_named_pipe_given_to_o_is_written_into_not_replaced(
     reader.join(30)
     assert got == [whole.read_bytes()]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([store.name, "whole.tar", "pipe"])
+
+
+def test_tens_of_megabytes_saved_into_a_named_pipe_arrive_whole(
+    registry: Registry, store: Path, tmp_path: Path
+) -> None:
+    # Far past a pipe's 64 KiB: every write waits for the reader, as `pypull save -o fifo`
+    # feeding `ssh host pypull load` does.
+    layer = make_layer("fifo-tens-of-mb", 0, 40 << 20)
+    manifest = make_manifest([layer], seed="fifo-tens-of-mb")
+    image = Image("big/fifo", "1", manifest.media_type, manifest.raw, (manifest,))
+    push(registry.url, image)
+    (name,) = pulled(registry, store, image)
+    whole = tmp_path / "whole.tar"
+    assert run_pypull("save", "--store", store, "-o", whole, name).returncode == 0
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = _read_fifo(fifo, got)
+
+    run = run_pypull("save", "--store", store, "-o", fifo, name)
+
+    assert run.returncode == 0, run.stderr
+    reader.join(60)
+    assert whole.stat().st_size > 40 << 20
+    assert [hashlib.sha256(b).hexdigest() for b in got] == [
+        hashlib.sha256(whole.read_bytes()).hexdigest()
+    ]
 
 
 def test_o_dev_stdout_writes_the_archive_to_standard_output(

@@ -210,3 +210,22 @@ def test_sync_with_delete_and_check_against_a_tls_registry_with_auth(
     assert sorted(json.loads(tags.stdout)["tags"]) == ["1", "keep-me"]
     check = run_pypull("sync", "--check", sync_file)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_a_quiet_sync_into_a_tls_registry_with_auth_says_nothing_until_it_fails(
+    source: Registry, secure: tuple[Registry, Path], image: Image
+) -> None:
+    # `pypull sync -q` from cron: the 110 MB image goes over HTTPS with auth and nothing is
+    # printed; credentials the registry refuses give the Error line alone, and exit status 1.
+    target, ca = secure
+    trust_and_login(target, ca)
+    reference = f"{source.host}/{image.reference}"
+    run = run_pypull("sync", "-q", "--to", f"{target.host}/quiet", reference)
+    assert (run.returncode, run.stdout, run.stderr) == (0, "", "")
+    assert_identical_at(target, f"quiet/{image.repository}", image.tag, image)
+    write_docker_config({"auths": {target.host: {"auth": basic_auth(USER, "not-the-password")}}})
+    refused = run_pypull("sync", "-q", "--to", f"{target.host}/refused", reference)
+    assert refused.returncode == 1
+    assert refused.stdout == ""
+    assert refused.stderr.startswith(f"Error: {reference} -> {target.host}/refused/"), refused
+    assert "unauthorized" in refused.stderr.lower() or "401" in refused.stderr, refused
